@@ -1,0 +1,126 @@
+// CUDA quantize kernels: device twins of kernels/cpu/quantize_cpu.cpp running the same scalar
+// math (kernels/scalar/), so results match the CPU bit for bit, stochastic rounding included
+// (random words are tied to element and block indices, as on the CPU).
+#include <cuda_runtime.h>
+
+#include "kernels/quantize.h"
+#include "kernels/scalar/block.h"
+#include "kernels/scalar/round.h"
+#include "tensor/error.h"
+
+namespace lattice {
+namespace {
+
+void check_cuda(cudaError_t status, const char* op) {
+  LATTICE_CHECK(status == cudaSuccess, "[", op, "] CUDA error: ", cudaGetErrorString(status));
+}
+
+constexpr int kThreads = 256;
+
+int grid_for(int64_t work) {
+  const int64_t blocks = (work + kThreads - 1) / kThreads;
+  return int(blocks < 65535 ? (blocks > 0 ? blocks : 1) : 65535);
+}
+
+// x, y: (n)
+__global__ void quantize_elementwise_kernel(
+    const float* x, float* y, int64_t n, RoundingPlan plan, RandomStream random, bool stochastic) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    y[i] = round_to_lattice(x[i], plan, stochastic ? random.word(uint64_t(i)) : 0u);
+  }
+}
+
+// x: (n); amax_bits: () — the largest finite magnitude bits
+__global__ void finite_amax_kernel(const float* x, int64_t n, unsigned int* amax_bits) {
+  unsigned int local = 0;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const unsigned int bits = finite_magnitude_bits(x[i]);
+    local = bits > local ? bits : local;
+  }
+  atomicMax(amax_bits, local);
+}
+
+// x, y: (outer, length, inner); one thread per block (outer, block row, inner column).
+__global__ void quantize_blocks_kernel(const float* x,
+                                       float* y,
+                                       BlockLayout layout,
+                                       BlockPlan plan,
+                                       RandomStream random,
+                                       bool stochastic_elements,
+                                       bool stochastic_scales) {
+  const int64_t per_column = layout.blocks_per_column();
+  const int64_t blocks = layout.block_count();
+  const RandomStream scale_random = random.fork();
+  for (int64_t b = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; b < blocks;
+       b += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = b % layout.inner, slab = b / layout.inner;
+    const int64_t o = slab / per_column, j = slab % per_column;
+    const int64_t rows = min(layout.block_size, layout.length - j * layout.block_size);
+    const int64_t first = (o * layout.length + j * layout.block_size) * layout.inner + i;
+    uint32_t amax = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint32_t bits = float_bits(x[first + r * layout.inner]) & 0x7FFFFFFFu;
+      amax = bits > amax ? bits : amax;
+    }
+    const float scale = block_scale(amax, plan, stochastic_scales ? scale_random.word(b) : 0u);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t k = first + r * layout.inner;
+      const float xq =
+          scale_to_element(x[k], scale, plan, stochastic_elements ? random.word(k) : 0u);
+      y[k] = element_to_value(xq, scale, plan);
+    }
+  }
+}
+
+}  // namespace
+
+bool cuda_available() {
+  int count = 0;
+  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+}
+
+void quantize_elementwise_cuda(const float* x,
+                               float* y,
+                               int64_t n,
+                               const Format& format,
+                               const Rounding& rounding,
+                               const RandomStream& random) {
+  LATTICE_CHECK(cuda_available(), "[quantize_cuda] no CUDA device is available");
+  quantize_elementwise_kernel<<<grid_for(n), kThreads>>>(
+      x, y, n, make_rounding_plan(format, rounding), random,
+      rounding.mode == RoundingMode::stochastic);
+  check_cuda(cudaGetLastError(), "quantize_cuda");
+  check_cuda(cudaDeviceSynchronize(), "quantize_cuda");
+}
+
+void quantize_blocks_cuda(const float* x,
+                          float* y,
+                          const BlockLayout& layout,
+                          const Format& element,
+                          const Rounding& rounding,
+                          const BlockScaling& scaling,
+                          const RandomStream& random) {
+  LATTICE_CHECK(cuda_available(), "[quantize_cuda] no CUDA device is available");
+  const int64_t n = layout.outer * layout.length * layout.inner;
+  unsigned int amax_bits = 0;
+  if (scaling.rule == ScaleRule::nvfp4 ||
+      (scaling.rule == ScaleRule::encode && scaling.tensor_scale)) {
+    unsigned int* device_amax = nullptr;
+    check_cuda(cudaMalloc(&device_amax, sizeof(unsigned int)), "quantize_cuda");
+    check_cuda(cudaMemset(device_amax, 0, sizeof(unsigned int)), "quantize_cuda");
+    finite_amax_kernel<<<grid_for(n), kThreads>>>(x, n, device_amax);
+    check_cuda(cudaMemcpy(&amax_bits, device_amax, sizeof amax_bits, cudaMemcpyDeviceToHost),
+               "quantize_cuda");
+    check_cuda(cudaFree(device_amax), "quantize_cuda");
+  }
+  const BlockPlan plan = make_block_plan(element, rounding, scaling, float_from_bits(amax_bits));
+  quantize_blocks_kernel<<<grid_for(layout.block_count()), kThreads>>>(
+      x, y, layout, plan, random, rounding.mode == RoundingMode::stochastic,
+      scaling.scale_rounding == RoundingMode::stochastic);
+  check_cuda(cudaGetLastError(), "quantize_cuda");
+  check_cuda(cudaDeviceSynchronize(), "quantize_cuda");
+}
+
+}  // namespace lattice

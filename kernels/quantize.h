@@ -1,0 +1,82 @@
+// Quantize kernels, backend-neutral: elementwise rounding of an fp32 array onto a lattice,
+// and block (microscaled) quantization. Raw pointers and sizes only; the CPU versions are the
+// reference the CUDA versions are tested against. The scalar math they share is in
+// kernels/scalar/{round,block}.h.
+#pragma once
+
+#include <cstdint>
+
+#include "tensor/block_scaling.h"
+#include "tensor/format.h"
+#include "tensor/host_device.h"
+#include "tensor/philox.h"
+#include "tensor/rounding.h"
+
+namespace lattice {
+
+/// An array seen as (outer, length, inner): blocks run along `length`, one block column per
+/// (outer, inner) pair; the last block of a column may be ragged.
+struct BlockLayout {
+  int64_t outer = 1, length = 1, inner = 1;
+  int64_t block_size = 32;
+
+  LATTICE_HD int64_t blocks_per_column() const {
+    return (length + block_size - 1) / block_size;
+  }
+  LATTICE_HD int64_t block_count() const {
+    return outer * blocks_per_column() * inner;
+  }
+};
+
+/// Optional outputs of a block quantization, for packing: element-lattice values xq (same
+/// shape as x) and scales (outer, blocks_per_column, inner) as values of the scale format.
+struct BlockParts {
+  float* elements = nullptr;
+  float* scales = nullptr;
+  float tensor_scale = 1.0f;  // nvfp4: s_dec; encode: g; mx: 1
+};
+
+// ---- CPU (OpenMP) ----
+
+/// y = round(x) elementwise. x, y: (n). Element i draws stochastic bits from random.word(i).
+void quantize_elementwise_cpu(const float* x,
+                              float* y,
+                              int64_t n,
+                              const Format& format,
+                              const Rounding& rounding,
+                              const RandomStream& random);
+
+/// y = dequantize(quantize(x)) in blocks. x, y: (outer, length, inner). Elements draw
+/// stochastic bits from random.word(i) (i the flat index), scales from random.fork().word(b)
+/// (b the flat block index). `parts` may be null.
+void quantize_blocks_cpu(const float* x,
+                         float* y,
+                         const BlockLayout& layout,
+                         const Format& element,
+                         const Rounding& rounding,
+                         const BlockScaling& scaling,
+                         const RandomStream& random,
+                         BlockParts* parts);
+
+// ---- CUDA (compiled when nvcc is found; pointers are device pointers) ----
+
+/// True when a CUDA device is usable; false (never an error) without a GPU or driver.
+bool cuda_available();
+
+/// Device twins of the CPU kernels, same semantics bit for bit. Throw lattice::Error when
+/// CUDA is unavailable.
+void quantize_elementwise_cuda(const float* x,
+                               float* y,
+                               int64_t n,
+                               const Format& format,
+                               const Rounding& rounding,
+                               const RandomStream& random);
+void quantize_blocks_cuda(const float* x,
+                          float* y,
+                          const BlockLayout& layout,
+                          const Format& element,
+                          const Rounding& rounding,
+                          const BlockScaling& scaling,
+                          const RandomStream& random);
+
+}  // namespace lattice

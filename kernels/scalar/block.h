@@ -1,0 +1,144 @@
+// Block (microscaled) quantization: OCP MX, NVFP4 and the design-space "encode" rule.
+// Scales are computed from exponent bits, never from float log2 (log2 rounds up just
+// below a power of two and doubles the scale). Per-block scalar math shared by the CPU and
+// CUDA kernels; the kernels only find block maxima and loop.
+//
+// Each rule maps x to an element-lattice value xq and back to x_hat:
+//   mx:     X = 2^max(floor(log2 amax_b) - emax_elem, -127)     xq = Q(x / X)     x_hat = xq * X
+//   nvfp4:  s_b = R(amax_b * (s_enc * (1/emax_elem)))            xq = Q(x * s_encb) x_hat = (xq *
+//   s_b) * s_dec
+//           s_enc = emax_elem * smax / amax_tensor, s_dec = 1/s_enc, s_encb = min(1/(s_b*s_dec),
+//           FLT_MAX)
+//   encode: s_b = R(emax_elem / amax_b * g)                      xq = Q(x * s_b / g) x_hat = g * xq
+//   / s_b
+// Elements always saturate. A block holding NaN or inf gets a NaN scale: all its outputs are NaN.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/scalar/bits.h"
+#include "kernels/scalar/round.h"
+#include "tensor/block_scaling.h"
+#include "tensor/format.h"
+#include "tensor/host_device.h"
+#include "tensor/rounding.h"
+
+namespace lattice {
+
+/// Loop-invariant parameters of one block quantization (one tensor).
+struct BlockPlan {
+  ScaleRule rule;
+  RoundingPlan element;  // element rounding, saturating
+  RoundingPlan scale;    // scale rounding onto the scale format, saturating
+  float element_max;
+  int element_max_exponent;  // mx: emax_elem
+  float smallest_scale;      // encode: the nearest_subnormal floor (0 with to_one)
+  bool zero_scale_to_one;
+  float tensor_encode;  // nvfp4: s_enc; encode: g
+  float tensor_decode;  // nvfp4: s_dec
+};
+
+/// Magnitude bits of the largest finite |x| in a tensor (0 when none is finite): integer max
+/// on magnitude bits equals the float max for non-negative floats and vectorises.
+LATTICE_HD uint32_t finite_magnitude_bits(float x) {
+  const uint32_t magnitude = float_bits(x) & 0x7FFFFFFFu;
+  return magnitude < 0x7F800000u ? magnitude : 0u;
+}
+
+/// The plan for a tensor whose largest finite magnitude is `tensor_amax`.
+LATTICE_HD BlockPlan make_block_plan(const Format& element,
+                                     const Rounding& rounding,
+                                     const BlockScaling& s,
+                                     float tensor_amax) {
+  Rounding element_rounding = rounding;
+  element_rounding.overflow = Overflow::saturate;
+  const Rounding scale_rounding{s.scale_rounding, 32, Overflow::saturate, Subnormals::keep};
+  BlockPlan plan{};
+  plan.rule = s.rule;
+  plan.element = make_rounding_plan(element, element_rounding);
+  plan.scale = make_rounding_plan(s.scale_format, scale_rounding);
+  plan.element_max = element.carrier_max();
+  plan.element_max_exponent = element.max_exponent();
+  plan.zero_scale_to_one = s.zero_scale == ZeroScale::to_one;
+  plan.smallest_scale = plan.zero_scale_to_one ? 0.0f : s.scale_format.min_subnormal();
+  const float flt_max = 3.40282347e38f;
+  if (s.rule == ScaleRule::nvfp4) {
+    // TransformerEngine's compute_global_encode_scaling_factor_FP4: 1 for an all-zero tensor.
+    float encode = plan.element_max * s.scale_format.carrier_max() / tensor_amax;
+    encode = encode < flt_max ? encode : flt_max;
+    if (tensor_amax == 0.0f || encode == 0.0f) encode = 1.0f;
+    plan.tensor_encode = encode;
+    plan.tensor_decode = 1.0f / encode;
+  } else if (s.rule == ScaleRule::encode) {
+    const float divisor = !s.tensor_scale ? 1.0f
+                          : s.scale_format.kind == FormatKind::exponent
+                              ? plan.element_max
+                              : plan.element_max * s.scale_format.carrier_max();
+    const float g_raw = s.tensor_scale && tensor_amax > 0.0f ? tensor_amax : 1.0f;
+    plan.tensor_encode = g_raw / divisor;
+    plan.tensor_decode = 1.0f;
+  } else {
+    plan.tensor_encode = plan.tensor_decode = 1.0f;
+  }
+  return plan;
+}
+
+/// The scale of one block, as the lattice value stored in the scale format (NaN for a block
+/// holding NaN or inf). `amax_bits`: the largest magnitude bits in the block, specials
+/// included; `random_word` drives stochastic scale rounding.
+LATTICE_HD float block_scale(uint32_t amax_bits, const BlockPlan& p, uint32_t random_word) {
+  if (amax_bits >= 0x7F800000u) return float_from_bits(0x7FC00000u);
+  const float amax = float_from_bits(amax_bits);
+  switch (p.rule) {
+    case ScaleRule::mx: {
+      // A zero block takes microxcaling's floor(log2(FP32_MIN_NORMAL)) = -126.
+      const int amax_exponent = amax_bits == 0 ? -126 : exponent_of(amax);
+      const int shared = amax_exponent - p.element_max_exponent;
+      return exp2_int(shared > -127 ? shared : -127);
+    }
+    case ScaleRule::nvfp4:
+      return round_to_lattice(amax * (p.tensor_encode * (1.0f / p.element_max)), p.scale,
+                              random_word);
+    case ScaleRule::encode: {
+      const float block_amax = amax_bits == 0 ? 1.0f : amax;
+      float s =
+          round_to_lattice(p.element_max / block_amax * p.tensor_encode, p.scale, random_word);
+      if (p.zero_scale_to_one && s == 0.0f) s = 1.0f;
+      return s < p.smallest_scale ? p.smallest_scale : s;
+    }
+  }
+  return 0.0f;
+}
+
+/// x mapped onto the element lattice with its block's scale (xq).
+LATTICE_HD float scale_to_element(float x, float scale, const BlockPlan& p, uint32_t random_word) {
+  float scaled;
+  switch (p.rule) {
+    case ScaleRule::mx:
+      scaled = x * (1.0f / scale);
+      break;  // exact: scale is 2^k
+    case ScaleRule::nvfp4: {
+      const float encode = 1.0f / (scale * p.tensor_decode);
+      scaled = x * (encode < 3.40282347e38f ? encode : 3.40282347e38f);
+      break;
+    }
+    default:
+      scaled = x * scale / p.tensor_encode;
+      break;
+  }
+  return round_to_lattice(scaled, p.element, random_word);
+}
+
+/// x_hat from an element-lattice value and its block's scale.
+LATTICE_HD float element_to_value(float xq, float scale, const BlockPlan& p) {
+  switch (p.rule) {
+    case ScaleRule::mx:
+      return xq * scale;
+    case ScaleRule::nvfp4:
+      return (xq * scale) * p.tensor_decode;  // xq * scale is exact
+    default:
+      return p.tensor_encode * xq / scale;
+  }
+}
+
+}  // namespace lattice

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Lattice builds and tests with. Idempotent: when everything is
+# present it prints nothing and touches nothing. The CUDA toolkit is optional and not installed
+# here; CMake compiles the CUDA kernels when it finds nvcc.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build clang-format
+  doctest-dev libcli11-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "setup: installing ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq >/dev/null
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

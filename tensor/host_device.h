@@ -1,0 +1,9 @@
+// LATTICE_HD marks scalar math compiled for both the host and CUDA devices, so the CPU tests
+// exercise exactly the code the GPU kernels run.
+#pragma once
+
+#if defined(__CUDACC__)
+#define LATTICE_HD __host__ __device__ __forceinline__
+#else
+#define LATTICE_HD inline
+#endif

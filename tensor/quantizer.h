@@ -1,0 +1,74 @@
+// Quantizer: Q_Λ = element Format + Rounding + optional BlockScaling. Named microscaled
+// formats (mxfp4, nvfp4, ...), quantize-dequantize of an N-d array along the block axis, and a
+// packed form (bit-packed element codes + scale codes) for storage.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kernels/quantize.h"
+#include "tensor/block_scaling.h"
+#include "tensor/format.h"
+#include "tensor/philox.h"
+#include "tensor/rounding.h"
+
+namespace lattice {
+
+struct Quantizer {
+  Format element = fp32;
+  Rounding rounding{};
+  std::optional<BlockScaling> scaling;  // elementwise when empty
+
+  friend bool operator==(const Quantizer&, const Quantizer&) = default;
+};
+
+struct NamedQuantizer {
+  const char* name;
+  Quantizer quantizer;
+};
+/// mxfp8 (e4m3), mxfp8_e5m2, mxfp6 (e2m3), mxfp6_e3m2, mxfp4, mxint8: OCP MX, block 32,
+/// ue8m0 scales. nvfp4: e2m1, block 16, ue4m3 scales, fp32 tensor scale.
+const std::vector<NamedQuantizer>& named_quantizers();
+
+/// A named microscaled format, or any format name (an elementwise quantizer).
+/// Throws lattice::Error listing the valid names.
+Quantizer parse_quantizer(const std::string& name);
+
+/// Throws lattice::Error when the quantizer cannot run (bad format, scaling or rounding).
+void validate(const Quantizer& q);
+
+/// Blocks of `q.scaling` laid over an array of `shape` along its axis (negative counts from
+/// the end). Throws when the axis is out of range.
+BlockLayout block_layout(const BlockScaling& s, std::span<const int64_t> shape);
+
+/// y = dequantize(quantize(x)). x, y: `shape` (row-major, same size); blocks run along the
+/// scaling axis. Stochastic bits come from `random` (see quantize_blocks_cpu).
+void quantize(const Quantizer& q,
+              std::span<const float> x,
+              std::span<float> y,
+              std::span<const int64_t> shape,
+              const RandomStream& random = {});
+
+/// Storage form: element codes bit-packed at element.bits() each (LSB first), scale codes at
+/// scale_format.bits() each in (outer, blocks, inner) order, and the fp32 tensor scale.
+struct PackedTensor {
+  Quantizer quantizer;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> element_codes;
+  std::vector<uint8_t> scale_codes;
+  float tensor_scale = 1.0f;  // nvfp4: s_dec; encode: g; otherwise 1
+};
+
+/// Packs quantize(x). Throws when a value has no code (NaN in a format or scale format
+/// without NaN, inf without inf).
+PackedTensor pack(const Quantizer& q,
+                  std::span<const float> x,
+                  std::span<const int64_t> shape,
+                  const RandomStream& random = {});
+/// The dequantized values of a packed tensor: bit-identical to quantize() of the same input.
+std::vector<float> unpack(const PackedTensor& packed);
+
+}  // namespace lattice
