@@ -3,6 +3,7 @@
 // CUDA through kernels/scalar/; random bits are tied to element and block indices, so results
 // do not depend on the thread count.
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/quantize.h"
@@ -15,12 +16,74 @@ namespace {
 constexpr int64_t kChunk = 1024;           // elements per task: a multiple of 4 Philox words
 constexpr int64_t kParallelMin = 1 << 15;  // smaller arrays are not worth waking threads
 
-/// words: (count) = random.word(start + k). start must be a multiple of 4.
-void fill_random_words(const RandomStream& random, int64_t start, int64_t count, uint32_t* words) {
-  for (int64_t k = 0; k < count; k += 4) {
-    const PhiloxBlock block = random.block(uint64_t(start + k) / 4);
-    for (int64_t j = 0; j < 4 && k + j < count; ++j) words[k + j] = block.word[j];
+/// words: (4 * blocks) = random.word(4 * first_block + k), whole Philox blocks at a time.
+/// Blocks are generated lane-wise into four planes, then interleaved (both loops vectorise).
+void fill_random_words(const RandomStream& random,
+                       int64_t first_block,
+                       int64_t blocks,
+                       uint32_t* words) {
+  constexpr int64_t kPlane = kChunk / 4;
+  const RandomStream stream = random;  // a private copy, so its fields are loop invariants
+  for (int64_t start = 0; start < blocks; start += kPlane) {
+    const int64_t count = std::min(kPlane, blocks - start);
+    uint32_t plane[4][kPlane];
+#pragma omp simd
+    for (int64_t b = 0; b < count; ++b) {
+      const PhiloxBlock block = stream.block(uint64_t(first_block + start + b));
+      plane[0][b] = block.word[0], plane[1][b] = block.word[1];
+      plane[2][b] = block.word[2], plane[3][b] = block.word[3];
+    }
+    uint32_t* out = words + 4 * start;
+    for (int64_t b = 0; b < count; ++b)
+      for (int j = 0; j < 4; ++j) out[4 * b + j] = plane[j][b];
   }
+}
+
+/// Calls body(tag) with the plan's rounding mode as a compile-time constant (tag's ::value),
+/// so that each inner loop carries only its own mode's arithmetic.
+template <typename Body>
+void dispatch_mode(const RoundingPlan& plan, const Body& body) {
+  switch (plan.mode_class) {
+    case ModeClass::nearest:
+      body(std::integral_constant<ModeClass, ModeClass::nearest>{});
+      break;
+    case ModeClass::stochastic:
+      body(std::integral_constant<ModeClass, ModeClass::stochastic>{});
+      break;
+    default:
+      body(std::integral_constant<ModeClass, ModeClass::directed>{});
+      break;
+  }
+}
+
+/// Calls body(tag) with plan.needs_general_path as a compile-time bool.
+template <typename Body>
+void dispatch_general(const RoundingPlan& plan, const Body& body) {
+  if (plan.needs_general_path)
+    body(std::true_type{});
+  else
+    body(std::false_type{});
+}
+
+/// Calls body(rule, mode, general) with the scale rule, the element rounding mode and the
+/// element plan's general-path flag as compile-time constants.
+template <typename Body>
+void dispatch_block(const BlockPlan& plan, const Body& body) {
+  dispatch_mode(plan.element, [&](auto mode) {
+    dispatch_general(plan.element, [&](auto general) {
+      switch (plan.rule) {
+        case ScaleRule::mx:
+          body(std::integral_constant<ScaleRule, ScaleRule::mx>{}, mode, general);
+          break;
+        case ScaleRule::nvfp4:
+          body(std::integral_constant<ScaleRule, ScaleRule::nvfp4>{}, mode, general);
+          break;
+        case ScaleRule::encode:
+          body(std::integral_constant<ScaleRule, ScaleRule::encode>{}, mode, general);
+          break;
+      }
+    });
+  });
 }
 
 bool is_stochastic(const Rounding& r) {
@@ -41,11 +104,18 @@ void quantize_elementwise_cpu(const float* x,
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t begin = c * kChunk, count = std::min(kChunk, n - begin);
-    uint32_t words[kChunk] = {};
-    if (stochastic) fill_random_words(random, begin, count, words);
+    uint32_t words[kChunk];
+    if (stochastic) fill_random_words(random, begin / 4, (count + 3) / 4, words);
+    dispatch_mode(plan, [&](auto mode) {
+      constexpr ModeClass kMode = decltype(mode)::value;
+      const RoundingPlan local = plan;  // a private copy: the compiler knows y cannot alias it
+      dispatch_general(local, [&](auto general) {
 #pragma omp simd
-    for (int64_t i = 0; i < count; ++i)
-      y[begin + i] = round_to_lattice(x[begin + i], plan, words[i]);
+        for (int64_t i = 0; i < count; ++i)
+          y[begin + i] = round_to_lattice<kMode, decltype(general)::value>(
+              x[begin + i], local, kMode == ModeClass::stochastic ? words[i] : 0u);
+      });
+    });
   }
 }
 
@@ -62,9 +132,16 @@ void quantize_blocks_cpu(const float* x,
                                  (scaling.rule == ScaleRule::encode && scaling.tensor_scale);
   uint32_t tensor_amax_bits = 0;
   if (needs_tensor_amax) {
-#pragma omp parallel for simd reduction(max : tensor_amax_bits) if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i)
-      tensor_amax_bits = std::max(tensor_amax_bits, finite_magnitude_bits(x[i]));
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for reduction(max : tensor_amax_bits) if (n > kParallelMin)
+    for (int64_t c = 0; c < chunks; ++c) {
+      uint32_t chunk_amax = 0;
+      const int64_t begin = c * kChunk, end = std::min(n, begin + kChunk);
+#pragma omp simd reduction(max : chunk_amax)
+      for (int64_t i = begin; i < end; ++i)
+        chunk_amax = std::max(chunk_amax, finite_magnitude_bits(x[i]));
+      tensor_amax_bits = std::max(tensor_amax_bits, chunk_amax);
+    }
   }
   const BlockPlan plan =
       make_block_plan(element, rounding, scaling, float_from_bits(tensor_amax_bits));
@@ -73,50 +150,119 @@ void quantize_blocks_cpu(const float* x,
   const RandomStream scale_random = random.fork();
   const bool stochastic_elements = is_stochastic(rounding);
   const bool stochastic_scales = scaling.scale_rounding == RoundingMode::stochastic;
-
+  float* element_out = parts ? parts->elements : nullptr;
+  float* scale_out = parts ? parts->scales : nullptr;
   const int64_t bs = layout.block_size, inner = layout.inner;
   const int64_t per_column = layout.blocks_per_column();
-  const int64_t slabs = layout.outer * per_column;  // (outer, block row) pairs
+
+  if (inner == 1) {  // blocks are contiguous runs
+    // A task takes a group of whole blocks: maxima, then scales and multipliers per block,
+    // spread per element, then one flat vectorised loop over the group's elements.
+    const int64_t blocks = layout.block_count();
+    const int64_t group = std::max<int64_t>(1, kChunk / bs);
+#pragma omp parallel if (n > kParallelMin)
+    {
+      const int64_t capacity = group * bs;
+      std::vector<uint32_t> words(static_cast<size_t>(capacity + 8));
+      std::vector<float> element_scale(static_cast<size_t>(capacity));
+      std::vector<float> element_multiplier_(static_cast<size_t>(capacity));
+      std::vector<float> discarded(static_cast<size_t>(capacity));  // xq when not wanted
+#pragma omp for schedule(static)
+      for (int64_t g = 0; g < blocks; g += group) {
+        // Consecutive blocks are consecutive in memory, ragged column ends included.
+        const int64_t g_end = std::min(g + group, blocks);
+        const int64_t first = (g / per_column) * layout.length + (g % per_column) * bs;
+        int64_t count = 0;
+        dispatch_block(plan, [&](auto rule, auto mode, auto general) {
+          constexpr ScaleRule kRule = decltype(rule)::value;
+          constexpr ModeClass kMode = decltype(mode)::value;
+          constexpr bool kGeneral = decltype(general)::value;
+          const BlockPlan local = plan;
+          for (int64_t b = g; b < g_end; ++b) {
+            const int64_t j = b % per_column;
+            const int64_t rows = std::min(bs, layout.length - j * bs);
+            const float* xb = x + first + count;
+            uint32_t amax = 0;
+#pragma omp simd reduction(max : amax)
+            for (int64_t k = 0; k < rows; ++k)
+              amax = std::max(amax, float_bits(xb[k]) & 0x7FFFFFFFu);
+            const float scale =
+                block_scale(amax, local, stochastic_scales ? scale_random.word(b) : 0u);
+            if (scale_out) scale_out[b] = scale;
+            const float multiplier = element_multiplier<kRule>(scale, local);
+            std::fill_n(element_scale.data() + count, rows, scale);
+            std::fill_n(element_multiplier_.data() + count, rows, multiplier);
+            count += rows;
+          }
+          if (kMode == ModeClass::stochastic)  // from the Philox block holding word `first`
+            fill_random_words(random, first / 4, (first % 4 + count + 3) / 4, words.data());
+          const uint32_t* group_words = words.data() + first % 4;
+          // Unconditional stores keep the loop free of control flow.
+          float* xq_out = element_out ? element_out + first : discarded.data();
+          const float* scales = element_scale.data();
+          const float* multipliers = element_multiplier_.data();
+#pragma omp simd
+          for (int64_t k = 0; k < count; ++k) {
+            const float xq = scale_to_element<kRule, kMode, kGeneral>(
+                x[first + k], multipliers[k], local,
+                kMode == ModeClass::stochastic ? group_words[k] : 0u);
+            xq_out[k] = xq;
+            y[first + k] = element_to_value<kRule>(xq, scales[k], local);
+          }
+        });
+      }
+    }
+    return;
+  }
+
+  // Blocks run along a strided axis: work on (outer, block row) slabs of `inner` columns and
+  // vectorise across the columns.
+  const int64_t slabs = layout.outer * per_column;
 #pragma omp parallel if (n > kParallelMin)
   {
-    std::vector<uint32_t> amax(inner), words(bs * inner + 4), scale_words(inner);
-    std::vector<float> scales(inner);
+    std::vector<uint32_t> amax(static_cast<size_t>(inner)),
+        words(static_cast<size_t>(bs * inner + 8));
+    std::vector<float> scales(static_cast<size_t>(inner));
+    std::vector<float> discarded(static_cast<size_t>(bs * inner));  // xq when parts are not wanted
 #pragma omp for schedule(static)
     for (int64_t slab = 0; slab < slabs; ++slab) {
       const int64_t o = slab / per_column, j = slab % per_column;
       const int64_t rows = std::min(bs, layout.length - j * bs);
       const int64_t first = (o * layout.length + j * bs) * inner;  // flat index of (o, j*bs, 0)
-      const float* xs = x + first;
-      float* ys = y + first;
-      // Block maxima over the slab's rows, one per inner column (specials included).
       std::fill(amax.begin(), amax.end(), 0u);
       for (int64_t r = 0; r < rows; ++r)
 #pragma omp simd
         for (int64_t i = 0; i < inner; ++i)
-          amax[i] = std::max(amax[i], float_bits(xs[r * inner + i]) & 0x7FFFFFFFu);
-      if (stochastic_scales) {
-        for (int64_t i = 0; i < inner; ++i) scale_words[i] = scale_random.word(slab * inner + i);
+          amax[size_t(i)] =
+              std::max(amax[size_t(i)], float_bits(x[first + r * inner + i]) & 0x7FFFFFFFu);
+      for (int64_t i = 0; i < inner; ++i) {
+        const int64_t b = slab * inner + i;
+        scales[size_t(i)] =
+            block_scale(amax[size_t(i)], plan, stochastic_scales ? scale_random.word(b) : 0u);
+        if (scale_out) scale_out[b] = scales[size_t(i)];
       }
-      for (int64_t i = 0; i < inner; ++i) scales[i] = block_scale(amax[i], plan, scale_words[i]);
-      if (parts && parts->scales)
-        std::copy(scales.begin(), scales.end(), parts->scales + slab * inner);
-
       const int64_t count = rows * inner;
-      if (stochastic_elements) {  // align to the Philox block holding word `first`
-        const int64_t aligned = first / 4 * 4;
-        fill_random_words(random, aligned, count + (first - aligned), words.data());
-      }
-      const uint32_t* element_words = words.data() + (stochastic_elements ? first % 4 : 0);
-      float* element_out = parts && parts->elements ? parts->elements + first : nullptr;
-      for (int64_t r = 0; r < rows; ++r) {
+      if (stochastic_elements)  // from the Philox block holding word `first`
+        fill_random_words(random, first / 4, (first % 4 + count + 3) / 4, words.data());
+      const uint32_t* slab_words = words.data() + first % 4;
+      float* xq_out = element_out ? element_out + first : discarded.data();
+      dispatch_block(plan, [&](auto rule, auto mode, auto general) {
+        constexpr ScaleRule kRule = decltype(rule)::value;
+        constexpr ModeClass kMode = decltype(mode)::value;
+        constexpr bool kGeneral = decltype(general)::value;
+        const BlockPlan local = plan;
+        for (int64_t r = 0; r < rows; ++r) {
 #pragma omp simd
-        for (int64_t i = 0; i < inner; ++i) {
-          const int64_t k = r * inner + i;
-          const float xq = scale_to_element(xs[k], scales[i], plan, element_words[k]);
-          if (element_out) element_out[k] = xq;
-          ys[k] = element_to_value(xq, scales[i], plan);
+          for (int64_t i = 0; i < inner; ++i) {
+            const int64_t k = r * inner + i;
+            const float xq = scale_to_element<kRule, kMode, kGeneral>(
+                x[first + k], element_multiplier<kRule>(scales[size_t(i)], local), local,
+                kMode == ModeClass::stochastic ? slab_words[k] : 0u);
+            xq_out[k] = xq;
+            y[first + k] = element_to_value<kRule>(xq, scales[size_t(i)], local);
+          }
         }
-      }
+      });
     }
   }
 }

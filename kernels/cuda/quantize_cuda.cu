@@ -67,9 +67,7 @@ __global__ void quantize_blocks_kernel(const float* x,
     const float scale = block_scale(amax, plan, stochastic_scales ? scale_random.word(b) : 0u);
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t k = first + r * layout.inner;
-      const float xq =
-          scale_to_element(x[k], scale, plan, stochastic_elements ? random.word(k) : 0u);
-      y[k] = element_to_value(xq, scale, plan);
+      y[k] = quantize_in_block(x[k], scale, plan, stochastic_elements ? random.word(k) : 0u);
     }
   }
 }

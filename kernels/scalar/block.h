@@ -110,34 +110,70 @@ LATTICE_HD float block_scale(uint32_t amax_bits, const BlockPlan& p, uint32_t ra
   return 0.0f;
 }
 
-/// x mapped onto the element lattice with its block's scale (xq).
-LATTICE_HD float scale_to_element(float x, float scale, const BlockPlan& p, uint32_t random_word) {
-  float scaled;
-  switch (p.rule) {
-    case ScaleRule::mx:
-      scaled = x * (1.0f / scale);
-      break;  // exact: scale is 2^k
-    case ScaleRule::nvfp4: {
-      const float encode = 1.0f / (scale * p.tensor_decode);
-      scaled = x * (encode < 3.40282347e38f ? encode : 3.40282347e38f);
-      break;
-    }
-    default:
-      scaled = x * scale / p.tensor_encode;
-      break;
+/// The factor a block's elements are multiplied by before element rounding: 1/X (mx, exact),
+/// s_encb = min(1/(s_b * s_dec), FLT_MAX) (nvfp4), s_b (encode, which then divides by g).
+template <ScaleRule kRule>
+LATTICE_HD float element_multiplier(float scale, const BlockPlan& p) {
+  if constexpr (kRule == ScaleRule::mx) return 1.0f / scale;
+  if constexpr (kRule == ScaleRule::nvfp4) {
+    const float encode = 1.0f / (scale * p.tensor_decode);
+    return encode < 3.40282347e38f ? encode : 3.40282347e38f;
   }
-  return round_to_lattice(scaled, p.element, random_word);
+  return scale;
+}
+
+/// x mapped onto the element lattice (xq) with its block's multiplier. The rule and rounding
+/// mode are compile-time parameters for kernels' inner loops.
+template <ScaleRule kRule, ModeClass kMode = ModeClass::any, bool kGeneral = true>
+LATTICE_HD float scale_to_element(float x,
+                                  float multiplier,
+                                  const BlockPlan& p,
+                                  uint32_t random_word) {
+  const float scaled =
+      kRule == ScaleRule::encode ? x * multiplier / p.tensor_encode : x * multiplier;
+  return round_to_lattice<kMode, kGeneral>(scaled, p.element, random_word);
 }
 
 /// x_hat from an element-lattice value and its block's scale.
+template <ScaleRule kRule>
+LATTICE_HD float element_to_value(float xq, float scale, const BlockPlan& p) {
+  if constexpr (kRule == ScaleRule::mx) return xq * scale;
+  if constexpr (kRule == ScaleRule::nvfp4) return (xq * scale) * p.tensor_decode;  // xq*scale exact
+  return p.tensor_encode * xq / scale;
+}
+
+/// Quantize-dequantize of one element in a block with scale `scale`; `xq`, when given,
+/// receives the element-lattice value.
+template <ScaleRule kRule>
+LATTICE_HD float quantize_in_block(
+    float x, float scale, const BlockPlan& p, uint32_t random_word, float* xq) {
+  const float q = scale_to_element<kRule>(x, element_multiplier<kRule>(scale, p), p, random_word);
+  if (xq) *xq = q;
+  return element_to_value<kRule>(q, scale, p);
+}
+
+/// The same with the rule chosen at run time (for code off the hot path).
+LATTICE_HD float quantize_in_block(
+    float x, float scale, const BlockPlan& p, uint32_t random_word, float* xq = nullptr) {
+  switch (p.rule) {
+    case ScaleRule::mx:
+      return quantize_in_block<ScaleRule::mx>(x, scale, p, random_word, xq);
+    case ScaleRule::nvfp4:
+      return quantize_in_block<ScaleRule::nvfp4>(x, scale, p, random_word, xq);
+    default:
+      return quantize_in_block<ScaleRule::encode>(x, scale, p, random_word, xq);
+  }
+}
+
+/// x_hat from an element-lattice value, with the rule chosen at run time.
 LATTICE_HD float element_to_value(float xq, float scale, const BlockPlan& p) {
   switch (p.rule) {
     case ScaleRule::mx:
-      return xq * scale;
+      return element_to_value<ScaleRule::mx>(xq, scale, p);
     case ScaleRule::nvfp4:
-      return (xq * scale) * p.tensor_decode;  // xq * scale is exact
+      return element_to_value<ScaleRule::nvfp4>(xq, scale, p);
     default:
-      return p.tensor_encode * xq / scale;
+      return element_to_value<ScaleRule::encode>(xq, scale, p);
   }
 }
 

@@ -17,20 +17,34 @@
 
 namespace lattice {
 
-/// Loop-invariant parameters of rounding onto one format with one Rounding.
+/// Which rounding arithmetic a call keeps: `any` selects at run time from the plan's flags;
+/// the others fix the mode at compile time, so a kernel's inner loop carries only its own.
+enum class ModeClass : uint8_t { any, nearest, stochastic, directed };
+
+/// Loop-invariant parameters of rounding onto one format with one Rounding. The mode is
+/// spelled out as flags so that the per-element code is branch-free (it vectorises).
 struct RoundingPlan {
-  int mantissa_bits;  // m of the grid
-  int min_exponent;   // emin: below 2^emin the grid is uniform
+  int mantissa_bits;                    // m of the grid
+  int min_exponent;                     // emin: below 2^emin the grid is uniform
+  int bias;                             // with m = 0, ties go to the even biased exponent
+  uint32_t tie_parity_from_exponent;    // 0/1
+  uint32_t normalise_subnormal_inputs;  // 0/1: emin < -126, the lattice goes below fp32 normals
+  // 0/1: normalisation, flushing or a lattice without zero is in play. Kernels run the
+  // cheaper path (kGeneral = false) when it is 0.
+  uint32_t needs_general_path;
   float max;          // largest finite lattice value in fp32
   float overflow;     // what a rounded magnitude above `max` becomes: max, inf or NaN
   float inf_result;   // what +inf becomes
   float flush_below;  // results below this magnitude become zero (0: keep subnormals)
   float min_value;    // formats without zero: the smallest value, which replaces zero
-  int bias;           // with m = 0, ties go to the even biased exponent
-  bool tie_parity_from_exponent;
-  RoundingMode mode;
+  // The mode as 0/1 flags: nearest (even or away), stochastic, or directed, where the sign
+  // decides whether a step goes away from zero and whether overflow saturates.
+  uint32_t nearest, ties_away, stochastic, directed;
+  ModeClass mode_class;
+  uint32_t up_if_positive, up_if_negative;
+  uint32_t saturate_if_positive, saturate_if_negative;
   int random_bits;
-  bool is_signed;
+  uint32_t sign_mask;  // 0x80000000 for signed formats, 0 for unsigned ones
 };
 
 LATTICE_HD RoundingPlan make_rounding_plan(const Format& f, const Rounding& r) {
@@ -51,93 +65,111 @@ LATTICE_HD RoundingPlan make_rounding_plan(const Format& f, const Rounding& r) {
       overflow = nan;
       break;
   }
+  const RoundingMode mode = r.mode;
   RoundingPlan plan{};
   plan.mantissa_bits = f.grid_mantissa_bits();
   plan.min_exponent = f.min_exponent();
+  plan.bias = f.bias;
+  plan.tie_parity_from_exponent = f.kind != FormatKind::integer && f.grid_mantissa_bits() == 0;
+  plan.normalise_subnormal_inputs = f.min_exponent() < -126;
+  plan.needs_general_path = plan.normalise_subnormal_inputs || !f.has_zero() ||
+                            (r.subnormals == Subnormals::flush && f.kind == FormatKind::floating);
   plan.max = max;
   plan.overflow = overflow;
   plan.inf_result = f.has_inf() ? inf : overflow;
   plan.flush_below =
       (r.subnormals == Subnormals::flush && f.kind == FormatKind::floating) ? f.min_normal() : 0.0f;
   plan.min_value = f.has_zero() ? 0.0f : f.min_normal();
-  plan.bias = f.bias;
-  plan.tie_parity_from_exponent = f.kind != FormatKind::integer && f.grid_mantissa_bits() == 0;
-  plan.mode = r.mode;
+  plan.nearest = mode == RoundingMode::nearest_even || mode == RoundingMode::nearest_away;
+  plan.ties_away = mode == RoundingMode::nearest_away;
+  plan.stochastic = mode == RoundingMode::stochastic;
+  plan.up_if_positive = mode == RoundingMode::toward_positive;
+  plan.up_if_negative = mode == RoundingMode::toward_negative;
+  plan.saturate_if_positive =
+      mode == RoundingMode::toward_zero || mode == RoundingMode::toward_negative;
+  plan.saturate_if_negative =
+      mode == RoundingMode::toward_zero || mode == RoundingMode::toward_positive;
+  plan.directed = !plan.nearest && !plan.stochastic;
+  plan.mode_class = plan.nearest      ? ModeClass::nearest
+                    : plan.stochastic ? ModeClass::stochastic
+                                      : ModeClass::directed;
   plan.random_bits = r.random_bits;
-  plan.is_signed = f.is_signed;
+  plan.sign_mask = f.is_signed ? 0x80000000u : 0u;
   return plan;
 }
 
 /// x rounded onto the plan's lattice. `random_word` is used by stochastic rounding only: its
 /// top `random_bits` bits r give P(up) = floor(fraction * 2^n) / 2^n (exact when the dropped
 /// bits number at most n; the torchao fp32->bf16 rule for n = 16).
+/// kGeneral = false promises plan.needs_general_path == 0 (a kernel's choice).
+template <ModeClass kMode = ModeClass::any, bool kGeneral = true>
 LATTICE_HD float round_to_lattice(float x, const RoundingPlan& p, uint32_t random_word) {
   const uint32_t bits = float_bits(x);
   const uint32_t sign = bits & 0x80000000u;
   const uint32_t magnitude_bits = bits ^ sign;
-  if (magnitude_bits > 0x7F800000u) return float_from_bits(bits | 0x00400000u);  // quiet NaN
-  if (sign && !p.is_signed && magnitude_bits != 0) return float_from_bits(0x7FC00000u);
-  const float signed_zero = float_from_bits(p.is_signed ? sign : 0u);
-  if (magnitude_bits == 0) return p.min_value == 0.0f ? signed_zero : p.min_value;
-  if (magnitude_bits == 0x7F800000u)
-    return float_from_bits(float_bits(p.inf_result) | (p.is_signed ? sign : 0u));
 
-  // |x| = M * 2^(E - 23) with M in [2^23, 2^24), fp32 subnormals normalised.
-  int E = int(magnitude_bits >> 23) - 127;
-  uint32_t M = magnitude_bits & 0x7FFFFFu;
-  if (E == -127) {
-    E = exponent_of(x);
-    M <<= (-126 - E);
-  } else {
-    M |= 0x800000u;
-  }
+  // |x| = M * 2^(E-23). Reading an fp32 subnormal as M = fraction, E = -126 is exact and
+  // rounds correctly whenever emin >= -126; only lattices reaching below fp32's normal range
+  // (ue8m0) need it normalised, which the exact int->float conversion of the fraction does.
+  const uint32_t biased = magnitude_bits >> 23;
+  const uint32_t fraction = magnitude_bits & 0x7FFFFFu;
+  const bool subnormal_input = biased == 0;
+  const int fraction_log2 = int(float_bits(float(fraction)) >> 23) - 127;
+  const bool normalise = kGeneral && subnormal_input & (p.normalise_subnormal_inputs != 0u);
+  const int E = normalise ? fraction_log2 - 149 : subnormal_input ? -126 : int(biased) - 127;
+  const uint32_t M = normalise         ? fraction << (uint32_t(23 - fraction_log2) & 31u)
+                     : subnormal_input ? fraction
+                                       : fraction | 0x800000u;
+
   const int binade = E > p.min_exponent ? E : p.min_exponent;
   const int quantum_exponent = binade - p.mantissa_bits;
-  const int shift = quantum_exponent - (E - 23);  // dropped bits, >= 0 since m <= 23
+  const int shift = quantum_exponent - (E - 23);  // dropped bits, >= 0 (m <= 23, E <= binade)
   // Past 25 dropped bits every remainder is below half a quantum; 25 decides the same way.
   const int capped = shift < 25 ? shift : 25;
-  uint32_t kept = M >> capped;
-  const uint32_t remainder = M & ((1u << capped) - 1u);
-  const uint32_t half = capped == 0 ? 0u : 1u << (capped - 1);
+  uint32_t kept = M >> uint32_t(capped);
+  const uint32_t remainder = M & ((1u << uint32_t(capped)) - 1u);
+  const uint32_t half = (1u << uint32_t(capped)) >> 1;
+  // The decision is computed with 0/1 integers and bitwise operators, never bools and
+  // short-circuits, so that the loop has no control flow and vectorises.
+  const uint32_t inexact = remainder != 0u;
+  const uint32_t is_negative = sign >> 31;
   // The code of the lower neighbour is odd: its last mantissa bit, or its exponent when m = 0.
-  const bool odd =
-      p.tie_parity_from_exponent ? kept != 0 && ((binade + p.bias) & 1) : (kept & 1u) != 0;
-  bool up = false;
-  switch (p.mode) {
-    case RoundingMode::nearest_even:
-      up = remainder > half || (remainder == half && remainder != 0 && odd);
-      break;
-    case RoundingMode::nearest_away:
-      up = remainder != 0 && remainder >= half;
-      break;
-    case RoundingMode::toward_zero:
-      up = false;
-      break;
-    case RoundingMode::toward_positive:
-      up = remainder != 0 && !sign;
-      break;
-    case RoundingMode::toward_negative:
-      up = remainder != 0 && sign;
-      break;
-    case RoundingMode::stochastic: {
-      const uint64_t fraction_n =
-          (uint64_t(remainder) << p.random_bits) >> (shift < 63 ? shift : 63);
-      up = uint64_t(random_word >> (32 - p.random_bits)) < fraction_n;
-      break;
-    }
-  }
-  kept += up ? 1u : 0u;
-  float y = float(kept) * exp2_int(quantum_exponent);  // exact: a lattice point (or inf)
+  const uint32_t odd =
+      (p.tie_parity_from_exponent & uint32_t(kept != 0u) & uint32_t(binade + p.bias)) |
+      ((p.tie_parity_from_exponent ^ 1u) & kept & 1u);
+  const uint32_t nearest_up =
+      uint32_t(remainder > half) | (inexact & uint32_t(remainder == half) & (p.ties_away | odd));
+  const uint32_t directed_up =
+      inexact & ((is_negative & p.up_if_negative) | ((is_negative ^ 1u) & p.up_if_positive));
+  // floor(fraction * 2^n) with fraction = remainder / 2^shift, in 32 bits.
+  const int excess = p.random_bits - shift;
+  const uint32_t widened = remainder << uint32_t(excess < 0 ? 0 : excess > 31 ? 31 : excess);
+  const uint32_t narrowed = remainder >> uint32_t(excess > 0 ? 0 : -excess > 31 ? 31 : -excess);
+  const uint32_t fraction_n = excess >= 0 ? widened : narrowed;
+  const uint32_t stochastic_up = (random_word >> (32 - p.random_bits)) < fraction_n;
+  const uint32_t nearest = kMode == ModeClass::any ? p.nearest : kMode == ModeClass::nearest;
+  const uint32_t stochastic =
+      kMode == ModeClass::any ? p.stochastic : kMode == ModeClass::stochastic;
+  const uint32_t directed = kMode == ModeClass::any ? p.directed : kMode == ModeClass::directed;
+  kept += (nearest & nearest_up) | (stochastic & stochastic_up) | (directed & directed_up);
 
-  if (y > p.max) {
-    const bool toward_zero = p.mode == RoundingMode::toward_zero ||
-                             (p.mode == RoundingMode::toward_positive && sign) ||
-                             (p.mode == RoundingMode::toward_negative && !sign);
-    y = toward_zero ? p.max : p.overflow;
+  // 2^quantum_exponent, exact also when it is an fp32 subnormal; the product is exact.
+  const float quantum = quantum_exponent >= -126
+                            ? float_from_bits(uint32_t(quantum_exponent + 127) << 23)
+                            : float_from_bits(1u << (uint32_t(quantum_exponent + 149) & 31u));
+  float y = float(kept) * quantum;
+  const uint32_t saturates =
+      (is_negative & p.saturate_if_negative) | ((is_negative ^ 1u) & p.saturate_if_positive);
+  y = y > p.max ? (saturates ? p.max : p.overflow) : y;
+  if (kGeneral) {
+    y = y < p.flush_below ? 0.0f : y;
+    y = y == 0.0f ? p.min_value : y;
   }
-  if (y < p.flush_below) y = 0.0f;
-  if (y == 0.0f) return p.min_value == 0.0f ? signed_zero : p.min_value;
-  return float_from_bits(float_bits(y) | (p.is_signed ? sign : 0u));
+  y = magnitude_bits == 0x7F800000u ? p.inf_result : y;  // (a zero input needs no case: M = 0)
+  uint32_t out = float_bits(y) | (sign & p.sign_mask);
+  out = magnitude_bits > 0x7F800000u ? (bits | 0x00400000u) : out;  // NaN stays NaN, quieted
+  out = (sign & ~p.sign_mask) != 0u && magnitude_bits != 0u ? 0x7FC00000u : out;  // x < 0, unsigned
+  return float_from_bits(out);
 }
 
 /// Code of a lattice value v (v must already lie on the lattice; NaN maps to the format's
