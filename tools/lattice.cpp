@@ -1,2 +1,590 @@
-// lattice: command-line inspector for formats, casts and quantization (placeholder until the CLI lands).
-int main() { return 0; }
+// lattice: command-line inspector for number lattices. `formats` tabulates the named formats
+// and block quantizers, `cast` rounds one value onto a lattice and shows its code and
+// neighbours, `quantize` quantize-dequantizes float32 values from stdin to stdout.
+// Every failure is one line "lattice: <message>" on stderr and exit status 2.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <limits>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kernels/scalar/bits.h"
+#include "tensor/block_scaling.h"
+#include "tensor/error.h"
+#include "tensor/format.h"
+#include "tensor/philox.h"
+#include "tensor/quantizer.h"
+#include "tensor/rounding.h"
+
+namespace lattice {
+namespace {
+
+constexpr int kUsageError = 2;
+
+// ---- Text in and out ----
+
+std::string_view trim(std::string_view s) {
+  constexpr std::string_view kSpace = " \t\r\n\v\f";
+  const size_t first = s.find_first_not_of(kSpace);
+  if (first == std::string_view::npos) return {};
+  return s.substr(first, s.find_last_not_of(kSpace) - first + 1);
+}
+
+/// One fp32 value: decimal, hex-float (0x1.8p-3), inf/infinity or nan, optionally signed, with
+/// surrounding whitespace. Decimals are rounded to the nearest fp32 (strtof is correctly
+/// rounded; values past the fp32 range become +-inf or +-0 as that rounding says).
+std::optional<float> parse_float(std::string_view text) {
+  const std::string s(trim(text));
+  if (s.empty()) return std::nullopt;
+  char* end = nullptr;
+  const float value = std::strtof(s.c_str(), &end);
+  if (end != s.c_str() + s.size()) return std::nullopt;  // trailing text or an embedded NUL
+  return value;
+}
+
+constexpr const char* kFloatSpellings =
+    "expected a decimal such as -1.5e-3, a hex-float such as 0x1.8p-3, inf or nan";
+
+/// A decimal integer in [low, high].
+template <typename Int>
+Int parse_integer(const std::string& option,
+                  const std::string& text,
+                  Int low = std::numeric_limits<Int>::min(),
+                  Int high = std::numeric_limits<Int>::max()) {
+  const std::string_view s = trim(text);
+  Int value{};
+  const bool plus = s.size() > 1 && s[0] == '+' && std::isdigit((unsigned char)s[1]);
+  const char* first = s.data() + (plus ? 1 : 0);
+  const auto [end, ec] = std::from_chars(first, s.data() + s.size(), value);
+  const bool valid = !s.empty() && ec == std::errc() && end == s.data() + s.size();
+  LATTICE_CHECK(valid && value >= low && value <= high, option, ": \"", text,
+                "\" is not an integer in [", +low, ", ", +high, "]");
+  return value;
+}
+
+/// fp32 text that reads back to the same bits (sign of zero included); NaN prints as "nan".
+std::string float_text(double x) {
+  if (std::isnan(x)) return "nan";
+  char text[48];
+  std::snprintf(text, sizeof text, "%.9g", x);
+  return text;
+}
+
+std::string hex_float_text(double x) {
+  if (std::isnan(x)) return "nan";
+  char text[48];
+  std::snprintf(text, sizeof text, "%a", x);
+  return text;
+}
+
+/// Text for a table cell: %.9g, and where that is rounded (scientific notation) the exact
+/// value beside it, as 2^k for powers of two and as a hex-float otherwise.
+std::string exact_text(double x) {
+  std::string text = float_text(x);
+  if (text.find('e') == std::string::npos) return text;
+  int exponent = 0;
+  const double fraction = std::frexp(x, &exponent);
+  if (fraction == 0.5) return text + " (2^" + std::to_string(exponent - 1) + ")";
+  return text + " (" + hex_float_text(x) + ")";
+}
+
+/// Runs parse(); a lattice::Error it throws gets the option's name in front.
+template <typename Parse>
+auto for_option(const std::string& option, const Parse& parse) {
+  try {
+    return parse();
+  } catch (const Error& e) {
+    throw Error(concat(option, ": ", e.what()));
+  }
+}
+
+Format parse_element_format(const std::string& option, const std::string& name) {
+  bool block_quantizer = false;
+  try {
+    block_quantizer = parse_quantizer(name).scaling.has_value();
+  } catch (const Error&) {
+  }
+  LATTICE_CHECK(!block_quantizer, option, ": \"", name,
+                "\" is a block quantizer, not an element format (try `lattice quantize --format ",
+                name, "`)");
+  return for_option(option, [&] { return parse_format(name); });
+}
+
+// ---- Tables ----
+
+/// A Markdown table with aligned columns; numeric columns are right-aligned.
+class Table {
+ public:
+  Table(std::vector<std::string> header, std::vector<bool> right_aligned)
+      : header_(std::move(header)), right_(std::move(right_aligned)) {}
+  void add(std::vector<std::string> row) {
+    rows_.push_back(std::move(row));
+  }
+  void print(std::FILE* out) const {
+    std::vector<size_t> width(header_.size());
+    for (size_t c = 0; c < header_.size(); ++c) {
+      width[c] = std::max<size_t>(header_[c].size(), 3);
+      for (const auto& row : rows_) width[c] = std::max(width[c], row[c].size());
+    }
+    print_row(out, header_, width);
+    std::string rule = "|";
+    for (size_t c = 0; c < width.size(); ++c)
+      rule += (right_[c] ? " " + std::string(width[c] - 1, '-') + ":"
+                         : " :" + std::string(width[c] - 1, '-')) +
+              " |";
+    std::fprintf(out, "%s\n", rule.c_str());
+    for (const auto& row : rows_) print_row(out, row, width);
+  }
+
+ private:
+  void print_row(std::FILE* out,
+                 const std::vector<std::string>& row,
+                 const std::vector<size_t>& width) const {
+    std::string line = "|";
+    for (size_t c = 0; c < row.size(); ++c) {
+      const std::string pad(width[c] - row[c].size(), ' ');
+      line += " " + (right_[c] ? pad + row[c] : row[c] + pad) + " |";
+    }
+    std::fprintf(out, "%s\n", line.c_str());
+  }
+
+  std::vector<std::string> header_;
+  std::vector<bool> right_;
+  std::vector<std::vector<std::string>> rows_;
+};
+
+std::string specials_text(const Format& f) {
+  if (f.has_inf()) return "inf, nan";
+  return f.has_nan() ? "nan" : "-";
+}
+
+int run_formats() {
+  Table formats({"format", "bits", "bias", "specials", "max finite", "min normal", "min subnormal",
+                 "epsilon", "finite values"},
+                {false, true, true, false, true, true, true, true, true});
+  for (const auto& [name, f] : named_formats()) {
+    formats.add({name, std::to_string(f.bits()),
+                 f.kind == FormatKind::integer ? "-" : std::to_string(f.bias), specials_text(f),
+                 exact_text(f.max_finite()), exact_text(f.min_normal()),
+                 exact_text(f.min_subnormal()), exact_text(f.epsilon()),
+                 std::to_string(finite_value_count(f))});
+  }
+  formats.print(stdout);
+  std::printf(
+      "\nNames also take the common spellings (fp8_e4m3, E4M3FN, bfloat16, half, ...) and the\n"
+      "generic forms [u]e<E>m<M>[fn|ieee][b<bias>] (all finite unless fn or ieee) and int<N>.\n"
+      "ue* formats are unsigned; integer formats are symmetric sign-magnitude.\n\n");
+
+  Table quantizers({"quantizer", "element", "block", "scale", "rule", "tensor scale"},
+                   {false, false, true, false, false, false});
+  for (const auto& [name, q] : named_quantizers()) {
+    const BlockScaling& s = *q.scaling;
+    const bool tensor_scale = s.rule == ScaleRule::nvfp4 || s.tensor_scale;
+    quantizers.add({name, format_name(q.element), std::to_string(s.block_size),
+                    format_name(s.scale_format), scale_rule_name(s.rule),
+                    tensor_scale ? "fp32" : "-"});
+  }
+  quantizers.print(stdout);
+  std::printf(
+      "\nBlocks run along the last axis. `lattice quantize --format FORMAT --block N --scale "
+      "FORMAT\n--rule mx|nvfp4|encode` builds others from any element format.\n");
+  return 0;
+}
+
+// ---- cast ----
+
+/// The code split into its fields, most significant first: "0 1111 110".
+std::string bit_fields(const Format& f, uint32_t code) {
+  std::vector<int> widths;
+  if (f.is_signed) widths.push_back(1);
+  if (f.kind == FormatKind::integer) {
+    widths.push_back(f.mantissa_bits);
+  } else {
+    widths.push_back(f.exponent_bits);
+    if (f.mantissa_bits > 0) widths.push_back(f.mantissa_bits);
+  }
+  std::string text;
+  int bit = f.bits();
+  for (int width : widths) {
+    if (!text.empty()) text += ' ';
+    for (int k = 0; k < width; ++k) text += ((code >> --bit) & 1u) ? '1' : '0';
+  }
+  return text;
+}
+
+std::string field_names(const Format& f) {
+  const std::string sign = f.is_signed ? "sign " : "";
+  if (f.kind == FormatKind::integer) return sign + "magnitude";
+  return sign + (f.mantissa_bits > 0 ? "exponent mantissa" : "exponent");
+}
+
+std::string code_text(const Format& f, float value) {
+  uint32_t code = 0;
+  try {
+    code = encode(f, value);
+  } catch (const Error& e) {
+    const std::string_view message = e.what();
+    const size_t op_end = message.starts_with('[') ? message.find("] ") : std::string_view::npos;
+    return concat("none (", op_end == std::string_view::npos ? message : message.substr(op_end + 2),
+                  ")");
+  }
+  char hex[16];
+  std::snprintf(hex, sizeof hex, "0x%0*x", (f.bits() + 3) / 4, code);
+  return concat(hex, " = ", bit_fields(f, code), " (", field_names(f), ")");
+}
+
+struct CastOptions {
+  std::string value;
+  std::string format;
+  std::string round = "rne";
+  std::string overflow = "standard";
+  bool flush_subnormals = false;
+  std::string seed = "0";
+};
+
+int run_cast(const CastOptions& o) {
+  const std::optional<float> input = parse_float(o.value);
+  LATTICE_CHECK(input, "VALUE: \"", trim(o.value), "\" is not a number (", kFloatSpellings, ")");
+  const Format f = parse_element_format("--to", o.format);
+  Rounding rounding = for_option("--round", [&] { return parse_rounding(o.round); });
+  rounding.overflow = for_option("--overflow", [&] { return parse_overflow(o.overflow); });
+  if (o.flush_subnormals) rounding.subnormals = Subnormals::flush;
+  const RandomStream random{parse_integer<uint64_t>("--seed", o.seed)};
+  const Quantizer q{f, rounding, std::nullopt};
+  validate(q);
+
+  // Element 0 of an elementwise quantize draws random.word(0).
+  const float x = *input;
+  float y = 0.0f;
+  const int64_t shape[] = {1};
+  quantize(q, std::span(&x, 1), std::span(&y, 1), shape, random);
+
+  std::string how = concat(format_name(f), ", ", rounding_name(rounding));
+  if (rounding.mode == RoundingMode::stochastic) {
+    char word[16];
+    std::snprintf(word, sizeof word, "0x%08x", random.word(0));
+    how += concat(" (random word ", word, " from seed ", random.seed, ")");
+  }
+  how += ", overflow " + overflow_name(rounding.overflow);
+  if (o.flush_subnormals) how += ", subnormals flushed";
+  std::printf("input:     %s (%s)\n", float_text(x).c_str(), hex_float_text(x).c_str());
+  std::printf("format:    %s\n", how.c_str());
+  std::printf("result:    %s (%s)\n", float_text(y).c_str(), hex_float_text(y).c_str());
+  std::printf("bits:      %s\n", code_text(f, y).c_str());
+  std::printf("ulp:       %s\n", float_text(ulp(f, y)).c_str());
+  std::printf("next_down: %s\n", float_text(next_down(f, y)).c_str());
+  std::printf("next_up:   %s\n", float_text(next_up(f, y)).c_str());
+  return 0;
+}
+
+// ---- quantize ----
+
+struct QuantizeOptions {
+  std::string format;
+  std::string round, overflow, block, scale, rule, scale_round, zero_scale, shape, axis;
+  bool flush_subnormals = false, tensor_scale = false, binary = false;
+  std::string seed = "0";
+};
+
+/// The quantizer the options describe: a named quantizer or element format, with the
+/// rounding and block-scaling options laid over it. `given(option)` says whether it was set.
+template <typename Given>
+Quantizer build_quantizer(const QuantizeOptions& o, const Given& given) {
+  Quantizer q = for_option("--format", [&] { return parse_quantizer(o.format); });
+  if (given("--round")) {
+    const Rounding r = for_option("--round", [&] { return parse_rounding(o.round); });
+    q.rounding.mode = r.mode;
+    q.rounding.random_bits = r.random_bits;
+  }
+  if (given("--overflow"))
+    q.rounding.overflow = for_option("--overflow", [&] { return parse_overflow(o.overflow); });
+  if (o.flush_subnormals) q.rounding.subnormals = Subnormals::flush;
+
+  if (!q.scaling && (given("--block") || given("--scale") || given("--rule")))
+    q.scaling = BlockScaling{};
+  for (const char* option : {"--scale-round", "--tensor-scale", "--zero-scale", "--axis"})
+    LATTICE_CHECK(!given(option) || q.scaling, option, " applies to block scaling: add --block N ",
+                  "or use a block quantizer (", o.format, " is elementwise)");
+  if (!q.scaling) return q;
+  BlockScaling& s = *q.scaling;
+  if (given("--block")) s.block_size = parse_integer<int>("--block", o.block, 1);
+  if (given("--scale")) s.scale_format = parse_element_format("--scale", o.scale);
+  if (given("--rule")) s.rule = for_option("--rule", [&] { return parse_scale_rule(o.rule); });
+  if (given("--scale-round")) {
+    const Rounding r = for_option("--scale-round", [&] { return parse_rounding(o.scale_round); });
+    LATTICE_CHECK(r.mode != RoundingMode::stochastic || r.random_bits == 32,
+                  "--scale-round: block scales take sr (32 random bits), not ", o.scale_round);
+    s.scale_rounding = r.mode;
+  }
+  if (o.tensor_scale) s.tensor_scale = true;
+  if (given("--zero-scale"))
+    s.zero_scale = for_option("--zero-scale", [&] { return parse_zero_scale(o.zero_scale); });
+  if (given("--axis")) s.axis = parse_integer<int>("--axis", o.axis);
+  return q;
+}
+
+std::vector<int64_t> parse_shape(const std::string& text) {
+  std::vector<int64_t> shape;
+  int64_t count = 1;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = text.find(',', start);
+    const std::string dim = text.substr(start, comma - start);
+    LATTICE_CHECK(!trim(dim).empty(), "--shape: \"", text,
+                  "\" is not a list of dimensions such as 4,32");
+    const int64_t d = parse_integer<int64_t>("--shape", dim, 0, int64_t(1) << 40);
+    LATTICE_CHECK(d == 0 || count <= (int64_t(1) << 40) / d, "--shape: ", text,
+                  " holds too many elements");
+    count *= d;
+    shape.push_back(d);
+    if (comma == std::string::npos) return shape;
+    start = comma + 1;
+  }
+}
+
+std::vector<float> read_binary(std::FILE* in) {
+  std::vector<unsigned char> bytes;
+  unsigned char buffer[1 << 16];
+  size_t got = 0;
+  while ((got = std::fread(buffer, 1, sizeof buffer, in)) > 0)
+    bytes.insert(bytes.end(), buffer, buffer + got);
+  LATTICE_CHECK(!std::ferror(in), "stdin: read error");
+  LATTICE_CHECK(bytes.size() % 4 == 0, "stdin: ", bytes.size(),
+                " bytes is not a whole number of float32 values (4 bytes each)");
+  std::vector<float> values(bytes.size() / 4);
+  for (size_t i = 0; i < values.size(); ++i) {
+    const unsigned char* b = &bytes[4 * i];
+    values[i] = float_from_bits(uint32_t(b[0]) | uint32_t(b[1]) << 8 | uint32_t(b[2]) << 16 |
+                                uint32_t(b[3]) << 24);
+  }
+  return values;
+}
+
+/// One value per line; blank lines and surrounding whitespace are ignored.
+std::vector<float> read_text(std::istream& in) {
+  std::vector<float> values;
+  std::string line;
+  for (int64_t number = 1; std::getline(in, line); ++number) {
+    if (trim(line).empty()) continue;
+    const std::optional<float> value = parse_float(line);
+    LATTICE_CHECK(value, "stdin line ", number, ": \"", trim(line), "\" is not a number (",
+                  kFloatSpellings, ")");
+    values.push_back(*value);
+  }
+  LATTICE_CHECK(!in.bad(), "stdin: read error");
+  return values;
+}
+
+void write_binary(std::span<const float> values, std::FILE* out) {
+  std::vector<unsigned char> bytes(values.size() * 4);
+  for (size_t i = 0; i < values.size(); ++i) {
+    const uint32_t bits = float_bits(values[i]);
+    for (int k = 0; k < 4; ++k) bytes[4 * i + size_t(k)] = uint8_t(bits >> (8 * k));
+  }
+  std::fwrite(bytes.data(), 1, bytes.size(), out);
+}
+
+void write_text(std::span<const float> values, std::FILE* out) {
+  for (float v : values) {
+    const std::string text = float_text(v);
+    std::fputs(text.c_str(), out);
+    std::fputc('\n', out);
+  }
+}
+
+template <typename Given>
+int run_quantize(const QuantizeOptions& o, const Given& given) {
+  const Quantizer q = build_quantizer(o, given);
+  validate(q);
+  const RandomStream random{parse_integer<uint64_t>("--seed", o.seed)};
+  std::optional<std::vector<int64_t>> shape;
+  if (given("--shape")) {
+    shape = parse_shape(o.shape);
+    if (q.scaling) block_layout(*q.scaling, *shape);  // checks the axis before reading stdin
+  }
+
+  const std::vector<float> x = o.binary ? read_binary(stdin) : read_text(std::cin);
+  if (shape) {
+    int64_t count = 1;
+    for (int64_t d : *shape) count *= d;
+    LATTICE_CHECK(count == int64_t(x.size()), "--shape ", o.shape, " holds ", count,
+                  " values, but stdin has ", x.size());
+  } else {
+    shape = std::vector<int64_t>{int64_t(x.size())};
+  }
+  std::vector<float> y(x.size());
+  if (!x.empty()) quantize(q, x, y, *shape, random);
+  if (o.binary)
+    write_binary(y, stdout);
+  else
+    write_text(y, stdout);
+  LATTICE_CHECK(std::fflush(stdout) == 0 && !std::ferror(stdout), "stdout: write error");
+  return 0;
+}
+
+// ---- Command line ----
+
+constexpr const char* kRoundingHelp =
+    "rounding mode: rne, rna, rtz, rup, rdn, sr (32 random bits) or sr<N> (default rne)";
+constexpr const char* kOverflowHelp =
+    "overflow policy: standard (the format's own: inf, NaN or saturation), saturate, inf, nan";
+constexpr const char* kSeedHelp = "Philox seed for stochastic rounding (default 0)";
+
+std::string known_formats() {
+  std::string names;
+  for (const auto& named : named_formats())
+    names += (names.empty() ? "" : ", ") + std::string(named.name);
+  return names;
+}
+
+std::string known_quantizers() {
+  std::string names;
+  for (const auto& named : named_quantizers())
+    names += (names.empty() ? "" : ", ") + std::string(named.name);
+  return names;
+}
+
+/// A negative number that does not start with a digit ("-inf", "-nan", "-.5") would read as
+/// a short option; a leading space makes CLI11 take it as a value (parse_float trims it).
+std::vector<std::string> protect_negative_numbers(std::vector<std::string> args) {
+  for (std::string& arg : args)
+    if (arg.size() > 1 && arg[0] == '-' && arg[1] != '-' && !std::isdigit((unsigned char)arg[1]) &&
+        parse_float(arg))
+      arg = " " + arg;
+  return args;
+}
+
+/// Adds a string option with its value's name in the help text.
+CLI::Option* add_text_option(CLI::App* command,
+                             const std::string& name,
+                             std::string& value,
+                             const std::string& type,
+                             const std::string& help) {
+  return command->add_option(name, value, help)->type_name(type);
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{
+      "lattice: inspect number lattices (formats), round one value (cast) and quantize float32 "
+      "streams (quantize).",
+      "lattice"};
+  app.require_subcommand(0, 1);
+  app.footer("Run `lattice COMMAND --help` for a command's options.");
+
+  CLI::App* formats = app.add_subcommand(
+      "formats", "Table of the named formats and block quantizers with their ranges.");
+
+  CastOptions c;
+  CLI::App* cast = app.add_subcommand(
+      "cast", "Round one value onto a lattice; print it, its code, ulp and neighbours.");
+  cast->footer("Example: lattice cast 464 --to e4m3   (-> 448, bits 0x7e)");
+  add_text_option(cast, "VALUE", c.value, "VALUE",
+                  "value to round, read as fp32: decimal (-1.5e-3), hex-float (0x1.8p-3), inf "
+                  "or nan")
+      ->required();
+  add_text_option(cast, "--to", c.format, "FORMAT",
+                  "element format: " + known_formats() +
+                      ", or generic [u]e<E>m<M>[fn|ieee][b<bias>] and int<N>")
+      ->required();
+  add_text_option(cast, "--round", c.round, "MODE", kRoundingHelp);
+  add_text_option(cast, "--overflow", c.overflow, "POLICY", kOverflowHelp);
+  cast->add_flag("--flush-subnormals", c.flush_subnormals,
+                 "results below the smallest normal become zero");
+  add_text_option(cast, "--seed", c.seed, "S",
+                  "Philox seed; stochastic rounding uses word 0 of its stream (default 0)");
+
+  QuantizeOptions q;
+  CLI::App* quantize =
+      app.add_subcommand("quantize", "Quantize-dequantize float32 values from stdin to stdout.");
+  quantize->footer(
+      "Text input holds one value per line (decimal, hex-float, inf or nan; blank lines and\n"
+      "surrounding whitespace are ignored); text output prints each value with %.9g, which\n"
+      "reads back to the same fp32. --binary reads and writes raw little-endian float32.\n"
+      "Example: printf '1.3\\n-3\\n' | lattice quantize --format mxfp4");
+  add_text_option(quantize, "--format", q.format, "FORMAT",
+                  "block quantizer (" + known_quantizers() + ") or element format (" +
+                      known_formats() + ", ...)")
+      ->required();
+  add_text_option(quantize, "--round", q.round, "MODE", std::string("element ") + kRoundingHelp);
+  add_text_option(quantize, "--overflow", q.overflow, "POLICY", kOverflowHelp);
+  quantize->add_flag("--flush-subnormals", q.flush_subnormals,
+                     "element results below the smallest normal become zero");
+  add_text_option(quantize, "--block", q.block, "N",
+                  "block size; adds block scaling to an element format (default scale ue8m0, "
+                  "rule mx) or overrides a block quantizer's");
+  add_text_option(quantize, "--scale", q.scale, "FORMAT",
+                  "block scale format (ue8m0, ue4m3, ue5m3, e8m3, ...)");
+  add_text_option(quantize, "--rule", q.rule, "RULE",
+                  "scale rule: mx (OCP MX, ue8m0 scales), nvfp4, encode (FP4 design space)");
+  add_text_option(quantize, "--scale-round", q.scale_round, "MODE",
+                  "scale rounding of the nvfp4 and encode rules: rne, rup, sr");
+  quantize->add_flag("--tensor-scale", q.tensor_scale,
+                     "encode rule: a second-level fp32 per-tensor scale");
+  add_text_option(quantize, "--zero-scale", q.zero_scale, "MODE",
+                  "encode rule: what a block scale that rounds to zero becomes: "
+                  "nearest_subnormal, to_one");
+  add_text_option(quantize, "--shape", q.shape, "D0,D1,...",
+                  "row-major shape of the input (default: 1-D, all values)");
+  add_text_option(quantize, "--axis", q.axis, "A",
+                  "axis the blocks run along (default -1, the last)");
+  add_text_option(quantize, "--seed", q.seed, "S", kSeedHelp);
+  quantize->add_flag("--binary", q.binary, "read and write raw little-endian float32");
+
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && !args[0].starts_with('-')) {
+    const bool known = args[0] == "formats" || args[0] == "cast" || args[0] == "quantize";
+    LATTICE_CHECK(known, "unknown command \"", args[0], "\" (known: formats, cast, quantize)");
+  }
+  args = protect_negative_numbers(std::move(args));
+  std::reverse(args.begin(), args.end());  // CLI11 takes its argument vector back to front
+  try {
+    app.parse(args);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    std::string command = "lattice";
+    for (const CLI::App* sub : app.get_subcommands()) command += " " + sub->get_name();
+    throw Error(concat(e.what(), " (see `", command, " --help`)"));
+  }
+
+  if (formats->parsed()) return run_formats();
+  if (cast->parsed()) return run_cast(c);
+  if (quantize->parsed())
+    return run_quantize(q, [&](const char* option) { return quantize->count(option) > 0; });
+  std::cout << app.help();
+  return 0;
+}
+
+/// The message on one line: "lattice: <message>".
+void print_error(std::string message) {
+  std::replace(message.begin(), message.end(), '\n', ' ');
+  std::fprintf(stderr, "lattice: %s\n", message.c_str());
+}
+
+}  // namespace
+}  // namespace lattice
+
+int main(int argc, char** argv) {
+  try {
+    return lattice::run(argc, argv);
+  } catch (const lattice::Error& e) {
+    lattice::print_error(e.what());
+    return lattice::kUsageError;
+  } catch (const std::bad_alloc&) {
+    lattice::print_error("out of memory");
+    return 1;
+  } catch (const std::exception& e) {
+    lattice::print_error(e.what());
+    return 1;
+  }
+}
