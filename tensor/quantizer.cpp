@@ -50,7 +50,9 @@ Quantizer parse_quantizer(const std::string& text) {
     if (name == known) return quantizer;
   try {
     return Quantizer{parse_format(text), Rounding{}, std::nullopt};
-  } catch (const Error&) {
+  } catch (const Error& e) {
+    // A name that parsed as a generic format but is invalid keeps its precise message.
+    if (std::string(e.what()).find("unknown format") == std::string::npos) throw;
     std::string known;
     for (const auto& named : named_quantizers()) known += std::string(named.name) + ", ";
     throw Error(concat("[quantizer] unknown format \"", text, "\" (known: ", known,

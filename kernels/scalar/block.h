@@ -70,12 +70,16 @@ LATTICE_HD BlockPlan make_block_plan(const Format& element,
     plan.tensor_encode = encode;
     plan.tensor_decode = 1.0f / encode;
   } else if (s.rule == ScaleRule::encode) {
-    const float divisor = !s.tensor_scale ? 1.0f
-                          : s.scale_format.kind == FormatKind::exponent
-                              ? plan.element_max
-                              : plan.element_max * s.scale_format.carrier_max();
+    // divisor = emax (ue8m0) or emax * scale max. It is exact in fp32 for the 8-bit scale
+    // formats, where g is the reference's fp32 quotient; wider scale formats (e8m3, bf16,
+    // fp32) overflow fp32 there, so their g is the exact quotient rounded once to fp32.
+    const double divisor = !s.tensor_scale ? 1.0
+                           : s.scale_format.kind == FormatKind::exponent
+                               ? double(plan.element_max)
+                               : double(plan.element_max) * s.scale_format.max_finite();
     const float g_raw = s.tensor_scale && tensor_amax > 0.0f ? tensor_amax : 1.0f;
-    plan.tensor_encode = g_raw / divisor;
+    plan.tensor_encode =
+        divisor <= 3.40282347e38 ? g_raw / float(divisor) : float(double(g_raw) / divisor);
     plan.tensor_decode = 1.0f;
   } else {
     plan.tensor_encode = plan.tensor_decode = 1.0f;
