@@ -1,0 +1,104 @@
+// CUDA quantize kernels against their CPU twins, bit for bit (stochastic rounding included).
+// Without a GPU the parity test reports that it skipped; the API must then fail cleanly.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "kernels/quantize.h"
+#include "tensor/error.h"
+#include "tensor/quantizer.h"
+
+#if defined(LATTICE_CUDA)
+#include <cuda_runtime.h>
+#endif
+
+using namespace lattice;
+
+namespace {
+
+std::vector<float> test_values(int64_t n) {
+  std::vector<float> x(static_cast<size_t>(n));
+  const RandomStream random{.seed = 3};
+  for (int64_t i = 0; i < n; ++i)
+    x[size_t(i)] = (float(random.word(uint64_t(i))) / 4294967296.0f - 0.5f) * float(1 << (i % 14)) *
+                   (i % 31 == 0 ? 1e-38f : 1.0f);
+  x[5] = 0.0f, x[77] = -0.0f, x[300] = 1e30f;
+  return x;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("without a CUDA device the CUDA kernels throw a clear error instead of crashing") {
+  if (cuda_available()) return;
+  const float x = 1.0f;
+  float y = 0.0f;
+  CHECK_THROWS_AS(quantize_elementwise_cuda(&x, &y, 1, bf16, Rounding{}, RandomStream{}), Error);
+  MESSAGE("no CUDA device here: the GPU parity test below skips");
+}
+
+#if defined(LATTICE_CUDA)
+TEST_CASE("CUDA quantize kernels match the CPU kernels bit for bit") {
+  if (!cuda_available()) return;
+  const int64_t rows = 37, cols = 200, n = rows * cols;
+  const std::vector<float> x = test_values(n);
+  float *device_x = nullptr, *device_y = nullptr;
+  REQUIRE(cudaMalloc(&device_x, n * sizeof(float)) == cudaSuccess);
+  REQUIRE(cudaMalloc(&device_y, n * sizeof(float)) == cudaSuccess);
+  REQUIRE(cudaMemcpy(device_x, x.data(), n * sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
+  const auto from_device = [&] {
+    std::vector<float> y(static_cast<size_t>(n));
+    REQUIRE(cudaMemcpy(y.data(), device_y, n * sizeof(float), cudaMemcpyDeviceToHost) ==
+            cudaSuccess);
+    return y;
+  };
+  const RandomStream random{.seed = 11, .subsequence = 2};
+  for (const char* name : {"bf16", "fp16", "e4m3", "e5m2", "e2m1", "ue8m0", "int8"}) {
+    for (const char* mode : {"rne", "rna", "rtz", "rup", "rdn", "sr", "sr8"}) {
+      CAPTURE(name);
+      CAPTURE(mode);
+      const Format format = parse_format(name);
+      const Rounding rounding = parse_rounding(mode);
+      std::vector<float> expected(static_cast<size_t>(n));
+      quantize_elementwise_cpu(x.data(), expected.data(), n, format, rounding, random);
+      quantize_elementwise_cuda(device_x, device_y, n, format, rounding, random);
+      CHECK(same_bits(from_device(), expected));
+    }
+  }
+  for (const char* name : {"mxfp4", "mxfp8", "nvfp4"}) {
+    for (const char* mode : {"rne", "sr"}) {
+      for (int axis : {0, 1}) {
+        CAPTURE(name);
+        CAPTURE(mode);
+        CAPTURE(axis);
+        Quantizer q = parse_quantizer(name);
+        q.rounding = parse_rounding(mode);
+        q.scaling->axis = axis;
+        const int64_t shape[] = {rows, cols};
+        const BlockLayout layout = block_layout(*q.scaling, shape);
+        std::vector<float> expected(static_cast<size_t>(n));
+        quantize_blocks_cpu(x.data(), expected.data(), layout, q.element, q.rounding, *q.scaling,
+                            random, nullptr);
+        quantize_blocks_cuda(device_x, device_y, layout, q.element, q.rounding, *q.scaling, random);
+        CHECK(same_bits(from_device(), expected));
+      }
+    }
+  }
+  BlockScaling encode{.block_size = 16,
+                      .scale_format = ue5m3,
+                      .rule = ScaleRule::encode,
+                      .scale_rounding = RoundingMode::stochastic,
+                      .tensor_scale = true};
+  const BlockLayout layout{1, n, 1, 16};
+  std::vector<float> expected(static_cast<size_t>(n));
+  quantize_blocks_cpu(x.data(), expected.data(), layout, e2m1, Rounding{}, encode, random, nullptr);
+  quantize_blocks_cuda(device_x, device_y, layout, e2m1, Rounding{}, encode, random);
+  CHECK(same_bits(from_device(), expected));
+  cudaFree(device_x);
+  cudaFree(device_y);
+}
+#endif
