@@ -3,12 +3,12 @@
 #include "tensor/format.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <regex>
 
 #include "kernels/scalar/round.h"
 #include "tensor/error.h"
+#include "tensor/text.h"
 
 namespace lattice {
 
@@ -53,11 +53,6 @@ constexpr Alias kAliases[] = {
     {"float8_e8m0fnu", "ue8m0"},
     {"ue4m3fn", "ue4m3"},
 };
-
-std::string lowercase(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  return s;
-}
 
 std::string known_names() {
   std::string out;

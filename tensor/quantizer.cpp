@@ -3,7 +3,6 @@
 #include "tensor/quantizer.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <functional>
 #include <numeric>
@@ -11,6 +10,7 @@
 #include "kernels/scalar/block.h"
 #include "kernels/scalar/round.h"
 #include "tensor/error.h"
+#include "tensor/text.h"
 
 namespace lattice {
 
@@ -18,11 +18,6 @@ namespace {
 
 Quantizer mx(Format element) {
   return Quantizer{element, Rounding{}, BlockScaling{}};
-}
-
-std::string lowercase(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  return s;
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <cctype>
 
 #include "tensor/error.h"
+#include "tensor/text.h"
 
 namespace lattice {
 namespace {
@@ -21,8 +22,9 @@ constexpr ModeName kModes[] = {
     {"rdn", RoundingMode::toward_negative}, {"toward-negative", RoundingMode::toward_negative},
 };
 
-std::string lowercase(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+/// Lower case with '_' read as '-' (nearest_even == nearest-even).
+std::string normalised(const std::string& text) {
+  std::string s = lowercase(text);
   std::replace(s.begin(), s.end(), '_', '-');
   return s;
 }
@@ -30,7 +32,7 @@ std::string lowercase(std::string s) {
 }  // namespace
 
 Rounding parse_rounding(const std::string& text) {
-  const std::string name = lowercase(text);
+  const std::string name = normalised(text);
   for (const auto& [spelling, mode] : kModes)
     if (name == spelling) return Rounding{.mode = mode};
   if (name.rfind("sr", 0) == 0) {
@@ -48,7 +50,7 @@ Rounding parse_rounding(const std::string& text) {
 }
 
 Overflow parse_overflow(const std::string& text) {
-  const std::string name = lowercase(text);
+  const std::string name = normalised(text);
   if (name == "standard") return Overflow::standard;
   if (name == "saturate" || name == "satfinite") return Overflow::saturate;
   if (name == "inf" || name == "infinity") return Overflow::infinity;
