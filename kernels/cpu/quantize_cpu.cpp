@@ -145,8 +145,10 @@ void quantize_blocks_cpu(const float* x,
   }
   const BlockPlan plan =
       make_block_plan(element, rounding, scaling, float_from_bits(tensor_amax_bits));
-  if (parts) parts->tensor_scale = scaling.rule == ScaleRule::mx ? 1.0f : plan.tensor_encode;
-  if (parts && scaling.rule == ScaleRule::nvfp4) parts->tensor_scale = plan.tensor_decode;
+  if (parts)
+    parts->tensor_scale = scaling.rule == ScaleRule::nvfp4    ? plan.tensor_decode
+                          : scaling.rule == ScaleRule::encode ? plan.tensor_encode
+                                                              : 1.0f;
   const RandomStream scale_random = random.fork();
   const bool stochastic_elements = is_stochastic(rounding);
   const bool stochastic_scales = scaling.scale_rounding == RoundingMode::stochastic;
@@ -156,51 +158,67 @@ void quantize_blocks_cpu(const float* x,
   const int64_t per_column = layout.blocks_per_column();
 
   if (inner == 1) {  // blocks are contiguous runs
-    // A task takes a group of whole blocks: maxima, then scales and multipliers per block,
-    // spread per element, then one flat vectorised loop over the group's elements.
+    // A task takes a group of whole blocks: their maxima, then all their scales in one
+    // vectorised loop, spread per element, then one flat vectorised loop over the elements.
     const int64_t blocks = layout.block_count();
     const int64_t group = std::max<int64_t>(1, kChunk / bs);
 #pragma omp parallel if (n > kParallelMin)
     {
       const int64_t capacity = group * bs;
       std::vector<uint32_t> words(static_cast<size_t>(capacity + 8));
-      std::vector<float> element_scale(static_cast<size_t>(capacity));
-      std::vector<float> element_multiplier_(static_cast<size_t>(capacity));
+      std::vector<uint32_t> scale_words(static_cast<size_t>(group + 8));
+      std::vector<uint32_t> block_amax(static_cast<size_t>(group));
+      std::vector<float> block_scales(static_cast<size_t>(group));
+      std::vector<float> scale_per_element(static_cast<size_t>(capacity));
+      std::vector<float> multiplier_per_element(static_cast<size_t>(capacity));
       std::vector<float> discarded(static_cast<size_t>(capacity));  // xq when not wanted
 #pragma omp for schedule(static)
       for (int64_t g = 0; g < blocks; g += group) {
         // Consecutive blocks are consecutive in memory, ragged column ends included.
-        const int64_t g_end = std::min(g + group, blocks);
+        const int64_t group_blocks = std::min(group, blocks - g);
         const int64_t first = (g / per_column) * layout.length + (g % per_column) * bs;
+        const auto rows_of = [&](int64_t b) {
+          return std::min(bs, layout.length - (b % per_column) * bs);
+        };
         int64_t count = 0;
+        for (int64_t i = 0; i < group_blocks; ++i) {
+          const float* xb = x + first + count;
+          const int64_t rows = rows_of(g + i);
+          uint32_t amax = 0;
+#pragma omp simd reduction(max : amax)
+          for (int64_t k = 0; k < rows; ++k) amax = std::max(amax, float_bits(xb[k]) & 0x7FFFFFFFu);
+          block_amax[size_t(i)] = amax;
+          count += rows;
+        }
+        if (stochastic_scales)  // from the Philox block holding scale word g
+          fill_random_words(scale_random, g / 4, (g % 4 + group_blocks + 3) / 4,
+                            scale_words.data());
         dispatch_block(plan, [&](auto rule, auto mode, auto general) {
           constexpr ScaleRule kRule = decltype(rule)::value;
           constexpr ModeClass kMode = decltype(mode)::value;
           constexpr bool kGeneral = decltype(general)::value;
           const BlockPlan local = plan;
-          for (int64_t b = g; b < g_end; ++b) {
-            const int64_t j = b % per_column;
-            const int64_t rows = std::min(bs, layout.length - j * bs);
-            const float* xb = x + first + count;
-            uint32_t amax = 0;
-#pragma omp simd reduction(max : amax)
-            for (int64_t k = 0; k < rows; ++k)
-              amax = std::max(amax, float_bits(xb[k]) & 0x7FFFFFFFu);
-            const float scale =
-                block_scale(amax, local, stochastic_scales ? scale_random.word(b) : 0u);
-            if (scale_out) scale_out[b] = scale;
-            const float multiplier = element_multiplier<kRule>(scale, local);
-            std::fill_n(element_scale.data() + count, rows, scale);
-            std::fill_n(element_multiplier_.data() + count, rows, multiplier);
-            count += rows;
+          // Scale words stay zero (and unused) unless scale rounding is stochastic.
+          const uint32_t* group_scale_words = scale_words.data() + g % 4;
+          const uint32_t* amax_of = block_amax.data();
+          float* scale_of = block_scales.data();
+#pragma omp simd
+          for (int64_t i = 0; i < group_blocks; ++i)
+            scale_of[i] = block_scale<kRule>(amax_of[i], local, group_scale_words[i]);
+          if (scale_out) std::copy_n(block_scales.data(), group_blocks, scale_out + g);
+          for (int64_t i = 0, offset = 0; i < group_blocks; offset += rows_of(g + i), ++i) {
+            const float scale = block_scales[size_t(i)];
+            std::fill_n(scale_per_element.data() + offset, rows_of(g + i), scale);
+            std::fill_n(multiplier_per_element.data() + offset, rows_of(g + i),
+                        element_multiplier<kRule>(scale, local));
           }
           if (kMode == ModeClass::stochastic)  // from the Philox block holding word `first`
             fill_random_words(random, first / 4, (first % 4 + count + 3) / 4, words.data());
           const uint32_t* group_words = words.data() + first % 4;
           // Unconditional stores keep the loop free of control flow.
           float* xq_out = element_out ? element_out + first : discarded.data();
-          const float* scales = element_scale.data();
-          const float* multipliers = element_multiplier_.data();
+          const float* scales = scale_per_element.data();
+          const float* multipliers = multiplier_per_element.data();
 #pragma omp simd
           for (int64_t k = 0; k < count; ++k) {
             const float xq = scale_to_element<kRule, kMode, kGeneral>(

@@ -29,26 +29,21 @@ LATTICE_HD float float_from_bits(uint32_t u) {
 #endif
 }
 
-/// 2^e exactly, for e in [-149, 127]; below -126 the result is an fp32 subnormal. Outside the
-/// range it returns 0 or +inf, as fp32 would.
+/// 2^e exactly for e in [-149, 127] (the caller keeps e there); below -126 the result is an
+/// fp32 subnormal. One select, no branch, so loops calling it vectorise.
 LATTICE_HD float exp2_int(int e) {
-  if (e > 127) return float_from_bits(0x7F800000u);
-  if (e >= -126) return float_from_bits(uint32_t(e + 127) << 23);
-  if (e >= -149) return float_from_bits(1u << (e + 149));
-  return 0.0f;
+  return float_from_bits(e >= -126 ? uint32_t(e + 127) << 23 : 1u << (uint32_t(e + 149) & 31u));
 }
 
 /// floor(log2|x|) from the bits of a finite nonzero x, exact for subnormals too. (Float log2
-/// rounds up just below a power of two, which would double an MX scale.)
+/// rounds up just below a power of two, which would double an MX scale.) A subnormal's
+/// exponent is read off its fraction converted to float: exact, and branch-free so that
+/// loops calling this vectorise.
 LATTICE_HD int exponent_of(float x) {
   const uint32_t magnitude = float_bits(x) & 0x7FFFFFFFu;
   const int biased = int(magnitude >> 23);
-  if (biased != 0) return biased - 127;
-#if defined(__CUDA_ARCH__)
-  return (31 - __clz(magnitude)) - 149;
-#else
-  return (31 - __builtin_clz(magnitude)) - 149;
-#endif
+  const int fraction_log2 = int(float_bits(float(magnitude & 0x7FFFFFu)) >> 23) - 127;
+  return biased != 0 ? biased - 127 : fraction_log2 - 149;
 }
 
 }  // namespace lattice

@@ -89,29 +89,39 @@ LATTICE_HD BlockPlan make_block_plan(const Format& element,
 
 /// The scale of one block, as the lattice value stored in the scale format (NaN for a block
 /// holding NaN or inf). `amax_bits`: the largest magnitude bits in the block, specials
-/// included; `random_word` drives stochastic scale rounding.
+/// included; `random_word` drives stochastic scale rounding. Branch-free per rule, so kernels
+/// can compute many blocks' scales in one vectorised loop.
+template <ScaleRule kRule>
 LATTICE_HD float block_scale(uint32_t amax_bits, const BlockPlan& p, uint32_t random_word) {
-  if (amax_bits >= 0x7F800000u) return float_from_bits(0x7FC00000u);
   const float amax = float_from_bits(amax_bits);
-  switch (p.rule) {
-    case ScaleRule::mx: {
-      // A zero block takes microxcaling's floor(log2(FP32_MIN_NORMAL)) = -126.
-      const int amax_exponent = amax_bits == 0 ? -126 : exponent_of(amax);
-      const int shared = amax_exponent - p.element_max_exponent;
-      return exp2_int(shared > -127 ? shared : -127);
-    }
-    case ScaleRule::nvfp4:
-      return round_to_lattice(amax * (p.tensor_encode * (1.0f / p.element_max)), p.scale,
-                              random_word);
-    case ScaleRule::encode: {
-      const float block_amax = amax_bits == 0 ? 1.0f : amax;
-      float s =
-          round_to_lattice(p.element_max / block_amax * p.tensor_encode, p.scale, random_word);
-      if (p.zero_scale_to_one && s == 0.0f) s = 1.0f;
-      return s < p.smallest_scale ? p.smallest_scale : s;
-    }
+  float scale;
+  if constexpr (kRule == ScaleRule::mx) {
+    // A zero block takes microxcaling's floor(log2(FP32_MIN_NORMAL)) = -126.
+    const int amax_exponent = amax_bits == 0 ? -126 : exponent_of(amax);
+    const int shared = amax_exponent - p.element_max_exponent;
+    scale = exp2_int(shared > -127 ? shared : -127);
+  } else if constexpr (kRule == ScaleRule::nvfp4) {
+    scale =
+        round_to_lattice(amax * (p.tensor_encode * (1.0f / p.element_max)), p.scale, random_word);
+  } else {
+    const float block_amax = amax_bits == 0 ? 1.0f : amax;
+    scale = round_to_lattice(p.element_max / block_amax * p.tensor_encode, p.scale, random_word);
+    scale = p.zero_scale_to_one && scale == 0.0f ? 1.0f : scale;
+    scale = scale < p.smallest_scale ? p.smallest_scale : scale;
   }
-  return 0.0f;
+  return amax_bits >= 0x7F800000u ? float_from_bits(0x7FC00000u) : scale;
+}
+
+/// The same with the rule chosen at run time.
+LATTICE_HD float block_scale(uint32_t amax_bits, const BlockPlan& p, uint32_t random_word) {
+  switch (p.rule) {
+    case ScaleRule::mx:
+      return block_scale<ScaleRule::mx>(amax_bits, p, random_word);
+    case ScaleRule::nvfp4:
+      return block_scale<ScaleRule::nvfp4>(amax_bits, p, random_word);
+    default:
+      return block_scale<ScaleRule::encode>(amax_bits, p, random_word);
+  }
 }
 
 /// The factor a block's elements are multiplied by before element rounding: 1/X (mx, exact),

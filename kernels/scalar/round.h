@@ -76,7 +76,8 @@ LATTICE_HD RoundingPlan make_rounding_plan(const Format& f, const Rounding& r) {
                             (r.subnormals == Subnormals::flush && f.kind == FormatKind::floating);
   plan.max = max;
   plan.overflow = overflow;
-  plan.inf_result = f.has_inf() ? inf : overflow;
+  // inf is exact in formats that have it, except that saturation clamps it too (satfinite).
+  plan.inf_result = f.has_inf() && r.overflow != Overflow::saturate ? inf : overflow;
   plan.flush_below =
       (r.subnormals == Subnormals::flush && f.kind == FormatKind::floating) ? f.min_normal() : 0.0f;
   plan.min_value = f.has_zero() ? 0.0f : f.min_normal();
@@ -153,10 +154,8 @@ LATTICE_HD float round_to_lattice(float x, const RoundingPlan& p, uint32_t rando
   const uint32_t directed = kMode == ModeClass::any ? p.directed : kMode == ModeClass::directed;
   kept += (nearest & nearest_up) | (stochastic & stochastic_up) | (directed & directed_up);
 
-  // 2^quantum_exponent, exact also when it is an fp32 subnormal; the product is exact.
-  const float quantum = quantum_exponent >= -126
-                            ? float_from_bits(uint32_t(quantum_exponent + 127) << 23)
-                            : float_from_bits(1u << (uint32_t(quantum_exponent + 149) & 31u));
+  // 2^quantum_exponent is exact also when it is an fp32 subnormal; so is the product.
+  const float quantum = exp2_int(quantum_exponent);
   float y = float(kept) * quantum;
   const uint32_t saturates =
       (is_negative & p.saturate_if_negative) | ((is_negative ^ 1u) & p.saturate_if_positive);
