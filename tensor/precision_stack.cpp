@@ -1,0 +1,273 @@
+// Precision-stack specs (parse and canonical print) and the thread-local current stack.
+#include "tensor/precision_stack.h"
+
+#include <algorithm>
+#include <cctype>
+#include <vector>
+
+#include "tensor/error.h"
+#include "tensor/text.h"
+
+namespace lattice {
+namespace {
+
+std::vector<std::string> split(const std::string& text, char separator) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  for (size_t end; (end = text.find(separator, start)) != std::string::npos; start = end + 1)
+    parts.push_back(text.substr(start, end - start));
+  parts.push_back(text.substr(start));
+  return parts;
+}
+
+bool is_digits(const std::string& s) {
+  return !s.empty() &&
+         std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
+}
+
+int64_t parse_count(const std::string& digits, const std::string& option) {
+  LATTICE_CHECK(is_digits(digits) && digits.size() <= 9, "option \"", option,
+                "\" needs a positive integer");
+  return std::stoll(digits);
+}
+
+bool is_rounding_token(const std::string& option) {
+  static const char* const kModes[] = {"rne",
+                                       "rna",
+                                       "rtz",
+                                       "rup",
+                                       "rdn",
+                                       "nearest-even",
+                                       "nearest-away",
+                                       "toward-zero",
+                                       "toward-positive",
+                                       "toward-negative"};
+  if (std::find(std::begin(kModes), std::end(kModes), option) != std::end(kModes)) return true;
+  return option.rfind("sr", 0) == 0 && (option.size() == 2 || is_digits(option.substr(2)));
+}
+
+BlockScaling& scaling_of(Quantizer& q) {
+  if (!q.scaling) q.scaling = BlockScaling{};
+  return *q.scaling;
+}
+
+void apply_option(Quantizer& q, const std::string& option) {
+  LATTICE_CHECK(!option.empty(), "empty option after ':'");
+  if (is_rounding_token(option)) {
+    const Rounding r = parse_rounding(option);
+    q.rounding.mode = r.mode;
+    q.rounding.random_bits = r.random_bits;
+    return;
+  }
+  if (option == "ts") {
+    scaling_of(q).tensor_scale = true;
+    return;
+  }
+  if (option == "flush") {
+    q.rounding.subnormals = Subnormals::flush;
+    return;
+  }
+  if (option[0] == 'b' && is_digits(option.substr(1))) {
+    scaling_of(q).block_size = int(parse_count(option.substr(1), option));
+    return;
+  }
+  const size_t equals = option.find('=');
+  const std::string key = option.substr(0, equals);
+  const std::string value = equals == std::string::npos ? "" : option.substr(equals + 1);
+  LATTICE_CHECK(equals != std::string::npos, "unknown option \"", option,
+                "\" (known: rne|rna|rtz|rup|rdn|sr|sr<N>, b<N>, scale=, rule=, scale_round=, ts, "
+                "zero=, overflow=, flush, axis=)");
+  if (key == "scale") {
+    scaling_of(q).scale_format = parse_format(value);
+  } else if (key == "rule") {
+    scaling_of(q).rule = parse_scale_rule(value);
+  } else if (key == "scale_round") {
+    scaling_of(q).scale_rounding = parse_rounding(value).mode;
+  } else if (key == "zero") {
+    LATTICE_CHECK(value == "one" || value == "subnormal", "zero= takes one or subnormal, got \"",
+                  value, "\"");
+    scaling_of(q).zero_scale = value == "one" ? ZeroScale::to_one : ZeroScale::nearest_subnormal;
+  } else if (key == "overflow") {
+    q.rounding.overflow = parse_overflow(value);
+  } else if (key == "axis") {
+    const bool negative = !value.empty() && value[0] == '-';
+    const int64_t magnitude = parse_count(negative ? value.substr(1) : value, option);
+    scaling_of(q).axis = int(negative ? -magnitude : magnitude);
+  } else {
+    throw Error(concat("unknown option \"", option,
+                       "\" (known keys: scale, rule, scale_round, zero, overflow, axis)"));
+  }
+}
+
+/// The named quantizer (or plain format) a quantizer's spelling starts from.
+std::string base_name(const Quantizer& q, Quantizer& base) {
+  for (const auto& [name, named] : named_quantizers()) {
+    if (named.element == q.element && q.scaling && named.scaling == q.scaling) {
+      base = named;
+      return name;
+    }
+  }
+  base = Quantizer{q.element, Rounding{}, q.scaling ? std::optional(BlockScaling{}) : std::nullopt};
+  return format_name(q.element);
+}
+
+std::string scale_rounding_name(RoundingMode mode) {
+  return rounding_name(Rounding{.mode = mode});
+}
+
+}  // namespace
+
+Quantizer parse_quantizer_spec(const std::string& text) {
+  const std::vector<std::string> parts = split(text, ':');
+  Quantizer q = parse_quantizer(parts[0]);
+  for (size_t i = 1; i < parts.size(); ++i) apply_option(q, lowercase(parts[i]));
+  validate(q);
+  return q;
+}
+
+std::string to_string(const Quantizer& q) {
+  Quantizer base;
+  std::string out = base_name(q, base);
+  const auto add = [&](const std::string& option) { out += ":" + option; };
+  if (q.rounding.mode != base.rounding.mode || q.rounding.random_bits != base.rounding.random_bits)
+    add(rounding_name(q.rounding));
+  if (q.rounding.overflow != base.rounding.overflow)
+    add("overflow=" + overflow_name(q.rounding.overflow));
+  if (q.rounding.subnormals == Subnormals::flush) add("flush");
+  if (q.scaling) {
+    const BlockScaling &s = *q.scaling, &b = *base.scaling;
+    if (s.block_size != b.block_size) add(concat("b", s.block_size));
+    if (s.scale_format != b.scale_format) add("scale=" + format_name(s.scale_format));
+    if (s.rule != b.rule) add("rule=" + scale_rule_name(s.rule));
+    if (s.scale_rounding != b.scale_rounding)
+      add("scale_round=" + scale_rounding_name(s.scale_rounding));
+    if (s.tensor_scale != b.tensor_scale) add("ts");
+    if (s.zero_scale != b.zero_scale)
+      add(s.zero_scale == ZeroScale::to_one ? "zero=one" : "zero=subnormal");
+    if (s.axis != b.axis) add(concat("axis=", s.axis));
+  }
+  return out;
+}
+
+PrecisionStack parse_precision_stack(const std::string& spec) {
+  PrecisionStack stack;
+  const std::string trimmed = lowercase(spec);
+  if (trimmed.empty() || trimmed == "fp32") return stack;
+  for (const std::string& item : split(trimmed, ',')) {
+    try {
+      const size_t equals = item.find('=');
+      LATTICE_CHECK(equals != std::string::npos && equals > 0, "expected key=value");
+      const std::string key = item.substr(0, equals), value = item.substr(equals + 1);
+      LATTICE_CHECK(!value.empty(), "empty value");
+      GemmQuantizers& gemm = stack.gemm;
+      if (key == "acc") {
+        const std::vector<std::string> parts = split(value, ':');
+        LATTICE_CHECK(parts.size() <= 2, "acc takes FORMAT[:k<N>]");
+        stack.accumulator.format = parse_format(parts[0]);
+        stack.accumulator.round_every = 0;
+        if (parts.size() == 2) {
+          LATTICE_CHECK(parts[1].size() > 1 && parts[1][0] == 'k',
+                        "acc takes FORMAT[:k<N>], got option \"", parts[1], "\"");
+          stack.accumulator.round_every = parse_count(parts[1].substr(1), parts[1]);
+          LATTICE_CHECK(stack.accumulator.round_every > 0, "k<N> needs N >= 1");
+        }
+      } else if (key == "master") {
+        stack.master_weights = parse_format(value);
+      } else {
+        const Quantizer q = parse_quantizer_spec(value);
+        if (key == "w")
+          stack.weights = q;
+        else if (key == "a")
+          stack.activations = q;
+        else if (key == "g")
+          stack.gradients = q;
+        else if (key == "opt")
+          stack.optimizer_state = q;
+        else if (key == "gemm")
+          gemm = {q, q, q, q, q};
+        else if (key == "gemm.fwd")
+          gemm.input = gemm.weight = q;
+        else if (key == "gemm.bwd")
+          gemm.output_grad = gemm.saved_input = gemm.saved_weight = q;
+        else if (key == "gemm.x")
+          gemm.input = q;
+        else if (key == "gemm.w")
+          gemm.weight = q;
+        else if (key == "gemm.dy")
+          gemm.output_grad = q;
+        else if (key == "gemm.bwd.x")
+          gemm.saved_input = q;
+        else if (key == "gemm.bwd.w")
+          gemm.saved_weight = q;
+        else
+          throw Error(concat("unknown key \"", key,
+                             "\" (known: w, a, g, gemm, gemm.fwd, gemm.bwd, gemm.x, gemm.w, "
+                             "gemm.dy, gemm.bwd.x, gemm.bwd.w, acc, opt, master)"));
+      }
+    } catch (const Error& e) {
+      throw Error(concat("[stack] \"", spec, "\" at \"", item, "\": ", e.what()));
+    }
+  }
+  return stack;
+}
+
+std::string to_string(const PrecisionStack& s) {
+  const Quantizer fp32_quantizer{};
+  std::vector<std::string> items;
+  const auto add = [&](const char* key, const Quantizer& q) {
+    if (!(q == fp32_quantizer)) items.push_back(std::string(key) + "=" + to_string(q));
+  };
+  add("w", s.weights);
+  add("a", s.activations);
+  add("g", s.gradients);
+  const GemmQuantizers& g = s.gemm;
+  const bool forward_same = g.input == g.weight;
+  const bool backward_same = g.output_grad == g.saved_input && g.saved_input == g.saved_weight;
+  if (forward_same && backward_same && g.input == g.output_grad) {
+    add("gemm", g.input);
+  } else {
+    if (forward_same) {
+      add("gemm.fwd", g.input);
+    } else {
+      add("gemm.x", g.input);
+      add("gemm.w", g.weight);
+    }
+    if (backward_same) {
+      add("gemm.bwd", g.output_grad);
+    } else {
+      add("gemm.dy", g.output_grad);
+      add("gemm.bwd.x", g.saved_input);
+      add("gemm.bwd.w", g.saved_weight);
+    }
+  }
+  if (!(s.accumulator == Accumulator{}))
+    items.push_back(
+        "acc=" + format_name(s.accumulator.format) +
+        (s.accumulator.round_every > 0 ? concat(":k", s.accumulator.round_every) : std::string()));
+  add("opt", s.optimizer_state);
+  if (s.master_weights != fp32) items.push_back("master=" + format_name(s.master_weights));
+  if (items.empty()) return "fp32";
+  std::string out;
+  for (const std::string& item : items) out += (out.empty() ? "" : ",") + item;
+  return out;
+}
+
+namespace {
+thread_local const PrecisionStack* current_stack = nullptr;
+}  // namespace
+
+PrecisionScope::PrecisionScope(PrecisionStack stack)
+    : stack_(std::move(stack)), previous_(current_stack) {
+  current_stack = &stack_;
+}
+
+PrecisionScope::~PrecisionScope() {
+  current_stack = previous_;
+}
+
+const PrecisionStack& current_precision() {
+  static const PrecisionStack fp32_stack{};
+  return current_stack ? *current_stack : fp32_stack;
+}
+
+}  // namespace lattice

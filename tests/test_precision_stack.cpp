@@ -1,0 +1,120 @@
+// Precision-stack specs: parsing, canonical printing that round-trips, errors that point at
+// the bad item, and the thread-local scope.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <thread>
+
+#include "tensor/error.h"
+#include "tensor/precision_stack.h"
+
+using namespace lattice;
+
+namespace {
+std::string error_of(const std::string& spec) {
+  try {
+    parse_precision_stack(spec);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST_CASE("an empty spec and \"fp32\" are the all-fp32 stack, printed back as fp32") {
+  CHECK(parse_precision_stack("") == PrecisionStack{});
+  CHECK(parse_precision_stack("FP32") == PrecisionStack{});
+  CHECK(to_string(PrecisionStack{}) == "fp32");
+}
+
+TEST_CASE("w=bf16,a=bf16,g=bf16 sets the three working lattices and nothing else") {
+  const PrecisionStack s = parse_precision_stack("w=bf16,a=bf16,g=bf16");
+  CHECK(s.weights.element == bf16);
+  CHECK(s.activations.element == bf16);
+  CHECK(s.gradients.element == bf16);
+  CHECK(!s.weights.scaling);
+  CHECK(s.gemm == GemmQuantizers{});
+  CHECK(to_string(s) == "w=bf16,a=bf16,g=bf16");
+}
+
+TEST_CASE("gemm=mxfp4,gemm.bwd=mxfp4:sr: later items override earlier ones per operand") {
+  const PrecisionStack s = parse_precision_stack("gemm=mxfp4,gemm.bwd=mxfp4:sr");
+  const Quantizer mxfp4 = parse_quantizer("mxfp4");
+  CHECK(s.gemm.input == mxfp4);
+  CHECK(s.gemm.weight == mxfp4);
+  CHECK(s.gemm.output_grad.rounding.mode == RoundingMode::stochastic);
+  CHECK(s.gemm.saved_input.rounding.mode == RoundingMode::stochastic);
+  CHECK(s.gemm.saved_weight.scaling == mxfp4.scaling);
+  CHECK(to_string(s) == "gemm.fwd=mxfp4,gemm.bwd=mxfp4:sr");
+}
+
+TEST_CASE("quantizer options build any block quantizer and print back canonically") {
+  const Quantizer q =
+      parse_quantizer_spec("e2m1:b16:scale=ue5m3:rule=encode:ts:scale_round=sr:zero=one:sr16");
+  REQUIRE(q.scaling);
+  CHECK(q.element == e2m1);
+  CHECK(q.scaling->block_size == 16);
+  CHECK(q.scaling->scale_format == ue5m3);
+  CHECK(q.scaling->rule == ScaleRule::encode);
+  CHECK(q.scaling->tensor_scale);
+  CHECK(q.scaling->scale_rounding == RoundingMode::stochastic);
+  CHECK(q.scaling->zero_scale == ZeroScale::to_one);
+  CHECK(q.rounding.random_bits == 16);
+  CHECK(parse_quantizer_spec(to_string(q)) == q);
+  CHECK(to_string(parse_quantizer_spec("nvfp4")) == "nvfp4");
+  CHECK(to_string(parse_quantizer_spec("nvfp4:b32")) == "e2m1:scale=ue4m3:rule=nvfp4");
+  CHECK(to_string(parse_quantizer_spec("e4m3:b32")) == "mxfp8");
+  CHECK(to_string(parse_quantizer_spec("bf16:rtz:overflow=saturate:flush")) ==
+        "bf16:rtz:overflow=saturate:flush");
+}
+
+TEST_CASE("every slot of the stack round-trips through its canonical spec") {
+  const char* specs[] = {
+      "w=bf16:sr,a=e4m3:overflow=saturate,g=e5m2",
+      "gemm.x=mxfp8,gemm.w=nvfp4,gemm.dy=mxfp4:sr,gemm.bwd.x=e2m1:b16:scale=e4m3:rule=encode,"
+      "gemm.bwd.w=bf16",
+      "acc=bf16:k32,opt=bf16:sr,master=bf16",
+      "gemm=e2m1:b32:scale=fp32:rule=encode:ts:axis=0",
+  };
+  for (const char* spec : specs) {
+    CAPTURE(spec);
+    const PrecisionStack s = parse_precision_stack(spec);
+    CHECK(parse_precision_stack(to_string(s)) == s);
+  }
+  CHECK(to_string(parse_precision_stack("acc=bf16:k32,opt=bf16:sr,master=bf16")) ==
+        "acc=bf16:k32,opt=bf16:sr,master=bf16");
+  CHECK(parse_precision_stack("acc=bf16:k32").accumulator.round_every == 32);
+}
+
+TEST_CASE("a malformed spec names the spec, the bad item and what was expected") {
+  const std::string unknown_format = error_of("w=bf16,gemm=mxfp5");
+  CHECK(unknown_format.find("[stack] \"w=bf16,gemm=mxfp5\" at \"gemm=mxfp5\"") == 0);
+  CHECK(unknown_format.find("mxfp4") != std::string::npos);  // lists the known names
+  CHECK(error_of("w=bf16,x=bf16").find("unknown key \"x\"") != std::string::npos);
+  CHECK(error_of("w").find("expected key=value") != std::string::npos);
+  CHECK(error_of("w=").find("empty value") != std::string::npos);
+  CHECK(error_of("gemm=mxfp4:q9").find("unknown option \"q9\"") != std::string::npos);
+  CHECK(error_of("gemm=mxfp4:").find("empty option") != std::string::npos);
+  CHECK(error_of("gemm=e2m1:b0").find("block size must be at least 1") != std::string::npos);
+  CHECK(error_of("gemm=e2m1:scale=ue4m3").find("mx rule takes ue8m0") != std::string::npos);
+  CHECK(error_of("acc=bf16:32").find("acc takes FORMAT[:k<N>]") != std::string::npos);
+  CHECK(error_of("w=bf16:sr99").find("1 to 32 random bits") != std::string::npos);
+}
+
+TEST_CASE("a PrecisionScope makes its stack current on its thread until it ends; scopes nest") {
+  CHECK(current_precision() == PrecisionStack{});
+  {
+    PrecisionScope outer(parse_precision_stack("w=bf16"));
+    CHECK(current_precision().weights.element == bf16);
+    {
+      PrecisionScope inner(parse_precision_stack("gemm=mxfp4"));
+      CHECK(current_precision().weights.element == fp32);
+      CHECK(current_precision().gemm.input == parse_quantizer("mxfp4"));
+    }
+    CHECK(current_precision().weights.element == bf16);
+    bool other_thread_sees_fp32 = false;
+    std::thread([&] { other_thread_sees_fp32 = current_precision() == PrecisionStack{}; }).join();
+    CHECK(other_thread_sees_fp32);
+  }
+  CHECK(current_precision() == PrecisionStack{});
+}
