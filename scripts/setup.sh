@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build clang-format
-  doctest-dev libcli11-dev
+  doctest-dev libcli11-dev libdnnl-dev
 )
 
 missing=()

@@ -1,0 +1,29 @@
+// GEMM, backend-neutral: C = alpha * op(A) @ op(B) + beta * C on row-major fp32 matrices, the
+// engine behind matmul, linear and convolution. The CPU version calls oneDNN's sgemm (the
+// fastest measured here); gemm_reference_cpu is the plain triple loop tests check it against.
+#pragma once
+
+#include <cstdint>
+
+namespace lattice {
+
+/// op(A): (M, K), op(B): (K, N), C: (M, N), all row-major with leading dimensions lda, ldb,
+/// ldc (elements between rows of the stored matrix). op(X) = X, or X^T when transpose_x.
+struct GemmShape {
+  int64_t M = 0, N = 0, K = 0;
+  bool transpose_a = false, transpose_b = false;
+  int64_t lda = 0, ldb = 0, ldc = 0;
+};
+
+/// Fills in the leading dimensions of densely stored A, B and C.
+GemmShape dense_gemm(int64_t M, int64_t N, int64_t K, bool transpose_a, bool transpose_b);
+
+/// C = alpha * op(A) @ op(B) + beta * C. Throws lattice::Error on inconsistent shapes.
+void gemm_cpu(
+    const GemmShape& shape, float alpha, const float* a, const float* b, float beta, float* c);
+
+/// The same as a plain loop with fp64 accumulation (reference for tests).
+void gemm_reference_cpu(
+    const GemmShape& shape, float alpha, const float* a, const float* b, float beta, float* c);
+
+}  // namespace lattice
