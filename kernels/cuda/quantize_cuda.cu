@@ -22,12 +22,18 @@ int grid_for(int64_t work) {
   return int(blocks < 65535 ? (blocks > 0 ? blocks : 1) : 65535);
 }
 
-// x, y: (n)
+// x, y: (n). A thread rounds the four elements that share one Philox block, so each block
+// is generated once: element i takes word i % 4 of block i / 4, as on the CPU.
 __global__ void quantize_elementwise_kernel(
     const float* x, float* y, int64_t n, RoundingPlan plan, RandomStream random, bool stochastic) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    y[i] = round_to_lattice(x[i], plan, stochastic ? random.word(uint64_t(i)) : 0u);
+  const int64_t groups = (n + 3) / 4;
+  for (int64_t group = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; group < groups;
+       group += int64_t(gridDim.x) * blockDim.x) {
+    const PhiloxBlock words = stochastic ? random.block(uint64_t(group)) : PhiloxBlock{};
+    for (int j = 0; j < 4; ++j) {
+      const int64_t i = 4 * group + j;
+      if (i < n) y[i] = round_to_lattice(x[i], plan, words.word[j]);
+    }
   }
 }
 
@@ -86,7 +92,7 @@ void quantize_elementwise_cuda(const float* x,
                                const Rounding& rounding,
                                const RandomStream& random) {
   LATTICE_CHECK(cuda_available(), "[quantize_cuda] no CUDA device is available");
-  quantize_elementwise_kernel<<<grid_for(n), kThreads>>>(
+  quantize_elementwise_kernel<<<grid_for((n + 3) / 4), kThreads>>>(
       x, y, n, make_rounding_plan(format, rounding), random,
       rounding.mode == RoundingMode::stochastic);
   check_cuda(cudaGetLastError(), "quantize_cuda");
