@@ -1,0 +1,114 @@
+// The one loop nest over strided N-d index spaces: copies, dtype conversions and fills (and
+// the element-wise ops built later) walk tensors with for_each_run. Axes that are packed
+// alike in every operand are merged first, so a contiguous tensor is walked as one flat run.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <vector>
+
+#include "tensor/dtype.h"
+
+namespace lattice {
+
+/// Calls run(offsets, count, steps) for each innermost run of `shape`, in row-major order:
+/// operand k visits offsets[k] + i * steps[k] for i in [0, count), in elements from its base.
+/// strides[k]: one stride per axis of `shape` (0 repeats an element). Nothing runs for an
+/// empty shape; rank 0 is one run of one element.
+template <size_t N, typename Run>
+void for_each_run(std::span<const int64_t> shape,
+                  const std::array<std::span<const int64_t>, N>& strides,
+                  Run&& run) {
+  struct Axis {
+    int64_t size;
+    std::array<int64_t, N> stride;
+  };
+  // Innermost axis first. Size-1 axes are dropped: their stride never moves an offset.
+  std::vector<Axis> axes;
+  axes.reserve(shape.size());
+  for (size_t d = shape.size(); d-- > 0;) {
+    if (shape[d] == 0) return;
+    if (shape[d] == 1) continue;
+    Axis axis{shape[d], {}};
+    for (size_t k = 0; k < N; ++k) axis.stride[k] = strides[k][d];
+    if (!axes.empty()) {
+      Axis& inner = axes.back();
+      bool mergeable = true;
+      for (size_t k = 0; k < N; ++k)
+        mergeable = mergeable && axis.stride[k] == inner.stride[k] * inner.size;
+      if (mergeable) {
+        // The outer axis continues the inner one: one longer axis with the inner stride.
+        inner.size *= axis.size;
+        continue;
+      }
+    }
+    axes.push_back(axis);
+  }
+  std::array<int64_t, N> offsets{};
+  if (axes.empty()) {
+    run(offsets, int64_t(1), std::array<int64_t, N>{});
+    return;
+  }
+  const Axis innermost = axes.front();
+  std::vector<int64_t> index(axes.size(), 0);
+  while (true) {
+    run(offsets, innermost.size, innermost.stride);
+    // Odometer over the outer axes, moving the offsets incrementally.
+    size_t d = 1;
+    for (; d < axes.size(); ++d) {
+      for (size_t k = 0; k < N; ++k) offsets[k] += axes[d].stride[k];
+      if (++index[d] < axes[d].size) break;
+      for (size_t k = 0; k < N; ++k) offsets[k] -= axes[d].stride[k] * axes[d].size;
+      index[d] = 0;
+    }
+    if (d == axes.size()) return;
+  }
+}
+
+/// dst = convert_value<Dst>(src) element-wise over `shape`.
+/// dst: `shape` with dst_strides, src: `shape` with src_strides (0 broadcasts); no overlap.
+template <Element Dst, Element Src>
+void copy_strided(Dst* dst,
+                  std::span<const int64_t> dst_strides,
+                  const Src* src,
+                  std::span<const int64_t> src_strides,
+                  std::span<const int64_t> shape) {
+  for_each_run<2>(
+      shape, {dst_strides, src_strides},
+      [&](const std::array<int64_t, 2>& offset, int64_t count, const std::array<int64_t, 2>& step) {
+        Dst* out = dst + offset[0];
+        const Src* in = src + offset[1];
+        if (step[0] == 1 && step[1] == 1) {
+          if constexpr (std::same_as<Dst, Src>) {
+            std::memcpy(out, in, size_t(count) * sizeof(Dst));
+          } else {
+            for (int64_t i = 0; i < count; ++i) out[i] = convert_value<Dst>(in[i]);
+          }
+        } else {
+          for (int64_t i = 0; i < count; ++i)
+            out[i * step[0]] = convert_value<Dst>(in[i * step[1]]);
+        }
+      });
+}
+
+/// dst = value element-wise over `shape`. dst: `shape` with dst_strides.
+template <Element T>
+void fill_strided(T* dst,
+                  std::span<const int64_t> dst_strides,
+                  T value,
+                  std::span<const int64_t> shape) {
+  for_each_run<1>(
+      shape, {dst_strides},
+      [&](const std::array<int64_t, 1>& offset, int64_t count, const std::array<int64_t, 1>& step) {
+        T* out = dst + offset[0];
+        if (step[0] == 1) {
+          for (int64_t i = 0; i < count; ++i) out[i] = value;
+        } else {
+          for (int64_t i = 0; i < count; ++i) out[i * step[0]] = value;
+        }
+      });
+}
+
+}  // namespace lattice
