@@ -145,6 +145,7 @@ struct Lattice {
   std::vector<double> magnitudes;  // ascending; 0 first where the format has a zero
   std::vector<uint32_t> codes;     // the (sign-bit-clear) code of each magnitude
   double max = 0;                  // largest value <= FLT_MAX
+  double format_max = 0;           // largest finite value of the format (e8m3: beyond fp32)
   double beyond = 0;               // the lattice point after max with an unbounded exponent range
   uint32_t beyond_code = 0;        // code(max) + 1: its parity decides the tie above max
   double min_normal = 0;
@@ -173,6 +174,7 @@ inline Lattice make_lattice(const Spec& s) {
       l.has_inf = true;
       continue;
     }
+    l.format_max = std::max(l.format_max, v);
     if (v > flt_max) {
       if (!have_beyond) l.beyond = v, l.beyond_code = code, have_beyond = true;
       continue;

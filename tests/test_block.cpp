@@ -196,13 +196,14 @@ Blocks reference_encode(const std::vector<float>& x,
                         const RandomStream& random) {
   const reference::Lattice& el = lattice_of(element.spec);
   const reference::Lattice& sl = lattice_of(scale_spec);
-  const float element_max = float(el.max), scale_max = float(sl.max);
+  const float element_max = float(el.max);
   float g = 1.0f;
-  if (s.tensor_scale) {
+  if (s.tensor_scale) {  // the quotient rounded once to fp32 (e8m3's divisor exceeds fp32)
     const float amax = finite_amax(x);
-    const float divisor =
-        scale_spec.kind == reference::Kind::exponent ? element_max : element_max * scale_max;
-    g = (amax > 0.0f ? amax : 1.0f) / divisor;
+    const long double divisor = scale_spec.kind == reference::Kind::exponent
+                                    ? (long double)element_max
+                                    : (long double)element_max * sl.format_max;
+    g = float((amax > 0.0f ? amax : 1.0f) / divisor);
   }
   const float smallest_scale = float(sl.magnitudes[sl.has_zero ? 1 : 0]);
   const RandomStream scale_random = random.fork();
@@ -310,7 +311,7 @@ TEST_CASE(
     "mx blocks of every element format (e2m1, e2m3, e3m2, e4m3, e5m2, int8) agree with the "
     "OCP formula on random blocks over the fp32 range, RNE and SR, contiguous and strided") {
   SplitMix rng{2718};
-  const BlockLayout layouts[] = {{5, 100, 1, 32}, {3, 70, 4, 32}, {2, 33, 1, 16}};
+  const BlockLayout layouts[] = {{5, 100, 1, 32}, {3, 70, 3, 32}, {2, 33, 1, 16}, {2, 40, 8, 16}};
   const RandomStream random{.seed = 99, .subsequence = 5};
   Tally t;
   for (const MxElement& element : kMxElements)
@@ -528,7 +529,7 @@ TEST_CASE(
     "scales, fp32 multiplier) on random tensors, RNE and SR") {
   SplitMix rng{314};
   Tally t;
-  const BlockLayout layouts[] = {{4, 64, 1, 16}, {3, 50, 2, 16}};
+  const BlockLayout layouts[] = {{4, 64, 1, 16}, {3, 50, 3, 16}};
   const RandomStream random{.seed = 8};
   for (int trial = 0; trial < 24; ++trial)
     for (const BlockLayout& layout : layouts)
@@ -573,6 +574,119 @@ TEST_CASE(
   CHECK(out.y[0] == 2688.0f);
 }
 
+TEST_CASE(
+    "nvfp4 block scales use TE's product order amax_b * (s_enc * (1/6)): blocks whose amax "
+    "puts the two orders on opposite sides of an E4M3 tie") {
+  const reference::Lattice& fp8 = lattice_of(reference::kE4m3);
+  const float tensor_amax = 1000.0f;
+  const float s_enc = 448.0f * 6.0f / tensor_amax, factor = s_enc * (1.0f / 6.0f);
+  const Rounding rne_saturate{.overflow = Overflow::saturate};
+  // Candidate block maxima around every E4M3 midpoint, kept where (amax_b * s_enc) / 6 would
+  // round to a different scale than TE's order.
+  std::vector<float> block_maxima, expected_scales;
+  for (size_t k = 0; k + 1 < fp8.magnitudes.size(); ++k) {
+    const float mid = float((fp8.magnitudes[k] + fp8.magnitudes[k + 1]) / 2);
+    float c = mid / factor;
+    for (int step = 0; step < 3; ++step) c = std::nextafter(c, 0.0f);
+    for (int step = 0; step < 7; ++step, c = std::nextafter(c, kInf)) {
+      if (c > tensor_amax) continue;
+      const float te = reference::round(fp8, c * factor, rne_saturate);
+      const float other = reference::round(fp8, c * s_enc / 6.0f, rne_saturate);
+      if (te != other) block_maxima.push_back(c), expected_scales.push_back(te);
+    }
+  }
+  REQUIRE(block_maxima.size() >= 4);
+  std::vector<float> x(16 * (block_maxima.size() + 1), 0.0f);
+  x[0] = tensor_amax;
+  for (size_t b = 0; b < block_maxima.size(); ++b) x[16 * (b + 1) + 3] = -block_maxima[b];
+  const Blocks out =
+      run_blocks(x, {1, int64_t(x.size()), 1, 16}, e2m1, Rounding{}, nvfp4_scaling());
+  for (size_t b = 0; b < block_maxima.size(); ++b) {
+    CAPTURE(block_maxima[b]);
+    CHECK(out.scales[b + 1] == expected_scales[b]);
+  }
+}
+
+namespace {
+
+/// Blocks of 16 after a first block holding the tensor amax: each starts with its amax A, the
+/// rest are elements next to e2m1 ties where `scaled(x, A)` and `alternative(x, A)` (the same
+/// product in another order) round to different e2m1 values. Blocks without such elements are
+/// left out. Returns the tensor and the number of adversarial elements.
+template <typename Scaled, typename Alternative>
+std::pair<std::vector<float>, int> tie_straddling_blocks(float tensor_amax,
+                                                         const Scaled& scaled,
+                                                         const Alternative& alternative) {
+  const reference::Lattice& fp4 = lattice_of(reference::kE2m1);
+  const Rounding rne_saturate{.overflow = Overflow::saturate};
+  std::vector<float> x(16, 0.0f);
+  x[0] = tensor_amax;
+  int adversarial = 0;
+  for (int k = 0; k < 400; ++k) {
+    const float amax = 1.0f + float(k) * 0.0371f;
+    std::vector<float> block = {amax};
+    for (float tie : {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f}) {
+      float c = tie / scaled(1.0f, amax);
+      for (int step = 0; step < 3; ++step) c = std::nextafter(c, 0.0f);
+      for (int step = 0; step < 7 && block.size() < 16; ++step, c = std::nextafter(c, kInf))
+        if (reference::round(fp4, scaled(c, amax), rne_saturate) !=
+            reference::round(fp4, alternative(c, amax), rne_saturate))
+          block.push_back(c);
+    }
+    if (block.size() == 1) continue;
+    adversarial += int(block.size()) - 1;
+    block.resize(16, 0.0f);
+    x.insert(x.end(), block.begin(), block.end());
+  }
+  return {x, adversarial};
+}
+
+}  // namespace
+
+TEST_CASE(
+    "nvfp4 multiplies elements by min(1 / (s_b * s_dec), FLT_MAX), not s_enc / s_b: elements "
+    "where the two orders straddle an e2m1 tie") {
+  const reference::Lattice& fp8 = lattice_of(reference::kE4m3);
+  const float tensor_amax = 1000.0f;
+  const float s_enc = 448.0f * 6.0f / tensor_amax, s_dec = 1.0f / s_enc;
+  const auto block_scale = [&](float amax) {
+    return reference::round(fp8, amax * (s_enc * (1.0f / 6.0f)),
+                            Rounding{.overflow = Overflow::saturate});
+  };
+  const auto [x, adversarial] = tie_straddling_blocks(
+      tensor_amax, [&](float v, float amax) { return v * (1.0f / (block_scale(amax) * s_dec)); },
+      [&](float v, float amax) { return v * (s_enc / block_scale(amax)); });
+  REQUIRE(adversarial >= 8);
+  const BlockLayout layout{1, int64_t(x.size()), 1, 16};
+  Tally t;
+  compare_blocks(t, run_blocks(x, layout, e2m1, Rounding{}, nvfp4_scaling()),
+                 reference_nvfp4(x, layout, Rounding{}, {}), "nvfp4 ties");
+  CHECK_MESSAGE(t.ok(), t.summary());
+}
+
+TEST_CASE(
+    "encode rule computes xq = Q((x * s_b) / g), not Q(x * (s_b / g)): elements where the two "
+    "orders straddle an e2m1 tie") {
+  const reference::Lattice& scale_lattice = lattice_of(reference::kUe4m3);
+  const float tensor_amax = 1000.0f, g = tensor_amax / (6.0f * 448.0f);
+  const auto block_scale = [&](float amax) {
+    return reference::round(scale_lattice, 6.0f / amax * g,
+                            Rounding{.overflow = Overflow::saturate});
+  };
+  const auto [x, adversarial] = tie_straddling_blocks(
+      tensor_amax, [&](float v, float amax) { return v * block_scale(amax) / g; },
+      [&](float v, float amax) { return v * (block_scale(amax) / g); });
+  REQUIRE(adversarial >= 8);
+  const BlockScaling s{
+      .block_size = 16, .scale_format = ue4m3, .rule = ScaleRule::encode, .tensor_scale = true};
+  const BlockLayout layout{1, int64_t(x.size()), 1, 16};
+  Tally t;
+  compare_blocks(t, run_blocks(x, layout, e2m1, Rounding{}, s),
+                 reference_encode(x, layout, kMxElements[0], Rounding{}, s, reference::kUe4m3, {}),
+                 "encode ties");
+  CHECK_MESSAGE(t.ok(), t.summary());
+}
+
 // ---- the encode rule against block.h's header formula ----
 
 TEST_CASE(
@@ -595,26 +709,28 @@ TEST_CASE(
         for (RoundingMode scale_rounding :
              {RoundingMode::nearest_even, RoundingMode::toward_positive, RoundingMode::stochastic})
           for (const MxElement& element : {kMxElements[0], kMxElements[3]}) {
-            if (sf.format == e8m3 && tensor_scale) continue;  // see the e8m3 note in the report
             const BlockScaling s{.block_size = 16,
                                  .scale_format = sf.format,
                                  .rule = ScaleRule::encode,
                                  .scale_rounding = scale_rounding,
                                  .tensor_scale = tensor_scale,
                                  .zero_scale = zero};
-            const BlockLayout layout{3, 40, 2, 16};
-            std::vector<float> x(size_t(3 * 40 * 2));
-            const int base = int(rng.next() % 40) - 20;
-            for (float& v : x)
-              v = float(std::ldexp(2 * rng.uniform() - 1, base - int(rng.next() % 16)));
-            if (rng.next() % 3 == 0) std::fill(x.begin(), x.begin() + 40, 0.0f);
-            for (const Rounding& rounding : {Rounding{}, kStochastic}) {
-              const Blocks got = run_blocks(x, layout, element.format, rounding, s, random);
-              const Blocks want =
-                  reference_encode(x, layout, element, rounding, s, sf.spec, random);
-              compare_blocks(t, got, want,
-                             "encode " + format_name(sf.format) + (tensor_scale ? " g" : "") + " " +
-                                 zero_scale_name(zero) + " " + format_name(element.format));
+            // Strided (inner 3: blocks start at every word offset) and contiguous.
+            for (const BlockLayout& layout :
+                 {BlockLayout{3, 41, 3, 16}, BlockLayout{5, 40, 1, 16}}) {
+              std::vector<float> x(size_t(layout.outer * layout.length * layout.inner));
+              const int base = int(rng.next() % 40) - 20;
+              for (float& v : x)
+                v = float(std::ldexp(2 * rng.uniform() - 1, base - int(rng.next() % 16)));
+              if (rng.next() % 3 == 0) std::fill(x.begin(), x.begin() + 40, 0.0f);
+              for (const Rounding& rounding : {Rounding{}, kStochastic}) {
+                const Blocks got = run_blocks(x, layout, element.format, rounding, s, random);
+                const Blocks want =
+                    reference_encode(x, layout, element, rounding, s, sf.spec, random);
+                compare_blocks(t, got, want,
+                               "encode " + format_name(sf.format) + (tensor_scale ? " g" : "") +
+                                   " " + zero_scale_name(zero) + " " + format_name(element.format));
+              }
             }
           }
   CHECK_MESSAGE(t.ok(), t.summary());
