@@ -3,14 +3,14 @@
 // below a power of two and doubles the scale). Per-block scalar math shared by the CPU and
 // CUDA kernels; the kernels only find block maxima and loop.
 //
-// Each rule maps x to an element-lattice value xq and back to x_hat:
-//   mx:     X = 2^max(floor(log2 amax_b) - emax_elem, -127)     xq = Q(x / X)     x_hat = xq * X
-//   nvfp4:  s_b = R(amax_b * (s_enc * (1/emax_elem)))            xq = Q(x * s_encb) x_hat = (xq *
-//   s_b) * s_dec
-//           s_enc = emax_elem * smax / amax_tensor, s_dec = 1/s_enc, s_encb = min(1/(s_b*s_dec),
-//           FLT_MAX)
-//   encode: s_b = R(emax_elem / amax_b * g)                      xq = Q(x * s_b / g) x_hat = g * xq
-//   / s_b
+// Each rule maps x to an element-lattice value xq and back to x_hat (emax: the element max):
+//   mx:     X = 2^max(floor(log2 amax_b) - emax_exponent, -127)
+//           xq = Q(x * (1/X)),  x_hat = xq * X
+//   nvfp4:  s_enc = emax * smax / amax_tensor,  s_dec = 1 / s_enc
+//           s_b = R(amax_b * (s_enc * (1/emax))),  s_encb = min(1 / (s_b * s_dec), FLT_MAX)
+//           xq = Q(x * s_encb),  x_hat = (xq * s_b) * s_dec
+//   encode: s_b = R(emax / amax_b * g)
+//           xq = Q(x * s_b / g),  x_hat = g * xq / s_b
 // Elements always saturate. A block holding NaN or inf gets a NaN scale: all its outputs are NaN.
 #pragma once
 
