@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -34,11 +35,11 @@ const float kNan = std::numeric_limits<float>::quiet_NaN();
 const float kInf = std::numeric_limits<float>::infinity();
 
 const reference::Lattice& lattice_of(const reference::Spec& spec) {
-  static std::vector<std::pair<std::string, reference::Lattice>> cache;
-  for (const auto& [name, l] : cache)
-    if (name == spec.name) return l;
-  cache.emplace_back(spec.name, reference::make_lattice(spec));
-  return cache.back().second;
+  // A map: references to its elements stay valid as it grows (a vector's would dangle).
+  static std::map<std::string, reference::Lattice> cache;
+  auto found = cache.find(spec.name);
+  if (found == cache.end()) found = cache.emplace(spec.name, reference::make_lattice(spec)).first;
+  return found->second;
 }
 
 /// An MX element format with emax_elem, the exponent of its largest binade (OCP MX table; int8
