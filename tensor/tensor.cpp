@@ -44,12 +44,21 @@ Tensor allocate(const Shape& shape, DType dtype, Device device, const char* op) 
   return Tensor(std::move(impl));
 }
 
+DerivedTensorHook derived_hook = nullptr;
+
+/// `derived` (a view or a copy of `source`), announced to the autograd layer when `source`
+/// takes part in autograd.
+Tensor derived_from(const Tensor& source, Tensor derived, bool is_view) {
+  if (derived_hook && source.impl()->autograd) derived_hook(source, derived, is_view);
+  return derived;
+}
+
 // A packed copy of `src` converted to `dtype`; float32 -> float32 keeps the format.
 Tensor packed_copy(const Tensor& src, DType dtype, const char* op) {
   Tensor out = allocate(src.shape(), dtype, src.device(), op);
   copy_elements(*out.impl(), *src.impl());
   if (dtype == DType::float32 && src.dtype() == DType::float32) out.impl()->format = src.format();
-  return out;
+  return derived_from(src, std::move(out), false);
 }
 
 // Strides that let a tensor of (shape, strides) be seen as new_shape without a copy, if any
@@ -219,6 +228,10 @@ void* Tensor::data_ptr() const {
   return element_address(checked("data_ptr"));
 }
 
+void set_derived_tensor_hook(DerivedTensorHook hook) {
+  derived_hook = hook;
+}
+
 bool same_storage(const Tensor& a, const Tensor& b) {
   return a.defined() && b.defined() && a.storage() == b.storage();
 }
@@ -277,12 +290,14 @@ Tensor Tensor::with_geometry(Shape shape, Strides strides, int64_t offset) const
   impl->offset = offset;
   impl->dtype = impl_->dtype;
   impl->format = impl_->format;
-  return Tensor(std::move(impl));
+  return derived_from(*this, Tensor(std::move(impl)), true);
 }
 
 Tensor Tensor::as_strided(const Shape& shape, const Strides& strides, int64_t offset) const {
   const TensorImpl& t = checked("as_strided");
-  return strided_tensor(t.storage, shape, strides, offset, t.dtype, t.format, "as_strided");
+  return derived_from(
+      *this, strided_tensor(t.storage, shape, strides, offset, t.dtype, t.format, "as_strided"),
+      true);
 }
 
 Tensor Tensor::reshape(const Shape& shape) const {

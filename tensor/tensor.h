@@ -21,6 +21,8 @@
 
 namespace lattice {
 
+struct AutogradMeta;  // autograd/autograd.h
+
 /// What a Tensor handle points at. Views get their own TensorImpl sharing `storage`; the
 /// autograd layer extends this struct with its metadata.
 struct TensorImpl {
@@ -32,6 +34,8 @@ struct TensorImpl {
   // The lattice of a float32 tensor's values: a label the producer asserts (quantizers set
   // it); nothing in this layer rounds to it. Always fp32 for other dtypes.
   Format format = fp32;
+  // Gradient bookkeeping of tensors that take part in autograd (null otherwise).
+  std::shared_ptr<AutogradMeta> autograd;
 };
 
 class Tensor {
@@ -154,6 +158,12 @@ class Tensor {
 };
 
 /// True when a and b are views of the same storage (both defined).
+/// How the autograd layer learns of views and copies of tensors that take part in autograd:
+/// every view (is_view) and every packed copy calls the installed hook with its source when
+/// the source has autograd metadata. tensor/ itself knows nothing of gradients.
+using DerivedTensorHook = void (*)(const Tensor& source, const Tensor& derived, bool is_view);
+void set_derived_tensor_hook(DerivedTensorHook hook);
+
 bool same_storage(const Tensor& a, const Tensor& b);
 
 // ---- Creation. Shapes are checked (sizes >= 0); cuda throws until that backend exists.

@@ -1,0 +1,249 @@
+// The backward engine: iterative topological sort from the root, gradients summed to input
+// shapes centrally and accumulated, saved tensors freed after use; grad mode and the
+// per-tensor autograd state.
+#include <algorithm>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "autograd/autograd.h"
+#include "tensor/ops.h"
+#include "tensor/strided_loop.h"
+
+namespace lattice {
+namespace {
+
+thread_local bool grad_mode = true;
+
+std::shared_ptr<AutogradMeta> meta_of(const Tensor& t) {
+  return t.defined() ? t.impl()->autograd : nullptr;
+}
+
+AutogradMeta& ensure_meta(const Tensor& t) {
+  auto& meta = t.impl()->autograd;
+  if (!meta) meta = std::make_shared<AutogradMeta>();
+  return *meta;
+}
+
+Tensor accumulate(const Tensor& total, const Tensor& addition) {
+  return total.defined() ? add(total, addition) : addition;
+}
+
+/// Nodes reachable from `root` with every node after all nodes that consume its output
+/// (reverse post-order of an explicit-stack DFS: no recursion depth limit).
+std::vector<Node*> topological_order(Node* root) {
+  std::vector<Node*> post_order;
+  std::unordered_set<Node*> visited{root};
+  std::vector<std::pair<Node*, size_t>> stack{{root, 0}};
+  while (!stack.empty()) {
+    auto& [node, next_input] = stack.back();
+    if (next_input < node->inputs.size()) {
+      const auto& meta = node->inputs[next_input++].meta;
+      Node* child = meta ? meta->grad_fn.get() : nullptr;
+      if (child && visited.insert(child).second) stack.push_back({child, 0});
+      continue;
+    }
+    post_order.push_back(node);
+    stack.pop_back();
+  }
+  std::reverse(post_order.begin(), post_order.end());
+  return post_order;
+}
+
+/// Where a view's elements lie in its storage.
+struct Geometry {
+  Shape shape;
+  Strides strides;
+  int64_t offset;
+};
+
+/// The gradient of a view's base: every element of the view adds its gradient at its storage
+/// address (views may overlap, as expand does), and the base reads its elements back.
+Tensor view_backward(const Tensor& gradient,
+                     const Geometry& base,
+                     const Geometry& view,
+                     int64_t storage_elements) {
+  const Tensor packed = gradient.contiguous();
+  const Tensor buffer = zeros({storage_elements}, gradient.dtype());
+  const Strides packed_strides = contiguous_strides(view.shape);
+  visit_dtype(gradient.dtype(), [&]<typename T>(std::type_identity<T>) {
+    if constexpr (std::is_floating_point_v<T>) {
+      T* at = buffer.data<T>() + view.offset;
+      const T* from = packed.data<T>();
+      for_each_run<2>(view.shape, {std::span<const int64_t>(view.strides), packed_strides},
+                      [&](const auto& offsets, int64_t count, const auto& steps) {
+                        for (int64_t i = 0; i < count; ++i)
+                          at[offsets[0] + i * steps[0]] += from[offsets[1] + i * steps[1]];
+                      });
+    }
+  });
+  return buffer.as_strided(base.shape, base.strides, base.offset).contiguous();
+}
+
+/// Records views and copies (Tensor methods) of tensors that require gradients, so that
+/// x.t(), x.reshape(...), x.slice(...), x.to(...) are differentiable like any op.
+void record_derived(const Tensor& source, const Tensor& derived, bool is_view) {
+  if (!grad_mode || !requires_grad(source)) return;
+  if (!is_view) {
+    const DType dtype = source.dtype();
+    record(derived,
+           std::make_shared<FunctionNode>(
+               "copy", [dtype](const Tensor& g) { return std::vector<Tensor>{g.to(dtype)}; }),
+           {source});
+    return;
+  }
+  const Geometry base{source.shape(), source.strides(), source.offset()};
+  const Geometry view{derived.shape(), derived.strides(), derived.offset()};
+  const int64_t storage_elements = source.storage()->bytes() / element_size(source.dtype());
+  record(derived,
+         std::make_shared<FunctionNode>("view",
+                                        [=](const Tensor& g) {
+                                          return std::vector<Tensor>{
+                                              view_backward(g, base, view, storage_elements)};
+                                        }),
+         {source});
+}
+
+const bool derived_hook_installed = [] {
+  set_derived_tensor_hook(&record_derived);
+  return true;
+}();
+
+}  // namespace
+
+Node::~Node() {
+  // Detach the producers this node alone keeps alive and destroy them one by one, each after
+  // its own inputs were moved out: destruction depth stays constant on long chains.
+  std::vector<std::shared_ptr<Node>> orphans;
+  const auto take_producers = [&](std::vector<Edge>& edges) {
+    for (Edge& edge : edges)
+      if (edge.meta && edge.meta.use_count() == 1 && edge.meta->grad_fn)
+        orphans.push_back(std::move(edge.meta->grad_fn));
+    edges.clear();
+  };
+  take_producers(inputs);
+  while (!orphans.empty()) {
+    std::shared_ptr<Node> node = std::move(orphans.back());
+    orphans.pop_back();
+    if (node.use_count() == 1) take_producers(node->inputs);
+  }
+}
+
+bool grad_enabled() {
+  return grad_mode;
+}
+
+NoGradGuard::NoGradGuard() : previous_(grad_mode) {
+  grad_mode = false;
+}
+
+NoGradGuard::~NoGradGuard() {
+  grad_mode = previous_;
+}
+
+const Tensor& set_requires_grad(const Tensor& t, bool enabled) {
+  LATTICE_CHECK(!enabled || is_floating(t.dtype()), "[requires_grad] ", dtype_name(t.dtype()),
+                " tensors cannot require gradients");
+  AutogradMeta& meta = ensure_meta(t);
+  LATTICE_CHECK(!meta.grad_fn || enabled,
+                "[requires_grad] only leaves can stop requiring "
+                "gradients; use detach() for a non-leaf");
+  meta.requires_grad = enabled;
+  return t;
+}
+
+bool requires_grad(const Tensor& t) {
+  const auto meta = meta_of(t);
+  return meta && meta->requires_grad;
+}
+
+Tensor grad(const Tensor& t) {
+  const auto meta = meta_of(t);
+  return meta ? meta->grad : Tensor();
+}
+
+void zero_grad(const Tensor& t) {
+  if (const auto meta = meta_of(t)) meta->grad = Tensor();
+}
+
+void retain_grad(const Tensor& t) {
+  LATTICE_CHECK(requires_grad(t), "[retain_grad] the tensor does not require gradients");
+  ensure_meta(t).retains_grad = true;
+}
+
+Tensor detach(const Tensor& t) {
+  return Tensor::from_storage(t.storage(), t.shape(), t.strides(), t.offset(), t.dtype(),
+                              t.format());
+}
+
+std::shared_ptr<Node> grad_fn(const Tensor& t) {
+  const auto meta = meta_of(t);
+  return meta ? meta->grad_fn : nullptr;
+}
+
+bool record(const Tensor& output, std::shared_ptr<Node> node, const std::vector<Tensor>& inputs) {
+  if (!grad_mode) return false;
+  if (std::none_of(inputs.begin(), inputs.end(), [](const Tensor& t) { return requires_grad(t); }))
+    return false;
+  for (const Tensor& input : inputs)
+    node->inputs.push_back(Edge{requires_grad(input) ? meta_of(input) : nullptr, input.shape()});
+  AutogradMeta& meta = ensure_meta(output);
+  meta.requires_grad = true;
+  meta.grad_fn = std::move(node);
+  return true;
+}
+
+Tensor sum_to(const Tensor& gradient, const Shape& shape) {
+  if (gradient.shape() == shape) return gradient;
+  const int lead = gradient.rank() - int(shape.size());
+  LATTICE_CHECK(lead >= 0, "[sum_to] cannot reduce ", gradient.shape(), " to ", shape);
+  std::vector<int> axes;
+  for (int i = 0; i < gradient.rank(); ++i) {
+    const bool broadcast = i < lead || (shape[size_t(i - lead)] == 1 && gradient.shape(i) != 1);
+    LATTICE_CHECK(broadcast || i < lead || gradient.shape(i) == shape[size_t(i - lead)],
+                  "[sum_to] cannot reduce ", gradient.shape(), " to ", shape);
+    if (broadcast) axes.push_back(i);
+  }
+  return sum(gradient, axes, true).reshape(shape);
+}
+
+void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
+  LATTICE_CHECK(requires_grad(root), "[backward] the tensor does not require gradients");
+  LATTICE_CHECK(gradient.defined() || root.numel() == 1,
+                "[backward] a gradient is needed for "
+                "a root of shape ",
+                root.shape(), " (only one-element roots default to 1)");
+  const Tensor seed = gradient.defined() ? gradient : full(root.shape(), 1.0, root.dtype());
+  LATTICE_CHECK(seed.shape() == root.shape(), "[backward] gradient shape ", seed.shape(),
+                " differs from the root's ", root.shape());
+  NoGradGuard no_grad;  // backward rules compute plain values
+  const auto root_meta = meta_of(root);
+  if (!root_meta->grad_fn) {  // the root is a leaf
+    root_meta->grad = accumulate(root_meta->grad, seed);
+    return;
+  }
+  if (root_meta->retains_grad) root_meta->grad = accumulate(root_meta->grad, seed);
+  std::unordered_map<Node*, Tensor> pending{{root_meta->grad_fn.get(), seed}};
+  for (Node* node : topological_order(root_meta->grad_fn.get())) {
+    const auto found = pending.find(node);
+    if (found == pending.end()) continue;  // no gradient reached this node
+    const Tensor grad_output = std::move(found->second);
+    pending.erase(found);
+    std::vector<Tensor> grads = node->backward(grad_output);
+    LATTICE_CHECK(grads.size() == node->inputs.size(), "[backward] ", node->name(), " returned ",
+                  grads.size(), " gradients for ", node->inputs.size(), " inputs");
+    for (size_t i = 0; i < grads.size(); ++i) {
+      const Edge& edge = node->inputs[i];
+      if (!edge.meta || !grads[i].defined()) continue;
+      const Tensor g = sum_to(grads[i], edge.shape);
+      if (edge.meta->grad_fn) {
+        Tensor& slot = pending[edge.meta->grad_fn.get()];
+        slot = accumulate(slot, g);
+      }
+      if (!edge.meta->grad_fn || edge.meta->retains_grad)
+        edge.meta->grad = accumulate(edge.meta->grad, g.contiguous());
+    }
+    if (!retain_graph) node->release();
+  }
+}
+
+}  // namespace lattice

@@ -1,0 +1,233 @@
+// Differentiable ops: forward loops over contiguous (broadcast-materialised) operands in the
+// tensor's floating dtype, and one FunctionNode per op whose backward uses these ops. Saved
+// tensors are detached, so a graph never keeps its own outputs alive in a cycle.
+#include "tensor/ops.h"
+
+#include <cmath>
+#include <numeric>
+
+#include "autograd/autograd.h"
+#include "kernels/gemm.h"
+
+namespace lattice {
+namespace {
+
+/// Calls f(std::type_identity<T>{}) for a float32 or float64 tensor; throws for others.
+template <typename F>
+decltype(auto) visit_floating(const Tensor& t, const char* op, F&& f) {
+  LATTICE_CHECK(is_floating(t.dtype()), "[", op, "] expects float32 or float64, got ",
+                dtype_name(t.dtype()));
+  if (t.dtype() == DType::float64) return f(std::type_identity<double>{});
+  return f(std::type_identity<float>{});
+}
+
+template <typename F>
+Tensor map_unary(const char* op, const Tensor& x, F&& f) {
+  NoGradGuard no_grad;  // the packed copy is an internal temporary, not part of the graph
+  const Tensor in = x.contiguous();
+  Tensor out = empty(x.shape(), x.dtype());
+  visit_floating(x, op, [&]<typename T>(std::type_identity<T>) {
+    const T* a = in.data<T>();
+    T* y = out.data<T>();
+    const int64_t n = out.numel();
+#pragma omp parallel for simd if (n > (1 << 16))
+    for (int64_t i = 0; i < n; ++i) y[i] = f(a[i]);
+  });
+  return out;
+}
+
+template <typename F>
+Tensor map_binary(const char* op, const Tensor& a, const Tensor& b, F&& f) {
+  LATTICE_CHECK(a.dtype() == b.dtype(), "[", op, "] operands are ", dtype_name(a.dtype()), " and ",
+                dtype_name(b.dtype()), "; convert one with to()");
+  const Shape shape = broadcast_shapes(a.shape(), b.shape(), op);
+  NoGradGuard no_grad;  // the broadcast copies are internal temporaries
+  const Tensor lhs = a.expand(shape).contiguous(), rhs = b.expand(shape).contiguous();
+  Tensor out = empty(shape, a.dtype());
+  visit_floating(a, op, [&]<typename T>(std::type_identity<T>) {
+    const T* x = lhs.data<T>();
+    const T* y = rhs.data<T>();
+    T* z = out.data<T>();
+    const int64_t n = out.numel();
+#pragma omp parallel for simd if (n > (1 << 16))
+    for (int64_t i = 0; i < n; ++i) z[i] = f(x[i], y[i]);
+  });
+  return out;
+}
+
+template <typename Backward>
+void record_op(const char* op,
+               const Tensor& out,
+               const std::vector<Tensor>& inputs,
+               Backward&& backward) {
+  if (!grad_enabled()) return;
+  record(out, std::make_shared<FunctionNode>(op, std::forward<Backward>(backward)), inputs);
+}
+
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  Tensor out = map_binary("add", a, b, [](auto x, auto y) { return x + y; });
+  record_op("add", out, {a, b}, [](const Tensor& g) { return std::vector<Tensor>{g, g}; });
+  return out;
+}
+
+Tensor sub(const Tensor& a, const Tensor& b) {
+  Tensor out = map_binary("sub", a, b, [](auto x, auto y) { return x - y; });
+  record_op("sub", out, {a, b}, [](const Tensor& g) { return std::vector<Tensor>{g, neg(g)}; });
+  return out;
+}
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+  Tensor out = map_binary("mul", a, b, [](auto x, auto y) { return x * y; });
+  record_op("mul", out, {a, b}, [a = detach(a), b = detach(b)](const Tensor& g) {
+    return std::vector<Tensor>{mul(g, b), mul(g, a)};
+  });
+  return out;
+}
+
+Tensor div(const Tensor& a, const Tensor& b) {
+  Tensor out = map_binary("div", a, b, [](auto x, auto y) { return x / y; });
+  record_op("div", out, {a, b}, [a = detach(a), b = detach(b)](const Tensor& g) {
+    // d(a/b) = g/b, -g*a/b^2
+    return std::vector<Tensor>{div(g, b), neg(div(mul(g, a), mul(b, b)))};
+  });
+  return out;
+}
+
+Tensor scale(const Tensor& a, double s) {
+  Tensor out = map_unary("scale", a, [s](auto x) { return x * decltype(x)(s); });
+  record_op("scale", out, {a}, [s](const Tensor& g) { return std::vector<Tensor>{scale(g, s)}; });
+  return out;
+}
+
+Tensor neg(const Tensor& x) {
+  Tensor out = map_unary("neg", x, [](auto v) { return -v; });
+  record_op("neg", out, {x}, [](const Tensor& g) { return std::vector<Tensor>{neg(g)}; });
+  return out;
+}
+
+Tensor exp(const Tensor& x) {
+  Tensor out = map_unary("exp", x, [](auto v) { return std::exp(v); });
+  record_op("exp", out, {x},
+            [y = detach(out)](const Tensor& g) { return std::vector<Tensor>{mul(g, y)}; });
+  return out;
+}
+
+Tensor log(const Tensor& x) {
+  Tensor out = map_unary("log", x, [](auto v) { return std::log(v); });
+  record_op("log", out, {x},
+            [x = detach(x)](const Tensor& g) { return std::vector<Tensor>{div(g, x)}; });
+  return out;
+}
+
+Tensor tanh(const Tensor& x) {
+  Tensor out = map_unary("tanh", x, [](auto v) { return std::tanh(v); });
+  record_op("tanh", out, {x}, [y = detach(out)](const Tensor& g) {
+    // d tanh = 1 - tanh^2
+    const Tensor one = full({}, 1.0, y.dtype());
+    return std::vector<Tensor>{mul(g, sub(one, mul(y, y)))};
+  });
+  return out;
+}
+
+Tensor relu(const Tensor& x) {
+  Tensor out = map_unary("relu", x, [](auto v) { return v > 0 ? v : decltype(v)(0); });
+  record_op("relu", out, {x}, [x = detach(x)](const Tensor& g) {
+    // The subgradient at 0 is 0, as in PyTorch.
+    const Tensor step = map_unary("relu", x, [](auto v) { return decltype(v)(v > 0 ? 1 : 0); });
+    return std::vector<Tensor>{mul(g, step)};
+  });
+  return out;
+}
+
+Tensor sum(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
+  std::vector<bool> reduced(size_t(x.rank()), axes.empty());
+  for (int axis : axes) reduced[size_t(normalize_axis(axis, x.rank(), "sum"))] = true;
+  // Move the reduced axes last, then sum rows of the packed copy.
+  std::vector<int> order;
+  Shape kept_shape, keepdim_shape;
+  int64_t row = 1;
+  for (int i = 0; i < x.rank(); ++i)
+    if (!reduced[size_t(i)]) order.push_back(i), kept_shape.push_back(x.shape(i));
+  for (int i = 0; i < x.rank(); ++i)
+    if (reduced[size_t(i)]) order.push_back(i), row *= x.shape(i);
+  for (int i = 0; i < x.rank(); ++i) keepdim_shape.push_back(reduced[size_t(i)] ? 1 : x.shape(i));
+  const Tensor packed = [&] {
+    NoGradGuard no_grad;  // an internal temporary
+    return x.permute(order).contiguous();
+  }();
+  Tensor out = empty(keepdim ? keepdim_shape : kept_shape, x.dtype());
+  visit_floating(x, "sum", [&]<typename T>(std::type_identity<T>) {
+    const T* in = packed.data<T>();
+    T* y = out.data<T>();
+    const int64_t rows = out.numel();
+#pragma omp parallel for if (rows * row > (1 << 16))
+    for (int64_t r = 0; r < rows; ++r) {
+      double total = 0.0;  // accumulate in double: sums of many fp32 terms stay accurate
+      for (int64_t k = 0; k < row; ++k) total += double(in[r * row + k]);
+      y[r] = T(total);
+    }
+  });
+  record_op("sum", out, {x}, [input_shape = x.shape(), keepdim_shape](const Tensor& g) {
+    return std::vector<Tensor>{g.reshape(keepdim_shape).expand(input_shape)};
+  });
+  return out;
+}
+
+Tensor mean(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
+  int64_t count = axes.empty() ? x.numel() : 1;
+  for (int axis : axes) count *= x.shape(axis);
+  return scale(sum(x, axes, keepdim), 1.0 / double(std::max<int64_t>(count, 1)));
+}
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  LATTICE_CHECK(a.rank() >= 2 && b.rank() >= 2, "[matmul] operands need rank >= 2, got ", a.shape(),
+                " @ ", b.shape());
+  LATTICE_CHECK(a.shape(-1) == b.shape(-2), "[matmul] inner dimensions differ: ", a.shape(), " @ ",
+                b.shape());
+  LATTICE_CHECK(a.dtype() == b.dtype(), "[matmul] operands are ", dtype_name(a.dtype()), " and ",
+                dtype_name(b.dtype()));
+  const int64_t M = a.shape(-2), K = a.shape(-1), N = b.shape(-1);
+  const Shape a_batch(a.shape().begin(), a.shape().end() - 2);
+  const Shape b_batch(b.shape().begin(), b.shape().end() - 2);
+  Shape batch = broadcast_shapes(a_batch, b_batch, "matmul");
+  Shape a_full = batch, b_full = batch, out_shape = batch;
+  a_full.push_back(M), a_full.push_back(K);
+  b_full.push_back(K), b_full.push_back(N);
+  out_shape.push_back(M), out_shape.push_back(N);
+  Tensor lhs, rhs;
+  {
+    NoGradGuard no_grad;  // internal temporaries
+    lhs = a.expand(a_full).contiguous();
+    rhs = b.expand(b_full).contiguous();
+  }
+  Tensor out = empty(out_shape, a.dtype());
+  const int64_t batches = numel(batch);
+  visit_floating(a, "matmul", [&]<typename T>(std::type_identity<T>) {
+    const T* x = lhs.data<T>();
+    const T* w = rhs.data<T>();
+    T* y = out.data<T>();
+    const GemmShape shape = dense_gemm(M, N, K, false, false);
+    for (int64_t i = 0; i < batches; ++i) {
+      if constexpr (std::is_same_v<T, float>) {
+        gemm_cpu(shape, 1.0f, x + i * M * K, w + i * K * N, 0.0f, y + i * M * N);
+      } else {  // float64 (gradient checks): the exact loop
+        for (int64_t r = 0; r < M; ++r)
+          for (int64_t c = 0; c < N; ++c) {
+            double total = 0.0;
+            for (int64_t k = 0; k < K; ++k)
+              total += x[i * M * K + r * K + k] * w[i * K * N + k * N + c];
+            y[i * M * N + r * N + c] = total;
+          }
+      }
+    }
+  });
+  record_op("matmul", out, {a, b}, [a = detach(a), b = detach(b)](const Tensor& g) {
+    // dA = g @ B^T, dB = A^T @ g; the engine sums broadcast batch axes away.
+    return std::vector<Tensor>{matmul(g, b.transpose(-1, -2)), matmul(a.transpose(-1, -2), g)};
+  });
+  return out;
+}
+
+}  // namespace lattice
