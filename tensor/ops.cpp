@@ -230,4 +230,36 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return out;
 }
 
+Tensor quantize(const Tensor& x,
+                const Quantizer& q,
+                const RandomStream& random,
+                const QuantizerBackward& backward) {
+  LATTICE_CHECK(x.dtype() == DType::float32, "[quantize] expects float32, got ",
+                dtype_name(x.dtype()));
+  Tensor out = empty(x.shape());
+  {
+    NoGradGuard no_grad;  // the packed copy is an internal temporary
+    const Tensor in = x.contiguous();
+    const int64_t n = x.numel();
+    lattice::quantize(q, std::span<const float>(in.data<float>(), size_t(n)),
+                      std::span<float>(out.data<float>(), size_t(n)), x.shape(), random);
+  }
+  if (!q.scaling) out = out.with_format(q.element);
+  if (backward) {
+    record_op("quantize", out, {x}, [backward, x = detach(x), y = detach(out)](const Tensor& g) {
+      return std::vector<Tensor>{backward(g, x, y)};
+    });
+  } else {
+    record_op("quantize", out, {x}, [](const Tensor& g) { return std::vector<Tensor>{g}; });
+  }
+  return out;
+}
+
+Tensor cast(const Tensor& x,
+            const Format& format,
+            const Rounding& rounding,
+            const RandomStream& random) {
+  return quantize(x, Quantizer{format, rounding, std::nullopt}, random);
+}
+
 }  // namespace lattice

@@ -3,8 +3,10 @@
 // here; each op records one Node whose backward is written with these same ops.
 #pragma once
 
+#include <functional>
 #include <vector>
 
+#include "tensor/quantizer.h"
 #include "tensor/tensor.h"
 
 namespace lattice {
@@ -31,6 +33,23 @@ Tensor mean(const Tensor& x, const std::vector<int>& axes = {}, bool keepdim = f
 /// a: (..., M, K) @ b: (..., K, N) -> (..., M, N), batch axes broadcast; 1-D operands are
 /// not promoted. Throws "[matmul] inner dimensions differ: (4, 3) @ (5, 2)".
 Tensor matmul(const Tensor& a, const Tensor& b);
+
+/// A quantizer's backward: the gradient of x from the gradient of Q(x), x and Q(x).
+using QuantizerBackward =
+    std::function<Tensor(const Tensor& grad_output, const Tensor& x, const Tensor& quantized)>;
+
+/// Q(x) for a float32 x: quantize-dequantize with `q` (blocks along q.scaling->axis), bit for
+/// bit the kernels' result. An elementwise quantizer labels the result with its format.
+/// Backward: straight-through (the gradient passes unchanged) unless `backward` is given.
+Tensor quantize(const Tensor& x,
+                const Quantizer& q,
+                const RandomStream& random = {},
+                const QuantizerBackward& backward = {});
+/// x rounded onto `format` with `rounding` (an elementwise quantize; straight-through).
+Tensor cast(const Tensor& x,
+            const Format& format,
+            const Rounding& rounding = {},
+            const RandomStream& random = {});
 
 inline Tensor operator+(const Tensor& a, const Tensor& b) {
   return add(a, b);
