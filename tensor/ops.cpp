@@ -4,6 +4,7 @@
 #include "tensor/ops.h"
 
 #include <cmath>
+#include <numbers>
 #include <numeric>
 
 #include "autograd/autograd.h"
@@ -137,6 +138,135 @@ Tensor relu(const Tensor& x) {
     // The subgradient at 0 is 0, as in PyTorch.
     const Tensor step = map_unary("relu", x, [](auto v) { return decltype(v)(v > 0 ? 1 : 0); });
     return std::vector<Tensor>{mul(g, step)};
+  });
+  return out;
+}
+
+Tensor sqrt(const Tensor& x) {
+  Tensor out = map_unary("sqrt", x, [](auto v) { return std::sqrt(v); });
+  record_op("sqrt", out, {x}, [y = detach(out)](const Tensor& g) {
+    return std::vector<Tensor>{div(scale(g, 0.5), y)};  // 1 / (2 sqrt x)
+  });
+  return out;
+}
+
+Tensor rsqrt(const Tensor& x) {
+  Tensor out = map_unary("rsqrt", x, [](auto v) { return decltype(v)(1) / std::sqrt(v); });
+  record_op("rsqrt", out, {x}, [y = detach(out)](const Tensor& g) {
+    return std::vector<Tensor>{mul(scale(g, -0.5), mul(y, mul(y, y)))};  // -x^(-3/2) / 2
+  });
+  return out;
+}
+
+Tensor sign(const Tensor& x) {
+  Tensor out = map_unary("sign", x, [](auto v) { return decltype(v)((v > 0) - (v < 0)); });
+  record_op("sign", out, {x}, [](const Tensor&) { return std::vector<Tensor>{Tensor()}; });
+  return out;
+}
+
+Tensor abs(const Tensor& x) {
+  Tensor out = map_unary("abs", x, [](auto v) { return std::fabs(v); });
+  record_op("abs", out, {x}, [x = detach(x)](const Tensor& g) {
+    return std::vector<Tensor>{mul(g, sign(x))};  // subgradient 0 at 0, as PyTorch
+  });
+  return out;
+}
+
+Tensor sigmoid(const Tensor& x) {
+  Tensor out = map_unary("sigmoid", x,
+                         [](auto v) { return decltype(v)(1) / (decltype(v)(1) + std::exp(-v)); });
+  record_op("sigmoid", out, {x}, [y = detach(out)](const Tensor& g) {
+    return std::vector<Tensor>{mul(g, mul(y, sub(full({}, 1.0, y.dtype()), y)))};
+  });
+  return out;
+}
+
+Tensor silu(const Tensor& x) {
+  return mul(x, sigmoid(x));
+}
+
+Tensor sin(const Tensor& x) {
+  Tensor out = map_unary("sin", x, [](auto v) { return std::sin(v); });
+  record_op("sin", out, {x},
+            [x = detach(x)](const Tensor& g) { return std::vector<Tensor>{mul(g, cos(x))}; });
+  return out;
+}
+
+Tensor cos(const Tensor& x) {
+  Tensor out = map_unary("cos", x, [](auto v) { return std::cos(v); });
+  record_op("cos", out, {x},
+            [x = detach(x)](const Tensor& g) { return std::vector<Tensor>{neg(mul(g, sin(x)))}; });
+  return out;
+}
+
+Tensor pow(const Tensor& x, double p) {
+  Tensor out = map_unary("pow", x, [p](auto v) { return std::pow(v, decltype(v)(p)); });
+  record_op("pow", out, {x}, [x = detach(x), p](const Tensor& g) {
+    return std::vector<Tensor>{mul(g, scale(pow(x, p - 1.0), p))};
+  });
+  return out;
+}
+
+Tensor gelu(const Tensor& x, bool tanh_approximation) {
+  if (tanh_approximation) {  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), composed
+    const Tensor inner =
+        scale(add(x, scale(pow(x, 3.0), 0.044715)), std::sqrt(2.0 / std::numbers::pi));
+    return mul(scale(x, 0.5), add(full({}, 1.0, x.dtype()), tanh(inner)));
+  }
+  Tensor out = map_unary("gelu", x, [](auto v) {
+    return v * decltype(v)(0.5) *
+           (decltype(v)(1) + std::erf(v * decltype(v)(1.0 / std::numbers::sqrt2)));
+  });
+  record_op("gelu", out, {x}, [x = detach(x)](const Tensor& g) {
+    // d/dx x Phi(x) = Phi(x) + x phi(x)
+    const Tensor derivative = map_unary("gelu", x, [](auto v) {
+      using T = decltype(v);
+      const T cdf = T(0.5) * (T(1) + std::erf(v * T(1.0 / std::numbers::sqrt2)));
+      const T pdf = std::exp(T(-0.5) * v * v) * T(0.3989422804014327);
+      return cdf + v * pdf;
+    });
+    return std::vector<Tensor>{mul(g, derivative)};
+  });
+  return out;
+}
+
+namespace {
+
+/// maximum (take_larger) or minimum of a and b, with the gradient routed to the chosen one.
+Tensor select_extreme(const char* op, const Tensor& a, const Tensor& b, bool take_larger) {
+  Tensor out = map_binary(
+      op, a, b, [take_larger](auto x, auto y) { return (take_larger ? x >= y : x <= y) ? x : y; });
+  record_op(op, out, {a, b}, [op, take_larger, a = detach(a), b = detach(b)](const Tensor& g) {
+    const Tensor first = map_binary(op, a, b, [take_larger](auto x, auto y) {
+      return decltype(x)((take_larger ? x >= y : x <= y) ? 1 : 0);
+    });
+    return std::vector<Tensor>{mul(g, first), mul(g, sub(full({}, 1.0, first.dtype()), first))};
+  });
+  return out;
+}
+
+}  // namespace
+
+Tensor maximum(const Tensor& a, const Tensor& b) {
+  return select_extreme("maximum", a, b, true);
+}
+
+Tensor minimum(const Tensor& a, const Tensor& b) {
+  return select_extreme("minimum", a, b, false);
+}
+
+Tensor clamp(const Tensor& x, double low, double high) {
+  LATTICE_CHECK(low <= high, "[clamp] needs low <= high, got [", low, ", ", high, "]");
+  Tensor out = map_unary("clamp", x, [low, high](auto v) {
+    using T = decltype(v);
+    return v < T(low) ? T(low) : v > T(high) ? T(high) : v;
+  });
+  record_op("clamp", out, {x}, [x = detach(x), low, high](const Tensor& g) {
+    const Tensor inside = map_unary("clamp", x, [low, high](auto v) {
+      using T = decltype(v);
+      return T(v >= T(low) && v <= T(high) ? 1 : 0);
+    });
+    return std::vector<Tensor>{mul(g, inside)};
   });
   return out;
 }

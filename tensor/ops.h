@@ -25,6 +25,23 @@ Tensor exp(const Tensor& x);
 Tensor log(const Tensor& x);
 Tensor tanh(const Tensor& x);
 Tensor relu(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor rsqrt(const Tensor& x);
+Tensor abs(const Tensor& x);
+Tensor sign(const Tensor& x);  // -1, 0 or 1; zero gradient
+Tensor sigmoid(const Tensor& x);
+Tensor silu(const Tensor& x);  // x * sigmoid(x)
+Tensor sin(const Tensor& x);
+Tensor cos(const Tensor& x);
+/// x^p for a constant exponent p.
+Tensor pow(const Tensor& x, double p);
+/// GELU: x * Phi(x) with the exact erf form, or PyTorch's tanh approximation.
+Tensor gelu(const Tensor& x, bool tanh_approximation = false);
+/// Elementwise maximum/minimum (broadcasting); ties send the gradient to the first operand.
+Tensor maximum(const Tensor& a, const Tensor& b);
+Tensor minimum(const Tensor& a, const Tensor& b);
+/// x clamped to [low, high]; the gradient flows where x lies inside.
+Tensor clamp(const Tensor& x, double low, double high);
 
 /// Sum over `axes` (all when empty); keepdim keeps them as size 1.
 Tensor sum(const Tensor& x, const std::vector<int>& axes = {}, bool keepdim = false);

@@ -91,6 +91,41 @@ TEST_CASE("every op's gradient matches central finite differences in float64") {
                   {random({4, 3}, 7), random({4, 2}, 8)});
 }
 
+TEST_CASE("the remaining unary and binary ops give known values and finite-difference gradients") {
+  const Tensor x = values({-2, -0.5f, 0, 1, 4}, {5});
+  CHECK(abs(x).to_vector<float>() == std::vector<float>{2, 0.5f, 0, 1, 4});
+  CHECK(sign(x).to_vector<float>() == std::vector<float>{-1, -1, 0, 1, 1});
+  CHECK(sqrt(values({4, 9}, {2})).to_vector<float>() == std::vector<float>{2, 3});
+  CHECK(rsqrt(values({4}, {1})).item<float>() == 0.5f);
+  CHECK(sigmoid(values({0}, {1})).item<float>() == 0.5f);
+  CHECK(pow(values({3}, {1}), 2.0).item<float>() == 9.0f);
+  CHECK(clamp(x, -1, 1).to_vector<float>() == std::vector<float>{-1, -0.5f, 0, 1, 1});
+  CHECK(maximum(x, values({0}, {1})).to_vector<float>() == std::vector<float>{0, 0, 0, 1, 4});
+  CHECK(minimum(x, values({0}, {1})).to_vector<float>() == std::vector<float>{-2, -0.5f, 0, 0, 0});
+  CHECK(gelu(values({1}, {1})).item<float>() == doctest::Approx(0.8413447));
+  CHECK(gelu(values({1}, {1}), true).item<float>() == doctest::Approx(0.8411920));
+  CHECK(silu(values({1}, {1})).item<float>() == doctest::Approx(0.7310586));
+  CHECK(sin(values({0}, {1})).item<float>() == 0.0f);
+  CHECK(cos(values({0}, {1})).item<float>() == 1.0f);
+
+  const Tensor a = random({3, 4}, 21), b = random({4}, 22), positive = random({3, 4}, 23, 0.5, 2.0);
+  check_gradients([](auto& v) { return sqrt(v[0]); }, {positive});
+  check_gradients([](auto& v) { return rsqrt(v[0]); }, {positive});
+  check_gradients([](auto& v) { return abs(v[0]); }, {a});
+  check_gradients([](auto& v) { return sigmoid(v[0]); }, {a});
+  check_gradients([](auto& v) { return silu(v[0]); }, {a});
+  check_gradients([](auto& v) { return sin(v[0]); }, {a});
+  check_gradients([](auto& v) { return cos(v[0]); }, {a});
+  check_gradients([](auto& v) { return pow(v[0], 3.0); }, {a});
+  check_gradients([](auto& v) { return pow(v[0], -1.5); }, {positive});
+  check_gradients([](auto& v) { return gelu(v[0]); }, {a});
+  check_gradients([](auto& v) { return gelu(v[0], true); }, {a});
+  check_gradients([](auto& v) { return maximum(v[0], v[1]); }, {a, b});
+  check_gradients([](auto& v) { return minimum(v[0], v[1]); }, {a, b});
+  check_gradients([](auto& v) { return clamp(v[0], -0.5, 0.5); }, {a});
+  check_gradients([](auto& v) { return mul(sign(v[0]), v[0]); }, {a});
+}
+
 TEST_CASE("gradients accumulate over every use of a tensor and across backward calls") {
   const Tensor x = set_requires_grad(values({3}, {1}));
   const Tensor y = add(mul(x, x), x);  // dy/dx = 2x + 1 = 7
