@@ -271,36 +271,85 @@ Tensor clamp(const Tensor& x, double low, double high) {
   return out;
 }
 
-Tensor sum(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
+namespace {
+
+/// The geometry of a reduction over `axes` (all when empty).
+struct ReductionPlan {
+  std::vector<int> order;  // kept axes, then reduced axes
+  Shape kept_shape;        // without the reduced axes
+  Shape keepdim_shape;     // reduced axes as size 1
+  std::vector<int> reduced_axes;
+  int64_t row = 1;  // elements reduced into each output
+};
+
+ReductionPlan plan_reduction(const Tensor& x, const std::vector<int>& axes, const char* op) {
   std::vector<bool> reduced(size_t(x.rank()), axes.empty());
-  for (int axis : axes) reduced[size_t(normalize_axis(axis, x.rank(), "sum"))] = true;
-  // Move the reduced axes last, then sum rows of the packed copy.
-  std::vector<int> order;
-  Shape kept_shape, keepdim_shape;
-  int64_t row = 1;
-  for (int i = 0; i < x.rank(); ++i)
-    if (!reduced[size_t(i)]) order.push_back(i), kept_shape.push_back(x.shape(i));
-  for (int i = 0; i < x.rank(); ++i)
-    if (reduced[size_t(i)]) order.push_back(i), row *= x.shape(i);
-  for (int i = 0; i < x.rank(); ++i) keepdim_shape.push_back(reduced[size_t(i)] ? 1 : x.shape(i));
-  const Tensor packed = [&] {
-    NoGradGuard no_grad;  // an internal temporary
-    return x.permute(order).contiguous();
-  }();
-  Tensor out = empty(keepdim ? keepdim_shape : kept_shape, x.dtype());
-  visit_floating(x, "sum", [&]<typename T>(std::type_identity<T>) {
+  for (int axis : axes) reduced[size_t(normalize_axis(axis, x.rank(), op))] = true;
+  ReductionPlan r;
+  for (int i = 0; i < x.rank(); ++i) {
+    if (reduced[size_t(i)]) {
+      r.reduced_axes.push_back(i);
+      r.row *= x.shape(i);
+      r.keepdim_shape.push_back(1);
+    } else {
+      r.order.push_back(i);
+      r.kept_shape.push_back(x.shape(i));
+      r.keepdim_shape.push_back(x.shape(i));
+    }
+  }
+  r.order.insert(r.order.end(), r.reduced_axes.begin(), r.reduced_axes.end());
+  return r;
+}
+
+/// out (keepdim shape)[r] = fold(row r of x moved to the last axes), computed in double.
+template <typename Fold>
+Tensor reduce_rows(const Tensor& x, const ReductionPlan& r, const char* op, Fold&& fold) {
+  NoGradGuard no_grad;  // the packed copy is an internal temporary
+  const Tensor packed = x.permute(r.order).contiguous();
+  Tensor out = empty(r.keepdim_shape, x.dtype());
+  visit_floating(x, op, [&]<typename T>(std::type_identity<T>) {
     const T* in = packed.data<T>();
     T* y = out.data<T>();
     const int64_t rows = out.numel();
-#pragma omp parallel for if (rows * row > (1 << 16))
-    for (int64_t r = 0; r < rows; ++r) {
-      double total = 0.0;  // accumulate in double: sums of many fp32 terms stay accurate
-      for (int64_t k = 0; k < row; ++k) total += double(in[r * row + k]);
-      y[r] = T(total);
-    }
+#pragma omp parallel for if (rows * r.row > (1 << 16))
+    for (int64_t i = 0; i < rows; ++i) y[i] = T(fold(in + i * r.row, r.row));
   });
-  record_op("sum", out, {x}, [input_shape = x.shape(), keepdim_shape](const Tensor& g) {
-    return std::vector<Tensor>{g.reshape(keepdim_shape).expand(input_shape)};
+  return out;
+}
+
+}  // namespace
+
+Tensor sum(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
+  const ReductionPlan r = plan_reduction(x, axes, "sum");
+  // Accumulated in double: sums of many fp32 terms stay accurate.
+  Tensor out = reduce_rows(x, r, "sum", [](const auto* row, int64_t n) {
+    double total = 0.0;
+    for (int64_t k = 0; k < n; ++k) total += double(row[k]);
+    return total;
+  });
+  if (!keepdim) out = out.reshape(r.kept_shape);
+  record_op("sum", out, {x},
+            [input_shape = x.shape(), keepdim_shape = r.keepdim_shape](const Tensor& g) {
+              return std::vector<Tensor>{g.reshape(keepdim_shape).expand(input_shape)};
+            });
+  return out;
+}
+
+Tensor max(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
+  const ReductionPlan r = plan_reduction(x, axes, "max");
+  LATTICE_CHECK(r.row > 0, "[max] cannot reduce an empty axis of ", x.shape());
+  const Tensor largest = reduce_rows(x, r, "max", [](const auto* row, int64_t n) {
+    auto best = row[0];  // NaN wins, as in PyTorch
+    for (int64_t k = 1; k < n; ++k) best = std::isnan(best) || row[k] <= best ? best : row[k];
+    return best;
+  });
+  const Tensor out = keepdim ? largest : largest.reshape(r.kept_shape);
+  record_op("max", out, {x}, [x = detach(x), largest = detach(largest), r](const Tensor& g) {
+    // The gradient goes to the elements equal to the maximum, shared equally among ties.
+    const Tensor hits = map_binary(
+        "max", x, largest, [](auto v, auto best) { return decltype(v)(v == best ? 1 : 0); });
+    const Tensor ties = sum(hits, r.reduced_axes, true);
+    return std::vector<Tensor>{mul(div(g.reshape(r.keepdim_shape), ties), hits)};
   });
   return out;
 }
@@ -309,6 +358,65 @@ Tensor mean(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
   int64_t count = axes.empty() ? x.numel() : 1;
   for (int axis : axes) count *= x.shape(axis);
   return scale(sum(x, axes, keepdim), 1.0 / double(std::max<int64_t>(count, 1)));
+}
+
+Tensor var(const Tensor& x, const std::vector<int>& axes, bool keepdim, int64_t correction) {
+  const ReductionPlan r = plan_reduction(x, axes, "var");
+  LATTICE_CHECK(r.row > correction, "[var] ", r.row, " elements with correction ", correction,
+                " leave no degrees of freedom");
+  const Tensor centered = sub(x, mean(x, axes, true));
+  return scale(sum(mul(centered, centered), axes, keepdim), 1.0 / double(r.row - correction));
+}
+
+Tensor logsumexp(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
+  // log sum exp(x - m) + m with m the (constant) maximum: the terms are at most 1, and the
+  // gradient through m cancels exactly, so m is detached.
+  const Tensor m = detach(max(x, axes, true));
+  const Tensor result = add(log(sum(exp(sub(x, m)), axes, true)), m);
+  return keepdim ? result : result.reshape(plan_reduction(x, axes, "logsumexp").kept_shape);
+}
+
+Tensor log_softmax(const Tensor& x, int axis) {
+  return sub(x, logsumexp(x, {axis}, true));
+}
+
+Tensor softmax(const Tensor& x, int axis) {
+  return exp(log_softmax(x, axis));
+}
+
+Tensor cross_entropy(const Tensor& logits,
+                     const Tensor& targets,
+                     int64_t ignore_index,
+                     Reduction reduction) {
+  LATTICE_CHECK(logits.rank() == 2 && targets.rank() == 1 && targets.shape(0) == logits.shape(0),
+                "[cross_entropy] expects logits (N, C) and targets (N), got ", logits.shape(),
+                " and ", targets.shape());
+  LATTICE_CHECK(targets.dtype() == DType::int64 || targets.dtype() == DType::int32,
+                "[cross_entropy] targets must be int64 or int32, got ",
+                dtype_name(targets.dtype()));
+  const int64_t rows = logits.shape(0), classes = logits.shape(1);
+  // The one-hot selection of each row's target (zero rows for ignored targets).
+  const std::vector<int64_t> labels = targets.to_vector<int64_t>();
+  std::vector<double> selection(static_cast<size_t>(rows * classes), 0.0);
+  int64_t counted = 0;
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t label = labels[size_t(i)];
+    if (label == ignore_index) continue;
+    LATTICE_CHECK(label >= 0 && label < classes, "[cross_entropy] target ", label, " at row ", i,
+                  " is outside [0, ", classes, ")");
+    selection[size_t(i * classes + label)] = 1.0;
+    ++counted;
+  }
+  const Tensor one_hot = from_vector<double>(selection, {rows, classes}).to(logits.dtype());
+  const Tensor total = neg(sum(mul(log_softmax(logits, 1), one_hot)));
+  if (reduction == Reduction::sum) return total;
+  return scale(total, 1.0 / double(std::max<int64_t>(counted, 1)));
+}
+
+Tensor mse(const Tensor& prediction, const Tensor& target, Reduction reduction) {
+  const Tensor error = sub(prediction, target);
+  const Tensor squares = mul(error, error);
+  return reduction == Reduction::sum ? sum(squares) : mean(squares);
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b) {

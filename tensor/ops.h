@@ -47,6 +47,29 @@ Tensor clamp(const Tensor& x, double low, double high);
 Tensor sum(const Tensor& x, const std::vector<int>& axes = {}, bool keepdim = false);
 Tensor mean(const Tensor& x, const std::vector<int>& axes = {}, bool keepdim = false);
 
+/// Largest value over `axes` (all when empty); the gradient is shared equally by ties.
+Tensor max(const Tensor& x, const std::vector<int>& axes = {}, bool keepdim = false);
+/// Variance over `axes` with Bessel's correction `correction` (1: unbiased, as PyTorch).
+Tensor var(const Tensor& x,
+           const std::vector<int>& axes = {},
+           bool keepdim = false,
+           int64_t correction = 1);
+/// log(sum(exp(x))) over `axes`, computed around the maximum so it never overflows.
+Tensor logsumexp(const Tensor& x, const std::vector<int>& axes, bool keepdim = false);
+/// x - logsumexp(x) along `axis` (stable).
+Tensor log_softmax(const Tensor& x, int axis = -1);
+Tensor softmax(const Tensor& x, int axis = -1);
+
+enum class Reduction : uint8_t { mean, sum };
+/// Cross entropy of logits (N, C) against int64 class indices (N); targets equal to
+/// `ignore_index` contribute nothing (and are not counted by the mean).
+Tensor cross_entropy(const Tensor& logits,
+                     const Tensor& targets,
+                     int64_t ignore_index = -100,
+                     Reduction reduction = Reduction::mean);
+/// Mean (or sum) of squared differences; shapes broadcast.
+Tensor mse(const Tensor& prediction, const Tensor& target, Reduction reduction = Reduction::mean);
+
 /// a: (..., M, K) @ b: (..., K, N) -> (..., M, N), batch axes broadcast; 1-D operands are
 /// not promoted. Throws "[matmul] inner dimensions differ: (4, 3) @ (5, 2)".
 Tensor matmul(const Tensor& a, const Tensor& b);

@@ -126,6 +126,39 @@ TEST_CASE("the remaining unary and binary ops give known values and finite-diffe
   check_gradients([](auto& v) { return mul(sign(v[0]), v[0]); }, {a});
 }
 
+TEST_CASE("max, var, logsumexp, softmax and the losses give known values and gradients") {
+  const Tensor x = values({1, 5, 3, 5, 2, 0}, {2, 3});
+  CHECK(max(x).item<float>() == 5.0f);
+  CHECK(max(x, {1}).to_vector<float>() == std::vector<float>{5, 5});
+  CHECK(max(x, {0}, true).shape() == Shape{1, 3});
+  CHECK(var(values({1, 2, 3, 4}, {4})).item<float>() == doctest::Approx(5.0 / 3.0));
+  CHECK(var(values({1, 2, 3, 4}, {4}), {}, false, 0).item<float>() == doctest::Approx(1.25));
+  // Stable where a naive sum of exp overflows fp32.
+  CHECK(logsumexp(values({1000, 1000}, {2}), {0}).item<float>() ==
+        doctest::Approx(1000 + std::log(2.0)));
+  const std::vector<float> p = softmax(values({0, std::log(3.0f)}, {1, 2})).to_vector<float>();
+  CHECK(p[0] == doctest::Approx(0.25));
+  CHECK(p[1] == doctest::Approx(0.75));
+  const Tensor logits = values({2, 0, 0, 0, 3, 0}, {2, 3});
+  const Tensor targets = from_vector<int64_t>({0, -100}, {2});
+  const double expected = -(2.0 - std::log(std::exp(2.0) + 2.0));
+  CHECK(cross_entropy(logits, targets).item<float>() == doctest::Approx(expected));
+  CHECK(mse(values({1, 2}, {2}), values({3, 2}, {2})).item<float>() == 2.0f);
+  CHECK_THROWS_WITH_AS(cross_entropy(logits, from_vector<int64_t>({0, 3}, {2})),
+                       "[cross_entropy] target 3 at row 1 is outside [0, 3)", Error);
+
+  const Tensor a = random({3, 4}, 31), target = random({3, 4}, 32);
+  check_gradients([](auto& v) { return max(v[0], {1}); }, {a});
+  check_gradients([](auto& v) { return max(v[0]); }, {a});
+  check_gradients([](auto& v) { return var(v[0], {0}, true); }, {a});
+  check_gradients([](auto& v) { return logsumexp(v[0], {1}); }, {a});
+  check_gradients([](auto& v) { return log_softmax(v[0], 0); }, {a});
+  check_gradients([](auto& v) { return softmax(v[0]); }, {a});
+  check_gradients([](auto& v) { return mse(v[0], v[1]); }, {a, target});
+  const Tensor labels = from_vector<int64_t>({3, -100, 1}, {3});
+  check_gradients([&](auto& v) { return cross_entropy(v[0], labels); }, {a});
+}
+
 TEST_CASE("gradients accumulate over every use of a tensor and across backward calls") {
   const Tensor x = set_requires_grad(values({3}, {1}));
   const Tensor y = add(mul(x, x), x);  // dy/dx = 2x + 1 = 7
