@@ -419,6 +419,252 @@ Tensor mse(const Tensor& prediction, const Tensor& target, Reduction reduction) 
   return reduction == Reduction::sum ? sum(squares) : mean(squares);
 }
 
+namespace {
+
+std::vector<int64_t> checked_indices(const Tensor& indices, int64_t size, const char* op) {
+  LATTICE_CHECK(indices.dtype() == DType::int64 || indices.dtype() == DType::int32, "[", op,
+                "] indices must be int64 or int32, got ", dtype_name(indices.dtype()));
+  std::vector<int64_t> values = indices.to_vector<int64_t>();
+  for (int64_t v : values)
+    LATTICE_CHECK(v >= 0 && v < size, "[", op, "] index ", v, " is out of range [0, ", size, ")");
+  return values;
+}
+
+/// x seen as (outer, length, inner) around `axis`.
+struct AxisView {
+  int64_t outer = 1, length = 1, inner = 1;
+};
+
+AxisView around(const Shape& shape, int axis) {
+  AxisView v;
+  for (int i = 0; i < int(shape.size()); ++i) {
+    if (i < axis) v.outer *= shape[size_t(i)];
+    if (i == axis) v.length = shape[size_t(i)];
+    if (i > axis) v.inner *= shape[size_t(i)];
+  }
+  return v;
+}
+
+/// Moves rows between (outer, from_length, inner) and (outer, to_length, inner) arrays:
+/// to[o, destination(o, j, i), i] (+)= from[o, source(o, j, i), i] for j < count. With
+/// `accumulate` the writes add (a scatter-add); otherwise they overwrite.
+template <typename T, typename Source, typename Destination>
+void move_rows(const T* from,
+               T* to,
+               const AxisView& from_view,
+               const AxisView& to_view,
+               int64_t count,
+               Source&& source,
+               Destination&& destination,
+               bool accumulate) {
+  for (int64_t o = 0; o < from_view.outer; ++o)
+    for (int64_t j = 0; j < count; ++j)
+      for (int64_t i = 0; i < from_view.inner; ++i) {
+        const T value = from[(o * from_view.length + source(o, j, i)) * from_view.inner + i];
+        T& target = to[(o * to_view.length + destination(o, j, i)) * to_view.inner + i];
+        target = accumulate ? target + value : value;
+      }
+}
+
+}  // namespace
+
+Tensor index_select(const Tensor& x, int axis, const Tensor& indices) {
+  const int a = int(normalize_axis(axis, x.rank(), "index_select"));
+  LATTICE_CHECK(indices.rank() == 1, "[index_select] indices must be 1-D, got ", indices.shape());
+  const std::vector<int64_t> rows = checked_indices(indices, x.shape(a), "index_select");
+  Shape shape = x.shape();
+  shape[size_t(a)] = int64_t(rows.size());
+  const AxisView from = around(x.shape(), a), to = around(shape, a);
+  Tensor out = empty(shape, x.dtype());
+  {
+    NoGradGuard no_grad;
+    const Tensor in = x.contiguous();
+    visit_floating(x, "index_select", [&]<typename T>(std::type_identity<T>) {
+      move_rows(
+          in.data<T>(), out.data<T>(), from, to, int64_t(rows.size()),
+          [&](int64_t, int64_t j, int64_t) { return rows[size_t(j)]; },
+          [](int64_t, int64_t j, int64_t) { return j; }, false);
+    });
+  }
+  record_op("index_select", out, {x}, [rows, from, to, input_shape = x.shape()](const Tensor& g) {
+    const Tensor packed = g.contiguous();
+    Tensor dx = zeros(input_shape, g.dtype());
+    visit_floating(g, "index_select", [&]<typename T>(std::type_identity<T>) {
+      move_rows(
+          packed.data<T>(), dx.data<T>(), to, from, int64_t(rows.size()),
+          [](int64_t, int64_t j, int64_t) { return j; },
+          [&](int64_t, int64_t j, int64_t) { return rows[size_t(j)]; }, true);
+    });
+    return std::vector<Tensor>{dx};
+  });
+  return out;
+}
+
+Tensor embedding(const Tensor& weight, const Tensor& indices) {
+  LATTICE_CHECK(weight.rank() == 2, "[embedding] weight must be (V, D), got ", weight.shape());
+  Shape shape = indices.shape();
+  shape.push_back(weight.shape(1));
+  return index_select(weight, 0, indices.reshape({indices.numel()})).reshape(shape);
+}
+
+Tensor gather(const Tensor& x, int axis, const Tensor& index) {
+  const int a = int(normalize_axis(axis, x.rank(), "gather"));
+  bool compatible = index.rank() == x.rank();
+  for (int i = 0; compatible && i < x.rank(); ++i)
+    compatible = i == a || index.shape(i) == x.shape(i);
+  LATTICE_CHECK(compatible, "[gather] index shape ", index.shape(), " must match ", x.shape(),
+                " except along axis ", axis);
+  const std::vector<int64_t> picks = checked_indices(index, x.shape(a), "gather");
+  const AxisView from = around(x.shape(), a), to = around(index.shape(), a);
+  const auto pick = [&picks, to](int64_t o, int64_t j, int64_t i) {
+    return picks[size_t((o * to.length + j) * to.inner + i)];
+  };
+  Tensor out = empty(index.shape(), x.dtype());
+  {
+    NoGradGuard no_grad;
+    const Tensor in = x.contiguous();
+    visit_floating(x, "gather", [&]<typename T>(std::type_identity<T>) {
+      move_rows(
+          in.data<T>(), out.data<T>(), from, to, to.length, pick,
+          [](int64_t, int64_t j, int64_t) { return j; }, false);
+    });
+  }
+  record_op("gather", out, {x}, [picks, from, to, input_shape = x.shape()](const Tensor& g) {
+    const Tensor packed = g.contiguous();
+    Tensor dx = zeros(input_shape, g.dtype());
+    const auto pick = [&picks, to](int64_t o, int64_t j, int64_t i) {
+      return picks[size_t((o * to.length + j) * to.inner + i)];
+    };
+    visit_floating(g, "gather", [&]<typename T>(std::type_identity<T>) {
+      move_rows(
+          packed.data<T>(), dx.data<T>(), to, from, to.length,
+          [](int64_t, int64_t j, int64_t) { return j; }, pick, true);
+    });
+    return std::vector<Tensor>{dx};
+  });
+  return out;
+}
+
+Tensor cat(const std::vector<Tensor>& tensors, int axis) {
+  LATTICE_CHECK(!tensors.empty(), "[cat] needs at least one tensor");
+  const Tensor& first = tensors.front();
+  const int a = int(normalize_axis(axis, first.rank(), "cat"));
+  Shape shape = first.shape();
+  shape[size_t(a)] = 0;
+  std::vector<int64_t> lengths;
+  for (const Tensor& t : tensors) {
+    bool same = t.rank() == first.rank() && t.dtype() == first.dtype();
+    for (int i = 0; same && i < t.rank(); ++i) same = i == a || t.shape(i) == first.shape(i);
+    LATTICE_CHECK(same, "[cat] ", t.shape(), " ", dtype_name(t.dtype()), " does not join ",
+                  first.shape(), " ", dtype_name(first.dtype()), " along axis ", axis);
+    lengths.push_back(t.shape(a));
+    shape[size_t(a)] += t.shape(a);
+  }
+  Tensor out = empty(shape, first.dtype());
+  {
+    NoGradGuard no_grad;
+    int64_t offset = 0;
+    for (const Tensor& t : tensors) {
+      out.slice(a, offset, offset + t.shape(a)).copy_(t);
+      offset += t.shape(a);
+    }
+  }
+  record_op("cat", out, tensors, [lengths, a](const Tensor& g) {
+    std::vector<Tensor> grads;
+    int64_t offset = 0;
+    for (int64_t length : lengths) {
+      grads.push_back(g.slice(a, offset, offset + length));
+      offset += length;
+    }
+    return grads;
+  });
+  return out;
+}
+
+Tensor stack(const std::vector<Tensor>& tensors, int axis) {
+  LATTICE_CHECK(!tensors.empty(), "[stack] needs at least one tensor");
+  std::vector<Tensor> expanded;
+  for (const Tensor& t : tensors) {
+    LATTICE_CHECK(t.shape() == tensors.front().shape(), "[stack] shapes ", t.shape(), " and ",
+                  tensors.front().shape(), " differ");
+    expanded.push_back(t.unsqueeze(int(normalize_axis(axis, t.rank() + 1, "stack"))));
+  }
+  return cat(expanded, axis);
+}
+
+std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int axis) {
+  const int a = int(normalize_axis(axis, x.rank(), "split"));
+  const int64_t total = std::accumulate(sizes.begin(), sizes.end(), int64_t(0));
+  LATTICE_CHECK(total == x.shape(a), "[split] sizes add up to ", total, ", axis ", axis, " of ",
+                x.shape(), " has ", x.shape(a));
+  std::vector<Tensor> pieces;
+  int64_t offset = 0;
+  for (int64_t size : sizes) {
+    pieces.push_back(x.slice(a, offset, offset + size));
+    offset += size;
+  }
+  return pieces;
+}
+
+namespace {
+
+template <typename Compare>
+Tensor compare(const char* op, const Tensor& a, const Tensor& b, Compare&& holds) {
+  LATTICE_CHECK(a.dtype() == b.dtype(), "[", op, "] operands are ", dtype_name(a.dtype()), " and ",
+                dtype_name(b.dtype()));
+  const Shape shape = broadcast_shapes(a.shape(), b.shape(), op);
+  const Tensor lhs = detach(a).expand(shape).to(DType::float64).contiguous();
+  const Tensor rhs = detach(b).expand(shape).to(DType::float64).contiguous();
+  Tensor out = empty(shape, DType::boolean);
+  const double* x = lhs.data<double>();
+  const double* y = rhs.data<double>();
+  bool* z = out.data<bool>();
+  for (int64_t i = 0; i < out.numel(); ++i) z[i] = holds(x[i], y[i]);
+  return out;
+}
+
+}  // namespace
+
+Tensor greater(const Tensor& a, const Tensor& b) {
+  return compare("greater", a, b, [](double x, double y) { return x > y; });
+}
+
+Tensor less(const Tensor& a, const Tensor& b) {
+  return compare("less", a, b, [](double x, double y) { return x < y; });
+}
+
+Tensor equal(const Tensor& a, const Tensor& b) {
+  return compare("equal", a, b, [](double x, double y) { return x == y; });
+}
+
+Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
+  LATTICE_CHECK(condition.dtype() == DType::boolean, "[where] condition must be bool, got ",
+                dtype_name(condition.dtype()));
+  LATTICE_CHECK(a.dtype() == b.dtype(), "[where] operands are ", dtype_name(a.dtype()), " and ",
+                dtype_name(b.dtype()));
+  const Tensor mask = condition.to(a.dtype());  // 1 where a is chosen; selects exactly below
+  const Shape shape =
+      broadcast_shapes(broadcast_shapes(mask.shape(), a.shape(), "where"), b.shape(), "where");
+  Tensor result = empty(shape, a.dtype());
+  {
+    NoGradGuard no_grad;
+    const Tensor m = mask.expand(shape).contiguous(), lhs = a.expand(shape).contiguous(),
+                 rhs = b.expand(shape).contiguous();
+    visit_floating(a, "where", [&]<typename T>(std::type_identity<T>) {
+      const T* pick = m.data<T>();
+      const T* x = lhs.data<T>();
+      const T* y = rhs.data<T>();
+      T* z = result.data<T>();
+      for (int64_t i = 0; i < result.numel(); ++i) z[i] = pick[i] != T(0) ? x[i] : y[i];
+    });
+  }
+  record_op("where", result, {a, b}, [mask](const Tensor& g) {
+    const Tensor keep = where(mask.to(DType::boolean), g, zeros({}, g.dtype()));
+    return std::vector<Tensor>{keep, sub(g, keep)};
+  });
+  return result;
+}
+
 Tensor matmul(const Tensor& a, const Tensor& b) {
   LATTICE_CHECK(a.rank() >= 2 && b.rank() >= 2, "[matmul] operands need rank >= 2, got ", a.shape(),
                 " @ ", b.shape());

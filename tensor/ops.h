@@ -70,6 +70,28 @@ Tensor cross_entropy(const Tensor& logits,
 /// Mean (or sum) of squared differences; shapes broadcast.
 Tensor mse(const Tensor& prediction, const Tensor& target, Reduction reduction = Reduction::mean);
 
+// Indexing and joining. Indices are int64 (or int32) tensors; out-of-range indices throw.
+/// x with `axis` replaced by the rows `indices` (1-D) selects; backward scatter-adds.
+Tensor index_select(const Tensor& x, int axis, const Tensor& indices);
+/// weight: (V, D), indices: any shape -> (indices..., D); backward scatter-adds into weight.
+Tensor embedding(const Tensor& weight, const Tensor& indices);
+/// out[..., j, ...] = x[..., index[..., j, ...], ...] along `axis`; index has x's shape
+/// except along `axis`. Backward scatter-adds.
+Tensor gather(const Tensor& x, int axis, const Tensor& index);
+/// Joins tensors whose shapes agree except along `axis`.
+Tensor cat(const std::vector<Tensor>& tensors, int axis);
+/// Joins equal-shaped tensors along a new axis.
+Tensor stack(const std::vector<Tensor>& tensors, int axis);
+/// Consecutive pieces of `sizes` along `axis` (views; they must add up to the axis size).
+std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int axis);
+
+// Comparisons give boolean tensors (no gradient); where() selects with one.
+Tensor greater(const Tensor& a, const Tensor& b);
+Tensor less(const Tensor& a, const Tensor& b);
+Tensor equal(const Tensor& a, const Tensor& b);
+/// condition ? a : b elementwise, all three broadcast; the gradient follows the choice.
+Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);
+
 /// a: (..., M, K) @ b: (..., K, N) -> (..., M, N), batch axes broadcast; 1-D operands are
 /// not promoted. Throws "[matmul] inner dimensions differ: (4, 3) @ (5, 2)".
 Tensor matmul(const Tensor& a, const Tensor& b);

@@ -159,6 +159,49 @@ TEST_CASE("max, var, logsumexp, softmax and the losses give known values and gra
   check_gradients([&](auto& v) { return cross_entropy(v[0], labels); }, {a});
 }
 
+TEST_CASE("indexing, joining and comparison ops give known values and gradients") {
+  const Tensor x = arange(0, 6).reshape({2, 3});
+  const Tensor rows = from_vector<int64_t>({2, 0, 2}, {3});
+  CHECK(index_select(x, 1, rows).to_vector<float>() == std::vector<float>{2, 0, 2, 5, 3, 5});
+  const Tensor table = arange(0, 8).reshape({4, 2});
+  const Tensor tokens = from_vector<int64_t>({3, 1, 1, 0}, {2, 2});
+  const Tensor looked_up = embedding(table, tokens);
+  CHECK(looked_up.shape() == Shape{2, 2, 2});
+  CHECK(looked_up.to_vector<float>() == std::vector<float>{6, 7, 2, 3, 2, 3, 0, 1});
+  const Tensor picks = from_vector<int64_t>({1, 0, 2, 2}, {2, 2});
+  CHECK(gather(x, 1, picks).to_vector<float>() == std::vector<float>{1, 0, 5, 5});
+  CHECK(cat({x, x}, 0).shape() == Shape{4, 3});
+  CHECK(cat({x, x.slice(1, 0, 1)}, 1).to_vector<float>()[3] == 0.0f);
+  CHECK(stack({x, x}, 1).shape() == Shape{2, 2, 3});
+  const std::vector<Tensor> pieces = split(x, {1, 2}, 1);
+  CHECK(pieces[1].to_vector<float>() == std::vector<float>{1, 2, 4, 5});
+  CHECK(greater(x, full({}, 2.0)).to_vector<bool>() ==
+        std::vector<bool>{false, false, false, true, true, true});
+  CHECK(where(less(x, full({}, 2.0)), x, full({}, INFINITY)).to_vector<float>() ==
+        std::vector<float>{0, 1, INFINITY, INFINITY, INFINITY, INFINITY});
+  CHECK_THROWS_WITH_AS(index_select(x, 0, from_vector<int64_t>({2}, {1})),
+                       "[index_select] index 2 is out of range [0, 2)", Error);
+  CHECK_THROWS_WITH_AS(cat({x, zeros({3, 3})}, 1), doctest::Contains("[cat] (3, 3)"), Error);
+  CHECK_THROWS_WITH_AS(split(x, {1, 1}, 1), doctest::Contains("[split] sizes add up to 2"), Error);
+
+  const Tensor a = random({3, 4}, 41), b = random({3, 4}, 42);
+  check_gradients([&](auto& v) { return index_select(v[0], 1, rows); }, {a});
+  check_gradients([&](auto& v) { return embedding(v[0], tokens); }, {random({4, 3}, 43)});
+  check_gradients(
+      [&](auto& v) {
+        return gather(v[0], 0, from_vector<int64_t>({2, 1, 2, 0}, {1, 4}));
+      },
+      {a});
+  check_gradients([](auto& v) { return cat({v[0], v[1], v[0]}, 1); }, {a, b});
+  check_gradients([](auto& v) { return stack({v[0], v[1]}, 0); }, {a, b});
+  check_gradients(
+      [](auto& v) {
+        return mul(split(v[0], {1, 3}, 1)[1], split(v[0], {3, 1}, 1)[0]);
+      },
+      {a});
+  check_gradients([](auto& v) { return where(greater(v[0], v[1]), v[0], v[1]); }, {a, b});
+}
+
 TEST_CASE("gradients accumulate over every use of a tensor and across backward calls") {
   const Tensor x = set_requires_grad(values({3}, {1}));
   const Tensor y = add(mul(x, x), x);  // dy/dx = 2x + 1 = 7
