@@ -74,6 +74,10 @@ class NoGradGuard {
   bool previous_;
 };
 
+/// True while the engine runs backward rules on this thread (ops then skip the activation
+/// rounding of the precision stack; gradients are rounded to Λg by the engine instead).
+bool in_backward();
+
 // ---- Per-tensor autograd state ----
 /// Marks a leaf as requiring gradients (returns it, for chaining).
 const Tensor& set_requires_grad(const Tensor& t, bool enabled = true);

@@ -7,12 +7,15 @@
 
 #include "autograd/autograd.h"
 #include "tensor/ops.h"
+#include "tensor/precision_stack.h"
+#include "tensor/random.h"
 #include "tensor/strided_loop.h"
 
 namespace lattice {
 namespace {
 
 thread_local bool grad_mode = true;
+thread_local bool backward_running = false;
 
 std::shared_ptr<AutogradMeta> meta_of(const Tensor& t) {
   return t.defined() ? t.impl()->autograd : nullptr;
@@ -132,6 +135,10 @@ bool grad_enabled() {
   return grad_mode;
 }
 
+bool in_backward() {
+  return backward_running;
+}
+
 NoGradGuard::NoGradGuard() : previous_(grad_mode) {
   grad_mode = false;
 }
@@ -216,6 +223,21 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
   LATTICE_CHECK(seed.shape() == root.shape(), "[backward] gradient shape ", seed.shape(),
                 " differs from the root's ", root.shape());
   NoGradGuard no_grad;  // backward rules compute plain values
+  struct BackwardFlag {
+    bool previous = backward_running;
+    BackwardFlag() {
+      backward_running = true;
+    }
+    ~BackwardFlag() {
+      backward_running = previous;
+    }
+  } flag;
+  // Gradients flowing backward are rounded onto the stack's gradient lattice (Λg).
+  const Quantizer gradient_quantizer = current_precision().gradients;
+  const auto on_gradient_lattice = [&](const Tensor& g) {
+    if (gradient_quantizer == Quantizer{} || g.dtype() != DType::float32) return g;
+    return quantize(g, gradient_quantizer, next_random_stream());
+  };
   const auto root_meta = meta_of(root);
   if (!root_meta->grad_fn) {  // the root is a leaf
     root_meta->grad = accumulate(root_meta->grad, seed);
@@ -234,7 +256,7 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
     for (size_t i = 0; i < grads.size(); ++i) {
       const Edge& edge = node->inputs[i];
       if (!edge.meta || !grads[i].defined()) continue;
-      const Tensor g = sum_to(grads[i], edge.shape);
+      const Tensor g = on_gradient_lattice(sum_to(grads[i], edge.shape));
       if (edge.meta->grad_fn) {
         Tensor& slot = pending[edge.meta->grad_fn.get()];
         slot = accumulate(slot, g);

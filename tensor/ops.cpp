@@ -9,6 +9,8 @@
 
 #include "autograd/autograd.h"
 #include "kernels/gemm.h"
+#include "tensor/precision_stack.h"
+#include "tensor/random.h"
 
 namespace lattice {
 namespace {
@@ -20,6 +22,26 @@ decltype(auto) visit_floating(const Tensor& t, const char* op, F&& f) {
                 dtype_name(t.dtype()));
   if (t.dtype() == DType::float64) return f(std::type_identity<double>{});
   return f(std::type_identity<float>{});
+}
+
+bool is_identity(const Quantizer& q) {
+  return q == Quantizer{};
+}
+
+/// `t` quantized by `q` with blocks along `axis`, outside autograd (the calling op records
+/// its own node). Identity quantizers and non-float32 tensors pass through.
+Tensor quantized_operand(const Tensor& t, Quantizer q, int axis) {
+  if (is_identity(q) || t.dtype() != DType::float32) return t;
+  if (q.scaling) q.scaling->axis = axis;
+  NoGradGuard no_grad;
+  return quantize(t, q, next_random_stream());
+}
+
+/// An op's output rounded onto the current stack's activation lattice (Λa). Backward rules run
+/// outside this rounding: gradients follow Λg, which the engine applies.
+Tensor on_activation_lattice(Tensor out) {
+  if (in_backward() || out.dtype() != DType::float32) return out;
+  return quantized_operand(out, current_precision().activations, -1);
 }
 
 template <typename F>
@@ -34,7 +56,7 @@ Tensor map_unary(const char* op, const Tensor& x, F&& f) {
 #pragma omp parallel for simd if (n > (1 << 16))
     for (int64_t i = 0; i < n; ++i) y[i] = f(a[i]);
   });
-  return out;
+  return on_activation_lattice(out);
 }
 
 template <typename F>
@@ -53,7 +75,7 @@ Tensor map_binary(const char* op, const Tensor& a, const Tensor& b, F&& f) {
 #pragma omp parallel for simd if (n > (1 << 16))
     for (int64_t i = 0; i < n; ++i) z[i] = f(x[i], y[i]);
   });
-  return out;
+  return on_activation_lattice(out);
 }
 
 template <typename Backward>
@@ -314,7 +336,7 @@ Tensor reduce_rows(const Tensor& x, const ReductionPlan& r, const char* op, Fold
 #pragma omp parallel for if (rows * r.row > (1 << 16))
     for (int64_t i = 0; i < rows; ++i) y[i] = T(fold(in + i * r.row, r.row));
   });
-  return out;
+  return on_activation_lattice(out);
 }
 
 }  // namespace
@@ -665,13 +687,10 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
   return result;
 }
 
-Tensor matmul(const Tensor& a, const Tensor& b) {
-  LATTICE_CHECK(a.rank() >= 2 && b.rank() >= 2, "[matmul] operands need rank >= 2, got ", a.shape(),
-                " @ ", b.shape());
-  LATTICE_CHECK(a.shape(-1) == b.shape(-2), "[matmul] inner dimensions differ: ", a.shape(), " @ ",
-                b.shape());
-  LATTICE_CHECK(a.dtype() == b.dtype(), "[matmul] operands are ", dtype_name(a.dtype()), " and ",
-                dtype_name(b.dtype()));
+namespace {
+
+/// a @ b with batch axes broadcast, no autograd and no quantization.
+Tensor batched_product(const Tensor& a, const Tensor& b) {
   const int64_t M = a.shape(-2), K = a.shape(-1), N = b.shape(-1);
   const Shape a_batch(a.shape().begin(), a.shape().end() - 2);
   const Shape b_batch(b.shape().begin(), b.shape().end() - 2);
@@ -680,12 +699,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   a_full.push_back(M), a_full.push_back(K);
   b_full.push_back(K), b_full.push_back(N);
   out_shape.push_back(M), out_shape.push_back(N);
-  Tensor lhs, rhs;
-  {
-    NoGradGuard no_grad;  // internal temporaries
-    lhs = a.expand(a_full).contiguous();
-    rhs = b.expand(b_full).contiguous();
-  }
+  NoGradGuard no_grad;  // internal temporaries
+  const Tensor lhs = a.expand(a_full).contiguous(), rhs = b.expand(b_full).contiguous();
   Tensor out = empty(out_shape, a.dtype());
   const int64_t batches = numel(batch);
   visit_floating(a, "matmul", [&]<typename T>(std::type_identity<T>) {
@@ -707,9 +722,31 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
       }
     }
   });
-  record_op("matmul", out, {a, b}, [a = detach(a), b = detach(b)](const Tensor& g) {
-    // dA = g @ B^T, dB = A^T @ g; the engine sums broadcast batch axes away.
-    return std::vector<Tensor>{matmul(g, b.transpose(-1, -2)), matmul(a.transpose(-1, -2), g)};
+  return out;
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  LATTICE_CHECK(a.rank() >= 2 && b.rank() >= 2, "[matmul] operands need rank >= 2, got ", a.shape(),
+                " @ ", b.shape());
+  LATTICE_CHECK(a.shape(-1) == b.shape(-2), "[matmul] inner dimensions differ: ", a.shape(), " @ ",
+                b.shape());
+  LATTICE_CHECK(a.dtype() == b.dtype(), "[matmul] operands are ", dtype_name(a.dtype()), " and ",
+                dtype_name(b.dtype()));
+  // The stack's GEMM quantizers, each along its operand's reduction axis (K forward; N for
+  // dgrad; M for wgrad), captured now: backward may run after the scope has ended.
+  const GemmQuantizers q = in_backward() ? GemmQuantizers{} : current_precision().gemm;
+  const Tensor out = on_activation_lattice(
+      batched_product(quantized_operand(a, q.input, -1), quantized_operand(b, q.weight, -2)));
+  record_op("matmul", out, {a, b}, [a = detach(a), b = detach(b), q](const Tensor& g) {
+    // dA = g @ B^T (reduces over N), dB = A^T @ g (reduces over M); the engine sums broadcast
+    // batch axes away.
+    const Tensor da = batched_product(quantized_operand(g, q.output_grad, -1),
+                                      quantized_operand(b, q.saved_weight, -1).transpose(-1, -2));
+    const Tensor db = batched_product(quantized_operand(a, q.saved_input, -2).transpose(-1, -2),
+                                      quantized_operand(g, q.output_grad, -2));
+    return std::vector<Tensor>{da, db};
   });
   return out;
 }

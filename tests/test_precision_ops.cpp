@@ -1,0 +1,94 @@
+// The precision stack inside ops: activation and gradient lattices, GEMM operand quantizers
+// forward and backward along their reduction axes, scope lifetime and seeded determinism.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "autograd/autograd.h"
+#include "kernels/gemm.h"
+#include "tensor/ops.h"
+#include "tensor/precision_stack.h"
+#include "tensor/random.h"
+
+using namespace lattice;
+
+namespace {
+
+bool on_lattice(const Tensor& t, const Format& f) {
+  return t.to_vector<float>() == cast(t, f).to_vector<float>();
+}
+
+/// Raw row-major quantization of a (rows, cols) array along `axis` (0 or 1).
+std::vector<float> dequantized(const Tensor& t, const Quantizer& base, int axis) {
+  Quantizer q = base;
+  q.scaling->axis = axis;
+  const std::vector<float> in = t.to_vector<float>();
+  std::vector<float> out(in.size());
+  quantize(q, in, out, t.shape());
+  return out;
+}
+
+std::vector<float> product(const std::vector<float>& a,
+                           const std::vector<float>& b,
+                           int64_t M,
+                           int64_t N,
+                           int64_t K,
+                           bool transpose_a,
+                           bool transpose_b) {
+  std::vector<float> c(static_cast<size_t>(M * N));
+  gemm_cpu(dense_gemm(M, N, K, transpose_a, transpose_b), 1.0f, a.data(), b.data(), 0.0f, c.data());
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("a bf16 stack puts op outputs and gradients on the bf16 lattice, only in its scope") {
+  const Tensor x = set_requires_grad(randn({8, 16}, RandomStream{.seed = 1}));
+  const Tensor w = set_requires_grad(randn({16, 4}, RandomStream{.seed = 2}));
+  Tensor y;
+  {
+    PrecisionScope scope(parse_precision_stack("w=bf16,a=bf16,g=bf16"));
+    y = tanh(add(matmul(x, w), full({}, 0.1)));
+    backward(sum(mul(y, y)));
+  }
+  CHECK(on_lattice(y, bf16));
+  CHECK(on_lattice(grad(x), bf16));
+  CHECK(on_lattice(grad(w), bf16));
+  CHECK(!on_lattice(matmul(x, w), bf16));  // outside the scope: fp32 again
+}
+
+TEST_CASE("an MXFP4 GEMM stack equals the GEMM on dequantized operands, forward and backward") {
+  const int64_t M = 8, K = 64, N = 32;
+  const Tensor a = set_requires_grad(randn({M, K}, RandomStream{.seed = 3}));
+  const Tensor b = set_requires_grad(randn({K, N}, RandomStream{.seed = 4}));
+  const Tensor g = randn({M, N}, RandomStream{.seed = 5});
+  const Quantizer mxfp4 = parse_quantizer("mxfp4");
+  {
+    PrecisionScope scope(parse_precision_stack("gemm=mxfp4"));
+    const Tensor y = matmul(a, b);
+    // Forward: a along K (its axis 1), b along K (its axis 0).
+    CHECK(y.to_vector<float>() ==
+          product(dequantized(a, mxfp4, 1), dequantized(b, mxfp4, 0), M, N, K, false, false));
+    backward(y, g);
+  }
+  // dA = Q(g along N) @ Q(b along N)^T; dB = Q(a along M)^T @ Q(g along M).
+  CHECK(grad(a).to_vector<float>() ==
+        product(dequantized(g, mxfp4, 1), dequantized(b, mxfp4, 1), M, K, N, false, true));
+  CHECK(grad(b).to_vector<float>() ==
+        product(dequantized(a, mxfp4, 0), dequantized(g, mxfp4, 0), K, N, M, true, false));
+}
+
+TEST_CASE("stochastic GEMM quantization replays bit for bit after manual_seed") {
+  const Tensor a = randn({4, 32}, RandomStream{.seed = 6}),
+               b = randn({32, 4}, RandomStream{.seed = 7});
+  const auto run = [&] {
+    manual_seed(11);
+    PrecisionScope scope(parse_precision_stack("gemm=mxfp4:sr"));
+    return std::vector<std::vector<float>>{matmul(a, b).to_vector<float>(),
+                                           matmul(a, b).to_vector<float>()};
+  };
+  const auto first = run(), second = run();
+  CHECK(first == second);
+  CHECK(first[0] != first[1]);  // fresh random bits per call
+}
