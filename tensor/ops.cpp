@@ -6,11 +6,13 @@
 #include <cmath>
 #include <numbers>
 #include <numeric>
+#include <optional>
 
 #include "autograd/autograd.h"
 #include "kernels/gemm.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
+#include "tensor/strided_loop.h"
 
 namespace lattice {
 namespace {
@@ -64,16 +66,34 @@ Tensor map_binary(const char* op, const Tensor& a, const Tensor& b, F&& f) {
   LATTICE_CHECK(a.dtype() == b.dtype(), "[", op, "] operands are ", dtype_name(a.dtype()), " and ",
                 dtype_name(b.dtype()), "; convert one with to()");
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), op);
-  NoGradGuard no_grad;  // the broadcast copies are internal temporaries
-  const Tensor lhs = a.expand(shape).contiguous(), rhs = b.expand(shape).contiguous();
+  NoGradGuard no_grad;  // the broadcast views are internal temporaries
+  // Walk the broadcast views in place (stride 0 repeats an element): no copies.
+  const Tensor lhs = a.expand(shape), rhs = b.expand(shape);
   Tensor out = empty(shape, a.dtype());
+  const Strides out_strides = contiguous_strides(shape);
   visit_floating(a, op, [&]<typename T>(std::type_identity<T>) {
     const T* x = lhs.data<T>();
     const T* y = rhs.data<T>();
     T* z = out.data<T>();
-    const int64_t n = out.numel();
+    if (lhs.strides() == out_strides && rhs.strides() == out_strides) {  // no broadcasting
+      const int64_t n = out.numel();
 #pragma omp parallel for simd if (n > (1 << 16))
-    for (int64_t i = 0; i < n; ++i) z[i] = f(x[i], y[i]);
+      for (int64_t i = 0; i < n; ++i) z[i] = f(x[i], y[i]);
+      return;
+    }
+    for_each_run<3>(shape, {std::span<const int64_t>(out_strides), lhs.strides(), rhs.strides()},
+                    [&](const auto& offset, int64_t count, const auto& step) {
+                      T* zo = z + offset[0];
+                      const T* xo = x + offset[1];
+                      const T* yo = y + offset[2];
+                      if (step[1] == 1 && step[2] == 1) {
+#pragma omp simd
+                        for (int64_t i = 0; i < count; ++i) zo[i] = f(xo[i], yo[i]);
+                      } else {
+                        for (int64_t i = 0; i < count; ++i)
+                          zo[i * step[0]] = f(xo[i * step[1]], yo[i * step[2]]);
+                      }
+                    });
   });
   return on_activation_lattice(out);
 }
@@ -689,9 +709,40 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
 
 namespace {
 
-/// a @ b with batch axes broadcast, no autograd and no quantization.
+/// How a matrix operand reaches the GEMM without a copy: row-major with leading dimension
+/// `ld`, or transposed (a column-major view, as t() of a packed matrix gives).
+struct MatrixOperand {
+  bool transposed = false;
+  int64_t ld = 0;
+};
+
+/// The operand layout of a rank-2 view, when the GEMM can read it in place.
+std::optional<MatrixOperand> gemm_layout(const Tensor& m) {
+  const int64_t rows = m.shape(0), cols = m.shape(1), row_stride = m.stride(0),
+                col_stride = m.stride(1);
+  if (col_stride == 1 && row_stride >= std::max<int64_t>(cols, 1))
+    return MatrixOperand{false, row_stride};
+  if (row_stride == 1 && col_stride >= std::max<int64_t>(rows, 1))
+    return MatrixOperand{true, col_stride};
+  return std::nullopt;
+}
+
+/// a @ b with batch axes broadcast, no autograd and no quantization. Rank-2 float32 operands
+/// that are row- or column-major views (transposes included) go to the GEMM without copies.
 Tensor batched_product(const Tensor& a, const Tensor& b) {
   const int64_t M = a.shape(-2), K = a.shape(-1), N = b.shape(-1);
+  NoGradGuard no_grad;  // internal temporaries
+  if (a.rank() == 2 && b.rank() == 2 && a.dtype() == DType::float32) {
+    std::optional<MatrixOperand> la = gemm_layout(a), lb = gemm_layout(b);
+    const Tensor lhs = la ? a : a.contiguous(), rhs = lb ? b : b.contiguous();
+    if (!la) la = MatrixOperand{false, std::max<int64_t>(K, 1)};
+    if (!lb) lb = MatrixOperand{false, std::max<int64_t>(N, 1)};
+    Tensor out = empty({M, N});
+    const GemmShape shape{
+        M, N, K, la->transposed, lb->transposed, la->ld, lb->ld, std::max<int64_t>(N, 1)};
+    gemm_cpu(shape, 1.0f, lhs.data<float>(), rhs.data<float>(), 0.0f, out.data<float>());
+    return out;
+  }
   const Shape a_batch(a.shape().begin(), a.shape().end() - 2);
   const Shape b_batch(b.shape().begin(), b.shape().end() - 2);
   Shape batch = broadcast_shapes(a_batch, b_batch, "matmul");
@@ -699,7 +750,6 @@ Tensor batched_product(const Tensor& a, const Tensor& b) {
   a_full.push_back(M), a_full.push_back(K);
   b_full.push_back(K), b_full.push_back(N);
   out_shape.push_back(M), out_shape.push_back(N);
-  NoGradGuard no_grad;  // internal temporaries
   const Tensor lhs = a.expand(a_full).contiguous(), rhs = b.expand(b_full).contiguous();
   Tensor out = empty(out_shape, a.dtype());
   const int64_t batches = numel(batch);
