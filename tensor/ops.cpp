@@ -775,6 +775,27 @@ Tensor batched_product(const Tensor& a, const Tensor& b) {
   return out;
 }
 
+/// a @ b through the stack's accumulator: fp32 by default; otherwise the running sum is
+/// rounded onto acc.format after every acc.round_every products along K (or once at the end).
+Tensor accumulated_product(const Tensor& a, const Tensor& b, const Accumulator& acc) {
+  if (acc == Accumulator{} || a.dtype() != DType::float32) return batched_product(a, b);
+  NoGradGuard no_grad;  // slices of the operands are internal temporaries
+  const int64_t K = a.shape(-1), chunk = acc.round_every > 0 ? acc.round_every : K;
+  const Quantizer onto{acc.format, Rounding{}, std::nullopt};
+  Tensor total;
+  for (int64_t k = 0; k < std::max<int64_t>(K, 1); k += chunk) {
+    const int64_t end = std::min(K, k + chunk);
+    Tensor partial = batched_product(a.slice(-1, k, end), b.slice(-2, k, end));
+    if (total.defined()) {
+      float* sum = partial.data<float>();
+      const float* previous = total.data<float>();
+      for (int64_t i = 0; i < partial.numel(); ++i) sum[i] += previous[i];
+    }
+    total = quantize(partial, onto);
+  }
+  return total;
+}
+
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
@@ -787,15 +808,17 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   // The stack's GEMM quantizers, each along its operand's reduction axis (K forward; N for
   // dgrad; M for wgrad), captured now: backward may run after the scope has ended.
   const GemmQuantizers q = in_backward() ? GemmQuantizers{} : current_precision().gemm;
-  const Tensor out = on_activation_lattice(
-      batched_product(quantized_operand(a, q.input, -1), quantized_operand(b, q.weight, -2)));
-  record_op("matmul", out, {a, b}, [a = detach(a), b = detach(b), q](const Tensor& g) {
+  const Accumulator acc = in_backward() ? Accumulator{} : current_precision().accumulator;
+  const Tensor out = on_activation_lattice(accumulated_product(
+      quantized_operand(a, q.input, -1), quantized_operand(b, q.weight, -2), acc));
+  record_op("matmul", out, {a, b}, [a = detach(a), b = detach(b), q, acc](const Tensor& g) {
     // dA = g @ B^T (reduces over N), dB = A^T @ g (reduces over M); the engine sums broadcast
     // batch axes away.
-    const Tensor da = batched_product(quantized_operand(g, q.output_grad, -1),
-                                      quantized_operand(b, q.saved_weight, -1).transpose(-1, -2));
-    const Tensor db = batched_product(quantized_operand(a, q.saved_input, -2).transpose(-1, -2),
-                                      quantized_operand(g, q.output_grad, -2));
+    const Tensor da =
+        accumulated_product(quantized_operand(g, q.output_grad, -1),
+                            quantized_operand(b, q.saved_weight, -1).transpose(-1, -2), acc);
+    const Tensor db = accumulated_product(quantized_operand(a, q.saved_input, -2).transpose(-1, -2),
+                                          quantized_operand(g, q.output_grad, -2), acc);
     return std::vector<Tensor>{da, db};
   });
   return out;

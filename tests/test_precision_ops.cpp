@@ -92,3 +92,18 @@ TEST_CASE("stochastic GEMM quantization replays bit for bit after manual_seed") 
   CHECK(first == second);
   CHECK(first[0] != first[1]);  // fresh random bits per call
 }
+
+TEST_CASE("a bf16 accumulator rounds the running sum every K products") {
+  // Summing 3000 ones: fp32 counts exactly. A bf16 running sum rounded after every product
+  // stalls at 256 (256 + 1 ties back to 256); rounded every 8 products it stalls at 2048
+  // (2048 + 8 ties back, the spacing there is 16); rounded once at the end it is bf16(3000).
+  const Tensor a = ones({1, 3000}), b = ones({3000, 1});
+  CHECK(matmul(a, b).item<float>() == 3000.0f);
+  const auto sum_with = [&](const char* spec) {
+    PrecisionScope scope(parse_precision_stack(spec));
+    return matmul(a, b).item<float>();
+  };
+  CHECK(sum_with("acc=bf16:k1") == 256.0f);
+  CHECK(sum_with("acc=bf16:k8") == 2048.0f);
+  CHECK(sum_with("acc=bf16") == 3008.0f);
+}
