@@ -26,8 +26,39 @@ decltype(auto) visit_floating(const Tensor& t, const char* op, F&& f) {
   return f(std::type_identity<float>{});
 }
 
+thread_local bool tracing = false;
+thread_local std::vector<OpTrace> trace_log;
+
+std::string describe(const Tensor& t) {
+  return concat(is_floating(t.dtype()) ? format_name(t.format()) : dtype_name(t.dtype()), " ",
+                t.shape());
+}
+
+/// Logs one op when tracing (backward rules are not ops of the forward program).
+void trace(const char* op,
+           std::vector<std::string> inputs,
+           const Tensor& out,
+           const std::string& accumulator = "fp32") {
+  if (!tracing || in_backward()) return;
+  trace_log.push_back(OpTrace{op, std::move(inputs), describe(out), accumulator});
+}
+
 bool is_identity(const Quantizer& q) {
   return q == Quantizer{};
+}
+
+/// Q(t) as plain values, outside autograd and the trace: the kernels' quantize-dequantize
+/// labelled with an elementwise quantizer's format.
+Tensor quantized_values(const Tensor& t, const Quantizer& q, const RandomStream& random) {
+  LATTICE_CHECK(t.dtype() == DType::float32, "[quantize] expects float32, got ",
+                dtype_name(t.dtype()));
+  NoGradGuard no_grad;  // the packed copy is an internal temporary
+  const Tensor in = t.contiguous();
+  Tensor out = empty(t.shape());
+  const int64_t n = t.numel();
+  lattice::quantize(q, std::span<const float>(in.data<float>(), size_t(n)),
+                    std::span<float>(out.data<float>(), size_t(n)), t.shape(), random);
+  return q.scaling ? out : out.with_format(q.element);
 }
 
 /// `t` quantized by `q` with blocks along `axis`, outside autograd (the calling op records
@@ -35,8 +66,7 @@ bool is_identity(const Quantizer& q) {
 Tensor quantized_operand(const Tensor& t, Quantizer q, int axis) {
   if (is_identity(q) || t.dtype() != DType::float32) return t;
   if (q.scaling) q.scaling->axis = axis;
-  NoGradGuard no_grad;
-  return quantize(t, q, next_random_stream());
+  return quantized_values(t, q, next_random_stream());
 }
 
 /// An op's output rounded onto the current stack's activation lattice (Λa). Backward rules run
@@ -58,7 +88,9 @@ Tensor map_unary(const char* op, const Tensor& x, F&& f) {
 #pragma omp parallel for simd if (n > (1 << 16))
     for (int64_t i = 0; i < n; ++i) y[i] = f(a[i]);
   });
-  return on_activation_lattice(out);
+  out = on_activation_lattice(out);
+  trace(op, {describe(x)}, out);
+  return out;
 }
 
 template <typename F>
@@ -95,7 +127,9 @@ Tensor map_binary(const char* op, const Tensor& a, const Tensor& b, F&& f) {
                       }
                     });
   });
-  return on_activation_lattice(out);
+  out = on_activation_lattice(out);
+  trace(op, {describe(a), describe(b)}, out);
+  return out;
 }
 
 template <typename Backward>
@@ -356,7 +390,9 @@ Tensor reduce_rows(const Tensor& x, const ReductionPlan& r, const char* op, Fold
 #pragma omp parallel for if (rows * r.row > (1 << 16))
     for (int64_t i = 0; i < rows; ++i) y[i] = T(fold(in + i * r.row, r.row));
   });
-  return on_activation_lattice(out);
+  out = on_activation_lattice(out);
+  trace(op, {describe(x)}, out);
+  return out;
 }
 
 }  // namespace
@@ -791,7 +827,7 @@ Tensor accumulated_product(const Tensor& a, const Tensor& b, const Accumulator& 
       const float* previous = total.data<float>();
       for (int64_t i = 0; i < partial.numel(); ++i) sum[i] += previous[i];
     }
-    total = quantize(partial, onto);
+    total = quantized_values(partial, onto, {});
   }
   return total;
 }
@@ -811,6 +847,12 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   const Accumulator acc = in_backward() ? Accumulator{} : current_precision().accumulator;
   const Tensor out = on_activation_lattice(accumulated_product(
       quantized_operand(a, q.input, -1), quantized_operand(b, q.weight, -2), acc));
+  const auto operand = [](const Tensor& t, const Quantizer& quantizer) {
+    return is_identity(quantizer) ? describe(t) : concat(to_string(quantizer), " ", t.shape());
+  };
+  trace("matmul", {operand(a, q.input), operand(b, q.weight)}, out,
+        acc.round_every > 0 ? concat(format_name(acc.format), ":k", acc.round_every)
+                            : format_name(acc.format));
   record_op("matmul", out, {a, b}, [a = detach(a), b = detach(b), q, acc](const Tensor& g) {
     // dA = g @ B^T (reduces over N), dB = A^T @ g (reduces over M); the engine sums broadcast
     // batch axes away.
@@ -828,17 +870,8 @@ Tensor quantize(const Tensor& x,
                 const Quantizer& q,
                 const RandomStream& random,
                 const QuantizerBackward& backward) {
-  LATTICE_CHECK(x.dtype() == DType::float32, "[quantize] expects float32, got ",
-                dtype_name(x.dtype()));
-  Tensor out = empty(x.shape());
-  {
-    NoGradGuard no_grad;  // the packed copy is an internal temporary
-    const Tensor in = x.contiguous();
-    const int64_t n = x.numel();
-    lattice::quantize(q, std::span<const float>(in.data<float>(), size_t(n)),
-                      std::span<float>(out.data<float>(), size_t(n)), x.shape(), random);
-  }
-  if (!q.scaling) out = out.with_format(q.element);
+  const Tensor out = quantized_values(x, q, random);
+  trace("quantize", {describe(x)}, out);
   if (backward) {
     record_op("quantize", out, {x}, [backward, x = detach(x), y = detach(out)](const Tensor& g) {
       return std::vector<Tensor>{backward(g, x, y)};
@@ -854,6 +887,24 @@ Tensor cast(const Tensor& x,
             const Rounding& rounding,
             const RandomStream& random) {
   return quantize(x, Quantizer{format, rounding, std::nullopt}, random);
+}
+
+void set_op_trace(bool enabled) {
+  tracing = enabled;
+}
+
+const std::vector<OpTrace>& op_trace() {
+  return trace_log;
+}
+
+void clear_op_trace() {
+  trace_log.clear();
+}
+
+std::string to_string(const OpTrace& entry) {
+  std::string inputs;
+  for (const std::string& input : entry.inputs) inputs += (inputs.empty() ? "" : ", ") + input;
+  return concat(entry.op, "(", inputs, ") -> ", entry.output, ", acc ", entry.accumulator);
 }
 
 }  // namespace lattice

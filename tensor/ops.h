@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "tensor/quantizer.h"
@@ -112,6 +113,22 @@ Tensor cast(const Tensor& x,
             const Format& format,
             const Rounding& rounding = {},
             const RandomStream& random = {});
+
+/// One op as the dtype tracer saw it: its name, the lattice of each operand as the op used it
+/// (a GEMM operand's quantizer when the stack set one), its output's format and accumulator.
+struct OpTrace {
+  std::string op;
+  std::vector<std::string> inputs;
+  std::string output;
+  std::string accumulator;
+};
+/// Switches recording of every op on this thread (off by default); the log keeps growing
+/// until cleared.
+void set_op_trace(bool enabled);
+const std::vector<OpTrace>& op_trace();
+void clear_op_trace();
+/// "matmul(mxfp4 (8, 64), mxfp4 (64, 32)) -> fp32 (8, 32), acc fp32"
+std::string to_string(const OpTrace& entry);
 
 inline Tensor operator+(const Tensor& a, const Tensor& b) {
   return add(a, b);

@@ -107,3 +107,21 @@ TEST_CASE("a bf16 accumulator rounds the running sum every K products") {
   CHECK(sum_with("acc=bf16:k8") == 2048.0f);
   CHECK(sum_with("acc=bf16") == 3008.0f);
 }
+
+TEST_CASE("the op trace logs each op's operand lattices, output format and accumulator") {
+  const Tensor x = randn({8, 64}, RandomStream{.seed = 8}),
+               w = randn({64, 4}, RandomStream{.seed = 9});
+  set_op_trace(true);
+  clear_op_trace();
+  {
+    PrecisionScope scope(parse_precision_stack("a=bf16,gemm=mxfp4,acc=bf16:k32"));
+    relu(matmul(x, w));
+  }
+  set_op_trace(false);
+  relu(x);  // not logged
+  REQUIRE(op_trace().size() == 2);
+  CHECK(to_string(op_trace()[0]) ==
+        "matmul(mxfp4 (8, 64), mxfp4 (64, 4)) -> bf16 (8, 4), acc bf16:k32");
+  CHECK(to_string(op_trace()[1]) == "relu(bf16 (8, 4)) -> bf16 (8, 4), acc fp32");
+  clear_op_trace();
+}
