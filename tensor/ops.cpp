@@ -211,9 +211,9 @@ Tensor tanh(const Tensor& x) {
 Tensor relu(const Tensor& x) {
   Tensor out = map_unary("relu", x, [](auto v) { return v > 0 ? v : decltype(v)(0); });
   record_op("relu", out, {x}, [x = detach(x)](const Tensor& g) {
-    // The subgradient at 0 is 0, as in PyTorch.
-    const Tensor step = map_unary("relu", x, [](auto v) { return decltype(v)(v > 0 ? 1 : 0); });
-    return std::vector<Tensor>{mul(g, step)};
+    // g where x > 0 (the subgradient at 0 is 0, as in PyTorch), in one pass.
+    return std::vector<Tensor>{
+        map_binary("relu", g, x, [](auto gv, auto xv) { return xv > 0 ? gv : decltype(gv)(0); })};
   });
   return out;
 }
@@ -397,14 +397,39 @@ Tensor reduce_rows(const Tensor& x, const ReductionPlan& r, const char* op, Fold
 
 }  // namespace
 
+/// Sum over the leading axes of a contiguous x (a bias gradient, a batch mean): columns are
+/// accumulated row by row in double, in index order like every other sum, without the
+/// transposed copy reduce_rows would make.
+Tensor sum_leading_axes(const Tensor& x, const ReductionPlan& r) {
+  const int64_t columns = numel(r.kept_shape);
+  Tensor out = empty(r.keepdim_shape, x.dtype());
+  visit_floating(x, "sum", [&]<typename T>(std::type_identity<T>) {
+    const T* in = x.data<T>();
+    std::vector<double> total(static_cast<size_t>(columns), 0.0);
+    for (int64_t i = 0; i < r.row; ++i)
+#pragma omp simd
+      for (int64_t j = 0; j < columns; ++j) total[size_t(j)] += double(in[i * columns + j]);
+    T* y = out.data<T>();
+    for (int64_t j = 0; j < columns; ++j) y[j] = T(total[size_t(j)]);
+  });
+  out = on_activation_lattice(out);
+  trace("sum", {describe(x)}, out);
+  return out;
+}
+
 Tensor sum(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
   const ReductionPlan r = plan_reduction(x, axes, "sum");
+  bool leading = x.is_contiguous() && !r.reduced_axes.empty();
+  for (size_t i = 0; i < r.reduced_axes.size(); ++i)
+    leading = leading && r.reduced_axes[i] == int(i);
   // Accumulated in double: sums of many fp32 terms stay accurate.
-  Tensor out = reduce_rows(x, r, "sum", [](const auto* row, int64_t n) {
-    double total = 0.0;
-    for (int64_t k = 0; k < n; ++k) total += double(row[k]);
-    return total;
-  });
+  Tensor out = leading && !r.kept_shape.empty()
+                   ? sum_leading_axes(x, r)
+                   : reduce_rows(x, r, "sum", [](const auto* row, int64_t n) {
+                       double total = 0.0;
+                       for (int64_t k = 0; k < n; ++k) total += double(row[k]);
+                       return total;
+                     });
   if (!keepdim) out = out.reshape(r.kept_shape);
   record_op("sum", out, {x},
             [input_shape = x.shape(), keepdim_shape = r.keepdim_shape](const Tensor& g) {
