@@ -672,15 +672,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int axis) {
       offset += t.shape(a);
     }
   }
-  record_op("cat", out, tensors, [lengths, a](const Tensor& g) {
-    std::vector<Tensor> grads;
-    int64_t offset = 0;
-    for (int64_t length : lengths) {
-      grads.push_back(g.slice(a, offset, offset + length));
-      offset += length;
-    }
-    return grads;
-  });
+  record_op("cat", out, tensors, [lengths, a](const Tensor& g) { return split(g, lengths, a); });
   return out;
 }
 
