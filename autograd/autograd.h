@@ -97,6 +97,15 @@ std::shared_ptr<Node> grad_fn(const Tensor& t);
 /// gradients (then returns true). The node's backward must return one gradient per input.
 bool record(const Tensor& output, std::shared_ptr<Node> node, const std::vector<Tensor>& inputs);
 
+/// A differentiable function written by the user (a custom quantizer, a fused op): `forward`
+/// computes the output from the inputs with recording off; `backward` maps the output's
+/// gradient to one gradient per input (undefined for none). Tensors the backward needs are
+/// captured by the lambda — pass them through detach() so the graph holds no cycle.
+Tensor apply_function(const char* name,
+                      const std::vector<Tensor>& inputs,
+                      const std::function<Tensor(const std::vector<Tensor>&)>& forward,
+                      FunctionNode::Backward backward);
+
 /// d(root)/d(leaves): runs the graph below `root` backward. `gradient` seeds it (default 1 for
 /// a one-element root). Gradients accumulate into leaves' grad(); the graph's saved tensors
 /// are freed unless `retain_graph`.

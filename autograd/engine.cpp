@@ -199,6 +199,21 @@ bool record(const Tensor& output, std::shared_ptr<Node> node, const std::vector<
   return true;
 }
 
+Tensor apply_function(const char* name,
+                      const std::vector<Tensor>& inputs,
+                      const std::function<Tensor(const std::vector<Tensor>&)>& forward,
+                      FunctionNode::Backward backward) {
+  Tensor out;
+  {
+    NoGradGuard no_grad;
+    out = forward(inputs);
+  }
+  // A fresh handle, so the node is attached to this output only (forward may return an input).
+  out = detach(out);
+  record(out, std::make_shared<FunctionNode>(name, std::move(backward)), inputs);
+  return out;
+}
+
 Tensor sum_to(const Tensor& gradient, const Shape& shape) {
   if (gradient.shape() == shape) return gradient;
   const int lead = gradient.rank() - int(shape.size());
