@@ -10,21 +10,13 @@
 
 #include "autograd/autograd.h"
 #include "kernels/gemm.h"
+#include "tensor/op_support.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
 #include "tensor/strided_loop.h"
 
 namespace lattice {
 namespace {
-
-/// Calls f(std::type_identity<T>{}) for a float32 or float64 tensor; throws for others.
-template <typename F>
-decltype(auto) visit_floating(const Tensor& t, const char* op, F&& f) {
-  LATTICE_CHECK(is_floating(t.dtype()), "[", op, "] expects float32 or float64, got ",
-                dtype_name(t.dtype()));
-  if (t.dtype() == DType::float64) return f(std::type_identity<double>{});
-  return f(std::type_identity<float>{});
-}
 
 thread_local bool tracing = false;
 thread_local std::vector<OpTrace> trace_log;
@@ -130,15 +122,6 @@ Tensor map_binary(const char* op, const Tensor& a, const Tensor& b, F&& f) {
   out = on_activation_lattice(out);
   trace(op, {describe(a), describe(b)}, out);
   return out;
-}
-
-template <typename Backward>
-void record_op(const char* op,
-               const Tensor& out,
-               const std::vector<Tensor>& inputs,
-               Backward&& backward) {
-  if (!grad_enabled()) return;
-  record(out, std::make_shared<FunctionNode>(op, std::forward<Backward>(backward)), inputs);
 }
 
 }  // namespace

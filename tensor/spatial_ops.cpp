@@ -10,28 +10,11 @@
 
 #include "autograd/autograd.h"
 #include "kernels/gemm.h"
+#include "tensor/op_support.h"
 #include "tensor/ops.h"
 
 namespace lattice {
 namespace {
-
-/// Calls f(std::type_identity<T>{}) for a float32 or float64 tensor; throws for others.
-template <typename F>
-decltype(auto) visit_floating(const Tensor& t, const char* op, F&& f) {
-  LATTICE_CHECK(is_floating(t.dtype()), "[", op, "] expects float32 or float64, got ",
-                dtype_name(t.dtype()));
-  if (t.dtype() == DType::float64) return f(std::type_identity<double>{});
-  return f(std::type_identity<float>{});
-}
-
-template <typename Backward>
-void record_op(const char* op,
-               const Tensor& out,
-               const std::vector<Tensor>& inputs,
-               Backward&& backward) {
-  if (!grad_enabled()) return;
-  record(out, std::make_shared<FunctionNode>(op, std::forward<Backward>(backward)), inputs);
-}
 
 void check_image(const Tensor& x, const char* op, const char* what = "x") {
   LATTICE_CHECK(x.rank() == 4, "[", op, "] ", what, " must be (N, C, H, W), got ", x.shape());

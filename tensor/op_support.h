@@ -1,0 +1,35 @@
+// Helpers shared by the files that define differentiable ops (ops.cpp, spatial_ops.cpp): the
+// floating-dtype dispatch and the recording of an op's backward. Not a public header.
+#pragma once
+
+#include <memory>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "autograd/autograd.h"
+#include "tensor/tensor.h"
+
+namespace lattice {
+
+/// Calls f(std::type_identity<T>{}) for a float32 or float64 tensor; throws for others.
+template <typename F>
+decltype(auto) visit_floating(const Tensor& t, const char* op, F&& f) {
+  LATTICE_CHECK(is_floating(t.dtype()), "[", op, "] expects float32 or float64, got ",
+                dtype_name(t.dtype()));
+  if (t.dtype() == DType::float64) return f(std::type_identity<double>{});
+  return f(std::type_identity<float>{});
+}
+
+/// Records `backward` (output gradient -> one gradient per input) as out's producer when
+/// grad mode is on and an input requires gradients.
+template <typename Backward>
+void record_op(const char* op,
+               const Tensor& out,
+               const std::vector<Tensor>& inputs,
+               Backward&& backward) {
+  if (!grad_enabled()) return;
+  record(out, std::make_shared<FunctionNode>(op, std::forward<Backward>(backward)), inputs);
+}
+
+}  // namespace lattice
