@@ -9,7 +9,6 @@
 #include <type_traits>
 
 #include "autograd/autograd.h"
-#include "kernels/gemm.h"
 #include "tensor/op_support.h"
 #include "tensor/ops.h"
 
@@ -195,71 +194,13 @@ Tensor conv2d(const Tensor& x,
       plan_window("conv2d", x.shape(), w.shape(2), w.shape(3), stride, padding, dilation);
   const int64_t G = groups, Og = O / G, K = w.shape(1) * g.taps(), L = g.positions();
 
-  Tensor out = empty({N, O, g.out_h, g.out_w}, x.dtype());
-  {
-    NoGradGuard no_grad;
-    const Tensor cols = unfold(x, g);  // (N, C*taps, L) = (N, G, K, L)
-    const Tensor weight = w.contiguous();
-    const Tensor b = bias.defined() ? bias.contiguous() : Tensor();
-    visit_floating(x, "conv2d", [&]<typename T>(std::type_identity<T>) {
-      const T* col = cols.data<T>();
-      const T* wt = weight.data<T>();
-      T* y = out.data<T>();
-      for (int64_t n = 0; n < N; ++n) {
-        for (int64_t group = 0; group < G; ++group) {
-          // y[n, group] (Og, L) = w[group] (Og, K) @ cols[n, group] (K, L)
-          const T* a = wt + group * Og * K;
-          const T* c = col + (n * G + group) * K * L;
-          T* yo = y + (n * O + group * Og) * L;
-          if constexpr (std::is_same_v<T, float>) {
-            gemm_cpu(dense_gemm(Og, L, K, false, false), 1.0f, a, c, 0.0f, yo);
-          } else {  // float64 (gradient checks): the exact loop
-            for (int64_t o = 0; o < Og; ++o) {
-              T* row = yo + o * L;
-              for (int64_t l = 0; l < L; ++l) row[l] = T(0);
-              for (int64_t k = 0; k < K; ++k) {
-                const T weight_k = a[o * K + k];
-                const T* src = c + k * L;
-                for (int64_t l = 0; l < L; ++l) row[l] += weight_k * src[l];
-              }
-            }
-          }
-        }
-      }
-      if (b.defined()) {
-        const T* bv = b.data<T>();
-        for (int64_t n = 0; n < N; ++n)
-          for (int64_t o = 0; o < O; ++o) {
-            T* row = y + (n * O + o) * L;
-            for (int64_t l = 0; l < L; ++l) row[l] += bv[o];
-          }
-      }
-    });
-  }
-
-  std::vector<Tensor> inputs{x, w};
-  if (bias.defined()) inputs.push_back(bias);
-  record_op("conv2d", out, inputs,
-            [x = detach(x), w = detach(w), has_bias = bias.defined(), g, G, Og, K,
-             L](const Tensor& grad) {
-              const int64_t N = x.shape(0), C = x.shape(1);
-              const Tensor dy = grad.reshape({N, G, Og, L});
-              // dx = col2im(w^T @ dy): (G, K, Og) @ (N, G, Og, L) -> (N, G, K, L)
-              const Tensor dcols = matmul(w.reshape({G, Og, K}).transpose(-1, -2), dy);
-              const Tensor dx = col2im(dcols.reshape({N, C * g.taps(), L}), g.height, g.width,
-                                       g.kernel_h, g.kernel_w, g.stride, g.padding, g.dilation);
-              // dw = dy @ cols^T with the batch folded into the reduction:
-              // (G, Og, N*L) @ (G, N*L, K) -> (G, Og, K); cols are recomputed, not saved.
-              const Tensor cols = im2col(x, g.kernel_h, g.kernel_w, g.stride, g.padding, g.dilation)
-                                      .reshape({N, G, K, L});
-              const Tensor dw = matmul(dy.permute({1, 2, 0, 3}).reshape({G, Og, N * L}),
-                                       cols.permute({1, 0, 3, 2}).reshape({G, N * L, K}))
-                                    .reshape(w.shape());
-              std::vector<Tensor> grads{dx, dw};
-              if (has_bias) grads.push_back(sum(grad, {0, 2, 3}));
-              return grads;
-            });
-  return out;
+  // Composed from differentiable ops, so the GEMM goes through matmul and with it the
+  // precision stack (operands quantized along K = C/groups * taps, forward and backward):
+  // y[n, group] (Og, L) = w[group] (Og, K) @ cols[n, group] (K, L).
+  const Tensor cols = im2col(x, w.shape(2), w.shape(3), stride, padding, dilation);
+  const Tensor y = matmul(w.reshape({G, Og, K}), cols.reshape({N, G, K, L}));
+  const Tensor out = y.reshape({N, O, g.out_h, g.out_w});
+  return bias.defined() ? add(out, bias.reshape({O, 1, 1})) : out;
 }
 
 namespace {

@@ -10,6 +10,7 @@
 #include "tensor/ops.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
+#include "tensor/spatial_ops.h"
 
 using namespace lattice;
 
@@ -124,4 +125,22 @@ TEST_CASE("the op trace logs each op's operand lattices, output format and accum
         "matmul(mxfp4 (8, 64), mxfp4 (64, 4)) -> bf16 (8, 4), acc bf16:k32");
   CHECK(to_string(op_trace()[1]) == "relu(bf16 (8, 4)) -> bf16 (8, 4), acc fp32");
   clear_op_trace();
+}
+
+TEST_CASE("conv2d under an MXFP4 stack quantizes weights and im2col columns along C*KH*KW") {
+  const Tensor x = randn({2, 4, 6, 6}, RandomStream{.seed = 10});
+  const Tensor w = randn({8, 4, 3, 3}, RandomStream{.seed = 11});
+  Tensor y;
+  {
+    PrecisionScope scope(parse_precision_stack("gemm=mxfp4"));
+    y = conv2d(x, w, {}, 1, 1);
+  }
+  // The same GEMM spelled out: w (8, 36) and the columns (2, 36, 36), both quantized along the
+  // 36 = C*KH*KW products each output sums.
+  Quantizer along_k = parse_quantizer("mxfp4");
+  along_k.scaling->axis = 1;
+  const Tensor w_q = quantize(w.reshape({8, 36}), along_k);
+  const Tensor cols_q = quantize(im2col(x, 3, 3, 1, 1, 1), along_k);
+  CHECK(y.to_vector<float>() == matmul(w_q, cols_q).to_vector<float>());
+  CHECK(y.to_vector<float>() != conv2d(x, w, {}, 1, 1).to_vector<float>());
 }
