@@ -36,7 +36,8 @@ Tensor random(const Shape& shape, uint64_t seed, double low = -1.0, double high 
 TEST_CASE("elementwise ops broadcast and compute the expected values") {
   const Tensor a = values({1, 2, 3}, {3, 1}), b = values({10, 20}, {1, 2});
   CHECK((a + b).to_vector<float>() == std::vector<float>{11, 21, 12, 22, 13, 23});
-  CHECK((a - b).shape() == Shape{3, 2});
+  CHECK((a - b).to_vector<float>() == std::vector<float>{-9, -19, -8, -18, -7, -17});
+  CHECK((-a).to_vector<float>() == std::vector<float>{-1, -2, -3});
   CHECK((a * b).to_vector<float>() == std::vector<float>{10, 20, 20, 40, 30, 60});
   CHECK((b / a).to_vector<float>()[5] == 20.0f / 3.0f);
   CHECK(relu(values({-1, 0, 2}, {3})).to_vector<float>() == std::vector<float>{0, 0, 2});
