@@ -26,13 +26,12 @@ using namespace lattice;
 using reference::bits_of;
 using reference::float_of;
 using reference::hex_bits;
+using reference::kInf;
+using reference::kNan;
 using reference::same_value;
 using reference::Tally;
 
 namespace {
-
-const float kNan = std::numeric_limits<float>::quiet_NaN();
-const float kInf = std::numeric_limits<float>::infinity();
 
 const reference::Lattice& lattice_of(const reference::Spec& spec) {
   // A map: references to its elements stay valid as it grows (a vector's would dangle).

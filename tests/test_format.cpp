@@ -21,13 +21,12 @@ using namespace lattice;
 using reference::bits_of;
 using reference::float_of;
 using reference::hex_bits;
+using reference::kInf;
+using reference::kNan;
 using reference::same_value;
 using reference::Tally;
 
 namespace {
-
-const float kNan = std::numeric_limits<float>::quiet_NaN();
-const float kInf = std::numeric_limits<float>::infinity();
 
 float fp16_value(uint32_t code) {
   return _cvtsh_ss(uint16_t(code));

@@ -22,13 +22,12 @@ using namespace lattice;
 using reference::bits_of;
 using reference::float_of;
 using reference::hex_bits;
+using reference::kInf;
+using reference::kNan;
 using reference::same_value;
 using reference::Tally;
 
 namespace {
-
-const float kNan = std::numeric_limits<float>::quiet_NaN();
-const float kInf = std::numeric_limits<float>::infinity();
 
 float round_to(const Format& f, float x, const Rounding& r = {}, uint32_t word = 0) {
   return round_to_lattice(x, make_rounding_plan(f, r), word);
