@@ -65,7 +65,6 @@ std::vector<double> direct_conv2d(const Tensor& x_in,
               }
           y.push_back(total);
         }
-  (void)C;
   return y;
 }
 
