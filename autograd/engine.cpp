@@ -60,26 +60,41 @@ struct Geometry {
 };
 
 /// The gradient of a view's base: every element of the view adds its gradient at its storage
-/// address (views may overlap, as expand does), and the base reads its elements back.
+/// address (views may overlap, as expand does), and the base reads its elements back. When
+/// the base itself overlaps (it is an expanded view), only the first base element at an
+/// address takes that address's gradient: the base's own backward sums its aliases, so
+/// handing the gradient to every alias would count it once per alias.
 Tensor view_backward(const Tensor& gradient,
                      const Geometry& base,
                      const Geometry& view,
                      int64_t storage_elements) {
   const Tensor packed = gradient.contiguous();
   const Tensor buffer = zeros({storage_elements}, gradient.dtype());
-  const Strides packed_strides = contiguous_strides(view.shape);
+  const Tensor base_gradient = empty(base.shape, gradient.dtype());
   visit_dtype(gradient.dtype(), [&]<typename T>(std::type_identity<T>) {
     if constexpr (std::is_floating_point_v<T>) {
-      T* at = buffer.data<T>() + view.offset;
+      T* storage = buffer.data<T>();
       const T* from = packed.data<T>();
-      for_each_run<2>(view.shape, {std::span<const int64_t>(view.strides), packed_strides},
+      for_each_run<2>(view.shape,
+                      {std::span<const int64_t>(view.strides), contiguous_strides(view.shape)},
                       [&](const auto& offsets, int64_t count, const auto& steps) {
+                        T* at = storage + view.offset + offsets[0];
                         for (int64_t i = 0; i < count; ++i)
-                          at[offsets[0] + i * steps[0]] += from[offsets[1] + i * steps[1]];
+                          at[i * steps[0]] += from[offsets[1] + i * steps[1]];
+                      });
+      T* to = base_gradient.data<T>();
+      for_each_run<2>(base.shape,
+                      {std::span<const int64_t>(base.strides), contiguous_strides(base.shape)},
+                      [&](const auto& offsets, int64_t count, const auto& steps) {
+                        T* at = storage + base.offset + offsets[0];
+                        for (int64_t i = 0; i < count; ++i) {
+                          to[offsets[1] + i * steps[1]] = at[i * steps[0]];
+                          at[i * steps[0]] = T(0);  // claimed by the first alias
+                        }
                       });
     }
   });
-  return buffer.as_strided(base.shape, base.strides, base.offset).contiguous();
+  return base_gradient;
 }
 
 /// Records views and copies (Tensor methods) of tensors that require gradients, so that

@@ -296,3 +296,11 @@ TEST_CASE("a two-layer MLP trained with momentum SGD fits a synthetic regression
   CHECK(initial > 1.0f);
   CHECK(final_loss < 0.005f);  // 0.4% of the initial loss
 }
+
+TEST_CASE("a view of an expanded view passes each gradient once (reshape of expand)") {
+  const Tensor x = set_requires_grad(ones({1, 2}));
+  // (1, 2) -> (1, 1, 2) -> expand (1, 2, 2), strides (2, 0, 1) -> view (2, 2), strides (0, 1)
+  const Tensor y = x.unsqueeze(1).expand({1, 2, 2}).reshape({2, 2});
+  backward(sum(y * from_vector<float>({1, 2, 3, 4}, {2, 2})));
+  CHECK(grad(x).to_vector<float>() == std::vector<float>{4, 6});
+}
