@@ -1,0 +1,75 @@
+// Multi-head self-attention: projections, RoPE, grouped heads, scaling and the probe.
+#include "nn/attention.h"
+
+#include <cmath>
+
+#include "autograd/autograd.h"
+#include "tensor/ops.h"
+
+namespace lattice::nn {
+
+MultiHeadAttention::MultiHeadAttention(int64_t dim, int64_t heads_, AttentionOptions options_)
+    : Module("MultiHeadAttention"),
+      heads(heads_),
+      kv_heads(options_.kv_heads > 0 ? options_.kv_heads : heads_),
+      head_dim(heads_ > 0 ? dim / heads_ : 0),
+      options(options_) {
+  LATTICE_CHECK(dim > 0 && heads > 0 && dim % heads == 0 && heads % kv_heads == 0,
+                "[MultiHeadAttention] dim ", dim, " with ", heads, " heads and ", kv_heads,
+                " key/value heads: dim must divide into heads, and heads into kv_heads groups");
+  LATTICE_CHECK(!options.rope || head_dim % 2 == 0,
+                "[MultiHeadAttention] RoPE needs an even "
+                "head dimension, got ",
+                head_dim);
+  wq = register_module("wq", std::make_shared<Linear>(dim, dim, options.bias));
+  wk = register_module("wk", std::make_shared<Linear>(dim, kv_heads * head_dim, options.bias));
+  wv = register_module("wv", std::make_shared<Linear>(dim, kv_heads * head_dim, options.bias));
+  wo = register_module("wo", std::make_shared<Linear>(dim, dim, options.bias));
+  if (options.learned_temperature)
+    log_temperature =
+        register_parameter("log_temperature", full({heads}, std::log(std::sqrt(double(head_dim)))));
+}
+
+Tensor MultiHeadAttention::temperature() const {
+  if (log_temperature.defined()) return exp(detach(log_temperature));
+  return full({heads}, std::sqrt(double(head_dim)));
+}
+
+namespace {
+
+/// (B, kv_heads, T, d) -> (B, kv_heads * group, T, d): query head h reads key/value head
+/// h / group, as LLaMA's repeat_kv.
+Tensor repeat_heads(const Tensor& t, int64_t group) {
+  if (group == 1) return t;
+  const Shape& s = t.shape();
+  return t.unsqueeze(2).expand({s[0], s[1], group, s[2], s[3]}).reshape({s[0], -1, s[2], s[3]});
+}
+
+}  // namespace
+
+Tensor MultiHeadAttention::forward(const Tensor& x) {
+  LATTICE_CHECK(x.rank() == 3 && x.shape(2) == heads * head_dim,
+                "[MultiHeadAttention] expects (B, T, ", heads * head_dim, "), got ", x.shape());
+  const int64_t batch = x.shape(0), length = x.shape(1);
+  const auto split_heads = [&](const Tensor& t, int64_t count) {
+    return t.view({batch, length, count, head_dim}).transpose(1, 2);
+  };
+  Tensor q = split_heads((*wq)(x), heads);
+  Tensor k = split_heads((*wk)(x), kv_heads);
+  Tensor v = split_heads((*wv)(x), kv_heads);
+  if (options.rope) {
+    if (!rope_cos_.defined() || rope_cos_.shape(0) < length)
+      std::tie(rope_cos_, rope_sin_) = rope_tables(length, head_dim, options.rope_base);
+    q = apply_rope(q, rope_cos_, rope_sin_);
+    k = apply_rope(k, rope_cos_, rope_sin_);
+  }
+  k = repeat_heads(k, heads / kv_heads);
+  v = repeat_heads(v, heads / kv_heads);
+  const AttentionResult attention = scaled_dot_product_attention(
+      q, k, v, options.causal, 1.0 / std::sqrt(double(head_dim)),
+      log_temperature.defined() ? exp(neg(log_temperature)) : Tensor{});
+  if (probe_) probe_({q, k, v, attention.scores, attention.probabilities});
+  return (*wo)(attention.output.transpose(1, 2).reshape({batch, length, heads * head_dim}));
+}
+
+}  // namespace lattice::nn

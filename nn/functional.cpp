@@ -1,0 +1,245 @@
+// Layer computations composed from tensor ops; each gets its gradient from the ops' rules.
+#include "nn/functional.h"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "autograd/autograd.h"
+#include "tensor/ops.h"
+
+namespace lattice::nn {
+
+namespace {
+
+Tensor constant_like(const Tensor& x, double value) {
+  return full({}, value, x.dtype());
+}
+
+/// A per-channel (C) tensor shaped to broadcast against x (N, C, ...): (C, 1, ..., 1).
+Tensor per_channel(const Tensor& t, const Tensor& x) {
+  Shape shape{t.numel()};
+  for (int i = 2; i < x.rank(); ++i) shape.push_back(1);
+  return t.reshape(shape);
+}
+
+void check_affine(const char* op, const Tensor& t, int64_t size) {
+  LATTICE_CHECK(!t.defined() || (t.rank() == 1 && t.shape(0) == size), "[", op,
+                "] weight and bias must be (", size, "), got ", t.shape());
+}
+
+/// (x - mean) * rsqrt(var + eps) over the last axis.
+Tensor standardize_last_axis(const Tensor& x, double eps) {
+  const Tensor centered = x - mean(x, {-1}, true);
+  return centered * rsqrt(mean(centered * centered, {-1}, true) + constant_like(x, eps));
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
+  LATTICE_CHECK(w.rank() == 2 && x.rank() >= 1 && x.shape(-1) == w.shape(1), "[linear] input ",
+                x.shape(), " does not match weight ", w.shape(), " (expected (..., ",
+                w.rank() == 2 ? w.shape(1) : 0, "))");
+  LATTICE_CHECK(!bias.defined() || (bias.rank() == 1 && bias.shape(0) == w.shape(0)),
+                "[linear] bias ", bias.shape(), ", expected (", w.shape(0), ")");
+  Shape out_shape = x.shape();
+  out_shape[out_shape.size() - 1] = w.shape(0);
+  Tensor y = matmul(x.rank() == 2 ? x : x.reshape({-1, x.shape(-1)}), w.t());
+  if (bias.defined()) y = y + bias;
+  return x.rank() == 2 ? y : y.reshape(out_shape);
+}
+
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+  check_affine("layer_norm", weight, x.shape(-1));
+  check_affine("layer_norm", bias, x.shape(-1));
+  Tensor y = standardize_last_axis(x, eps);
+  if (weight.defined()) y = y * weight;
+  if (bias.defined()) y = y + bias;
+  return y;
+}
+
+Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
+  check_affine("rms_norm", weight, x.shape(-1));
+  Tensor y = x * rsqrt(mean(x * x, {-1}, true) + constant_like(x, eps));
+  return weight.defined() ? y * weight : y;
+}
+
+Tensor group_norm(
+    const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, double eps) {
+  LATTICE_CHECK(x.rank() >= 2 && groups > 0 && x.shape(1) % groups == 0, "[group_norm] input ",
+                x.shape(), " cannot be split into ", groups, " groups of channels");
+  const int64_t channels = x.shape(1);
+  check_affine("group_norm", weight, channels);
+  check_affine("group_norm", bias, channels);
+  Tensor y = standardize_last_axis(x.reshape({x.shape(0), groups, -1}), eps).reshape(x.shape());
+  if (weight.defined()) y = y * per_channel(weight, x);
+  if (bias.defined()) y = y + per_channel(bias, x);
+  return y;
+}
+
+Tensor batch_norm(const Tensor& x,
+                  const Tensor& running_mean,
+                  const Tensor& running_var,
+                  const Tensor& weight,
+                  const Tensor& bias,
+                  bool training,
+                  double momentum,
+                  double eps) {
+  LATTICE_CHECK(x.rank() >= 2, "[batch_norm] input must be (N, C, ...), got ", x.shape());
+  const int64_t channels = x.shape(1);
+  check_affine("batch_norm", weight, channels);
+  check_affine("batch_norm", bias, channels);
+  check_affine("batch_norm", running_mean, channels);
+  check_affine("batch_norm", running_var, channels);
+  std::vector<int> axes{0};
+  for (int i = 2; i < x.rank(); ++i) axes.push_back(i);
+  Tensor centered, variance;
+  if (training) {
+    const int64_t count = x.numel() / std::max<int64_t>(channels, 1);
+    LATTICE_CHECK(count > 1, "[batch_norm] training needs more than one value per channel, got ",
+                  x.shape());
+    const Tensor batch_mean = mean(x, axes, true);
+    centered = x - batch_mean;
+    variance = mean(centered * centered, axes, true);
+    NoGradGuard no_grad;
+    const double unbiased = double(count) / double(count - 1);
+    running_mean.copy_(scale(running_mean, 1.0 - momentum) +
+                       scale(detach(batch_mean).reshape({channels}), momentum));
+    running_var.copy_(scale(running_var, 1.0 - momentum) +
+                      scale(detach(variance).reshape({channels}), momentum * unbiased));
+  } else {
+    centered = x - per_channel(running_mean, x);
+    variance = per_channel(running_var, x);
+  }
+  Tensor y = centered * rsqrt(variance + constant_like(x, eps));
+  if (weight.defined()) y = y * per_channel(weight, x);
+  if (bias.defined()) y = y + per_channel(bias, x);
+  return y;
+}
+
+Tensor dropout(const Tensor& x, double p, const RandomStream& random) {
+  LATTICE_CHECK(p >= 0.0 && p <= 1.0, "[dropout] probability ", p, " is outside [0, 1]");
+  if (p == 0.0) return x;
+  if (p == 1.0) return x * zeros({}, x.dtype());
+  const Tensor keep =
+      less(uniform(x.shape(), 0.0, 1.0, random, x.dtype()), constant_like(x, 1.0 - p));
+  return x * scale(keep.to(x.dtype()), 1.0 / (1.0 - p));
+}
+
+namespace {
+
+template <typename Reduce>
+Tensor adaptive_pool2d(
+    const char* op, const Tensor& x, int64_t out_h, int64_t out_w, Reduce&& reduce) {
+  LATTICE_CHECK(x.rank() == 4 && out_h > 0 && out_w > 0, "[", op,
+                "] expects (N, C, H, W) and a positive output size, got ", x.shape(), " -> (",
+                out_h, ", ", out_w, ")");
+  const int64_t height = x.shape(2), width = x.shape(3);
+  if (out_h == 1 && out_w == 1) return reduce(x);
+  const auto window = [](int64_t i, int64_t n, int64_t m) {
+    return std::pair{i * n / m, ((i + 1) * n + m - 1) / m};
+  };
+  std::vector<Tensor> rows;
+  for (int64_t i = 0; i < out_h; ++i) {
+    const auto [top, bottom] = window(i, height, out_h);
+    std::vector<Tensor> cells;
+    for (int64_t j = 0; j < out_w; ++j) {
+      const auto [left, right] = window(j, width, out_w);
+      cells.push_back(reduce(x.slice(2, top, bottom).slice(3, left, right)));
+    }
+    rows.push_back(cat(cells, 3));
+  }
+  return cat(rows, 2);
+}
+
+}  // namespace
+
+Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w) {
+  return adaptive_pool2d("adaptive_avg_pool2d", x, out_h, out_w, [](const Tensor& window) {
+    return mean(window, {2, 3}, true);
+  });
+}
+
+Tensor adaptive_max_pool2d(const Tensor& x, int64_t out_h, int64_t out_w) {
+  return adaptive_pool2d("adaptive_max_pool2d", x, out_h, out_w, [](const Tensor& window) {
+    return max(window, {2, 3}, true);
+  });
+}
+
+std::pair<Tensor, Tensor> rope_tables(int64_t positions, int64_t head_dim, double base) {
+  LATTICE_CHECK(positions > 0 && head_dim > 0 && head_dim % 2 == 0,
+                "[rope] needs positions > 0 and an even head dimension, got ", positions, " and ",
+                head_dim);
+  const int64_t half = head_dim / 2;
+  std::vector<float> cos_values, sin_values;
+  for (int64_t t = 0; t < positions; ++t)
+    for (int64_t i = 0; i < half; ++i) {
+      const double angle = double(t) * std::pow(base, -2.0 * double(i) / double(head_dim));
+      cos_values.push_back(float(std::cos(angle)));
+      sin_values.push_back(float(std::sin(angle)));
+    }
+  return {from_vector(cos_values, {positions, half}), from_vector(sin_values, {positions, half})};
+}
+
+Tensor apply_rope(const Tensor& x, const Tensor& cos, const Tensor& sin) {
+  LATTICE_CHECK(x.rank() >= 2 && x.shape(-1) == 2 * cos.shape(-1) && x.shape(-2) <= cos.shape(0),
+                "[rope] input ", x.shape(), " does not fit tables ", cos.shape(),
+                " (expected (..., T <= ", cos.shape(0), ", ", 2 * cos.shape(-1), "))");
+  const int64_t positions = x.shape(-2);
+  const Tensor c = cos.narrow(0, 0, positions).to(x.dtype());
+  const Tensor s = sin.narrow(0, 0, positions).to(x.dtype());
+  const Tensor even = x.slice(-1, 0, x.shape(-1), 2), odd = x.slice(-1, 1, x.shape(-1), 2);
+  return stack({even * c - odd * s, even * s + odd * c}, -1).flatten(-2);
+}
+
+AttentionResult scaled_dot_product_attention(const Tensor& q,
+                                             const Tensor& k,
+                                             const Tensor& v,
+                                             bool causal,
+                                             double scale_factor,
+                                             const Tensor& scale_per_head) {
+  LATTICE_CHECK(q.rank() == 4 && k.rank() == 4 && v.rank() == 4 && q.shape(-1) == k.shape(-1) &&
+                    k.shape(-2) == v.shape(-2) && q.shape(0) == k.shape(0) &&
+                    q.shape(1) == k.shape(1) && k.shape(0) == v.shape(0) &&
+                    k.shape(1) == v.shape(1),
+                "[attention] q ", q.shape(), ", k ", k.shape(), ", v ", v.shape(),
+                " do not fit (B, H, T, d), (B, H, S, d), (B, H, S, dv)");
+  const int64_t heads = q.shape(1), queries = q.shape(2), keys = k.shape(2);
+  Tensor scores = matmul(q, k.transpose(-1, -2));
+  if (scale_per_head.defined()) {
+    LATTICE_CHECK(scale_per_head.numel() == heads, "[attention] per-head scale ",
+                  scale_per_head.shape(), " for ", heads, " heads");
+    scores = scores * scale_per_head.reshape({heads, 1, 1});
+  } else {
+    scores = scale(scores, scale_factor);
+  }
+  Tensor masked = scores;
+  if (causal) {
+    LATTICE_CHECK(queries == keys,
+                  "[attention] causal attention needs as many queries as keys, "
+                  "got ",
+                  queries, " and ", keys);
+    std::vector<float> mask(static_cast<size_t>(queries * keys), 0.0f);
+    for (int64_t t = 0; t < queries; ++t)
+      for (int64_t s = t + 1; s < keys; ++s)
+        mask[size_t(t * keys + s)] = -std::numeric_limits<float>::infinity();
+    masked = scores + from_vector(mask, {queries, keys}).to(q.dtype());
+  }
+  const Tensor probabilities = softmax(masked, -1);
+  return {matmul(probabilities, v), scores, probabilities};
+}
+
+Tensor timestep_embedding(const Tensor& t, int64_t dim, double max_period) {
+  LATTICE_CHECK(t.rank() == 1 && dim > 0 && dim % 2 == 0,
+                "[timestep_embedding] expects timesteps (N) and an even dim, got ", t.shape(),
+                " and ", dim);
+  const int64_t half = dim / 2;
+  std::vector<double> frequencies;
+  for (int64_t i = 0; i < half; ++i)
+    frequencies.push_back(std::exp(-std::log(max_period) * double(i) / double(half)));
+  const DType dtype = is_floating(t.dtype()) ? t.dtype() : DType::float32;
+  const Tensor angles = t.to(dtype).unsqueeze(1) * from_vector(frequencies, {1, half}).to(dtype);
+  return cat({sin(angles), cos(angles)}, 1);
+}
+
+}  // namespace lattice::nn

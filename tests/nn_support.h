@@ -1,0 +1,87 @@
+// Test support for nn/: a gradient check through a whole Module (its parameters and inputs
+// against central differences in float64), the list of parameters a backward left without a
+// gradient, and a few plain SGD steps for "the loss falls" tests.
+#pragma once
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autograd/autograd.h"
+#include "autograd/gradcheck.h"
+#include "nn/module.h"
+#include "tensor/ops.h"
+
+namespace lattice::test {
+
+/// Converts `module` to float64 and checks d/dθ of L = sum(forward() * w) for every parameter
+/// θ and every tensor in `inputs` (float64 leaves that `forward` reads), w a fixed random
+/// weighting of the output.
+inline GradcheckResult module_gradcheck(nn::Module& module,
+                                        const std::vector<Tensor>& inputs,
+                                        const std::function<Tensor()>& forward,
+                                        double eps = 1e-6) {
+  module.to(DType::float64);
+  nn::NamedTensors checked = module.named_parameters();
+  for (size_t i = 0; i < inputs.size(); ++i)
+    checked.emplace_back("input " + std::to_string(i), set_requires_grad(inputs[i]));
+  const Tensor weights =
+      uniform(forward().shape(), -1.0, 1.0, RandomStream{.seed = 77}, DType::float64);
+  const auto loss = [&] { return sum(forward() * weights); };
+  for (const auto& [name, t] : checked) zero_grad(t);
+  backward(loss());
+  GradcheckResult result;
+  NoGradGuard no_grad;
+  for (const auto& [name, t] : checked) {
+    const Tensor analytic = grad(t).defined() ? grad(t).contiguous() : zeros_like(t);
+    double* values = t.data<double>();
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      const double saved = values[i];
+      values[i] = saved + eps;
+      const double above = loss().item<double>();
+      values[i] = saved - eps;
+      const double below = loss().item<double>();
+      values[i] = saved;
+      const double numeric = (above - below) / (2 * eps);
+      const double a = analytic.data<double>()[i];
+      const double error = std::abs(a - numeric) / std::max(1.0, std::abs(numeric));
+      if (error > result.max_error) {
+        result.max_error = error;
+        result.where = name + " element " + std::to_string(i) + ": analytic " + std::to_string(a) +
+                       ", numeric " + std::to_string(numeric);
+      }
+    }
+  }
+  return result;
+}
+
+/// Names of the parameters whose gradient is undefined or entirely zero.
+inline std::vector<std::string> parameters_without_gradient(const nn::Module& module) {
+  std::vector<std::string> missing;
+  for (const auto& [name, p] : module.named_parameters()) {
+    const Tensor g = grad(p);
+    if (!g.defined() || max(abs(g)).item<double>() == 0.0) missing.push_back(name);
+  }
+  return missing;
+}
+
+/// Runs `steps` SGD steps of `loss` over the module's parameters; returns the losses seen.
+inline std::vector<double> sgd_steps(nn::Module& module,
+                                     int steps,
+                                     double lr,
+                                     const std::function<Tensor()>& loss) {
+  std::vector<double> losses;
+  for (int step = 0; step < steps; ++step) {
+    module.zero_grad();
+    const Tensor l = loss();
+    losses.push_back(l.item<double>());
+    backward(l);
+    NoGradGuard no_grad;
+    for (const Tensor& p : module.parameters())
+      if (grad(p).defined()) p.copy_(p - scale(grad(p), lr));
+  }
+  return losses;
+}
+
+}  // namespace lattice::test
