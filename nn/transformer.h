@@ -35,7 +35,7 @@ struct TransformerBlockOptions {
   Norm norm = Norm::rms;
   double norm_eps = 1e-5;
   FeedForward feed_forward = FeedForward::swiglu;
-  AttentionOptions attention;
+  AttentionOptions attention = {};
 };
 
 /// Pre-norm block: x + attention(norm1(x)), then + feed_forward(norm2(x)). (B, T, dim).
