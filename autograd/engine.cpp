@@ -59,6 +59,31 @@ struct Geometry {
   int64_t offset;
 };
 
+/// True when distinct indices of `view` address distinct elements (sufficient test: sorted
+/// by stride, each axis steps past everything the smaller-strided axes reach).
+bool one_to_one(const Geometry& view) {
+  std::vector<std::pair<int64_t, int64_t>> axes;  // (stride, size) of axes that move
+  for (int d = 0; d < view.shape.rank(); ++d)
+    if (view.shape[size_t(d)] > 1)
+      axes.emplace_back(view.strides[size_t(d)], view.shape[size_t(d)]);
+  std::sort(axes.begin(), axes.end());
+  int64_t reach = 0;  // largest offset the smaller-strided axes reach
+  for (const auto& [stride, size] : axes) {
+    if (stride <= reach) return false;
+    reach += stride * (size - 1);
+  }
+  return true;
+}
+
+/// True when every element of `view` lies in [start, start + count).
+bool within(const Geometry& view, int64_t start, int64_t count) {
+  if (numel(view.shape) == 0) return true;
+  int64_t last = view.offset;
+  for (int d = 0; d < view.shape.rank(); ++d)
+    last += view.strides[size_t(d)] * (view.shape[size_t(d)] - 1);
+  return view.offset >= start && last < start + count;
+}
+
 /// The gradient of a view's base: every element of the view adds its gradient at its storage
 /// address (views may overlap, as expand does), and the base reads its elements back. When
 /// the base itself overlaps (it is an expanded view), only the first base element at an
@@ -68,6 +93,19 @@ Tensor view_backward(const Tensor& gradient,
                      const Geometry& base,
                      const Geometry& view,
                      int64_t storage_elements) {
+  if (base.strides == contiguous_strides(base.shape) && one_to_one(view) &&
+      within(view, base.offset, numel(base.shape))) {
+    // The common case, a reshape, transpose or slice of a packed base: the view's elements
+    // are distinct base elements, so the gradient is written straight into place.
+    if (view.offset == base.offset && numel(view.shape) == numel(base.shape) &&
+        view.strides == contiguous_strides(view.shape))
+      return gradient.reshape(base.shape);
+    const Tensor base_gradient = numel(view.shape) == numel(base.shape)
+                                     ? empty(base.shape, gradient.dtype())
+                                     : zeros(base.shape, gradient.dtype());
+    base_gradient.as_strided(view.shape, view.strides, view.offset - base.offset).copy_(gradient);
+    return base_gradient;
+  }
   const Tensor packed = gradient.contiguous();
   const Tensor buffer = zeros({storage_elements}, gradient.dtype());
   const Tensor base_gradient = empty(base.shape, gradient.dtype());

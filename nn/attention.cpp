@@ -51,20 +51,17 @@ Tensor MultiHeadAttention::forward(const Tensor& x) {
   LATTICE_CHECK(x.rank() == 3 && x.shape(2) == heads * head_dim,
                 "[MultiHeadAttention] expects (B, T, ", heads * head_dim, "), got ", x.shape());
   const int64_t batch = x.shape(0), length = x.shape(1);
-  const auto split_heads = [&](const Tensor& t, int64_t count) {
-    return t.view({batch, length, count, head_dim}).transpose(1, 2);
+  // (B, T, count * d) -> (B, T, count, d), rotated when RoPE is on, -> (B, count, T, d)
+  const auto split_heads = [&](const Tensor& t, int64_t count, bool rotate) {
+    Tensor heads_last = t.view({batch, length, count, head_dim});
+    if (rotate) heads_last = apply_rope(heads_last, rope_cos_, rope_sin_);
+    return heads_last.transpose(1, 2);
   };
-  Tensor q = split_heads((*wq)(x), heads);
-  Tensor k = split_heads((*wk)(x), kv_heads);
-  Tensor v = split_heads((*wv)(x), kv_heads);
-  if (options.rope) {
-    if (!rope_cos_.defined() || rope_cos_.shape(0) < length)
-      std::tie(rope_cos_, rope_sin_) = rope_tables(length, head_dim, options.rope_base);
-    q = apply_rope(q, rope_cos_, rope_sin_);
-    k = apply_rope(k, rope_cos_, rope_sin_);
-  }
-  k = repeat_heads(k, heads / kv_heads);
-  v = repeat_heads(v, heads / kv_heads);
+  if (options.rope && (!rope_cos_.defined() || rope_cos_.shape(0) < length))
+    std::tie(rope_cos_, rope_sin_) = rope_tables(length, head_dim, options.rope_base);
+  const Tensor q = split_heads((*wq)(x), heads, options.rope);
+  const Tensor k = repeat_heads(split_heads((*wk)(x), kv_heads, options.rope), heads / kv_heads);
+  const Tensor v = repeat_heads(split_heads((*wv)(x), kv_heads, false), heads / kv_heads);
   const AttentionResult attention = scaled_dot_product_attention(
       q, k, v, options.causal, 1.0 / std::sqrt(double(head_dim)),
       log_temperature.defined() ? exp(neg(log_temperature)) : Tensor{});

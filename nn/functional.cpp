@@ -6,7 +6,10 @@
 #include <vector>
 
 #include "autograd/autograd.h"
+#include "tensor/op_support.h"
 #include "tensor/ops.h"
+#include "tensor/precision_stack.h"
+#include "tensor/random.h"
 
 namespace lattice::nn {
 
@@ -26,6 +29,14 @@ Tensor per_channel(const Tensor& t, const Tensor& x) {
 void check_affine(const char* op, const Tensor& t, int64_t size) {
   LATTICE_CHECK(!t.defined() || (t.rank() == 1 && t.shape(0) == size), "[", op,
                 "] weight and bias must be (", size, "), got ", t.shape());
+}
+
+/// A fused op's output rounded onto the current stack's activation lattice (Λa), as every op's
+/// output is; the rounding passes gradients straight through.
+Tensor on_activation_lattice(const Tensor& out) {
+  const Quantizer& activations = current_precision().activations;
+  if (activations == Quantizer{} || out.dtype() != DType::float32) return out;
+  return quantize(out, activations, next_random_stream());
 }
 
 /// (x - mean) * rsqrt(var + eps) over the last axis.
@@ -58,10 +69,93 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   return y;
 }
 
+namespace {
+
+/// Rows of x (rows, dim) scaled by r = 1/sqrt(mean(x^2) + eps) and by weight (dim, or null);
+/// r (rows) is kept for the backward.
+template <typename T>
+void rms_norm_rows(const T* x, const T* weight, T* y, T* r, int64_t rows, int64_t dim, double eps) {
+#pragma omp parallel for if (rows * dim > (1 << 15))
+  for (int64_t row = 0; row < rows; ++row) {
+    const T* xr = x + row * dim;
+    T* yr = y + row * dim;
+    double squares = 0.0;
+    for (int64_t i = 0; i < dim; ++i) squares += double(xr[i]) * double(xr[i]);
+    const T scale = T(1.0 / std::sqrt(squares / double(dim) + eps));
+    r[row] = scale;
+    for (int64_t i = 0; i < dim; ++i) yr[i] = xr[i] * scale * (weight ? weight[i] : T(1));
+  }
+}
+
+/// The backward of rms_norm_rows: with u = g * weight, dx = r u - x r^3 mean(u x) and
+/// d(weight) = sum over rows of g x r (accumulated in double per thread).
+template <typename T>
+void rms_norm_rows_backward(const T* g,
+                            const T* x,
+                            const T* weight,
+                            const T* r,
+                            T* dx,
+                            T* dweight,
+                            int64_t rows,
+                            int64_t dim) {
+  std::vector<double> weight_total(weight ? size_t(dim) : 0, 0.0);
+#pragma omp parallel if (rows * dim > (1 << 15))
+  {
+    std::vector<double> local(weight ? size_t(dim) : 0, 0.0);
+#pragma omp for
+    for (int64_t row = 0; row < rows; ++row) {
+      const T* gr = g + row * dim;
+      const T* xr = x + row * dim;
+      T* dxr = dx + row * dim;
+      double dot = 0.0;
+      for (int64_t i = 0; i < dim; ++i) dot += double(gr[i] * (weight ? weight[i] : T(1)) * xr[i]);
+      const T scale = r[row], correction = T(dot / double(dim)) * scale * scale * scale;
+      for (int64_t i = 0; i < dim; ++i)
+        dxr[i] = scale * gr[i] * (weight ? weight[i] : T(1)) - xr[i] * correction;
+      if (weight)
+        for (int64_t i = 0; i < dim; ++i) local[size_t(i)] += double(gr[i] * xr[i] * scale);
+    }
+    if (weight) {
+#pragma omp critical
+      for (int64_t i = 0; i < dim; ++i) weight_total[size_t(i)] += local[size_t(i)];
+    }
+  }
+  for (int64_t i = 0; weight && i < dim; ++i) dweight[i] = T(weight_total[size_t(i)]);
+}
+
+}  // namespace
+
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   check_affine("rms_norm", weight, x.shape(-1));
-  Tensor y = x * rsqrt(mean(x * x, {-1}, true) + constant_like(x, eps));
-  return weight.defined() ? y * weight : y;
+  LATTICE_CHECK(is_floating(x.dtype()) && (!weight.defined() || weight.dtype() == x.dtype()),
+                "[rms_norm] expects float input and weight of one dtype");
+  const int64_t dim = x.shape(-1), rows = dim > 0 ? x.numel() / dim : 0;
+  const Tensor in = detach(x).contiguous();
+  const Tensor w = weight.defined() ? detach(weight).contiguous() : Tensor{};
+  const Tensor inverse_rms = empty({rows}, x.dtype());
+  std::vector<Tensor> inputs{x};
+  if (weight.defined()) inputs.push_back(weight);
+  const Tensor out = apply_function(
+      "rms_norm", inputs,
+      [&](const std::vector<Tensor>&) {
+        const Tensor y = empty(x.shape(), x.dtype());
+        visit_floating(x, "rms_norm", [&]<typename T>(std::type_identity<T>) {
+          rms_norm_rows(in.data<T>(), w.defined() ? w.data<T>() : nullptr, y.data<T>(),
+                        inverse_rms.data<T>(), rows, dim, eps);
+        });
+        return y;
+      },
+      [in, w, inverse_rms, rows, dim](const Tensor& g_out) {
+        const Tensor g = g_out.contiguous(), dx = empty(in.shape(), in.dtype());
+        const Tensor dw = w.defined() ? empty(w.shape(), w.dtype()) : Tensor{};
+        visit_floating(in, "rms_norm", [&]<typename T>(std::type_identity<T>) {
+          rms_norm_rows_backward(g.data<T>(), in.data<T>(), w.defined() ? w.data<T>() : nullptr,
+                                 inverse_rms.data<T>(), dx.data<T>(),
+                                 dw.defined() ? dw.data<T>() : nullptr, rows, dim);
+        });
+        return w.defined() ? std::vector<Tensor>{dx, dw} : std::vector<Tensor>{dx};
+      });
+  return on_activation_lattice(out);
 }
 
 Tensor group_norm(
@@ -181,15 +275,65 @@ std::pair<Tensor, Tensor> rope_tables(int64_t positions, int64_t head_dim, doubl
   return {from_vector(cos_values, {positions, half}), from_vector(sin_values, {positions, half})};
 }
 
+namespace {
+
+/// y = x with each pair (x[2i], x[2i+1]) at position t turned by ±angle(t, i).
+/// x, y: (batch, positions, heads, 2 * half) packed; cos, sin: (>= positions, half).
+template <typename T>
+void rotate_pairs(const T* x,
+                  T* y,
+                  const float* cos,
+                  const float* sin,
+                  int64_t batch,
+                  int64_t positions,
+                  int64_t heads,
+                  int64_t half,
+                  bool inverse) {
+  const T direction = inverse ? T(-1) : T(1);
+#pragma omp parallel for collapse(2) if (batch * positions * heads * half > (1 << 14))
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t t = 0; t < positions; ++t) {
+      const float* c = cos + t * half;
+      const float* s = sin + t * half;
+      for (int64_t h = 0; h < heads; ++h) {
+        const int64_t row = ((b * positions + t) * heads + h) * 2 * half;
+        for (int64_t i = 0; i < half; ++i) {
+          const T even = x[row + 2 * i], odd = x[row + 2 * i + 1];
+          const T ci = T(c[i]), si = direction * T(s[i]);
+          y[row + 2 * i] = even * ci - odd * si;
+          y[row + 2 * i + 1] = even * si + odd * ci;
+        }
+      }
+    }
+}
+
+Tensor rotated(const Tensor& x, const Tensor& cos, const Tensor& sin, bool inverse) {
+  const Tensor in = x.contiguous();
+  const Tensor out = empty(x.shape(), x.dtype());
+  const Tensor c = cos.contiguous(), s = sin.contiguous();
+  const auto run = [&]<typename T>(std::type_identity<T>) {
+    rotate_pairs(in.data<T>(), out.data<T>(), c.data<float>(), s.data<float>(), x.shape(0),
+                 x.shape(1), x.shape(2), cos.shape(1), inverse);
+  };
+  if (x.dtype() == DType::float64)
+    run(std::type_identity<double>{});
+  else
+    run(std::type_identity<float>{});
+  return out;
+}
+
+}  // namespace
+
 Tensor apply_rope(const Tensor& x, const Tensor& cos, const Tensor& sin) {
-  LATTICE_CHECK(x.rank() >= 2 && x.shape(-1) == 2 * cos.shape(-1) && x.shape(-2) <= cos.shape(0),
+  LATTICE_CHECK(x.rank() == 4 && is_floating(x.dtype()) && cos.dtype() == DType::float32 &&
+                    cos.shape() == sin.shape() && x.shape(3) == 2 * cos.shape(1) &&
+                    x.shape(1) <= cos.shape(0),
                 "[rope] input ", x.shape(), " does not fit tables ", cos.shape(),
-                " (expected (..., T <= ", cos.shape(0), ", ", 2 * cos.shape(-1), "))");
-  const int64_t positions = x.shape(-2);
-  const Tensor c = cos.narrow(0, 0, positions).to(x.dtype());
-  const Tensor s = sin.narrow(0, 0, positions).to(x.dtype());
-  const Tensor even = x.slice(-1, 0, x.shape(-1), 2), odd = x.slice(-1, 1, x.shape(-1), 2);
-  return stack({even * c - odd * s, even * s + odd * c}, -1).flatten(-2);
+                " (expected a float (B, T <= ", cos.shape(0), ", H, ", 2 * cos.shape(-1), "))");
+  const Tensor out = apply_function(
+      "rope", {x}, [&](const std::vector<Tensor>& in) { return rotated(in[0], cos, sin, false); },
+      [cos, sin](const Tensor& g) { return std::vector<Tensor>{rotated(g, cos, sin, true)}; });
+  return on_activation_lattice(out);
 }
 
 AttentionResult scaled_dot_product_attention(const Tensor& q,
@@ -205,14 +349,13 @@ AttentionResult scaled_dot_product_attention(const Tensor& q,
                 "[attention] q ", q.shape(), ", k ", k.shape(), ", v ", v.shape(),
                 " do not fit (B, H, T, d), (B, H, S, d), (B, H, S, dv)");
   const int64_t heads = q.shape(1), queries = q.shape(2), keys = k.shape(2);
-  Tensor scores = matmul(q, k.transpose(-1, -2));
-  if (scale_per_head.defined()) {
-    LATTICE_CHECK(scale_per_head.numel() == heads, "[attention] per-head scale ",
-                  scale_per_head.shape(), " for ", heads, " heads");
-    scores = scores * scale_per_head.reshape({heads, 1, 1});
-  } else {
-    scores = scale(scores, scale_factor);
-  }
+  LATTICE_CHECK(!scale_per_head.defined() || scale_per_head.numel() == heads,
+                "[attention] per-head scale ", scale_per_head.shape(), " for ", heads, " heads");
+  // The scale is applied to q (B, H, T, d) rather than to the scores (B, H, T, S): the same
+  // product, on d/S as many elements.
+  const Tensor scaled_q =
+      scale_per_head.defined() ? q * scale_per_head.reshape({heads, 1, 1}) : scale(q, scale_factor);
+  const Tensor scores = matmul(scaled_q, k.transpose(-1, -2));
   Tensor masked = scores;
   if (causal) {
     LATTICE_CHECK(queries == keys,

@@ -105,19 +105,31 @@ Tensor map_binary(const char* op, const Tensor& a, const Tensor& b, F&& f) {
       for (int64_t i = 0; i < n; ++i) z[i] = f(x[i], y[i]);
       return;
     }
-    for_each_run<3>(shape, {std::span<const int64_t>(out_strides), lhs.strides(), rhs.strides()},
-                    [&](const auto& offset, int64_t count, const auto& step) {
-                      T* zo = z + offset[0];
-                      const T* xo = x + offset[1];
-                      const T* yo = y + offset[2];
-                      if (step[1] == 1 && step[2] == 1) {
+    parallel_for_each_run<3>(shape,
+                             {std::span<const int64_t>(out_strides), lhs.strides(), rhs.strides()},
+                             [&](const auto& offset, int64_t count, const auto& step) {
+                               T* zo = z + offset[0];
+                               const T* xo = x + offset[1];
+                               const T* yo = y + offset[2];
+                               // The output is packed, so its step is 1; an operand repeats along
+                               // the run (step 0) when it is broadcast there (a per-row scale, a
+                               // bias).
+                               if (step[1] == 1 && step[2] == 1) {
 #pragma omp simd
-                        for (int64_t i = 0; i < count; ++i) zo[i] = f(xo[i], yo[i]);
-                      } else {
-                        for (int64_t i = 0; i < count; ++i)
-                          zo[i * step[0]] = f(xo[i * step[1]], yo[i * step[2]]);
-                      }
-                    });
+                                 for (int64_t i = 0; i < count; ++i) zo[i] = f(xo[i], yo[i]);
+                               } else if (step[1] == 1 && step[2] == 0) {
+                                 const T yv = *yo;
+#pragma omp simd
+                                 for (int64_t i = 0; i < count; ++i) zo[i] = f(xo[i], yv);
+                               } else if (step[1] == 0 && step[2] == 1) {
+                                 const T xv = *xo;
+#pragma omp simd
+                                 for (int64_t i = 0; i < count; ++i) zo[i] = f(xv, yo[i]);
+                               } else {
+                                 for (int64_t i = 0; i < count; ++i)
+                                   zo[i * step[0]] = f(xo[i * step[1]], yo[i * step[2]]);
+                               }
+                             });
   });
   out = on_activation_lattice(out);
   trace(op, {describe(a), describe(b)}, out);

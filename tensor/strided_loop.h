@@ -13,28 +13,28 @@
 
 namespace lattice {
 
-/// Calls run(offsets, count, steps) for each innermost run of `shape`, in row-major order:
-/// operand k visits offsets[k] + i * steps[k] for i in [0, count), in elements from its base.
-/// strides[k]: one stride per axis of `shape` (0 repeats an element). Nothing runs for an
-/// empty shape; rank 0 is one run of one element.
-template <size_t N, typename Run>
-void for_each_run(std::span<const int64_t> shape,
-                  const std::array<std::span<const int64_t>, N>& strides,
-                  Run&& run) {
-  struct Axis {
-    int64_t size;
-    std::array<int64_t, N> stride;
-  };
-  // Innermost axis first. Size-1 axes are dropped: their stride never moves an offset.
-  std::vector<Axis> axes;
+namespace strided_detail {
+
+template <size_t N>
+struct Axis {
+  int64_t size;
+  std::array<int64_t, N> stride;
+};
+
+/// The axes of `shape`, innermost first, with size-1 axes dropped (their stride never moves
+/// an offset) and axes packed alike in every operand merged. False for an empty shape.
+template <size_t N>
+bool merged_axes(std::span<const int64_t> shape,
+                 const std::array<std::span<const int64_t>, N>& strides,
+                 std::vector<Axis<N>>& axes) {
   axes.reserve(shape.size());
   for (size_t d = shape.size(); d-- > 0;) {
-    if (shape[d] == 0) return;
+    if (shape[d] == 0) return false;
     if (shape[d] == 1) continue;
-    Axis axis{shape[d], {}};
+    Axis<N> axis{shape[d], {}};
     for (size_t k = 0; k < N; ++k) axis.stride[k] = strides[k][d];
     if (!axes.empty()) {
-      Axis& inner = axes.back();
+      Axis<N>& inner = axes.back();
       bool mergeable = true;
       for (size_t k = 0; k < N; ++k)
         mergeable = mergeable && axis.stride[k] == inner.stride[k] * inner.size;
@@ -46,24 +46,71 @@ void for_each_run(std::span<const int64_t> shape,
     }
     axes.push_back(axis);
   }
-  std::array<int64_t, N> offsets{};
-  if (axes.empty()) {
+  return true;
+}
+
+/// Runs over axes[0, levels) (innermost first) starting at `offsets`, in row-major order.
+template <size_t N, typename Run>
+void walk(const std::vector<Axis<N>>& axes,
+          size_t levels,
+          std::array<int64_t, N> offsets,
+          Run& run) {
+  if (levels == 0) {
     run(offsets, int64_t(1), std::array<int64_t, N>{});
     return;
   }
-  const Axis innermost = axes.front();
-  std::vector<int64_t> index(axes.size(), 0);
+  const Axis<N>& innermost = axes.front();
+  std::vector<int64_t> index(levels, 0);
   while (true) {
     run(offsets, innermost.size, innermost.stride);
     // Odometer over the outer axes, moving the offsets incrementally.
     size_t d = 1;
-    for (; d < axes.size(); ++d) {
+    for (; d < levels; ++d) {
       for (size_t k = 0; k < N; ++k) offsets[k] += axes[d].stride[k];
       if (++index[d] < axes[d].size) break;
       for (size_t k = 0; k < N; ++k) offsets[k] -= axes[d].stride[k] * axes[d].size;
       index[d] = 0;
     }
-    if (d == axes.size()) return;
+    if (d == levels) return;
+  }
+}
+
+}  // namespace strided_detail
+
+/// Calls run(offsets, count, steps) for each innermost run of `shape`, in row-major order:
+/// operand k visits offsets[k] + i * steps[k] for i in [0, count), in elements from its base.
+/// strides[k]: one stride per axis of `shape` (0 repeats an element). Nothing runs for an
+/// empty shape; rank 0 is one run of one element.
+template <size_t N, typename Run>
+void for_each_run(std::span<const int64_t> shape,
+                  const std::array<std::span<const int64_t>, N>& strides,
+                  Run&& run) {
+  std::vector<strided_detail::Axis<N>> axes;
+  if (strided_detail::merged_axes(shape, strides, axes))
+    strided_detail::walk(axes, axes.size(), std::array<int64_t, N>{}, run);
+}
+
+/// for_each_run with the outermost (merged) axis split across OpenMP threads once `shape`
+/// holds at least 2^16 elements; runs may then execute in any order and concurrently, so
+/// `run` must write only the elements of its own run.
+template <size_t N, typename Run>
+void parallel_for_each_run(std::span<const int64_t> shape,
+                           const std::array<std::span<const int64_t>, N>& strides,
+                           Run&& run) {
+  std::vector<strided_detail::Axis<N>> axes;
+  if (!strided_detail::merged_axes(shape, strides, axes)) return;
+  int64_t elements = 1;
+  for (const auto& axis : axes) elements *= axis.size;
+  if (axes.size() < 2 || elements < (int64_t(1) << 16)) {
+    strided_detail::walk(axes, axes.size(), std::array<int64_t, N>{}, run);
+    return;
+  }
+  const strided_detail::Axis<N> outer = axes.back();
+#pragma omp parallel for
+  for (int64_t i = 0; i < outer.size; ++i) {
+    std::array<int64_t, N> offsets{};
+    for (size_t k = 0; k < N; ++k) offsets[k] = i * outer.stride[k];
+    strided_detail::walk(axes, axes.size() - 1, offsets, run);
   }
 }
 
@@ -75,7 +122,7 @@ void copy_strided(Dst* dst,
                   const Src* src,
                   std::span<const int64_t> src_strides,
                   std::span<const int64_t> shape) {
-  for_each_run<2>(
+  parallel_for_each_run<2>(
       shape, {dst_strides, src_strides},
       [&](const std::array<int64_t, 2>& offset, int64_t count, const std::array<int64_t, 2>& step) {
         Dst* out = dst + offset[0];

@@ -67,7 +67,8 @@ TEST_CASE("scaled_dot_product_attention matches the definition, with and without
 
 TEST_CASE("RoPE rotates pair i at position t by t * base^(-2i/d); dot products depend on offsets") {
   const auto [cos, sin] = rope_tables(4, 4, 100.0);
-  const Tensor x = from_vector<double>({1, 0, 0, 1}, {1, 1, 1, 4}).expand({1, 1, 4, 4});
+  // x (B 1, T 4, H 1, d 4): the same vector at every position
+  const Tensor x = from_vector<double>({1, 0, 0, 1}, {1, 1, 1, 4}).expand({1, 4, 1, 4});
   const std::vector<double> y = apply_rope(x, cos, sin).to_vector<double>();
   // position 3: pair 0 turns by 3 rad, pair 1 by 3 * 100^(-1/2) = 0.3 rad
   CHECK(y[12] == doctest::Approx(std::cos(3.0)).epsilon(1e-6));
@@ -75,15 +76,24 @@ TEST_CASE("RoPE rotates pair i at position t by t * base^(-2i/d); dot products d
   CHECK(y[14] == doctest::Approx(-std::sin(0.3)).epsilon(1e-6));
   CHECK(y[15] == doctest::Approx(std::cos(0.3)).epsilon(1e-6));
   // <R_t q, R_s k> depends on t - s only.
-  const Tensor q = randn({1, 1, 1, 4}, 4, DType::float64).expand({1, 1, 4, 4});
-  const Tensor k = randn({1, 1, 1, 4}, 5, DType::float64).expand({1, 1, 4, 4});
-  const Tensor dots = matmul(apply_rope(q, cos, sin), apply_rope(k, cos, sin).transpose(-1, -2));
+  const Tensor q = randn({1, 1, 1, 4}, 4, DType::float64).expand({1, 4, 1, 4});
+  const Tensor k = randn({1, 1, 1, 4}, 5, DType::float64).expand({1, 4, 1, 4});
+  const Tensor dots =
+      matmul(apply_rope(q, cos, sin).reshape({4, 4}), apply_rope(k, cos, sin).reshape({4, 4}).t());
   const std::vector<double> g = dots.to_vector<double>();
   CHECK(g[0 * 4 + 1] == doctest::Approx(g[2 * 4 + 3]).epsilon(1e-6));  // offset -1
   CHECK(g[3 * 4 + 1] == doctest::Approx(g[2 * 4 + 0]).epsilon(1e-6));  // offset +2
+  // The backward is the inverse rotation, checked against finite differences.
+  const GradcheckResult result =
+      gradcheck([&](const std::vector<Tensor>& in) { return apply_rope(in[0], cos, sin); },
+                {uniform({2, 3, 2, 4}, -1.0, 1.0, RandomStream{.seed = 6}, DType::float64)});
+  INFO(result.where);
+  CHECK(result.max_error < 1e-6);
   CHECK_THROWS_WITH_AS(rope_tables(4, 3),
-                       "[rope] needs positions > 0 and an even head dimension, "
-                       "got 4 and 3",
+                       "[rope] needs positions > 0 and an even head dimension, got 4 and 3", Error);
+  CHECK_THROWS_WITH_AS(apply_rope(ones({1, 5, 1, 4}), cos, sin),
+                       "[rope] input (1, 5, 1, 4) does not fit tables (4, 2) (expected a float (B, "
+                       "T <= 4, H, 4))",
                        Error);
 }
 
