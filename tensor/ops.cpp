@@ -764,10 +764,11 @@ struct MatrixOperand {
   int64_t ld = 0;
 };
 
-/// The operand layout of a rank-2 view, when the GEMM can read it in place.
+/// The layout of the matrices in the last two axes of `m`, when the GEMM can read them in
+/// place.
 std::optional<MatrixOperand> gemm_layout(const Tensor& m) {
-  const int64_t rows = m.shape(0), cols = m.shape(1), row_stride = m.stride(0),
-                col_stride = m.stride(1);
+  const int64_t rows = m.shape(-2), cols = m.shape(-1), row_stride = m.stride(-2),
+                col_stride = m.stride(-1);
   if (col_stride == 1 && row_stride >= std::max<int64_t>(cols, 1))
     return MatrixOperand{false, row_stride};
   if (row_stride == 1 && col_stride >= std::max<int64_t>(rows, 1))
@@ -775,51 +776,55 @@ std::optional<MatrixOperand> gemm_layout(const Tensor& m) {
   return std::nullopt;
 }
 
-/// a @ b with batch axes broadcast, no autograd and no quantization. Rank-2 float32 operands
-/// that are row- or column-major views (transposes included) go to the GEMM without copies.
+/// a @ b with batch axes broadcast, no autograd and no quantization. float32 operands whose
+/// matrices are row- or column-major views (transposes, head splits, broadcast batches) go to
+/// the GEMM in place, one call per batch entry; others are packed first.
 Tensor batched_product(const Tensor& a, const Tensor& b) {
   const int64_t M = a.shape(-2), K = a.shape(-1), N = b.shape(-1);
+  LATTICE_CHECK(is_floating(a.dtype()), "[matmul] expects float32 or float64, got ",
+                dtype_name(a.dtype()));
   NoGradGuard no_grad;  // internal temporaries
-  if (a.rank() == 2 && b.rank() == 2 && a.dtype() == DType::float32) {
-    std::optional<MatrixOperand> la = gemm_layout(a), lb = gemm_layout(b);
-    const Tensor lhs = la ? a : a.contiguous(), rhs = lb ? b : b.contiguous();
-    if (!la) la = MatrixOperand{false, std::max<int64_t>(K, 1)};
-    if (!lb) lb = MatrixOperand{false, std::max<int64_t>(N, 1)};
-    Tensor out = empty({M, N});
-    const GemmShape shape{
-        M, N, K, la->transposed, lb->transposed, la->ld, lb->ld, std::max<int64_t>(N, 1)};
-    gemm_cpu(shape, 1.0f, lhs.data<float>(), rhs.data<float>(), 0.0f, out.data<float>());
-    return out;
-  }
   const Shape a_batch(a.shape().begin(), a.shape().end() - 2);
   const Shape b_batch(b.shape().begin(), b.shape().end() - 2);
-  Shape batch = broadcast_shapes(a_batch, b_batch, "matmul");
+  const Shape batch = broadcast_shapes(a_batch, b_batch, "matmul");
   Shape a_full = batch, b_full = batch, out_shape = batch;
   a_full.push_back(M), a_full.push_back(K);
   b_full.push_back(K), b_full.push_back(N);
   out_shape.push_back(M), out_shape.push_back(N);
-  const Tensor lhs = a.expand(a_full).contiguous(), rhs = b.expand(b_full).contiguous();
   Tensor out = empty(out_shape, a.dtype());
   const int64_t batches = numel(batch);
-  visit_floating(a, "matmul", [&]<typename T>(std::type_identity<T>) {
-    const T* x = lhs.data<T>();
-    const T* w = rhs.data<T>();
-    T* y = out.data<T>();
-    const GemmShape shape = dense_gemm(M, N, K, false, false);
-    for (int64_t i = 0; i < batches; ++i) {
-      if constexpr (std::is_same_v<T, float>) {
-        gemm_cpu(shape, 1.0f, x + i * M * K, w + i * K * N, 0.0f, y + i * M * N);
-      } else {  // float64 (gradient checks): the exact loop
-        for (int64_t r = 0; r < M; ++r)
-          for (int64_t c = 0; c < N; ++c) {
-            double total = 0.0;
-            for (int64_t k = 0; k < K; ++k)
-              total += x[i * M * K + r * K + k] * w[i * K * N + k * N + c];
-            y[i * M * N + r * N + c] = total;
-          }
+  if (a.dtype() == DType::float32) {
+    Tensor lhs = a.expand(a_full), rhs = b.expand(b_full);
+    std::optional<MatrixOperand> la = gemm_layout(lhs), lb = gemm_layout(rhs);
+    if (!la) lhs = lhs.contiguous(), la = MatrixOperand{false, std::max<int64_t>(K, 1)};
+    if (!lb) rhs = rhs.contiguous(), lb = MatrixOperand{false, std::max<int64_t>(N, 1)};
+    const GemmShape shape{
+        M, N, K, la->transposed, lb->transposed, la->ld, lb->ld, std::max<int64_t>(N, 1)};
+    const float* x = lhs.data<float>();
+    const float* w = rhs.data<float>();
+    float* y = out.data<float>();
+    int64_t i = 0;  // output matrices are packed in batch order
+    for_each_run<2>(batch, {Strides(lhs.strides().begin(), lhs.strides().end() - 2),
+                            Strides(rhs.strides().begin(), rhs.strides().end() - 2)},
+                    [&](const auto& offsets, int64_t count, const auto& steps) {
+                      for (int64_t j = 0; j < count; ++j, ++i)
+                        gemm_cpu(shape, 1.0f, x + offsets[0] + j * steps[0],
+                                 w + offsets[1] + j * steps[1], 0.0f, y + i * M * N);
+                    });
+    return out;
+  }
+  // float64 (gradient checks): the exact loop on packed operands.
+  const Tensor lhs = a.expand(a_full).contiguous(), rhs = b.expand(b_full).contiguous();
+  const double* x = lhs.data<double>();
+  const double* w = rhs.data<double>();
+  double* y = out.data<double>();
+  for (int64_t i = 0; i < batches; ++i)
+    for (int64_t r = 0; r < M; ++r)
+      for (int64_t c = 0; c < N; ++c) {
+        double total = 0.0;
+        for (int64_t k = 0; k < K; ++k) total += x[i * M * K + r * K + k] * w[i * K * N + k * N + c];
+        y[i * M * N + r * N + c] = total;
       }
-    }
-  });
   return out;
 }
 
