@@ -17,7 +17,7 @@ inline const Normalization kCifar10Normalization{{0.4914f, 0.4822f, 0.4465f},
                                                  {0.2470f, 0.2435f, 0.2616f}};
 
 struct CifarOptions {
-  Normalization normalization;
+  Normalization normalization = {};
 };
 
 class Cifar10Dataset final : public Dataset {

@@ -93,7 +93,7 @@ struct LoaderOptions {
   uint64_t seed = 0;
   /// Batches the background thread keeps ready; 0 builds each batch on the caller's thread.
   int prefetch = 2;
-  BatchTransform transform;
+  BatchTransform transform = {};
 };
 
 /// Batches of a dataset, epoch after epoch. Epoch e visits the samples in permutation(e), which

@@ -21,7 +21,7 @@ inline constexpr float kMnistMean = 0.1307f, kMnistStd = 0.3081f;
 struct IdxOptions {
   /// (rows*cols) inputs instead of (1, rows, cols).
   bool flatten = false;
-  Normalization normalization;
+  Normalization normalization = {};
 };
 
 class IdxDataset final : public Dataset {

@@ -17,7 +17,7 @@ struct ImageFolderOptions {
   int size = 224;
   /// Shorter side after resizing, before the crop; 0 means `size` (no border cropped).
   int resize = 0;
-  Normalization normalization;
+  Normalization normalization = {};
 };
 
 class ImageFolderDataset final : public Dataset {

@@ -12,8 +12,8 @@ namespace lattice::data {
 /// Empty mean and std mean "scale to [0, 1] only"; otherwise one value per channel, or one
 /// value for all channels.
 struct Normalization {
-  std::vector<float> mean;
-  std::vector<float> std;
+  std::vector<float> mean = {};
+  std::vector<float> std = {};
 };
 
 /// Throws lattice::Error naming `reader` when the sizes fit neither 0, 1 nor `channels`

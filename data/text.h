@@ -43,7 +43,7 @@ struct BpeOptions {
   int vocab_size = 4096;
   /// Where the model is (or will be) saved; empty: beside the corpus, as
   /// "<corpus>.bpe<vocab_size>.model".
-  std::string model_path;
+  std::string model_path = {};
   /// Training reads at most this many lines of the corpus (sampled); 0 reads all.
   int max_training_lines = 1000000;
 };
