@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <numeric>
+#include <type_traits>
 
 namespace lattice::data {
 
@@ -210,7 +211,11 @@ std::optional<Batch> DataLoader::next() {
     return std::nullopt;
   }
   if (options_.prefetch == 0) {
-    Batch batch = batch_at(position_);
+    if (order_epoch_ != position_.epoch) {
+      order_ = permutation(position_.epoch);
+      order_epoch_ = position_.epoch;
+    }
+    Batch batch = build_batch(position_, order_);
     ++position_.batch;
     return batch;
   }
@@ -256,7 +261,13 @@ void DataLoader::load_state(const nlohmann::json& state) {
   const auto check_same = [&](const char* key, const auto& mine) {
     using Value = std::decay_t<decltype(mine)>;
     if (!state.contains(key)) return;
-    const Value saved = state[key].get<Value>();
+    Value saved{};
+    try {
+      saved = state[key].get<Value>();
+    } catch (const nlohmann::json::exception&) {
+      throw Error(concat("[loader] saved state field \"", key, "\" is ", state[key].dump(),
+                         ", expected a ", std::is_same_v<Value, bool> ? "boolean" : "number"));
+    }
     LATTICE_CHECK(saved == mine, "[loader] saved state has ", key, " ", saved, ", this loader has ",
                   mine, "; the saved batches cannot be replayed");
   };

@@ -158,6 +158,9 @@ class DataLoader {
   std::shared_ptr<const Dataset> dataset_;
   LoaderOptions options_;
   LoaderPosition position_;
+  // The permutation next() uses without prefetch, computed once per epoch.
+  std::vector<int64_t> order_;
+  int64_t order_epoch_ = -1;
 
   std::thread worker_;
   std::mutex mutex_;

@@ -86,6 +86,10 @@ std::shared_ptr<BpeTokenizer> BpeTokenizer::train_or_load(const std::string& cor
   args << "--input=" << corpus_path << " --model_prefix=" << prefix
        << " --model_type=bpe --vocab_size=" << options.vocab_size
        << " --byte_fallback=true --character_coverage=1.0 --hard_vocab_limit=false"
+       // Identity normalisation, kept whitespace and no dummy prefix make decode(encode(t)) == t
+       // for any text, as a language model's byte stream needs.
+       << " --normalization_rule_name=identity --remove_extra_whitespaces=false"
+       << " --add_dummy_prefix=false"
        << " --num_threads=1 --minloglevel=2 --input_sentence_size=" << options.max_training_lines
        << " --shuffle_input_sentence=true";
   const auto status = sentencepiece::SentencePieceTrainer::Train(args.str());
@@ -126,6 +130,27 @@ std::string BpeTokenizer::decode(std::span<const int64_t> tokens) const {
   const auto status = impl_->processor.Decode(ids, &text);
   LATTICE_CHECK(status.ok(), "[bpe] decode failed (", status.ToString(), ")");
   return text;
+}
+
+std::vector<int64_t> encode_text(std::string_view text, const Tokenizer& tokenizer) {
+  std::vector<int64_t> tokens;
+  size_t begin = 0;
+  while (begin < text.size()) {
+    const size_t newline = text.find('\n', begin);
+    const size_t end = newline == std::string_view::npos ? text.size() : newline + 1;
+    const std::vector<int64_t> line = tokenizer.encode(text.substr(begin, end - begin));
+    tokens.insert(tokens.end(), line.begin(), line.end());
+    begin = end;
+  }
+  return tokens;
+}
+
+std::shared_ptr<TokenSequenceDataset> load_token_sequences(const std::string& path,
+                                                           const Tokenizer& tokenizer,
+                                                           int64_t sequence_length,
+                                                           int64_t stride) {
+  return std::make_shared<TokenSequenceDataset>(encode_text(read_text_file(path), tokenizer),
+                                                sequence_length, stride);
 }
 
 TokenSequenceDataset::TokenSequenceDataset(std::vector<int64_t> tokens,

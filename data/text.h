@@ -48,7 +48,8 @@ struct BpeOptions {
   int max_training_lines = 1000000;
 };
 
-/// SentencePiece BPE with byte fallback (every byte sequence encodes; no unknown tokens).
+/// SentencePiece BPE with byte fallback and identity normalisation: every text encodes (no
+/// unknown tokens) and decodes back to itself, whitespace and newlines included.
 class BpeTokenizer final : public Tokenizer {
  public:
   /// Loads options.model_path (or the default path beside `corpus_path`) when it exists;
@@ -94,5 +95,15 @@ class TokenSequenceDataset final : public Dataset {
   std::vector<int64_t> tokens_;
   int64_t sequence_length_, stride_, count_ = 0;
 };
+
+/// A whole corpus encoded line by line (each chunk ends after its newline), so that huge
+/// files never go to the tokenizer in one piece; the tokens are those of the lines in order.
+std::vector<int64_t> encode_text(std::string_view text, const Tokenizer& tokenizer);
+
+/// The token windows of a text file (plain text or a WikiText .raw file) under `tokenizer`.
+std::shared_ptr<TokenSequenceDataset> load_token_sequences(const std::string& path,
+                                                           const Tokenizer& tokenizer,
+                                                           int64_t sequence_length,
+                                                           int64_t stride = 0);
 
 }  // namespace lattice::data

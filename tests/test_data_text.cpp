@@ -98,8 +98,12 @@ TEST_CASE("BPE is trained on the corpus, saved beside it, reused, and round-trip
   const std::vector<int64_t> tokens = bpe->encode(sentence);
   CHECK(tokens.size() < sentence.size() / 2);  // merges learned from the corpus
   CHECK(bpe->decode(tokens) == sentence);
-  // Byte fallback: text with characters the corpus never had still round-trips.
+  // Byte fallback and identity normalisation: unseen characters, runs of spaces, leading
+  // spaces and newlines all round-trip.
   CHECK(bpe->decode(bpe->encode("Ωmega €5")) == "Ωmega €5");
+  const std::string lines = "  the cat  reads\n\nthe data.\n";
+  CHECK(bpe->decode(encode_text(lines, *bpe)) == lines);
+  CHECK(encode_text(lines, *bpe) == bpe->encode(lines));
 
   // The saved model is loaded, not retrained: same tokens, file untouched.
   const auto written = std::filesystem::last_write_time(model);
@@ -113,6 +117,18 @@ TEST_CASE("BPE is trained on the corpus, saved beside it, reused, and round-trip
   CHECK(std::filesystem::exists(elsewhere));
   CHECK(std::distance(std::filesystem::directory_iterator(dir.path() / "models"),
                       std::filesystem::directory_iterator()) == 1);  // no temporaries left
+}
+
+TEST_CASE("a corpus file becomes token windows; line-wise encoding equals whole-text encoding") {
+  TempDir dir("token_file");
+  const std::string text = "first line\nsecond\n\nlast without newline";
+  write_text(dir.file("corpus.txt"), text);
+  const ByteTokenizer bytes;
+  CHECK(encode_text(text, bytes) == bytes.encode(text));
+  const auto windows = load_token_sequences(dir.file("corpus.txt"), bytes, 8);
+  CHECK(windows->size() == int64_t((text.size() - 1 - 8) / 8 + 1));
+  CHECK(bytes.decode(windows->get(1).input.to_vector<int64_t>()) == text.substr(8, 8));
+  CHECK(bytes.decode(windows->get(1).target.to_vector<int64_t>()) == text.substr(9, 8));
 }
 
 TEST_CASE("BPE errors name the corpus or the model file") {
