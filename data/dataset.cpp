@@ -1,6 +1,7 @@
 // Subset, batch stacking and the DataLoader (shuffle, prefetch thread, position).
 #include "data/dataset.h"
 
+#include <algorithm>
 #include <cstring>
 #include <numeric>
 #include <type_traits>
@@ -32,6 +33,50 @@ std::shared_ptr<Subset> Subset::range(std::shared_ptr<const Dataset> source,
 Example Subset::get(int64_t index) const {
   check_index("subset", index, size());
   return source_->get(indices_[size_t(index)]);
+}
+
+TensorDataset::TensorDataset(Tensor inputs, Tensor targets)
+    : inputs_(std::move(inputs)), targets_(std::move(targets)) {
+  LATTICE_CHECK(inputs_.defined() && targets_.defined() && inputs_.rank() >= 1 &&
+                    targets_.rank() >= 1 && inputs_.shape(0) == targets_.shape(0),
+                "[tensor_dataset] inputs ",
+                inputs_.defined() ? concat(inputs_.shape()) : "undefined", " and targets ",
+                targets_.defined() ? concat(targets_.shape()) : "undefined",
+                ", expected the same leading size");
+}
+
+Example TensorDataset::get(int64_t index) const {
+  check_index("tensor_dataset", index, size());
+  return {inputs_.select(0, index).clone(), targets_.select(0, index).clone()};
+}
+
+std::vector<Example> get_examples(const Dataset& dataset,
+                                  const std::vector<int64_t>& indices,
+                                  int threads) {
+  std::vector<Example> examples(indices.size());
+  std::exception_ptr first_error;
+  std::mutex error_mutex;
+  const auto count = int64_t(indices.size());
+#pragma omp parallel for num_threads(std::max(threads, 1)) schedule(dynamic) if (threads > 1)
+  for (int64_t i = 0; i < count; ++i) {
+    try {
+      examples[size_t(i)] = dataset.get(indices[size_t(i)]);
+    } catch (...) {
+      std::lock_guard lock(error_mutex);
+      if (!first_error) first_error = std::current_exception();
+    }
+  }
+  if (first_error) std::rethrow_exception(first_error);
+  return examples;
+}
+
+std::shared_ptr<TensorDataset> materialize(const Dataset& source, int threads) {
+  LATTICE_CHECK(source.size() > 0, "[materialize] the dataset is empty");
+  std::vector<int64_t> indices(static_cast<size_t>(source.size()));
+  std::iota(indices.begin(), indices.end(), int64_t(0));
+  const std::vector<Example> examples = get_examples(source, indices, threads);
+  Batch all = stack_examples(examples, std::move(indices));
+  return std::make_shared<TensorDataset>(std::move(all.input), std::move(all.target));
 }
 
 namespace {
@@ -93,6 +138,7 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, LoaderOptions opt
   LATTICE_CHECK(dataset_ != nullptr, "[loader] dataset is null");
   LATTICE_CHECK(options_.batch_size > 0, "[loader] batch size ", options_.batch_size,
                 ", expected > 0");
+  LATTICE_CHECK(options_.threads >= 1, "[loader] threads ", options_.threads, ", expected >= 1");
   LATTICE_CHECK(options_.prefetch >= 0, "[loader] prefetch ", options_.prefetch, ", expected >= 0");
 }
 
@@ -127,9 +173,7 @@ Batch DataLoader::build_batch(LoaderPosition position, const std::vector<int64_t
   const int64_t begin = position.batch * options_.batch_size;
   const int64_t end = std::min<int64_t>(begin + options_.batch_size, dataset_->size());
   std::vector<int64_t> indices(order.begin() + begin, order.begin() + end);
-  std::vector<Example> examples;
-  examples.reserve(indices.size());
-  for (int64_t index : indices) examples.push_back(dataset_->get(index));
+  const std::vector<Example> examples = get_examples(*dataset_, indices, options_.threads);
   Batch batch = stack_examples(examples, std::move(indices));
   if (options_.transform) options_.transform(batch, position.epoch);
   return batch;

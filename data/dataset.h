@@ -52,6 +52,30 @@ class Subset final : public Dataset {
   std::vector<int64_t> indices_;
 };
 
+/// Examples held in two stacked tensors: example i is (inputs[i], targets[i]) (packed copies).
+class TensorDataset final : public Dataset {
+ public:
+  /// Throws lattice::Error unless both have rank >= 1 and the same leading size.
+  TensorDataset(Tensor inputs, Tensor targets);
+  int64_t size() const override {
+    return inputs_.shape(0);
+  }
+  Example get(int64_t index) const override;
+  const Tensor& inputs() const {
+    return inputs_;
+  }
+  const Tensor& targets() const {
+    return targets_;
+  }
+
+ private:
+  Tensor inputs_, targets_;
+};
+
+/// Every example of `source` computed once and kept in memory (a validation split of a
+/// generated dataset, evaluated every epoch). `threads` OpenMP threads call get().
+std::shared_ptr<TensorDataset> materialize(const Dataset& source, int threads = 1);
+
 /// Throws the loader's out-of-range error for readers to share.
 void check_index(const char* reader, int64_t index, int64_t size);
 
@@ -69,6 +93,12 @@ struct Batch {
 /// One contiguous (B, ...) tensor per field, filled by memcpy. Every example must have the
 /// shape and dtype of the first; throws lattice::Error naming the first one that differs.
 Batch stack_examples(const std::vector<Example>& examples, std::vector<int64_t> indices);
+
+/// dataset.get(i) for each of `indices`, on `threads` OpenMP threads (get() is thread-safe);
+/// the first exception thrown is rethrown on the caller's thread.
+std::vector<Example> get_examples(const Dataset& dataset,
+                                  const std::vector<int64_t>& indices,
+                                  int threads);
 
 /// Where a loader stands: the next batch it returns is batch `batch` of epoch `epoch`.
 /// batch == batches_per_epoch means the epoch is exhausted (next() then returns nullopt).
@@ -93,6 +123,9 @@ struct LoaderOptions {
   uint64_t seed = 0;
   /// Batches the background thread keeps ready; 0 builds each batch on the caller's thread.
   int prefetch = 2;
+  /// OpenMP threads calling Dataset::get for the examples of one batch (image decoding, the
+  /// generated regression rows); 1 keeps it on the building thread.
+  int threads = 1;
   BatchTransform transform = {};
 };
 

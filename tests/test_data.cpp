@@ -307,3 +307,26 @@ TEST_CASE("RandomCropFlip draws depend on seed, epoch and sample index only") {
   }
   CHECK(small.draw(41, 3).dy == RandomCropFlip({.padding = 1, .seed = 2}).draw(41, 3).dy);
 }
+
+TEST_CASE("batches built by several threads equal those built by one; errors still surface") {
+  auto dataset = std::make_shared<CountingDataset>(50);
+  DataLoader one(dataset, {.batch_size = 8, .seed = 4, .prefetch = 0, .threads = 1});
+  DataLoader two(dataset, {.batch_size = 8, .seed = 4, .prefetch = 2, .threads = 2});
+  CHECK(drain(one, 2) == drain(two, 2));
+  DataLoader failing(std::make_shared<CountingDataset>(50, 3),
+                     {.batch_size = 8, .shuffle = false, .threads = 2});
+  CHECK(error_message([&] { failing.next(); }) == "[counting] example 3 is broken");
+}
+
+TEST_CASE("materialize keeps every example in two stacked tensors") {
+  GaussianRegressionDataset rows({.rows = 30, .features = 5, .seed = 2});
+  const auto kept = materialize(rows, 2);
+  CHECK(kept->size() == 30);
+  CHECK(kept->inputs().shape() == Shape{30, 5});
+  CHECK(kept->targets().shape() == Shape{30, 1});
+  CHECK(kept->get(13).input.to_vector<float>() == rows.get(13).input.to_vector<float>());
+  CHECK(kept->get(13).target.to_vector<float>() == rows.get(13).target.to_vector<float>());
+  CHECK(error_message([&] {
+          TensorDataset(zeros({3, 2}), zeros({4}));
+        }) == "[tensor_dataset] inputs (3, 2) and targets (4), expected the same leading size");
+}
