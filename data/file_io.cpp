@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 
 #define STB_IMAGE_IMPLEMENTATION
@@ -27,6 +28,8 @@
 namespace lattice::data {
 
 std::vector<uint8_t> read_file_bytes(const std::string& path, const char* reader) {
+  LATTICE_CHECK(!std::filesystem::is_directory(path), "[", reader, "] ", path,
+                ": is a directory, expected a file");
   errno = 0;
   const std::unique_ptr<gzFile_s, int (*)(gzFile)> file(gzopen(path.c_str(), "rb"), gzclose);
   LATTICE_CHECK(file != nullptr, "[", reader, "] ", path, ": cannot open (",

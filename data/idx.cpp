@@ -39,15 +39,22 @@ std::vector<int64_t> read_header(const std::string& path,
   LATTICE_CHECK(bytes.size() >= header, "[idx] ", path, ": truncated: ", bytes.size(),
                 " bytes, expected a ", header, "-byte header");
   std::vector<int64_t> sizes;
-  int64_t body = 1;
+  // Three 32-bit sizes can overflow 64 bits; a body that large is truncated in any case.
+  unsigned __int128 product = 1;
   for (int d = 0; d < dims; ++d) {
     sizes.push_back(read_big_endian(bytes, 4 + 4 * size_t(d)));
-    body *= sizes.back();
+    product *= uint64_t(sizes.back());
   }
-  LATTICE_CHECK(
-      bytes.size() == header + size_t(body), "[idx] ", path,
-      bytes.size() < header + size_t(body) ? ": truncated: " : ": too long: ", bytes.size(),
-      " bytes, expected ", header, " + ", body, " = ", header + size_t(body));
+  const int64_t body = product > (uint64_t(1) << 62) ? int64_t(1) << 62 : int64_t(product);
+  if (bytes.size() != header + size_t(body)) {
+    std::string sizes_text;
+    for (int64_t size : sizes) sizes_text += concat(sizes_text.empty() ? "" : "*", size);
+    throw Error(concat(
+        "[idx] ", path, bytes.size() < header + size_t(body) ? ": truncated: " : ": too long: ",
+        bytes.size(), " bytes, expected ", header, " + ", sizes_text,
+        product == static_cast<unsigned __int128>(body) ? concat(" = ", header + size_t(body))
+                                                        : ""));
+  }
   return sizes;
 }
 

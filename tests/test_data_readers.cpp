@@ -118,7 +118,7 @@ TEST_CASE("IDX errors: wrong magic, truncated raw and gzip files, count mismatch
   write_idx_images(dir.file("short"), pixels, 5, 3, 4);
   truncate_file(dir.file("short"), 16 + 50);
   CHECK(error_message([&] { IdxDataset(dir.file("short"), dir.file("labels")); }) ==
-        concat("[idx] ", dir.file("short"), ": truncated: 66 bytes, expected 16 + 60 = 76"));
+        concat("[idx] ", dir.file("short"), ": truncated: 66 bytes, expected 16 + 5*3*4 = 76"));
   truncate_file(dir.file("short"), 10);
   CHECK(contains(error_message([&] { IdxDataset(dir.file("short"), dir.file("labels")); }),
                  "truncated: 10 bytes, expected a 16-byte header"));
@@ -130,6 +130,14 @@ TEST_CASE("IDX errors: wrong magic, truncated raw and gzip files, count mismatch
   CHECK(contains(gzip_error, concat("[idx] ", dir.file("short.gz"), ": ")));
   CHECK((contains(gzip_error, "corrupt gzip stream") || contains(gzip_error, "truncated")));
 
+  // Sizes whose product overflows 64 bits are reported as written, not wrapped around.
+  write_file_bytes(dir.file("huge"),
+                   {0, 0, 8, 3, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255});
+  CHECK(error_message([&] { IdxDataset(dir.file("huge"), dir.file("labels")); }) ==
+        concat("[idx] ", dir.file("huge"),
+               ": truncated: 16 bytes, expected 16 + 4294967295*4294967295*4294967295"));
+  CHECK(error_message([&] { IdxDataset(dir.path().string(), dir.file("labels")); }) ==
+        concat("[idx] ", dir.path().string(), ": is a directory, expected a file"));
   CHECK(error_message([&] { IdxDataset(dir.file("absent"), dir.file("labels")); }) ==
         concat("[idx] ", dir.file("absent"), ": cannot open (No such file or directory)"));
   CHECK(contains(error_message([&] { IdxDataset(dir.file("images"), dir.file("labels")).get(5); }),
