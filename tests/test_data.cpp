@@ -330,3 +330,23 @@ TEST_CASE("materialize keeps every example in two stacked tensors") {
           TensorDataset(zeros({3, 2}), zeros({4}));
         }) == "[tensor_dataset] inputs (3, 2) and targets (4), expected the same leading size");
 }
+
+TEST_CASE(
+    "RandomCropFlip as a loader transform: same batches with prefetch, new draws each epoch") {
+  auto images = std::make_shared<TensorDataset>(randn({12, 2, 5, 5}, 3), zeros({12}));
+  const RandomCropFlip augment({.padding = 2, .seed = 5});
+  DataLoader direct(images, {.batch_size = 5, .seed = 1, .prefetch = 0, .transform = augment});
+  DataLoader prefetched(images, {.batch_size = 5, .seed = 1, .prefetch = 2, .transform = augment});
+  const auto a = drain(direct, 2), b = drain(prefetched, 2);
+  CHECK(a == b);
+  // The same twelve images augmented in epoch 0 and in epoch 1 differ from each other and
+  // from the originals.
+  DataLoader plain(images, {.batch_size = 12, .shuffle = false, .prefetch = 0});
+  const Batch batch = *plain.next();
+  Batch epoch0{batch.input.clone(), batch.target, batch.indices};
+  Batch epoch1{batch.input.clone(), batch.target, batch.indices};
+  augment(epoch0, 0);
+  augment(epoch1, 1);
+  CHECK(epoch0.input.to_vector<float>() != epoch1.input.to_vector<float>());
+  CHECK(epoch0.input.to_vector<float>() != batch.input.to_vector<float>());
+}
