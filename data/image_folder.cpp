@@ -31,17 +31,30 @@ ImageFolderDataset::ImageFolderDataset(const std::string& root, ImageFolderOptio
     if (entry.is_directory()) class_names_.push_back(entry.path().filename().string());
   }
   std::sort(class_names_.begin(), class_names_.end());
-  LATTICE_CHECK(!class_names_.empty(), "[image_folder] ", root,
-                ": no class subfolders; expected one subfolder of images per class");
-  for (size_t label = 0; label < class_names_.size(); ++label) {
+  const auto images_in = [](const fs::path& folder) {
     std::vector<std::string> paths;
-    for (const auto& entry : fs::directory_iterator(fs::path(root) / class_names_[label])) {
+    for (const auto& entry : fs::directory_iterator(folder)) {
       if (entry.is_regular_file() && is_image_file(entry.path())) {
         paths.push_back(entry.path().string());
       }
     }
     std::sort(paths.begin(), paths.end());
-    for (std::string& path : paths) files_.push_back({std::move(path), int64_t(label)});
+    return paths;
+  };
+  if (class_names_.empty()) {
+    // A flat folder of images (generative data such as FFHQ) is one class.
+    std::vector<std::string> paths = images_in(root);
+    LATTICE_CHECK(!paths.empty(), "[image_folder] ", root,
+                  ": no class subfolders and no images; expected one subfolder of images per "
+                  "class, or a folder of images");
+    class_names_.push_back(fs::path(root).filename().string());
+    for (std::string& path : paths) files_.push_back({std::move(path), 0});
+    return;
+  }
+  for (size_t label = 0; label < class_names_.size(); ++label) {
+    for (std::string& path : images_in(fs::path(root) / class_names_[label])) {
+      files_.push_back({std::move(path), int64_t(label)});
+    }
   }
   LATTICE_CHECK(!files_.empty(), "[image_folder] ", root, ": no .png/.jpg/.jpeg files in its ",
                 class_names_.size(), " class subfolders");

@@ -1,6 +1,6 @@
 // Image folders as ImageNet-100 and FFHQ are laid out: one class per subfolder (sorted names
-// give class ids 0, 1, ...), PNG/JPEG files decoded by stb_image on each get(), resized
-// (shorter side) and centre-cropped to (3, S, S) float32 with per-channel normalisation.
+// give class ids 0, 1, ...) or a flat folder of images (one class), PNG/JPEG decoded by
+// stb_image on each get(), resized (shorter side) and centre-cropped to (3, S, S) float32.
 #pragma once
 
 #include <memory>
@@ -22,8 +22,9 @@ struct ImageFolderOptions {
 
 class ImageFolderDataset final : public Dataset {
  public:
-  /// Lists root/<class>/<image>.{png,jpg,jpeg} (case-insensitive), both levels sorted. Throws
-  /// lattice::Error when root is missing or holds no class folder or no image.
+  /// Lists root/<class>/<image>.{png,jpg,jpeg} (case-insensitive), both levels sorted; with no
+  /// subfolders, root/<image> as class 0. Throws lattice::Error when root is missing or
+  /// holds no image.
   explicit ImageFolderDataset(const std::string& root, ImageFolderOptions options = {});
 
   int64_t size() const override {

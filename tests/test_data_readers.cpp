@@ -281,13 +281,25 @@ TEST_CASE("image folders resize the shorter side, then crop; normalisation per c
   CHECK(values[18 + 8] == doctest::Approx(250.f / 255.f - 0.5f).epsilon(1e-6));
 }
 
+TEST_CASE("a flat folder of images (FFHQ-style) is one class") {
+  TempDir dir("image_flat");
+  write_png(dir.file("00001.png"), gradient_image(4, 4));
+  write_png(dir.file("00000.png"), gradient_image(5, 4));
+  ImageFolderDataset data(dir.path().string(), {.size = 4});
+  REQUIRE(data.size() == 2);
+  CHECK(data.class_names().size() == 1);
+  CHECK(data.path(0) == dir.file("00000.png"));
+  CHECK(data.get(1).target.item<int64_t>() == 0);
+  CHECK(data.get(1).input.to_vector<float>()[0] == 5.f / 255.f);
+}
+
 TEST_CASE("image folder errors: missing root, no classes, no images, an unreadable image") {
   TempDir dir("image_errors");
   CHECK(error_message([&] { ImageFolderDataset(dir.file("absent")); }) ==
         concat("[image_folder] ", dir.file("absent"),
                ": no such directory; expected one subfolder of images per class"));
   CHECK(contains(error_message([&] { ImageFolderDataset(dir.path().string()); }),
-                 ": no class subfolders"));
+                 ": no class subfolders and no images"));
   std::filesystem::create_directory(dir.path() / "cats");
   CHECK(contains(error_message([&] { ImageFolderDataset(dir.path().string()); }),
                  ": no .png/.jpg/.jpeg files in its 1 class subfolders"));
