@@ -8,33 +8,14 @@
 #include <set>
 
 #include "autograd/autograd.h"
+#include "optim/parallel.h"
 #include "tensor/random.h"
 
 namespace lattice::optim {
 namespace {
 
-// Below this many elements a parameter is updated by one thread (small biases, norms).
-constexpr int64_t kParallelMin = int64_t(1) << 15;
-// Reductions run over fixed chunks summed in order, so a norm (and every update that depends on
-// it) is the same bit for bit whatever the number of threads: resumed runs replay exactly.
-constexpr int64_t kReductionChunk = int64_t(1) << 14;
-
-/// Σ f(i) over [0, n) in double, the same bits for any thread count.
-template <typename Term>
-double deterministic_sum(int64_t n, Term term) {
-  const int64_t chunks = (n + kReductionChunk - 1) / kReductionChunk;
-  std::vector<double> partial(static_cast<size_t>(chunks), 0.0);
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t begin = c * kReductionChunk, end = std::min(n, begin + kReductionChunk);
-    double s = 0;
-    for (int64_t i = begin; i < end; ++i) s += term(i);
-    partial[static_cast<size_t>(c)] = s;
-  }
-  double total = 0;
-  for (double s : partial) total += s;
-  return total;
-}
+using detail::deterministic_sum;
+using detail::kParallelMin;
 
 float max_abs(const float* x, int64_t n) {
   float result = 0.0f;
