@@ -43,6 +43,13 @@ struct SpecReader {
   }
 };
 
+/// The shortest decimal that reads back to `value`.
+std::string shortest(double value) {
+  char text[32];
+  const auto result = std::to_chars(text, text + sizeof text, value);
+  return std::string(text, result.ptr);
+}
+
 }  // namespace
 
 double Schedule::multiplier(int64_t step) const {
@@ -121,10 +128,9 @@ Schedule parse_schedule(const std::string& spec, int64_t total_steps) {
 
 std::string to_string(const Schedule& s) {
   std::ostringstream out;
-  out.precision(17);
   if (s.shape == Schedule::Shape::wsd) {
-    out << "wsd:" << s.warmup_steps << ":" << s.decay_fraction;
-    if (s.min_multiplier != 0) out << ":" << s.min_multiplier;
+    out << "wsd:" << s.warmup_steps << ":" << shortest(s.decay_fraction);
+    if (s.min_multiplier != 0) out << ":" << shortest(s.min_multiplier);
     return out.str();
   }
   if (s.warmup_steps > 0) out << "warmup:" << s.warmup_steps << ",";
@@ -135,7 +141,7 @@ std::string to_string(const Schedule& s) {
     case Schedule::Shape::cosine:
     case Schedule::Shape::linear:
       out << (s.shape == Schedule::Shape::cosine ? "cosine" : "linear");
-      if (s.min_multiplier != 0) out << ":" << s.min_multiplier;
+      if (s.min_multiplier != 0) out << ":" << shortest(s.min_multiplier);
       break;
     case Schedule::Shape::wsd:
       break;
