@@ -179,6 +179,10 @@ class AdamW final : public Adam {
 
 /// StableSPAM (Huang et al. 2025, arXiv 2502.17055) with the constructor defaults of the
 /// reference code (algorithms.md §1.2): γ1 = 0.7, γ2 = 0.9, θ = 0.999, ΔT = 1000, no total_T.
+/// Per step T and tensor: decoupled decay, AdaClip (running max|g|), AdaGN (running norm), and
+/// on T % ΔT == 0 a momentum reset with clean semantics: m and v are zeroed *before* that
+/// step's Adam update and t_p restarts at 1 (the reference code updates the stale moments on
+/// the reset step; see optimizer.cpp).
 struct StableSpamOptions {
   double beta1 = 0.9;
   double beta2 = 0.999;

@@ -333,3 +333,20 @@ TEST_CASE("bad checkpoints are refused before anything is changed") {
   CHECK(load_checkpoint(dir / "c", target.model(), *target.optimizer, &target.scaler).step == 0);
   CHECK(values(target.w) == values(run.w));
 }
+
+TEST_CASE("a failed save leaves the previous checkpoint intact and says why") {
+  TempDir dir;
+  manual_seed(1);
+  Run run(0.5f);
+  run.train_step(0);
+  save_checkpoint(dir / "ckpt", run.model(), *run.optimizer, TrainingState{}, &run.scaler);
+  const std::vector<uint8_t> before = read_bytes(dir / "ckpt.safetensors");
+  CHECK_THROWS_WITH_AS(save_safetensors(dir / "ckpt.safetensors", {{"x", Tensor()}}),
+                       doctest::Contains("tensor \"x\" is undefined"), Error);
+  CHECK_THROWS_WITH_AS(save_safetensors(dir / "ckpt.safetensors", {{"w", run.w}, {"w", run.b}}),
+                       doctest::Contains("tensor name \"w\" repeats or is reserved"), Error);
+  CHECK(read_bytes(dir / "ckpt.safetensors") == before);
+  const std::string missing = dir / "no_such_dir/ckpt.safetensors";
+  CHECK_THROWS_WITH_AS(save_safetensors(missing, {{"w", run.w}}),
+                       doctest::Contains("cannot create temporary file"), Error);
+}
