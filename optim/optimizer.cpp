@@ -96,6 +96,13 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, PrecisionStack stack)
   }
 }
 
+void Optimizer::refresh_master_weights() {
+  if (!keep_master_) return;
+  for (size_t g = 0; g < groups_.size(); ++g)
+    for (size_t i = 0; i < groups_[g].params.size(); ++i)
+      states_[g][i].master.copy_(groups_[g].params[i].tensor);
+}
+
 void Optimizer::write_back_weights(const Tensor& master, const Tensor& param) const {
   const size_t n = static_cast<size_t>(param.numel());
   quantize(stack_.weights, std::span<const float>(master.data<float>(), n),

@@ -81,6 +81,10 @@ class Optimizer {
   /// Every group's lr = its base lr * multiplier (what an LR schedule drives).
   void set_lr_multiplier(double multiplier);
 
+  /// Recopies the fp32 masters from the working weights (after loading model weights without
+  /// the optimizer's state). A no-op when no masters are kept.
+  void refresh_master_weights();
+
   /// The state, ready for a checkpoint; tensors are copies.
   OptimizerState state() const;
   /// Restores a state saved by an optimizer of the same kind over parameters of the same names

@@ -318,6 +318,9 @@ TEST_CASE("working weights are projected onto Λw at construction; fp32 stacks k
   Tensor p = parameter({1.0f + 1.0f / 512, 3.14159f});
   Sgd sgd(one_group({{"w", p}}, 0.1), SgdOptions{}, parse_precision_stack("w=bf16"));
   CHECK(p.to_vector<float>() == std::vector<float>{1.0f, 3.140625f});
+  p.copy_(from_vector<float>({2.0f, 4.0f}));  // weights loaded from elsewhere
+  sgd.refresh_master_weights();
+  CHECK(sgd.state().tensors[0].second.to_vector<float>() == std::vector<float>{2.0f, 4.0f});
   Tensor q = parameter({1.0f + 1.0f / 512});
   Sgd plain(one_group({{"w", q}}, 0.1));
   CHECK(q.item<float>() == 1.0f + 1.0f / 512);
@@ -456,4 +459,15 @@ TEST_CASE("bad schedule specs give one-line errors naming the item") {
   CHECK_THROWS_WITH_AS(parse_schedule("cosine:2", 10),
                        doctest::Contains("where a number in [0, 1] was expected"), Error);
   CHECK_THROWS_WITH_AS(parse_schedule("exp", 10), doctest::Contains("is not one of"), Error);
+}
+
+TEST_CASE("a non-fp32 master format rounds the masters; working weights follow Λw (e4m3)") {
+  Tensor p = parameter({1.0f, 3.0f});
+  Sgd sgd(one_group({{"w", p}}, 1.0), SgdOptions{}, parse_precision_stack("w=e4m3,master=bf16"));
+  set_grad(p, {-0.0123f, 0.3001f});
+  sgd.step();
+  const Tensor master = sgd.state().tensors[0].second;
+  CHECK(master.to_vector<float>() == cast(master, bf16).to_vector<float>());
+  CHECK(master.to_vector<float>() == std::vector<float>{1.015625f, 2.703125f});
+  CHECK(p.to_vector<float>() == std::vector<float>{1.0f, 2.75f});  // e4m3: 1, ..., 2.75, 3
 }
