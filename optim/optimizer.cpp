@@ -25,7 +25,10 @@ float max_abs(const float* x, int64_t n) {
 }
 
 void round_in_place(const Quantizer& q, const Tensor& t) {
-  std::vector<float> rounded(static_cast<size_t>(t.numel()));
+  // quantize() does not promise in-place safety; a reused scratch buffer avoids a fresh
+  // allocation per tensor and step.
+  static thread_local std::vector<float> rounded;
+  rounded.resize(static_cast<size_t>(t.numel()));
   std::span<float> values(t.data<float>(), rounded.size());
   quantize(q, values, rounded, t.shape(), next_random_stream());
   std::copy(rounded.begin(), rounded.end(), values.begin());
