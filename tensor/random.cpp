@@ -18,4 +18,13 @@ RandomStream next_random_stream() {
   return RandomStream{.seed = default_seed.load(), .subsequence = next_subsequence++};
 }
 
+RandomState default_random_state() {
+  return RandomState{.seed = default_seed.load(), .next_subsequence = next_subsequence.load()};
+}
+
+void set_default_random_state(const RandomState& state) {
+  default_seed = state.seed;
+  next_subsequence = state.next_subsequence;
+}
+
 }  // namespace lattice

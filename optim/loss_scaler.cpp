@@ -1,0 +1,163 @@
+// Loss scaler and global-norm gradient clipping: one pass over each gradient's fp32 data.
+#include "optim/loss_scaler.h"
+
+#include <cmath>
+
+#include "autograd/autograd.h"
+#include "optim/parallel.h"
+#include "tensor/ops.h"
+
+namespace lattice::optim {
+namespace {
+
+using detail::kParallelMin;
+
+/// Calls edit(float* data, n) on the packed fp32 gradient of every parameter that has one, and
+/// writes the result back when the gradient was a strided view.
+template <typename Edit>
+void edit_gradients(const std::vector<Tensor>& params, Edit edit) {
+  for (const Tensor& p : params) {
+    const Tensor g = lattice::grad(p);
+    if (!g.defined()) continue;
+    LATTICE_CHECK(g.dtype() == DType::float32, "[grad] gradient is ", dtype_name(g.dtype()),
+                  "; expected float32");
+    if (g.is_contiguous()) {
+      edit(g.data<float>(), g.numel());
+    } else {
+      const Tensor packed = g.clone();
+      edit(packed.data<float>(), packed.numel());
+      g.copy_(packed);
+    }
+  }
+}
+
+bool all_finite(const float* x, int64_t n) {
+  int bad = 0;
+#pragma omp parallel for simd schedule(static) reduction(| : bad) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) bad |= std::isfinite(x[i]) ? 0 : 1;
+  return bad == 0;
+}
+
+}  // namespace
+
+LossScaler LossScaler::constant(double scale) {
+  LATTICE_CHECK(scale > 0 && std::isfinite(scale), "[loss_scaler] scale ", scale,
+                " must be finite and > 0");
+  LossScaler s;
+  s.scale_ = scale;
+  return s;
+}
+
+LossScaler LossScaler::dynamic(DynamicLossScaling options) {
+  LATTICE_CHECK(options.initial_scale > 0 && std::isfinite(options.initial_scale),
+                "[loss_scaler] initial scale ", options.initial_scale, " must be finite and > 0");
+  LATTICE_CHECK(options.growth_factor >= 1, "[loss_scaler] growth factor ", options.growth_factor,
+                " must be >= 1");
+  LATTICE_CHECK(options.backoff_factor > 0 && options.backoff_factor < 1,
+                "[loss_scaler] backoff factor ", options.backoff_factor, " must lie in (0, 1)");
+  LATTICE_CHECK(options.growth_interval > 0, "[loss_scaler] growth interval ",
+                options.growth_interval, " must be > 0");
+  LossScaler s;
+  s.scale_ = options.initial_scale;
+  s.dynamic_ = true;
+  s.options_ = options;
+  return s;
+}
+
+Tensor LossScaler::scale_loss(const Tensor& loss) const {
+  return mul(loss, scalar_tensor(scale_));
+}
+
+bool LossScaler::unscale(Optimizer& optimizer) {
+  if (unscaled_) return finite_;
+  const float inverse = float(1.0 / scale_);
+  bool finite = true;
+  edit_gradients(optimizer.parameters(), [&](float* g, int64_t n) {
+    if (scale_ != 1.0) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+      for (int64_t i = 0; i < n; ++i) g[i] *= inverse;
+    }
+    finite = all_finite(g, n) && finite;
+  });
+  unscaled_ = true;
+  finite_ = finite;
+  return finite;
+}
+
+bool LossScaler::step(Optimizer& optimizer) {
+  const bool finite = unscale(optimizer);
+  unscaled_ = false;
+  if (finite) {
+    optimizer.step();
+  } else {
+    ++skipped_steps_;
+  }
+  if (!dynamic_) return finite;
+  if (!finite) {
+    scale_ *= options_.backoff_factor;
+    growth_tracker_ = 0;
+  } else if (++growth_tracker_ == options_.growth_interval) {
+    scale_ *= options_.growth_factor;
+    growth_tracker_ = 0;
+  }
+  return finite;
+}
+
+nlohmann::json LossScaler::state() const {
+  return {{"scale", scale_},
+          {"dynamic", dynamic_},
+          {"growth_factor", options_.growth_factor},
+          {"growth_interval", options_.growth_interval},
+          {"backoff_factor", options_.backoff_factor},
+          {"growth_tracker", growth_tracker_},
+          {"skipped_steps", skipped_steps_}};
+}
+
+void LossScaler::load_state(const nlohmann::json& state) {
+  auto number = [&](const char* key) {
+    LATTICE_CHECK(state.is_object() && state.contains(key) && state.at(key).is_number(),
+                  "[loss_scaler] state has no number \"", key, "\"");
+    return state.at(key);
+  };
+  LATTICE_CHECK(state.is_object() && state.contains("dynamic") && state.at("dynamic").is_boolean(),
+                "[loss_scaler] state has no boolean \"dynamic\"");
+  LossScaler loaded;
+  loaded.dynamic_ = state.at("dynamic").get<bool>();
+  loaded.scale_ = number("scale").get<double>();
+  loaded.options_.initial_scale = loaded.scale_;
+  loaded.options_.growth_factor = number("growth_factor").get<double>();
+  loaded.options_.growth_interval = number("growth_interval").get<int64_t>();
+  loaded.options_.backoff_factor = number("backoff_factor").get<double>();
+  loaded.growth_tracker_ = number("growth_tracker").get<int64_t>();
+  loaded.skipped_steps_ = number("skipped_steps").get<int64_t>();
+  LATTICE_CHECK(loaded.scale_ > 0 && std::isfinite(loaded.scale_), "[loss_scaler] scale ",
+                loaded.scale_, " must be finite and > 0");
+  *this = loaded;
+}
+
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  LATTICE_CHECK(max_norm > 0, "[clip_grad_norm] max norm ", max_norm, " must be > 0");
+  double sum_of_squares = 0;
+  edit_gradients(params, [&](float* g, int64_t n) {
+    sum_of_squares += detail::deterministic_sum(n, [g](int64_t i) {
+      const double x = g[i];
+      return x * x;
+    });
+  });
+  const double norm = std::sqrt(sum_of_squares);
+  if (!std::isfinite(norm) || norm <= max_norm) return norm;
+  const float coefficient = float(max_norm / (norm + 1e-6));
+  edit_gradients(params, [&](float* g, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) g[i] *= coefficient;
+  });
+  return norm;
+}
+
+bool gradients_finite(const std::vector<Tensor>& params) {
+  bool finite = true;
+  edit_gradients(params, [&](float* g, int64_t n) { finite = all_finite(g, n) && finite; });
+  return finite;
+}
+
+}  // namespace lattice::optim
