@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -15,45 +14,12 @@
 
 #include "autograd/autograd.h"
 #include "examples/models/llama.h"
+#include "optim/optimizer.h"
 #include "tensor/ops.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
 
 using namespace lattice;
-
-namespace {
-
-struct AdamW {  // PyTorch's AdamW update in one pass per parameter, until optim/ lands
-  std::vector<Tensor> parameters, m, v;
-  double lr = 3e-4, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.1;
-  int step = 0;
-
-  explicit AdamW(std::vector<Tensor> p) : parameters(std::move(p)) {
-    for (const Tensor& t : parameters) m.push_back(zeros(t.shape())), v.push_back(zeros(t.shape()));
-  }
-  void update() {
-    ++step;
-    const double correction1 = 1.0 - std::pow(beta1, step),
-                 correction2 = 1.0 - std::pow(beta2, step);
-    for (size_t i = 0; i < parameters.size(); ++i) {
-      const Tensor g = grad(parameters[i]).contiguous();
-      float* p = parameters[i].data<float>();
-      float *mi = m[i].data<float>(), *vi = v[i].data<float>();
-      const float* gi = g.data<float>();
-      const int64_t n = parameters[i].numel();
-#pragma omp parallel for simd if (n > 65536)
-      for (int64_t j = 0; j < n; ++j) {
-        p[j] *= float(1.0 - lr * weight_decay);
-        mi[j] = float(beta1) * mi[j] + float(1 - beta1) * gi[j];
-        vi[j] = float(beta2) * vi[j] + float(1 - beta2) * gi[j] * gi[j];
-        p[j] -=
-            float(lr / correction1) * mi[j] / (std::sqrt(vi[j] / float(correction2)) + float(eps));
-      }
-    }
-  }
-};
-
-}  // namespace
 
 int main(int argc, char** argv) {
   int steps = 10, warmup = 2;
@@ -88,7 +54,7 @@ int main(int argc, char** argv) {
           .to(DType::int64);
   const Tensor input = tokens.narrow(1, 0, length).contiguous();
   const Tensor target = tokens.narrow(1, 1, length).reshape({-1});
-  AdamW adamw(llama.parameters());
+  optim::AdamW adamw(optim::one_group(llama.named_parameters(), 3e-4, 0.1), {}, stack);
 
   PrecisionScope scope(stack);
   std::vector<double> times;
@@ -98,7 +64,7 @@ int main(int argc, char** argv) {
     llama.zero_grad();
     const Tensor loss = cross_entropy(llama(input).reshape({-1, vocab}), target);
     backward(loss);
-    adamw.update();
+    adamw.step();
     loss_value = loss.item<float>();
     const std::chrono::duration<double, std::milli> elapsed =
         std::chrono::steady_clock::now() - start;

@@ -6,44 +6,19 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "autograd/autograd.h"
+#include "nn/layers.h"
+#include "optim/optimizer.h"
 #include "tensor/ops.h"
 #include "tensor/precision_stack.h"
+#include "tensor/random.h"
 
 using namespace lattice;
-
-namespace {
-
-struct Adam {  // the textbook update, kept here until the optimizers land in optim/
-  std::vector<Tensor> parameters, m, v;
-  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  int step = 0;
-
-  explicit Adam(std::vector<Tensor> p) : parameters(std::move(p)) {
-    for (const Tensor& t : parameters) m.push_back(zeros(t.shape())), v.push_back(zeros(t.shape()));
-  }
-  void update() {
-    NoGradGuard no_grad;
-    ++step;
-    const double correction1 = 1.0 - std::pow(beta1, step),
-                 correction2 = 1.0 - std::pow(beta2, step);
-    for (size_t i = 0; i < parameters.size(); ++i) {
-      const Tensor g = grad(parameters[i]);
-      m[i].copy_(add(scale(m[i], beta1), scale(g, 1.0 - beta1)));
-      v[i].copy_(add(scale(v[i], beta2), scale(mul(g, g), 1.0 - beta2)));
-      const Tensor denominator = add(sqrt(scale(v[i], 1.0 / correction2)), full({}, eps));
-      parameters[i].copy_(sub(parameters[i], div(scale(m[i], lr / correction1), denominator)));
-    }
-  }
-};
-
-}  // namespace
 
 int main(int argc, char** argv) {
   int steps = 20, warmup = 3;
@@ -70,32 +45,27 @@ int main(int argc, char** argv) {
     return 2;
   }
   const int64_t batch = 512;
-  const auto layer = [](int64_t in, int64_t out, uint64_t seed) {
-    const double bound = 1.0 / std::sqrt(double(in));  // PyTorch's nn.Linear init range
-    return std::vector<Tensor>{
-        set_requires_grad(uniform({in, out}, -bound, bound, RandomStream{.seed = seed})),
-        set_requires_grad(uniform({out}, -bound, bound, RandomStream{.seed = seed + 100}))};
-  };
-  std::vector<Tensor> parameters;
-  for (const auto& [in, out, seed] : {std::tuple{784, 256, 1}, {256, 256, 2}, {256, 10, 3}})
-    for (const Tensor& t : layer(in, out, uint64_t(seed))) parameters.push_back(t);
+  manual_seed(0);
+  nn::Sequential mlp({std::make_shared<nn::Linear>(784, 256),
+                      std::make_shared<nn::Activation>(nn::Activation::Kind::relu),
+                      std::make_shared<nn::Linear>(256, 256),
+                      std::make_shared<nn::Activation>(nn::Activation::Kind::relu),
+                      std::make_shared<nn::Linear>(256, 10)});
   const Tensor x = randn({batch, 784}, RandomStream{.seed = 9});
   std::vector<int64_t> labels;
   for (int64_t i = 0; i < batch; ++i) labels.push_back(i % 10);
   const Tensor targets = from_vector<int64_t>(labels, {batch});
-  Adam adam(parameters);
+  optim::Adam adam(optim::one_group(mlp.named_parameters(), 1e-3), {}, stack);
 
   PrecisionScope scope(stack);
   std::vector<double> times;
   float loss_value = 0.0f;
   for (int step = 0; step < warmup + steps; ++step) {
     const auto start = std::chrono::steady_clock::now();
-    for (const Tensor& p : parameters) zero_grad(p);
-    Tensor h = relu(add(matmul(x, parameters[0]), parameters[1]));
-    h = relu(add(matmul(h, parameters[2]), parameters[3]));
-    const Tensor loss = cross_entropy(add(matmul(h, parameters[4]), parameters[5]), targets);
+    adam.zero_grad();
+    const Tensor loss = cross_entropy(mlp(x), targets);
     backward(loss);
-    adam.update();
+    adam.step();
     loss_value = loss.item<float>();
     const std::chrono::duration<double, std::milli> elapsed =
         std::chrono::steady_clock::now() - start;

@@ -17,9 +17,6 @@
 
 namespace lattice::nn {
 
-/// Tensors under their dotted names, in registration order (depth first).
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
-
 class Module;
 
 /// Called after a module's forward with its inputs and output; for probes, which must not

@@ -27,8 +27,6 @@ struct ParamGroup {
   double weight_decay = 0.0;
 };
 
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
-
 /// One group holding every tensor of `params` (e.g. a module's named_parameters()).
 std::vector<ParamGroup> one_group(const NamedTensors& params, double lr, double weight_decay = 0);
 

@@ -9,6 +9,7 @@
 #include <memory>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tensor/device.h"
@@ -156,6 +157,9 @@ class Tensor {
 
   std::shared_ptr<TensorImpl> impl_;
 };
+
+/// Tensors under names, in order: a module's dotted parameter names, a checkpoint's entries.
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 /// True when a and b are views of the same storage (both defined).
 /// How the autograd layer learns of views and copies of tensors that take part in autograd:

@@ -23,7 +23,7 @@ inline GradcheckResult module_gradcheck(nn::Module& module,
                                         const std::function<Tensor()>& forward,
                                         double eps = 1e-6) {
   module.to(DType::float64);
-  nn::NamedTensors checked = module.named_parameters();
+  NamedTensors checked = module.named_parameters();
   for (size_t i = 0; i < inputs.size(); ++i)
     checked.emplace_back("input " + std::to_string(i), set_requires_grad(inputs[i]));
   const Tensor weights =
