@@ -1,0 +1,329 @@
+// The shared training loop and its outputs (see trainer.h).
+#include "examples/trainer.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "autograd/autograd.h"
+#include "optim/checkpoint.h"
+#include "optim/loss_scaler.h"
+#include "optim/optimizer.h"
+#include "optim/schedule.h"
+#include "tensor/ops.h"
+#include "tensor/precision_stack.h"
+#include "tensor/random.h"
+
+namespace lattice::examples {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainerFlags& flags,
+                                                 const nn::Module& model,
+                                                 const PrecisionStack& stack) {
+  auto groups = optim::one_group(model.named_parameters(), flags.lr, flags.weight_decay);
+  if (flags.optimizer == "adam") return std::make_unique<optim::Adam>(groups, optim::AdamOptions{}, stack);
+  if (flags.optimizer == "adamw")
+    return std::make_unique<optim::AdamW>(groups, optim::AdamOptions{}, stack);
+  if (flags.optimizer == "sgd")
+    return std::make_unique<optim::Sgd>(groups, optim::SgdOptions{.momentum = 0.9}, stack);
+  if (flags.optimizer == "stablespam")
+    return std::make_unique<optim::StableSpam>(groups, optim::StableSpamOptions{}, stack);
+  throw Error(concat("[trainer] --optimizer \"", flags.optimizer,
+                     "\": expected adam, adamw, sgd or stablespam"));
+}
+
+optim::LossScaler make_loss_scaler(const std::string& spec) {
+  if (spec == "none") return optim::LossScaler();
+  if (spec == "dynamic") return optim::LossScaler::dynamic();
+  char* end = nullptr;
+  const double scale = std::strtod(spec.c_str(), &end);
+  LATTICE_CHECK(!spec.empty() && end == spec.c_str() + spec.size() && std::isfinite(scale) &&
+                    scale > 0,
+                "[trainer] --loss-scale \"", spec,
+                "\": expected none, dynamic or a positive number");
+  return optim::LossScaler::constant(scale);
+}
+
+/// "runs/x/checkpoint.json" or "runs/x/checkpoint.safetensors" -> "runs/x/checkpoint".
+std::string checkpoint_stem(std::string path) {
+  for (const std::string suffix : {".json", ".safetensors"})
+    if (path.size() > suffix.size() && path.ends_with(suffix))
+      return path.substr(0, path.size() - suffix.size());
+  return path;
+}
+
+/// JSON cannot hold NaN or inf: such values are written as null.
+nlohmann::json number_or_null(double value) {
+  return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(nullptr);
+}
+
+std::string clock_text(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const int64_t s = int64_t(seconds + 0.5);
+  return s >= 3600 ? concat(s / 3600, ":", (s / 60 % 60) / 10, s / 60 % 10, ":", (s % 60) / 10,
+                            s % 10)
+                   : concat(s / 60, ":", (s % 60) / 10, s % 10);
+}
+
+}  // namespace
+
+void add_trainer_flags(CLI::App& app, TrainerFlags& flags) {
+  app.add_option("--stack", flags.stack, "precision stack spec (see README), e.g. gemm=mxfp4")
+      ->capture_default_str();
+  app.add_option("--epochs", flags.epochs, "epochs to train")->capture_default_str()->check(
+      CLI::PositiveNumber);
+  app.add_option("--steps", flags.steps, "optimizer steps to train (overrides --epochs)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--batch", flags.batch, "batch size")->capture_default_str()->check(
+      CLI::PositiveNumber);
+  app.add_option("--lr", flags.lr, "learning rate")->capture_default_str()->check(
+      CLI::PositiveNumber);
+  app.add_option("--weight-decay", flags.weight_decay, "weight decay")->capture_default_str();
+  app.add_option("--optimizer", flags.optimizer, "adam, adamw, sgd (momentum 0.9) or stablespam")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"adam", "adamw", "sgd", "stablespam"}));
+  app.add_option("--schedule", flags.schedule,
+                 "learning-rate schedule: constant, warmup:N, cosine[:MIN], linear[:MIN], "
+                 "wsd:N:F[:MIN], comma-joined")
+      ->capture_default_str();
+  app.add_option("--loss-scale", flags.loss_scale, "none, dynamic or a constant")
+      ->capture_default_str();
+  app.add_option("--clip", flags.clip, "clip gradients to this global norm (0: off)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--seed", flags.seed, "seed of weights, shuffles and rounding")
+      ->capture_default_str();
+  app.add_option("--data", flags.data, "data directory")->capture_default_str();
+  app.add_option("--out", flags.out, "output directory (metrics.jsonl, summary.json, checkpoint)")
+      ->capture_default_str();
+  app.add_option("--threads", flags.threads, "CPU threads (0: all)")->check(
+      CLI::NonNegativeNumber);
+  app.add_option("--resume", flags.resume, "checkpoint to continue from (path without suffix)");
+  app.add_option("--checkpoint-every", flags.checkpoint_every,
+                 "write a checkpoint every N steps (and always at the end)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--log-every", flags.log_every, "progress line every N steps")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+}
+
+Evaluation evaluate_classifier(nn::Module& model, data::DataLoader& loader) {
+  NoGradGuard no_grad;
+  double total_loss = 0.0;
+  int64_t correct = 0, count = 0;
+  while (auto batch = loader.next()) {
+    const Tensor logits = model(batch->input);
+    total_loss += cross_entropy(logits, batch->target, -100, Reduction::sum).item<double>();
+    const std::vector<float> scores = logits.to_vector<float>();
+    const std::vector<int64_t> labels = batch->target.to_vector<int64_t>();
+    const size_t classes = size_t(logits.shape(1));
+    for (size_t i = 0; i < labels.size(); ++i) {
+      const auto row = scores.begin() + std::ptrdiff_t(i * classes);
+      // The first maximal logit is the prediction, as argmax.
+      correct += std::max_element(row, row + std::ptrdiff_t(classes)) - row == labels[i];
+    }
+    count += batch->size();
+  }
+  LATTICE_CHECK(count > 0, "[evaluate] the validation loader has no batches");
+  return {total_loss / double(count), double(correct) / double(count)};
+}
+
+int run_training(const TrainerFlags& flags, TrainingJob& job) {
+  LATTICE_CHECK(job.model && job.train && job.loss, "[trainer] ", job.name,
+                ": a job needs a model, a training loader and a loss");
+  if (flags.threads > 0) omp_set_num_threads(flags.threads);
+  const PrecisionStack stack = parse_precision_stack(flags.stack);
+  const std::filesystem::path out = flags.out.empty() ? "runs/" + job.name : flags.out;
+  std::filesystem::create_directories(out);
+
+  nn::Module& model = *job.model;
+  data::DataLoader& loader = *job.train;
+  const int64_t batches_per_epoch = loader.batches_per_epoch();
+  LATTICE_CHECK(batches_per_epoch > 0, "[trainer] ", job.name,
+                ": the training set gives no batch of size ", flags.batch);
+  const int64_t total_steps = flags.steps > 0 ? flags.steps : flags.epochs * batches_per_epoch;
+  const optim::Schedule schedule = optim::parse_schedule(flags.schedule, total_steps);
+  const std::unique_ptr<optim::Optimizer> optimizer = make_optimizer(flags, model, stack);
+  optim::LossScaler scaler = make_loss_scaler(flags.loss_scale);
+
+  int64_t step = 0;
+  if (!flags.resume.empty()) {
+    const optim::TrainingState state = optim::load_checkpoint(
+        checkpoint_stem(flags.resume), model.state_dict(), *optimizer, &scaler);
+    loader.load_state(state.data_loader);
+    step = state.step;
+  }
+  std::ofstream metrics(out / "metrics.jsonl", flags.resume.empty() ? std::ios::trunc : std::ios::app);
+  LATTICE_CHECK(metrics.good(), "[trainer] cannot write ", (out / "metrics.jsonl").string());
+  const auto log = [&](const nlohmann::json& line) { metrics << line.dump() << '\n' << std::flush; };
+
+  const std::string checkpoint_path = (out / "checkpoint").string();
+  const auto save = [&] {
+    optim::save_checkpoint(
+        checkpoint_path, model.state_dict(), *optimizer,
+        optim::TrainingState{.step = step, .schedule = flags.schedule, .data_loader = loader.state()},
+        &scaler);
+  };
+
+  Evaluation last_evaluation{std::nan(""), std::nullopt};
+  int64_t last_evaluated_step = -1;
+  double train_seconds = 0.0;
+  const Clock::time_point run_start = Clock::now();
+  const auto evaluate = [&] {
+    if (!job.evaluate || last_evaluated_step == step) return;
+    model.eval();
+    {
+      PrecisionScope scope(stack);
+      last_evaluation = job.evaluate();
+    }
+    model.train();
+    last_evaluated_step = step;
+    nlohmann::json line{{"step", step},
+                        {"epoch", double(step) / double(batches_per_epoch)},
+                        {"val_loss", number_or_null(last_evaluation.loss)},
+                        {"seconds", seconds_since(run_start)}};
+    if (last_evaluation.accuracy) line["val_accuracy"] = *last_evaluation.accuracy;
+    log(line);
+    std::fprintf(stderr, "%s  epoch %.2f  val loss %.4f%s\n", job.name.c_str(),
+                 double(step) / double(batches_per_epoch), last_evaluation.loss,
+                 last_evaluation.accuracy
+                     ? concat("  val accuracy ", 100.0 * *last_evaluation.accuracy, "%").c_str()
+                     : "");
+  };
+
+  std::deque<double> recent_losses;  // the last log_every losses, for the summary's train loss
+  std::vector<double> step_ms;
+  int64_t samples = 0, non_finite_run = 0, steps_this_session = 0;
+  std::string status = "finished";
+  model.train();
+  while (step < total_steps) {
+    std::optional<data::Batch> batch = loader.next();
+    if (!batch) {  // an epoch ended
+      evaluate();
+      continue;
+    }
+    const Clock::time_point start = Clock::now();
+    optim::apply_schedule(schedule, *optimizer, step);
+    optimizer->zero_grad();
+    double loss_value;
+    {
+      PrecisionScope scope(stack);
+      const Tensor loss = job.loss(*batch);
+      loss_value = loss.item<double>();
+      backward(scaler.scale_loss(loss));
+    }
+    if (flags.clip > 0) {
+      scaler.unscale(*optimizer);
+      optim::clip_grad_norm(optimizer->parameters(), flags.clip);
+    }
+    const bool stepped = scaler.step(*optimizer);
+    const double elapsed = seconds_since(start);
+    train_seconds += elapsed;
+    step_ms.push_back(1e3 * elapsed);
+    samples += batch->size();
+    ++step, ++steps_this_session;
+    recent_losses.push_back(loss_value);
+    if (int64_t(recent_losses.size()) > flags.log_every) recent_losses.pop_front();
+    log({{"step", step},
+         {"epoch", double(step) / double(batches_per_epoch)},
+         {"loss", number_or_null(loss_value)},
+         {"lr", optimizer->lr()},
+         {"loss_scale", scaler.scale()},
+         {"skipped", !stepped},
+         {"seconds", seconds_since(run_start)}});
+    if (step % flags.log_every == 0 || step == total_steps) {
+      const double rate = double(samples) / std::max(train_seconds, 1e-9);
+      const double eta = double(total_steps - step) * train_seconds / double(steps_this_session);
+      std::fprintf(stderr, "%s  epoch %.2f  step %lld/%lld  loss %.4f  lr %.2e  %.0f samples/s  ETA %s\n",
+                   job.name.c_str(), double(step) / double(batches_per_epoch), (long long)step,
+                   (long long)total_steps, loss_value, optimizer->lr(), rate,
+                   clock_text(eta).c_str());
+    }
+    if (flags.checkpoint_every > 0 && step % flags.checkpoint_every == 0) save();
+    non_finite_run = std::isfinite(loss_value) ? 0 : non_finite_run + 1;
+    if (non_finite_run >= 10) {  // NaN is a result, not a crash: record it and stop
+      status = "diverged";
+      std::fprintf(stderr, "%s  loss non-finite for 10 steps: stopping (diverged)\n",
+                   job.name.c_str());
+      break;
+    }
+  }
+  evaluate();
+  save();
+
+  double train_loss = 0.0;
+  for (double l : recent_losses) train_loss += l;
+  train_loss /= double(std::max<size_t>(recent_losses.size(), 1));
+  std::vector<double> sorted_ms = step_ms;
+  std::sort(sorted_ms.begin(), sorted_ms.end());
+  nlohmann::json summary{
+      {"trainer", job.name},
+      {"status", status},
+      {"steps", step},
+      {"epochs", double(step) / double(batches_per_epoch)},
+      {"train_loss", number_or_null(train_loss)},
+      {"val_loss", number_or_null(last_evaluation.loss)},
+      {"seconds", seconds_since(run_start)},
+      {"train_seconds", train_seconds},
+      {"seconds_per_epoch", train_seconds * double(batches_per_epoch) /
+                                double(std::max<int64_t>(steps_this_session, 1))},
+      {"step_ms_median", sorted_ms.empty() ? 0.0 : sorted_ms[sorted_ms.size() / 2]},
+      {"samples_per_second", double(samples) / std::max(train_seconds, 1e-9)},
+      {"skipped_steps", scaler.skipped_steps()},
+      {"stack", to_string(stack)},
+      {"optimizer", flags.optimizer},
+      {"schedule", flags.schedule},
+      {"lr", flags.lr},
+      {"batch", flags.batch},
+      {"loss_scale", flags.loss_scale},
+      {"seed", flags.seed},
+      {"parameters", model.parameter_count()},
+      {"config", job.config}};
+  if (last_evaluation.accuracy) summary["val_accuracy"] = *last_evaluation.accuracy;
+  {  // written whole, then renamed: a summary.json present means the run ended
+    const std::filesystem::path partial = out / "summary.json.partial";
+    std::ofstream(partial) << summary.dump(2) << '\n';
+    std::filesystem::rename(partial, out / "summary.json");
+  }
+  std::fprintf(stderr, "%s  %s: %lld steps in %.1f s, train loss %.4f, val loss %.4f%s -> %s\n",
+               job.name.c_str(), status.c_str(), (long long)step, seconds_since(run_start),
+               train_loss, last_evaluation.loss,
+               last_evaluation.accuracy
+                   ? concat(", val accuracy ", 100.0 * *last_evaluation.accuracy, "%").c_str()
+                   : "",
+               out.string().c_str());
+  return 0;
+}
+
+int trainer_main(const std::string& name,
+                 CLI::App& app,
+                 int argc,
+                 char** argv,
+                 const std::function<int()>& body) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", name.c_str(), e.what());
+    return 1;
+  }
+}
+
+}  // namespace lattice::examples

@@ -1,0 +1,76 @@
+// What every trainer shares: the common flags, the training loop (precision stack, optimizer,
+// schedule, loss scaling, clipping, evaluation, checkpoints and resume) and its outputs — a
+// progress line on stderr, metrics.jsonl, summary.json and checkpoints under --out.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "data/dataset.h"
+#include "nn/module.h"
+
+namespace lattice::examples {
+
+struct TrainerFlags {
+  std::string stack = "fp32";
+  int64_t epochs = 1;
+  int64_t steps = 0;  // when > 0, the run's length in optimizer steps (epochs is then ignored)
+  int64_t batch = 64;
+  double lr = 1e-3;
+  double weight_decay = 0.0;
+  std::string optimizer = "adam";
+  std::string schedule = "constant";
+  std::string loss_scale = "none";  // none | dynamic | a constant scale
+  double clip = 0.0;                // global gradient-norm bound; 0: no clipping
+  uint64_t seed = 0;
+  std::string data = {};
+  std::string out = {};
+  int threads = 0;  // 0: OpenMP's default
+  std::string resume = {};
+  int64_t checkpoint_every = 0;
+  int64_t log_every = 50;
+};
+
+/// Registers the common flags on `app`; the values already in `flags` are the trainer's
+/// defaults and show in --help.
+void add_trainer_flags(CLI::App& app, TrainerFlags& flags);
+
+struct Evaluation {
+  double loss = 0.0;
+  std::optional<double> accuracy = {};
+};
+
+struct TrainingJob {
+  std::string name;  // "mnist": the progress prefix and summary's trainer
+  nn::Module* model = nullptr;
+  data::DataLoader* train = nullptr;
+  /// The training loss of one batch (the loop runs it under the stack, in training mode).
+  std::function<Tensor(const data::Batch&)> loss;
+  /// Validation, run in eval mode without gradients after each epoch and at the end; may be
+  /// empty.
+  std::function<Evaluation()> evaluate;
+  /// Trainer-specific settings copied into summary.json ("model": "cnn", sizes, ...).
+  nlohmann::json config = nlohmann::json::object();
+};
+
+/// Trains `job` as `flags` say and writes its outputs. Returns the process exit status: 0 when
+/// the run finished (a run whose loss diverged to NaN/inf also finishes, recorded as
+/// "status": "diverged"). Throws lattice::Error on bad flags, files or data.
+int run_training(const TrainerFlags& flags, TrainingJob& job);
+
+/// Mean cross entropy and accuracy of a classifier over every batch of `loader` (one epoch).
+Evaluation evaluate_classifier(nn::Module& model, data::DataLoader& loader);
+
+/// Runs a trainer's main: parses argv with `app`, then `body`; --help and parse errors exit as
+/// CLI11 does, a lattice::Error or other exception prints "<name>: <message>" and returns 1.
+int trainer_main(const std::string& name,
+                 CLI::App& app,
+                 int argc,
+                 char** argv,
+                 const std::function<int()>& body);
+
+}  // namespace lattice::examples
