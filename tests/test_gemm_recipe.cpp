@@ -12,6 +12,7 @@
 #include "tensor/ops.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
+#include "tensor/spatial_ops.h"
 
 using namespace lattice;
 
@@ -169,6 +170,29 @@ TEST_CASE("quantizer gradient estimators match their formulas on one ideal-scale
     }
     CHECK(got != x_hat);
   }
+}
+
+TEST_CASE("the max term carries r_hat / r and the scale surrogate under the mx rule") {
+  // amax = 2.5: unrounded decode scale r_hat = 2.5 / 2^2 = 0.625, rounded down to r = 0.5;
+  // on the ue8m0 lattice 0.625 lies in [0.5, 1] at t = (0.625 - 0.75) / 0.25 = -0.5.
+  const Quantizer q = parse_quantizer_spec("mxfp4:b4");
+  const std::vector<float> x = {0.7f, 2.5f, -1.1f, 0.3f};
+  const std::vector<float> g = {0.3f, -0.5f, 0.9f, 0.2f};
+  const std::vector<int64_t> shape = {4};
+  std::vector<float> x_hat(4);
+  quantize(q, x, x_hat, shape);
+  double sum = 0.0;
+  for (size_t i = 0; i < 4; ++i) sum += double(g[i]) * (x[i] - x_hat[i]);
+  GemmRecipe recipe;
+  recipe.max_approx = MaxApprox::absmax;
+  for (const ScaleGradient scale : {ScaleGradient::ste, ScaleGradient::baseline}) {
+    recipe.scale_gradient = scale;
+    const double surrogate = scale_derivative(scale, 0.625, ue8m0);
+    const std::vector<float> got = estimated(q, recipe, x, g, shape);
+    CHECK(got[1] == doctest::Approx(g[1] - surrogate * (0.625 / 0.5) / 2.5 * sum));
+    CHECK(got[0] == g[0]);
+  }
+  CHECK(scale_derivative(ScaleGradient::baseline, 0.625, ue8m0) == doctest::Approx(baseline(-0.5)));
 }
 
 TEST_CASE("tensor-scale gradient estimators add (x_hat - x) / max|x| terms") {
@@ -338,6 +362,33 @@ TEST_CASE("an RHT on both operands leaves an fp32 GEMM unchanged up to rounding"
   CHECK(max_abs_difference(grad(a).to_vector<float>(), da) < 1e-4);
   CHECK(max_abs_difference(grad(b).to_vector<float>(), db) < 1e-4);
   CHECK(y_rht.to_vector<float>() != y);  // it did transform
+}
+
+TEST_CASE("conv2d, a GEMM over im2col columns, takes the recipe too") {
+  const Tensor x = set_requires_grad(randn({2, 4, 6, 6}, RandomStream{.seed = 64}));
+  const Tensor w = set_requires_grad(randn({8, 4, 3, 3}, RandomStream{.seed = 65}));
+  const std::vector<float> plain = conv2d(x, w, {}, 1, 1).to_vector<float>();
+  Tensor y;
+  {
+    PrecisionScope scope(parse_precision_stack("gemm.hadamard=all"));
+    y = conv2d(x, w, {}, 1, 1);
+    backward(sum(y));
+  }
+  CHECK(max_abs_difference(y.to_vector<float>(), plain) < 1e-4);
+  zero_grad(x);
+  zero_grad(w);
+  {
+    PrecisionScope scope(parse_precision_stack("pure-fp4-e4m3,gemm.step_grad=baseline"));
+    backward(sum(conv2d(x, w, {}, 1, 1)));
+  }
+  const std::vector<float> estimated_grad = grad(w).to_vector<float>();
+  zero_grad(x);
+  zero_grad(w);
+  {
+    PrecisionScope scope(parse_precision_stack("pure-fp4-e4m3"));
+    backward(sum(conv2d(x, w, {}, 1, 1)));
+  }
+  CHECK(estimated_grad != grad(w).to_vector<float>());
 }
 
 TEST_CASE("Hadamard signs are fresh per GEMM call and replay after manual_seed") {
