@@ -15,6 +15,8 @@
 namespace lattice {
 namespace {
 
+constexpr int64_t kParallelMin = 1 << 15;  // smaller arrays are not worth waking threads
+
 template <typename Enum, size_t N>
 Enum parse_name(const char* what, const std::string& text, const char* const (&names)[N]) {
   const std::string name = lowercase(text);
@@ -33,20 +35,39 @@ constexpr const char* kTensorScaleGradient[] = {"ignore", "absmax", "ste"};
 constexpr const char* kStochasticRounding[] = {"none", "all", "backward", "intelfp4"};
 constexpr const char* kHadamard[] = {"none", "all", "backward"};
 
-float rounded(double v, const Format& f, RoundingMode mode) {
-  const RoundingPlan plan =
-      make_rounding_plan(f, Rounding{mode, 32, Overflow::saturate, Subnormals::keep});
-  return round_to_lattice(float(v), plan, 0u);
-}
+/// Round-to-nearest-even onto one format (saturating) and its directed neighbours, with the
+/// rounding plans built once per quantization rather than per element.
+class Staircase {
+ public:
+  explicit Staircase(const Format& f)
+      : format_(f),
+        down_(plan(f, RoundingMode::toward_negative)),
+        up_(plan(f, RoundingMode::toward_positive)),
+        nearest_(plan(f, RoundingMode::nearest_even)) {}
 
-/// Where v lies between its lattice neighbours q_i <= v <= q_{i+1}: t = (v - c) / delta in
-/// [-1, 1] with c the midpoint and delta the half width (t = 1 on a lattice point).
-double position_between_neighbours(double v, const Format& f) {
-  const double low = rounded(v, f, RoundingMode::toward_negative);
-  const double high = rounded(v, f, RoundingMode::toward_positive);
-  if (high <= low) return 1.0;
-  return (v - (low + high) / 2) / ((high - low) / 2);
-}
+  const Format& format() const {
+    return format_;
+  }
+  double nearest(double v) const {
+    return round_to_lattice(float(v), nearest_, 0u);
+  }
+  /// Where v lies between its lattice neighbours q_i <= v <= q_{i+1}: t = (v - c) / delta in
+  /// [-1, 1] with c the midpoint and delta the half width (t = 1 on a lattice point).
+  double position(double v) const {
+    const double low = round_to_lattice(float(v), down_, 0u);
+    const double high = round_to_lattice(float(v), up_, 0u);
+    if (high <= low) return 1.0;
+    return (v - (low + high) / 2) / ((high - low) / 2);
+  }
+
+ private:
+  static RoundingPlan plan(const Format& f, RoundingMode mode) {
+    return make_rounding_plan(f, Rounding{mode, 32, Overflow::saturate, Subnormals::keep});
+  }
+
+  Format format_;
+  RoundingPlan down_, up_, nearest_;
+};
 
 /// Wang et al.'s differentiable estimator, Q~(x) = delta (1 + sign(t) |t|^(1/k)) + q_i, whose
 /// derivative in x is |t|^(1/k - 1) / k with t the distance to the midpoint normalised by the
@@ -69,13 +90,11 @@ double clip_surrogate(double d) {
 /// Slope of the piecewise-linear interpolant of round-to-nearest-even onto f, sampled at
 /// kSplineSamples even points of [low, high], at v (SciPy InterpolatedUnivariateSpline k=1,
 /// extrapolating its end pieces).
-double spline_slope(double v, double low, double high, const Format& f) {
+double spline_slope(double v, double low, double high, const Staircase& q) {
   const double h = (high - low) / (kSplineSamples - 1);
   const int j = std::clamp(int(std::floor((v - low) / h)), 0, kSplineSamples - 2);
   const double left = low + j * h, right = low + (j + 1) * h;
-  return clip_surrogate((double(rounded(right, f, RoundingMode::nearest_even)) -
-                         double(rounded(left, f, RoundingMode::nearest_even))) /
-                        h);
+  return clip_surrogate((q.nearest(right) - q.nearest(left)) / h);
 }
 
 }  // namespace
@@ -117,15 +136,17 @@ std::string to_string(HadamardPlacement v) {
   return kHadamard[int(v)];
 }
 
-double step_derivative(StepGradient mode, double u, const Format& element) {
-  const double top = element.carrier_max();
+namespace {
+
+double step_derivative(StepGradient mode, double u, const Staircase& element) {
+  const double top = element.format().carrier_max();
   // Past the saturation point the surrogates are undefined; like the reference's unmasked
   // branch the gradient passes straight through there.
   if (mode == StepGradient::ste || !(std::abs(u) <= top)) return 1.0;
   // The reference code multiplies every surrogate by a mask max_mask = (6 > x) the wrong way
   // round, so its surrogate acts only where the scaled value is +6 (algorithms.md §4.5).
   // That is a bug; here the surrogate acts on every element, as the paper describes.
-  const double t = position_between_neighbours(u, element);
+  const double t = element.position(u);
   switch (mode) {
     case StepGradient::baseline:
       return baseline_derivative(t);
@@ -141,20 +162,30 @@ double step_derivative(StepGradient mode, double u, const Format& element) {
   }
 }
 
-double scale_derivative(ScaleGradient mode, double v, const Format& scale_format) {
+double scale_derivative(ScaleGradient mode, double v, const Staircase& scale) {
+  const Format& scale_format = scale.format();
   // An fp32 ("ideal") scale is not rounded: its quantizer is the identity.
   if (mode == ScaleGradient::ste || scale_format == fp32 || !(v > 0.0) ||
       !(v <= scale_format.carrier_max()))
     return 1.0;
-  if (mode == ScaleGradient::baseline)
-    return baseline_derivative(position_between_neighbours(v, scale_format));
+  if (mode == ScaleGradient::baseline) return baseline_derivative(scale.position(v));
   // The reference samples the first 20 scale values, a range real scales never reach. We
   // sample the binade [2^e, 2^(e+1)) holding v instead, which keeps the spline's meaning (the
   // interpolated staircase) at every magnitude.
   int exponent = 0;
   std::frexp(v, &exponent);
   const double low = std::ldexp(1.0, exponent - 1);
-  return spline_slope(v, low, 2 * low, scale_format);
+  return spline_slope(v, low, 2 * low, scale);
+}
+
+}  // namespace
+
+double step_derivative(StepGradient mode, double u, const Format& element) {
+  return step_derivative(mode, u, Staircase(element));
+}
+
+double scale_derivative(ScaleGradient mode, double v, const Format& scale_format) {
+  return scale_derivative(mode, v, Staircase(scale_format));
 }
 
 namespace {
@@ -291,12 +322,17 @@ void quantize_operand(const Quantizer& q,
   validate(q);
   check_sizes("quantize", shape, x.size(), y.size());
   const BlockPass pass(q, recipe, x, shape, random);
-  std::vector<int64_t> index;
-  for (int64_t b = 0; b < pass.block_count(); ++b) {
-    pass.indices(b, index);
-    const BlockPass::Block block = pass.block(b, index);
-    double u;
-    for (int64_t k : index) y[size_t(k)] = pass.element(k, block.scale, u);
+  const int64_t blocks = pass.block_count();
+#pragma omp parallel if (int64_t(x.size()) > kParallelMin)
+  {
+    std::vector<int64_t> index;
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) {
+      pass.indices(b, index);
+      const BlockPass::Block block = pass.block(b, index);
+      double u;
+      for (int64_t k : index) y[size_t(k)] = pass.element(k, block.scale, u);
+    }
   }
 }
 
@@ -313,13 +349,15 @@ void quantizer_gradient(const Quantizer& q,
     std::copy(grad_y.begin(), grad_y.end(), grad_x.begin());
     return;
   }
+  const Staircase element(q.element);
   if (!q.scaling) {  // elementwise: only the step surrogate applies, at u = x
     for (size_t k = 0; k < x.size(); ++k)
-      grad_x[k] = float(step_derivative(recipe.step_gradient, x[k], q.element) * grad_y[k]);
+      grad_x[k] = float(step_derivative(recipe.step_gradient, x[k], element) * grad_y[k]);
     return;
   }
   validate(q);
   const BlockPass pass(q, recipe, x, shape, random);
+  const Staircase scale(pass.scaling().scale_format);
   // Tensor-scale term (§4.7): dx_hat_i/dg_raw = (x_hat_i - Q'(u_i) x_i) / g_raw with g
   // treated as independent of the block scales, as the reference does.
   const double g_raw = pass.tensor_amax();
@@ -329,60 +367,68 @@ void quantizer_gradient(const Quantizer& q,
   std::vector<double> tensor_terms;
   if (tensor_term) tensor_terms.assign(x.size(), 0.0);
 
-  std::vector<int64_t> index;
-  std::vector<double> derivative, x_hat;
-  for (int64_t b = 0; b < pass.block_count(); ++b) {
-    pass.indices(b, index);
-    const BlockPass::Block block = pass.block(b, index);
-    if (std::isnan(block.scale)) {  // a block holding NaN or inf: nothing to estimate
-      for (int64_t k : index) grad_x[size_t(k)] = grad_y[size_t(k)];
-      continue;
-    }
-    derivative.resize(index.size());
-    x_hat.resize(index.size());
-    for (size_t i = 0; i < index.size(); ++i) {
-      double u;
-      x_hat[i] = pass.element(index[i], block.scale, u);
-      derivative[i] = step_derivative(recipe.step_gradient, u, q.element);
-      const size_t k = size_t(index[i]);
-      grad_x[k] = float(derivative[i] * grad_y[k]);
-      if (tensor_term) {
-        tensor_terms[k] = grad_y[k] * (x_hat[i] - derivative[i] * x[k]) / g_raw;
-        tensor_sum += tensor_terms[k];
+  // Blocks are independent; the tensor-scale sum is kept per block and added in block order,
+  // so the result does not depend on the thread count.
+  const int64_t blocks = pass.block_count();
+  std::vector<double> block_tensor_sums(tensor_term ? size_t(blocks) : 0, 0.0);
+#pragma omp parallel if (int64_t(x.size()) > kParallelMin)
+  {
+    std::vector<int64_t> index;
+    std::vector<double> derivative, x_hat;
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) {
+      pass.indices(b, index);
+      const BlockPass::Block block = pass.block(b, index);
+      if (std::isnan(block.scale)) {  // a block holding NaN or inf: nothing to estimate
+        for (int64_t k : index) grad_x[size_t(k)] = grad_y[size_t(k)];
+        continue;
       }
-    }
-    if (recipe.max_approx == MaxApprox::ste || block.amax == 0.0f) continue;
-    // Max term (§4.4), re-derived rather than transcribed: with x_hat_i = Q(x_i m) / m and
-    // the multiplier m a function of the rounded scale r = R(r_hat(amax)),
-    //   dx_hat_i/damax = -(Q'_i x_i - x_hat_i) R'(r_hat) (r_hat / r) / amax
-    // for every rule (mx, nvfp4 and encode alike), and damax/dx_j = w_j below.
-    double block_sum = 0.0;
-    for (size_t i = 0; i < index.size(); ++i)
-      block_sum += grad_y[size_t(index[i])] * (derivative[i] * x[size_t(index[i])] - x_hat[i]);
-    const double coefficient =
-        -scale_derivative(recipe.scale_gradient, block.unrounded, pass.scaling().scale_format) *
-        (block.unrounded / block.scale) / block.amax * block_sum;
-    if (recipe.max_approx == MaxApprox::absmax) {
-      // The hard max's gradient, shared equally by ties (as lattice::max).
-      int ties = 0;
-      for (int64_t k : index)
-        ties += (float_bits(x[size_t(k)]) & 0x7FFFFFFFu) == block.hard_max_bits;
-      for (int64_t k : index)
-        if ((float_bits(x[size_t(k)]) & 0x7FFFFFFFu) == block.hard_max_bits)
-          grad_x[size_t(k)] += float(signum(x[size_t(k)]) * coefficient / ties);
-    } else {
-      // softmax(alpha |x|) sign(x): the exact gradient of the smooth max (softsoftmax), used
-      // as a surrogate for the hard max (hardsoftmax).
-      const double top = float_from_bits(block.hard_max_bits);
-      double total = 0.0;
-      for (int64_t k : index) total += std::exp(recipe.alpha * (std::abs(x[size_t(k)]) - top));
-      for (int64_t k : index) {
-        const double weight = std::exp(recipe.alpha * (std::abs(x[size_t(k)]) - top)) / total;
-        grad_x[size_t(k)] += float(signum(x[size_t(k)]) * weight * coefficient);
+      derivative.resize(index.size());
+      x_hat.resize(index.size());
+      for (size_t i = 0; i < index.size(); ++i) {
+        double u;
+        x_hat[i] = pass.element(index[i], block.scale, u);
+        derivative[i] = step_derivative(recipe.step_gradient, u, element);
+        const size_t k = size_t(index[i]);
+        grad_x[k] = float(derivative[i] * grad_y[k]);
+        if (tensor_term) {
+          tensor_terms[k] = grad_y[k] * (x_hat[i] - derivative[i] * x[k]) / g_raw;
+          block_tensor_sums[size_t(b)] += tensor_terms[k];
+        }
+      }
+      if (recipe.max_approx == MaxApprox::ste || block.amax == 0.0f) continue;
+      // Max term (§4.4), re-derived rather than transcribed: with x_hat_i = Q(x_i m) / m and
+      // the multiplier m a function of the rounded scale r = R(r_hat(amax)),
+      //   dx_hat_i/damax = -(Q'_i x_i - x_hat_i) R'(r_hat) (r_hat / r) / amax
+      // for every rule (mx, nvfp4 and encode alike), and damax/dx_j = w_j below.
+      double block_sum = 0.0;
+      for (size_t i = 0; i < index.size(); ++i)
+        block_sum += grad_y[size_t(index[i])] * (derivative[i] * x[size_t(index[i])] - x_hat[i]);
+      const double coefficient = -scale_derivative(recipe.scale_gradient, block.unrounded, scale) *
+                                 (block.unrounded / block.scale) / block.amax * block_sum;
+      if (recipe.max_approx == MaxApprox::absmax) {
+        // The hard max's gradient, shared equally by ties (as lattice::max).
+        int ties = 0;
+        for (int64_t k : index)
+          ties += (float_bits(x[size_t(k)]) & 0x7FFFFFFFu) == block.hard_max_bits;
+        for (int64_t k : index)
+          if ((float_bits(x[size_t(k)]) & 0x7FFFFFFFu) == block.hard_max_bits)
+            grad_x[size_t(k)] += float(signum(x[size_t(k)]) * coefficient / ties);
+      } else {
+        // softmax(alpha |x|) sign(x): the exact gradient of the smooth max (softsoftmax), used
+        // as a surrogate for the hard max (hardsoftmax).
+        const double top = float_from_bits(block.hard_max_bits);
+        double total = 0.0;
+        for (int64_t k : index) total += std::exp(recipe.alpha * (std::abs(x[size_t(k)]) - top));
+        for (int64_t k : index) {
+          const double weight = std::exp(recipe.alpha * (std::abs(x[size_t(k)]) - top)) / total;
+          grad_x[size_t(k)] += float(signum(x[size_t(k)]) * weight * coefficient);
+        }
       }
     }
   }
   if (!tensor_term) return;
+  for (double partial : block_tensor_sums) tensor_sum += partial;
   if (recipe.tensor_scale_gradient == TensorScaleGradient::ste) {
     // Straight-through of g_raw = max|x|: each element is treated as the max for its own term.
     for (size_t k = 0; k < x.size(); ++k) grad_x[k] += float(signum(x[k]) * tensor_terms[k]);
