@@ -2,6 +2,7 @@
 // against their formulas, recipe GEMMs against GEMMs on dequantized operands forward and
 // backward, Hadamard orthogonality and sign freshness, and unbiased stochastic block rounding.
 #include <doctest/doctest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <vector>
@@ -438,4 +439,26 @@ TEST_CASE("stochastic block rounding is unbiased where no element saturates") {
     }
     for (int i = 0; i < 32; ++i) CHECK(std::abs(mean[size_t(i)] - x[size_t(i)]) < 0.1);
   }
+}
+
+TEST_CASE("quantizer gradients give the same bits for one and two threads") {
+  const Quantizer q = along(parse_quantizer_spec("e2m1:b16:scale=ue4m3:rule=encode:ts:sr"), -1);
+  const Tensor x = randn({256, 256}, RandomStream{.seed = 81});
+  const Tensor g = randn({256, 256}, RandomStream{.seed = 82});
+  GemmRecipe recipe;
+  recipe.step_gradient = StepGradient::sigmoid;
+  recipe.max_approx = MaxApprox::softsoftmax;
+  recipe.tensor_scale_gradient = TensorScaleGradient::absmax;
+  const RandomStream random{.seed = 83};
+  const int threads_before = omp_get_max_threads();
+  const auto run = [&](int threads) {
+    omp_set_num_threads(threads);
+    std::vector<float> y(size_t(x.numel()));
+    quantize_operand(q, recipe, x.to_vector<float>(), y, x.shape(), random);
+    const std::vector<float> dx =
+        estimated(q, recipe, x.to_vector<float>(), g.to_vector<float>(), {256, 256}, random);
+    omp_set_num_threads(threads_before);
+    return std::vector<std::vector<float>>{y, dx};
+  };
+  CHECK(run(1) == run(2));
 }
