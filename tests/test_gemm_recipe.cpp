@@ -462,3 +462,36 @@ TEST_CASE("quantizer gradients give the same bits for one and two threads") {
   };
   CHECK(run(1) == run(2));
 }
+
+TEST_CASE("a backward-Hadamard GEMM equals the GEMMs on transformed, dequantized operands") {
+  // dgrad: Q(g T2) Q(b T2)^T along N; wgrad: Q(T3^T a)^T Q(T3^T g) along M; fresh T2, T3.
+  const int64_t M = 32, K = 64, N = 32;
+  const Tensor a = set_requires_grad(randn({M, K}, RandomStream{.seed = 91}));
+  const Tensor b = set_requires_grad(randn({K, N}, RandomStream{.seed = 92}));
+  const Tensor g = randn({M, N}, RandomStream{.seed = 93});
+  manual_seed(17);
+  RandomStream s[8];  // x, w; dgrad signs, dy, saved w; wgrad signs, saved x, dy
+  for (RandomStream& stream : s) stream = next_random_stream();
+  manual_seed(17);
+  Tensor y;
+  {
+    PrecisionScope scope(parse_precision_stack("mxfp4,gemm.hadamard=backward"));
+    y = matmul(a, b);
+    backward(y, g);
+  }
+  const Quantizer mxfp4 = parse_quantizer("mxfp4");
+  CHECK(y.to_vector<float>() == product(quantized(a, along(mxfp4, 1), s[0]),
+                                        quantized(b, along(mxfp4, 0), s[1]), M, N, K, false,
+                                        false));
+  const auto transformed = [](const Tensor& t, int axis, const RandomStream& signs) {
+    std::vector<float> v = t.to_vector<float>();
+    random_hadamard(v, t.shape(), axis, 32, signs, false);
+    return from_vector(v, t.shape());
+  };
+  CHECK(grad(a).to_vector<float>() ==
+        product(quantized(transformed(g, 1, s[2]), along(mxfp4, 1), s[3]),
+                quantized(transformed(b, 1, s[2]), along(mxfp4, 1), s[4]), M, K, N, false, true));
+  CHECK(grad(b).to_vector<float>() ==
+        product(quantized(transformed(a, 0, s[5]), along(mxfp4, 0), s[6]),
+                quantized(transformed(g, 0, s[5]), along(mxfp4, 0), s[7]), K, N, M, true, false));
+}
