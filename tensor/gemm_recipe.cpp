@@ -204,9 +204,8 @@ class BlockPass {
     uint32_t amax_bits = 0;
     for (float v : x) amax_bits = std::max(amax_bits, finite_magnitude_bits(v));
     tensor_amax_ = float_from_bits(amax_bits);
-    const bool needs_tensor_amax =
-        s_.rule == ScaleRule::nvfp4 || (s_.rule == ScaleRule::encode && s_.tensor_scale);
-    plan_ = make_block_plan(q.element, q.rounding, s_, needs_tensor_amax ? tensor_amax_ : 0.0f);
+    // As quantize_blocks_cpu: the plan sees the tensor amax only where a tensor scale uses it.
+    plan_ = make_block_plan(q.element, q.rounding, s_, has_tensor_scale() ? tensor_amax_ : 0.0f);
   }
 
   int64_t block_count() const {
@@ -215,8 +214,8 @@ class BlockPass {
   float tensor_amax() const {
     return tensor_amax_;
   }
-  /// The tensor scale g the elements are divided by (nvfp4: s_dec, encode+ts: g), or 0 when
-  /// the quantizer has none.
+  /// Whether the elements are divided by a tensor scale g = max|x| / divisor (nvfp4: s_dec,
+  /// encode with ts: g).
   bool has_tensor_scale() const {
     return s_.rule == ScaleRule::nvfp4 || (s_.rule == ScaleRule::encode && s_.tensor_scale);
   }
