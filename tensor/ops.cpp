@@ -10,6 +10,7 @@
 
 #include "autograd/autograd.h"
 #include "kernels/gemm.h"
+#include "tensor/gemm_recipe.h"
 #include "tensor/op_support.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
@@ -849,6 +850,133 @@ Tensor accumulated_product(const Tensor& a, const Tensor& b, const Accumulator& 
   return total;
 }
 
+/// The contiguous float32 values of `t` as a fresh tensor, outside autograd.
+Tensor fresh_copy(const Tensor& t) {
+  NoGradGuard no_grad;
+  const Tensor in = t.contiguous();
+  Tensor out = empty(t.shape());
+  std::copy_n(in.data<float>(), t.numel(), out.data<float>());
+  return out;
+}
+
+/// `t` with a random Hadamard along `axis` (or its inverse), outside autograd.
+Tensor hadamard_along(
+    const Tensor& t, int axis, int block, const RandomStream& signs, bool inverse = false) {
+  Tensor out = fresh_copy(t);
+  random_hadamard(std::span<float>(out.data<float>(), size_t(out.numel())), out.shape(), axis,
+                  block, signs, inverse);
+  return out;
+}
+
+/// One GEMM operand under a recipe: its quantizer (axis set, SR applied) and the random
+/// stream its quantization drew, so the backward can rebuild the quantizer's estimator.
+struct RecipeOperand {
+  Quantizer quantizer;
+  RandomStream random;
+};
+
+RecipeOperand recipe_operand(Quantizer q, int axis, bool stochastic) {
+  if (is_identity(q)) return {q, {}};
+  if (q.scaling) q.scaling->axis = axis;
+  if (stochastic) q.rounding.mode = RoundingMode::stochastic;
+  return {q, next_random_stream()};
+}
+
+Tensor quantized_by(const Tensor& t, const RecipeOperand& operand, const GemmRecipe& recipe) {
+  if (is_identity(operand.quantizer)) return t;
+  NoGradGuard no_grad;
+  const Tensor in = t.contiguous();
+  Tensor out = empty(t.shape());
+  quantize_operand(
+      operand.quantizer, recipe, std::span<const float>(in.data<float>(), size_t(t.numel())),
+      std::span<float>(out.data<float>(), size_t(t.numel())), t.shape(), operand.random);
+  return operand.quantizer.scaling ? out : out.with_format(operand.quantizer.element);
+}
+
+/// dL/dx from dL/dQ(x) (summed to x's shape) through the recipe's estimators.
+Tensor estimated_gradient(const Tensor& grad_q,
+                          const Tensor& x,
+                          const RecipeOperand& operand,
+                          const GemmRecipe& recipe) {
+  const Tensor g = sum_to(grad_q, x.shape());
+  if (is_identity(operand.quantizer) || recipe.straight_through()) return g;
+  NoGradGuard no_grad;
+  const Tensor xs = x.contiguous(), gs = g.contiguous();
+  Tensor out = empty(x.shape());
+  const size_t n = size_t(x.numel());
+  quantizer_gradient(operand.quantizer, recipe, std::span<const float>(xs.data<float>(), n),
+                     std::span<const float>(gs.data<float>(), n),
+                     std::span<float>(out.data<float>(), n), x.shape(), operand.random);
+  return out;
+}
+
+/// matmul under a non-default GemmRecipe (algorithms.md §4.4-4.9). Forward:
+/// y = Q_x(a T) Q_w(T^T b) with T = diag(s) H along K when the Hadamard covers all GEMMs.
+/// Backward: dL/dQ(a T) ~ Q_dy(g T2) Q_bw(T2^T (T^T b)^T) and dL/dQ(T^T b) ~ Q_bx((a T)^T T3)
+/// Q_dy(T3^T g), T2 and T3 fresh Hadamards along N and M when the Hadamard covers backward;
+/// each then goes through its forward quantizer's estimator and T^T back to a and b.
+Tensor recipe_matmul(const Tensor& a,
+                     const Tensor& b,
+                     const GemmQuantizers& q,
+                     const Accumulator& acc) {
+  const GemmRecipe& recipe = q.recipe;
+  const StochasticRounding sr = recipe.stochastic_rounding;
+  const bool forward_hadamard = recipe.hadamard == HadamardPlacement::all;
+  const bool backward_hadamard = recipe.hadamard != HadamardPlacement::none;
+  const int forward_block = hadamard_block(q.input);
+  const RandomStream forward_signs = forward_hadamard ? next_random_stream() : RandomStream{};
+  const Tensor at = forward_hadamard ? hadamard_along(a, -1, forward_block, forward_signs) : a;
+  const Tensor bt = forward_hadamard ? hadamard_along(b, -2, forward_block, forward_signs) : b;
+  const RecipeOperand x = recipe_operand(q.input, -1, sr == StochasticRounding::all);
+  const RecipeOperand w = recipe_operand(q.weight, -2, sr == StochasticRounding::all);
+  const Tensor out = on_activation_lattice(
+      accumulated_product(quantized_by(at, x, recipe), quantized_by(bt, w, recipe), acc));
+  const auto operand = [](const Tensor& t, const Quantizer& quantizer) {
+    return is_identity(quantizer) ? describe(t) : concat(to_string(quantizer), " ", t.shape());
+  };
+  trace("matmul", {operand(a, x.quantizer), operand(b, w.quantizer)}, out,
+        acc.round_every > 0 ? concat(format_name(acc.format), ":k", acc.round_every)
+                            : format_name(acc.format));
+  record_op(
+      "matmul", out, {a, b},
+      [at = detach(at), bt = detach(bt), q, acc, x, w, forward_hadamard, backward_hadamard,
+       forward_block, forward_signs](const Tensor& g) {
+        const GemmRecipe& recipe = q.recipe;
+        const StochasticRounding sr = recipe.stochastic_rounding;
+        const bool sr_dy = sr != StochasticRounding::none;
+        const int block = hadamard_block(q.output_grad);
+        // dgrad: reduces over N.
+        const RandomStream dgrad_signs = backward_hadamard ? next_random_stream() : RandomStream{};
+        const Tensor g_d = backward_hadamard ? hadamard_along(g, -1, block, dgrad_signs) : g;
+        const Tensor w_d = backward_hadamard ? hadamard_along(bt, -1, block, dgrad_signs) : bt;
+        const RecipeOperand dy_d = recipe_operand(q.output_grad, -1, sr_dy);
+        const RecipeOperand saved_w =
+            recipe_operand(q.saved_weight, -1, sr == StochasticRounding::all);
+        const Tensor grad_qa =
+            accumulated_product(quantized_by(g_d, dy_d, recipe),
+                                quantized_by(w_d, saved_w, recipe).transpose(-1, -2), acc);
+        // wgrad: reduces over M.
+        const RandomStream wgrad_signs = backward_hadamard ? next_random_stream() : RandomStream{};
+        const Tensor a_w = backward_hadamard ? hadamard_along(at, -2, block, wgrad_signs) : at;
+        const Tensor g_w = backward_hadamard ? hadamard_along(g, -2, block, wgrad_signs) : g;
+        const RecipeOperand saved_x =
+            recipe_operand(q.saved_input, -2,
+                           sr == StochasticRounding::all || sr == StochasticRounding::intel_fp4);
+        const RecipeOperand dy_w = recipe_operand(q.output_grad, -2, sr_dy);
+        const Tensor grad_qb =
+            accumulated_product(quantized_by(a_w, saved_x, recipe).transpose(-1, -2),
+                                quantized_by(g_w, dy_w, recipe), acc);
+        Tensor da = estimated_gradient(grad_qa, at, x, recipe);
+        Tensor db = estimated_gradient(grad_qb, bt, w, recipe);
+        if (forward_hadamard) {
+          da = hadamard_along(da, -1, forward_block, forward_signs, true);
+          db = hadamard_along(db, -2, forward_block, forward_signs, true);
+        }
+        return std::vector<Tensor>{da, db};
+      });
+  return out;
+}
+
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
@@ -862,6 +990,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   // dgrad; M for wgrad), captured now: backward may run after the scope has ended.
   const GemmQuantizers q = in_backward() ? GemmQuantizers{} : current_precision().gemm;
   const Accumulator acc = in_backward() ? Accumulator{} : current_precision().accumulator;
+  if (!(q.recipe == GemmRecipe{}) && a.dtype() == DType::float32)
+    return recipe_matmul(a, b, q, acc);
   const Tensor out = on_activation_lattice(accumulated_product(
       quantized_operand(a, q.input, -1), quantized_operand(b, q.weight, -2), acc));
   const auto operand = [](const Tensor& t, const Quantizer& quantizer) {
@@ -897,6 +1027,15 @@ Tensor quantize(const Tensor& x,
     record_op("quantize", out, {x}, [](const Tensor& g) { return std::vector<Tensor>{g}; });
   }
   return out;
+}
+
+QuantizerBackward gradient_estimator(const Quantizer& q,
+                                     const GemmRecipe& recipe,
+                                     const RandomStream& random) {
+  return [operand = RecipeOperand{q, random}, recipe](const Tensor& g, const Tensor& x,
+                                                      const Tensor&) {
+    return estimated_gradient(g, x, operand, recipe);
+  };
 }
 
 Tensor cast(const Tensor& x,

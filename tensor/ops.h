@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "tensor/gemm_recipe.h"
 #include "tensor/quantizer.h"
 #include "tensor/tensor.h"
 
@@ -108,6 +109,11 @@ Tensor quantize(const Tensor& x,
                 const Quantizer& q,
                 const RandomStream& random = {},
                 const QuantizerBackward& backward = {});
+/// The backward of Q(x) = quantize(x, q, random) through a GEMM recipe's gradient estimators
+/// (step, scale, max and tensor-scale surrogates), for quantize()'s `backward` argument.
+QuantizerBackward gradient_estimator(const Quantizer& q,
+                                     const GemmRecipe& recipe,
+                                     const RandomStream& random);
 /// x rounded onto `format` with `rounding` (an elementwise quantize; straight-through).
 Tensor cast(const Tensor& x,
             const Format& format,

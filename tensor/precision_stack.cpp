@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
+#include <cmath>
 #include <vector>
 
 #include "tensor/error.h"
@@ -82,11 +84,18 @@ void apply_option(Quantizer& q, const std::string& option) {
   } else if (key == "rule") {
     scaling_of(q).rule = parse_scale_rule(value);
   } else if (key == "scale_round") {
-    scaling_of(q).scale_rounding = parse_rounding(value).mode;
+    // The design-space names of the three scale rounding modes are accepted too.
+    const std::string mode = value == "tiestoeven"       ? "rne"
+                             : value == "towardpositive" ? "rup"
+                             : value == "stochastic"     ? "sr"
+                                                         : value;
+    scaling_of(q).scale_rounding = parse_rounding(mode).mode;
   } else if (key == "zero") {
-    LATTICE_CHECK(value == "one" || value == "subnormal", "zero= takes one or subnormal, got \"",
-                  value, "\"");
-    scaling_of(q).zero_scale = value == "one" ? ZeroScale::to_one : ZeroScale::nearest_subnormal;
+    // NaN mode (§4.3): the short spellings and the design-space names.
+    const bool one = value == "one" || value == "to_one";
+    LATTICE_CHECK(one || value == "subnormal" || value == "nearest_subnormal",
+                  "zero= takes one|to_one or subnormal|nearest_subnormal, got \"", value, "\"");
+    scaling_of(q).zero_scale = one ? ZeroScale::to_one : ZeroScale::nearest_subnormal;
   } else if (key == "overflow") {
     q.rounding.overflow = parse_overflow(value);
   } else if (key == "axis") {
@@ -113,6 +122,27 @@ std::string base_name(const Quantizer& q, Quantizer& base) {
 
 std::string scale_rounding_name(RoundingMode mode) {
   return rounding_name(Rounding{.mode = mode});
+}
+
+/// The Hadamard of a GEMM runs over its first operand's quantizer blocks (forward: x;
+/// backward: dy), which must therefore be a power of two long (32 for elementwise ones).
+void check_hadamard_blocks(const std::string& spec, const GemmQuantizers& gemm) {
+  const HadamardPlacement placement = gemm.recipe.hadamard;
+  if (placement == HadamardPlacement::none) return;
+  const auto check = [&](const char* key, const Quantizer& q) {
+    const int block = hadamard_block(q);
+    LATTICE_CHECK((block & (block - 1)) == 0, "[stack] \"", spec,
+                  "\": gemm.hadamard=", to_string(placement), " runs over the ", key,
+                  " blocks, which must be a power of two long, got ", block);
+  };
+  if (placement == HadamardPlacement::all) check("gemm.x", gemm.input);
+  check("gemm.dy", gemm.output_grad);
+}
+
+std::string number(double v) {
+  char buffer[32];
+  const auto result = std::to_chars(buffer, buffer + sizeof buffer, v);
+  return std::string(buffer, result.ptr);
 }
 
 }  // namespace
@@ -152,15 +182,50 @@ std::string to_string(const Quantizer& q) {
 PrecisionStack parse_precision_stack(const std::string& spec) {
   PrecisionStack stack;
   const std::string trimmed = lowercase(spec);
-  if (trimmed.empty() || trimmed == "fp32") return stack;
-  for (const std::string& item : split(trimmed, ',')) {
+  if (trimmed.empty()) return stack;
+  std::vector<std::string> items = split(trimmed, ',');
+  if (items[0].find('=') == std::string::npos) {
+    // A bare first item names the stack the other items override.
+    const auto& known = named_stacks();
+    const auto named = std::find_if(known.begin(), known.end(),
+                                    [&](const NamedStack& n) { return items[0] == n.name; });
+    if (named == known.end()) {
+      std::string names;
+      for (const NamedStack& n : known) names += (names.empty() ? "" : ", ") + std::string(n.name);
+      throw Error(concat("[stack] \"", spec, "\" at \"", items[0],
+                         "\": expected key=value or a named stack (known: ", names, ")"));
+    }
+    stack = parse_precision_stack(named->spec);
+    items.erase(items.begin());
+  }
+  for (const std::string& item : items) {
     try {
       const size_t equals = item.find('=');
       LATTICE_CHECK(equals != std::string::npos && equals > 0, "expected key=value");
       const std::string key = item.substr(0, equals), value = item.substr(equals + 1);
       LATTICE_CHECK(!value.empty(), "empty value");
       GemmQuantizers& gemm = stack.gemm;
-      if (key == "acc") {
+      GemmRecipe& recipe = gemm.recipe;
+      if (key == "gemm.sr") {
+        recipe.stochastic_rounding = parse_stochastic_rounding(value);
+      } else if (key == "gemm.hadamard") {
+        recipe.hadamard = parse_hadamard(value);
+      } else if (key == "gemm.max") {
+        recipe.max_approx = parse_max_approx(value);
+      } else if (key == "gemm.alpha") {
+        double alpha = 0.0;
+        const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), alpha);
+        LATTICE_CHECK(error == std::errc() && end == value.data() + value.size() &&
+                          std::isfinite(alpha) && alpha > 0.0,
+                      "gemm.alpha takes a positive number, got \"", value, "\"");
+        recipe.alpha = alpha;
+      } else if (key == "gemm.step_grad") {
+        recipe.step_gradient = parse_step_gradient(value);
+      } else if (key == "gemm.scale_grad") {
+        recipe.scale_gradient = parse_scale_gradient(value);
+      } else if (key == "gemm.ts_grad") {
+        recipe.tensor_scale_gradient = parse_tensor_scale_gradient(value);
+      } else if (key == "acc") {
         const std::vector<std::string> parts = split(value, ':');
         LATTICE_CHECK(parts.size() <= 2, "acc takes FORMAT[:k<N>]");
         stack.accumulator.format = parse_format(parts[0]);
@@ -184,7 +249,7 @@ PrecisionStack parse_precision_stack(const std::string& spec) {
         else if (key == "opt")
           stack.optimizer_state = q;
         else if (key == "gemm")
-          gemm = {q, q, q, q, q};
+          gemm.input = gemm.weight = gemm.output_grad = gemm.saved_input = gemm.saved_weight = q;
         else if (key == "gemm.fwd")
           gemm.input = gemm.weight = q;
         else if (key == "gemm.bwd")
@@ -202,12 +267,15 @@ PrecisionStack parse_precision_stack(const std::string& spec) {
         else
           throw Error(concat("unknown key \"", key,
                              "\" (known: w, a, g, gemm, gemm.fwd, gemm.bwd, gemm.x, gemm.w, "
-                             "gemm.dy, gemm.bwd.x, gemm.bwd.w, acc, opt, master)"));
+                             "gemm.dy, gemm.bwd.x, gemm.bwd.w, gemm.sr, gemm.hadamard, gemm.max, "
+                             "gemm.alpha, gemm.step_grad, gemm.scale_grad, gemm.ts_grad, acc, "
+                             "opt, master)"));
       }
     } catch (const Error& e) {
       throw Error(concat("[stack] \"", spec, "\" at \"", item, "\": ", e.what()));
     }
   }
+  check_hadamard_blocks(spec, stack.gemm);
   return stack;
 }
 
@@ -240,6 +308,22 @@ std::string to_string(const PrecisionStack& s) {
       add("gemm.bwd.w", g.saved_weight);
     }
   }
+  const GemmRecipe& r = g.recipe;
+  const GemmRecipe defaults;
+  const auto add_recipe = [&](const char* key, const std::string& value, bool is_default) {
+    if (!is_default) items.push_back(std::string(key) + "=" + value);
+  };
+  add_recipe("gemm.sr", to_string(r.stochastic_rounding),
+             r.stochastic_rounding == defaults.stochastic_rounding);
+  add_recipe("gemm.hadamard", to_string(r.hadamard), r.hadamard == defaults.hadamard);
+  add_recipe("gemm.max", to_string(r.max_approx), r.max_approx == defaults.max_approx);
+  add_recipe("gemm.alpha", number(r.alpha), r.alpha == defaults.alpha);
+  add_recipe("gemm.step_grad", to_string(r.step_gradient),
+             r.step_gradient == defaults.step_gradient);
+  add_recipe("gemm.scale_grad", to_string(r.scale_gradient),
+             r.scale_gradient == defaults.scale_gradient);
+  add_recipe("gemm.ts_grad", to_string(r.tensor_scale_gradient),
+             r.tensor_scale_gradient == defaults.tensor_scale_gradient);
   if (!(s.accumulator == Accumulator{}))
     items.push_back(
         "acc=" + format_name(s.accumulator.format) +
@@ -250,6 +334,30 @@ std::string to_string(const PrecisionStack& s) {
   std::string out;
   for (const std::string& item : items) out += (out.empty() ? "" : ",") + item;
   return out;
+}
+
+const std::vector<NamedStack>& named_stacks() {
+  // Pure FP4 (design-space appendix, Table 3): E2M1 in every GEMM operand, the "encode" scale
+  // rule, block 32 for E8M0 and 16 for the other scale formats, and no other knob (cp = 0).
+  static const std::vector<NamedStack> stacks = {
+      {"fp32", "", "everything in fp32"},
+      {"bf16", "w=bf16,a=bf16,g=bf16", "bf16 weights, activations and gradients; fp32 masters"},
+      {"fp16", "w=fp16,a=fp16,g=fp16", "fp16 weights, activations and gradients; fp32 masters"},
+      {"fp8-e4m3", "gemm=e4m3", "GEMM operands rounded to e4m3, no scaling"},
+      {"mxfp8", "gemm=mxfp8", "OCP MXFP8: e4m3 elements, ue8m0 scales, block 32"},
+      {"mxfp4", "gemm=mxfp4", "OCP MXFP4: e2m1 elements, ue8m0 scales, block 32"},
+      {"nvfp4", "gemm=nvfp4", "NVFP4: e2m1, ue4m3 block scales (16), fp32 tensor scale"},
+      {"ue5m3-fp4", "gemm=e2m1:b16:scale=ue5m3:rule=encode:ts:zero=one",
+       "e2m1 with ue5m3 block scales (16), tensor scaling, zero scales to one"},
+      {"pure-fp4-e8m0", "gemm=e2m1:scale=ue8m0:rule=encode", "pure FP4, E8M0 scales, block 32"},
+      {"pure-fp4-e4m3", "gemm=e2m1:b16:scale=e4m3:rule=encode", "pure FP4, E4M3 scales, block 16"},
+      {"pure-fp4-ue5m3", "gemm=e2m1:b16:scale=ue5m3:rule=encode",
+       "pure FP4, UE5M3 scales, block 16"},
+      {"pure-fp4-e8m3", "gemm=e2m1:b16:scale=e8m3:rule=encode", "pure FP4, E8M3 scales, block 16"},
+      {"pure-fp4-fp32", "gemm=e2m1:b16:scale=fp32:rule=encode",
+       "pure FP4, ideal fp32 scales, block 16"},
+  };
+  return stacks;
 }
 
 namespace {

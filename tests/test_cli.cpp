@@ -358,3 +358,18 @@ TEST_CASE("--help prints usage and exits 0; no command prints the command list")
   }
   CHECK(run_tool("").out.find("quantize") != std::string::npos);
 }
+
+TEST_CASE("stacks lists every named stack with its canonical spec; a spec argument expands") {
+  ToolResult r = run_tool("stacks");
+  CHECK(r.status == 0);
+  for (const char* row : {"| mxfp4 ", "| gemm=mxfp4 ", "| nvfp4          | 0.5 | gemm=nvfp4 ",
+                          "| pure-fp4-e4m3  |   0 | gemm=e2m1:b16:scale=e4m3:rule=encode ",
+                          "| pure-fp4-fp32 ", "| ue5m3-fp4 ", "| fp8-e4m3 "})
+    CHECK_MESSAGE(r.out.find(row) != std::string::npos, row);
+  r = run_tool("stacks 'mxfp4,gemm.sr=backward,gemm.max=absmax'");
+  CHECK(r.status == 0);
+  CHECK(r.out.find("| 3.5 | gemm=mxfp4,gemm.sr=backward,gemm.max=absmax ") != std::string::npos);
+  r = run_tool("stacks 'mxfp4,gemm.hadamard=sometimes'");
+  check_one_line_error(r);
+  CHECK(r.err.find("\"gemm.hadamard=sometimes\"") != std::string::npos);
+}

@@ -1,6 +1,7 @@
 // lattice: command-line inspector for number lattices. `formats` tabulates the named formats
 // and block quantizers, `cast` rounds one value onto a lattice and shows its code and
-// neighbours, `quantize` quantize-dequantizes float32 values from stdin to stdout.
+// neighbours, `quantize` quantize-dequantizes float32 values from stdin to stdout, `stacks`
+// lists the named precision stacks with their canonical specs and complexity points.
 // Every failure is one line "lattice: <message>" on stderr and exit status 2.
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -21,9 +22,11 @@
 
 #include "kernels/scalar/bits.h"
 #include "tensor/block_scaling.h"
+#include "tensor/design_space.h"
 #include "tensor/error.h"
 #include "tensor/format.h"
 #include "tensor/philox.h"
+#include "tensor/precision_stack.h"
 #include "tensor/quantizer.h"
 #include "tensor/rounding.h"
 
@@ -167,6 +170,25 @@ class Table {
 std::string specials_text(const Format& f) {
   if (f.has_inf()) return "inf, nan";
   return f.has_nan() ? "nan" : "-";
+}
+
+/// Named stacks, or one spec (NAME[,key=value...]) expanded, with complexity points.
+int run_stacks(const std::string& spec) {
+  Table stacks({"stack", "cp", "spec", "what"}, {false, true, false, false});
+  const auto add = [&](const std::string& name, const std::string& text, const std::string& what) {
+    const PrecisionStack stack = parse_precision_stack(text);
+    stacks.add({name, exact_text(complexity_points(stack)), to_string(stack), what});
+  };
+  if (!spec.empty()) {
+    add(spec, spec, "");
+  } else {
+    for (const NamedStack& named : named_stacks()) add(named.name, named.spec, named.description);
+  }
+  stacks.print(stdout);
+  std::printf(
+      "\ncp: design-space complexity points of the stack's knobs (loss scaling and StableSPAM,\n"
+      "trainer options, add 0.5 each). A spec NAME,key=value,... overrides a named stack.\n");
+  return 0;
 }
 
 int run_formats() {
@@ -541,10 +563,19 @@ int run(int argc, char** argv) {
   add_text_option(quantize, "--seed", q.seed, "S", kSeedHelp);
   quantize->add_flag("--binary", q.binary, "read and write raw little-endian float32");
 
+  std::string stack_spec;
+  CLI::App* stacks = app.add_subcommand(
+      "stacks", "Named precision stacks with their canonical specs and complexity points.");
+  stacks->footer("Example: lattice stacks 'nvfp4,gemm.sr=backward'");
+  add_text_option(stacks, "SPEC", stack_spec, "SPEC",
+                  "expand one spec (NAME[,key=value...]) instead of listing the named stacks");
+
   std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty() && !args[0].starts_with('-')) {
-    const bool known = args[0] == "formats" || args[0] == "cast" || args[0] == "quantize";
-    LATTICE_CHECK(known, "unknown command \"", args[0], "\" (known: formats, cast, quantize)");
+    const bool known =
+        args[0] == "formats" || args[0] == "cast" || args[0] == "quantize" || args[0] == "stacks";
+    LATTICE_CHECK(known, "unknown command \"", args[0],
+                  "\" (known: formats, cast, quantize, stacks)");
   }
   args = protect_negative_numbers(std::move(args));
   std::reverse(args.begin(), args.end());  // CLI11 takes its argument vector back to front
@@ -558,6 +589,7 @@ int run(int argc, char** argv) {
   }
 
   if (formats->parsed()) return run_formats();
+  if (stacks->parsed()) return run_stacks(stack_spec);
   if (cast->parsed()) return run_cast(c);
   if (quantize->parsed())
     return run_quantize(q, [&](const char* option) { return quantize->count(option) > 0; });
