@@ -31,8 +31,8 @@ std::shared_ptr<nn::Module> make_model(const std::string& kind, int64_t hidden) 
 
 int main(int argc, char** argv) {
   CLI::App app{"Train an MLP or a small CNN on MNIST-format images (IDX files)."};
-  examples::TrainerFlags flags{.epochs = 5, .batch = 512, .lr = 1e-3, .schedule = "cosine",
-                               .data = data::kFashionMnistDir};
+  examples::TrainerFlags flags{
+      .epochs = 5, .batch = 512, .lr = 1e-3, .schedule = "cosine", .data = data::kFashionMnistDir};
   std::string model_kind = "mlp";
   int64_t hidden = 512;
   app.add_option("--model", model_kind, "mlp or cnn")
@@ -44,8 +44,8 @@ int main(int argc, char** argv) {
   examples::add_trainer_flags(app, flags);
   return examples::trainer_main("mnist", app, argc, argv, [&] {
     manual_seed(flags.seed);
-    const data::IdxOptions options{.flatten = false,
-                                   .normalization = {{data::kFashionMnistMean}, {data::kFashionMnistStd}}};
+    const data::IdxOptions options{
+        .flatten = false, .normalization = {{data::kFashionMnistMean}, {data::kFashionMnistStd}}};
     const auto train_set = data::load_mnist(flags.data, true, options);
     const auto test_set = data::load_mnist(flags.data, false, options);
     data::DataLoader train(train_set, {.batch_size = flags.batch, .seed = flags.seed});

@@ -30,9 +30,8 @@ int main(int argc, char** argv) {
     sizes.seed = flags.seed;
     const data::TrainValidation split = data::make_gaussian_regression(sizes);
     const auto validation = data::materialize(*split.validation, loader_threads);
-    data::DataLoader train(split.train, {.batch_size = flags.batch,
-                                         .seed = flags.seed,
-                                         .threads = loader_threads});
+    data::DataLoader train(
+        split.train, {.batch_size = flags.batch, .seed = flags.seed, .threads = loader_threads});
     nn::Linear model(sizes.features, 1, false);
     examples::TrainingJob job{
         .name = "regression",

@@ -17,6 +17,7 @@
 #include "optim/loss_scaler.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
+#include "tensor/design_space.h"
 #include "tensor/ops.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
@@ -35,7 +36,8 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const TrainerFlags& flags,
                                                  const nn::Module& model,
                                                  const PrecisionStack& stack) {
   auto groups = optim::one_group(model.named_parameters(), flags.lr, flags.weight_decay);
-  if (flags.optimizer == "adam") return std::make_unique<optim::Adam>(groups, optim::AdamOptions{}, stack);
+  if (flags.optimizer == "adam")
+    return std::make_unique<optim::Adam>(groups, optim::AdamOptions{}, stack);
   if (flags.optimizer == "adamw")
     return std::make_unique<optim::AdamW>(groups, optim::AdamOptions{}, stack);
   if (flags.optimizer == "sgd")
@@ -51,10 +53,9 @@ optim::LossScaler make_loss_scaler(const std::string& spec) {
   if (spec == "dynamic") return optim::LossScaler::dynamic();
   char* end = nullptr;
   const double scale = std::strtod(spec.c_str(), &end);
-  LATTICE_CHECK(!spec.empty() && end == spec.c_str() + spec.size() && std::isfinite(scale) &&
-                    scale > 0,
-                "[trainer] --loss-scale \"", spec,
-                "\": expected none, dynamic or a positive number");
+  LATTICE_CHECK(
+      !spec.empty() && end == spec.c_str() + spec.size() && std::isfinite(scale) && scale > 0,
+      "[trainer] --loss-scale \"", spec, "\": expected none, dynamic or a positive number");
   return optim::LossScaler::constant(scale);
 }
 
@@ -74,9 +75,9 @@ nlohmann::json number_or_null(double value) {
 std::string clock_text(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
   const int64_t s = int64_t(seconds + 0.5);
-  return s >= 3600 ? concat(s / 3600, ":", (s / 60 % 60) / 10, s / 60 % 10, ":", (s % 60) / 10,
-                            s % 10)
-                   : concat(s / 60, ":", (s % 60) / 10, s % 10);
+  return s >= 3600
+             ? concat(s / 3600, ":", (s / 60 % 60) / 10, s / 60 % 10, ":", (s % 60) / 10, s % 10)
+             : concat(s / 60, ":", (s % 60) / 10, s % 10);
 }
 
 }  // namespace
@@ -84,14 +85,17 @@ std::string clock_text(double seconds) {
 void add_trainer_flags(CLI::App& app, TrainerFlags& flags) {
   app.add_option("--stack", flags.stack, "precision stack spec (see README), e.g. gemm=mxfp4")
       ->capture_default_str();
-  app.add_option("--epochs", flags.epochs, "epochs to train")->capture_default_str()->check(
-      CLI::PositiveNumber);
+  app.add_option("--epochs", flags.epochs, "epochs to train")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--steps", flags.steps, "optimizer steps to train (overrides --epochs)")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--batch", flags.batch, "batch size")->capture_default_str()->check(
-      CLI::PositiveNumber);
-  app.add_option("--lr", flags.lr, "learning rate")->capture_default_str()->check(
-      CLI::PositiveNumber);
+  app.add_option("--batch", flags.batch, "batch size")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--lr", flags.lr, "learning rate")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--weight-decay", flags.weight_decay, "weight decay")->capture_default_str();
   app.add_option("--optimizer", flags.optimizer, "adam, adamw, sgd (momentum 0.9) or stablespam")
       ->capture_default_str()
@@ -109,8 +113,7 @@ void add_trainer_flags(CLI::App& app, TrainerFlags& flags) {
   app.add_option("--data", flags.data, "data directory")->capture_default_str();
   app.add_option("--out", flags.out, "output directory (metrics.jsonl, summary.json, checkpoint)")
       ->capture_default_str();
-  app.add_option("--threads", flags.threads, "CPU threads (0: all)")->check(
-      CLI::NonNegativeNumber);
+  app.add_option("--threads", flags.threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
   app.add_option("--resume", flags.resume, "checkpoint to continue from (path without suffix)");
   app.add_option("--checkpoint-every", flags.checkpoint_every,
                  "write a checkpoint every N steps (and always at the end)")
@@ -166,15 +169,19 @@ int run_training(const TrainerFlags& flags, TrainingJob& job) {
     loader.load_state(state.data_loader);
     step = state.step;
   }
-  std::ofstream metrics(out / "metrics.jsonl", flags.resume.empty() ? std::ios::trunc : std::ios::app);
+  std::ofstream metrics(out / "metrics.jsonl",
+                        flags.resume.empty() ? std::ios::trunc : std::ios::app);
   LATTICE_CHECK(metrics.good(), "[trainer] cannot write ", (out / "metrics.jsonl").string());
-  const auto log = [&](const nlohmann::json& line) { metrics << line.dump() << '\n' << std::flush; };
+  const auto log = [&](const nlohmann::json& line) {
+    metrics << line.dump() << '\n' << std::flush;
+  };
 
   const std::string checkpoint_path = (out / "checkpoint").string();
   const auto save = [&] {
     optim::save_checkpoint(
         checkpoint_path, model.state_dict(), *optimizer,
-        optim::TrainingState{.step = step, .schedule = flags.schedule, .data_loader = loader.state()},
+        optim::TrainingState{
+            .step = step, .schedule = flags.schedule, .data_loader = loader.state()},
         &scaler);
   };
 
@@ -247,10 +254,10 @@ int run_training(const TrainerFlags& flags, TrainingJob& job) {
     if (step % flags.log_every == 0 || step == total_steps) {
       const double rate = double(samples) / std::max(train_seconds, 1e-9);
       const double eta = double(total_steps - step) * train_seconds / double(steps_this_session);
-      std::fprintf(stderr, "%s  epoch %.2f  step %lld/%lld  loss %.4f  lr %.2e  %.0f samples/s  ETA %s\n",
-                   job.name.c_str(), double(step) / double(batches_per_epoch), (long long)step,
-                   (long long)total_steps, loss_value, optimizer->lr(), rate,
-                   clock_text(eta).c_str());
+      std::fprintf(
+          stderr, "%s  epoch %.2f  step %lld/%lld  loss %.4f  lr %.2e  %.0f samples/s  ETA %s\n",
+          job.name.c_str(), double(step) / double(batches_per_epoch), (long long)step,
+          (long long)total_steps, loss_value, optimizer->lr(), rate, clock_text(eta).c_str());
     }
     if (flags.checkpoint_every > 0 && step % flags.checkpoint_every == 0) save();
     non_finite_run = std::isfinite(loss_value) ? 0 : non_finite_run + 1;
@@ -284,6 +291,9 @@ int run_training(const TrainerFlags& flags, TrainingJob& job) {
       {"samples_per_second", double(samples) / std::max(train_seconds, 1e-9)},
       {"skipped_steps", scaler.skipped_steps()},
       {"stack", to_string(stack)},
+      {"complexity_points",
+       complexity_points(stack, {.loss_scaling = flags.loss_scale != "none",
+                                 .stable_spam = flags.optimizer == "stablespam"})},
       {"optimizer", flags.optimizer},
       {"schedule", flags.schedule},
       {"lr", flags.lr},
