@@ -19,10 +19,12 @@ std::shared_ptr<nn::Module> make_model(const std::string& kind, int64_t hidden) 
         std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(784, hidden), relu(),
         std::make_shared<nn::Linear>(hidden, hidden), relu(),
         std::make_shared<nn::Linear>(hidden, 10)});
-  // (1, 28, 28) -> conv 32 -> pool -> conv 64 -> pool -> (64, 7, 7) -> 128 -> 10
+  // (1, 28, 28) -> conv 32 -> pool -> conv 64 -> pool -> (64, 7, 7) -> 128 -> 10, batch norm
+  // after each convolution
   return std::make_shared<nn::Sequential>(std::vector<std::shared_ptr<nn::Module>>{
-      std::make_shared<nn::Conv2d>(1, 32, 3, 1, 1), relu(), std::make_shared<nn::MaxPool2d>(2),
-      std::make_shared<nn::Conv2d>(32, 64, 3, 1, 1), relu(), std::make_shared<nn::MaxPool2d>(2),
+      std::make_shared<nn::Conv2d>(1, 32, 3, 1, 1), std::make_shared<nn::BatchNorm2d>(32), relu(),
+      std::make_shared<nn::MaxPool2d>(2), std::make_shared<nn::Conv2d>(32, 64, 3, 1, 1),
+      std::make_shared<nn::BatchNorm2d>(64), relu(), std::make_shared<nn::MaxPool2d>(2),
       std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(64 * 7 * 7, 128), relu(),
       std::make_shared<nn::Linear>(128, 10)});
 }

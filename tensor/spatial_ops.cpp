@@ -1,9 +1,10 @@
-// Spatial ops: im2col/col2im loops over (N, C) planes, convolution as one GEMM per image and
-// group over the im2col columns, pooling and upsampling. Each op records one FunctionNode whose
-// backward is written with ops (col2im, im2col, matmul, sum, gather, slice), so second
-// derivatives flow through them too.
+// Spatial ops: patch rows (im2col's transpose) and their adjoint per image, convolution as one
+// GEMM per group over the whole batch's patch rows, pooling and upsampling. Each op records one
+// FunctionNode whose backward is written with ops (col2im, im2col, matmul, sum, gather, slice), so
+// second derivatives flow through them too.
 #include "tensor/spatial_ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -51,65 +52,107 @@ Window plan_window(const char* op,
   return g;
 }
 
-/// One channel: x (height, width) -> cols (taps, positions), zero outside the image.
+/// Image n of x (C, height, width) -> its patch rows (positions, C * taps): row l holds the
+/// C x kernel_h x kernel_w window under output position l (channel-major), zero outside the
+/// image.
 template <typename T>
-void unfold_plane(const T* x, T* cols, const Window& g) {
-  const int64_t L = g.positions();
-  for (int64_t i = 0; i < g.kernel_h; ++i) {
-    for (int64_t j = 0; j < g.kernel_w; ++j) {
-      T* row = cols + (i * g.kernel_w + j) * L;
-      for (int64_t oh = 0; oh < g.out_h; ++oh) {
-        T* r = row + oh * g.out_w;
-        const int64_t ih = oh * g.stride - g.padding + i * g.dilation;
-        if (ih < 0 || ih >= g.height) {
-          for (int64_t ow = 0; ow < g.out_w; ++ow) r[ow] = T(0);
-          continue;
-        }
-        const T* line = x + ih * g.width;
-        for (int64_t ow = 0; ow < g.out_w; ++ow) {
-          const int64_t iw = ow * g.stride - g.padding + j * g.dilation;
-          r[ow] = iw >= 0 && iw < g.width ? line[iw] : T(0);
+void unfold_image(const T* x, T* rows, int64_t channels, const Window& g) {
+  const int64_t width = channels * g.taps();
+  for (int64_t oh = 0; oh < g.out_h; ++oh)
+    for (int64_t ow = 0; ow < g.out_w; ++ow) {
+      T* row = rows + (oh * g.out_w + ow) * width;
+      const int64_t first_iw = ow * g.stride - g.padding;
+      const bool inside = first_iw >= 0 && first_iw + (g.kernel_w - 1) * g.dilation < g.width;
+      for (int64_t c = 0; c < channels; ++c) {
+        const T* plane = x + c * g.height * g.width;
+        for (int64_t i = 0; i < g.kernel_h; ++i) {
+          const int64_t ih = oh * g.stride - g.padding + i * g.dilation;
+          T* out = row + (c * g.kernel_h + i) * g.kernel_w;
+          if (ih < 0 || ih >= g.height) {
+            for (int64_t j = 0; j < g.kernel_w; ++j) out[j] = T(0);
+            continue;
+          }
+          const T* line = plane + ih * g.width + first_iw;
+          if (inside) {  // the whole window row lies in the image: no bounds checks
+            for (int64_t j = 0; j < g.kernel_w; ++j) out[j] = line[j * g.dilation];
+            continue;
+          }
+          for (int64_t j = 0; j < g.kernel_w; ++j) {
+            const int64_t iw = first_iw + j * g.dilation;
+            out[j] = iw >= 0 && iw < g.width ? line[j * g.dilation] : T(0);
+          }
         }
       }
     }
-  }
 }
 
-/// The adjoint of unfold_plane: x (height, width) += each column entry at its source pixel.
+/// The adjoint of unfold_image: x (C, height, width) += each row entry at its source pixel.
 template <typename T>
-void fold_plane(const T* cols, T* x, const Window& g) {
-  const int64_t L = g.positions();
-  for (int64_t i = 0; i < g.kernel_h; ++i) {
-    for (int64_t j = 0; j < g.kernel_w; ++j) {
-      const T* row = cols + (i * g.kernel_w + j) * L;
-      for (int64_t oh = 0; oh < g.out_h; ++oh) {
-        const int64_t ih = oh * g.stride - g.padding + i * g.dilation;
-        if (ih < 0 || ih >= g.height) continue;
-        const T* r = row + oh * g.out_w;
-        T* line = x + ih * g.width;
-        for (int64_t ow = 0; ow < g.out_w; ++ow) {
-          const int64_t iw = ow * g.stride - g.padding + j * g.dilation;
-          if (iw >= 0 && iw < g.width) line[iw] += r[ow];
+void fold_image(const T* rows, T* x, int64_t channels, const Window& g) {
+  const int64_t width = channels * g.taps();
+  for (int64_t oh = 0; oh < g.out_h; ++oh)
+    for (int64_t ow = 0; ow < g.out_w; ++ow) {
+      const T* row = rows + (oh * g.out_w + ow) * width;
+      for (int64_t c = 0; c < channels; ++c) {
+        T* plane = x + c * g.height * g.width;
+        for (int64_t i = 0; i < g.kernel_h; ++i) {
+          const int64_t ih = oh * g.stride - g.padding + i * g.dilation;
+          if (ih < 0 || ih >= g.height) continue;
+          const T* in = row + (c * g.kernel_h + i) * g.kernel_w;
+          T* line = plane + ih * g.width;
+          for (int64_t j = 0; j < g.kernel_w; ++j) {
+            const int64_t iw = ow * g.stride - g.padding + j * g.dilation;
+            if (iw >= 0 && iw < g.width) line[iw] += in[j];
+          }
         }
       }
     }
-  }
 }
 
-/// im2col of a packed image batch into a packed (N, C*taps, positions) tensor (no autograd).
-Tensor unfold(const Tensor& x, const Window& g) {
-  NoGradGuard no_grad;  // the packed copy is an internal temporary
-  const Tensor in = x.contiguous();
-  const int64_t planes = x.shape(0) * x.shape(1), plane = g.height * g.width;
-  const int64_t block = g.taps() * g.positions();
-  Tensor cols = empty({x.shape(0), x.shape(1) * g.taps(), g.positions()}, x.dtype());
-  visit_floating(x, "im2col", [&]<typename T>(std::type_identity<T>) {
-    const T* src = in.data<T>();
-    T* dst = cols.data<T>();
-#pragma omp parallel for if (planes * block > (1 << 16))
-    for (int64_t p = 0; p < planes; ++p) unfold_plane(src + p * plane, dst + p * block, g);
+Tensor image_from_rows(const Tensor& rows, const Window& g, int64_t channels);
+
+/// x (N, C, H, W) -> patch rows (N, positions, C * taps), images in parallel. Backward:
+/// image_from_rows.
+Tensor patch_rows(const Tensor& x, const Window& g) {
+  const int64_t N = x.shape(0), C = x.shape(1), width = C * g.taps();
+  Tensor rows = empty({N, g.positions(), width}, x.dtype());
+  {
+    NoGradGuard no_grad;  // the packed copy is an internal temporary
+    const Tensor in = x.contiguous();
+    visit_floating(x, "im2col", [&]<typename T>(std::type_identity<T>) {
+      const T* src = in.data<T>();
+      T* dst = rows.data<T>();
+      const int64_t image = C * g.height * g.width, block = g.positions() * width;
+#pragma omp parallel for if (N * block > (1 << 16))
+      for (int64_t n = 0; n < N; ++n) unfold_image(src + n * image, dst + n * block, C, g);
+    });
+  }
+  record_op("im2col", rows, {x}, [g, C](const Tensor& grad) {
+    return std::vector<Tensor>{image_from_rows(grad, g, C)};
   });
-  return cols;
+  return rows;
+}
+
+/// The adjoint of patch_rows: rows (N, positions, channels * taps) -> (N, channels, H, W).
+/// Backward: patch_rows.
+Tensor image_from_rows(const Tensor& rows, const Window& g, int64_t channels) {
+  const int64_t N = rows.shape(0);
+  Tensor out = zeros({N, channels, g.height, g.width}, rows.dtype());
+  {
+    NoGradGuard no_grad;
+    const Tensor in = rows.contiguous();
+    visit_floating(rows, "col2im", [&]<typename T>(std::type_identity<T>) {
+      const T* src = in.data<T>();
+      T* dst = out.data<T>();
+      const int64_t image = channels * g.height * g.width,
+                    block = g.positions() * channels * g.taps();
+#pragma omp parallel for if (N * block > (1 << 16))
+      for (int64_t n = 0; n < N; ++n) fold_image(src + n * block, dst + n * image, channels, g);
+    });
+  }
+  record_op("col2im", out, {rows},
+            [g](const Tensor& grad) { return std::vector<Tensor>{patch_rows(grad, g)}; });
+  return out;
 }
 
 }  // namespace
@@ -122,12 +165,7 @@ Tensor im2col(const Tensor& x,
               int64_t dilation) {
   check_image(x, "im2col");
   const Window g = plan_window("im2col", x.shape(), kernel_h, kernel_w, stride, padding, dilation);
-  Tensor out = unfold(x, g);
-  record_op("im2col", out, {x}, [g](const Tensor& grad) {
-    return std::vector<Tensor>{
-        col2im(grad, g.height, g.width, g.kernel_h, g.kernel_w, g.stride, g.padding, g.dilation)};
-  });
-  return out;
+  return patch_rows(x, g).transpose(1, 2);
 }
 
 Tensor col2im(const Tensor& cols,
@@ -148,23 +186,7 @@ Tensor col2im(const Tensor& cols,
   LATTICE_CHECK(cols.shape(2) == g.positions(), "[col2im] cols ", cols.shape(), " has ",
                 cols.shape(2), " positions, the ", height, "x", width, " image gives ", g.out_h,
                 "x", g.out_w);
-  Tensor out = zeros({N, C, height, width}, cols.dtype());
-  {
-    NoGradGuard no_grad;
-    const Tensor in = cols.contiguous();
-    const int64_t planes = N * C, plane = height * width, block = taps * g.positions();
-    visit_floating(cols, "col2im", [&]<typename T>(std::type_identity<T>) {
-      const T* src = in.data<T>();
-      T* dst = out.data<T>();
-#pragma omp parallel for if (planes * block > (1 << 16))
-      for (int64_t p = 0; p < planes; ++p) fold_plane(src + p * block, dst + p * plane, g);
-    });
-  }
-  record_op("col2im", out, {cols}, [g](const Tensor& grad) {
-    return std::vector<Tensor>{
-        im2col(grad, g.kernel_h, g.kernel_w, g.stride, g.padding, g.dilation)};
-  });
-  return out;
+  return image_from_rows(cols.transpose(1, 2), g, C);
 }
 
 Tensor conv2d(const Tensor& x,
@@ -195,12 +217,17 @@ Tensor conv2d(const Tensor& x,
   const int64_t G = groups, Og = O / G, K = w.shape(1) * g.taps(), L = g.positions();
 
   // Composed from differentiable ops, so the GEMM goes through matmul and with it the
-  // precision stack (operands quantized along K = C/groups * taps, forward and backward):
-  // y[n, group] (Og, L) = w[group] (Og, K) @ cols[n, group] (K, L).
-  const Tensor cols = im2col(x, w.shape(2), w.shape(3), stride, padding, dilation);
-  const Tensor y = matmul(w.reshape({G, Og, K}), cols.reshape({N, G, K, L}));
-  const Tensor out = y.reshape({N, O, g.out_h, g.out_w});
-  return bias.defined() ? add(out, bias.reshape({O, 1, 1})) : out;
+  // precision stack, exactly as a Linear layer: the patch rows are the input and w the weight,
+  // both quantized along K = C/groups * taps, forward and backward. One GEMM for the whole
+  // batch (per group): y (N*L, Og) = rows (N*L, K) @ w[group]^T (K, Og).
+  const Tensor rows = patch_rows(x, g).reshape({N * L, G, K});
+  const Tensor y = G == 1 ? matmul(rows.reshape({N * L, K}), w.reshape({O, K}).t())
+                          : matmul(rows.transpose(0, 1), w.reshape({G, Og, K}).transpose(1, 2))
+                                .transpose(0, 1)
+                                .reshape({N * L, O});
+  // (N, OH, OW, O) -> (N, O, OH, OW): the bias add packs the result; without a bias, a copy.
+  const Tensor out = y.reshape({N, g.out_h, g.out_w, O}).permute({0, 3, 1, 2});
+  return bias.defined() ? add(out, bias.reshape({O, 1, 1})) : out.contiguous();
 }
 
 namespace {
@@ -217,43 +244,94 @@ Window plan_pool(const char* op, const Tensor& x, int64_t kernel, int64_t stride
 
 }  // namespace
 
+namespace {
+
+/// The maximum of each kernel x kernel window of one plane: image (height, width) -> values
+/// (out_h, out_w); a NaN in a window is its maximum. Padding reads -inf (taps outside the
+/// image are skipped). Taps run outermost and output columns innermost, so the compares of
+/// one tap across a row of windows are independent and vectorise.
+template <typename T>
+void window_maxima(const T* image, T* values, const Window& g, int64_t kernel) {
+  for (int64_t oh = 0; oh < g.out_h; ++oh) {
+    T* row = values + oh * g.out_w;
+    const int64_t top = oh * g.stride - g.padding;
+    // Each window starts at an in-image pixel of its own (re-comparing it changes nothing).
+    const int64_t first_row = std::max<int64_t>(top, 0);
+    for (int64_t ow = 0; ow < g.out_w; ++ow)
+      row[ow] = image[first_row * g.width + std::max<int64_t>(ow * g.stride - g.padding, 0)];
+    for (int64_t i = 0; i < kernel; ++i) {
+      const int64_t ih = top + i;
+      if (ih < 0 || ih >= g.height) continue;
+      for (int64_t j = 0; j < kernel; ++j) {
+        // The output columns whose tap (i, j) lies in the image: [ow_begin, ow_end).
+        const int64_t shift = j - g.padding;
+        const int64_t ow_begin = shift >= 0 ? 0 : (-shift + g.stride - 1) / g.stride;
+        const int64_t ow_end = std::min<int64_t>(
+            g.out_w, g.width - shift > 0 ? (g.width - shift - 1) / g.stride + 1 : 0);
+        const T* line = image + ih * g.width + shift;
+#pragma omp simd
+        for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
+          const T v = line[ow * g.stride], current = row[ow];
+          row[ow] = (v > current) | (v != v) ? v : current;
+        }
+      }
+    }
+  }
+}
+
+/// The position in the plane of the first pixel of window (oh, ow), in row-major order, that
+/// equals its maximum `value` (or is NaN when the maximum is NaN).
+template <typename T>
+int64_t first_argmax(
+    const T* image, T value, const Window& g, int64_t kernel, int64_t oh, int64_t ow) {
+  const int64_t top = oh * g.stride - g.padding, left = ow * g.stride - g.padding;
+  for (int64_t ih = std::max<int64_t>(top, 0); ih < std::min(top + kernel, g.height); ++ih)
+    for (int64_t iw = std::max<int64_t>(left, 0); iw < std::min(left + kernel, g.width); ++iw) {
+      const T v = image[ih * g.width + iw];
+      if (v == value || (v != v && value != value)) return ih * g.width + iw;
+    }
+  return std::max<int64_t>(top, 0) * g.width + std::max<int64_t>(left, 0);  // unreachable
+}
+
+}  // namespace
+
 Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {
   const Window g = plan_pool("max_pool2d", x, kernel, stride, padding);
   const int64_t N = x.shape(0), C = x.shape(1), planes = N * C, plane = g.height * g.width;
-  // The flat position of each window's maximum; out gathers x there, so backward (gather's)
-  // sends each gradient to its argmax.
-  Tensor argmax = empty({N, C, g.positions()}, DType::int64);
+  Tensor out = empty({N, C, g.out_h, g.out_w}, x.dtype());
+  Tensor in;
   {
-    NoGradGuard no_grad;
-    const Tensor in = x.contiguous();
+    NoGradGuard no_grad;  // the packed copy is an internal temporary
+    in = detach(x).contiguous();
     visit_floating(x, "max_pool2d", [&]<typename T>(std::type_identity<T>) {
       const T* src = in.data<T>();
-      int64_t* at = argmax.data<int64_t>();
+      T* dst = out.data<T>();
 #pragma omp parallel for if (planes * plane > (1 << 16))
-      for (int64_t p = 0; p < planes; ++p) {
-        const T* image = src + p * plane;
-        int64_t* pick = at + p * g.positions();
-        for (int64_t oh = 0; oh < g.out_h; ++oh)
-          for (int64_t ow = 0; ow < g.out_w; ++ow) {
-            int64_t best = -1;
-            for (int64_t i = 0; i < kernel; ++i) {
-              const int64_t ih = oh * g.stride - g.padding + i;
-              if (ih < 0 || ih >= g.height) continue;
-              for (int64_t j = 0; j < kernel; ++j) {
-                const int64_t iw = ow * g.stride - g.padding + j;
-                if (iw < 0 || iw >= g.width) continue;
-                const int64_t at_ij = ih * g.width + iw;
-                if (best < 0 || (!std::isnan(image[best]) &&
-                                 (image[at_ij] > image[best] || std::isnan(image[at_ij]))))
-                  best = at_ij;
-              }
-            }
-            pick[oh * g.out_w + ow] = best;
-          }
-      }
+      for (int64_t p = 0; p < planes; ++p)
+        window_maxima(src + p * plane, dst + p * g.positions(), g, kernel);
     });
   }
-  return gather(x.reshape({N, C, plane}), 2, argmax).reshape({N, C, g.out_h, g.out_w});
+  // The gradient of each window goes to its first maximum, found again from the saved input
+  // and output (cheaper than tracking positions in the forward loop, which would not
+  // vectorise).
+  record_op("max_pool2d", out, {x}, [in, maxima = detach(out), g, kernel](const Tensor& grad) {
+    const Tensor packed = grad.contiguous();
+    Tensor dx = zeros(in.shape(), packed.dtype());
+    const int64_t planes = in.shape(0) * in.shape(1), plane = g.height * g.width;
+    visit_floating(packed, "max_pool2d", [&]<typename T>(std::type_identity<T>) {
+      const T *image = in.data<T>(), *value = maxima.data<T>(), *from = packed.data<T>();
+      T* to = dx.data<T>();
+#pragma omp parallel for if (planes * plane > (1 << 16))
+      for (int64_t p = 0; p < planes; ++p)
+        for (int64_t oh = 0; oh < g.out_h; ++oh)
+          for (int64_t ow = 0; ow < g.out_w; ++ow) {
+            const int64_t o = p * g.positions() + oh * g.out_w + ow;
+            to[p * plane + first_argmax(image + p * plane, value[o], g, kernel, oh, ow)] += from[o];
+          }
+    });
+    return std::vector<Tensor>{dx};
+  });
+  return out;
 }
 
 Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {

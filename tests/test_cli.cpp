@@ -17,52 +17,16 @@
 #include <string>
 #include <vector>
 
+#include "process_support.h"
 #include "tensor/philox.h"
 
 namespace {
 
-namespace fs = std::filesystem;
-
-struct ToolResult {
-  int status = -1;
-  std::string out, err;
-};
-
-/// A scratch directory for stdin/stdout/stderr files, removed at exit.
-const fs::path& scratch_dir() {
-  struct Dir {
-    fs::path path = fs::temp_directory_path() / ("lattice_cli_test_" + std::to_string(getpid()));
-    Dir() {
-      fs::create_directories(path);
-    }
-    ~Dir() {
-      std::error_code ignored;
-      fs::remove_all(path, ignored);
-    }
-  };
-  static const Dir dir;
-  return dir.path;
-}
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+using ToolResult = lattice::test::ProgramResult;
 
 /// Runs `lattice <args>` with `input` on stdin.
 ToolResult run_tool(const std::string& args, const std::string& input = "") {
-  static int call = 0;
-  const fs::path base = scratch_dir() / std::to_string(call++);
-  const fs::path in = base.string() + ".in", out = base.string() + ".out",
-                 err = base.string() + ".err";
-  std::ofstream(in, std::ios::binary) << input;
-  const std::string command = std::string("'") + LATTICE_TOOL + "' " + args + " <'" + in.string() +
-                              "' >'" + out.string() + "' 2>'" + err.string() + "'";
-  const int status = std::system(command.c_str());
-  REQUIRE(WIFEXITED(status));
-  return ToolResult{WEXITSTATUS(status), read_file(out), read_file(err)};
+  return lattice::test::run_program(LATTICE_TOOL, args, input);
 }
 
 std::vector<std::string> split_lines(const std::string& text) {
