@@ -1,13 +1,16 @@
-// Training-step time of the MLP 784-256-256-10 (ReLU, batch 512, cross entropy, Adam 1e-3) on
-// a fixed random batch — the model ../shared/peers/torch_bench.py times in PyTorch — with an
-// optional precision stack. Reports median ms/step and peak resident memory.
-// Usage: bench_mlp [--steps N] [--warmup N] [--stack SPEC]
+// Training-step time of an MLP 784-H-H-10 (ReLU, batch 512, cross entropy, Adam 1e-3) on a
+// fixed random batch under one or more precision stacks, interleaved in one run, with each
+// stack's median as a ratio to the first's. H = 256 is the model ../shared/peers/torch_bench.py
+// times in PyTorch; H = 512 is the mnist trainer's MLP. Reports peak resident memory too.
+// Usage: bench_mlp [--steps N] [--warmup N] [--hidden H] [--stacks SPEC;SPEC;...]
+//   e.g. bench_mlp --hidden 512 --stacks 'fp32;mxfp4'   (MXFP4 step time / fp32 step time)
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -17,68 +20,102 @@
 #include "tensor/ops.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
+#include "tensor/text.h"
 
 using namespace lattice;
 
+namespace {
+
+/// One model and optimizer trained under one stack.
+struct Run {
+  PrecisionStack stack;
+  std::unique_ptr<nn::Sequential> mlp = {};
+  std::unique_ptr<optim::Adam> adam = {};
+  std::vector<double> times = {};
+  float loss = 0.0f;
+};
+
+}  // namespace
+
 int main(int argc, char** argv) {
   int steps = 20, warmup = 3;
-  std::string spec = "fp32";
+  int64_t hidden = 256;
+  std::string specs = "fp32";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     if (flag == "--steps")
       steps = std::atoi(argv[i + 1]);
     else if (flag == "--warmup")
       warmup = std::atoi(argv[i + 1]);
-    else if (flag == "--stack")
-      spec = argv[i + 1];
+    else if (flag == "--hidden")
+      hidden = std::atoll(argv[i + 1]);
+    else if (flag == "--stacks")
+      specs = argv[i + 1];
     else {
-      std::fprintf(stderr, "bench_mlp: unknown flag %s (known: --steps, --warmup, --stack)\n",
+      std::fprintf(stderr,
+                   "bench_mlp: unknown flag %s (known: --steps, --warmup, --hidden, --stacks)\n",
                    flag.c_str());
       return 2;
     }
   }
-  PrecisionStack stack;
-  try {
-    stack = parse_precision_stack(spec);
-  } catch (const Error& e) {
-    std::fprintf(stderr, "bench_mlp: %s\n", e.what());
+  if (steps < 1 || hidden < 1) {
+    std::fprintf(stderr, "bench_mlp: --steps and --hidden must be positive\n");
     return 2;
   }
   const int64_t batch = 512;
-  manual_seed(0);
-  nn::Sequential mlp({std::make_shared<nn::Linear>(784, 256),
-                      std::make_shared<nn::Activation>(nn::Activation::Kind::relu),
-                      std::make_shared<nn::Linear>(256, 256),
-                      std::make_shared<nn::Activation>(nn::Activation::Kind::relu),
-                      std::make_shared<nn::Linear>(256, 10)});
   const Tensor x = randn({batch, 784}, RandomStream{.seed = 9});
   std::vector<int64_t> labels;
   for (int64_t i = 0; i < batch; ++i) labels.push_back(i % 10);
   const Tensor targets = from_vector<int64_t>(labels, {batch});
-  optim::Adam adam(optim::one_group(mlp.named_parameters(), 1e-3), {}, stack);
 
-  PrecisionScope scope(stack);
-  std::vector<double> times;
-  float loss_value = 0.0f;
-  for (int step = 0; step < warmup + steps; ++step) {
-    const auto start = std::chrono::steady_clock::now();
-    adam.zero_grad();
-    const Tensor loss = cross_entropy(mlp(x), targets);
-    backward(loss);
-    adam.step();
-    loss_value = loss.item<float>();
-    const std::chrono::duration<double, std::milli> elapsed =
-        std::chrono::steady_clock::now() - start;
-    if (step >= warmup) times.push_back(elapsed.count());
+  std::vector<Run> runs;
+  try {
+    for (const std::string& spec : split(specs, ';')) {
+      Run run{.stack = parse_precision_stack(spec)};
+      manual_seed(0);
+      run.mlp = std::make_unique<nn::Sequential>(std::vector<std::shared_ptr<nn::Module>>{
+          std::make_shared<nn::Linear>(784, hidden),
+          std::make_shared<nn::Activation>(nn::Activation::Kind::relu),
+          std::make_shared<nn::Linear>(hidden, hidden),
+          std::make_shared<nn::Activation>(nn::Activation::Kind::relu),
+          std::make_shared<nn::Linear>(hidden, 10)});
+      run.adam = std::make_unique<optim::Adam>(optim::one_group(run.mlp->named_parameters(), 1e-3),
+                                               optim::AdamOptions{}, run.stack);
+      runs.push_back(std::move(run));
+    }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "bench_mlp: %s\n", e.what());
+    return 2;
   }
-  std::sort(times.begin(), times.end());
+
+  // Stacks take turns step by step, so drift in the machine's speed hits them alike.
+  for (int step = 0; step < warmup + steps; ++step)
+    for (Run& run : runs) {
+      PrecisionScope scope(run.stack);
+      const auto start = std::chrono::steady_clock::now();
+      run.adam->zero_grad();
+      const Tensor loss = cross_entropy((*run.mlp)(x), targets);
+      backward(loss);
+      run.adam->step();
+      run.loss = loss.item<float>();
+      const std::chrono::duration<double, std::milli> elapsed =
+          std::chrono::steady_clock::now() - start;
+      if (step >= warmup) run.times.push_back(elapsed.count());
+    }
+  double first_median = 0.0;
+  for (Run& run : runs) {
+    std::sort(run.times.begin(), run.times.end());
+    const double median = run.times[run.times.size() / 2];
+    if (first_median == 0.0) first_median = median;
+    std::printf(
+        "mlp 784-%lld-%lld-10 b%lld adam, stack %s: median %.2f ms/step (min %.2f, max %.2f) "
+        "over %d steps, %.0f samples/s, %.2fx the first stack, final loss %.4f\n",
+        (long long)hidden, (long long)hidden, (long long)batch, to_string(run.stack).c_str(),
+        median, run.times.front(), run.times.back(), steps, double(batch) / (median / 1000.0),
+        median / first_median, run.loss);
+  }
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  std::printf(
-      "mlp 784-256-256-10 b%lld adam, stack %s: median %.2f ms/step (min %.2f, max %.2f) "
-      "over %d steps, %.0f samples/s, peak RSS %.1f MiB, final loss %.4f\n",
-      (long long)batch, to_string(stack).c_str(), times[times.size() / 2], times.front(),
-      times.back(), steps, double(batch) / (times[times.size() / 2] / 1000.0),
-      double(usage.ru_maxrss) / 1024.0, loss_value);
+  std::printf("peak RSS %.1f MiB\n", double(usage.ru_maxrss) / 1024.0);
   return 0;
 }

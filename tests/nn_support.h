@@ -3,6 +3,8 @@
 // gradient, and a few plain SGD steps for "the loss falls" tests.
 #pragma once
 
+#include <doctest/doctest.h>
+
 #include <cmath>
 #include <functional>
 #include <string>
@@ -54,6 +56,20 @@ inline GradcheckResult module_gradcheck(nn::Module& module,
     }
   }
   return result;
+}
+
+/// CHECKs module_gradcheck's largest relative error against 1e-6, showing where it occurred.
+inline void check_module_gradients(nn::Module& module,
+                                   const std::vector<Tensor>& inputs,
+                                   const std::function<Tensor()>& forward) {
+  const GradcheckResult result = module_gradcheck(module, inputs, forward);
+  INFO(result.where);
+  CHECK(result.max_error < 1e-6);
+}
+
+/// U(-1, 1) float64 values, seeded.
+inline Tensor random64(const Shape& shape, uint64_t seed) {
+  return uniform(shape, -1.0, 1.0, RandomStream{.seed = seed}, DType::float64);
 }
 
 /// Names of the parameters whose gradient is undefined or entirely zero.

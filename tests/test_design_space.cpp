@@ -5,24 +5,12 @@
 #include <cmath>
 #include <string>
 
+#include "precision_support.h"
 #include "tensor/design_space.h"
 #include "tensor/error.h"
 #include "tensor/precision_stack.h"
 
 using namespace lattice;
-
-namespace {
-
-std::string error_of(const std::string& spec) {
-  try {
-    parse_precision_stack(spec);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-}  // namespace
 
 TEST_CASE("every recipe knob is a spec token that round-trips canonically") {
   const std::string spec =
@@ -66,16 +54,16 @@ TEST_CASE("design-space spellings of NaN mode and scale rounding map onto the qu
 }
 
 TEST_CASE("bad recipe items give one-line errors quoting the spec and the item") {
-  const std::string bad_sr = error_of("mxfp4,gemm.sr=maybe");
+  const std::string bad_sr = test::stack_error("mxfp4,gemm.sr=maybe");
   CHECK(bad_sr.find("[stack] \"mxfp4,gemm.sr=maybe\" at \"gemm.sr=maybe\"") == 0);
   CHECK(bad_sr.find("unknown stochastic rounding mode \"maybe\"") != std::string::npos);
   CHECK(bad_sr.find("intelfp4") != std::string::npos);
-  CHECK(error_of("gemm.max=smooth").find("softsoftmax") != std::string::npos);
-  CHECK(error_of("gemm.alpha=-1").find("positive number") != std::string::npos);
-  CHECK(error_of("gemm.alpha=8x").find("positive number") != std::string::npos);
-  CHECK(error_of("gemm=e2m1:b24:scale=fp32:rule=encode,gemm.hadamard=all")
+  CHECK(test::stack_error("gemm.max=smooth").find("softsoftmax") != std::string::npos);
+  CHECK(test::stack_error("gemm.alpha=-1").find("positive number") != std::string::npos);
+  CHECK(test::stack_error("gemm.alpha=8x").find("positive number") != std::string::npos);
+  CHECK(test::stack_error("gemm=e2m1:b24:scale=fp32:rule=encode,gemm.hadamard=all")
             .find("power of two long, got 24") != std::string::npos);
-  const std::string unknown = error_of("nvfp5,gemm.sr=all");
+  const std::string unknown = test::stack_error("nvfp5,gemm.sr=all");
   CHECK(unknown.find("[stack] \"nvfp5,gemm.sr=all\" at \"nvfp5\"") == 0);
   CHECK(unknown.find("pure-fp4-ue5m3") != std::string::npos);
   CHECK(unknown.find('\n') == std::string::npos);

@@ -9,6 +9,7 @@
 
 #include "autograd/autograd.h"
 #include "kernels/gemm.h"
+#include "precision_support.h"
 #include "tensor/gemm_recipe.h"
 #include "tensor/ops.h"
 #include "tensor/precision_stack.h"
@@ -16,6 +17,8 @@
 #include "tensor/spatial_ops.h"
 
 using namespace lattice;
+using test::dequantized;
+using test::product;
 
 namespace {
 
@@ -24,33 +27,14 @@ double baseline(double t) {
   return std::pow(std::abs(t), 1.0 / 5.0 - 1.0) / 5.0;
 }
 
-double sigmoid_surrogate(double t) {
-  const double s = 1.0 / (1.0 + std::exp(-6.0 * t / 0.5));
-  return std::clamp(12.0 * s * (1.0 - s) / 0.5, 0.5, 1e4);
-}
-
 Quantizer along(Quantizer q, int axis) {
   if (q.scaling) q.scaling->axis = axis;
   return q;
 }
 
-std::vector<float> quantized(const Tensor& t, const Quantizer& q, const RandomStream& random) {
-  const std::vector<float> in = t.to_vector<float>();
-  std::vector<float> out(in.size());
-  quantize(q, in, out, t.shape(), random);
-  return out;
-}
-
-std::vector<float> product(const std::vector<float>& a,
-                           const std::vector<float>& b,
-                           int64_t M,
-                           int64_t N,
-                           int64_t K,
-                           bool transpose_a,
-                           bool transpose_b) {
-  std::vector<float> c(static_cast<size_t>(M * N));
-  gemm_cpu(dense_gemm(M, N, K, transpose_a, transpose_b), 1.0f, a.data(), b.data(), 0.0f, c.data());
-  return c;
+double sigmoid_surrogate(double t) {
+  const double s = 1.0 / (1.0 + std::exp(-6.0 * t / 0.5));
+  return std::clamp(12.0 * s * (1.0 - s) / 0.5, 0.5, 1e4);
 }
 
 /// dL/dx through a recipe's estimators for y = Q(x), by the library (the function under test
@@ -257,15 +241,12 @@ TEST_CASE("a recipe GEMM equals the GEMM on dequantized operands, forward and bo
     y = matmul(a, b);
     backward(y, g);
   }
-  CHECK(y.to_vector<float>() == product(quantized(a, along(q, 1), streams[0]),
-                                        quantized(b, along(q, 0), streams[1]), M, N, K, false,
-                                        false));
-  const std::vector<float> grad_qa =
-      product(quantized(g, along(q, 1), streams[2]), quantized(b, along(q, 1), streams[3]), M, K, N,
-              false, true);
-  const std::vector<float> grad_qb =
-      product(quantized(a, along(q, 0), streams[4]), quantized(g, along(q, 0), streams[5]), K, N, M,
-              true, false);
+  CHECK(y.to_vector<float>() == product(dequantized(a, q, 1, streams[0]),
+                                        dequantized(b, q, 0, streams[1]), M, N, K, false, false));
+  const std::vector<float> grad_qa = product(
+      dequantized(g, q, 1, streams[2]), dequantized(b, q, 1, streams[3]), M, K, N, false, true);
+  const std::vector<float> grad_qb = product(
+      dequantized(a, q, 0, streams[4]), dequantized(g, q, 0, streams[5]), K, N, M, true, false);
   CHECK(grad(a).to_vector<float>() == estimated(along(q, 1), stack.gemm.recipe,
                                                 a.to_vector<float>(), grad_qa, {M, K}, streams[0]));
   CHECK(grad(b).to_vector<float>() == estimated(along(q, 0), stack.gemm.recipe,
@@ -480,18 +461,17 @@ TEST_CASE("a backward-Hadamard GEMM equals the GEMMs on transformed, dequantized
     backward(y, g);
   }
   const Quantizer mxfp4 = parse_quantizer("mxfp4");
-  CHECK(y.to_vector<float>() == product(quantized(a, along(mxfp4, 1), s[0]),
-                                        quantized(b, along(mxfp4, 0), s[1]), M, N, K, false,
-                                        false));
+  CHECK(y.to_vector<float>() == product(dequantized(a, mxfp4, 1, s[0]),
+                                        dequantized(b, mxfp4, 0, s[1]), M, N, K, false, false));
   const auto transformed = [](const Tensor& t, int axis, const RandomStream& signs) {
     std::vector<float> v = t.to_vector<float>();
     random_hadamard(v, t.shape(), axis, 32, signs, false);
     return from_vector(v, t.shape());
   };
-  CHECK(grad(a).to_vector<float>() ==
-        product(quantized(transformed(g, 1, s[2]), along(mxfp4, 1), s[3]),
-                quantized(transformed(b, 1, s[2]), along(mxfp4, 1), s[4]), M, K, N, false, true));
-  CHECK(grad(b).to_vector<float>() ==
-        product(quantized(transformed(a, 0, s[5]), along(mxfp4, 0), s[6]),
-                quantized(transformed(g, 0, s[5]), along(mxfp4, 0), s[7]), K, N, M, true, false));
+  CHECK(grad(a).to_vector<float>() == product(dequantized(transformed(g, 1, s[2]), mxfp4, 1, s[3]),
+                                              dequantized(transformed(b, 1, s[2]), mxfp4, 1, s[4]),
+                                              M, K, N, false, true));
+  CHECK(grad(b).to_vector<float>() == product(dequantized(transformed(a, 0, s[5]), mxfp4, 0, s[6]),
+                                              dequantized(transformed(g, 0, s[5]), mxfp4, 0, s[7]),
+                                              K, N, M, true, false));
 }

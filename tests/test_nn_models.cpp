@@ -13,20 +13,10 @@
 
 using namespace lattice;
 using namespace lattice::nn;
+using test::check_module_gradients;
+using test::random64;
 
 namespace {
-
-void check_module_gradients(Module& module,
-                            const std::vector<Tensor>& inputs,
-                            const std::function<Tensor()>& forward) {
-  const GradcheckResult result = test::module_gradcheck(module, inputs, forward);
-  INFO(result.where);
-  CHECK(result.max_error < 1e-6);
-}
-
-Tensor random64(const Shape& shape, uint64_t seed) {
-  return uniform(shape, -1.0, 1.0, RandomStream{.seed = seed}, DType::float64);
-}
 
 double max_difference(const Tensor& a, const Tensor& b) {
   return max(abs(a - b)).item<double>();

@@ -7,39 +7,20 @@
 
 #include "autograd/autograd.h"
 #include "kernels/gemm.h"
+#include "precision_support.h"
 #include "tensor/ops.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
 #include "tensor/spatial_ops.h"
 
 using namespace lattice;
+using test::dequantized;
+using test::product;
 
 namespace {
 
 bool on_lattice(const Tensor& t, const Format& f) {
   return t.to_vector<float>() == cast(t, f).to_vector<float>();
-}
-
-/// Raw row-major quantization of a (rows, cols) array along `axis` (0 or 1).
-std::vector<float> dequantized(const Tensor& t, const Quantizer& base, int axis) {
-  Quantizer q = base;
-  q.scaling->axis = axis;
-  const std::vector<float> in = t.to_vector<float>();
-  std::vector<float> out(in.size());
-  quantize(q, in, out, t.shape());
-  return out;
-}
-
-std::vector<float> product(const std::vector<float>& a,
-                           const std::vector<float>& b,
-                           int64_t M,
-                           int64_t N,
-                           int64_t K,
-                           bool transpose_a,
-                           bool transpose_b) {
-  std::vector<float> c(static_cast<size_t>(M * N));
-  gemm_cpu(dense_gemm(M, N, K, transpose_a, transpose_b), 1.0f, a.data(), b.data(), 0.0f, c.data());
-  return c;
 }
 
 }  // namespace

@@ -5,21 +5,11 @@
 #include <string>
 #include <thread>
 
+#include "precision_support.h"
 #include "tensor/error.h"
 #include "tensor/precision_stack.h"
 
 using namespace lattice;
-
-namespace {
-std::string error_of(const std::string& spec) {
-  try {
-    parse_precision_stack(spec);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-}  // namespace
 
 TEST_CASE("an empty spec and \"fp32\" are the all-fp32 stack, printed back as fp32") {
   CHECK(parse_precision_stack("") == PrecisionStack{});
@@ -87,18 +77,20 @@ TEST_CASE("every slot of the stack round-trips through its canonical spec") {
 }
 
 TEST_CASE("a malformed spec names the spec, the bad item and what was expected") {
-  const std::string unknown_format = error_of("w=bf16,gemm=mxfp5");
+  const std::string unknown_format = test::stack_error("w=bf16,gemm=mxfp5");
   CHECK(unknown_format.find("[stack] \"w=bf16,gemm=mxfp5\" at \"gemm=mxfp5\"") == 0);
   CHECK(unknown_format.find("mxfp4") != std::string::npos);  // lists the known names
-  CHECK(error_of("w=bf16,x=bf16").find("unknown key \"x\"") != std::string::npos);
-  CHECK(error_of("w").find("expected key=value") != std::string::npos);
-  CHECK(error_of("w=").find("empty value") != std::string::npos);
-  CHECK(error_of("gemm=mxfp4:q9").find("unknown option \"q9\"") != std::string::npos);
-  CHECK(error_of("gemm=mxfp4:").find("empty option") != std::string::npos);
-  CHECK(error_of("gemm=e2m1:b0").find("block size must be at least 1") != std::string::npos);
-  CHECK(error_of("gemm=e2m1:scale=ue4m3").find("mx rule takes ue8m0") != std::string::npos);
-  CHECK(error_of("acc=bf16:32").find("acc takes FORMAT[:k<N>]") != std::string::npos);
-  CHECK(error_of("w=bf16:sr99").find("1 to 32 random bits") != std::string::npos);
+  CHECK(test::stack_error("w=bf16,x=bf16").find("unknown key \"x\"") != std::string::npos);
+  CHECK(test::stack_error("w").find("expected key=value") != std::string::npos);
+  CHECK(test::stack_error("w=").find("empty value") != std::string::npos);
+  CHECK(test::stack_error("gemm=mxfp4:q9").find("unknown option \"q9\"") != std::string::npos);
+  CHECK(test::stack_error("gemm=mxfp4:").find("empty option") != std::string::npos);
+  CHECK(test::stack_error("gemm=e2m1:b0").find("block size must be at least 1") !=
+        std::string::npos);
+  CHECK(test::stack_error("gemm=e2m1:scale=ue4m3").find("mx rule takes ue8m0") !=
+        std::string::npos);
+  CHECK(test::stack_error("acc=bf16:32").find("acc takes FORMAT[:k<N>]") != std::string::npos);
+  CHECK(test::stack_error("w=bf16:sr99").find("1 to 32 random bits") != std::string::npos);
 }
 
 TEST_CASE("a PrecisionScope makes its stack current on its thread until it ends; scopes nest") {
