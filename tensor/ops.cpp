@@ -40,12 +40,44 @@ bool is_identity(const Quantizer& q) {
   return q == Quantizer{};
 }
 
+/// The axes of `t` from the largest stride to the smallest when its elements are a packed
+/// block in that order (a permutation of a contiguous tensor), else nullopt.
+std::optional<std::vector<int>> packed_order(const Tensor& t) {
+  std::vector<int> order(size_t(t.rank()));
+  for (int i = 0; i < t.rank(); ++i) order[size_t(i)] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return t.stride(a) > t.stride(b); });
+  int64_t expected = 1;
+  for (size_t i = order.size(); i-- > 0;) {
+    const int axis = order[i];
+    if (t.shape(axis) != 1 && t.stride(axis) != expected) return std::nullopt;
+    expected *= t.shape(axis);
+  }
+  return order;
+}
+
 /// Q(t) as plain values, outside autograd and the trace: the kernels' quantize-dequantize
 /// labelled with an elementwise quantizer's format.
 Tensor quantized_values(const Tensor& t, const Quantizer& q, const RandomStream& random) {
   LATTICE_CHECK(t.dtype() == DType::float32, "[quantize] expects float32, got ",
                 dtype_name(t.dtype()));
   NoGradGuard no_grad;  // the packed copy is an internal temporary
+  if (const std::optional<std::vector<int>> order = packed_order(t); order && !t.is_contiguous()) {
+    // A permuted view of packed values (a transposed weight): quantize them in place in their
+    // packed order, blocks along the same logical axis, and view the result the same way.
+    // Stochastic rounding then draws by packed position, as for the packed tensor itself.
+    Shape packed_shape;
+    std::vector<int> position(order->size());
+    for (size_t i = 0; i < order->size(); ++i) {
+      packed_shape.push_back(t.shape((*order)[i]));
+      position[size_t((*order)[i])] = int(i);
+    }
+    const Tensor packed = t.as_strided(packed_shape, contiguous_strides(packed_shape), t.offset());
+    Quantizer along = q;
+    if (along.scaling)
+      along.scaling->axis = position[size_t(normalize_axis(q.scaling->axis, t.rank(), "quantize"))];
+    return quantized_values(packed, along, random).permute(position);
+  }
   const Tensor in = t.contiguous();
   Tensor out = empty(t.shape());
   const int64_t n = t.numel();
@@ -805,8 +837,9 @@ Tensor batched_product(const Tensor& a, const Tensor& b) {
     const float* w = rhs.data<float>();
     float* y = out.data<float>();
     int64_t i = 0;  // output matrices are packed in batch order
-    for_each_run<2>(batch, {Strides(lhs.strides().begin(), lhs.strides().end() - 2),
-                            Strides(rhs.strides().begin(), rhs.strides().end() - 2)},
+    for_each_run<2>(batch,
+                    {Strides(lhs.strides().begin(), lhs.strides().end() - 2),
+                     Strides(rhs.strides().begin(), rhs.strides().end() - 2)},
                     [&](const auto& offsets, int64_t count, const auto& steps) {
                       for (int64_t j = 0; j < count; ++j, ++i)
                         gemm_cpu(shape, 1.0f, x + offsets[0] + j * steps[0],
@@ -823,7 +856,8 @@ Tensor batched_product(const Tensor& a, const Tensor& b) {
     for (int64_t r = 0; r < M; ++r)
       for (int64_t c = 0; c < N; ++c) {
         double total = 0.0;
-        for (int64_t k = 0; k < K; ++k) total += x[i * M * K + r * K + k] * w[i * K * N + k * N + c];
+        for (int64_t k = 0; k < K; ++k)
+          total += x[i * M * K + r * K + k] * w[i * K * N + k * N + c];
         y[i * M * N + r * N + c] = total;
       }
   return out;
