@@ -473,14 +473,14 @@ int run_sweep_command(const SweepCommand& o) {
   const tools::Expansion expansion = tools::expand_sweep(spec);
   tools::SweepOptions options{.jobs = o.jobs, .out = o.out};
   const std::string root = tools::output_root(spec, options);
-  std::fprintf(
-      stderr, "%s: %lld grid points, %lld left out by rules, %lld duplicates: %zu runs in %s\n",
-      o.file.c_str(), (long long)expansion.grid_points, (long long)expansion.skipped_by_rules,
-      (long long)expansion.duplicates, expansion.runs.size(), root.c_str());
   if (!o.report_only) {
     options.trainer_path = tools::resolve_trainer(spec.trainer, tools::executable_dir());
     tools::check_trainer_flags(spec, options.trainer_path);
   }
+  std::fprintf(
+      stderr, "%s: %lld grid points, %lld left out by rules, %lld duplicates: %zu runs in %s\n",
+      o.file.c_str(), (long long)expansion.grid_points, (long long)expansion.skipped_by_rules,
+      (long long)expansion.duplicates, expansion.runs.size(), root.c_str());
   if (o.dry_run) {
     for (const tools::RunConfig& run : expansion.runs) {
       std::vector<std::string> argv{options.trainer_path};

@@ -30,7 +30,7 @@ const std::vector<std::string> kStackAxes = {
 namespace {
 
 // Flags the sweep sets itself for every run.
-const std::set<std::string> kReservedFlags = {"stack", "out", "threads", "resume"};
+const std::set<std::string> kReservedFlags = {"out", "threads", "resume"};
 
 bool is_stack_axis(const std::string& name) {
   return std::find(kStackAxes.begin(), kStackAxes.end(), name) != kStackAxes.end();
@@ -525,6 +525,24 @@ Expansion expand_sweep(const SweepSpec& spec) {
     }
     e.runs.push_back(std::move(run));
   };
+
+  // Each stack knob's values are checked on their own against a block-scaled stack, so a
+  // misspelt value is an error even where the grid's stacks would leave the knob unused.
+  const auto check_values = [&](const std::vector<Axis>& axes, const std::string& prefix) {
+    for (const Axis& axis : axes)
+      for (const std::string& value : axis.values) {
+        if (!is_stack_axis(axis.name)) continue;
+        try {
+          compose_stack("pure-fp4-e8m0", {{axis.name, value}});
+        } catch (const Error& error) {
+          throw Error(concat("[sweep] ", spec.file, ": ", prefix, axis.name, ": \"", value,
+                             "\": ", error.what()));
+        }
+      }
+  };
+  check_values(spec.grid, "grid.");
+  for (size_t i = 0; i < spec.baselines.size(); ++i)
+    check_values(spec.baselines[i].axes, concat("baselines[", i, "]."));
 
   for (const Baseline& b : spec.baselines)
     for (const Point& point : cartesian(b.axes)) add("baseline", &b, b.stack, point, {});
