@@ -664,7 +664,7 @@ int run(int argc, char** argv) {
   plot->footer("Example: lattice plot runs/fp32 runs/mxfp4 --metric loss,val_loss --out cmp.png");
   plot->add_option("RUN_DIR", pl.dirs, "run folders (each with metrics.jsonl)")
       ->required()
-      ->type_name("RUN_DIR...");
+      ->type_name("RUN_DIR");
   add_text_option(plot, "--out", pl.out, "FILE", "image: .png or .svg (default curves.png)");
   add_text_option(plot, "--metric", pl.metric, "M[,M...]",
                   "loss, val_loss or val_accuracy; a comma list draws side-by-side panels "
