@@ -1,7 +1,8 @@
 // lattice: command-line inspector for number lattices. `formats` tabulates the named formats
 // and block quantizers, `cast` rounds one value onto a lattice and shows its code and
 // neighbours, `quantize` quantize-dequantizes float32 values from stdin to stdout, `stacks`
-// lists the named precision stacks with their canonical specs and complexity points.
+// lists the named precision stacks with their canonical specs and complexity points, `sweep`
+// runs a sweep file and writes its reports, `plot` draws curves of run folders.
 // Every failure is one line "lattice: <message>" on stderr and exit status 2.
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -29,6 +30,10 @@
 #include "tensor/precision_stack.h"
 #include "tensor/quantizer.h"
 #include "tensor/rounding.h"
+#include "tools/plot.h"
+#include "tools/process.h"
+#include "tools/sweep.h"
+#include "tools/sweep_report.h"
 
 namespace lattice {
 namespace {
@@ -455,6 +460,74 @@ int run_quantize(const QuantizeOptions& o, const Given& given) {
   return 0;
 }
 
+// ---- sweep and plot ----
+
+struct SweepCommand {
+  std::string file, out;
+  int jobs = 0;
+  bool dry_run = false, report_only = false;
+};
+
+int run_sweep_command(const SweepCommand& o) {
+  const tools::SweepSpec spec = tools::parse_sweep_file(o.file);
+  const tools::Expansion expansion = tools::expand_sweep(spec);
+  tools::SweepOptions options{.jobs = o.jobs, .out = o.out};
+  const std::string root = tools::output_root(spec, options);
+  if (!o.report_only) {
+    options.trainer_path = tools::resolve_trainer(spec.trainer, tools::executable_dir());
+    tools::check_trainer_flags(spec, options.trainer_path);
+  }
+  std::fprintf(
+      stderr, "%s: %lld grid points, %lld left out by rules, %lld duplicates: %zu runs in %s\n",
+      o.file.c_str(), (long long)expansion.grid_points, (long long)expansion.skipped_by_rules,
+      (long long)expansion.duplicates, expansion.runs.size(), root.c_str());
+  if (o.dry_run) {
+    for (const tools::RunConfig& run : expansion.runs) {
+      std::vector<std::string> argv{options.trainer_path};
+      argv.insert(argv.end(), run.flags.begin(), run.flags.end());
+      argv.insert(argv.end(), {"--stack", run.stack, "--out", root + "/" + run.id});
+      std::printf("%s\n", tools::shell_line(argv).c_str());
+    }
+    return 0;
+  }
+  const int failed = o.report_only ? 0 : tools::run_sweep(spec, expansion, options);
+  tools::write_reports(spec, expansion, root);
+  return failed > 0 ? 1 : 0;
+}
+
+struct PlotCommand {
+  std::vector<std::string> dirs;
+  std::string out = "curves.png", metric = "loss", x = "step", title, labels;
+};
+
+int run_plot_command(const PlotCommand& o) {
+  std::vector<tools::PlotRun> runs = tools::label_runs(o.dirs);
+  if (!o.labels.empty()) {
+    std::vector<std::string> labels;
+    for (size_t start = 0;;) {
+      const size_t comma = o.labels.find(',', start);
+      labels.push_back(o.labels.substr(start, comma - start));
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    LATTICE_CHECK(labels.size() == runs.size(), "--labels: ", labels.size(), " labels for ",
+                  runs.size(), " run folders");
+    for (size_t i = 0; i < runs.size(); ++i) runs[i].label = labels[i];
+  }
+  tools::CurvesRequest request{.runs = runs, .x = o.x, .title = o.title, .out = o.out};
+  request.metrics.clear();
+  for (size_t start = 0;;) {
+    const size_t comma = o.metric.find(',', start);
+    request.metrics.push_back(o.metric.substr(start, comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  std::printf("%s", tools::summaries_markdown(runs).c_str());
+  tools::plot_curves(request);
+  std::fprintf(stderr, "wrote %s\n", o.out.c_str());
+  return 0;
+}
+
 // ---- Command line ----
 
 constexpr const char* kRoundingHelp =
@@ -498,8 +571,9 @@ CLI::Option* add_text_option(CLI::App* command,
 
 int run(int argc, char** argv) {
   CLI::App app{
-      "lattice: inspect number lattices (formats), round one value (cast) and quantize float32 "
-      "streams (quantize).",
+      "lattice: inspect number lattices (formats), round one value (cast), quantize float32 "
+      "streams (quantize), list precision stacks (stacks), run sweeps (sweep) and plot runs "
+      "(plot).",
       "lattice"};
   app.require_subcommand(0, 1);
   app.footer("Run `lattice COMMAND --help` for a command's options.");
@@ -570,12 +644,42 @@ int run(int argc, char** argv) {
   add_text_option(stacks, "SPEC", stack_spec, "SPEC",
                   "expand one spec (NAME[,key=value...]) instead of listing the named stacks");
 
+  SweepCommand sw;
+  CLI::App* sweep = app.add_subcommand(
+      "sweep", "Run a sweep file's grid of trainer runs and write runs.csv, table.md and plots.");
+  sweep->footer(
+      "Runs with a summary.json are skipped, so an interrupted sweep resumes where it stopped.\n"
+      "Example: lattice sweep sweeps/mnist.toml -j 2");
+  add_text_option(sweep, "FILE", sw.file, "FILE.toml", "the sweep file")->required();
+  sweep->add_option("-j,--jobs", sw.jobs, "runs at a time (default: the file's jobs, else 1)")
+      ->check(CLI::PositiveNumber);
+  add_text_option(sweep, "--out", sw.out, "DIR", "output root instead of the file's `out`");
+  sweep->add_flag("--dry-run", sw.dry_run, "print the runs' command lines; run nothing");
+  sweep->add_flag("--report-only", sw.report_only,
+                  "rebuild the reports from the run folders; run nothing");
+
+  PlotCommand pl;
+  CLI::App* plot = app.add_subcommand(
+      "plot", "Draw curves from run folders' metrics.jsonl and print their summaries.");
+  plot->footer("Example: lattice plot runs/fp32 runs/mxfp4 --metric loss,val_loss --out cmp.png");
+  plot->add_option("RUN_DIR", pl.dirs, "run folders (each with metrics.jsonl)")
+      ->required()
+      ->type_name("RUN_DIR");
+  add_text_option(plot, "--out", pl.out, "FILE", "image: .png or .svg (default curves.png)");
+  add_text_option(plot, "--metric", pl.metric, "M[,M...]",
+                  "loss, val_loss or val_accuracy; a comma list draws side-by-side panels "
+                  "(default loss)");
+  add_text_option(plot, "--x", pl.x, "X", "step, epoch or seconds (default step)");
+  add_text_option(plot, "--title", pl.title, "T", "plot title");
+  add_text_option(plot, "--labels", pl.labels, "A,B,...",
+                  "curve labels, one per run folder (default: the folders' names)");
+
   std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty() && !args[0].starts_with('-')) {
-    const bool known =
-        args[0] == "formats" || args[0] == "cast" || args[0] == "quantize" || args[0] == "stacks";
+    const bool known = args[0] == "formats" || args[0] == "cast" || args[0] == "quantize" ||
+                       args[0] == "stacks" || args[0] == "sweep" || args[0] == "plot";
     LATTICE_CHECK(known, "unknown command \"", args[0],
-                  "\" (known: formats, cast, quantize, stacks)");
+                  "\" (known: formats, cast, quantize, stacks, sweep, plot)");
   }
   args = protect_negative_numbers(std::move(args));
   std::reverse(args.begin(), args.end());  // CLI11 takes its argument vector back to front
@@ -590,6 +694,8 @@ int run(int argc, char** argv) {
 
   if (formats->parsed()) return run_formats();
   if (stacks->parsed()) return run_stacks(stack_spec);
+  if (sweep->parsed()) return run_sweep_command(sw);
+  if (plot->parsed()) return run_plot_command(pl);
   if (cast->parsed()) return run_cast(c);
   if (quantize->parsed())
     return run_quantize(q, [&](const char* option) { return quantize->count(option) > 0; });

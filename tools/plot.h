@@ -1,0 +1,55 @@
+// `lattice plot` and the sweep's figures: curves from run folders' metrics.jsonl, a scatter
+// with its Pareto frontier, drawn by gnuplot; and a Markdown table of run summaries.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace lattice::tools {
+
+/// A run folder and the label its curve gets.
+struct PlotRun {
+  std::string dir = {};
+  std::string label = {};
+};
+
+struct CurvesRequest {
+  std::vector<PlotRun> runs = {};
+  std::vector<std::string> metrics = {"loss"};  // one panel each: loss, val_loss, val_accuracy
+  std::string x = "step";                       // step | epoch | seconds
+  std::string title = {};
+  std::string out = "curves.png";  // .png (pngcairo, else png) or .svg
+  std::string script = {};         // where to keep the gnuplot script ("" = a removed temp file)
+};
+
+/// Labels for run folders: each folder's name, or parent/name where names repeat.
+std::vector<PlotRun> label_runs(const std::vector<std::string>& dirs);
+
+/// Draws one line per run and panel; null (NaN) values leave gaps, and a loss panel spanning
+/// more than two decades gets a log scale. Throws lattice::Error on a missing metrics.jsonl,
+/// an unknown metric or axis, or a gnuplot failure (its message in the error).
+void plot_curves(const CurvesRequest& request);
+
+/// A scatter of points grouped by series, and the staircase of the Pareto frontier.
+struct ScatterPoint {
+  double x = 0, y = 0;
+  std::string series = {};
+};
+void plot_pareto(const std::vector<ScatterPoint>& points,
+                 const std::vector<size_t>& frontier,
+                 const std::string& title,
+                 const std::string& out,
+                 const std::string& script);
+
+/// Indices of the points no other point beats: none with x <= and y >= (one strictly), in
+/// increasing x. Points with non-finite coordinates take no part.
+std::vector<size_t> pareto_frontier(const std::vector<ScatterPoint>& points);
+
+/// Markdown: run, trainer, stack, status, steps, train loss, val loss, val accuracy, seconds,
+/// from each folder's summary.json ("-" where a run has none yet).
+std::string summaries_markdown(const std::vector<PlotRun>& runs);
+
+/// Whether a gnuplot executable can be run.
+bool gnuplot_available();
+
+}  // namespace lattice::tools
