@@ -1034,16 +1034,23 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   trace("matmul", {operand(a, q.input), operand(b, q.weight)}, out,
         acc.round_every > 0 ? concat(format_name(acc.format), ":k", acc.round_every)
                             : format_name(acc.format));
-  record_op("matmul", out, {a, b}, [a = detach(a), b = detach(b), q, acc](const Tensor& g) {
-    // dA = g @ B^T (reduces over N), dB = A^T @ g (reduces over M); the engine sums broadcast
-    // batch axes away.
-    const Tensor da =
-        accumulated_product(quantized_operand(g, q.output_grad, -1),
-                            quantized_operand(b, q.saved_weight, -1).transpose(-1, -2), acc);
-    const Tensor db = accumulated_product(quantized_operand(a, q.saved_input, -2).transpose(-1, -2),
-                                          quantized_operand(g, q.output_grad, -2), acc);
-    return std::vector<Tensor>{da, db};
-  });
+  // Only the gradients some input needs are computed (a network's first layer needs no dgrad).
+  const bool need_da = requires_grad(a), need_db = requires_grad(b);
+  record_op("matmul", out, {a, b},
+            [a = detach(a), b = detach(b), q, acc, need_da, need_db](const Tensor& g) {
+              // dA = g @ B^T (reduces over N), dB = A^T @ g (reduces over M); the engine sums
+              // broadcast batch axes away.
+              Tensor da, db;
+              if (need_da)
+                da = accumulated_product(
+                    quantized_operand(g, q.output_grad, -1),
+                    quantized_operand(b, q.saved_weight, -1).transpose(-1, -2), acc);
+              if (need_db)
+                db = accumulated_product(
+                    quantized_operand(a, q.saved_input, -2).transpose(-1, -2),
+                    quantized_operand(g, q.output_grad, -2), acc);
+              return std::vector<Tensor>{da, db};
+            });
   return out;
 }
 

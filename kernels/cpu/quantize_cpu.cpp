@@ -234,31 +234,34 @@ void quantize_blocks_cpu(const float* x,
   }
 
   // Blocks run along a strided axis: work on (outer, block row) slabs of `inner` columns and
-  // vectorise across the columns.
+  // vectorise across the columns: their maxima, their scales and multipliers, then the rows.
   const int64_t slabs = layout.outer * per_column;
 #pragma omp parallel if (n > kParallelMin)
   {
     std::vector<uint32_t> amax(static_cast<size_t>(inner)),
-        words(static_cast<size_t>(bs * inner + 8));
-    std::vector<float> scales(static_cast<size_t>(inner));
+        words(static_cast<size_t>(bs * inner + 8)), scale_words(static_cast<size_t>(inner + 8));
+    std::vector<float> scales(static_cast<size_t>(inner)), multipliers(static_cast<size_t>(inner));
     std::vector<float> discarded(static_cast<size_t>(bs * inner));  // xq when parts are not wanted
 #pragma omp for schedule(static)
     for (int64_t slab = 0; slab < slabs; ++slab) {
       const int64_t o = slab / per_column, j = slab % per_column;
       const int64_t rows = std::min(bs, layout.length - j * bs);
       const int64_t first = (o * layout.length + j * bs) * inner;  // flat index of (o, j*bs, 0)
-      std::fill(amax.begin(), amax.end(), 0u);
-      for (int64_t r = 0; r < rows; ++r)
+      uint32_t* column_amax = amax.data();
+      std::fill_n(column_amax, inner, 0u);
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* row = x + first + r * inner;
 #pragma omp simd
-        for (int64_t i = 0; i < inner; ++i)
-          amax[size_t(i)] =
-              std::max(amax[size_t(i)], float_bits(x[first + r * inner + i]) & 0x7FFFFFFFu);
-      for (int64_t i = 0; i < inner; ++i) {
-        const int64_t b = slab * inner + i;
-        scales[size_t(i)] =
-            block_scale(amax[size_t(i)], plan, stochastic_scales ? scale_random.word(b) : 0u);
-        if (scale_out) scale_out[b] = scales[size_t(i)];
+        for (int64_t i = 0; i < inner; ++i) {
+          // Not std::max: its reference to a temporary defeats the vectoriser.
+          const uint32_t magnitude = float_bits(row[i]) & 0x7FFFFFFFu;
+          column_amax[i] = magnitude > column_amax[i] ? magnitude : column_amax[i];
+        }
       }
+      const int64_t first_block = slab * inner;
+      if (stochastic_scales)  // from the Philox block holding scale word first_block
+        fill_random_words(scale_random, first_block / 4, (first_block % 4 + inner + 3) / 4,
+                          scale_words.data());
       const int64_t count = rows * inner;
       if (stochastic_elements)  // from the Philox block holding word `first`
         fill_random_words(random, first / 4, (first % 4 + count + 3) / 4, words.data());
@@ -269,15 +272,26 @@ void quantize_blocks_cpu(const float* x,
         constexpr ModeClass kMode = decltype(mode)::value;
         constexpr bool kGeneral = decltype(general)::value;
         const BlockPlan local = plan;
+        // Scale words stay zero (and unused) unless scale rounding is stochastic.
+        const uint32_t* column_scale_words = scale_words.data() + first_block % 4;
+        const uint32_t* amax_of = column_amax;
+        float* scale_of = scales.data();
+        float* multiplier_of = multipliers.data();
+#pragma omp simd
+        for (int64_t i = 0; i < inner; ++i) {
+          scale_of[i] = block_scale<kRule>(amax_of[i], local, column_scale_words[i]);
+          multiplier_of[i] = element_multiplier<kRule>(scale_of[i], local);
+        }
+        if (scale_out) std::copy_n(scales.data(), inner, scale_out + first_block);
         for (int64_t r = 0; r < rows; ++r) {
 #pragma omp simd
           for (int64_t i = 0; i < inner; ++i) {
             const int64_t k = r * inner + i;
             const float xq = scale_to_element<kRule, kMode, kGeneral>(
-                x[first + k], element_multiplier<kRule>(scales[size_t(i)], local), local,
+                x[first + k], multiplier_of[i], local,
                 kMode == ModeClass::stochastic ? slab_words[k] : 0u);
             xq_out[k] = xq;
-            y[first + k] = element_to_value<kRule>(xq, scales[size_t(i)], local);
+            y[first + k] = element_to_value<kRule>(xq, scale_of[i], local);
           }
         }
       });
