@@ -27,13 +27,15 @@ std::string describe(const Tensor& t) {
                 t.shape());
 }
 
-/// Logs one op when tracing (backward rules are not ops of the forward program).
+/// Logs one op when tracing (backward rules are not ops of the forward program). The operand
+/// descriptions are built only then: `describe_inputs()` returns them.
+template <typename DescribeInputs>
 void trace(const char* op,
-           std::vector<std::string> inputs,
+           DescribeInputs&& describe_inputs,
            const Tensor& out,
            const std::string& accumulator = "fp32") {
   if (!tracing || in_backward()) return;
-  trace_log.push_back(OpTrace{op, std::move(inputs), describe(out), accumulator});
+  trace_log.push_back(OpTrace{op, describe_inputs(), describe(out), accumulator});
 }
 
 bool is_identity(const Quantizer& q) {
@@ -114,7 +116,8 @@ Tensor map_unary(const char* op, const Tensor& x, F&& f) {
     for (int64_t i = 0; i < n; ++i) y[i] = f(a[i]);
   });
   out = on_activation_lattice(out);
-  trace(op, {describe(x)}, out);
+  trace(
+      op, [&] { return std::vector<std::string>{describe(x)}; }, out);
   return out;
 }
 
@@ -165,7 +168,12 @@ Tensor map_binary(const char* op, const Tensor& a, const Tensor& b, F&& f) {
                              });
   });
   out = on_activation_lattice(out);
-  trace(op, {describe(a), describe(b)}, out);
+  trace(
+      op,
+      [&] {
+        return std::vector<std::string>{describe(a), describe(b)};
+      },
+      out);
   return out;
 }
 
@@ -419,7 +427,8 @@ Tensor reduce_rows(const Tensor& x, const ReductionPlan& r, const char* op, Fold
     for (int64_t i = 0; i < rows; ++i) y[i] = T(fold(in + i * r.row, r.row));
   });
   out = on_activation_lattice(out);
-  trace(op, {describe(x)}, out);
+  trace(
+      op, [&] { return std::vector<std::string>{describe(x)}; }, out);
   return out;
 }
 
@@ -441,7 +450,8 @@ Tensor sum_leading_axes(const Tensor& x, const ReductionPlan& r) {
     for (int64_t j = 0; j < columns; ++j) y[j] = T(total[size_t(j)]);
   });
   out = on_activation_lattice(out);
-  trace("sum", {describe(x)}, out);
+  trace(
+      "sum", [&] { return std::vector<std::string>{describe(x)}; }, out);
   return out;
 }
 
@@ -968,9 +978,14 @@ Tensor recipe_matmul(const Tensor& a,
   const auto operand = [](const Tensor& t, const Quantizer& quantizer) {
     return is_identity(quantizer) ? describe(t) : concat(to_string(quantizer), " ", t.shape());
   };
-  trace("matmul", {operand(a, x.quantizer), operand(b, w.quantizer)}, out,
-        acc.round_every > 0 ? concat(format_name(acc.format), ":k", acc.round_every)
-                            : format_name(acc.format));
+  trace(
+      "matmul",
+      [&] {
+        return std::vector<std::string>{operand(a, x.quantizer), operand(b, w.quantizer)};
+      },
+      out,
+      acc.round_every > 0 ? concat(format_name(acc.format), ":k", acc.round_every)
+                          : format_name(acc.format));
   record_op(
       "matmul", out, {a, b},
       [at = detach(at), bt = detach(bt), q, acc, x, w, forward_hadamard, backward_hadamard,
@@ -1031,9 +1046,14 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   const auto operand = [](const Tensor& t, const Quantizer& quantizer) {
     return is_identity(quantizer) ? describe(t) : concat(to_string(quantizer), " ", t.shape());
   };
-  trace("matmul", {operand(a, q.input), operand(b, q.weight)}, out,
-        acc.round_every > 0 ? concat(format_name(acc.format), ":k", acc.round_every)
-                            : format_name(acc.format));
+  trace(
+      "matmul",
+      [&] {
+        return std::vector<std::string>{operand(a, q.input), operand(b, q.weight)};
+      },
+      out,
+      acc.round_every > 0 ? concat(format_name(acc.format), ":k", acc.round_every)
+                          : format_name(acc.format));
   // Only the gradients some input needs are computed (a network's first layer needs no dgrad).
   const bool need_da = requires_grad(a), need_db = requires_grad(b);
   record_op("matmul", out, {a, b},
@@ -1042,13 +1062,12 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
               // broadcast batch axes away.
               Tensor da, db;
               if (need_da)
-                da = accumulated_product(
-                    quantized_operand(g, q.output_grad, -1),
-                    quantized_operand(b, q.saved_weight, -1).transpose(-1, -2), acc);
+                da = accumulated_product(quantized_operand(g, q.output_grad, -1),
+                                         quantized_operand(b, q.saved_weight, -1).transpose(-1, -2),
+                                         acc);
               if (need_db)
-                db = accumulated_product(
-                    quantized_operand(a, q.saved_input, -2).transpose(-1, -2),
-                    quantized_operand(g, q.output_grad, -2), acc);
+                db = accumulated_product(quantized_operand(a, q.saved_input, -2).transpose(-1, -2),
+                                         quantized_operand(g, q.output_grad, -2), acc);
               return std::vector<Tensor>{da, db};
             });
   return out;
@@ -1059,7 +1078,8 @@ Tensor quantize(const Tensor& x,
                 const RandomStream& random,
                 const QuantizerBackward& backward) {
   const Tensor out = quantized_values(x, q, random);
-  trace("quantize", {describe(x)}, out);
+  trace(
+      "quantize", [&] { return std::vector<std::string>{describe(x)}; }, out);
   if (backward) {
     record_op("quantize", out, {x}, [backward, x = detach(x), y = detach(out)](const Tensor& g) {
       return std::vector<Tensor>{backward(g, x, y)};
