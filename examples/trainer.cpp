@@ -85,6 +85,9 @@ std::string clock_text(double seconds) {
 void add_trainer_flags(CLI::App& app, TrainerFlags& flags) {
   app.add_option("--stack", flags.stack, "precision stack spec (see README), e.g. gemm=mxfp4")
       ->capture_default_str();
+  app.add_option("--override", flags.overrides,
+                 "PATTERN:SPEC (repeatable): modules whose dotted name matches the glob run under "
+                 "SPEC, e.g. '0:gemm=bf16' for the first layer of a Sequential");
   app.add_option("--epochs", flags.epochs, "epochs to train")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -153,6 +156,12 @@ int run_training(const TrainerFlags& flags, TrainingJob& job) {
   std::filesystem::create_directories(out);
 
   nn::Module& model = *job.model;
+  for (const std::string& item : flags.overrides) {
+    const size_t colon = item.find(':');
+    LATTICE_CHECK(colon != std::string::npos && colon > 0, "[trainer] --override \"", item,
+                  "\": expected PATTERN:SPEC, e.g. 0:gemm=bf16");
+    model.override_precision(item.substr(0, colon), parse_precision_stack(item.substr(colon + 1)));
+  }
   data::DataLoader& loader = *job.train;
   const int64_t batches_per_epoch = loader.batches_per_epoch();
   LATTICE_CHECK(batches_per_epoch > 0, "[trainer] ", job.name,
@@ -291,6 +300,7 @@ int run_training(const TrainerFlags& flags, TrainingJob& job) {
       {"samples_per_second", double(samples) / std::max(train_seconds, 1e-9)},
       {"skipped_steps", scaler.skipped_steps()},
       {"stack", to_string(stack)},
+      {"overrides", flags.overrides},
       {"complexity_points",
        complexity_points(stack, {.loss_scaling = flags.loss_scale != "none",
                                  .stable_spam = flags.optimizer == "stablespam"})},

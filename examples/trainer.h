@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "data/dataset.h"
 #include "nn/module.h"
@@ -17,6 +18,8 @@ namespace lattice::examples {
 
 struct TrainerFlags {
   std::string stack = "fp32";
+  // PATTERN:SPEC items: modules whose dotted name matches the glob run under SPEC instead
+  std::vector<std::string> overrides = {};
   int64_t epochs = 1;
   int64_t steps = 0;  // when > 0, the run's length in optimizer steps (epochs is then ignored)
   int64_t batch = 64;

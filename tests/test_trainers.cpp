@@ -91,6 +91,17 @@ TEST_CASE("regression with StableSPAM runs and records its validation loss and s
   CHECK(s["stack"] == "gemm=mxfp8");
   CHECK(s["val_loss"].is_number());
   CHECK(s["complexity_points"] == 0.5);  // StableSPAM's half point
+
+  // A per-module override: the regression model is a single Linear, the root module "".
+  const fs::path kept = scratch_dir() / "regression-kept";
+  const auto overridden =
+      run_program(trainer("regression"),
+                  "--rows 256 --features 8 --batch 32 --steps 2 --stack gemm=mxfp8 "
+                  "--override ':gemm=bf16' --out '" +
+                      kept.string() + "'");
+  INFO(overridden.err);
+  REQUIRE(overridden.status == 0);
+  CHECK(summary(kept)["overrides"] == nlohmann::json::array({":gemm=bf16"}));
 }
 
 TEST_CASE("a run resumed from its checkpoint continues exactly as an uninterrupted run") {
@@ -128,6 +139,12 @@ TEST_CASE("trainers reject bad flags, specs and data with one line") {
   CHECK(missing.status == 1);
   CHECK(missing.err.rfind("mnist: [idx] /nonexistent/dir", 0) == 0);
   CHECK(std::count(missing.err.begin(), missing.err.end(), '\n') == 1);
+
+  const auto bad_override =
+      run_program(trainer("regression"), "--rows 64 --features 4 --override head");
+  CHECK(bad_override.status == 1);
+  CHECK(bad_override.err ==
+        "regression: [trainer] --override \"head\": expected PATTERN:SPEC, e.g. 0:gemm=bf16\n");
 
   const auto bad_stack =
       run_program(trainer("regression"), "--rows 64 --features 4 --stack gemm=mxfp5");
