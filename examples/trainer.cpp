@@ -158,7 +158,7 @@ int run_training(const TrainerFlags& flags, TrainingJob& job) {
   nn::Module& model = *job.model;
   for (const std::string& item : flags.overrides) {
     const size_t colon = item.find(':');
-    LATTICE_CHECK(colon != std::string::npos && colon > 0, "[trainer] --override \"", item,
+    LATTICE_CHECK(colon != std::string::npos, "[trainer] --override \"", item,
                   "\": expected PATTERN:SPEC, e.g. 0:gemm=bf16");
     model.override_precision(item.substr(0, colon), parse_precision_stack(item.substr(colon + 1)));
   }
