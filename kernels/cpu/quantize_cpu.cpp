@@ -15,6 +15,7 @@ namespace {
 
 constexpr int64_t kChunk = 1024;           // elements per task: a multiple of 4 Philox words
 constexpr int64_t kParallelMin = 1 << 15;  // smaller arrays are not worth waking threads
+constexpr int64_t kTileElements = 8192;    // a strided-block tile: 32 KiB, about L1
 
 /// words: (4 * blocks) = random.word(4 * first_block + k), whole Philox blocks at a time.
 /// Blocks are generated lane-wise into four planes, then interleaved (both loops vectorise).
@@ -233,40 +234,48 @@ void quantize_blocks_cpu(const float* x,
     return;
   }
 
-  // Blocks run along a strided axis: work on (outer, block row) slabs of `inner` columns and
-  // vectorise across the columns: their maxima, their scales and multipliers, then the rows.
+  // Blocks run along a strided axis: work on (outer, block row) slabs, cut into tiles of
+  // columns small enough to stay in L1 between passes, and vectorise across the columns: their
+  // maxima, their scales and multipliers, then the rows.
   const int64_t slabs = layout.outer * per_column;
+  const int64_t tile = std::min(inner, std::max<int64_t>(16, kTileElements / bs / 16 * 16));
+  const int64_t tiles = (inner + tile - 1) / tile;
+  const int64_t row_words = tile + 8;  // one Philox-aligned run of words per tile row
 #pragma omp parallel if (n > kParallelMin)
   {
-    std::vector<uint32_t> amax(static_cast<size_t>(inner)),
-        words(static_cast<size_t>(bs * inner + 8)), scale_words(static_cast<size_t>(inner + 8));
-    std::vector<float> scales(static_cast<size_t>(inner)), multipliers(static_cast<size_t>(inner));
-    std::vector<float> discarded(static_cast<size_t>(bs * inner));  // xq when parts are not wanted
+    std::vector<uint32_t> amax(static_cast<size_t>(tile)),
+        words(static_cast<size_t>(bs * row_words)), scale_words(static_cast<size_t>(tile + 8));
+    std::vector<float> scales(static_cast<size_t>(tile)), multipliers(static_cast<size_t>(tile));
+    std::vector<float> discarded(static_cast<size_t>(bs * tile));  // xq when parts are not wanted
 #pragma omp for schedule(static)
-    for (int64_t slab = 0; slab < slabs; ++slab) {
+    for (int64_t item = 0; item < slabs * tiles; ++item) {
+      const int64_t slab = item / tiles, c0 = (item % tiles) * tile;
+      const int64_t width = std::min(tile, inner - c0);
       const int64_t o = slab / per_column, j = slab % per_column;
       const int64_t rows = std::min(bs, layout.length - j * bs);
-      const int64_t first = (o * layout.length + j * bs) * inner;  // flat index of (o, j*bs, 0)
+      // Flat index of (o, j*bs, c0); row r of the tile starts inner elements further each.
+      const int64_t first = (o * layout.length + j * bs) * inner + c0;
       uint32_t* column_amax = amax.data();
-      std::fill_n(column_amax, inner, 0u);
+      std::fill_n(column_amax, width, 0u);
       for (int64_t r = 0; r < rows; ++r) {
         const float* row = x + first + r * inner;
 #pragma omp simd
-        for (int64_t i = 0; i < inner; ++i) {
+        for (int64_t i = 0; i < width; ++i) {
           // Not std::max: its reference to a temporary defeats the vectoriser.
           const uint32_t magnitude = float_bits(row[i]) & 0x7FFFFFFFu;
           column_amax[i] = magnitude > column_amax[i] ? magnitude : column_amax[i];
         }
       }
-      const int64_t first_block = slab * inner;
+      const int64_t first_block = slab * inner + c0;
       if (stochastic_scales)  // from the Philox block holding scale word first_block
-        fill_random_words(scale_random, first_block / 4, (first_block % 4 + inner + 3) / 4,
+        fill_random_words(scale_random, first_block / 4, (first_block % 4 + width + 3) / 4,
                           scale_words.data());
-      const int64_t count = rows * inner;
-      if (stochastic_elements)  // from the Philox block holding word `first`
-        fill_random_words(random, first / 4, (first % 4 + count + 3) / 4, words.data());
-      const uint32_t* slab_words = words.data() + first % 4;
-      float* xq_out = element_out ? element_out + first : discarded.data();
+      if (stochastic_elements)  // each row from the Philox block holding its first word
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t start = first + r * inner;
+          fill_random_words(random, start / 4, (start % 4 + width + 3) / 4,
+                            words.data() + r * row_words);
+        }
       dispatch_block(plan, [&](auto rule, auto mode, auto general) {
         constexpr ScaleRule kRule = decltype(rule)::value;
         constexpr ModeClass kMode = decltype(mode)::value;
@@ -278,20 +287,24 @@ void quantize_blocks_cpu(const float* x,
         float* scale_of = scales.data();
         float* multiplier_of = multipliers.data();
 #pragma omp simd
-        for (int64_t i = 0; i < inner; ++i) {
+        for (int64_t i = 0; i < width; ++i) {
           scale_of[i] = block_scale<kRule>(amax_of[i], local, column_scale_words[i]);
           multiplier_of[i] = element_multiplier<kRule>(scale_of[i], local);
         }
-        if (scale_out) std::copy_n(scales.data(), inner, scale_out + first_block);
+        if (scale_out) std::copy_n(scales.data(), width, scale_out + first_block);
         for (int64_t r = 0; r < rows; ++r) {
+          const int64_t start = first + r * inner;
+          const float* xr = x + start;
+          float* yr = y + start;
+          // Unconditional stores keep the loop free of control flow.
+          float* xq_row = element_out ? element_out + start : discarded.data() + r * tile;
+          const uint32_t* row_word = words.data() + r * row_words + start % 4;
 #pragma omp simd
-          for (int64_t i = 0; i < inner; ++i) {
-            const int64_t k = r * inner + i;
+          for (int64_t i = 0; i < width; ++i) {
             const float xq = scale_to_element<kRule, kMode, kGeneral>(
-                x[first + k], multiplier_of[i], local,
-                kMode == ModeClass::stochastic ? slab_words[k] : 0u);
-            xq_out[k] = xq;
-            y[first + k] = element_to_value<kRule>(xq, scale_of[i], local);
+                xr[i], multiplier_of[i], local, kMode == ModeClass::stochastic ? row_word[i] : 0u);
+            xq_row[i] = xq;
+            yr[i] = element_to_value<kRule>(xq, scale_of[i], local);
           }
         }
       });
