@@ -171,6 +171,101 @@ Tensor group_norm(
   return y;
 }
 
+namespace {
+
+/// Per-channel statistics and normalisation of x (batch, channels, spatial) in one pass each
+/// way, channels in parallel. Forward: y = (x - mean_c) * inverse_std_c * weight_c + bias_c;
+/// with `batch_statistics`, mean_c and the biased variance come from x (in double) and are
+/// written out, else `mean` and `inverse_std` are inputs.
+template <typename T>
+void batch_norm_channels(const T* x,
+                         const T* weight,
+                         const T* bias,
+                         T* y,
+                         double* mean,
+                         double* variance,
+                         double* inverse_std,
+                         int64_t batch,
+                         int64_t channels,
+                         int64_t spatial,
+                         double eps,
+                         bool batch_statistics) {
+  const double count = double(batch * spatial);
+#pragma omp parallel for if (batch * channels * spatial > (1 << 15))
+  for (int64_t c = 0; c < channels; ++c) {
+    if (batch_statistics) {
+      double total = 0.0, squares = 0.0;
+      for (int64_t n = 0; n < batch; ++n) {
+        const T* plane = x + (n * channels + c) * spatial;
+        for (int64_t i = 0; i < spatial; ++i) total += double(plane[i]);
+      }
+      mean[c] = total / count;
+      for (int64_t n = 0; n < batch; ++n) {
+        const T* plane = x + (n * channels + c) * spatial;
+        for (int64_t i = 0; i < spatial; ++i) {
+          const double d = double(plane[i]) - mean[c];
+          squares += d * d;
+        }
+      }
+      variance[c] = squares / count;
+      inverse_std[c] = 1.0 / std::sqrt(variance[c] + eps);
+    }
+    const T scale = T(inverse_std[c]) * (weight ? weight[c] : T(1));
+    const T shift = (bias ? bias[c] : T(0)) - T(mean[c]) * scale;
+    for (int64_t n = 0; n < batch; ++n) {
+      const T* in = x + (n * channels + c) * spatial;
+      T* out = y + (n * channels + c) * spatial;
+      for (int64_t i = 0; i < spatial; ++i) out[i] = in[i] * scale + shift;
+    }
+  }
+}
+
+/// The backward of batch_norm_channels. With x̂ = (x - mean) * inverse_std and u = g * weight:
+/// d(weight) = Σ g x̂, d(bias) = Σ g, and dx = inverse_std * (u - [Σu + x̂ Σ(u x̂)] / count)
+/// for batch statistics (dx = inverse_std * u for fixed ones).
+template <typename T>
+void batch_norm_channels_backward(const T* g,
+                                  const T* x,
+                                  const T* weight,
+                                  const double* mean,
+                                  const double* inverse_std,
+                                  T* dx,
+                                  T* dweight,
+                                  T* dbias,
+                                  int64_t batch,
+                                  int64_t channels,
+                                  int64_t spatial,
+                                  bool batch_statistics) {
+  const double count = double(batch * spatial);
+#pragma omp parallel for if (batch * channels * spatial > (1 << 15))
+  for (int64_t c = 0; c < channels; ++c) {
+    double sum_g = 0.0, sum_g_xhat = 0.0;
+    for (int64_t n = 0; n < batch; ++n) {
+      const T* gp = g + (n * channels + c) * spatial;
+      const T* xp = x + (n * channels + c) * spatial;
+      for (int64_t i = 0; i < spatial; ++i) {
+        sum_g += double(gp[i]);
+        sum_g_xhat += double(gp[i]) * (double(xp[i]) - mean[c]) * inverse_std[c];
+      }
+    }
+    const double w = weight ? double(weight[c]) : 1.0;
+    if (dweight) dweight[c] = T(sum_g_xhat);
+    if (dbias) dbias[c] = T(sum_g);
+    const T a = T(inverse_std[c] * w);
+    const T b = batch_statistics ? T(inverse_std[c] * w * sum_g / count) : T(0);
+    const T k =
+        batch_statistics ? T(inverse_std[c] * inverse_std[c] * w * sum_g_xhat / count) : T(0);
+    for (int64_t n = 0; n < batch; ++n) {
+      const T* gp = g + (n * channels + c) * spatial;
+      const T* xp = x + (n * channels + c) * spatial;
+      T* out = dx + (n * channels + c) * spatial;
+      for (int64_t i = 0; i < spatial; ++i) out[i] = a * gp[i] - b - k * (xp[i] - T(mean[c]));
+    }
+  }
+}
+
+}  // namespace
+
 Tensor batch_norm(const Tensor& x,
                   const Tensor& running_mean,
                   const Tensor& running_var,
@@ -179,36 +274,68 @@ Tensor batch_norm(const Tensor& x,
                   bool training,
                   double momentum,
                   double eps) {
-  LATTICE_CHECK(x.rank() >= 2, "[batch_norm] input must be (N, C, ...), got ", x.shape());
-  const int64_t channels = x.shape(1);
+  LATTICE_CHECK(x.rank() >= 2 && is_floating(x.dtype()),
+                "[batch_norm] input must be a float (N, C, ...), got ", x.shape());
+  const int64_t batch = x.shape(0), channels = x.shape(1),
+                spatial = channels > 0 && batch > 0 ? x.numel() / (batch * channels) : 0;
   check_affine("batch_norm", weight, channels);
   check_affine("batch_norm", bias, channels);
   check_affine("batch_norm", running_mean, channels);
   check_affine("batch_norm", running_var, channels);
-  std::vector<int> axes{0};
-  for (int i = 2; i < x.rank(); ++i) axes.push_back(i);
-  Tensor centered, variance;
-  if (training) {
-    const int64_t count = x.numel() / std::max<int64_t>(channels, 1);
-    LATTICE_CHECK(count > 1, "[batch_norm] training needs more than one value per channel, got ",
-                  x.shape());
-    const Tensor batch_mean = mean(x, axes, true);
-    centered = x - batch_mean;
-    variance = mean(centered * centered, axes, true);
+  const int64_t count = batch * spatial;
+  LATTICE_CHECK(!training || count > 1,
+                "[batch_norm] training needs more than one value per channel, got ", x.shape());
+  const Tensor in = detach(x).contiguous();
+  const Tensor w = weight.defined() ? detach(weight).contiguous() : Tensor{};
+  const Tensor b = bias.defined() ? detach(bias).contiguous() : Tensor{};
+  // Per-channel statistics in double: the batch's, or the running ones.
+  const Tensor mean = training ? empty({channels}, DType::float64)
+                               : detach(running_mean).to(DType::float64).contiguous();
+  const Tensor variance = training ? empty({channels}, DType::float64)
+                                   : detach(running_var).to(DType::float64).contiguous();
+  const Tensor inverse_std = empty({channels}, DType::float64);
+  if (!training)
+    for (int64_t c = 0; c < channels; ++c)
+      inverse_std.data<double>()[c] = 1.0 / std::sqrt(variance.data<double>()[c] + eps);
+  std::vector<Tensor> inputs{x};
+  if (weight.defined()) inputs.push_back(weight);
+  if (bias.defined()) inputs.push_back(bias);
+  const Tensor out = apply_function(
+      "batch_norm", inputs,
+      [&](const std::vector<Tensor>&) {
+        const Tensor y = empty(x.shape(), x.dtype());
+        visit_floating(x, "batch_norm", [&]<typename T>(std::type_identity<T>) {
+          batch_norm_channels(in.data<T>(), w.defined() ? w.data<T>() : nullptr,
+                              b.defined() ? b.data<T>() : nullptr, y.data<T>(), mean.data<double>(),
+                              variance.data<double>(), inverse_std.data<double>(), batch, channels,
+                              spatial, eps, training);
+        });
+        return y;
+      },
+      [in, w, b, mean, inverse_std, batch, channels, spatial, training](const Tensor& g_out) {
+        const Tensor g = g_out.contiguous(), dx = empty(in.shape(), in.dtype());
+        const Tensor dw = w.defined() ? empty(w.shape(), w.dtype()) : Tensor{};
+        const Tensor db = b.defined() ? empty(b.shape(), b.dtype()) : Tensor{};
+        visit_floating(in, "batch_norm", [&]<typename T>(std::type_identity<T>) {
+          batch_norm_channels_backward(
+              g.data<T>(), in.data<T>(), w.defined() ? w.data<T>() : nullptr, mean.data<double>(),
+              inverse_std.data<double>(), dx.data<T>(), dw.defined() ? dw.data<T>() : nullptr,
+              db.defined() ? db.data<T>() : nullptr, batch, channels, spatial, training);
+        });
+        std::vector<Tensor> grads{dx};
+        if (dw.defined()) grads.push_back(dw);
+        if (db.defined()) grads.push_back(db);
+        return grads;
+      });
+  if (training) {  // the running statistics move toward the batch's (unbiased variance)
     NoGradGuard no_grad;
     const double unbiased = double(count) / double(count - 1);
     running_mean.copy_(scale(running_mean, 1.0 - momentum) +
-                       scale(detach(batch_mean).reshape({channels}), momentum));
+                       scale(mean.to(running_mean.dtype()), momentum));
     running_var.copy_(scale(running_var, 1.0 - momentum) +
-                      scale(detach(variance).reshape({channels}), momentum * unbiased));
-  } else {
-    centered = x - per_channel(running_mean, x);
-    variance = per_channel(running_var, x);
+                      scale(variance.to(running_var.dtype()), momentum * unbiased));
   }
-  Tensor y = centered * rsqrt(variance + constant_like(x, eps));
-  if (weight.defined()) y = y * per_channel(weight, x);
-  if (bias.defined()) y = y + per_channel(bias, x);
-  return y;
+  return on_activation_lattice(out);
 }
 
 Tensor dropout(const Tensor& x, double p, const RandomStream& random) {

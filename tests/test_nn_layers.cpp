@@ -122,6 +122,8 @@ TEST_CASE("BatchNorm2d: batch statistics and running averages in training, runni
   norm.train();
   const Tensor input = random64({3, 1, 2, 2}, 6);
   check_module_gradients(norm, {input}, [&] { return norm(input); });
+  norm.eval();  // fixed statistics: a per-channel affine map
+  check_module_gradients(norm, {input}, [&] { return norm(input); });
 }
 
 TEST_CASE("Dropout: seeded, drops about p, scales the rest, identity in eval") {
