@@ -311,7 +311,10 @@ TEST_CASE(
     "mx blocks of every element format (e2m1, e2m3, e3m2, e4m3, e5m2, int8) agree with the "
     "OCP formula on random blocks over the fp32 range, RNE and SR, contiguous and strided") {
   SplitMix rng{2718};
-  const BlockLayout layouts[] = {{5, 100, 1, 32}, {3, 70, 3, 32}, {2, 33, 1, 16}, {2, 40, 8, 16}};
+  // {2, 40, 300, 32}: wider than one column tile of the strided kernel, with a ragged last
+  // tile and a ragged last block.
+  const BlockLayout layouts[] = {
+      {5, 100, 1, 32}, {3, 70, 3, 32}, {2, 33, 1, 16}, {2, 40, 8, 16}, {2, 40, 300, 32}};
   const RandomStream random{.seed = 99, .subsequence = 5};
   Tally t;
   for (const MxElement& element : kMxElements)

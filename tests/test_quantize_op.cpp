@@ -7,6 +7,7 @@
 
 #include "autograd/autograd.h"
 #include "tensor/ops.h"
+#include "tensor/precision_stack.h"
 
 using namespace lattice;
 
@@ -36,6 +37,23 @@ TEST_CASE("quantize with an MXFP4 quantizer equals the kernel on the raw array, 
     quantize(q, in, expected, shape, RandomStream{.seed = 3});
     CHECK(quantize(x, q, RandomStream{.seed = 3}).to_vector<float>() == expected);
     CHECK(quantize(x.t(), q).shape() == Shape{64, 8});  // strided input
+  }
+}
+
+TEST_CASE(
+    "a transposed view is quantized in its packed order: Q(w^T) = Q(w along the other "
+    "axis)^T bit for bit, stochastic rounding included, and reads no packed copy") {
+  const Tensor w = randn({40, 96}, RandomStream{.seed = 4});
+  Quantizer q = parse_quantizer_spec("mxfp4:sr");
+  for (int axis : {0, 1}) {
+    q.scaling->axis = axis;
+    Quantizer on_w = q;
+    on_w.scaling->axis = 1 - axis;  // axis `axis` of w^T is axis 1 - axis of w
+    const Tensor viewed = quantize(w.t(), q, RandomStream{.seed = 5});
+    const Tensor packed = quantize(w, on_w, RandomStream{.seed = 5});
+    CHECK(viewed.shape() == Shape{96, 40});
+    CHECK(viewed.to_vector<float>() == packed.t().to_vector<float>());
+    CHECK(viewed.stride(0) == 1);  // a view of the packed result
   }
 }
 
