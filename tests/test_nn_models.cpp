@@ -10,6 +10,7 @@
 #include "examples/models/vit.h"
 #include "nn_support.h"
 #include "tensor/random.h"
+#include "tensor/spatial_ops.h"
 
 using namespace lattice;
 using namespace lattice::nn;
@@ -70,6 +71,38 @@ TEST_CASE("gradients through SwiGLU, SmoothSwiGLU, GeluMLP and both transformer 
     const Tensor tokens = random64({2, 3, 4}, 5);
     check_module_gradients(block, {tokens}, [&] { return block(tokens); });
   }
+}
+
+TEST_CASE("GeluMLP and the pre-norm block compute exactly their definitions") {
+  manual_seed(20);
+  GeluMLP mlp(4, 6);
+  const Tensor x = randn({2, 3, 4}, 21);
+  CHECK(max_difference(mlp(x), linear(gelu(linear(x, mlp.fc1->weight, mlp.fc1->bias)),
+                                      mlp.fc2->weight, mlp.fc2->bias)) == 0.0);
+  TransformerBlock block(4, 2, 6, {.attention = {.causal = true}});
+  const Tensor h = x + (*block.attention)((*block.norm1)(x));
+  CHECK(max_difference(block(x), h + (*block.feed_forward)((*block.norm2)(h))) == 0.0);
+}
+
+TEST_CASE(
+    "U-Net parts with hand-set weights: a residual block whose branch is zero is its skip, "
+    "down/up-sampling with a centre-tap kernel pick and repeat pixels") {
+  ResidualBlock block(2, 2, 3, 1);
+  block.conv2->weight.fill_(0.0);
+  block.conv2->bias.fill_(0.0);
+  const Tensor x = randn({1, 2, 4, 4}, 22);
+  CHECK(max_difference(block(x, randn({1, 3}, 23)), x) == 0.0);
+
+  const Tensor image = arange(0, 16).reshape({1, 1, 4, 4});
+  Downsample down(1);
+  Upsample up(1);
+  for (Conv2d* conv : {down.conv.get(), up.conv.get()}) {
+    conv->weight.fill_(0.0);
+    conv->weight.narrow(2, 1, 1).narrow(3, 1, 1).fill_(1.0);  // the centre tap
+    conv->bias.fill_(0.0);
+  }
+  CHECK(down(image).to_vector<float>() == std::vector<float>{0, 2, 8, 10});
+  CHECK(max_difference(up(image), upsample_nearest2d(image, 2)) == 0.0);
 }
 
 TEST_CASE("U-Net parts: shapes, the time embedding's reach, gradient checks") {
