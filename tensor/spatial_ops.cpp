@@ -52,61 +52,61 @@ Window plan_window(const char* op,
   return g;
 }
 
+/// The output columns [begin, end) whose tap at horizontal offset `shift` (= j * dilation -
+/// padding) reads a pixel inside a row of `width`: 0 <= ow * stride + shift < width.
+std::pair<int64_t, int64_t> columns_inside(const Window& g, int64_t shift) {
+  const int64_t begin = shift >= 0 ? 0 : (-shift + g.stride - 1) / g.stride;
+  const int64_t end = g.width - shift > 0 ? (g.width - shift - 1) / g.stride + 1 : 0;
+  return {std::min(begin, g.out_w), std::clamp<int64_t>(end, std::min(begin, g.out_w), g.out_w)};
+}
+
 /// Image n of x (C, height, width) -> its patch rows (positions, C * taps): row l holds the
 /// C x kernel_h x kernel_w window under output position l (channel-major), zero outside the
-/// image.
+/// image. One output row of windows at a time (a block that stays in L1), filled tap by tap
+/// along the row: contiguous reads, no per-element bounds checks.
 template <typename T>
 void unfold_image(const T* x, T* rows, int64_t channels, const Window& g) {
   const int64_t width = channels * g.taps();
-  for (int64_t oh = 0; oh < g.out_h; ++oh)
-    for (int64_t ow = 0; ow < g.out_w; ++ow) {
-      T* row = rows + (oh * g.out_w + ow) * width;
-      const int64_t first_iw = ow * g.stride - g.padding;
-      const bool inside = first_iw >= 0 && first_iw + (g.kernel_w - 1) * g.dilation < g.width;
-      for (int64_t c = 0; c < channels; ++c) {
-        const T* plane = x + c * g.height * g.width;
-        for (int64_t i = 0; i < g.kernel_h; ++i) {
-          const int64_t ih = oh * g.stride - g.padding + i * g.dilation;
-          T* out = row + (c * g.kernel_h + i) * g.kernel_w;
-          if (ih < 0 || ih >= g.height) {
-            for (int64_t j = 0; j < g.kernel_w; ++j) out[j] = T(0);
-            continue;
-          }
-          const T* line = plane + ih * g.width + first_iw;
-          if (inside) {  // the whole window row lies in the image: no bounds checks
-            for (int64_t j = 0; j < g.kernel_w; ++j) out[j] = line[j * g.dilation];
-            continue;
-          }
-          for (int64_t j = 0; j < g.kernel_w; ++j) {
-            const int64_t iw = first_iw + j * g.dilation;
-            out[j] = iw >= 0 && iw < g.width ? line[j * g.dilation] : T(0);
-          }
+  for (int64_t oh = 0; oh < g.out_h; ++oh) {
+    T* block = rows + oh * g.out_w * width;
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t i = 0; i < g.kernel_h; ++i) {
+        const int64_t ih = oh * g.stride - g.padding + i * g.dilation;
+        const bool row_inside = ih >= 0 && ih < g.height;
+        const T* line = x + (c * g.height + (row_inside ? ih : 0)) * g.width;
+        for (int64_t j = 0; j < g.kernel_w; ++j) {
+          T* column = block + (c * g.kernel_h + i) * g.kernel_w + j;  // position ow at ow * width
+          const int64_t shift = j * g.dilation - g.padding;
+          const auto [begin, end] =
+              row_inside ? columns_inside(g, shift) : std::pair<int64_t, int64_t>{0, 0};
+          for (int64_t ow = 0; ow < begin; ++ow) column[ow * width] = T(0);
+          for (int64_t ow = begin; ow < end; ++ow) column[ow * width] = line[ow * g.stride + shift];
+          for (int64_t ow = end; ow < g.out_w; ++ow) column[ow * width] = T(0);
         }
       }
-    }
+  }
 }
 
 /// The adjoint of unfold_image: x (C, height, width) += each row entry at its source pixel.
 template <typename T>
 void fold_image(const T* rows, T* x, int64_t channels, const Window& g) {
   const int64_t width = channels * g.taps();
-  for (int64_t oh = 0; oh < g.out_h; ++oh)
-    for (int64_t ow = 0; ow < g.out_w; ++ow) {
-      const T* row = rows + (oh * g.out_w + ow) * width;
-      for (int64_t c = 0; c < channels; ++c) {
-        T* plane = x + c * g.height * g.width;
-        for (int64_t i = 0; i < g.kernel_h; ++i) {
-          const int64_t ih = oh * g.stride - g.padding + i * g.dilation;
-          if (ih < 0 || ih >= g.height) continue;
-          const T* in = row + (c * g.kernel_h + i) * g.kernel_w;
-          T* line = plane + ih * g.width;
-          for (int64_t j = 0; j < g.kernel_w; ++j) {
-            const int64_t iw = ow * g.stride - g.padding + j * g.dilation;
-            if (iw >= 0 && iw < g.width) line[iw] += in[j];
-          }
+  for (int64_t oh = 0; oh < g.out_h; ++oh) {
+    const T* block = rows + oh * g.out_w * width;
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t i = 0; i < g.kernel_h; ++i) {
+        const int64_t ih = oh * g.stride - g.padding + i * g.dilation;
+        if (ih < 0 || ih >= g.height) continue;
+        T* line = x + (c * g.height + ih) * g.width;
+        for (int64_t j = 0; j < g.kernel_w; ++j) {
+          const T* column = block + (c * g.kernel_h + i) * g.kernel_w + j;
+          const int64_t shift = j * g.dilation - g.padding;
+          const auto [begin, end] = columns_inside(g, shift);
+          for (int64_t ow = begin; ow < end; ++ow)
+            line[ow * g.stride + shift] += column[ow * width];
         }
       }
-    }
+  }
 }
 
 Tensor image_from_rows(const Tensor& rows, const Window& g, int64_t channels);
@@ -279,18 +279,35 @@ void window_maxima(const T* image, T* values, const Window& g, int64_t kernel) {
   }
 }
 
-/// The position in the plane of the first pixel of window (oh, ow), in row-major order, that
-/// equals its maximum `value` (or is NaN when the maximum is NaN).
+/// For each window of one plane, the position in the plane of its first pixel (in row-major
+/// window order) that equals the window's maximum from window_maxima (or is NaN when that is
+/// NaN): best (out_h, out_w). Taps run in reverse order, so the last match written is the
+/// first in window order, and the selects vectorise across a row of windows like the maxima.
 template <typename T>
-int64_t first_argmax(
-    const T* image, T value, const Window& g, int64_t kernel, int64_t oh, int64_t ow) {
-  const int64_t top = oh * g.stride - g.padding, left = ow * g.stride - g.padding;
-  for (int64_t ih = std::max<int64_t>(top, 0); ih < std::min(top + kernel, g.height); ++ih)
-    for (int64_t iw = std::max<int64_t>(left, 0); iw < std::min(left + kernel, g.width); ++iw) {
-      const T v = image[ih * g.width + iw];
-      if (v == value || (v != v && value != value)) return ih * g.width + iw;
+void window_argmax(
+    const T* image, const T* maxima, int32_t* best, const Window& g, int64_t kernel) {
+  for (int64_t oh = 0; oh < g.out_h; ++oh) {
+    int32_t* row_best = best + oh * g.out_w;
+    const T* row_max = maxima + oh * g.out_w;
+    const int64_t top = oh * g.stride - g.padding;
+    for (int64_t i = kernel; i-- > 0;) {
+      const int64_t ih = top + i;
+      if (ih < 0 || ih >= g.height) continue;
+      for (int64_t j = kernel; j-- > 0;) {
+        const int64_t shift = j - g.padding;
+        const int64_t ow_begin = shift >= 0 ? 0 : (-shift + g.stride - 1) / g.stride;
+        const int64_t ow_end = std::min<int64_t>(
+            g.out_w, g.width - shift > 0 ? (g.width - shift - 1) / g.stride + 1 : 0);
+        const int64_t line = ih * g.width + shift;
+#pragma omp simd
+        for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
+          const T v = image[line + ow * g.stride], m = row_max[ow];
+          const bool match = (v == m) | ((v != v) & (m != m));
+          row_best[ow] = match ? int32_t(line + ow * g.stride) : row_best[ow];
+        }
+      }
     }
-  return std::max<int64_t>(top, 0) * g.width + std::max<int64_t>(left, 0);  // unreachable
+  }
 }
 
 }  // namespace
@@ -312,8 +329,9 @@ Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t paddi
     });
   }
   // The gradient of each window goes to its first maximum, found again from the saved input
-  // and output (cheaper than tracking positions in the forward loop, which would not
-  // vectorise).
+  // and output (the forward loop stays a pure maximum, which vectorises best).
+  LATTICE_CHECK(plane < (int64_t(1) << 31), "[max_pool2d] planes of ", plane,
+                " pixels are beyond 32-bit positions");
   record_op("max_pool2d", out, {x}, [in, maxima = detach(out), g, kernel](const Tensor& grad) {
     const Tensor packed = grad.contiguous();
     Tensor dx = zeros(in.shape(), packed.dtype());
@@ -321,13 +339,16 @@ Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t paddi
     visit_floating(packed, "max_pool2d", [&]<typename T>(std::type_identity<T>) {
       const T *image = in.data<T>(), *value = maxima.data<T>(), *from = packed.data<T>();
       T* to = dx.data<T>();
-#pragma omp parallel for if (planes * plane > (1 << 16))
-      for (int64_t p = 0; p < planes; ++p)
-        for (int64_t oh = 0; oh < g.out_h; ++oh)
-          for (int64_t ow = 0; ow < g.out_w; ++ow) {
-            const int64_t o = p * g.positions() + oh * g.out_w + ow;
-            to[p * plane + first_argmax(image + p * plane, value[o], g, kernel, oh, ow)] += from[o];
-          }
+#pragma omp parallel if (planes * plane > (1 << 16))
+      {
+        std::vector<int32_t> best(static_cast<size_t>(g.positions()));
+#pragma omp for
+        for (int64_t p = 0; p < planes; ++p) {
+          window_argmax(image + p * plane, value + p * g.positions(), best.data(), g, kernel);
+          for (int64_t o = 0; o < g.positions(); ++o)
+            to[p * plane + best[size_t(o)]] += from[p * g.positions() + o];
+        }
+      }
     });
     return std::vector<Tensor>{dx};
   });

@@ -1,0 +1,93 @@
+// Training-step time of the CNN ../shared/peers/torch_bench.py times in PyTorch: 32x32x3 ->
+// [conv3x3 3->32, ReLU, maxpool2] -> [32->64 ...] -> [64->128 ...] -> flatten -> linear 10,
+// batch 128 of fixed random images, cross entropy, Adam 1e-3, under an optional precision
+// stack. Reports median ms/step, samples/s and peak resident memory.
+// Usage: bench_cnn [--steps N] [--warmup N] [--stack SPEC]
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "autograd/autograd.h"
+#include "nn/layers.h"
+#include "optim/optimizer.h"
+#include "tensor/ops.h"
+#include "tensor/precision_stack.h"
+#include "tensor/random.h"
+
+using namespace lattice;
+
+int main(int argc, char** argv) {
+  int steps = 10, warmup = 2;
+  std::string spec = "fp32";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    if (flag == "--steps")
+      steps = std::atoi(argv[i + 1]);
+    else if (flag == "--warmup")
+      warmup = std::atoi(argv[i + 1]);
+    else if (flag == "--stack")
+      spec = argv[i + 1];
+    else {
+      std::fprintf(stderr, "bench_cnn: unknown flag %s (known: --steps, --warmup, --stack)\n",
+                   flag.c_str());
+      return 2;
+    }
+  }
+  PrecisionStack stack;
+  try {
+    stack = parse_precision_stack(spec);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "bench_cnn: %s\n", e.what());
+    return 2;
+  }
+  if (steps < 1) {
+    std::fprintf(stderr, "bench_cnn: --steps must be positive\n");
+    return 2;
+  }
+  const int64_t batch = 128;
+  manual_seed(0);
+  std::vector<std::shared_ptr<nn::Module>> layers;
+  for (const auto& [in, out] : {std::pair{3, 32}, {32, 64}, {64, 128}}) {
+    layers.push_back(std::make_shared<nn::Conv2d>(in, out, 3, 1, 1));
+    layers.push_back(std::make_shared<nn::Activation>(nn::Activation::Kind::relu));
+    layers.push_back(std::make_shared<nn::MaxPool2d>(2));
+  }
+  layers.push_back(std::make_shared<nn::Flatten>());
+  layers.push_back(std::make_shared<nn::Linear>(128 * 4 * 4, 10));
+  nn::Sequential cnn(layers);
+  const Tensor x = randn({batch, 3, 32, 32}, RandomStream{.seed = 9});
+  std::vector<int64_t> labels;
+  for (int64_t i = 0; i < batch; ++i) labels.push_back(i % 10);
+  const Tensor targets = from_vector<int64_t>(labels, {batch});
+  optim::Adam adam(optim::one_group(cnn.named_parameters(), 1e-3), {}, stack);
+
+  PrecisionScope scope(stack);
+  std::vector<double> times;
+  float loss_value = 0.0f;
+  for (int step = 0; step < warmup + steps; ++step) {
+    const auto start = std::chrono::steady_clock::now();
+    adam.zero_grad();
+    const Tensor loss = cross_entropy(cnn(x), targets);
+    backward(loss);
+    adam.step();
+    loss_value = loss.item<float>();
+    const std::chrono::duration<double, std::milli> elapsed =
+        std::chrono::steady_clock::now() - start;
+    if (step >= warmup) times.push_back(elapsed.count());
+  }
+  std::sort(times.begin(), times.end());
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const double median = times[times.size() / 2];
+  std::printf(
+      "cnn 32x32x3 c32-c64-c128 b%lld adam, stack %s: median %.2f ms/step (min %.2f, max %.2f) "
+      "over %d steps, %.0f samples/s, peak RSS %.1f MiB, final loss %.4f\n",
+      (long long)batch, to_string(stack).c_str(), median, times.front(), times.back(), steps,
+      double(batch) / (median / 1000.0), double(usage.ru_maxrss) / 1024.0, loss_value);
+  return 0;
+}
