@@ -5,24 +5,21 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "bench/bench_support.h"
 #include "kernels/gemm.h"
 
 using namespace lattice;
 
 int main(int argc, char** argv) {
-  int repeats = 20;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::string(argv[i]) == "--repeats") {
-      repeats = std::atoi(argv[i + 1]);
-    } else {
-      std::fprintf(stderr, "bench_gemm: unknown flag %s (known: --repeats)\n", argv[i]);
-      return 2;
-    }
-  }
+  const char* program = "bench_gemm";
+  bench::Flags flags{{"repeats", "20"}};
+  if (!bench::parse_flags(argc, argv, program, flags)) return 2;
+  const std::optional<int64_t> repeat_count = bench::integer_flag(flags, "repeats", program, 1);
+  if (!repeat_count) return 2;
+  const int repeats = int(*repeat_count);
   struct Problem {
     const char* name;
     int64_t M, N, K;

@@ -4,17 +4,15 @@
 // times in PyTorch; H = 512 is the mnist trainer's MLP. Reports peak resident memory too.
 // Usage: bench_mlp [--steps N] [--warmup N] [--hidden H] [--stacks SPEC;SPEC;...]
 //   e.g. bench_mlp --hidden 512 --stacks 'fp32;mxfp4'   (MXFP4 step time / fp32 step time)
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "autograd/autograd.h"
+#include "bench/bench_support.h"
 #include "nn/layers.h"
 #include "optim/optimizer.h"
 #include "tensor/ops.h"
@@ -38,30 +36,13 @@ struct Run {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int steps = 20, warmup = 3;
-  int64_t hidden = 256;
-  std::string specs = "fp32";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    if (flag == "--steps")
-      steps = std::atoi(argv[i + 1]);
-    else if (flag == "--warmup")
-      warmup = std::atoi(argv[i + 1]);
-    else if (flag == "--hidden")
-      hidden = std::atoll(argv[i + 1]);
-    else if (flag == "--stacks")
-      specs = argv[i + 1];
-    else {
-      std::fprintf(stderr,
-                   "bench_mlp: unknown flag %s (known: --steps, --warmup, --hidden, --stacks)\n",
-                   flag.c_str());
-      return 2;
-    }
-  }
-  if (steps < 1 || hidden < 1) {
-    std::fprintf(stderr, "bench_mlp: --steps and --hidden must be positive\n");
-    return 2;
-  }
+  const char* program = "bench_mlp";
+  bench::Flags flags{{"steps", "20"}, {"warmup", "3"}, {"hidden", "256"}, {"stacks", "fp32"}};
+  if (!bench::parse_flags(argc, argv, program, flags)) return 2;
+  const std::optional<int64_t> steps = bench::integer_flag(flags, "steps", program, 1);
+  const std::optional<int64_t> warmup = bench::integer_flag(flags, "warmup", program, 0);
+  const std::optional<int64_t> hidden = bench::integer_flag(flags, "hidden", program, 1);
+  if (!steps || !warmup || !hidden) return 2;
   const int64_t batch = 512;
   const Tensor x = randn({batch, 784}, RandomStream{.seed = 9});
   std::vector<int64_t> labels;
@@ -70,26 +51,26 @@ int main(int argc, char** argv) {
 
   std::vector<Run> runs;
   try {
-    for (const std::string& spec : split(specs, ';')) {
+    for (const std::string& spec : split(flags["stacks"], ';')) {
       Run run{.stack = parse_precision_stack(spec)};
       manual_seed(0);
       run.mlp = std::make_unique<nn::Sequential>(std::vector<std::shared_ptr<nn::Module>>{
-          std::make_shared<nn::Linear>(784, hidden),
+          std::make_shared<nn::Linear>(784, *hidden),
           std::make_shared<nn::Activation>(nn::Activation::Kind::relu),
-          std::make_shared<nn::Linear>(hidden, hidden),
+          std::make_shared<nn::Linear>(*hidden, *hidden),
           std::make_shared<nn::Activation>(nn::Activation::Kind::relu),
-          std::make_shared<nn::Linear>(hidden, 10)});
+          std::make_shared<nn::Linear>(*hidden, 10)});
       run.adam = std::make_unique<optim::Adam>(optim::one_group(run.mlp->named_parameters(), 1e-3),
                                                optim::AdamOptions{}, run.stack);
       runs.push_back(std::move(run));
     }
   } catch (const Error& e) {
-    std::fprintf(stderr, "bench_mlp: %s\n", e.what());
+    std::fprintf(stderr, "%s: %s\n", program, e.what());
     return 2;
   }
 
   // Stacks take turns step by step, so drift in the machine's speed hits them alike.
-  for (int step = 0; step < warmup + steps; ++step)
+  for (int64_t step = 0; step < *warmup + *steps; ++step)
     for (Run& run : runs) {
       PrecisionScope scope(run.stack);
       const auto start = std::chrono::steady_clock::now();
@@ -100,22 +81,20 @@ int main(int argc, char** argv) {
       run.loss = loss.item<float>();
       const std::chrono::duration<double, std::milli> elapsed =
           std::chrono::steady_clock::now() - start;
-      if (step >= warmup) run.times.push_back(elapsed.count());
+      if (step >= *warmup) run.times.push_back(elapsed.count());
     }
   double first_median = 0.0;
   for (Run& run : runs) {
     std::sort(run.times.begin(), run.times.end());
-    const double median = run.times[run.times.size() / 2];
+    const double median = bench::median(run.times);
     if (first_median == 0.0) first_median = median;
     std::printf(
         "mlp 784-%lld-%lld-10 b%lld adam, stack %s: median %.2f ms/step (min %.2f, max %.2f) "
-        "over %d steps, %.0f samples/s, %.2fx the first stack, final loss %.4f\n",
-        (long long)hidden, (long long)hidden, (long long)batch, to_string(run.stack).c_str(),
-        median, run.times.front(), run.times.back(), steps, double(batch) / (median / 1000.0),
-        median / first_median, run.loss);
+        "over %lld steps, %.0f samples/s, %.2fx the first stack, final loss %.4f\n",
+        (long long)*hidden, (long long)*hidden, (long long)batch, to_string(run.stack).c_str(),
+        median, run.times.front(), run.times.back(), (long long)*steps,
+        double(batch) / (median / 1000.0), median / first_median, run.loss);
   }
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  std::printf("peak RSS %.1f MiB\n", double(usage.ru_maxrss) / 1024.0);
+  std::printf("peak RSS %.1f MiB\n", bench::peak_rss_mib());
   return 0;
 }

@@ -6,12 +6,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "bench/bench_support.h"
 #include "kernels/quantize.h"
 #include "tensor/quantizer.h"
 
@@ -34,20 +34,14 @@ double best_seconds(int repeats, const std::function<void()>& work) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int64_t n = int64_t(1) << 25;
-  int repeats = 7;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    if (flag == "--elements")
-      n = std::atoll(argv[i + 1]);
-    else if (flag == "--repeats")
-      repeats = std::atoi(argv[i + 1]);
-    else {
-      std::fprintf(stderr, "bench_quantize: unknown flag %s (known: --elements, --repeats)\n",
-                   flag.c_str());
-      return 2;
-    }
-  }
+  const char* program = "bench_quantize";
+  bench::Flags flags{{"elements", std::to_string(int64_t(1) << 25)}, {"repeats", "7"}};
+  if (!bench::parse_flags(argc, argv, program, flags)) return 2;
+  const std::optional<int64_t> elements = bench::integer_flag(flags, "elements", program, 1);
+  const std::optional<int64_t> repeat_count = bench::integer_flag(flags, "repeats", program, 1);
+  if (!elements || !repeat_count) return 2;
+  const int64_t n = *elements;
+  const int repeats = int(*repeat_count);
   std::vector<float> x(static_cast<size_t>(n)), y(static_cast<size_t>(n));
   const RandomStream random{.seed = 42};
   for (int64_t i = 0; i < n; ++i)  // spread over many binades, with some tiny values

@@ -1,0 +1,82 @@
+// What the training-step benchmarks share: `--flag value` parsing with one-line errors, a
+// timed step loop (warm-up steps uncounted, times sorted) and the peak resident memory.
+#pragma once
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace lattice::bench {
+
+/// A benchmark's flags: name (without "--") -> its value as text, preset with the default.
+using Flags = std::map<std::string, std::string>;
+
+/// Reads `--name value` pairs into `flags`. On an unknown flag or a missing value prints
+/// "<program>: ..." naming the known flags and returns false.
+inline bool parse_flags(int argc, char** argv, const char* program, Flags& flags) {
+  for (int i = 1; i < argc; i += 2) {
+    const std::string flag = argv[i];
+    const auto found = flag.starts_with("--") ? flags.find(flag.substr(2)) : flags.end();
+    if (found == flags.end() || i + 1 >= argc) {
+      std::string known;
+      for (const auto& [name, value] : flags) known += (known.empty() ? "--" : ", --") + name;
+      std::fprintf(stderr, "%s: %s %s (known: %s, each followed by a value)\n", program,
+                   found == flags.end() ? "unknown flag" : "no value after", flag.c_str(),
+                   known.c_str());
+      return false;
+    }
+    found->second = argv[i + 1];
+  }
+  return true;
+}
+
+/// The integer >= `minimum` in flags[name]; prints "<program>: ..." and returns nullopt
+/// otherwise.
+inline std::optional<int64_t> integer_flag(const Flags& flags,
+                                           const std::string& name,
+                                           const char* program,
+                                           int64_t minimum) {
+  const std::string& text = flags.at(name);
+  char* end = nullptr;
+  const long long value = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || value < minimum) {
+    std::fprintf(stderr, "%s: --%s \"%s\": expected an integer >= %lld\n", program, name.c_str(),
+                 text.c_str(), (long long)minimum);
+    return std::nullopt;
+  }
+  return value;
+}
+
+/// Runs step() warmup + steps times; returns the counted steps' milliseconds, sorted.
+template <typename Step>
+std::vector<double> time_steps(int64_t warmup, int64_t steps, Step&& step) {
+  std::vector<double> times;
+  for (int64_t i = 0; i < warmup + steps; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    step();
+    const std::chrono::duration<double, std::milli> elapsed =
+        std::chrono::steady_clock::now() - start;
+    if (i >= warmup) times.push_back(elapsed.count());
+  }
+  std::sort(times.begin(), times.end());
+  return times;
+}
+
+inline double median(const std::vector<double>& sorted) {
+  return sorted[sorted.size() / 2];
+}
+
+inline double peak_rss_mib() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return double(usage.ru_maxrss) / 1024.0;
+}
+
+}  // namespace lattice::bench
