@@ -19,18 +19,9 @@ using namespace lattice;
 
 int main(int argc, char** argv) {
   const char* program = "bench_cnn";
-  bench::Flags flags{{"steps", "10"}, {"warmup", "2"}, {"stack", "fp32"}};
-  if (!bench::parse_flags(argc, argv, program, flags)) return 2;
-  const std::optional<int64_t> steps = bench::integer_flag(flags, "steps", program, 1);
-  const std::optional<int64_t> warmup = bench::integer_flag(flags, "warmup", program, 0);
-  if (!steps || !warmup) return 2;
-  PrecisionStack stack;
-  try {
-    stack = parse_precision_stack(flags["stack"]);
-  } catch (const Error& e) {
-    std::fprintf(stderr, "%s: %s\n", program, e.what());
-    return 2;
-  }
+  const std::optional<bench::StepFlags> flags = bench::parse_step_flags(argc, argv, program, 10, 2);
+  if (!flags) return 2;
+  const PrecisionStack& stack = flags->stack;
   const int64_t batch = 128;
   manual_seed(0);
   std::vector<std::shared_ptr<nn::Module>> layers;
@@ -50,7 +41,7 @@ int main(int argc, char** argv) {
 
   PrecisionScope scope(stack);
   float loss_value = 0.0f;
-  const std::vector<double> times = bench::time_steps(*warmup, *steps, [&] {
+  const std::vector<double> times = bench::time_steps(flags->warmup, flags->steps, [&] {
     adam.zero_grad();
     const Tensor loss = cross_entropy(cnn(x), targets);
     backward(loss);
@@ -62,6 +53,7 @@ int main(int argc, char** argv) {
       "cnn 32x32x3 c32-c64-c128 b%lld adam, stack %s: median %.2f ms/step (min %.2f, max %.2f) "
       "over %lld steps, %.0f samples/s, peak RSS %.1f MiB, final loss %.4f\n",
       (long long)batch, to_string(stack).c_str(), median, times.front(), times.back(),
-      (long long)*steps, double(batch) / (median / 1000.0), bench::peak_rss_mib(), loss_value);
+      (long long)flags->steps, double(batch) / (median / 1000.0), bench::peak_rss_mib(),
+      loss_value);
   return 0;
 }

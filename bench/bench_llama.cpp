@@ -19,18 +19,9 @@ using namespace lattice;
 
 int main(int argc, char** argv) {
   const char* program = "bench_llama";
-  bench::Flags flags{{"steps", "10"}, {"warmup", "2"}, {"stack", "fp32"}};
-  if (!bench::parse_flags(argc, argv, program, flags)) return 2;
-  const std::optional<int64_t> steps = bench::integer_flag(flags, "steps", program, 1);
-  const std::optional<int64_t> warmup = bench::integer_flag(flags, "warmup", program, 0);
-  if (!steps || !warmup) return 2;
-  PrecisionStack stack;
-  try {
-    stack = parse_precision_stack(flags["stack"]);
-  } catch (const Error& e) {
-    std::fprintf(stderr, "%s: %s\n", program, e.what());
-    return 2;
-  }
+  const std::optional<bench::StepFlags> flags = bench::parse_step_flags(argc, argv, program, 10, 2);
+  if (!flags) return 2;
+  const PrecisionStack& stack = flags->stack;
   const int64_t batch = 16, length = 128, vocab = 256;
   manual_seed(0);
   models::Llama llama(models::LlamaConfig{});
@@ -44,7 +35,7 @@ int main(int argc, char** argv) {
 
   PrecisionScope scope(stack);
   float loss_value = 0.0f;
-  const std::vector<double> times = bench::time_steps(*warmup, *steps, [&] {
+  const std::vector<double> times = bench::time_steps(flags->warmup, flags->steps, [&] {
     llama.zero_grad();
     const Tensor loss = cross_entropy(llama(input).reshape({-1, vocab}), target);
     backward(loss);
@@ -56,7 +47,7 @@ int main(int argc, char** argv) {
       "llama d256 L4 H4 b%lldx%lld adamw, %lld params, stack %s: median %.1f ms/step (min %.1f, "
       "max %.1f) over %lld steps, %.0f tokens/s, peak RSS %.1f MiB, final loss %.4f\n",
       (long long)batch, (long long)length, (long long)llama.parameter_count(),
-      to_string(stack).c_str(), median, times.front(), times.back(), (long long)*steps,
+      to_string(stack).c_str(), median, times.front(), times.back(), (long long)flags->steps,
       double(batch * length) / (median / 1000.0), bench::peak_rss_mib(), loss_value);
   return 0;
 }

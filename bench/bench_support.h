@@ -1,5 +1,6 @@
-// What the training-step benchmarks share: `--flag value` parsing with one-line errors, a
-// timed step loop (warm-up steps uncounted, times sorted) and the peak resident memory.
+// What the benchmarks share: `--flag value` parsing with one-line errors (and the step
+// benchmarks' --steps/--warmup/--stack), a timed step loop (warm-up steps uncounted, times
+// sorted) and the peak resident memory.
 #pragma once
 
 #include <sys/resource.h>
@@ -12,6 +13,9 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "tensor/error.h"
+#include "tensor/precision_stack.h"
 
 namespace lattice::bench {
 
@@ -52,6 +56,31 @@ inline std::optional<int64_t> integer_flag(const Flags& flags,
     return std::nullopt;
   }
   return value;
+}
+
+/// The flags of a single-stack step benchmark: --steps, --warmup, --stack.
+struct StepFlags {
+  int64_t steps = 0, warmup = 0;
+  PrecisionStack stack;
+};
+
+/// Parses --steps (>= 1), --warmup (>= 0) and --stack SPEC with these defaults; prints
+/// "<program>: ..." and returns nullopt on any error.
+inline std::optional<StepFlags> parse_step_flags(
+    int argc, char** argv, const char* program, int64_t default_steps, int64_t default_warmup) {
+  Flags flags{{"steps", std::to_string(default_steps)},
+              {"warmup", std::to_string(default_warmup)},
+              {"stack", "fp32"}};
+  if (!parse_flags(argc, argv, program, flags)) return std::nullopt;
+  const std::optional<int64_t> steps = integer_flag(flags, "steps", program, 1);
+  const std::optional<int64_t> warmup = integer_flag(flags, "warmup", program, 0);
+  if (!steps || !warmup) return std::nullopt;
+  try {
+    return StepFlags{*steps, *warmup, parse_precision_stack(flags["stack"])};
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s: %s\n", program, e.what());
+    return std::nullopt;
+  }
 }
 
 /// Runs step() warmup + steps times; returns the counted steps' milliseconds, sorted.
