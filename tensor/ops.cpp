@@ -498,7 +498,8 @@ Tensor max(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
 Tensor mean(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
   int64_t count = axes.empty() ? x.numel() : 1;
   for (int axis : axes) count *= x.shape(axis);
-  return scale(sum(x, axes, keepdim), 1.0 / double(std::max<int64_t>(count, 1)));
+  // An empty mean is 0/0 = NaN, as in PyTorch (the sum of no terms is 0).
+  return scale(sum(x, axes, keepdim), 1.0 / double(count));
 }
 
 Tensor var(const Tensor& x, const std::vector<int>& axes, bool keepdim, int64_t correction) {
@@ -517,12 +518,29 @@ Tensor logsumexp(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
   return keepdim ? result : result.reshape(plan_reduction(x, axes, "logsumexp").kept_shape);
 }
 
+namespace {
+
+/// x - max(x) along `axis`, the maximum detached: every term is at most 0, exact for inputs
+/// within a factor of two of the maximum, and the shift cancels from softmax's gradient.
+Tensor shifted_by_max(const Tensor& x, int axis) {
+  return sub(x, detach(max(x, {axis}, true)));
+}
+
+}  // namespace
+
 Tensor log_softmax(const Tensor& x, int axis) {
-  return sub(x, logsumexp(x, {axis}, true));
+  // (x - m) - log sum exp(x - m): the log of a sum in [1, n] adds an absolute error of a few
+  // ulp of log(n), where x - logsumexp(x) would add the rounding of logsumexp's magnitude.
+  const Tensor shifted = shifted_by_max(x, axis);
+  return sub(shifted, log(sum(exp(shifted), {axis}, true)));
 }
 
 Tensor softmax(const Tensor& x, int axis) {
-  return exp(log_softmax(x, axis));
+  // exp(x - m) / sum: each probability carries only its own rounding, so rows sum to 1 within
+  // a few ulp whatever the logits' magnitude (exp(x - logsumexp) would scale every probability
+  // by the rounding error of logsumexp).
+  const Tensor e = exp(shifted_by_max(x, axis));
+  return div(e, sum(e, {axis}, true));
 }
 
 Tensor cross_entropy(const Tensor& logits,
@@ -536,22 +554,27 @@ Tensor cross_entropy(const Tensor& logits,
                 "[cross_entropy] targets must be int64 or int32, got ",
                 dtype_name(targets.dtype()));
   const int64_t rows = logits.shape(0), classes = logits.shape(1);
-  // The one-hot selection of each row's target (zero rows for ignored targets).
-  const std::vector<int64_t> labels = targets.to_vector<int64_t>();
-  std::vector<double> selection(static_cast<size_t>(rows * classes), 0.0);
-  int64_t counted = 0;
+  std::vector<int64_t> counted_rows, labels;
+  const std::vector<int64_t> all_labels = targets.to_vector<int64_t>();
   for (int64_t i = 0; i < rows; ++i) {
-    const int64_t label = labels[size_t(i)];
+    const int64_t label = all_labels[size_t(i)];
     if (label == ignore_index) continue;
     LATTICE_CHECK(label >= 0 && label < classes, "[cross_entropy] target ", label, " at row ", i,
                   " is outside [0, ", classes, ")");
-    selection[size_t(i * classes + label)] = 1.0;
-    ++counted;
+    counted_rows.push_back(i);
+    labels.push_back(label);
   }
-  const Tensor one_hot = from_vector<double>(selection, {rows, classes}).to(logits.dtype());
-  const Tensor total = neg(sum(mul(log_softmax(logits, 1), one_hot)));
+  const int64_t counted = int64_t(labels.size());
+  // The target's log-probability is picked (gathered), never multiplied by a one-hot: a masked
+  // logit of -inf has log-probability -inf, and -inf * 0 would be NaN.
+  const Tensor kept = counted == rows
+                          ? logits
+                          : index_select(logits, 0, from_vector<int64_t>(counted_rows, {counted}));
+  const Tensor picked = gather(log_softmax(kept, 1), 1, from_vector<int64_t>(labels, {counted, 1}));
+  const Tensor total = neg(sum(picked));
   if (reduction == Reduction::sum) return total;
-  return scale(total, 1.0 / double(std::max<int64_t>(counted, 1)));
+  // Mean over the counted targets; with none counted it is 0/0 = NaN, as in PyTorch.
+  return scale(total, 1.0 / double(counted));
 }
 
 Tensor mse(const Tensor& prediction, const Tensor& target, Reduction reduction) {

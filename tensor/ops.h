@@ -47,6 +47,7 @@ Tensor clamp(const Tensor& x, double low, double high);
 
 /// Sum over `axes` (all when empty); keepdim keeps them as size 1.
 Tensor sum(const Tensor& x, const std::vector<int>& axes = {}, bool keepdim = false);
+/// The mean of no elements is NaN (0/0), as in PyTorch.
 Tensor mean(const Tensor& x, const std::vector<int>& axes = {}, bool keepdim = false);
 
 /// Largest value over `axes` (all when empty); the gradient is shared equally by ties.
@@ -58,13 +59,15 @@ Tensor var(const Tensor& x,
            int64_t correction = 1);
 /// log(sum(exp(x))) over `axes`, computed around the maximum so it never overflows.
 Tensor logsumexp(const Tensor& x, const std::vector<int>& axes, bool keepdim = false);
-/// x - logsumexp(x) along `axis` (stable).
+/// (x - max) - log(sum(exp(x - max))) along `axis`: stable for any logits, -inf included.
 Tensor log_softmax(const Tensor& x, int axis = -1);
+/// exp(x - max) / sum(exp(x - max)) along `axis`; rows sum to 1 within a few ulp.
 Tensor softmax(const Tensor& x, int axis = -1);
 
 enum class Reduction : uint8_t { mean, sum };
 /// Cross entropy of logits (N, C) against int64 class indices (N); targets equal to
-/// `ignore_index` contribute nothing (and are not counted by the mean).
+/// `ignore_index` contribute nothing (and are not counted by the mean, which is NaN when no
+/// target counts, as in PyTorch). Masked (-inf) non-target logits give a finite loss.
 Tensor cross_entropy(const Tensor& logits,
                      const Tensor& targets,
                      int64_t ignore_index = -100,

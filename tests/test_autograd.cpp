@@ -160,6 +160,62 @@ TEST_CASE("max, var, logsumexp, softmax and the losses give known values and gra
   check_gradients([&](auto& v) { return cross_entropy(v[0], labels); }, {a});
 }
 
+TEST_CASE("softmax and log_softmax keep fp32 accuracy for large logits (exp(x - max) / sum)") {
+  // exp(x - logsumexp(x)) turned the rounding of logsumexp (~1002) into a 1.3e-5 relative
+  // error of every probability; the row then summed to 1.0000131.
+  const Tensor x = values({1000, 1001, 1002}, {1, 3});
+  const std::vector<float> p = softmax(x).to_vector<float>();
+  const std::vector<float> log_p = log_softmax(x).to_vector<float>();
+  const double total = std::exp(-2.0) + std::exp(-1.0) + 1.0;
+  double row_sum = 0.0;
+  for (int i = 0; i < 3; ++i) {
+    const double expected = std::exp(double(i) - 2.0) / total;
+    CHECK(std::abs(p[size_t(i)] - expected) / expected < 3e-7);
+    const double expected_log = double(i) - 2.0 - std::log(total);
+    CHECK(std::abs(log_p[size_t(i)] - expected_log) / std::abs(expected_log) < 3e-7);
+    row_sum += p[size_t(i)];
+  }
+  CHECK(std::abs(row_sum - 1.0) < 3e-7);
+}
+
+TEST_CASE("cross_entropy with a masked (-inf) non-target logit is finite, as in PyTorch") {
+  const float inf = INFINITY;
+  const Tensor logits = set_requires_grad(values({2, -inf, 0, -inf, 1, 3}, {2, 3}));
+  const Tensor targets = from_vector<int64_t>({0, 2}, {2});
+  const Tensor loss = cross_entropy(logits, targets);
+  const double row0 = -(2.0 - std::log(std::exp(2.0) + 1.0));
+  const double row1 = -(3.0 - std::log(std::exp(1.0) + std::exp(3.0)));
+  CHECK(loss.item<float>() == doctest::Approx((row0 + row1) / 2).epsilon(1e-6));
+  backward(loss);
+  const std::vector<float> g = grad(logits).to_vector<float>();
+  // d/dz_j = (softmax_j - onehot_j) / N; the masked logits have probability 0 and gradient 0.
+  const double p00 = std::exp(2.0) / (std::exp(2.0) + 1.0);
+  const double p12 = std::exp(3.0) / (std::exp(1.0) + std::exp(3.0));
+  const std::vector<double> expected = {(p00 - 1) / 2, 0, (1 - p00) / 2, 0, (1 - p12) / 2,
+                                        (p12 - 1) / 2};
+  for (size_t i = 0; i < g.size(); ++i) CHECK(g[i] == doctest::Approx(expected[i]).epsilon(1e-6));
+
+  // A -inf target logit is an infinite loss, not NaN.
+  CHECK(cross_entropy(values({-inf, 0}, {1, 2}), from_vector<int64_t>({0}, {1})).item<float>() ==
+        inf);
+}
+
+TEST_CASE("empty reductions: a sum of nothing is 0, a mean of nothing is NaN, as in PyTorch") {
+  const Tensor none = empty({0, 3});
+  CHECK(sum(none).item<float>() == 0.0f);
+  CHECK(std::isnan(mean(none).item<float>()));
+  CHECK(mean(none, {0}).to_vector<float>().size() == 3);
+  for (float v : mean(none, {0}).to_vector<float>()) CHECK(std::isnan(v));
+  // Every target ignored: the summed loss is 0, the mean NaN (0/0), the gradient zero.
+  const Tensor logits = set_requires_grad(random({2, 4}, 5));
+  const Tensor ignored = from_vector<int64_t>({-100, -100}, {2});
+  CHECK(cross_entropy(logits, ignored, -100, Reduction::sum).item<float>() == 0.0f);
+  const Tensor loss = cross_entropy(logits, ignored);
+  CHECK(std::isnan(loss.item<float>()));
+  backward(loss);
+  for (float v : grad(logits).to_vector<float>()) CHECK(v == 0.0f);
+}
+
 TEST_CASE("indexing, joining and comparison ops give known values and gradients") {
   const Tensor x = arange(0, 6).reshape({2, 3});
   const Tensor rows = from_vector<int64_t>({2, 0, 2}, {3});
