@@ -75,7 +75,11 @@ std::string format_name(const Format& f) {
   if (f.kind == FormatKind::exponent) return concat(name, "b", f.bias);
   if (f.specials == Specials::nan_only) name += "fn";
   if (f.specials == Specials::ieee) name += "ieee";
-  if (f.bias != default_bias(f.exponent_bits)) name += concat("b", f.bias);
+  if (f.bias != default_bias(f.exponent_bits)) return concat(name, "b", f.bias);
+  // A generic spelling can collide with an alias (the signed float e8m0 against "e8m0", the
+  // OCP scale ue8m0): then the explicit bias keeps the name parsing back to this format.
+  for (const Alias& alias : kAliases)
+    if (name == alias.spelling) return concat(name, "b", f.bias);
   return name;
 }
 
@@ -92,10 +96,13 @@ Format parse_format(const std::string& text) {
   Format f;
   if (std::regex_match(name, match, generic)) {
     const int e = std::stoi(match[2]), m = std::stoi(match[3]);
+    // Range first: the default bias is a shift by e.
+    LATTICE_CHECK(e >= 1 && e <= 8 && m <= 23, "[format] \"", text,
+                  "\": exponent bits must be 1..8 and mantissa bits 0..23, got e", e, " m", m);
     const Specials specials = match[4] == "fn"     ? Specials::nan_only
                               : match[4] == "ieee" ? Specials::ieee
                                                    : Specials::none;
-    const int bias = match[5].matched ? std::stoi(match[5]) : (e >= 1 ? default_bias(e) : 0);
+    const int bias = match[5].matched ? std::stoi(match[5]) : default_bias(e);
     f = Format::floating(e, m, bias, specials, match[1].length() == 0);
   } else if (std::regex_match(name, match, integer)) {
     f = Format::integer(std::stoi(match[1]));

@@ -508,6 +508,12 @@ TEST_CASE("parse_format reads generic ExMy and intN names, and format_name spell
   CHECK(parse_format("int6") == Format::integer(6));
   CHECK(format_name(Format::integer(6)) == "int6");
   CHECK(parse_format("ue4m2fn") == Format::floating(4, 2, 7, Specials::nan_only, false));
+  // A generic spelling that an alias would capture keeps its explicit bias: the signed float
+  // e8m0 is not the OCP scale format "e8m0" (ue8m0).
+  const Format signed_e8m0 = parse_format("e8m00");
+  CHECK(signed_e8m0 == Format::floating(8, 0, 127, Specials::none));
+  CHECK(format_name(signed_e8m0) == "e8m0b127");
+  CHECK(parse_format(format_name(signed_e8m0)) == signed_e8m0);
 }
 
 TEST_CASE(
@@ -515,6 +521,14 @@ TEST_CASE(
   for (const char* junk : {"e4m3x", "fp9", "", "mxfp4", "nvfp4", "int99", "e9m2"}) {
     CAPTURE(junk);
     CHECK_THROWS_AS(parse_format(junk), Error);
+  }
+  // Exponent widths beyond 8 are refused before the default bias 2^(e-1) - 1 is computed
+  // (e99 shifted out of range: undefined behaviour that UBSan reported).
+  for (const char* wide : {"e99m1", "e31m0", "e0m3", "e8m24", "ue33m2fn"}) {
+    CAPTURE(wide);
+    CHECK_THROWS_WITH_AS(parse_format(wide),
+                         doctest::Contains("exponent bits must be 1..8 and mantissa bits 0..23"),
+                         Error);
   }
   try {
     parse_format("e4m3x");
