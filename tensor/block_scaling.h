@@ -23,6 +23,10 @@ enum class ZeroScale : uint8_t {
 };
 
 struct BlockScaling {
+  /// Blocks longer than this are refused: a spec is a user's input, and the largest block the
+  /// papers use is 128 elements.
+  static constexpr int kMaxBlockSize = 1 << 16;
+
   int block_size = 32;
   int axis = -1;  // the axis blocks run along (the GEMM reduction dimension)
   Format scale_format = ue8m0;
@@ -37,7 +41,7 @@ struct BlockScaling {
 };
 
 /// Throws lattice::Error when the combination cannot be computed (e.g. the MX rule with a
-/// scale format other than ue8m0, a block size below 1).
+/// scale format other than ue8m0, a block size outside [1, kMaxBlockSize]).
 void validate(const BlockScaling& s, const Format& element);
 
 ScaleRule parse_scale_rule(const std::string& text);  // mx | nvfp4 | encode

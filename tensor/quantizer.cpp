@@ -89,7 +89,9 @@ std::string zero_scale_name(ZeroScale mode) {
 }
 
 void validate(const BlockScaling& s, const Format& element) {
-  LATTICE_CHECK(s.block_size >= 1, "[scaling] block size must be at least 1, got ", s.block_size);
+  LATTICE_CHECK(s.block_size >= 1 && s.block_size <= BlockScaling::kMaxBlockSize,
+                "[scaling] block size must be 1 to ", BlockScaling::kMaxBlockSize, ", got ",
+                s.block_size);
   validate(s.scale_format);
   LATTICE_CHECK(s.rule != ScaleRule::mx || s.scale_format == ue8m0,
                 "[scaling] the mx rule takes ue8m0 scales, got ", format_name(s.scale_format),
@@ -124,8 +126,11 @@ BlockLayout block_layout(const BlockScaling& s, std::span<const int64_t> shape) 
   const auto product = [](auto first, auto last) {
     return std::accumulate(first, last, int64_t(1), std::multiplies<>());
   };
+  // A block longer than its axis is one block of the whole axis: the kernels size their
+  // buffers by the layout's block, which this keeps within the data.
+  const int64_t block = std::min<int64_t>(s.block_size, std::max<int64_t>(shape[axis], 1));
   return BlockLayout{product(shape.begin(), shape.begin() + axis), shape[axis],
-                     product(shape.begin() + axis + 1, shape.end()), s.block_size};
+                     product(shape.begin() + axis + 1, shape.end()), block};
 }
 
 namespace {

@@ -525,6 +525,29 @@ TEST_CASE(
   CHECK(same);
 }
 
+TEST_CASE("a block longer than its axis is one block of the whole axis, along either axis") {
+  // The kernels size their per-thread buffers by the layout's block: it is cut to the axis.
+  CHECK(block_layout(mx_scaling(BlockScaling::kMaxBlockSize), std::vector<int64_t>{4, 5})
+            .block_size == 5);
+  SplitMix rng{3};
+  std::vector<float> x(4 * 5);
+  for (float& v : x) v = float(std::ldexp(rng.uniform() - 0.5, int(rng.next() % 8) - 4));
+  for (int axis : {-1, 0}) {
+    CAPTURE(axis);
+    Quantizer whole = parse_quantizer("mxfp4"), huge = whole;
+    whole.scaling->block_size = 8;  // longer than both axes
+    huge.scaling->block_size = BlockScaling::kMaxBlockSize;
+    whole.scaling->axis = huge.scaling->axis = axis;
+    std::vector<float> y_whole(x.size()), y_huge(x.size());
+    const int64_t shape[] = {4, 5};
+    quantize(whole, x, y_whole, shape, RandomStream{.seed = 1});
+    quantize(huge, x, y_huge, shape, RandomStream{.seed = 1});
+    bool same = true;
+    for (size_t i = 0; i < x.size(); ++i) same &= bits_of(y_whole[i]) == bits_of(y_huge[i]);
+    CHECK(same);
+  }
+}
+
 // ---- NVFP4 against TransformerEngine's formula ----
 
 TEST_CASE(
