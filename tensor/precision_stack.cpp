@@ -99,15 +99,18 @@ void apply_option(Quantizer& q, const std::string& option) {
   }
 }
 
-/// The named quantizer (or plain format) a quantizer's spelling starts from.
-std::string base_name(const Quantizer& q, Quantizer& base) {
-  for (const auto& [name, named] : named_quantizers()) {
-    if (named.element == q.element && q.scaling && named.scaling == q.scaling) {
-      base = named;
+/// The named quantizer (or plain format) a quantizer's spelling starts from; `named` tells
+/// which, since a plain format's spelling carries no block scaling until an option adds it.
+std::string base_name(const Quantizer& q, Quantizer& base, bool& named) {
+  for (const auto& [name, named_quantizer] : named_quantizers()) {
+    if (named_quantizer.element == q.element && q.scaling && named_quantizer.scaling == q.scaling) {
+      base = named_quantizer;
+      named = true;
       return name;
     }
   }
   base = Quantizer{q.element, Rounding{}, q.scaling ? std::optional(BlockScaling{}) : std::nullopt};
+  named = false;
   return format_name(q.element);
 }
 
@@ -148,7 +151,8 @@ Quantizer parse_quantizer_spec(const std::string& text) {
 
 std::string to_string(const Quantizer& q) {
   Quantizer base;
-  std::string out = base_name(q, base);
+  bool named = false;
+  std::string out = base_name(q, base, named);
   const auto add = [&](const std::string& option) { out += ":" + option; };
   if (q.rounding.mode != base.rounding.mode || q.rounding.random_bits != base.rounding.random_bits)
     add(rounding_name(q.rounding));
@@ -157,6 +161,7 @@ std::string to_string(const Quantizer& q) {
   if (q.rounding.subnormals == Subnormals::flush) add("flush");
   if (q.scaling) {
     const BlockScaling &s = *q.scaling, &b = *base.scaling;
+    const size_t before_scaling = out.size();
     if (s.block_size != b.block_size) add(concat("b", s.block_size));
     if (s.scale_format != b.scale_format) add("scale=" + format_name(s.scale_format));
     if (s.rule != b.rule) add("rule=" + scale_rule_name(s.rule));
@@ -166,6 +171,9 @@ std::string to_string(const Quantizer& q) {
     if (s.zero_scale != b.zero_scale)
       add(s.zero_scale == ZeroScale::to_one ? "zero=one" : "zero=subnormal");
     if (s.axis != b.axis) add(concat("axis=", s.axis));
+    // A plain format whose scaling equals every default still needs an option that adds the
+    // scaling: the block size says it (gemm=fp16:b32 must not print as gemm=fp16).
+    if (!named && out.size() == before_scaling) add(concat("b", s.block_size));
   }
   return out;
 }
@@ -231,6 +239,12 @@ PrecisionStack parse_precision_stack(const std::string& spec) {
         stack.master_weights = parse_format(value);
       } else {
         const Quantizer q = parse_quantizer_spec(value);
+        LATTICE_CHECK(!q.scaling || (key != "a" && key != "g"), key,
+                      "= takes an elementwise quantizer, got the block-scaled \"", value, "\": ",
+                      key == "a" ? "Λa rounds every op's output" : "Λg rounds every gradient",
+                      ", scalars such as the loss included, which have no axis to block along "
+                      "(block formats go on GEMM operands: gemm=",
+                      value, ")");
         if (key == "w")
           stack.weights = q;
         else if (key == "a")
