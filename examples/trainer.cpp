@@ -202,8 +202,13 @@ int run_training(const TrainerFlags& flags, TrainingJob& job) {
     if (!job.evaluate || last_evaluated_step == step) return;
     model.eval();
     {
+      // Evaluation draws its own random streams (stochastic rounding in a forward quantizer)
+      // and hands the training stream back where it was: a run evaluated at a step and one
+      // that was not (a resumed run against a straight one) train on the same random bits.
+      const RandomState training_random = default_random_state();
       PrecisionScope scope(stack);
       last_evaluation = job.evaluate();
+      set_default_random_state(training_random);
     }
     model.train();
     last_evaluated_step = step;

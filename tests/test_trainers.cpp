@@ -104,30 +104,59 @@ TEST_CASE("regression with StableSPAM runs and records its validation loss and s
   CHECK(summary(kept)["overrides"] == nlohmann::json::array({":gemm=bf16"}));
 }
 
-TEST_CASE("a run resumed from its checkpoint continues exactly as an uninterrupted run") {
-  const std::string common =
-      "--hidden 16 --batch 16 --schedule constant --stack w=bf16:sr "
-      "--data '" +
-      tiny_mnist().string() + "' ";
-  const fs::path whole = scratch_dir() / "whole", parts = scratch_dir() / "parts";
-  REQUIRE(
-      run_program(trainer("mnist"), common + "--steps 6 --out '" + whole.string() + "'").status ==
-      0);
-  REQUIRE(
-      run_program(trainer("mnist"), common + "--steps 3 --out '" + parts.string() + "'").status ==
-      0);
-  const auto resumed =
-      run_program(trainer("mnist"), common + "--steps 6 --out '" + parts.string() + "' --resume '" +
-                                        (parts / "checkpoint").string() + "'");
-  INFO(resumed.err);
-  REQUIRE(resumed.status == 0);
-  std::vector<double> uninterrupted, continued;
-  for (const auto& line : metrics(whole))
-    if (line.contains("loss")) uninterrupted.push_back(line["loss"]);
-  for (const auto& line : metrics(parts))
-    if (line.contains("loss")) continued.push_back(line["loss"]);
-  CHECK(continued == uninterrupted);
-  CHECK(summary(parts)["val_loss"] == summary(whole)["val_loss"]);
+namespace {
+
+/// The bytes of the run's checkpoint tensors (its one .safetensors file).
+std::string checkpoint_tensors(const fs::path& run) {
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(run))
+    if (entry.path().extension() == ".safetensors") files.push_back(entry.path());
+  REQUIRE(files.size() == 1);
+  return read_file(files[0]);
+}
+
+}  // namespace
+
+TEST_CASE("a resumed run continues bit for bit, wherever the stack draws random bits") {
+  // Each stack draws from the default random stream somewhere else: weights written back with
+  // SR, SR inside the backward GEMMs, Hadamard signs, optimizer state, scale rounding, and
+  // Λa/Λg. The first part ends with an evaluation (whose forward quantizers draw streams too)
+  // before its checkpoint; the uninterrupted run evaluates only at the epoch end (step 4).
+  const char* stacks[] = {
+      "w=bf16:sr",
+      "gemm=mxfp4,gemm.bwd=mxfp4:sr",
+      "gemm=mxfp4,gemm.hadamard=all",
+      "opt=bf16:sr",
+      "gemm=e2m1:b16:scale=e4m3:rule=encode:scale_round=sr",
+      "a=bf16:sr,g=bf16:sr",
+  };
+  for (const std::string stack : stacks) {
+    CAPTURE(stack);
+    const std::string common = std::string("--hidden 16 --batch 16 --schedule constant --seed 7 ") +
+                               "--stack '" + stack + "' --data '" + tiny_mnist().string() + "' ";
+    const fs::path whole = scratch_dir() / "whole", parts = scratch_dir() / "parts";
+    fs::remove_all(whole);
+    fs::remove_all(parts);
+    REQUIRE(
+        run_program(trainer("mnist"), common + "--steps 6 --out '" + whole.string() + "'").status ==
+        0);
+    REQUIRE(
+        run_program(trainer("mnist"), common + "--steps 3 --out '" + parts.string() + "'").status ==
+        0);
+    const auto resumed =
+        run_program(trainer("mnist"), common + "--steps 6 --out '" + parts.string() +
+                                          "' --resume '" + (parts / "checkpoint").string() + "'");
+    INFO(resumed.err);
+    REQUIRE(resumed.status == 0);
+    std::vector<double> uninterrupted, continued;
+    for (const auto& line : metrics(whole))
+      if (line.contains("loss")) uninterrupted.push_back(line["loss"]);
+    for (const auto& line : metrics(parts))
+      if (line.contains("loss")) continued.push_back(line["loss"]);
+    CHECK(continued == uninterrupted);
+    CHECK(summary(parts)["val_loss"] == summary(whole)["val_loss"]);
+    CHECK(checkpoint_tensors(parts) == checkpoint_tensors(whole));
+  }
 }
 
 TEST_CASE("trainers reject bad flags, specs and data with one line") {
