@@ -264,6 +264,14 @@ TEST_CASE("sweep file errors are one line naming the file, line and key") {
   check_error("trainer = \"mnist\"\n[[skip]]\nlr = 1\n", "skip.lr: not an axis of [grid]");
   check_error("trainer = \"mnist\"\n[grid\n", "test.toml:2:");
   check_error("[grid]\nlr = 1\n", "trainer: missing");
+
+  // 256^4 (4 billion) points are refused before any is built, naming the axis sizes.
+  std::string huge = "trainer = \"mnist\"\n[grid]\n";
+  for (const char* axis : {"lr", "seed", "batch", "clip"}) {
+    huge += std::string(axis) + " = [";
+    for (int i = 1; i <= 256; ++i) huge += std::to_string(i) + (i < 256 ? ", " : "]\n");
+  }
+  check_error(huge, "[grid] has 256 x 256 x 256 x 256 points, more than the limit of 100000");
 }
 
 // ---- The runner, with a scripted trainer ----

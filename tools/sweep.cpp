@@ -442,8 +442,20 @@ bool matches(const SkipRule& rule,
   return true;
 }
 
-/// Every combination of the axes' values, the last axis varying fastest.
-std::vector<Point> cartesian(const std::vector<Axis>& axes) {
+/// Every combination of the axes' values; refuses more than kMaxSweepPoints before building
+/// any (the product of a few long axes reaches billions, which no run list can hold).
+std::vector<Point> cartesian(const std::vector<Axis>& axes,
+                             const std::string& file,
+                             const std::string& what) {
+  uint64_t count = 1;  // saturates just above the limit
+  std::string sizes;
+  for (const Axis& axis : axes) {
+    count = std::min<uint64_t>(count * axis.values.size(), kMaxSweepPoints + 1);
+    sizes += concat(sizes.empty() ? "" : " x ", axis.values.size());
+  }
+  LATTICE_CHECK(count <= kMaxSweepPoints, "[sweep] ", file, ": ", what, " has ", sizes,
+                " points, more than the limit of ", kMaxSweepPoints,
+                "; split it into several files");
   std::vector<Point> points{{}};
   for (const Axis& axis : axes) {
     std::vector<Point> next;
@@ -545,8 +557,9 @@ Expansion expand_sweep(const SweepSpec& spec) {
     check_values(spec.baselines[i].axes, concat("baselines[", i, "]."));
 
   for (const Baseline& b : spec.baselines)
-    for (const Point& point : cartesian(b.axes)) add("baseline", &b, b.stack, point, {});
-  for (const Point& point : cartesian(spec.grid))
+    for (const Point& point : cartesian(b.axes, spec.file, "baseline " + b.name))
+      add("baseline", &b, b.stack, point, {});
+  for (const Point& point : cartesian(spec.grid, spec.file, "[grid]"))
     add("grid", nullptr, spec.stack, point, spec.skips);
   return e;
 }

@@ -33,6 +33,9 @@ struct Baseline {
   std::vector<Axis> axes = {};
 };
 
+/// The most runs one sweep file may expand to (the appendix's largest sweeps are thousands).
+inline constexpr uint64_t kMaxSweepPoints = 100000;
+
 struct SweepSpec {
   std::string file = {};     // the TOML path, for messages
   std::string trainer = {};  // a name next to the lattice binary, or a path
