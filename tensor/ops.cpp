@@ -504,16 +504,29 @@ Tensor mean(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
 
 Tensor var(const Tensor& x, const std::vector<int>& axes, bool keepdim, int64_t correction) {
   const ReductionPlan r = plan_reduction(x, axes, "var");
-  LATTICE_CHECK(r.row > correction, "[var] ", r.row, " elements with correction ", correction,
-                " leave no degrees of freedom");
+  LATTICE_CHECK(correction >= 0, "[var] correction must be non-negative, got ", correction);
   const Tensor centered = sub(x, mean(x, axes, true));
-  return scale(sum(mul(centered, centered), axes, keepdim), 1.0 / double(r.row - correction));
+  // No degrees of freedom left (one element with Bessel's correction, or none): 0/0 = NaN, as
+  // in PyTorch.
+  const int64_t freedom = std::max<int64_t>(r.row - correction, 0);
+  return scale(sum(mul(centered, centered), axes, keepdim), 1.0 / double(freedom));
 }
 
 Tensor logsumexp(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
   // log sum exp(x - m) + m with m the (constant) maximum: the terms are at most 1, and the
-  // gradient through m cancels exactly, so m is detached.
-  const Tensor m = detach(max(x, axes, true));
+  // gradient through m cancels exactly, so m is outside the graph. Where the maximum is
+  // infinite (a slice of -inf, or one holding +inf) m is 0 instead, so the result is -inf or
+  // +inf rather than inf - inf = NaN, as in PyTorch.
+  Tensor m;
+  {
+    NoGradGuard no_grad;
+    m = max(x, axes, true);
+  }
+  visit_floating(m, "logsumexp", [&]<typename T>(std::type_identity<T>) {
+    T* values = m.data<T>();
+    for (int64_t i = 0; i < m.numel(); ++i)
+      if (std::isinf(values[i])) values[i] = T(0);
+  });
   const Tensor result = add(log(sum(exp(sub(x, m)), axes, true)), m);
   return keepdim ? result : result.reshape(plan_reduction(x, axes, "logsumexp").kept_shape);
 }

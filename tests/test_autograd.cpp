@@ -200,6 +200,19 @@ TEST_CASE("cross_entropy with a masked (-inf) non-target logit is finite, as in 
         inf);
 }
 
+TEST_CASE("logsumexp of a slice of -inf is -inf and with +inf is +inf; var without freedom NaN") {
+  const float inf = INFINITY;
+  const std::vector<float> lse =
+      logsumexp(values({-inf, -inf, 1, inf, -inf, 2}, {3, 2}), {1}).to_vector<float>();
+  CHECK(lse[0] == -inf);                  // {-inf, -inf}
+  CHECK(lse[1] == inf);                   // {1, inf}
+  CHECK(lse[2] == doctest::Approx(2.0));  // {-inf, 2}
+  // Bessel's correction with one element (or none) leaves 0/0, as torch.var gives.
+  CHECK(std::isnan(var(values({3}, {1})).item<float>()));
+  CHECK(std::isnan(var(empty({0})).item<float>()));
+  CHECK(var(values({3}, {1}), {}, false, 0).item<float>() == 0.0f);
+}
+
 TEST_CASE("empty reductions: a sum of nothing is 0, a mean of nothing is NaN, as in PyTorch") {
   const Tensor none = empty({0, 3});
   CHECK(sum(none).item<float>() == 0.0f);
