@@ -15,6 +15,7 @@
 
 #include "tensor/error.h"
 #include "tools/plot.h"
+#include "tools/slurm.h"
 #include "tools/sweep.h"
 #include "tools/sweep_report.h"
 
@@ -352,6 +353,117 @@ mode = ["ok", "nan", "fail"]
   CHECK(csv.find(",failed,") != std::string::npos);
 }
 
+// ---- The Slurm job array ----
+
+namespace {
+
+/// A trainer stand-in that records its arguments (the --out and --threads values as
+/// placeholders) in argv.txt and fails with --mode fail.
+fs::path recording_trainer() {
+  const fs::path path = scratch() / "recording_trainer.sh";
+  std::ofstream(path) << R"(#!/bin/sh
+out=""; mode=ok; args=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out="$2"; args="$args|--out|OUT"; shift;;
+    --threads) args="$args|--threads|N"; shift;;
+    --mode) mode="$2"; args="$args|--mode|$2"; shift;;
+    *) args="$args|$1";;
+  esac
+  shift
+done
+echo start >> "$out/../starts"
+echo "$args" > "$out/argv.txt"
+[ "$mode" = fail ] && { echo "fake: something broke" >&2; exit 3; }
+echo '{"trainer":"fake","status":"finished","steps":2,"val_loss":0.5,"train_loss":0.6,"complexity_points":0,"seconds":0.2,"optimizer":"adam","loss_scale":"none","stack":"x"}' > "$out/summary.json"
+)";
+  fs::permissions(path, fs::perms::owner_all);
+  return path;
+}
+
+/// Runs the script as Slurm would run array task `task` (with SLURM_CPUS_PER_TASK=2).
+int run_array_task(const std::string& script, size_t task) {
+  const std::string command = "SLURM_ARRAY_TASK_ID=" + std::to_string(task) +
+                              " SLURM_CPUS_PER_TASK=2 bash '" + script + "' > /dev/null 2>&1";
+  const int status = std::system(command.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace
+
+TEST_CASE("--slurm writes a job array whose tasks run the local runner's commands") {
+  const SweepSpec spec = parse_sweep_text(R"(
+trainer = "recording_trainer.sh"
+stack = "pure-fp4-e8m0"
+[flags]
+steps = 3
+[grid]
+mode = ["ok", "fail"]
+scale = ["e8m0", "e4m3"]
+[[baselines]]
+stack = "bf16"
+)",
+                                          "fake.toml");
+  const Expansion e = expand_sweep(spec);
+  REQUIRE(e.runs.size() == 5);
+  const fs::path local = scratch() / "slurm-local", cluster = scratch() / "slurm-cluster";
+  SweepOptions options{.jobs = 2, .out = local.string(), .trainer_path = recording_trainer()};
+  CHECK(run_sweep(spec, e, options) == 2);
+
+  options.out = cluster.string();
+  const SlurmOptions resources{.cpus_per_task = 2,
+                               .memory = "2G",
+                               .time = "1:30:00",
+                               .partition = "short",
+                               .max_parallel = 3};
+  const std::string script = write_slurm_script(spec, e, options, resources);
+  CHECK(script == (cluster / "sweep.sbatch").string());
+  const std::string text = read_file(script);
+  for (const char* line : {"#SBATCH --array=0-4%3\n", "#SBATCH --cpus-per-task=2\n",
+                           "#SBATCH --mem=2G\n", "#SBATCH --time=1:30:00\n",
+                           "#SBATCH --partition=short\n", "#SBATCH --job-name=lattice-fake\n"}) {
+    CAPTURE(line);
+    CHECK(text.find(line) != std::string::npos);
+  }
+  CHECK(text.find("--account") == std::string::npos);
+  CHECK(text.find("--gpus-per-task") == std::string::npos);
+
+  for (size_t i = 0; i < e.runs.size(); ++i) {
+    CAPTURE(e.runs[i].id);
+    const auto mode = e.runs[i].values.find("mode");  // baselines have no mode
+    const bool fails = mode != e.runs[i].values.end() && mode->second == "fail";
+    CHECK(run_array_task(script, i) == (fails ? 1 : 0));
+    // The same trainer arguments, in the same order, as the local runner gave this run.
+    CHECK(read_file(cluster / e.runs[i].id / "argv.txt") ==
+          read_file(local / e.runs[i].id / "argv.txt"));
+    CHECK(read_file(cluster / e.runs[i].id / "command.txt").find("--threads 2") !=
+          std::string::npos);
+    if (fails) {
+      const std::string error = read_file(cluster / e.runs[i].id / "error.txt");
+      CHECK(error.starts_with("exit status 3\n"));
+      CHECK(error.find("fake: something broke") != std::string::npos);
+    }
+  }
+  CHECK(count_lines(read_file(cluster / "starts")) == 5);
+  // A finished task is not run again; a task outside the array is refused.
+  CHECK(run_array_task(script, 0) == 0);
+  CHECK(count_lines(read_file(cluster / "starts")) == 5);
+  CHECK(run_array_task(script, 5) == 2);
+
+  // Collecting the results gives the local runner's report.
+  write_reports(spec, e, local.string());
+  write_reports(spec, e, cluster.string());
+  CHECK(read_file(cluster / "runs.csv") == read_file(local / "runs.csv"));
+
+  CHECK_THROWS_WITH_AS(write_slurm_script(spec, e, options, SlurmOptions{.time = "soon"}),
+                       "[sweep] --time \"soon\": expected minutes, HH:MM:SS or D-HH:MM:SS",
+                       lattice::Error);
+  options.out = (scratch() / "two words").string();
+  CHECK_THROWS_WITH_AS(write_slurm_script(spec, e, options, resources),
+                       doctest::Contains("a Slurm script needs a path without spaces"),
+                       lattice::Error);
+}
+
 // ---- Score, Table 3 rows and the Pareto frontier on synthetic results ----
 
 namespace {
@@ -511,6 +623,9 @@ TEST_CASE("lattice sweep and plot fail with one line and status 2 on bad input")
   CHECK(run.status == 2);
   CHECK(run.err == "lattice: [sweep] " + file.string() +
                        ": grid.lerning_rate: the trainer mnist has no flag --lerning-rate\n");
+  run = lattice_tool("sweep " + file.string() + " --mem 4G");
+  CHECK(run.status == 2);
+  CHECK(run.err.find("--mem requires --slurm") != std::string::npos);
   run = lattice_tool("plot " + (scratch() / "no-such-run").string());
   CHECK(run.status == 2);
   CHECK(run.err.find("metrics.jsonl: no such file") != std::string::npos);

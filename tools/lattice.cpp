@@ -2,7 +2,8 @@
 // and block quantizers, `cast` rounds one value onto a lattice and shows its code and
 // neighbours, `quantize` quantize-dequantizes float32 values from stdin to stdout, `stacks`
 // lists the named precision stacks with their canonical specs and complexity points, `sweep`
-// runs a sweep file and writes its reports, `plot` draws curves of run folders.
+// runs a sweep file (or writes it as a Slurm job array) and writes its reports, `plot` draws
+// curves of run folders.
 // Every failure is one line "lattice: <message>" on stderr and exit status 2.
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <limits>
 #include <optional>
@@ -32,6 +34,7 @@
 #include "tensor/rounding.h"
 #include "tools/plot.h"
 #include "tools/process.h"
+#include "tools/slurm.h"
 #include "tools/sweep.h"
 #include "tools/sweep_report.h"
 
@@ -465,7 +468,8 @@ int run_quantize(const QuantizeOptions& o, const Given& given) {
 struct SweepCommand {
   std::string file, out;
   int jobs = 0;
-  bool dry_run = false, report_only = false;
+  bool dry_run = false, report_only = false, slurm = false;
+  tools::SlurmOptions slurm_options;
 };
 
 int run_sweep_command(const SweepCommand& o) {
@@ -482,12 +486,21 @@ int run_sweep_command(const SweepCommand& o) {
       o.file.c_str(), (long long)expansion.grid_points, (long long)expansion.skipped_by_rules,
       (long long)expansion.duplicates, expansion.runs.size(), root.c_str());
   if (o.dry_run) {
-    for (const tools::RunConfig& run : expansion.runs) {
-      std::vector<std::string> argv{options.trainer_path};
-      argv.insert(argv.end(), run.flags.begin(), run.flags.end());
-      argv.insert(argv.end(), {"--stack", run.stack, "--out", root + "/" + run.id});
-      std::printf("%s\n", tools::shell_line(argv).c_str());
-    }
+    for (const tools::RunConfig& run : expansion.runs)
+      std::printf("%s\n", tools::shell_line(
+                              tools::run_command(run, options.trainer_path,
+                                                 (std::filesystem::path(root) / run.id).string()))
+                              .c_str());
+    return 0;
+  }
+  if (o.slurm) {
+    const std::string script = tools::write_slurm_script(spec, expansion, options, o.slurm_options);
+    std::fprintf(
+        stderr,
+        "wrote %s: submit it with `sbatch %s`, then collect the results with "
+        "`lattice sweep %s --report-only --out %s`\n",
+        script.c_str(), tools::shell_line({script}).c_str(), tools::shell_line({o.file}).c_str(),
+        tools::shell_line({std::filesystem::absolute(root).lexically_normal().string()}).c_str());
     return 0;
   }
   const int failed = o.report_only ? 0 : tools::run_sweep(spec, expansion, options);
@@ -649,7 +662,8 @@ int run(int argc, char** argv) {
       "sweep", "Run a sweep file's grid of trainer runs and write runs.csv, table.md and plots.");
   sweep->footer(
       "Runs with a summary.json are skipped, so an interrupted sweep resumes where it stopped.\n"
-      "Example: lattice sweep sweeps/mnist.toml -j 2");
+      "Example: lattice sweep sweeps/mnist.toml -j 2\n"
+      "On a cluster: lattice sweep sweeps/mnist.toml --slurm --cpus-per-task 8 --time 2:00:00");
   add_text_option(sweep, "FILE", sw.file, "FILE.toml", "the sweep file")->required();
   sweep->add_option("-j,--jobs", sw.jobs, "runs at a time (default: the file's jobs, else 1)")
       ->check(CLI::PositiveNumber);
@@ -657,6 +671,28 @@ int run(int argc, char** argv) {
   sweep->add_flag("--dry-run", sw.dry_run, "print the runs' command lines; run nothing");
   sweep->add_flag("--report-only", sw.report_only,
                   "rebuild the reports from the run folders; run nothing");
+  CLI::Option* slurm = sweep->add_flag(
+      "--slurm", sw.slurm,
+      "write OUT/sweep.sbatch, a Slurm job array with one task per run; run nothing");
+  tools::SlurmOptions& so = sw.slurm_options;
+  sweep->add_option("--cpus-per-task", so.cpus_per_task, "Slurm: cores per task (its --threads)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber)
+      ->needs(slurm);
+  add_text_option(sweep, "--mem", so.memory, "SIZE", "Slurm: memory per task (default 8G)")
+      ->needs(slurm);
+  add_text_option(sweep, "--time", so.time, "TIME", "Slurm: time limit per task (default 24:00:00)")
+      ->needs(slurm);
+  add_text_option(sweep, "--partition", so.partition, "NAME", "Slurm: partition")->needs(slurm);
+  add_text_option(sweep, "--account", so.account, "NAME", "Slurm: account")->needs(slurm);
+  sweep->add_option("--gpus-per-task", so.gpus_per_task, "Slurm: GPUs per task (default 0)")
+      ->check(CLI::NonNegativeNumber)
+      ->needs(slurm);
+  sweep
+      ->add_option("--max-parallel", so.max_parallel,
+                   "Slurm: array tasks running at once (default: no limit)")
+      ->check(CLI::NonNegativeNumber)
+      ->needs(slurm);
 
   PlotCommand pl;
   CLI::App* plot = app.add_subcommand(

@@ -609,6 +609,15 @@ std::string output_root(const SweepSpec& spec, const SweepOptions& options) {
   return options.out.empty() ? spec.out : options.out;
 }
 
+std::vector<std::string> run_command(const RunConfig& run,
+                                     const std::string& trainer_path,
+                                     const std::string& run_dir) {
+  std::vector<std::string> argv{trainer_path};
+  argv.insert(argv.end(), run.flags.begin(), run.flags.end());
+  argv.insert(argv.end(), {"--stack", run.stack, "--out", run_dir});
+  return argv;
+}
+
 int run_sweep(const SweepSpec& spec, const Expansion& expansion, const SweepOptions& options) {
   const fs::path root = output_root(spec, options);
   const int jobs = std::max(1, options.jobs > 0 ? options.jobs : spec.jobs);
@@ -642,11 +651,8 @@ int run_sweep(const SweepSpec& spec, const Expansion& expansion, const SweepOpti
       // A run interrupted before its summary starts over; the trainer truncates its metrics.
       fs::remove(dir / "error.txt");
       fs::remove(dir / "summary.json.partial");
-      std::vector<std::string> argv{options.trainer_path};
-      argv.insert(argv.end(), run.flags.begin(), run.flags.end());
-      for (const std::string& a : {std::string("--stack"), run.stack, std::string("--out"),
-                                   dir.string(), std::string("--threads"), std::to_string(threads)})
-        argv.push_back(a);
+      std::vector<std::string> argv = run_command(run, options.trainer_path, dir.string());
+      argv.insert(argv.end(), {"--threads", std::to_string(threads)});
       std::ofstream(dir / "command.txt") << shell_line(argv) << "\n";
       try {
         active[spawn_logged(argv, (dir / "train.log").string())] = &run;

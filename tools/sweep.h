@@ -96,6 +96,12 @@ struct SweepOptions {
   int cores = 0;                  // 0: hardware_concurrency
 };
 
+/// One run's trainer command as the local runner and the Slurm script start it, less the
+/// --threads each of them adds: TRAINER FLAGS... --stack SPEC --out RUN_DIR.
+std::vector<std::string> run_command(const RunConfig& run,
+                                     const std::string& trainer_path,
+                                     const std::string& run_dir);
+
 /// Runs every configuration without a summary.json in its folder, `jobs` at a time, each with
 /// --threads max(1, cores / jobs); writes command.txt and train.log in the run folder, and
 /// error.txt (exit status and the log's tail) when a run fails. Progress goes to stderr.
