@@ -202,6 +202,7 @@ TEST_CASE("save_checkpoint writes a safetensors file any reader can parse, and n
   CHECK(tensor_file(dir, "ckpt") == dir / "ckpt.2.safetensors");
 
   const std::vector<uint8_t> bytes = read_bytes(dir / "ckpt.2.safetensors");
+  REQUIRE(bytes.size() >= 8);
   uint64_t header_length = 0;
   std::memcpy(&header_length, bytes.data(), 8);
   CHECK(header_length % 8 == 0);
