@@ -642,7 +642,7 @@ int run_sweep(const SweepSpec& spec, const Expansion& expansion, const SweepOpti
       fs::create_directories(dir);
       // A run interrupted before its summary starts over; the trainer truncates its metrics.
       fs::remove(dir / "error.txt");
-      fs::remove(dir / "summary.json");
+      fs::remove(dir / "summary.json.partial");
       std::vector<std::string> argv{options.trainer_path};
       argv.insert(argv.end(), run.flags.begin(), run.flags.end());
       for (const std::string& a : {std::string("--stack"), run.stack, std::string("--out"),
