@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <nlohmann/json.hpp>
+#include <tuple>
 #include <vector>
 
 #include "data/idx.h"
@@ -267,4 +268,29 @@ TEST_CASE("absurd --threads and --epochs give one line instead of a crash or an 
   CHECK(epochs.err ==
         "mnist: [trainer] --epochs 9223372036854775807 x 4 batches per epoch overflows the step "
         "count; expected at most 2305843009213693951 epochs\n");
+}
+
+TEST_CASE("resuming from a malformed checkpoint gives one line naming the file and field") {
+  const fs::path out = scratch_dir() / "malformed-resume";
+  REQUIRE(
+      run_program(trainer("mnist"), tiny_data_flags() + "--steps 2 --out '" + out.string() + "'")
+          .status == 0);
+  const fs::path json = out / "checkpoint.json";
+  const std::string good = read_file(json);
+  const std::string resume = tiny_data_flags() + "--steps 3 --out '" + out.string() +
+                             "' --resume '" + (out / "checkpoint").string() + "'";
+  for (const auto& [field, value, expected] :
+       std::vector<std::tuple<std::string, nlohmann::json, std::string>>{
+           {"step", "2", "\"step\" is \"2\"; expected an integer in [0, 2^63)"},
+           {"data_loader", "x", "data_loader: "}}) {
+    nlohmann::json edited = nlohmann::json::parse(good);
+    edited[field] = value;
+    std::ofstream(json) << edited.dump();
+    const auto result = run_program(trainer("mnist"), resume);
+    INFO(result.err);
+    CHECK(result.status == 1);
+    CHECK(result.err.starts_with("mnist: [checkpoint] " + json.string() + ": "));
+    CHECK(result.err.find(expected) != std::string::npos);
+    CHECK(line_count(result.err) == 1);
+  }
 }
