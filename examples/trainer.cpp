@@ -4,13 +4,18 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
+#include <optional>
+#include <span>
 
 #include "autograd/autograd.h"
 #include "optim/checkpoint.h"
@@ -27,6 +32,14 @@ namespace lattice::examples {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// A run has diverged (it stops, "status": "diverged") when its loss is non-finite, or above
+// kExplodedLoss x its first finite loss, for kDivergedSteps steps in a row. A loss that has
+// grown 10^4-fold without overflowing (Adam at lr 1e6: 6e21) is as dead as a NaN, and no
+// recoverable spike of a cross entropy or MSE gets that far; a run of steps, not one, so that a
+// single bad batch does not end a run. A first loss <= 0 disables the growth test.
+constexpr int64_t kDivergedSteps = 10;
+constexpr double kExplodedLoss = 1e4;
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -116,11 +129,16 @@ void add_trainer_flags(CLI::App& app, TrainerFlags& flags) {
   app.add_option("--data", flags.data, "data directory")->capture_default_str();
   app.add_option("--out", flags.out, "output directory (metrics.jsonl, summary.json, checkpoint)")
       ->capture_default_str();
-  app.add_option("--threads", flags.threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", flags.threads, "CPU threads (0: all; at most 1024 or 4x the cores)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--resume", flags.resume, "checkpoint to continue from (path without suffix)");
   app.add_option("--checkpoint-every", flags.checkpoint_every,
                  "write a checkpoint every N steps (and always at the end)")
       ->check(CLI::NonNegativeNumber);
+  app.footer(
+      concat("A run stops as \"diverged\" (in summary.json; exit status 0) when its loss is "
+             "non-finite, or above ",
+             kExplodedLoss, " x its first loss, for ", kDivergedSteps, " steps in a row.\n"));
   app.add_option("--log-every", flags.log_every, "progress line every N steps")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -150,6 +168,10 @@ Evaluation evaluate_classifier(nn::Module& model, data::DataLoader& loader) {
 int run_training(const TrainerFlags& flags, TrainingJob& job) {
   LATTICE_CHECK(job.model && job.train && job.loss, "[trainer] ", job.name,
                 ": a job needs a model, a training loader and a loss");
+  // The OpenMP runtime crashes trying to start a million threads.
+  const int max_threads = std::max(1024, 4 * omp_get_num_procs());
+  LATTICE_CHECK(flags.threads <= max_threads, "[trainer] --threads ", flags.threads,
+                ": expected at most ", max_threads, " (1024 or 4x the cores)");
   if (flags.threads > 0) omp_set_num_threads(flags.threads);
   const PrecisionStack stack = parse_precision_stack(flags.stack);
   const std::filesystem::path out = flags.out.empty() ? "runs/" + job.name : flags.out;
@@ -166,32 +188,73 @@ int run_training(const TrainerFlags& flags, TrainingJob& job) {
   const int64_t batches_per_epoch = loader.batches_per_epoch();
   LATTICE_CHECK(batches_per_epoch > 0, "[trainer] ", job.name,
                 ": the training set gives no batch of size ", flags.batch);
-  const int64_t total_steps = flags.steps > 0 ? flags.steps : flags.epochs * batches_per_epoch;
+  int64_t total_steps = flags.steps;
+  if (total_steps == 0)
+    LATTICE_CHECK(!__builtin_mul_overflow(flags.epochs, batches_per_epoch, &total_steps),
+                  "[trainer] --epochs ", flags.epochs, " x ", batches_per_epoch,
+                  " batches per epoch overflows the step count; expected at most ",
+                  std::numeric_limits<int64_t>::max() / batches_per_epoch, " epochs");
   const optim::Schedule schedule = optim::parse_schedule(flags.schedule, total_steps);
   const std::unique_ptr<optim::Optimizer> optimizer = make_optimizer(flags, model, stack);
   optim::LossScaler scaler = make_loss_scaler(flags.loss_scale);
 
   int64_t step = 0;
+  std::optional<double> first_loss;  // the divergence test's reference
+  int64_t bad_steps = 0;             // steps in a row with a non-finite or exploded loss
+  const std::filesystem::path metrics_path = out / "metrics.jsonl";
   if (!flags.resume.empty()) {
-    const optim::TrainingState state = optim::load_checkpoint(
-        checkpoint_stem(flags.resume), model.state_dict(), *optimizer, &scaler);
-    loader.load_state(state.data_loader);
+    const std::string stem = checkpoint_stem(flags.resume);
+    const optim::TrainingState state =
+        optim::load_checkpoint(stem, model.state_dict(), *optimizer, &scaler);
+    try {
+      loader.load_state(state.data_loader);
+    } catch (const std::exception& e) {
+      throw Error(concat("[checkpoint] ", stem, ".json: data_loader: ", e.what()));
+    }
     step = state.step;
+    const nlohmann::json& extra = state.extra;
+    if (extra.contains("first_loss") && extra["first_loss"].is_number())
+      first_loss = extra["first_loss"].get<double>();
+    if (extra.contains("bad_steps") && extra["bad_steps"].is_number_unsigned())
+      bad_steps = std::min<int64_t>(extra["bad_steps"].get<int64_t>(), kDivergedSteps);
+    // Lines logged after the checkpoint was written come again once the resumed run reaches
+    // their steps: cut metrics.jsonl back to its length at the save (when it is this run's).
+    std::error_code error;
+    std::filesystem::path checkpoint_dir = std::filesystem::path(stem).parent_path();
+    if (checkpoint_dir.empty()) checkpoint_dir = ".";
+    const bool same_run = std::filesystem::equivalent(checkpoint_dir, out, error);
+    if (same_run && extra.contains("metrics_bytes") &&
+        extra["metrics_bytes"].is_number_unsigned() &&
+        std::filesystem::is_regular_file(metrics_path, error)) {
+      const uintmax_t saved = extra["metrics_bytes"].get<uint64_t>();
+      if (std::filesystem::file_size(metrics_path) > saved)
+        std::filesystem::resize_file(metrics_path, saved);
+    }
   }
-  std::ofstream metrics(out / "metrics.jsonl",
-                        flags.resume.empty() ? std::ios::trunc : std::ios::app);
-  LATTICE_CHECK(metrics.good(), "[trainer] cannot write ", (out / "metrics.jsonl").string());
+  std::ofstream metrics(metrics_path, flags.resume.empty() ? std::ios::trunc : std::ios::app);
+  LATTICE_CHECK(metrics.good(), "[trainer] ", metrics_path.string(),
+                ": cannot open for writing: ", std::strerror(errno));
+  // Every line is flushed and checked: a full disk fails the run, it does not finish silently.
   const auto log = [&](const nlohmann::json& line) {
     metrics << line.dump() << '\n' << std::flush;
+    LATTICE_CHECK(metrics.good(), "[trainer] ", metrics_path.string(),
+                  ": write failed: ", std::strerror(errno));
   };
 
   const std::string checkpoint_path = (out / "checkpoint").string();
   const auto save = [&] {
-    optim::save_checkpoint(
-        checkpoint_path, model.state_dict(), *optimizer,
-        optim::TrainingState{
-            .step = step, .schedule = flags.schedule, .data_loader = loader.state()},
-        &scaler);
+    std::error_code error;
+    const uintmax_t metrics_bytes = std::filesystem::file_size(metrics_path, error);
+    nlohmann::json extra{
+        {"bad_steps", bad_steps},
+        {"first_loss", first_loss ? nlohmann::json(*first_loss) : nlohmann::json()}};
+    if (!error) extra["metrics_bytes"] = metrics_bytes;
+    optim::save_checkpoint(checkpoint_path, model.state_dict(), *optimizer,
+                           optim::TrainingState{.step = step,
+                                                .schedule = flags.schedule,
+                                                .data_loader = loader.state(),
+                                                .extra = extra},
+                           &scaler);
   };
 
   Evaluation last_evaluation{std::nan(""), std::nullopt};
@@ -227,7 +290,7 @@ int run_training(const TrainerFlags& flags, TrainingJob& job) {
 
   std::deque<double> recent_losses;  // the last log_every losses, for the summary's train loss
   std::vector<double> step_ms;
-  int64_t samples = 0, non_finite_run = 0, steps_this_session = 0;
+  int64_t samples = 0, steps_this_session = 0;
   std::string status = "finished";
   model.train();
   while (step < total_steps) {
@@ -274,11 +337,16 @@ int run_training(const TrainerFlags& flags, TrainingJob& job) {
           (long long)total_steps, loss_value, optimizer->lr(), rate, clock_text(eta).c_str());
     }
     if (flags.checkpoint_every > 0 && step % flags.checkpoint_every == 0) save();
-    non_finite_run = std::isfinite(loss_value) ? 0 : non_finite_run + 1;
-    if (non_finite_run >= 10) {  // NaN is a result, not a crash: record it and stop
+    if (!first_loss && std::isfinite(loss_value)) first_loss = loss_value;
+    const bool exploded = first_loss && *first_loss > 0 && loss_value > kExplodedLoss * *first_loss;
+    bad_steps = !std::isfinite(loss_value) || exploded ? bad_steps + 1 : 0;
+    if (bad_steps >= kDivergedSteps) {  // a result, not a crash: record it and stop
       status = "diverged";
-      std::fprintf(stderr, "%s  loss non-finite for 10 steps: stopping (diverged)\n",
-                   job.name.c_str());
+      std::fprintf(stderr,
+                   "%s  loss non-finite or above %g x the first loss (%g) for %lld steps: "
+                   "stopping (diverged)\n",
+                   job.name.c_str(), kExplodedLoss, first_loss.value_or(std::nan("")),
+                   (long long)kDivergedSteps);
       break;
     }
   }
@@ -319,9 +387,10 @@ int run_training(const TrainerFlags& flags, TrainingJob& job) {
       {"config", job.config}};
   if (last_evaluation.accuracy) summary["val_accuracy"] = *last_evaluation.accuracy;
   {  // written whole, then renamed: a summary.json present means the run ended
-    const std::filesystem::path partial = out / "summary.json.partial";
-    std::ofstream(partial) << summary.dump(2) << '\n';
-    std::filesystem::rename(partial, out / "summary.json");
+    const std::string text = summary.dump(2) + "\n";
+    optim::write_file_atomically(
+        (out / "summary.json").string(),
+        std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), "trainer");
   }
   std::fprintf(stderr, "%s  %s: %lld steps in %.1f s, train loss %.4f, val loss %.4f%s -> %s\n",
                job.name.c_str(), status.c_str(), (long long)step, seconds_since(run_start),

@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <string>
 
 #include "optim/loss_scaler.h"
@@ -21,6 +23,13 @@ namespace lattice::optim {
 void save_safetensors(const std::string& path,
                       const NamedTensors& tensors,
                       const std::map<std::string, std::string>& metadata = {});
+
+/// Replaces `path` with `bytes` so that a crash leaves the old file or the new one, never a
+/// mix: a temporary file in the same directory, fsync, rename, fsync of the directory. Throws a
+/// one-line lattice::Error "[op] <path>: <step> failed: <errno text>" and leaves the old file.
+void write_file_atomically(const std::string& path,
+                           std::span<const uint8_t> bytes,
+                           const std::string& op = "checkpoint");
 
 struct SafetensorsFile {
   NamedTensors tensors;  // in data order
@@ -42,23 +51,37 @@ struct TrainingState {
   nlohmann::json extra = nlohmann::json::object();  // anything else the caller wants back
 };
 
-/// Writes <path>.safetensors (model tensors under their own names, optimizer tensors under
-/// "optimizer.<param>.<buffer>") and then <path>.json (state, optimizer scalars, loss scaler,
-/// default RNG state, precision stack spec, and the CRC-32 of the tensor file so a mismatched
-/// pair is detected). Each file is replaced atomically.
+/// Writes the tensors (model tensors under their own names, optimizer tensors under
+/// "optimizer.<param>.<buffer>") to a new file <path>.<generation>.safetensors, then replaces
+/// <path>.json (state, optimizer scalars, loss scaler, default RNG state, precision stack spec,
+/// the tensor file's name and CRC-32). That rename commits the checkpoint: until it happens, a
+/// crash or an I/O error (thrown as lattice::Error) leaves the previous checkpoint loadable.
+/// Afterwards the older tensor files and temporary files of interrupted saves are removed.
 void save_checkpoint(const std::string& path,
                      const NamedTensors& model,
                      const Optimizer& optimizer,
                      const TrainingState& state,
                      const LossScaler* scaler = nullptr);
 
-/// Restores a checkpoint written by save_checkpoint: copies the model tensors into `model`
-/// (names, dtypes and shapes must match), loads the optimizer state, the loss scaler (when
-/// given) and the default RNG state, and returns the training state. Everything is validated
-/// before anything is changed; throws a one-line lattice::Error naming the file and problem.
+/// Restores a checkpoint written by save_checkpoint from <path>.json and the tensor file it
+/// names (checkpoints from before generations name <path>.safetensors and load too): copies the
+/// model tensors into `model` (names, dtypes and shapes must match), loads the optimizer state, the
+/// loss scaler (when given) and the default RNG state, and returns the training state. Everything
+/// is validated before anything is changed; throws a one-line lattice::Error naming the file and
+/// problem.
 TrainingState load_checkpoint(const std::string& path,
                               const NamedTensors& model,
                               Optimizer& optimizer,
                               LossScaler* scaler = nullptr);
+
+namespace detail {
+/// Fault injection for tests: when set, called before each I/O step of an atomic write with the
+/// step's name ("tensors.create", ".write", ".fsync", ".rename"; "json.*" for the checkpoint
+/// JSON; "file.*" for write_file_atomically) and before save_checkpoint's "cleanup". A nonzero
+/// return fails that step with that errno (the real error path runs); an exception thrown from
+/// the hook stands for the process dying there (nothing is cleaned up). Empty: no faults.
+using CheckpointFaultHook = std::function<int(const std::string& step)>;
+void set_checkpoint_fault_hook(CheckpointFaultHook hook);
+}  // namespace detail
 
 }  // namespace lattice::optim

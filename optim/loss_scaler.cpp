@@ -2,6 +2,7 @@
 #include "optim/loss_scaler.h"
 
 #include <cmath>
+#include <limits>
 
 #include "autograd/autograd.h"
 #include "optim/parallel.h"
@@ -114,24 +115,46 @@ nlohmann::json LossScaler::state() const {
 }
 
 void LossScaler::load_state(const nlohmann::json& state) {
+  LATTICE_CHECK(state.is_object(), "[loss_scaler] state is ", state.type_name(),
+                "; expected an object");
   auto number = [&](const char* key) {
-    LATTICE_CHECK(state.is_object() && state.contains(key) && state.at(key).is_number(),
+    LATTICE_CHECK(state.contains(key) && state.at(key).is_number(),
                   "[loss_scaler] state has no number \"", key, "\"");
-    return state.at(key);
+    return state.at(key).get<double>();
   };
-  LATTICE_CHECK(state.is_object() && state.contains("dynamic") && state.at("dynamic").is_boolean(),
+  // An integer field in [low, high]; checked as JSON, since converting 1e300 to int64 is UB.
+  auto integer = [&](const char* key, int64_t low, int64_t high) {
+    const nlohmann::json& value = state.contains(key) ? state.at(key) : nlohmann::json();
+    const bool in_range =
+        value.is_number_integer() &&
+        (value.is_number_unsigned()
+             ? value.get<uint64_t>() <= uint64_t(high) && int64_t(value.get<uint64_t>()) >= low
+             : value.get<int64_t>() >= low && value.get<int64_t>() <= high);
+    LATTICE_CHECK(in_range, "[loss_scaler] state has \"", key, "\" ", value.dump(),
+                  "; expected an integer in [", low, ", ", high, "]");
+    return value.get<int64_t>();
+  };
+  LATTICE_CHECK(state.contains("dynamic") && state.at("dynamic").is_boolean(),
                 "[loss_scaler] state has no boolean \"dynamic\"");
+  // The same bounds as dynamic() puts on its options, so a loaded scaler is one it could build.
   LossScaler loaded;
   loaded.dynamic_ = state.at("dynamic").get<bool>();
-  loaded.scale_ = number("scale").get<double>();
-  loaded.options_.initial_scale = loaded.scale_;
-  loaded.options_.growth_factor = number("growth_factor").get<double>();
-  loaded.options_.growth_interval = number("growth_interval").get<int64_t>();
-  loaded.options_.backoff_factor = number("backoff_factor").get<double>();
-  loaded.growth_tracker_ = number("growth_tracker").get<int64_t>();
-  loaded.skipped_steps_ = number("skipped_steps").get<int64_t>();
+  loaded.scale_ = number("scale");
   LATTICE_CHECK(loaded.scale_ > 0 && std::isfinite(loaded.scale_), "[loss_scaler] scale ",
                 loaded.scale_, " must be finite and > 0");
+  loaded.options_.initial_scale = loaded.scale_;
+  loaded.options_.growth_factor = number("growth_factor");
+  LATTICE_CHECK(loaded.options_.growth_factor >= 1 && std::isfinite(loaded.options_.growth_factor),
+                "[loss_scaler] growth factor ", loaded.options_.growth_factor,
+                " must be finite and >= 1");
+  loaded.options_.backoff_factor = number("backoff_factor");
+  LATTICE_CHECK(loaded.options_.backoff_factor > 0 && loaded.options_.backoff_factor < 1,
+                "[loss_scaler] backoff factor ", loaded.options_.backoff_factor,
+                " must lie in (0, 1)");
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  loaded.options_.growth_interval = integer("growth_interval", 1, kMax);
+  loaded.growth_tracker_ = integer("growth_tracker", 0, loaded.options_.growth_interval - 1);
+  loaded.skipped_steps_ = integer("skipped_steps", 0, kMax);
   *this = loaded;
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -241,6 +242,17 @@ void Optimizer::load_state(const OptimizerState& state) {
   LATTICE_CHECK(lrs.is_array() && lrs.size() == groups_.size(), "[", name(),
                 "] optimizer state has ", lrs.size(), " group learning rates; expected ",
                 groups_.size());
+  for (const nlohmann::json& lr : lrs)
+    LATTICE_CHECK(lr.is_number() && std::isfinite(lr.get<double>()) && lr.get<double>() >= 0, "[",
+                  name(), "] optimizer state has learning rate ", lr.dump(),
+                  "; expected a finite number >= 0");
+  const nlohmann::json& step = field("step");
+  LATTICE_CHECK(step.is_number_integer() &&
+                    (step.is_number_unsigned()
+                         ? step.get<uint64_t>() <= uint64_t(std::numeric_limits<int64_t>::max())
+                         : step.get<int64_t>() >= 0),
+                "[", name(), "] optimizer state has step ", step.dump(),
+                "; expected an integer in [0, 2^63)");
   const nlohmann::json& per_parameter = field("parameters");
   LATTICE_CHECK(per_parameter.is_object(), "[", name(), "] \"parameters\" is not an object");
 
@@ -270,8 +282,9 @@ void Optimizer::load_state(const OptimizerState& state) {
       if (per_parameter.contains(p.name)) {
         const nlohmann::json& values = per_parameter.at(p.name);
         for (const std::string& scalar : scalars) {
-          LATTICE_CHECK(values.contains(scalar) && values.at(scalar).is_number(), "[", name(),
-                        "] optimizer state of \"", p.name, "\" has no number \"", scalar, "\"");
+          LATTICE_CHECK(
+              values.is_object() && values.contains(scalar) && values.at(scalar).is_number(), "[",
+              name(), "] optimizer state of \"", p.name, "\" has no number \"", scalar, "\"");
           state.scalars.push_back(values.at(scalar).get<double>());
         }
         for (const std::string& buffer : buffers)

@@ -64,6 +64,27 @@ std::vector<uint8_t> safetensors_bytes(const std::string& header, std::vector<ui
   return bytes;
 }
 
+/// The tensor file a checkpoint's JSON names, beside it.
+std::string tensor_file(const TempDir& dir, const std::string& stem) {
+  const nlohmann::json json = nlohmann::json::parse(read_bytes(dir / (stem + ".json")));
+  return dir / json.at("tensors").get<std::string>();
+}
+
+std::vector<std::string> file_names(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir))
+    names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+void edit_json(const std::string& path, const std::function<void(nlohmann::json&)>& edit) {
+  nlohmann::json json = nlohmann::json::parse(read_bytes(path));
+  edit(json);
+  const std::string text = json.dump();
+  write_bytes(path, std::vector<uint8_t>(text.begin(), text.end()));
+}
+
 std::string error_of(const std::function<void()>& f) {
   try {
     f();
@@ -174,14 +195,14 @@ TEST_CASE("save_checkpoint writes a safetensors file any reader can parse, and n
   Run run(0.5f);
   run.train_step(0);
   save_checkpoint(dir / "ckpt", run.model(), *run.optimizer, TrainingState{}, &run.scaler);
+  CHECK(file_names(dir.path) == std::vector<std::string>{"ckpt.1.safetensors", "ckpt.json"});
   save_checkpoint(dir / "ckpt", run.model(), *run.optimizer, TrainingState{}, &run.scaler);
-  std::vector<std::string> files;
-  for (const auto& entry : fs::directory_iterator(dir.path))
-    files.push_back(entry.path().filename().string());
-  std::sort(files.begin(), files.end());
-  CHECK(files == std::vector<std::string>{"ckpt.json", "ckpt.safetensors"});
+  // Each save writes a new tensor file and removes the one before once its JSON is in place.
+  CHECK(file_names(dir.path) == std::vector<std::string>{"ckpt.2.safetensors", "ckpt.json"});
+  CHECK(tensor_file(dir, "ckpt") == dir / "ckpt.2.safetensors");
 
-  const std::vector<uint8_t> bytes = read_bytes(dir / "ckpt.safetensors");
+  const std::vector<uint8_t> bytes = read_bytes(dir / "ckpt.2.safetensors");
+  REQUIRE(bytes.size() >= 8);
   uint64_t header_length = 0;
   std::memcpy(&header_length, bytes.data(), 8);
   CHECK(header_length % 8 == 0);
@@ -235,7 +256,7 @@ TEST_CASE("truncated and corrupted safetensors files give one-line errors naming
   Run run(0.5f);
   run.train_step(0);
   save_checkpoint(dir / "ckpt", run.model(), *run.optimizer, TrainingState{}, &run.scaler);
-  const std::string path = dir / "ckpt.safetensors";
+  const std::string path = tensor_file(dir, "ckpt");
   const std::vector<uint8_t> good = read_bytes(path);
   uint64_t header_length = 0;
   std::memcpy(&header_length, good.data(), 8);
@@ -305,7 +326,7 @@ TEST_CASE("bad checkpoints are refused before anything is changed") {
     return message;
   };
   // a.json paired with b's tensors (a crash between the two renames, or a stray copy).
-  fs::copy_file(dir / "b.safetensors", dir / "a.safetensors", fs::copy_options::overwrite_existing);
+  fs::copy_file(tensor_file(dir, "b"), tensor_file(dir, "a"), fs::copy_options::overwrite_existing);
   CHECK(load_error("a").find("[checkpoint] " + (dir / "a.json") + ": tensor file ") == 0);
   CHECK(load_error("a").find("a corrupted file or one from another save") != std::string::npos);
 
@@ -340,13 +361,273 @@ TEST_CASE("a failed save leaves the previous checkpoint intact and says why") {
   Run run(0.5f);
   run.train_step(0);
   save_checkpoint(dir / "ckpt", run.model(), *run.optimizer, TrainingState{}, &run.scaler);
-  const std::vector<uint8_t> before = read_bytes(dir / "ckpt.safetensors");
-  CHECK_THROWS_WITH_AS(save_safetensors(dir / "ckpt.safetensors", {{"x", Tensor()}}),
+  const std::string tensors = tensor_file(dir, "ckpt");
+  const std::vector<uint8_t> before = read_bytes(tensors);
+  REQUIRE(!before.empty());
+  CHECK_THROWS_WITH_AS(save_safetensors(tensors, {{"x", Tensor()}}),
                        doctest::Contains("tensor \"x\" is undefined"), Error);
-  CHECK_THROWS_WITH_AS(save_safetensors(dir / "ckpt.safetensors", {{"w", run.w}, {"w", run.b}}),
+  CHECK_THROWS_WITH_AS(save_safetensors(tensors, {{"w", run.w}, {"w", run.b}}),
                        doctest::Contains("tensor name \"w\" repeats or is reserved"), Error);
-  CHECK(read_bytes(dir / "ckpt.safetensors") == before);
+  CHECK(read_bytes(tensors) == before);
   const std::string missing = dir / "no_such_dir/ckpt.safetensors";
   CHECK_THROWS_WITH_AS(save_safetensors(missing, {{"w", run.w}}),
                        doctest::Contains("cannot create temporary file"), Error);
+}
+
+namespace {
+
+/// Everything a load restores, taken from a fresh run that loaded the checkpoint.
+struct Restored {
+  int64_t step = -1;
+  std::vector<float> w, b;
+  std::vector<std::vector<float>> optimizer_tensors;
+  nlohmann::json optimizer_scalars, scaler;
+  RandomState rng;
+  bool operator==(const Restored&) const = default;
+};
+
+Restored restore(const TempDir& dir, const std::string& stem) {
+  Run fresh(-1.0f);
+  Restored r;
+  r.step = load_checkpoint(dir / stem, fresh.model(), *fresh.optimizer, &fresh.scaler).step;
+  r.w = values(fresh.w);
+  r.b = values(fresh.b);
+  const OptimizerState state = fresh.optimizer->state();
+  for (const auto& [name, tensor] : state.tensors) r.optimizer_tensors.push_back(values(tensor));
+  r.optimizer_scalars = state.scalars;
+  r.scaler = fresh.scaler.state();
+  r.rng = default_random_state();
+  return r;
+}
+
+/// Installs a fault hook for its scope.
+struct FaultHook {
+  explicit FaultHook(detail::CheckpointFaultHook hook) {
+    detail::set_checkpoint_fault_hook(std::move(hook));
+  }
+  ~FaultHook() {
+    detail::set_checkpoint_fault_hook({});
+  }
+};
+
+struct SimulatedCrash {};
+
+bool is_tensor_generation(const std::string& name, const std::string& stem) {
+  const std::string middle = name.substr(0, name.size() - std::string(".safetensors").size());
+  return name.starts_with(stem + ".") && name.ends_with(".safetensors") &&
+         middle.size() > stem.size() + 1 &&
+         std::all_of(middle.begin() + std::ptrdiff_t(stem.size() + 1), middle.end(),
+                     [](char c) { return c >= '0' && c <= '9'; });
+}
+
+}  // namespace
+
+TEST_CASE("a save that fails or dies at any I/O step leaves the previous checkpoint loadable") {
+  std::vector<std::string> steps;
+  {
+    TempDir dir;
+    manual_seed(3);
+    Run run(0.5f);
+    run.train_step(0);
+    FaultHook hook([&](const std::string& step) {
+      steps.push_back(step);
+      return 0;
+    });
+    save_checkpoint(dir / "ckpt", run.model(), *run.optimizer, TrainingState{}, &run.scaler);
+  }
+  CHECK(steps == std::vector<std::string>{"tensors.create", "tensors.write", "tensors.fsync",
+                                          "tensors.rename", "json.create", "json.write",
+                                          "json.fsync", "json.rename", "cleanup"});
+
+  for (const std::string& failing : steps) {
+    for (const bool dies : {false, true}) {
+      const std::string scenario = failing + (dies ? ": the process dies" : ": ENOSPC");
+      INFO(scenario);
+      TempDir dir;
+      manual_seed(3);
+      Run run(0.5f);
+      run.train_step(0);
+      save_checkpoint(dir / "ckpt", run.model(), *run.optimizer, TrainingState{.step = 1},
+                      &run.scaler);
+      const Restored previous = restore(dir, "ckpt");
+      run.train_step(1);
+      {
+        FaultHook hook([&](const std::string& step) -> int {
+          if (step != failing) return 0;
+          if (dies) throw SimulatedCrash{};
+          return ENOSPC;
+        });
+        auto save = [&] {
+          save_checkpoint(dir / "ckpt", run.model(), *run.optimizer, TrainingState{.step = 2},
+                          &run.scaler);
+        };
+        if (dies) {
+          CHECK_THROWS_AS(save(), SimulatedCrash);
+        } else if (failing == "cleanup") {
+          CHECK_NOTHROW(save());  // committed: the old files just stay until the next save
+        } else {
+          CHECK_THROWS_WITH_AS(save(), doctest::Contains("No space left on device"), Error);
+        }
+      }
+      const Restored after = restore(dir, "ckpt");
+      if (failing == "cleanup") {
+        CHECK(after.step == 2);
+        CHECK(after.w == values(run.w));
+      } else {
+        CHECK(after == previous);
+      }
+      // The next save succeeds and leaves exactly one pair: no temporary or orphaned files.
+      save_checkpoint(dir / "ckpt", run.model(), *run.optimizer, TrainingState{.step = 3},
+                      &run.scaler);
+      const std::vector<std::string> names = file_names(dir.path);
+      REQUIRE(names.size() == 2);
+      CHECK(is_tensor_generation(names[0], "ckpt"));
+      CHECK(names[1] == "ckpt.json");
+      const Restored last = restore(dir, "ckpt");
+      CHECK(last.step == 3);
+      CHECK(last.w == values(run.w));
+      CHECK(last.b == values(run.b));
+    }
+  }
+}
+
+TEST_CASE("a save removes temporary and tensor files that crashed saves of its stem left") {
+  TempDir dir;
+  manual_seed(1);
+  Run run(0.5f);
+  run.train_step(0);
+  save_checkpoint(dir / "ckpt", run.model(), *run.optimizer, TrainingState{}, &run.scaler);
+  for (const std::string name :
+       {".ckpt.json.tmp.99999", ".ckpt.5.safetensors.tmp.1", "ckpt.7.safetensors",
+        ".ckpt.b.json.tmp.1", ".other.json.tmp.1", "other.3.safetensors", "ckpt.notes.txt"})
+    write_bytes(dir / name, {1, 2, 3});
+  save_checkpoint(dir / "ckpt", run.model(), *run.optimizer, TrainingState{}, &run.scaler);
+  // The next generation is above the orphan's; other stems' files stay.
+  CHECK(file_names(dir.path) == std::vector<std::string>{".ckpt.b.json.tmp.1", ".other.json.tmp.1",
+                                                         "ckpt.8.safetensors", "ckpt.json",
+                                                         "ckpt.notes.txt", "other.3.safetensors"});
+}
+
+TEST_CASE("a checkpoint in the layout before generations (<stem>.safetensors) still loads") {
+  TempDir dir;
+  manual_seed(1);
+  Run run(0.5f);
+  run.train_step(0);
+  save_checkpoint(dir / "ckpt", run.model(), *run.optimizer, TrainingState{.step = 4}, &run.scaler);
+  fs::rename(dir / "ckpt.1.safetensors", dir / "ckpt.safetensors");
+  edit_json(dir / "ckpt.json", [](nlohmann::json& json) { json["tensors"] = "ckpt.safetensors"; });
+  const Restored old = restore(dir, "ckpt");
+  CHECK(old.step == 4);
+  CHECK(old.w == values(run.w));
+  save_checkpoint(dir / "ckpt", run.model(), *run.optimizer, TrainingState{.step = 5}, &run.scaler);
+  CHECK(file_names(dir.path) == std::vector<std::string>{"ckpt.1.safetensors", "ckpt.json"});
+}
+
+TEST_CASE("malformed checkpoint JSON gets one line naming the field, before anything changes") {
+  TempDir dir;
+  manual_seed(1);
+  Run run(0.5f);
+  run.train_step(0);
+  save_checkpoint(dir / "good", run.model(), *run.optimizer, TrainingState{.step = 1}, &run.scaler);
+  manual_seed(42);
+  Run target(-1.0f);
+  const RandomState rng = default_random_state();
+  const OptimizerState optimizer_before = target.optimizer->state();
+  const nlohmann::json scaler_before = target.scaler.state();
+  auto refused = [&](const std::function<void(nlohmann::json&)>& edit) {
+    fs::copy_file(dir / "good.json", dir / "bad.json", fs::copy_options::overwrite_existing);
+    edit_json(dir / "bad.json", edit);
+    const std::string message = error_of(
+        [&] { load_checkpoint(dir / "bad", target.model(), *target.optimizer, &target.scaler); });
+    CHECK(values(target.w) == std::vector<float>(4, -1.0f));
+    CHECK(values(target.b) == std::vector<float>{-1.0f});
+    CHECK(target.optimizer->state().scalars == optimizer_before.scalars);
+    CHECK(target.optimizer->state().tensors.size() == optimizer_before.tensors.size());
+    CHECK(target.scaler.state() == scaler_before);
+    CHECK(default_random_state() == rng);
+    CHECK(message.starts_with("[checkpoint] " + (dir / "bad.json") + ": "));
+    CHECK(message.find('\n') == std::string::npos);
+    return message;
+  };
+  using Json = nlohmann::json;
+  CHECK(refused([](Json& j) {
+          j["step"] = "3";
+        }).ends_with("\"step\" is \"3\"; expected an integer in [0, 2^63)"));
+  CHECK(refused([](Json& j) {
+          j["step"] = -1;
+        }).ends_with("\"step\" is -1; expected an integer in [0, 2^63)"));
+  CHECK(refused([](Json& j) {
+          j["optimizer"]["step"] = "3";
+        }).ends_with("[adamw] optimizer state has step \"3\"; expected an integer in [0, 2^63)"));
+  CHECK(refused([](Json& j) {
+          j["optimizer"]["lr"] = Json::array({"fast"});
+        }).find("learning rate \"fast\"") != std::string::npos);
+  CHECK(refused([](Json& j) {
+          j["loss_scaler"]["growth_interval"] = 1e300;
+        }).find("\"growth_interval\" 1e+300") != std::string::npos);
+  CHECK(refused([](Json& j) {
+          j["loss_scaler"]["backoff_factor"] = 0;
+        }).ends_with("backoff factor 0 must lie in (0, 1)"));
+  CHECK(refused([](Json& j) { j["rng"]["seed"] = "x"; }).find("\"rng\"") != std::string::npos);
+  CHECK(refused([](Json& j) { j["extra"] = 5; }).ends_with("\"extra\" is not an object"));
+  CHECK(refused([](Json& j) {
+          j["tensors"] = "../good.1.safetensors";
+        }).find("expected the name of a .safetensors file in the same directory") !=
+        std::string::npos);
+
+  // A .json (or the tensor file it names) that is a directory: a clear line, not bad_alloc.
+  fs::create_directories(dir / "folder.json");
+  CHECK(error_of([&] {
+          load_checkpoint(dir / "folder", target.model(), *target.optimizer, &target.scaler);
+        }) ==
+        "[checkpoint] " + (dir / "folder.json") + ": is a directory; expected a checkpoint file");
+  fs::create_directories(dir / "dir.safetensors");
+  edit_json(dir / "bad.json", [](Json& j) { j["tensors"] = "dir.safetensors"; });
+  CHECK(error_of([&] {
+          load_checkpoint(dir / "bad", target.model(), *target.optimizer, &target.scaler);
+        }) == "[checkpoint] " + (dir / "dir.safetensors") +
+                  ": is a directory; expected a checkpoint file");
+
+  // A negative step is not written in the first place.
+  CHECK_THROWS_WITH_AS(save_checkpoint(dir / "neg", run.model(), *run.optimizer,
+                                       TrainingState{.step = -5}, &run.scaler),
+                       doctest::Contains("step -5 is negative"), Error);
+  CHECK(load_checkpoint(dir / "good", target.model(), *target.optimizer, &target.scaler).step == 1);
+}
+
+TEST_CASE("zero-sized tensors load with no data bytes; shapes whose strides overflow do not") {
+  TempDir dir;
+  write_bytes(dir / "zero.safetensors",
+              safetensors_bytes(R"({"z":{"dtype":"F32","shape":[0,5],"data_offsets":[0,0]}})", {}));
+  const SafetensorsFile zero = load_safetensors(dir / "zero.safetensors");
+  REQUIRE(zero.tensors.size() == 1);
+  CHECK(zero.tensors[0].second.shape() == Shape{0, 5});
+
+  // Zero elements, but the strides (sizes with 0 counted as 1) would be 2^80.
+  const std::string path = dir / "huge.safetensors";
+  write_bytes(path, safetensors_bytes(R"({"z":{"dtype":"F32","shape":[0,1099511627776,)"
+                                      R"(1099511627776],"data_offsets":[0,0]}})",
+                                      {}));
+  CHECK(error_of([&] { load_safetensors(path); }) ==
+        "[safetensors] " + path +
+            ": tensor \"z\" has shape [0,1099511627776,1099511627776], too many elements (at "
+            "most 2^56, zero sizes counted as one)");
+}
+
+TEST_CASE("write_file_atomically names the file and the errno text, and keeps the old file") {
+  TempDir dir;
+  const std::string path = dir / "summary.json";
+  const std::string old_text = "{\"status\": \"finished\"}";
+  write_file_atomically(
+      path, std::span(reinterpret_cast<const uint8_t*>(old_text.data()), old_text.size()));
+  for (const std::string failing : {"file.create", "file.write", "file.fsync", "file.rename"}) {
+    INFO(failing);
+    FaultHook hook([&](const std::string& step) { return step == failing ? ENOSPC : 0; });
+    const std::vector<uint8_t> text = {'{', '}'};
+    const std::string message = error_of([&] { write_file_atomically(path, text, "trainer"); });
+    CHECK(message.starts_with("[trainer] " + path + ": "));
+    CHECK(message.find(": No space left on device") != std::string::npos);
+    CHECK(read_bytes(path) == std::vector<uint8_t>(old_text.begin(), old_text.end()));
+    CHECK(file_names(dir.path) == std::vector<std::string>{"summary.json"});
+  }
 }

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -394,6 +395,62 @@ TEST_CASE("loss scaler state round-trips through JSON") {
   CHECK(b.skipped_steps() == 1);
   CHECK_THROWS_WITH_AS(b.load_state(nlohmann::json{{"dynamic", true}}),
                        "[loss_scaler] state has no number \"scale\"", Error);
+}
+
+TEST_CASE("loss scaler state out of range is refused, and the scaler is left as it was") {
+  LossScaler scaler = LossScaler::dynamic({.initial_scale = 8, .growth_interval = 5});
+  const nlohmann::json good = scaler.state();
+  auto error_with = [&](const char* key, const nlohmann::json& value) {
+    nlohmann::json bad = good;
+    bad[key] = value;
+    try {
+      scaler.load_state(bad);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  // 1e300 as an int64 is undefined behaviour; a zero backoff pins the scale at 0.
+  CHECK(error_with("growth_interval", 1e300) ==
+        "[loss_scaler] state has \"growth_interval\" 1e+300; expected an integer in [1, "
+        "9223372036854775807]");
+  CHECK(error_with("growth_interval", 0).find("expected an integer in [1, ") != std::string::npos);
+  CHECK(error_with("backoff_factor", 0) == "[loss_scaler] backoff factor 0 must lie in (0, 1)");
+  CHECK(error_with("backoff_factor", 1) == "[loss_scaler] backoff factor 1 must lie in (0, 1)");
+  CHECK(error_with("growth_factor", 0.5) ==
+        "[loss_scaler] growth factor 0.5 must be finite and >= 1");
+  CHECK(error_with("scale", 0) == "[loss_scaler] scale 0 must be finite and > 0");
+  CHECK(error_with("growth_tracker", 5) ==
+        "[loss_scaler] state has \"growth_tracker\" 5; expected an integer in [0, 4]");
+  CHECK(error_with("skipped_steps", -1).find("\"skipped_steps\" -1; expected") !=
+        std::string::npos);
+  CHECK(error_with("dynamic", "yes") == "[loss_scaler] state has no boolean \"dynamic\"");
+  CHECK(scaler.state() == good);
+  scaler.load_state(good);
+  CHECK(scaler.state() == good);
+}
+
+TEST_CASE("a malformed optimizer step or learning rate is refused before the state changes") {
+  Tensor p = parameter(to_floats(kStart)), q = parameter(to_floats(kStart));
+  Adam a(one_group({{"p", p}}, 0.01));
+  set_grad(p, to_floats(kGrads[0]));
+  a.step();
+  Adam b(one_group({{"p", q}}, 0.02));
+  const nlohmann::json before = b.state().scalars;
+  for (const auto& [key, value] :
+       std::vector<std::pair<std::string, nlohmann::json>>{{"step", "3"},
+                                                           {"step", -1},
+                                                           {"step", 2.5},
+                                                           {"lr", nlohmann::json::array({"x"})},
+                                                           {"lr", nlohmann::json::array({-1})}}) {
+    OptimizerState bad = a.state();
+    bad.scalars[key] = value;
+    const std::string scenario = key + " = " + value.dump();
+    INFO(scenario);
+    CHECK_THROWS_AS(b.load_state(bad), Error);
+    CHECK(b.state().scalars == before);  // no parameter state was taken over
+    CHECK(b.state().tensors.empty());
+  }
 }
 
 TEST_CASE("clip_grad_norm returns the global norm and rescales to max_norm") {

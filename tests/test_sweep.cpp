@@ -280,7 +280,9 @@ TEST_CASE("sweep file errors are one line naming the file, line and key") {
 namespace {
 
 /// A trainer stand-in: --mode ok writes a finished summary, nan a diverged one, fail exits 3
-/// after printing to stderr. Every start is counted in its output folder's parent.
+/// after printing to stderr; empty, cut and nostatus exit 0 with a summary that is empty, cut
+/// short or without a status (what a full disk or a crash leaves). Every start is counted in its
+/// output folder's parent.
 fs::path fake_trainer() {
   const fs::path path = scratch() / "fake_trainer.sh";
   std::ofstream(path) << R"(#!/bin/sh
@@ -293,6 +295,9 @@ echo start >> "$out/../starts"
 printf '{"step":1,"epoch":0.5,"loss":2.0,"seconds":0.1}\n{"step":2,"epoch":1,"loss":1.0,"seconds":0.2}\n' > "$out/metrics.jsonl"
 case "$mode" in
   fail) echo "fake: something broke" >&2; exit 3;;
+  empty) : > "$out/summary.json";;
+  cut) printf '{"trainer":"fake","sta' > "$out/summary.json";;
+  nostatus) echo '{"trainer":"fake"}' > "$out/summary.json";;
   nan) echo '{"trainer":"fake","status":"diverged","steps":2,"val_loss":null,"train_loss":null,"complexity_points":0,"optimizer":"adam","loss_scale":"none","stack":"gemm=e2m1:rule=encode"}' > "$out/summary.json";;
   *) echo '{"trainer":"fake","status":"finished","steps":2,"val_loss":0.5,"train_loss":0.6,"complexity_points":0,"seconds":0.2,"optimizer":"adam","loss_scale":"none","stack":"gemm=e2m1:rule=encode"}' > "$out/summary.json";;
 esac
@@ -462,6 +467,28 @@ stack = "bf16"
   CHECK_THROWS_WITH_AS(write_slurm_script(spec, e, options, resources),
                        doctest::Contains("a Slurm script needs a path without spaces"),
                        lattice::Error);
+}
+
+TEST_CASE("the runner counts a run done only when its summary.json parses and has a status") {
+  const fs::path root = scratch() / "runner-summaries";
+  const SweepSpec spec = parse_sweep_text(R"(
+trainer = "fake_trainer.sh"
+stack = "pure-fp4-e8m0"
+[grid]
+mode = ["ok", "empty", "cut", "nostatus"]
+)",
+                                          "fake.toml");
+  const Expansion e = expand_sweep(spec);
+  REQUIRE(e.runs.size() == 4);
+  const SweepOptions options{.jobs = 1, .out = root.string(), .trainer_path = fake_trainer()};
+  CHECK(run_sweep(spec, e, options) == 3);
+  CHECK(starts(root) == 4);
+  for (size_t i = 1; i < 4; ++i)
+    CHECK(read_file(root / e.runs[i].id / "error.txt")
+              .starts_with("exit status 0 but no summary.json with a status\n"));
+  // A rerun starts the three again, not the finished one.
+  CHECK(run_sweep(spec, e, options) == 3);
+  CHECK(starts(root) == 7);
 }
 
 // ---- Score, Table 3 rows and the Pareto frontier on synthetic results ----

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <nlohmann/json.hpp>
+#include <tuple>
 #include <vector>
 
 #include "data/idx.h"
@@ -50,6 +51,14 @@ nlohmann::json summary(const fs::path& run) {
   return nlohmann::json::parse(read_file(run / "summary.json"));
 }
 
+std::string tiny_data_flags() {
+  return "--hidden 16 --batch 16 --data '" + tiny_mnist().string() + "' ";
+}
+
+int64_t line_count(const std::string& text) {
+  return std::count(text.begin(), text.end(), '\n');
+}
+
 }  // namespace
 
 TEST_CASE("mnist trains an MLP and a CNN for a few steps and reports them") {
@@ -72,7 +81,8 @@ TEST_CASE("mnist trains an MLP and a CNN for a few steps and reports them") {
     CHECK(lines[3]["step"] == 4);
     CHECK(lines[3].contains("lr"));
     CHECK(lines[4].contains("val_loss"));
-    CHECK(fs::exists(out / "checkpoint.safetensors"));
+    const nlohmann::json checkpoint = nlohmann::json::parse(read_file(out / "checkpoint.json"));
+    CHECK(fs::exists(out / checkpoint["tensors"].get<std::string>()));
     CHECK(result.err.find("mnist  epoch") != std::string::npos);  // the progress line
   }
 }
@@ -179,4 +189,137 @@ TEST_CASE("trainers reject bad flags, specs and data with one line") {
       run_program(trainer("regression"), "--rows 64 --features 4 --stack gemm=mxfp5");
   CHECK(bad_stack.status == 1);
   CHECK(bad_stack.err.rfind("regression: [stack]", 0) == 0);
+}
+
+TEST_CASE("a resumed run cuts metrics.jsonl back to its checkpoint, so no step is logged twice") {
+  const std::string common = tiny_data_flags() + "--schedule constant ";
+  const fs::path whole = scratch_dir() / "metrics-whole", run = scratch_dir() / "metrics-resumed",
+                 saved = scratch_dir() / "metrics-step2";
+  REQUIRE(
+      run_program(trainer("mnist"), common + "--steps 4 --out '" + whole.string() + "'").status ==
+      0);
+  REQUIRE(run_program(trainer("mnist"), common + "--steps 2 --out '" + run.string() + "'").status ==
+          0);
+  // Keep the step-2 checkpoint, run on to step 4, then put it back: as if the run had died
+  // after logging steps 3 and 4 but before its next checkpoint.
+  fs::create_directories(saved);
+  const std::string tensors =
+      nlohmann::json::parse(read_file(run / "checkpoint.json"))["tensors"].get<std::string>();
+  for (const std::string& file : {std::string("checkpoint.json"), tensors})
+    fs::copy_file(run / file, saved / file);
+  const std::string resume =
+      "--steps 4 --out '" + run.string() + "' --resume '" + (run / "checkpoint").string() + "'";
+  REQUIRE(run_program(trainer("mnist"), common + resume).status == 0);
+  for (const std::string& file : {std::string("checkpoint.json"), tensors})
+    fs::copy_file(saved / file, run / file, fs::copy_options::overwrite_existing);
+  const auto again = run_program(trainer("mnist"), common + resume);
+  INFO(again.err);
+  REQUIRE(again.status == 0);
+
+  std::vector<int64_t> steps;
+  std::vector<double> losses, uninterrupted;
+  for (const auto& line : metrics(run))
+    if (line.contains("loss")) {
+      steps.push_back(line["step"]);
+      losses.push_back(line["loss"]);
+    }
+  for (const auto& line : metrics(whole))
+    if (line.contains("loss")) uninterrupted.push_back(line["loss"]);
+  CHECK(steps == std::vector<int64_t>{1, 2, 3, 4});
+  CHECK(losses == uninterrupted);
+}
+
+TEST_CASE("a loss that explodes without becoming NaN ends the run as diverged") {
+  const fs::path out = scratch_dir() / "exploding";
+  const auto result = run_program(
+      trainer("mnist"), tiny_data_flags() + "--lr 1e6 --steps 40 --out '" + out.string() + "'");
+  INFO(result.err);
+  REQUIRE(result.status == 0);  // a result, not a crash
+  const nlohmann::json s = summary(out);
+  CHECK(s["status"] == "diverged");
+  CHECK(s["steps"].get<int64_t>() < 40);
+  CHECK(result.err.find("stopping (diverged)") != std::string::npos);
+  // The rule that fired is the growth one: every logged loss is a finite number.
+  const std::vector<nlohmann::json> lines = metrics(out);
+  double largest = 0;
+  for (const auto& line : lines)
+    if (line.contains("loss")) {
+      REQUIRE(line["loss"].is_number());
+      largest = std::max(largest, line["loss"].get<double>());
+    }
+  CHECK(largest > 1e4 * lines[0]["loss"].get<double>());
+
+  // An ordinary run at a sane learning rate is not flagged.
+  const fs::path calm = scratch_dir() / "calm";
+  REQUIRE(
+      run_program(trainer("mnist"), tiny_data_flags() + "--steps 12 --out '" + calm.string() + "'")
+          .status == 0);
+  CHECK(summary(calm)["status"] == "finished");
+}
+
+TEST_CASE("a full disk fails the run with one line naming the file, instead of 'finished'") {
+  // /dev/full fails every write with ENOSPC, for root too.
+  const fs::path out = scratch_dir() / "full-disk";
+  fs::create_directories(out);
+  fs::create_symlink("/dev/full", out / "metrics.jsonl");
+  const auto result =
+      run_program(trainer("mnist"), tiny_data_flags() + "--steps 2 --out '" + out.string() + "'");
+  CHECK(result.status == 1);
+  CHECK(result.err == "mnist: [trainer] " + (out / "metrics.jsonl").string() +
+                          ": write failed: No space left on device\n");
+  CHECK(!fs::exists(out / "summary.json"));
+
+  // A summary that cannot be put in place: the run fails, and says so on one line.
+  const fs::path blocked = scratch_dir() / "summary-blocked";
+  fs::create_directories(blocked / "summary.json" / "occupied");
+  const auto refused = run_program(
+      trainer("mnist"), tiny_data_flags() + "--steps 2 --out '" + blocked.string() + "'");
+  CHECK(refused.status == 1);
+  CHECK(refused.err.find("finished") == std::string::npos);
+  const std::string last_line =
+      refused.err.substr(refused.err.rfind('\n', refused.err.size() - 2) + 1);
+  CHECK(last_line.starts_with("mnist: [trainer] " + (blocked / "summary.json").string() +
+                              ": rename failed: Is a directory"));
+}
+
+TEST_CASE("absurd --threads and --epochs give one line instead of a crash or an overflow") {
+  const auto threads =
+      run_program(trainer("mnist"), tiny_data_flags() + "--steps 1 --threads 1000000 --out '" +
+                                        (scratch_dir() / "threads").string() + "'");
+  CHECK(threads.status == 1);
+  CHECK(threads.err.starts_with("mnist: [trainer] --threads 1000000: expected at most "));
+  CHECK(line_count(threads.err) == 1);
+
+  const auto epochs =
+      run_program(trainer("mnist"), tiny_data_flags() + "--epochs 9223372036854775807 --out '" +
+                                        (scratch_dir() / "epochs").string() + "'");
+  CHECK(epochs.status == 1);
+  CHECK(epochs.err ==
+        "mnist: [trainer] --epochs 9223372036854775807 x 4 batches per epoch overflows the step "
+        "count; expected at most 2305843009213693951 epochs\n");
+}
+
+TEST_CASE("resuming from a malformed checkpoint gives one line naming the file and field") {
+  const fs::path out = scratch_dir() / "malformed-resume";
+  REQUIRE(
+      run_program(trainer("mnist"), tiny_data_flags() + "--steps 2 --out '" + out.string() + "'")
+          .status == 0);
+  const fs::path json = out / "checkpoint.json";
+  const std::string good = read_file(json);
+  const std::string resume = tiny_data_flags() + "--steps 3 --out '" + out.string() +
+                             "' --resume '" + (out / "checkpoint").string() + "'";
+  for (const auto& [field, value, expected] :
+       std::vector<std::tuple<std::string, nlohmann::json, std::string>>{
+           {"step", "2", "\"step\" is \"2\"; expected an integer in [0, 2^63)"},
+           {"data_loader", "x", "data_loader: "}}) {
+    nlohmann::json edited = nlohmann::json::parse(good);
+    edited[field] = value;
+    std::ofstream(json) << edited.dump();
+    const auto result = run_program(trainer("mnist"), resume);
+    INFO(result.err);
+    CHECK(result.status == 1);
+    CHECK(result.err.starts_with("mnist: [checkpoint] " + json.string() + ": "));
+    CHECK(result.err.find(expected) != std::string::npos);
+    CHECK(line_count(result.err) == 1);
+  }
 }

@@ -80,19 +80,21 @@ std::string write_slurm_script(const SweepSpec& spec,
     script << "  " << i << ") dir=" << shell_line({dir}) << "; set -- "
            << shell_line(run_command(run, options.trainer_path, dir)) << " ;;\n";
   }
-  // The same steps as the local runner: skip a finished run, start an interrupted one over,
-  // keep the log, and leave error.txt (status and the log's tail) when it fails.
+  // The same steps as the local runner: skip a finished run (a summary.json with a status),
+  // start an interrupted one over, keep the log, and leave error.txt (status and the log's
+  // tail) when it fails.
   script << "  *) echo \"no run for array task $SLURM_ARRAY_TASK_ID\" >&2; exit 2 ;;\n"
          << "esac\n"
-         << "if [ -f \"$dir/summary.json\" ]; then echo \"$dir: finished before\"; exit 0; fi\n"
+         << "finished() { grep -qs '\"status\"' \"$dir/summary.json\"; }\n"
+         << "if finished; then echo \"$dir: finished before\"; exit 0; fi\n"
          << "mkdir -p \"$dir\" && rm -f \"$dir/error.txt\" \"$dir/summary.json.partial\"\n"
          << "set -- \"$@\" --threads \"$threads\"\n"
          << "printf '%q ' \"$@\" > \"$dir/command.txt\" && echo >> \"$dir/command.txt\"\n"
          << "status=0\n"
          << "\"$@\" > \"$dir/train.log\" 2>&1 || status=$?\n"
-         << "if [ \"$status\" -ne 0 ] || [ ! -f \"$dir/summary.json\" ]; then\n"
+         << "if [ \"$status\" -ne 0 ] || ! finished; then\n"
          << "  { if [ \"$status\" -ne 0 ]; then echo \"exit status $status\";\n"
-         << "    else echo \"exit status 0 but no summary.json\"; fi\n"
+         << "    else echo \"exit status 0 but no summary.json with a status\"; fi\n"
          << "    tail -n 20 \"$dir/train.log\"; } > \"$dir/error.txt\"\n"
          << "  echo \"$dir: FAILED, see $dir/error.txt\" >&2\n"
          << "  exit 1\n"

@@ -605,6 +605,20 @@ void check_trainer_flags(const SweepSpec& spec, const std::string& trainer_path)
       if (!is_stack_axis(axis.name)) check(concat("baselines[", i, "].", axis.name), axis.name);
 }
 
+namespace {
+
+/// A run is done when its summary.json parses and records a status: an empty or cut-off file
+/// (a trainer that died writing it, or a full disk) means the run has to run again.
+bool summary_complete(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) return false;
+  const nlohmann::json summary = nlohmann::json::parse(in, nullptr, false);
+  return !summary.is_discarded() && summary.is_object() && summary.contains("status") &&
+         summary["status"].is_string();
+}
+
+}  // namespace
+
 std::string output_root(const SweepSpec& spec, const SweepOptions& options) {
   return options.out.empty() ? spec.out : options.out;
 }
@@ -626,7 +640,7 @@ int run_sweep(const SweepSpec& spec, const Expansion& expansion, const SweepOpti
   const int threads = std::max(1, cores / jobs);
   std::vector<const RunConfig*> pending;
   for (const RunConfig& run : expansion.runs)
-    if (!fs::exists(root / run.id / "summary.json")) pending.push_back(&run);
+    if (!summary_complete(root / run.id / "summary.json")) pending.push_back(&run);
   std::fprintf(stderr,
                "sweep %s: %zu runs, %zu finished before, %zu to run (-j %d, --threads %d)\n",
                spec.file.c_str(), expansion.runs.size(), expansion.runs.size() - pending.size(),
@@ -667,8 +681,9 @@ int run_sweep(const SweepSpec& spec, const Expansion& expansion, const SweepOpti
     const RunConfig& run = *it->second;
     active.erase(it);
     const fs::path summary_path = root / run.id / "summary.json";
-    if (!status.ok() || !fs::exists(summary_path)) {
-      record_failure(run, status.ok() ? "exit status 0 but no summary.json" : status.text());
+    if (!status.ok() || !summary_complete(summary_path)) {
+      record_failure(
+          run, status.ok() ? "exit status 0 but no summary.json with a status" : status.text());
       continue;
     }
     std::string outcome = "finished";
