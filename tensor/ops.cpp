@@ -344,15 +344,26 @@ Tensor gelu(const Tensor& x, bool tanh_approximation) {
 
 namespace {
 
-/// maximum (take_larger) or minimum of a and b, with the gradient routed to the chosen one.
+/// maximum (take_larger) or minimum of a and b, as PyTorch: a NaN operand wins, and the
+/// gradient goes to the chosen operand, split equally between the two on a tie.
 Tensor select_extreme(const char* op, const Tensor& a, const Tensor& b, bool take_larger) {
-  Tensor out = map_binary(
-      op, a, b, [take_larger](auto x, auto y) { return (take_larger ? x >= y : x <= y) ? x : y; });
+  Tensor out = map_binary(op, a, b, [take_larger](auto x, auto y) {
+    if (std::isnan(x) || std::isnan(y)) return x + y;  // NaN, whichever of the two it is
+    return (take_larger ? x > y : x < y) ? x : y;
+  });
   record_op(op, out, {a, b}, [op, take_larger, a = detach(a), b = detach(b)](const Tensor& g) {
-    const Tensor first = map_binary(op, a, b, [take_larger](auto x, auto y) {
-      return decltype(x)((take_larger ? x >= y : x <= y) ? 1 : 0);
+    // a's share of the gradient: 1 where a wins, 1/2 on a tie, 0 where b wins. A share of 0
+    // passes 0 even for an infinite gradient.
+    const Tensor share = map_binary(op, a, b, [take_larger](auto x, auto y) {
+      using T = decltype(x);
+      return x == y ? T(0.5) : T((take_larger ? x > y : x < y) ? 1 : 0);
     });
-    return std::vector<Tensor>{mul(g, first), mul(g, sub(full({}, 1.0, first.dtype()), first))};
+    const auto part = [op](const Tensor& gradient, const Tensor& weight) {
+      return map_binary(op, gradient, weight, [](auto gv, auto w) {
+        return w == 0 ? decltype(gv)(0) : w == 1 ? gv : gv * w;
+      });
+    };
+    return std::vector<Tensor>{part(g, share), part(g, sub(full({}, 1.0, share.dtype()), share))};
   });
   return out;
 }
@@ -374,11 +385,11 @@ Tensor clamp(const Tensor& x, double low, double high) {
     return v < T(low) ? T(low) : v > T(high) ? T(high) : v;
   });
   record_op("clamp", out, {x}, [x = detach(x), low, high](const Tensor& g) {
-    const Tensor inside = map_unary("clamp", x, [low, high](auto v) {
+    // g where low <= x <= high, else 0 (a select, not a product: an infinite g stays out).
+    return std::vector<Tensor>{map_binary("clamp", g, x, [low, high](auto gv, auto v) {
       using T = decltype(v);
-      return T(v >= T(low) && v <= T(high) ? 1 : 0);
-    });
-    return std::vector<Tensor>{mul(g, inside)};
+      return v >= T(low) && v <= T(high) ? gv : decltype(gv)(0);
+    })};
   });
   return out;
 }

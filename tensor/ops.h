@@ -39,7 +39,8 @@ Tensor cos(const Tensor& x);
 Tensor pow(const Tensor& x, double p);
 /// GELU: x * Phi(x) with the exact erf form, or PyTorch's tanh approximation.
 Tensor gelu(const Tensor& x, bool tanh_approximation = false);
-/// Elementwise maximum/minimum (broadcasting); ties send the gradient to the first operand.
+/// Elementwise maximum/minimum (broadcasting), as PyTorch: NaN propagates, and a tie splits
+/// the gradient equally between the operands.
 Tensor maximum(const Tensor& a, const Tensor& b);
 Tensor minimum(const Tensor& a, const Tensor& b);
 /// x clamped to [low, high]; the gradient flows where x lies inside.

@@ -213,6 +213,30 @@ TEST_CASE("logsumexp of a slice of -inf is -inf and with +inf is +inf; var witho
   CHECK(var(values({3}, {1}), {}, false, 0).item<float>() == 0.0f);
 }
 
+TEST_CASE("maximum and minimum propagate NaN and split a tie's gradient, as in PyTorch") {
+  const float nan = NAN;
+  const std::vector<float> larger =
+      maximum(values({nan, 1, 2}, {3}), values({1, nan, 2}, {3})).to_vector<float>();
+  CHECK(std::isnan(larger[0]));
+  CHECK(std::isnan(larger[1]));
+  CHECK(larger[2] == 2.0f);
+  CHECK(std::isnan(minimum(values({1}, {1}), values({nan}, {1})).item<float>()));
+
+  const Tensor a = set_requires_grad(values({1, 2, 3}, {3}));
+  const Tensor b = set_requires_grad(values({2, 2, 2}, {3}));
+  backward(sum(maximum(a, b)));
+  CHECK(grad(a).to_vector<float>() == std::vector<float>{0, 0.5f, 1});
+  CHECK(grad(b).to_vector<float>() == std::vector<float>{1, 0.5f, 0});
+  zero_grad(a);
+  backward(sum(minimum(a, a)));  // both operands are a: the halves add up to 1
+  CHECK(grad(a).to_vector<float>() == std::vector<float>{1, 1, 1});
+
+  // Outside [low, high] clamp passes 0, even for an infinite gradient (a select, not g * 0).
+  const Tensor x = set_requires_grad(values({-2, 0.5f, 2}, {3}));
+  backward(clamp(x, -1, 1), values({INFINITY, INFINITY, INFINITY}, {3}));
+  CHECK(grad(x).to_vector<float>() == std::vector<float>{0, INFINITY, 0});
+}
+
 TEST_CASE("empty reductions: a sum of nothing is 0, a mean of nothing is NaN, as in PyTorch") {
   const Tensor none = empty({0, 3});
   CHECK(sum(none).item<float>() == 0.0f);
