@@ -336,10 +336,11 @@ int run_training(const TrainerFlags& flags, TrainingJob& job) {
           job.name.c_str(), double(step) / double(batches_per_epoch), (long long)step,
           (long long)total_steps, loss_value, optimizer->lr(), rate, clock_text(eta).c_str());
     }
-    if (flags.checkpoint_every > 0 && step % flags.checkpoint_every == 0) save();
     if (!first_loss && std::isfinite(loss_value)) first_loss = loss_value;
     const bool exploded = first_loss && *first_loss > 0 && loss_value > kExplodedLoss * *first_loss;
     bad_steps = !std::isfinite(loss_value) || exploded ? bad_steps + 1 : 0;
+    // Saved after this step's divergence bookkeeping, which the checkpoint carries.
+    if (flags.checkpoint_every > 0 && step % flags.checkpoint_every == 0) save();
     if (bad_steps >= kDivergedSteps) {  // a result, not a crash: record it and stop
       status = "diverged";
       std::fprintf(stderr,
