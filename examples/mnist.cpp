@@ -58,8 +58,9 @@ int main(int argc, char** argv) {
         .model = model.get(),
         .train = &train,
         .loss = [&](const data::Batch& b) { return cross_entropy((*model)(b.input), b.target); },
-        .evaluate = [&] { return examples::evaluate_classifier(*model, test); },
-        .config = {{"model", model_kind}, {"hidden", hidden}, {"data", flags.data}}};
+        .evaluate = [&] { return examples::evaluate_classifier(*model, test, flags.eval_batches); },
+        .config = {{"model", model_kind}, {"hidden", hidden}, {"data", flags.data}},
+        .unit = "images"};
     return examples::run_training(flags, job);
   });
 }

@@ -142,13 +142,32 @@ void add_trainer_flags(CLI::App& app, TrainerFlags& flags) {
   app.add_option("--log-every", flags.log_every, "progress line every N steps")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--accumulate", flags.accumulate,
+                 "micro-batches of --batch per optimizer step (gradient accumulation)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  app.add_option("--eval-every", flags.eval_every,
+                 "evaluate every N optimizer steps instead of at each epoch's end (and always at "
+                 "the end)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--eval-batches", flags.eval_batches,
+                 "evaluate on the first N validation batches only (0: all; for trainers whose "
+                 "validation runs in batches)")
+      ->check(CLI::NonNegativeNumber);
 }
 
-Evaluation evaluate_classifier(nn::Module& model, data::DataLoader& loader) {
+Evaluation evaluate_classifier(nn::Module& model, data::DataLoader& loader, int64_t max_batches) {
   NoGradGuard no_grad;
   double total_loss = 0.0;
   int64_t correct = 0, count = 0;
-  while (auto batch = loader.next()) {
+  // Every evaluation reads the same batches, from the start of an epoch, whatever an earlier
+  // one with max_batches left behind.
+  loader.set_position({.epoch = loader.epoch(), .batch = 0});
+  const int64_t batches = max_batches > 0 ? std::min(max_batches, loader.batches_per_epoch())
+                                          : loader.batches_per_epoch();
+  for (int64_t b = 0; b < batches; ++b) {
+    std::optional<data::Batch> batch = loader.next();
+    if (!batch) break;
     const Tensor logits = model(batch->input);
     total_loss += cross_entropy(logits, batch->target, -100, Reduction::sum).item<double>();
     const std::vector<float> scores = logits.to_vector<float>();
@@ -165,6 +184,313 @@ Evaluation evaluate_classifier(nn::Module& model, data::DataLoader& loader) {
   return {total_loss / double(count), double(correct) / double(count)};
 }
 
+namespace {
+
+/// One run of the shared loop, in the order a reader meets it: setup (stack, overrides,
+/// optimizer, schedule), resume, then steps — each one or more micro-batches, forward and
+/// backward under the stack, then the optimizer — with evaluation, logging, divergence and
+/// checkpoints around them, and the summary at the end.
+class TrainingRun {
+ public:
+  TrainingRun(const TrainerFlags& flags, TrainingJob& job)
+      : flags_(flags),
+        job_(job),
+        model_(*job.model),
+        loader_(*job.train),
+        stack_(parse_precision_stack(flags.stack)),
+        out_(flags.out.empty() ? "runs/" + job.name : flags.out),
+        metrics_path_(out_ / "metrics.jsonl") {
+    std::filesystem::create_directories(out_);
+    for (const std::string& item : flags.overrides) {
+      const size_t colon = item.find(':');
+      LATTICE_CHECK(colon != std::string::npos, "[trainer] --override \"", item,
+                    "\": expected PATTERN:SPEC, e.g. 0:gemm=bf16");
+      model_.override_precision(item.substr(0, colon),
+                                parse_precision_stack(item.substr(colon + 1)));
+    }
+    batches_per_epoch_ = loader_.batches_per_epoch();
+    LATTICE_CHECK(batches_per_epoch_ > 0, "[trainer] ", job.name,
+                  ": the training set gives no batch of size ", flags.batch);
+    // An epoch is batches_per_epoch micro-batches, so accumulation makes it fewer steps.
+    steps_per_epoch_ = double(batches_per_epoch_) / double(flags.accumulate);
+    total_steps_ = flags.steps;
+    if (total_steps_ == 0) {
+      int64_t micro_batches = 0;
+      LATTICE_CHECK(!__builtin_mul_overflow(flags.epochs, batches_per_epoch_, &micro_batches),
+                    "[trainer] --epochs ", flags.epochs, " x ", batches_per_epoch_,
+                    " batches per epoch overflows the step count; expected at most ",
+                    std::numeric_limits<int64_t>::max() / batches_per_epoch_, " epochs");
+      total_steps_ = std::max<int64_t>(1, micro_batches / flags.accumulate);
+    }
+    schedule_ = optim::parse_schedule(flags.schedule, total_steps_);
+    optimizer_ = make_optimizer(flags, model_, stack_);
+    scaler_ = make_loss_scaler(flags.loss_scale);
+  }
+
+  int run() {
+    if (!flags_.resume.empty()) resume();
+    metrics_.open(metrics_path_, flags_.resume.empty() ? std::ios::trunc : std::ios::app);
+    LATTICE_CHECK(metrics_.good(), "[trainer] ", metrics_path_.string(),
+                  ": cannot open for writing: ", std::strerror(errno));
+    run_start_ = Clock::now();
+    model_.train();
+    while (step_ < total_steps_) {
+      train_step();
+      if (flags_.eval_every > 0 && step_ % flags_.eval_every == 0) evaluate();
+      // Saved after the step's divergence bookkeeping, which the checkpoint carries.
+      if (flags_.checkpoint_every > 0 && step_ % flags_.checkpoint_every == 0) save();
+      if (bad_steps_ >= kDivergedSteps) {  // a result, not a crash: record it and stop
+        status_ = "diverged";
+        std::fprintf(stderr,
+                     "%s  loss non-finite or above %g x the first loss (%g) for %lld steps: "
+                     "stopping (diverged)\n",
+                     job_.name.c_str(), kExplodedLoss, first_loss_.value_or(std::nan("")),
+                     (long long)kDivergedSteps);
+        break;
+      }
+    }
+    evaluate();
+    save();
+    write_summary();
+    return 0;
+  }
+
+ private:
+  void resume() {
+    const std::string stem = checkpoint_stem(flags_.resume);
+    const optim::TrainingState state =
+        optim::load_checkpoint(stem, model_.state_dict(), *optimizer_, &scaler_);
+    try {
+      loader_.load_state(state.data_loader);
+    } catch (const std::exception& e) {
+      throw Error(concat("[checkpoint] ", stem, ".json: data_loader: ", e.what()));
+    }
+    step_ = state.step;
+    const nlohmann::json& extra = state.extra;
+    if (extra.contains("first_loss") && extra["first_loss"].is_number())
+      first_loss_ = extra["first_loss"].get<double>();
+    if (extra.contains("bad_steps") && extra["bad_steps"].is_number_unsigned())
+      bad_steps_ = std::min<int64_t>(extra["bad_steps"].get<int64_t>(), kDivergedSteps);
+    // Lines logged after the checkpoint was written come again once the resumed run reaches
+    // their steps: cut metrics.jsonl back to its length at the save (when it is this run's).
+    std::error_code error;
+    std::filesystem::path checkpoint_dir = std::filesystem::path(stem).parent_path();
+    if (checkpoint_dir.empty()) checkpoint_dir = ".";
+    const bool same_run = std::filesystem::equivalent(checkpoint_dir, out_, error);
+    if (same_run && extra.contains("metrics_bytes") &&
+        extra["metrics_bytes"].is_number_unsigned() &&
+        std::filesystem::is_regular_file(metrics_path_, error)) {
+      const uintmax_t saved = extra["metrics_bytes"].get<uint64_t>();
+      if (std::filesystem::file_size(metrics_path_) > saved)
+        std::filesystem::resize_file(metrics_path_, saved);
+    }
+  }
+
+  /// One optimizer step over `--accumulate` micro-batches: each one's loss, divided by their
+  /// count, is backpropagated (gradients add up in the leaves), then clipping and the step.
+  void train_step() {
+    const Clock::time_point start = Clock::now();
+    optim::apply_schedule(schedule_, *optimizer_, step_);
+    optimizer_->zero_grad();
+    double loss_sum = 0.0;
+    int64_t items = 0, samples = 0;
+    double waiting = 0.0;  // for batches (and an epoch end's evaluation): not step time
+    for (int64_t micro = 0; micro < flags_.accumulate; ++micro) {
+      const Clock::time_point wait_start = Clock::now();
+      const data::Batch batch = next_batch();
+      waiting += seconds_since(wait_start);
+      PrecisionScope scope(stack_);
+      const Tensor loss = job_.loss(batch);
+      loss_sum += loss.item<double>();
+      // With one micro-batch the loss goes back as it is (no extra rounding on Λa).
+      const Tensor share =
+          flags_.accumulate == 1 ? loss : scale(loss, 1.0 / double(flags_.accumulate));
+      backward(scaler_.scale_loss(share));
+      items += job_.items ? job_.items(batch) : batch.size();
+      samples += batch.size();
+    }
+    if (flags_.clip > 0) {
+      scaler_.unscale(*optimizer_);
+      optim::clip_grad_norm(optimizer_->parameters(), flags_.clip);
+    }
+    const bool stepped = scaler_.step(*optimizer_);
+    const double elapsed = seconds_since(start) - waiting;
+    train_seconds_ += elapsed;
+    step_ms_.push_back(1e3 * elapsed);
+    items_ += items;
+    samples_ += samples;
+    ++step_, ++steps_this_session_;
+    record_step(loss_sum / double(flags_.accumulate), stepped);
+  }
+
+  /// The next training batch; an epoch's end evaluates first unless --eval-every sets the
+  /// cadence.
+  data::Batch next_batch() {
+    for (;;) {
+      if (std::optional<data::Batch> batch = loader_.next()) return std::move(*batch);
+      if (flags_.eval_every == 0) evaluate();
+    }
+  }
+
+  /// The step's metrics line, the progress line every --log-every steps, and divergence.
+  void record_step(double loss, bool stepped) {
+    recent_losses_.push_back(loss);
+    if (int64_t(recent_losses_.size()) > flags_.log_every) recent_losses_.pop_front();
+    log({{"step", step_},
+         {"epoch", epoch()},
+         {"loss", number_or_null(loss)},
+         {"lr", optimizer_->lr()},
+         {"loss_scale", scaler_.scale()},
+         {"skipped", !stepped},
+         {"seconds", seconds_since(run_start_)}});
+    if (step_ % flags_.log_every == 0 || step_ == total_steps_) {
+      const double eta =
+          double(total_steps_ - step_) * train_seconds_ / double(steps_this_session_);
+      std::fprintf(stderr,
+                   "%s  epoch %.2f  step %lld/%lld  loss %.4f  lr %.2e  %.0f %s/s  ETA %s\n",
+                   job_.name.c_str(), epoch(), (long long)step_, (long long)total_steps_, loss,
+                   optimizer_->lr(), throughput(), job_.unit.c_str(), clock_text(eta).c_str());
+    }
+    if (!first_loss_ && std::isfinite(loss)) first_loss_ = loss;
+    const bool exploded = first_loss_ && *first_loss_ > 0 && loss > kExplodedLoss * *first_loss_;
+    bad_steps_ = !std::isfinite(loss) || exploded ? bad_steps_ + 1 : 0;
+  }
+
+  void evaluate() {
+    if (!job_.evaluate || last_evaluated_step_ == step_) return;
+    model_.eval();
+    {
+      // Evaluation draws its own random streams (stochastic rounding in a forward quantizer)
+      // and hands the training stream back where it was: a run evaluated at a step and one
+      // that was not (a resumed run against a straight one) train on the same random bits.
+      const RandomState training_random = default_random_state();
+      PrecisionScope scope(stack_);
+      last_evaluation_ = job_.evaluate();
+      set_default_random_state(training_random);
+    }
+    model_.train();
+    last_evaluated_step_ = step_;
+    nlohmann::json line{{"step", step_},
+                        {"epoch", epoch()},
+                        {"val_loss", number_or_null(last_evaluation_.loss)},
+                        {"seconds", seconds_since(run_start_)}};
+    if (last_evaluation_.accuracy) line["val_accuracy"] = *last_evaluation_.accuracy;
+    log(line);
+    std::fprintf(stderr, "%s  epoch %.2f  val loss %.4f%s\n", job_.name.c_str(), epoch(),
+                 last_evaluation_.loss,
+                 last_evaluation_.accuracy
+                     ? concat("  val accuracy ", 100.0 * *last_evaluation_.accuracy, "%").c_str()
+                     : "");
+  }
+
+  void save() {
+    std::error_code error;
+    const uintmax_t metrics_bytes = std::filesystem::file_size(metrics_path_, error);
+    nlohmann::json extra{
+        {"bad_steps", bad_steps_},
+        {"first_loss", first_loss_ ? nlohmann::json(*first_loss_) : nlohmann::json()}};
+    if (!error) extra["metrics_bytes"] = metrics_bytes;
+    optim::save_checkpoint((out_ / "checkpoint").string(), model_.state_dict(), *optimizer_,
+                           optim::TrainingState{.step = step_,
+                                                .schedule = flags_.schedule,
+                                                .data_loader = loader_.state(),
+                                                .extra = extra},
+                           &scaler_);
+  }
+
+  /// Every line is flushed and checked: a full disk fails the run, it does not finish silently.
+  void log(const nlohmann::json& line) {
+    metrics_ << line.dump() << '\n' << std::flush;
+    LATTICE_CHECK(metrics_.good(), "[trainer] ", metrics_path_.string(),
+                  ": write failed: ", std::strerror(errno));
+  }
+
+  void write_summary() {
+    double train_loss = 0.0;
+    for (double l : recent_losses_) train_loss += l;
+    train_loss /= double(std::max<size_t>(recent_losses_.size(), 1));
+    std::vector<double> sorted_ms = step_ms_;
+    std::sort(sorted_ms.begin(), sorted_ms.end());
+    nlohmann::json summary{
+        {"trainer", job_.name},
+        {"status", status_},
+        {"steps", step_},
+        {"epochs", epoch()},
+        {"train_loss", number_or_null(train_loss)},
+        {"val_loss", number_or_null(last_evaluation_.loss)},
+        {"seconds", seconds_since(run_start_)},
+        {"train_seconds", train_seconds_},
+        {"seconds_per_epoch",
+         train_seconds_ * steps_per_epoch_ / double(std::max<int64_t>(steps_this_session_, 1))},
+        {"step_ms_median", sorted_ms.empty() ? 0.0 : sorted_ms[sorted_ms.size() / 2]},
+        {"samples_per_second", double(samples_) / std::max(train_seconds_, 1e-9)},
+        {job_.unit + "_per_second", throughput()},
+        {"throughput_unit", job_.unit},
+        {"skipped_steps", scaler_.skipped_steps()},
+        {"stack", to_string(stack_)},
+        {"overrides", flags_.overrides},
+        {"complexity_points",
+         complexity_points(stack_, {.loss_scaling = flags_.loss_scale != "none",
+                                    .stable_spam = flags_.optimizer == "stablespam"})},
+        {"optimizer", flags_.optimizer},
+        {"schedule", flags_.schedule},
+        {"lr", flags_.lr},
+        {"batch", flags_.batch},
+        {"accumulate", flags_.accumulate},
+        {"loss_scale", flags_.loss_scale},
+        {"seed", flags_.seed},
+        {"parameters", model_.parameter_count()},
+        {"config", job_.config}};
+    if (last_evaluation_.accuracy) summary["val_accuracy"] = *last_evaluation_.accuracy;
+    // Written whole, then renamed: a summary.json present means the run ended.
+    const std::string text = summary.dump(2) + "\n";
+    optim::write_file_atomically(
+        (out_ / "summary.json").string(),
+        std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), "trainer");
+    std::fprintf(stderr, "%s  %s: %lld steps in %.1f s, train loss %.4f, val loss %.4f%s -> %s\n",
+                 job_.name.c_str(), status_.c_str(), (long long)step_, seconds_since(run_start_),
+                 train_loss, last_evaluation_.loss,
+                 last_evaluation_.accuracy
+                     ? concat(", val accuracy ", 100.0 * *last_evaluation_.accuracy, "%").c_str()
+                     : "",
+                 out_.string().c_str());
+  }
+
+  double epoch() const {
+    return double(step_) / steps_per_epoch_;
+  }
+  /// Items (job_.unit: images, tokens, ...) per second of training this session.
+  double throughput() const {
+    return double(items_) / std::max(train_seconds_, 1e-9);
+  }
+
+  const TrainerFlags& flags_;
+  TrainingJob& job_;
+  nn::Module& model_;
+  data::DataLoader& loader_;
+  const PrecisionStack stack_;
+  const std::filesystem::path out_, metrics_path_;
+  int64_t batches_per_epoch_ = 0, total_steps_ = 0;
+  double steps_per_epoch_ = 1.0;
+  optim::Schedule schedule_;
+  std::unique_ptr<optim::Optimizer> optimizer_;
+  optim::LossScaler scaler_;
+  std::ofstream metrics_;
+
+  int64_t step_ = 0, steps_this_session_ = 0, samples_ = 0, items_ = 0;
+  std::optional<double> first_loss_;  // the divergence test's reference
+  int64_t bad_steps_ = 0;             // steps in a row with a non-finite or exploded loss
+  std::string status_ = "finished";
+  Evaluation last_evaluation_{std::nan(""), std::nullopt};
+  int64_t last_evaluated_step_ = -1;
+  Clock::time_point run_start_ = Clock::now();
+  double train_seconds_ = 0.0;
+  std::deque<double> recent_losses_;  // the last log_every losses, for the summary's train loss
+  std::vector<double> step_ms_;
+};
+
+}  // namespace
+
 int run_training(const TrainerFlags& flags, TrainingJob& job) {
   LATTICE_CHECK(job.model && job.train && job.loss, "[trainer] ", job.name,
                 ": a job needs a model, a training loader and a loss");
@@ -173,234 +499,7 @@ int run_training(const TrainerFlags& flags, TrainingJob& job) {
   LATTICE_CHECK(flags.threads <= max_threads, "[trainer] --threads ", flags.threads,
                 ": expected at most ", max_threads, " (1024 or 4x the cores)");
   if (flags.threads > 0) omp_set_num_threads(flags.threads);
-  const PrecisionStack stack = parse_precision_stack(flags.stack);
-  const std::filesystem::path out = flags.out.empty() ? "runs/" + job.name : flags.out;
-  std::filesystem::create_directories(out);
-
-  nn::Module& model = *job.model;
-  for (const std::string& item : flags.overrides) {
-    const size_t colon = item.find(':');
-    LATTICE_CHECK(colon != std::string::npos, "[trainer] --override \"", item,
-                  "\": expected PATTERN:SPEC, e.g. 0:gemm=bf16");
-    model.override_precision(item.substr(0, colon), parse_precision_stack(item.substr(colon + 1)));
-  }
-  data::DataLoader& loader = *job.train;
-  const int64_t batches_per_epoch = loader.batches_per_epoch();
-  LATTICE_CHECK(batches_per_epoch > 0, "[trainer] ", job.name,
-                ": the training set gives no batch of size ", flags.batch);
-  int64_t total_steps = flags.steps;
-  if (total_steps == 0)
-    LATTICE_CHECK(!__builtin_mul_overflow(flags.epochs, batches_per_epoch, &total_steps),
-                  "[trainer] --epochs ", flags.epochs, " x ", batches_per_epoch,
-                  " batches per epoch overflows the step count; expected at most ",
-                  std::numeric_limits<int64_t>::max() / batches_per_epoch, " epochs");
-  const optim::Schedule schedule = optim::parse_schedule(flags.schedule, total_steps);
-  const std::unique_ptr<optim::Optimizer> optimizer = make_optimizer(flags, model, stack);
-  optim::LossScaler scaler = make_loss_scaler(flags.loss_scale);
-
-  int64_t step = 0;
-  std::optional<double> first_loss;  // the divergence test's reference
-  int64_t bad_steps = 0;             // steps in a row with a non-finite or exploded loss
-  const std::filesystem::path metrics_path = out / "metrics.jsonl";
-  if (!flags.resume.empty()) {
-    const std::string stem = checkpoint_stem(flags.resume);
-    const optim::TrainingState state =
-        optim::load_checkpoint(stem, model.state_dict(), *optimizer, &scaler);
-    try {
-      loader.load_state(state.data_loader);
-    } catch (const std::exception& e) {
-      throw Error(concat("[checkpoint] ", stem, ".json: data_loader: ", e.what()));
-    }
-    step = state.step;
-    const nlohmann::json& extra = state.extra;
-    if (extra.contains("first_loss") && extra["first_loss"].is_number())
-      first_loss = extra["first_loss"].get<double>();
-    if (extra.contains("bad_steps") && extra["bad_steps"].is_number_unsigned())
-      bad_steps = std::min<int64_t>(extra["bad_steps"].get<int64_t>(), kDivergedSteps);
-    // Lines logged after the checkpoint was written come again once the resumed run reaches
-    // their steps: cut metrics.jsonl back to its length at the save (when it is this run's).
-    std::error_code error;
-    std::filesystem::path checkpoint_dir = std::filesystem::path(stem).parent_path();
-    if (checkpoint_dir.empty()) checkpoint_dir = ".";
-    const bool same_run = std::filesystem::equivalent(checkpoint_dir, out, error);
-    if (same_run && extra.contains("metrics_bytes") &&
-        extra["metrics_bytes"].is_number_unsigned() &&
-        std::filesystem::is_regular_file(metrics_path, error)) {
-      const uintmax_t saved = extra["metrics_bytes"].get<uint64_t>();
-      if (std::filesystem::file_size(metrics_path) > saved)
-        std::filesystem::resize_file(metrics_path, saved);
-    }
-  }
-  std::ofstream metrics(metrics_path, flags.resume.empty() ? std::ios::trunc : std::ios::app);
-  LATTICE_CHECK(metrics.good(), "[trainer] ", metrics_path.string(),
-                ": cannot open for writing: ", std::strerror(errno));
-  // Every line is flushed and checked: a full disk fails the run, it does not finish silently.
-  const auto log = [&](const nlohmann::json& line) {
-    metrics << line.dump() << '\n' << std::flush;
-    LATTICE_CHECK(metrics.good(), "[trainer] ", metrics_path.string(),
-                  ": write failed: ", std::strerror(errno));
-  };
-
-  const std::string checkpoint_path = (out / "checkpoint").string();
-  const auto save = [&] {
-    std::error_code error;
-    const uintmax_t metrics_bytes = std::filesystem::file_size(metrics_path, error);
-    nlohmann::json extra{
-        {"bad_steps", bad_steps},
-        {"first_loss", first_loss ? nlohmann::json(*first_loss) : nlohmann::json()}};
-    if (!error) extra["metrics_bytes"] = metrics_bytes;
-    optim::save_checkpoint(checkpoint_path, model.state_dict(), *optimizer,
-                           optim::TrainingState{.step = step,
-                                                .schedule = flags.schedule,
-                                                .data_loader = loader.state(),
-                                                .extra = extra},
-                           &scaler);
-  };
-
-  Evaluation last_evaluation{std::nan(""), std::nullopt};
-  int64_t last_evaluated_step = -1;
-  double train_seconds = 0.0;
-  const Clock::time_point run_start = Clock::now();
-  const auto evaluate = [&] {
-    if (!job.evaluate || last_evaluated_step == step) return;
-    model.eval();
-    {
-      // Evaluation draws its own random streams (stochastic rounding in a forward quantizer)
-      // and hands the training stream back where it was: a run evaluated at a step and one
-      // that was not (a resumed run against a straight one) train on the same random bits.
-      const RandomState training_random = default_random_state();
-      PrecisionScope scope(stack);
-      last_evaluation = job.evaluate();
-      set_default_random_state(training_random);
-    }
-    model.train();
-    last_evaluated_step = step;
-    nlohmann::json line{{"step", step},
-                        {"epoch", double(step) / double(batches_per_epoch)},
-                        {"val_loss", number_or_null(last_evaluation.loss)},
-                        {"seconds", seconds_since(run_start)}};
-    if (last_evaluation.accuracy) line["val_accuracy"] = *last_evaluation.accuracy;
-    log(line);
-    std::fprintf(stderr, "%s  epoch %.2f  val loss %.4f%s\n", job.name.c_str(),
-                 double(step) / double(batches_per_epoch), last_evaluation.loss,
-                 last_evaluation.accuracy
-                     ? concat("  val accuracy ", 100.0 * *last_evaluation.accuracy, "%").c_str()
-                     : "");
-  };
-
-  std::deque<double> recent_losses;  // the last log_every losses, for the summary's train loss
-  std::vector<double> step_ms;
-  int64_t samples = 0, steps_this_session = 0;
-  std::string status = "finished";
-  model.train();
-  while (step < total_steps) {
-    std::optional<data::Batch> batch = loader.next();
-    if (!batch) {  // an epoch ended
-      evaluate();
-      continue;
-    }
-    const Clock::time_point start = Clock::now();
-    optim::apply_schedule(schedule, *optimizer, step);
-    optimizer->zero_grad();
-    double loss_value;
-    {
-      PrecisionScope scope(stack);
-      const Tensor loss = job.loss(*batch);
-      loss_value = loss.item<double>();
-      backward(scaler.scale_loss(loss));
-    }
-    if (flags.clip > 0) {
-      scaler.unscale(*optimizer);
-      optim::clip_grad_norm(optimizer->parameters(), flags.clip);
-    }
-    const bool stepped = scaler.step(*optimizer);
-    const double elapsed = seconds_since(start);
-    train_seconds += elapsed;
-    step_ms.push_back(1e3 * elapsed);
-    samples += batch->size();
-    ++step, ++steps_this_session;
-    recent_losses.push_back(loss_value);
-    if (int64_t(recent_losses.size()) > flags.log_every) recent_losses.pop_front();
-    log({{"step", step},
-         {"epoch", double(step) / double(batches_per_epoch)},
-         {"loss", number_or_null(loss_value)},
-         {"lr", optimizer->lr()},
-         {"loss_scale", scaler.scale()},
-         {"skipped", !stepped},
-         {"seconds", seconds_since(run_start)}});
-    if (step % flags.log_every == 0 || step == total_steps) {
-      const double rate = double(samples) / std::max(train_seconds, 1e-9);
-      const double eta = double(total_steps - step) * train_seconds / double(steps_this_session);
-      std::fprintf(
-          stderr, "%s  epoch %.2f  step %lld/%lld  loss %.4f  lr %.2e  %.0f samples/s  ETA %s\n",
-          job.name.c_str(), double(step) / double(batches_per_epoch), (long long)step,
-          (long long)total_steps, loss_value, optimizer->lr(), rate, clock_text(eta).c_str());
-    }
-    if (!first_loss && std::isfinite(loss_value)) first_loss = loss_value;
-    const bool exploded = first_loss && *first_loss > 0 && loss_value > kExplodedLoss * *first_loss;
-    bad_steps = !std::isfinite(loss_value) || exploded ? bad_steps + 1 : 0;
-    // Saved after this step's divergence bookkeeping, which the checkpoint carries.
-    if (flags.checkpoint_every > 0 && step % flags.checkpoint_every == 0) save();
-    if (bad_steps >= kDivergedSteps) {  // a result, not a crash: record it and stop
-      status = "diverged";
-      std::fprintf(stderr,
-                   "%s  loss non-finite or above %g x the first loss (%g) for %lld steps: "
-                   "stopping (diverged)\n",
-                   job.name.c_str(), kExplodedLoss, first_loss.value_or(std::nan("")),
-                   (long long)kDivergedSteps);
-      break;
-    }
-  }
-  evaluate();
-  save();
-
-  double train_loss = 0.0;
-  for (double l : recent_losses) train_loss += l;
-  train_loss /= double(std::max<size_t>(recent_losses.size(), 1));
-  std::vector<double> sorted_ms = step_ms;
-  std::sort(sorted_ms.begin(), sorted_ms.end());
-  nlohmann::json summary{
-      {"trainer", job.name},
-      {"status", status},
-      {"steps", step},
-      {"epochs", double(step) / double(batches_per_epoch)},
-      {"train_loss", number_or_null(train_loss)},
-      {"val_loss", number_or_null(last_evaluation.loss)},
-      {"seconds", seconds_since(run_start)},
-      {"train_seconds", train_seconds},
-      {"seconds_per_epoch", train_seconds * double(batches_per_epoch) /
-                                double(std::max<int64_t>(steps_this_session, 1))},
-      {"step_ms_median", sorted_ms.empty() ? 0.0 : sorted_ms[sorted_ms.size() / 2]},
-      {"samples_per_second", double(samples) / std::max(train_seconds, 1e-9)},
-      {"skipped_steps", scaler.skipped_steps()},
-      {"stack", to_string(stack)},
-      {"overrides", flags.overrides},
-      {"complexity_points",
-       complexity_points(stack, {.loss_scaling = flags.loss_scale != "none",
-                                 .stable_spam = flags.optimizer == "stablespam"})},
-      {"optimizer", flags.optimizer},
-      {"schedule", flags.schedule},
-      {"lr", flags.lr},
-      {"batch", flags.batch},
-      {"loss_scale", flags.loss_scale},
-      {"seed", flags.seed},
-      {"parameters", model.parameter_count()},
-      {"config", job.config}};
-  if (last_evaluation.accuracy) summary["val_accuracy"] = *last_evaluation.accuracy;
-  {  // written whole, then renamed: a summary.json present means the run ended
-    const std::string text = summary.dump(2) + "\n";
-    optim::write_file_atomically(
-        (out / "summary.json").string(),
-        std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), "trainer");
-  }
-  std::fprintf(stderr, "%s  %s: %lld steps in %.1f s, train loss %.4f, val loss %.4f%s -> %s\n",
-               job.name.c_str(), status.c_str(), (long long)step, seconds_since(run_start),
-               train_loss, last_evaluation.loss,
-               last_evaluation.accuracy
-                   ? concat(", val accuracy ", 100.0 * *last_evaluation.accuracy, "%").c_str()
-                   : "",
-               out.string().c_str());
-  return 0;
+  return TrainingRun(flags, job).run();
 }
 
 int trainer_main(const std::string& name,

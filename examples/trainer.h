@@ -36,6 +36,9 @@ struct TrainerFlags {
   std::string resume = {};
   int64_t checkpoint_every = 0;
   int64_t log_every = 50;
+  int64_t accumulate = 1;    // micro-batches of `batch` per optimizer step
+  int64_t eval_every = 0;    // evaluate every N steps; 0: at each epoch's end
+  int64_t eval_batches = 0;  // validation batches per evaluation; 0: all
 };
 
 /// Registers the common flags on `app`; the values already in `flags` are the trainer's
@@ -53,11 +56,15 @@ struct TrainingJob {
   data::DataLoader* train = nullptr;
   /// The training loss of one batch (the loop runs it under the stack, in training mode).
   std::function<Tensor(const data::Batch&)> loss;
-  /// Validation, run in eval mode without gradients after each epoch and at the end; may be
-  /// empty.
+  /// Validation, run in eval mode without gradients after each epoch (or every --eval-every
+  /// steps) and at the end; may be empty.
   std::function<Evaluation()> evaluate;
   /// Trainer-specific settings copied into summary.json ("model": "cnn", sizes, ...).
   nlohmann::json config = nlohmann::json::object();
+  /// What throughput counts ("images", "tokens", ...; in the progress line and summary.json as
+  /// <unit>_per_second) and how many of them a batch holds (default: its samples).
+  std::string unit = "samples";
+  std::function<int64_t(const data::Batch&)> items = {};
 };
 
 /// Trains `job` as `flags` say and writes its outputs. Returns the process exit status: 0 when
@@ -65,8 +72,11 @@ struct TrainingJob {
 /// "status": "diverged"). Throws lattice::Error on bad flags, files or data.
 int run_training(const TrainerFlags& flags, TrainingJob& job);
 
-/// Mean cross entropy and accuracy of a classifier over every batch of `loader` (one epoch).
-Evaluation evaluate_classifier(nn::Module& model, data::DataLoader& loader);
+/// Mean cross entropy and accuracy of a classifier over the first `max_batches` batches of
+/// an epoch of `loader` (0: every batch).
+Evaluation evaluate_classifier(nn::Module& model,
+                               data::DataLoader& loader,
+                               int64_t max_batches = 0);
 
 /// Runs a trainer's main: parses argv with `app`, then `body`; --help and parse errors exit as
 /// CLI11 does, a lattice::Error or other exception prints "<name>: <message>" and returns 1.

@@ -7,8 +7,13 @@
 #include <tuple>
 #include <vector>
 
+#include "data/dataset.h"
 #include "data/idx.h"
+#include "examples/trainer.h"
+#include "nn/layers.h"
 #include "process_support.h"
+#include "tensor/ops.h"
+#include "tensor/random.h"
 
 namespace {
 
@@ -167,6 +172,87 @@ TEST_CASE("a resumed run continues bit for bit, wherever the stack draws random 
     CHECK(summary(parts)["val_loss"] == summary(whole)["val_loss"]);
     CHECK(checkpoint_tensors(parts) == checkpoint_tensors(whole));
   }
+}
+
+TEST_CASE("--accumulate N: N micro-batches make one optimizer step of their mean gradient") {
+  // One SGD step on 2 micro-batches of 8 against one step on their batch of 16 (the same 16
+  // images: an epoch's order does not depend on the batch size): the same update up to fp32
+  // summation order, so the same validation loss to ~1e-6; a missing 1/N would double it.
+  const std::string common =
+      "--hidden 16 --optimizer sgd --lr 0.5 --schedule constant --steps 1 "
+      "--data '" +
+      tiny_mnist().string() + "' ";
+  const fs::path accumulated = scratch_dir() / "accumulated", whole = scratch_dir() / "batch16";
+  const auto a = run_program(
+      trainer("mnist"), common + "--batch 8 --accumulate 2 --out '" + accumulated.string() + "'");
+  INFO(a.err);
+  REQUIRE(a.status == 0);
+  REQUIRE(
+      run_program(trainer("mnist"), common + "--batch 16 --out '" + whole.string() + "'").status ==
+      0);
+  const double loss_a = summary(accumulated)["val_loss"], loss_w = summary(whole)["val_loss"];
+  CHECK(loss_a == doctest::Approx(loss_w).epsilon(1e-5));
+  CHECK(metrics(accumulated)[0]["loss"].get<double>() ==
+        doctest::Approx(metrics(whole)[0]["loss"].get<double>()).epsilon(1e-6));
+  const nlohmann::json s = summary(accumulated);
+  CHECK(s["accumulate"] == 2);
+  CHECK(s["epochs"] == 0.25);  // 8 micro-batches of 8 per epoch: 4 steps
+  CHECK(s["throughput_unit"] == "images");
+  CHECK(s["images_per_second"].get<double>() > 0);
+  CHECK(a.err.find("images/s") != std::string::npos);
+
+  // Resuming inside an accumulated run is bit-identical too.
+  const std::string sr =
+      "--hidden 16 --batch 8 --accumulate 2 --schedule constant --stack "
+      "'gemm=mxfp4,gemm.bwd=mxfp4:sr' --data '" +
+      tiny_mnist().string() + "' ";
+  const fs::path straight = scratch_dir() / "acc-straight", split = scratch_dir() / "acc-split";
+  REQUIRE(
+      run_program(trainer("mnist"), sr + "--steps 6 --out '" + straight.string() + "'").status ==
+      0);
+  REQUIRE(run_program(trainer("mnist"), sr + "--steps 3 --out '" + split.string() + "'").status ==
+          0);
+  REQUIRE(run_program(trainer("mnist"), sr + "--steps 6 --out '" + split.string() + "' --resume '" +
+                                            (split / "checkpoint").string() + "'")
+              .status == 0);
+  CHECK(checkpoint_tensors(split) == checkpoint_tensors(straight));
+}
+
+TEST_CASE("--eval-every N evaluates every N steps instead of at epoch ends") {
+  const fs::path out = scratch_dir() / "eval-every";
+  const auto result = run_program(trainer("mnist"),
+                                  "--hidden 16 --batch 16 --steps 6 "
+                                  "--eval-every 4 --data '" +
+                                      tiny_mnist().string() + "' --out '" + out.string() + "'");
+  INFO(result.err);
+  REQUIRE(result.status == 0);
+  std::vector<int64_t> evaluated;
+  for (const auto& line : metrics(out))
+    if (line.contains("val_loss")) evaluated.push_back(line["step"]);
+  CHECK(evaluated == std::vector<int64_t>{4, 6});  // not at the epoch end (step 4) twice
+}
+
+TEST_CASE("evaluate_classifier reads the first N batches of an epoch, the same ones each time") {
+  using namespace lattice;
+  std::vector<float> inputs(12 * 3);
+  for (size_t i = 0; i < inputs.size(); ++i) inputs[i] = float(i % 7) - 3.0f;
+  std::vector<int64_t> labels(12);
+  for (size_t i = 0; i < labels.size(); ++i) labels[i] = int64_t(i % 2);
+  const auto dataset = std::make_shared<data::TensorDataset>(from_vector(inputs, {12, 3}),
+                                                             from_vector<int64_t>(labels, {12}));
+  data::DataLoader loader(dataset, {.batch_size = 4, .shuffle = false});
+  manual_seed(3);
+  nn::Linear model(3, 2);
+  const Tensor logits =
+      model(from_vector(std::vector<float>(inputs.begin(), inputs.begin() + 12), {4, 3}));
+  const double first_batch =
+      cross_entropy(logits, from_vector<int64_t>({0, 1, 0, 1}, {4})).item<double>();
+  const examples::Evaluation one = examples::evaluate_classifier(model, loader, 1);
+  CHECK(one.loss == doctest::Approx(first_batch).epsilon(1e-6));
+  CHECK(examples::evaluate_classifier(model, loader, 1).loss == one.loss);  // again batch 0
+  const examples::Evaluation all = examples::evaluate_classifier(model, loader);
+  CHECK(all.loss != one.loss);
+  CHECK(examples::evaluate_classifier(model, loader, 5).loss == all.loss);  // at most an epoch
 }
 
 TEST_CASE("trainers reject bad flags, specs and data with one line") {
