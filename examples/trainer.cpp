@@ -375,12 +375,18 @@ class TrainingRun {
                         {"val_loss", number_or_null(last_evaluation_.loss)},
                         {"seconds", seconds_since(run_start_)}};
     if (last_evaluation_.accuracy) line["val_accuracy"] = *last_evaluation_.accuracy;
+    std::string more;
+    for (const auto& [name, value] : last_evaluation_.extra) {
+      line["val_" + name] = number_or_null(value);
+      more += concat("  val ", name, " ", value);
+    }
     log(line);
-    std::fprintf(stderr, "%s  epoch %.2f  val loss %.4f%s\n", job_.name.c_str(), epoch(),
+    std::fprintf(stderr, "%s  epoch %.2f  val loss %.4f%s%s\n", job_.name.c_str(), epoch(),
                  last_evaluation_.loss,
                  last_evaluation_.accuracy
                      ? concat("  val accuracy ", 100.0 * *last_evaluation_.accuracy, "%").c_str()
-                     : "");
+                     : "",
+                 more.c_str());
   }
 
   void save() {
@@ -442,6 +448,8 @@ class TrainingRun {
         {"parameters", model_.parameter_count()},
         {"config", job_.config}};
     if (last_evaluation_.accuracy) summary["val_accuracy"] = *last_evaluation_.accuracy;
+    for (const auto& [name, value] : last_evaluation_.extra)
+      summary["val_" + name] = number_or_null(value);
     // Written whole, then renamed: a summary.json present means the run ended.
     const std::string text = summary.dump(2) + "\n";
     optim::write_file_atomically(

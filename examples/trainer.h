@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -48,6 +49,8 @@ void add_trainer_flags(CLI::App& app, TrainerFlags& flags);
 struct Evaluation {
   double loss = 0.0;
   std::optional<double> accuracy = {};
+  /// Further numbers of the task ({"perplexity": 41.2}), logged and summarised as val_<name>.
+  std::map<std::string, double> extra = {};
 };
 
 struct TrainingJob {

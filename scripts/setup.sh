@@ -8,7 +8,7 @@ packages=(
   build-essential cmake ninja-build clang-format
   doctest-dev libcli11-dev libdnnl-dev
   nlohmann-json3-dev libtomlplusplus-dev zlib1g-dev libstb-dev libsentencepiece-dev
-  gnuplot-nox dataset-fashion-mnist
+  gnuplot-nox dataset-fashion-mnist fortunes bible-kjv
 )
 
 missing=()

@@ -189,6 +189,15 @@ TEST_CASE("a tiny LLaMA learns a fixed batch; every parameter gets a gradient") 
   const Tensor tokens = from_vector(sequence, {2, 9});
   const Tensor input = tokens.narrow(1, 0, 8), target = tokens.narrow(1, 1, 8).reshape({-1});
   const auto loss = [&] { return cross_entropy(llama(input).reshape({-1, 16}), target); };
+  // The count the llama trainer reports without building a model agrees with the model's.
+  CHECK(models::llama_parameter_count({.vocab = 16,
+                                       .dim = 16,
+                                       .layers = 2,
+                                       .heads = 2,
+                                       .kv_heads = 1,
+                                       .hidden = 32,
+                                       .learned_temperature = true}) == llama.parameter_count());
+  CHECK(models::llama_parameter_count({}) == models::Llama({}).parameter_count());
   const std::vector<double> losses = test::sgd_steps(llama, 12, 0.3, loss);
   CHECK(test::parameters_without_gradient(llama).empty());
   CHECK(losses.back() < 0.7 * losses.front());

@@ -3,6 +3,8 @@
 // an uninterrupted one, and bad flags or data give one-line errors.
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <tuple>
 #include <vector>
@@ -253,6 +255,100 @@ TEST_CASE("evaluate_classifier reads the first N batches of an epoch, the same o
   const examples::Evaluation all = examples::evaluate_classifier(model, loader);
   CHECK(all.loss != one.loss);
   CHECK(examples::evaluate_classifier(model, loader, 5).loss == all.loss);  // at most an epoch
+}
+
+namespace {
+
+/// A tiny WikiText-format folder: wiki.train.raw and wiki.valid.raw of short repetitive
+/// sentences, which a small model learns within a few steps.
+const fs::path& tiny_wikitext() {
+  static const fs::path dir = [] {
+    const fs::path d = scratch_dir() / "wikitext";
+    fs::create_directories(d);
+    const char* subjects[] = {"the cat", "a dog", "the bird", "my fish"};
+    const char* verbs[] = {"sat on", "looked at", "ran to", "slept by"};
+    const char* objects[] = {"the mat.", "a tree.", "the door.", "my bed."};
+    for (const auto& [name, lines] : {std::pair{"wiki.train.raw", 600}, {"wiki.valid.raw", 60}}) {
+      std::ofstream out(d / name);
+      for (int i = 0; i < lines; ++i)
+        out << subjects[i % 4] << " " << verbs[(i / 4) % 4] << " " << objects[(i / 16) % 4] << "\n";
+    }
+    return d;
+  }();
+  return dir;
+}
+
+}  // namespace
+
+TEST_CASE("llama trains on a WikiText folder: loss falls, resume is exact, BPE is cached") {
+  const std::string common =
+      "--dim 32 --layers 1 --heads 2 --hidden 64 --vocab 300 --seq 16 --batch 8 --lr 3e-3 "
+      "--schedule constant --log-every 1 --data '" +
+      tiny_wikitext().string() + "' ";
+  const fs::path whole = scratch_dir() / "llama-whole", parts = scratch_dir() / "llama-parts";
+  const auto result =
+      run_program(trainer("llama"), common + "--steps 8 --sample 8 --out '" + whole.string() + "'");
+  INFO(result.err);
+  REQUIRE(result.status == 0);
+  CHECK(fs::exists(tiny_wikitext() / "wiki.train.raw.bpe300.model"));  // trained once, cached
+  const nlohmann::json s = summary(whole);
+  CHECK(s["status"] == "finished");
+  CHECK(s["throughput_unit"] == "tokens");
+  CHECK(s["tokens_per_second"].get<double>() > 0);
+  CHECK(s["val_perplexity"].get<double>() ==
+        doctest::Approx(std::exp(s["val_loss"].get<double>())));
+  CHECK(s["config"]["tokens_per_step"] == 8 * 16);
+  CHECK(s["config"]["unigram_entropy"].get<double>() > 0);
+  std::vector<double> losses;
+  for (const auto& line : metrics(whole))
+    if (line.contains("loss")) losses.push_back(line["loss"]);
+  REQUIRE(losses.size() == 8);
+  CHECK(losses.back() < losses.front() - 0.5);
+  CHECK(read_file(whole / "sample.txt").size() > 0);
+  CHECK(s["parameters"] == 2 * 300 * 32 + (2 * 32 + 4 * 32 * 32 + 3 * 32 * 64) + 32);
+
+  REQUIRE(
+      run_program(trainer("llama"), common + "--steps 4 --out '" + parts.string() + "'").status ==
+      0);
+  REQUIRE(run_program(trainer("llama"), common + "--steps 8 --out '" + parts.string() +
+                                            "' --resume '" + (parts / "checkpoint").string() + "'")
+              .status == 0);
+  CHECK(checkpoint_tensors(parts) == checkpoint_tensors(whole));
+
+  // A token budget sets the step count: 1000 tokens at 8 x 16 per step is 8 steps.
+  const auto dry = run_program(trainer("llama"), common + "--tokens 1000 --dry-run");
+  CHECK(dry.status == 0);
+  CHECK(dry.out.find("128 tokens per step (8 x 16 x 1), 8 steps") != std::string::npos);
+  const auto named = run_program(trainer("llama"), "--config 60m --tokens auto --dry-run");
+  CHECK(named.out.find("58073600 parameters") != std::string::npos);
+  CHECK(named.out.find("91553 steps") != std::string::npos);  // 6B tokens / (128 x 512)
+}
+
+TEST_CASE("llama rejects a missing WikiText folder, a corpus too small and bad budgets") {
+  const auto missing = run_program(trainer("llama"), "--data /nonexistent/wikitext --steps 1");
+  CHECK(missing.status == 1);
+  CHECK(missing.err.rfind("llama: [llama] --data /nonexistent/wikitext: no wiki.train.raw", 0) ==
+        0);
+  CHECK(std::count(missing.err.begin(), missing.err.end(), '\n') == 1);
+
+  const fs::path empty = scratch_dir() / "empty-wikitext";
+  fs::create_directories(empty);
+  std::ofstream(empty / "wiki.train.raw") << "";
+  std::ofstream(empty / "wiki.valid.raw") << "";
+  const auto small = run_program(
+      trainer("llama"), "--tokenizer byte --seq 16 --steps 1 --data '" + empty.string() + "'");
+  CHECK(small.status == 1);
+  CHECK(small.err.find("expected at least one each") != std::string::npos);
+
+  const auto budget = run_program(trainer("llama"), "--tokens lots --dry-run");
+  CHECK(budget.status == 1);
+  CHECK(budget.err ==
+        "llama: [llama] --tokens \"lots\": expected auto or a count such as "
+        "2000000, 500k, 5M or 1B\n");
+  const auto both = run_program(trainer("llama"), "--tokens 5M --steps 3 --dry-run");
+  CHECK(both.err == "llama: [llama] give --tokens or --steps, not both\n");
+  const auto config = run_program(trainer("llama"), "--config 7b --dry-run");
+  CHECK(config.err == "llama: [llama] --config \"7b\": expected 9m, 60m, 350m or 1b\n");
 }
 
 TEST_CASE("trainers reject bad flags, specs and data with one line") {

@@ -14,6 +14,16 @@ struct LlamaConfig {
   bool smooth_swiglu = false, learned_temperature = false;
 };
 
+/// The parameters a Llama of `c` holds, counted without building it (a 1B model would take
+/// gigabytes): embedding and head (untied), per block two RMSNorm weights, q/k/v/o projections
+/// (k and v over kv_heads), SwiGLU's three matrices and the learned temperatures, the final norm.
+inline int64_t llama_parameter_count(const LlamaConfig& c) {
+  const int64_t kv_dim = (c.kv_heads > 0 ? c.kv_heads : c.heads) * (c.dim / c.heads);
+  const int64_t block = 2 * c.dim + 2 * c.dim * c.dim + 2 * c.dim * kv_dim + 3 * c.dim * c.hidden +
+                        (c.learned_temperature ? c.heads : 0);
+  return 2 * c.vocab * c.dim + c.layers * block + c.dim;
+}
+
 class Llama : public nn::Module {
  public:
   explicit Llama(const LlamaConfig& config) : Module("Llama") {
