@@ -351,6 +351,74 @@ TEST_CASE("llama rejects a missing WikiText folder, a corpus too small and bad b
   CHECK(config.err == "llama: [llama] --config \"7b\": expected 9m, 60m, 350m or 1b\n");
 }
 
+namespace {
+
+/// A CIFAR-10 binary folder: five training batches of 16 records and a test batch of 16, labels
+/// i % 10 and pixels of a fixed hash.
+const fs::path& tiny_cifar() {
+  static const fs::path dir = [] {
+    const fs::path d = scratch_dir() / "cifar";
+    fs::create_directories(d);
+    for (const std::string name : {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
+                                   "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"}) {
+      std::string bytes;
+      for (int i = 0; i < 16; ++i) {
+        bytes += char(i % 10);
+        for (int k = 0; k < 3072; ++k) bytes += char(((i * 3072 + k) * 2654435761u) >> 24);
+      }
+      std::ofstream(d / name, std::ios::binary) << bytes;
+    }
+    return d;
+  }();
+  return dir;
+}
+
+}  // namespace
+
+TEST_CASE("vit trains on MNIST-format and CIFAR-10 files and resumes bit for bit") {
+  const std::string small = "--dim 16 --depth 1 --heads 2 --batch 16 --schedule constant ";
+  const fs::path mnist_run = scratch_dir() / "vit-mnist";
+  const auto mnist =
+      run_program(trainer("vit"), small + "--steps 3 --data '" + tiny_mnist().string() +
+                                      "' --out '" + mnist_run.string() + "'");
+  INFO(mnist.err);
+  REQUIRE(mnist.status == 0);
+  CHECK(summary(mnist_run)["config"]["image_size"] == 28);
+  CHECK(summary(mnist_run)["images_per_second"].get<double>() > 0);
+
+  const std::string cifar = small + "--dataset cifar10 --data '" + tiny_cifar().string() + "' ";
+  const fs::path whole = scratch_dir() / "vit-whole", parts = scratch_dir() / "vit-parts";
+  const auto run = run_program(trainer("vit"), cifar + "--steps 6 --out '" + whole.string() + "'");
+  INFO(run.err);
+  REQUIRE(run.status == 0);
+  CHECK(summary(whole)["config"]["image_size"] == 32);
+  CHECK(summary(whole)["val_accuracy"].get<double>() >= 0.0);
+  REQUIRE(run_program(trainer("vit"), cifar + "--steps 3 --out '" + parts.string() + "'").status ==
+          0);
+  REQUIRE(run_program(trainer("vit"), cifar + "--steps 6 --out '" + parts.string() +
+                                          "' --resume '" + (parts / "checkpoint").string() + "'")
+              .status == 0);
+  CHECK(checkpoint_tensors(parts) == checkpoint_tensors(whole));  // augmentation replays too
+
+  const auto no_data = run_program(trainer("vit"), "--dataset cifar10 --steps 1");
+  CHECK(no_data.status == 1);
+  CHECK(no_data.err.rfind("vit: [vit] --dataset cifar10 needs --data DIR", 0) == 0);
+  const fs::path truncated = scratch_dir() / "cifar-truncated";
+  fs::create_directories(truncated);
+  for (const auto& entry : fs::directory_iterator(tiny_cifar()))
+    fs::copy_file(entry.path(), truncated / entry.path().filename(),
+                  fs::copy_options::overwrite_existing);
+  fs::resize_file(truncated / "data_batch_3.bin", 3073 * 2 + 100);
+  const auto cut = run_program(trainer("vit"),
+                               "--dataset cifar10 --steps 1 --data '" + truncated.string() + "'");
+  CHECK(cut.status == 1);
+  CHECK(cut.err.find("data_batch_3.bin") != std::string::npos);
+  CHECK(std::count(cut.err.begin(), cut.err.end(), '\n') == 1);
+  const auto patch =
+      run_program(trainer("vit"), "--patch 5 --steps 1 --data '" + tiny_mnist().string() + "'");
+  CHECK(patch.err == "vit: [vit] --patch 5 does not divide the 28-pixel images\n");
+}
+
 TEST_CASE("trainers reject bad flags, specs and data with one line") {
   const auto unknown = run_program(trainer("mnist"), "--epochz 3");
   CHECK(unknown.status != 0);
