@@ -9,7 +9,7 @@
 
 #include "autograd/autograd.h"
 #include "bench/bench_support.h"
-#include "nn/layers.h"
+#include "examples/models/cnn.h"
 #include "optim/optimizer.h"
 #include "tensor/ops.h"
 #include "tensor/precision_stack.h"
@@ -24,15 +24,8 @@ int main(int argc, char** argv) {
   const PrecisionStack& stack = flags->stack;
   const int64_t batch = 128;
   manual_seed(0);
-  std::vector<std::shared_ptr<nn::Module>> layers;
-  for (const auto& [in, out] : {std::pair{3, 32}, {32, 64}, {64, 128}}) {
-    layers.push_back(std::make_shared<nn::Conv2d>(in, out, 3, 1, 1));
-    layers.push_back(std::make_shared<nn::Activation>(nn::Activation::Kind::relu));
-    layers.push_back(std::make_shared<nn::MaxPool2d>(2));
-  }
-  layers.push_back(std::make_shared<nn::Flatten>());
-  layers.push_back(std::make_shared<nn::Linear>(128 * 4 * 4, 10));
-  nn::Sequential cnn(layers);
+  const std::shared_ptr<nn::Sequential> model = models::peer_cnn(3, 32, 10);
+  nn::Sequential& cnn = *model;
   const Tensor x = randn({batch, 3, 32, 32}, RandomStream{.seed = 9});
   std::vector<int64_t> labels;
   for (int64_t i = 0; i < batch; ++i) labels.push_back(i % 10);

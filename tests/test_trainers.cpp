@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "data/dataset.h"
+#include "data/file_io.h"
 #include "data/idx.h"
 #include "examples/trainer.h"
 #include "nn/layers.h"
@@ -417,6 +418,46 @@ TEST_CASE("vit trains on MNIST-format and CIFAR-10 files and resumes bit for bit
   const auto patch =
       run_program(trainer("vit"), "--patch 5 --steps 1 --data '" + tiny_mnist().string() + "'");
   CHECK(patch.err == "vit: [vit] --patch 5 does not divide the 28-pixel images\n");
+}
+
+TEST_CASE("cifar trains the CNN and ResNet-20 on CIFAR-10 files and on an image folder") {
+  for (const std::string model : {"cnn", "resnet20"}) {
+    const fs::path out = scratch_dir() / ("cifar-" + model);
+    const auto result =
+        run_program(trainer("cifar"), "--model " + model + " --batch 16 --steps 3 --data '" +
+                                          tiny_cifar().string() + "' --out '" + out.string() + "'");
+    INFO(result.err);
+    REQUIRE(result.status == 0);
+    const nlohmann::json s = summary(out);
+    CHECK(s["config"]["model"] == model);
+    CHECK(s["val_accuracy"].get<double>() >= 0.0);
+  }
+  // An ImageNet-style folder: two classes of generated PNGs in train/ and val/.
+  const fs::path folder = scratch_dir() / "image-folder";
+  for (const char* split : {"train", "val"})
+    for (const char* label : {"cats", "dogs"}) {
+      fs::create_directories(folder / split / label);
+      for (int i = 0; i < 4; ++i) {
+        std::vector<uint8_t> pixels(20 * 20 * 3);
+        for (size_t k = 0; k < pixels.size(); ++k)
+          pixels[k] = uint8_t((k * 7 + size_t(i) * 31 + (label[0] == 'c' ? 0 : 128)) & 255);
+        lattice::data::write_png((folder / split / label / (std::to_string(i) + ".png")).string(),
+                                 {.width = 20, .height = 20, .channels = 3, .pixels = pixels});
+      }
+    }
+  const fs::path out = scratch_dir() / "cifar-folder";
+  const auto result = run_program(trainer("cifar"),
+                                  "--dataset folder --size 16 --batch 4 "
+                                  "--steps 2 --data '" +
+                                      folder.string() + "' --out '" + out.string() + "'");
+  INFO(result.err);
+  REQUIRE(result.status == 0);
+  CHECK(summary(out)["config"]["classes"] == 2);
+  CHECK(summary(out)["config"]["image_size"] == 16);
+
+  const auto no_data = run_program(trainer("cifar"), "--steps 1");
+  CHECK(no_data.status == 1);
+  CHECK(no_data.err.rfind("cifar: [cifar] --dataset cifar10 needs --data DIR", 0) == 0);
 }
 
 TEST_CASE("trainers reject bad flags, specs and data with one line") {
