@@ -460,6 +460,47 @@ TEST_CASE("cifar trains the CNN and ResNet-20 on CIFAR-10 files and on an image 
   CHECK(no_data.err.rfind("cifar: [cifar] --dataset cifar10 needs --data DIR", 0) == 0);
 }
 
+TEST_CASE("diffusion trains the small U-Net, validates on fixed noise and writes a sample grid") {
+  const std::string common =
+      "--batch 8 --timesteps 20 --eval-batches 2 --schedule constant "
+      "--data '" +
+      tiny_mnist().string() + "' ";
+  const fs::path whole = scratch_dir() / "diffusion-whole",
+                 parts = scratch_dir() / "diffusion-parts";
+  const auto result = run_program(trainer("diffusion"),
+                                  common + "--steps 4 --sample 5 --out '" + whole.string() + "'");
+  INFO(result.err);
+  REQUIRE(result.status == 0);
+  const nlohmann::json s = summary(whole);
+  CHECK(s["config"]["image_size"] == 32);  // 28 padded by 2
+  CHECK(s["val_loss"].get<double>() > 0);
+  const lattice::data::Image grid = lattice::data::load_image((whole / "samples.png").string(), 1);
+  CHECK(grid.width == 3 * 32);  // 5 samples: rows of 3
+  CHECK(grid.height == 2 * 32);
+
+  REQUIRE(run_program(trainer("diffusion"), common + "--steps 2 --out '" + parts.string() + "'")
+              .status == 0);
+  REQUIRE(run_program(trainer("diffusion"), common + "--steps 4 --out '" + parts.string() +
+                                                "' --resume '" + (parts / "checkpoint").string() +
+                                                "'")
+              .status == 0);
+  CHECK(checkpoint_tensors(parts) == checkpoint_tensors(whole));
+  // The validation set, noise and timesteps are fixed: the same weights give the same loss.
+  CHECK(summary(parts)["val_loss"] == s["val_loss"]);
+
+  const fs::path cifar_run = scratch_dir() / "diffusion-cifar";
+  const auto cifar =
+      run_program(trainer("diffusion"),
+                  "--dataset cifar10 --batch 8 --steps 1 "
+                  "--timesteps 10 --data '" +
+                      tiny_cifar().string() + "' --out '" + cifar_run.string() + "'");
+  INFO(cifar.err);
+  CHECK(cifar.status == 0);
+  const auto folder = run_program(trainer("diffusion"), "--config big --steps 1");
+  CHECK(folder.status == 1);
+  CHECK(folder.err.rfind("diffusion: [diffusion] --dataset folder needs --data DIR", 0) == 0);
+}
+
 TEST_CASE("trainers reject bad flags, specs and data with one line") {
   const auto unknown = run_program(trainer("mnist"), "--epochz 3");
   CHECK(unknown.status != 0);
