@@ -650,6 +650,12 @@ TEST_CASE("lattice sweep and plot fail with one line and status 2 on bad input")
   CHECK(run.status == 2);
   CHECK(run.err == "lattice: [sweep] " + file.string() +
                        ": grid.lerning_rate: the trainer mnist has no flag --lerning-rate\n");
+  // --data is a flag of its own even where --dataset comes first in the trainer's help.
+  const fs::path data_flag = scratch() / "data-flag.toml";
+  std::ofstream(data_flag) << "trainer = \"cifar\"\n[flags]\ndata = \"somewhere\"\n";
+  run = lattice_tool("sweep " + data_flag.string() + " --dry-run");
+  CHECK(run.status == 0);
+  CHECK(run.out.find("--data somewhere") != std::string::npos);
   run = lattice_tool("sweep " + file.string() + " --mem 4G");
   CHECK(run.status == 2);
   CHECK(run.err.find("--mem requires --slurm") != std::string::npos);

@@ -589,11 +589,14 @@ void check_trainer_flags(const SweepSpec& spec, const std::string& trainer_path)
   const std::string help = text.str();
   const auto check = [&](const std::string& key, const std::string& name) {
     const std::string flag = flag_name(name);
-    const size_t at = help.find(flag);
-    const bool found =
-        at != std::string::npos &&
-        (at + flag.size() == help.size() ||
-         !(std::isalnum((unsigned char)help[at + flag.size()]) || help[at + flag.size()] == '-'));
+    // The flag as a whole word: --data must not be taken for (or hidden by) --dataset.
+    bool found = false;
+    for (size_t at = help.find(flag); at != std::string::npos && !found;
+         at = help.find(flag, at + 1)) {
+      const size_t end = at + flag.size();
+      found = end == help.size() ||
+              !(std::isalnum((unsigned char)help[end]) || help[end] == '-' || help[end] == '_');
+    }
     LATTICE_CHECK(found, "[sweep] ", spec.file, ": ", key, ": the trainer ",
                   fs::path(trainer_path).filename().string(), " has no flag ", flag);
   };
