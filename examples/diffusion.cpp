@@ -191,24 +191,18 @@ int main(int argc, char** argv) {
               // The same images, noise and timesteps at every evaluation: batch i draws from
               // subsequences 2i and 2i + 1 of a stream of its own.
               NoGradGuard no_grad;
-              validation.set_position({.epoch = 0, .batch = 0});
-              const int64_t batches =
-                  flags.eval_batches > 0
-                      ? std::min(flags.eval_batches, validation.batches_per_epoch())
-                      : validation.batches_per_epoch();
               double total = 0.0;
-              int64_t count = 0;
-              for (int64_t i = 0; i < batches; ++i) {
-                const std::optional<data::Batch> batch = validation.next();
-                if (!batch) break;
-                const RandomStream fixed{.seed = 0x5eed, .subsequence = uint64_t(2 * i)};
-                const RandomStream fixed_t{.seed = 0x5eed, .subsequence = uint64_t(2 * i + 1)};
-                const int64_t n = batch->size();
-                total += loss_of(pad_images(batch->input, pad), fixed, fixed_t).item<double>() *
-                         double(n);
-                count += n;
-              }
-              LATTICE_CHECK(count > 0, "[diffusion] the validation set gives no batch");
+              int64_t count = 0, index = 0;
+              examples::for_each_validation_batch(
+                  validation, flags.eval_batches, [&](const data::Batch& batch) {
+                    const RandomStream noise{.seed = 0x5eed, .subsequence = uint64_t(2 * index)};
+                    const RandomStream time{.seed = 0x5eed, .subsequence = uint64_t(2 * index + 1)};
+                    const int64_t n = batch.size();
+                    total += loss_of(pad_images(batch.input, pad), noise, time).item<double>() *
+                             double(n);
+                    count += n;
+                    ++index;
+                  });
               return examples::Evaluation{.loss = total / double(count)};
             },
         .config = {{"config", config_name},

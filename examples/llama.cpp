@@ -288,21 +288,14 @@ int main(int argc, char** argv) {
         .evaluate =
             [&] {
               NoGradGuard no_grad;
-              validation.set_position({.epoch = 0, .batch = 0});
-              const int64_t batches =
-                  flags.eval_batches > 0
-                      ? std::min(flags.eval_batches, validation.batches_per_epoch())
-                      : validation.batches_per_epoch();
               double total = 0.0;
               int64_t tokens = 0;
-              for (int64_t i = 0; i < batches; ++i) {
-                const std::optional<data::Batch> batch = validation.next();
-                if (!batch) break;
-                const int64_t n = batch->target.numel();
-                total += loss_of(*batch).item<double>() * double(n);
-                tokens += n;
-              }
-              LATTICE_CHECK(tokens > 0, "[llama] the validation set gives no batch");
+              examples::for_each_validation_batch(
+                  validation, flags.eval_batches, [&](const data::Batch& batch) {
+                    const int64_t n = batch.target.numel();
+                    total += loss_of(batch).item<double>() * double(n);
+                    tokens += n;
+                  });
               const double loss = total / double(tokens);
               return examples::Evaluation{.loss = loss, .extra = {{"perplexity", std::exp(loss)}}};
             },

@@ -156,31 +156,39 @@ void add_trainer_flags(CLI::App& app, TrainerFlags& flags) {
       ->check(CLI::NonNegativeNumber);
 }
 
+void for_each_validation_batch(data::DataLoader& loader,
+                               int64_t max_batches,
+                               const std::function<void(const data::Batch&)>& visit) {
+  // From the start of an epoch every time, whatever an earlier pass with max_batches left.
+  loader.set_position({.epoch = loader.epoch(), .batch = 0});
+  const int64_t batches = max_batches > 0 ? std::min(max_batches, loader.batches_per_epoch())
+                                          : loader.batches_per_epoch();
+  int64_t visited = 0;
+  for (; visited < batches; ++visited) {
+    const std::optional<data::Batch> batch = loader.next();
+    if (!batch) break;
+    visit(*batch);
+  }
+  LATTICE_CHECK(visited > 0, "[evaluate] the validation loader has no batches");
+}
+
 Evaluation evaluate_classifier(nn::Module& model, data::DataLoader& loader, int64_t max_batches) {
   NoGradGuard no_grad;
   double total_loss = 0.0;
   int64_t correct = 0, count = 0;
-  // Every evaluation reads the same batches, from the start of an epoch, whatever an earlier
-  // one with max_batches left behind.
-  loader.set_position({.epoch = loader.epoch(), .batch = 0});
-  const int64_t batches = max_batches > 0 ? std::min(max_batches, loader.batches_per_epoch())
-                                          : loader.batches_per_epoch();
-  for (int64_t b = 0; b < batches; ++b) {
-    std::optional<data::Batch> batch = loader.next();
-    if (!batch) break;
-    const Tensor logits = model(batch->input);
-    total_loss += cross_entropy(logits, batch->target, -100, Reduction::sum).item<double>();
+  for_each_validation_batch(loader, max_batches, [&](const data::Batch& batch) {
+    const Tensor logits = model(batch.input);
+    total_loss += cross_entropy(logits, batch.target, -100, Reduction::sum).item<double>();
     const std::vector<float> scores = logits.to_vector<float>();
-    const std::vector<int64_t> labels = batch->target.to_vector<int64_t>();
+    const std::vector<int64_t> labels = batch.target.to_vector<int64_t>();
     const size_t classes = size_t(logits.shape(1));
     for (size_t i = 0; i < labels.size(); ++i) {
       const auto row = scores.begin() + std::ptrdiff_t(i * classes);
       // The first maximal logit is the prediction, as argmax.
       correct += std::max_element(row, row + std::ptrdiff_t(classes)) - row == labels[i];
     }
-    count += batch->size();
-  }
-  LATTICE_CHECK(count > 0, "[evaluate] the validation loader has no batches");
+    count += batch.size();
+  });
   return {total_loss / double(count), double(correct) / double(count)};
 }
 

@@ -75,6 +75,13 @@ struct TrainingJob {
 /// "status": "diverged"). Throws lattice::Error on bad flags, files or data.
 int run_training(const TrainerFlags& flags, TrainingJob& job);
 
+/// Calls `visit` with the first `max_batches` batches (0: all) of an epoch of `loader`, from the
+/// epoch's start every time, so that every evaluation sees the same batches. Throws when the
+/// loader gives none.
+void for_each_validation_batch(data::DataLoader& loader,
+                               int64_t max_batches,
+                               const std::function<void(const data::Batch&)>& visit);
+
 /// Mean cross entropy and accuracy of a classifier over the first `max_batches` batches of
 /// an epoch of `loader` (0: every batch).
 Evaluation evaluate_classifier(nn::Module& model,
