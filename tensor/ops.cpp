@@ -531,7 +531,7 @@ Tensor logsumexp(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
   Tensor m;
   {
     NoGradGuard no_grad;
-    m = max(x, axes, true);
+    m = max(x, axes, true).clone();  // written below: never x's storage
   }
   visit_floating(m, "logsumexp", [&]<typename T>(std::type_identity<T>) {
     T* values = m.data<T>();
