@@ -7,7 +7,8 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build clang-format
   doctest-dev libcli11-dev libdnnl-dev
-  nlohmann-json3-dev libtomlplusplus-dev zlib1g-dev libstb-dev libsentencepiece-dev
+  nlohmann-json3-dev libtomlplusplus-dev zlib1g-dev libstb-dev libjpeg62-turbo-dev libpng-dev
+  libsentencepiece-dev
   gnuplot-nox dataset-fashion-mnist
 )
 
