@@ -442,6 +442,24 @@ bool matches(const SkipRule& rule,
   return true;
 }
 
+/// More runs than any sweep means: the product of a few short axes grows fast, and every
+/// point is built in memory before the first run (20 axes of 2 values: 10^6 points, 1 GB).
+constexpr int64_t kMaxGridPoints = 100000;
+
+/// Throws unless the axes' combinations number at most kMaxGridPoints.
+void check_grid_size(const std::vector<Axis>& axes,
+                     const std::string& file,
+                     const std::string& what) {
+  int64_t points = 1;
+  std::string factors;
+  for (const Axis& axis : axes) {
+    factors += concat(factors.empty() ? "" : " * ", axis.values.size());
+    points = std::min<int64_t>(points * int64_t(axis.values.size()), kMaxGridPoints + 1);
+  }
+  LATTICE_CHECK(points <= kMaxGridPoints, "[sweep] ", file, ": ", what, " has ", factors,
+                " points, more than ", kMaxGridPoints, "; expected a smaller grid");
+}
+
 /// Every combination of the axes' values, the last axis varying fastest.
 std::vector<Point> cartesian(const std::vector<Axis>& axes) {
   std::vector<Point> points{{}};
@@ -544,6 +562,9 @@ Expansion expand_sweep(const SweepSpec& spec) {
   for (size_t i = 0; i < spec.baselines.size(); ++i)
     check_values(spec.baselines[i].axes, concat("baselines[", i, "]."));
 
+  check_grid_size(spec.grid, spec.file, "the grid");
+  for (const Baseline& b : spec.baselines)
+    check_grid_size(b.axes, spec.file, concat("baseline ", b.name));
   for (const Baseline& b : spec.baselines)
     for (const Point& point : cartesian(b.axes)) add("baseline", &b, b.stack, point, {});
   for (const Point& point : cartesian(spec.grid))
