@@ -45,10 +45,11 @@ for target in "${targets[@]}"; do
     failed=1
     grep -m 3 -E "ERROR:|runtime error|fuzz check failed|uncaught|deadly signal" \
       "$work/$target/log" | sed 's/^/    /' || true
-    for artifact in "$work/$target/artifacts"/*; do
-      [ -f "$artifact" ] && echo "    input: $artifact ($(head -c 64 "$artifact" | od -An -tx1 |
-        tr -d ' \n')...)"
+    # The first few inputs (fork mode may collect dozens), each with its first 64 bytes in hex.
+    find "$work/$target/artifacts" -type f | sort | head -5 | while read -r artifact; do
+      echo "    input: $artifact ($(head -c 64 "$artifact" | od -An -tx1 | tr -d ' \n')...)"
     done
+    [ "$crashes" -gt 5 ] && echo "    ... $((crashes - 5)) more in $work/$target/artifacts"
     echo "    log: $work/$target/log"
   fi
 done

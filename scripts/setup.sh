@@ -10,6 +10,9 @@ packages=(
   nlohmann-json3-dev libtomlplusplus-dev zlib1g-dev libstb-dev libjpeg62-turbo-dev libpng-dev
   libsentencepiece-dev
   gnuplot-nox dataset-fashion-mnist
+  # The sanitizer and fuzz builds (scripts/sanitize.sh, scripts/fuzz.sh): clang with its
+  # ASan/UBSan/libFuzzer runtimes and LLVM's OpenMP runtime (clang++ -fopenmp links libomp).
+  clang libclang-rt-14-dev libomp-14-dev
 )
 
 missing=()
