@@ -1,8 +1,9 @@
 // Whole-file reads and writes shared by the readers: bytes (gzip or raw, through zlib), images
-// (PNG/JPEG through stb_image, decoded to 8-bit RGB) and image writes for tests and samples.
+// (PNG through libpng, JPEG through libjpeg-turbo, decoded to 8-bit) and image writes (stb).
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -26,8 +27,20 @@ struct Image {
   std::vector<uint8_t> pixels;
 };
 
-/// Decodes a PNG/JPEG (anything stb_image reads) to `channels` channels (1-4). Throws
-/// "[reader] path: cannot decode image (stb reason); expected a PNG or JPEG file".
+/// The most pixels (width*height) an image may have: a header claiming more is refused before
+/// anything is allocated (a 100-byte file can claim 65500x65500).
+inline constexpr int64_t kMaxImagePixels = int64_t(1) << 27;
+
+/// Decodes PNG or JPEG `bytes` (told apart by their signature) to `channels` channels (1-4):
+/// gray is replicated, colour reduced to luma, alpha dropped or added as 255. `name` (the file)
+/// tags errors: "[reader] name: cannot decode image (JPEG: Premature end of JPEG file);
+/// expected a PNG or JPEG file", also for images of more than max_pixels pixels.
+Image decode_image(std::span<const uint8_t> bytes,
+                   int channels,
+                   const std::string& name,
+                   const char* reader = "image",
+                   int64_t max_pixels = kMaxImagePixels);
+/// decode_image of the file's bytes (gunzipped if gzip); also throws when it cannot be read.
 Image load_image(const std::string& path, int channels, const char* reader = "image");
 /// Resizes so that the shorter side is `shorter_side` (aspect kept), then crops the centre
 /// `crop` x `crop` square. Throws when crop > shorter_side.

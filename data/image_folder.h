@@ -1,6 +1,6 @@
 // Image folders as ImageNet-100 and FFHQ are laid out: one class per subfolder (sorted names
-// give class ids 0, 1, ...) or a flat folder of images (one class), PNG/JPEG decoded by
-// stb_image on each get(), resized (shorter side) and centre-cropped to (3, S, S) float32.
+// give class ids 0, 1, ...) or a flat folder of images (one class), PNG/JPEG decoded (libpng,
+// libjpeg-turbo) on each get(), resized (shorter side) and centre-cropped to (3, S, S) float32.
 #pragma once
 
 #include <memory>

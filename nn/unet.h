@@ -20,6 +20,9 @@ class ResidualBlock : public Module {
                 int64_t groups = 8,
                 double dropout = 0.0);
   Tensor operator()(const Tensor& x, const Tensor& time_embedding);
+  // The one-input forward stays visible (it throws: this module needs a second input)
+  // instead of being hidden by the overload.
+  using Module::forward;
   Tensor forward(const Tensor& x, const Tensor& time_embedding);
   std::shared_ptr<GroupNorm> norm1, norm2;
   std::shared_ptr<Conv2d> conv1, conv2, skip;

@@ -53,6 +53,10 @@ std::string shortest(double value) {
 }  // namespace
 
 double Schedule::multiplier(int64_t step) const {
+  // A negative step (a corrupt checkpoint, a caller's off-by-one) would divide 0 by 0 in a
+  // zero-length warmup and train on a NaN learning rate.
+  LATTICE_CHECK(step >= 0, "[schedule] step ", step,
+                ", expected >= 0 (steps count updates from 0)");
   if (step < warmup_steps) return double(step + 1) / double(warmup_steps);
   const double floor = min_multiplier;
   switch (shape) {

@@ -27,7 +27,7 @@ struct Schedule {
   double decay_fraction = 0.0;  // wsd: the share of total_steps spent decaying
   int64_t total_steps = 0;      // needed by every shape but constant
 
-  /// The lr multiplier for update `step` (0-based).
+  /// The lr multiplier for update `step` (0-based). Throws lattice::Error on a negative step.
   double multiplier(int64_t step) const;
 };
 

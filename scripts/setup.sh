@@ -7,8 +7,14 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build clang-format
   doctest-dev libcli11-dev libdnnl-dev
-  nlohmann-json3-dev libtomlplusplus-dev zlib1g-dev libstb-dev libsentencepiece-dev
-  gnuplot-nox dataset-fashion-mnist fortunes bible-kjv
+  nlohmann-json3-dev libtomlplusplus-dev zlib1g-dev libstb-dev libjpeg62-turbo-dev libpng-dev
+  libsentencepiece-dev
+  gnuplot-nox dataset-fashion-mnist
+  # English prose for the llama trainer (fortunes and the King James Bible).
+  fortunes bible-kjv
+  # The sanitizer and fuzz builds (scripts/sanitize.sh, scripts/fuzz.sh): clang with its
+  # ASan/UBSan/libFuzzer runtimes and LLVM's OpenMP runtime (clang++ -fopenmp links libomp).
+  clang libclang-rt-14-dev libomp-14-dev
 )
 
 missing=()

@@ -272,7 +272,7 @@ void window_maxima(const T* image, T* values, const Window& g, int64_t kernel) {
 #pragma omp simd
         for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
           const T v = line[ow * g.stride], current = row[ow];
-          row[ow] = (v > current) | (v != v) ? v : current;
+          row[ow] = ((v > current) | (v != v)) ? v : current;
         }
       }
     }

@@ -280,7 +280,9 @@ TEST_CASE("finite_value_count equals the number of distinct finite values found 
       {ue8m0, reference::kUe8m0}, {ue4m3, reference::kUe4m3}, {ue5m3, reference::kUe5m3},
       {e8m3, reference::kE8m3},
   };
-  for (const auto& [format, spec] : formats) {
+  for (const auto& entry : formats) {
+    const Format& format = entry.first;
+    const reference::Spec& spec = entry.second;
     CAPTURE(spec.name);
     uint64_t finite = 0;
     for (uint32_t code = 0; code < (1u << spec.bits()); ++code) {
@@ -536,7 +538,8 @@ TEST_CASE(
   } catch (const Error& e) {
     const std::string message = e.what();
     CHECK(message.find("e4m3x") != std::string::npos);
-    for (const auto& [name, format] : named_formats()) {
+    for (const NamedFormat& named : named_formats()) {
+      const std::string name = named.name;
       CAPTURE(name);
       CHECK(message.find(name) != std::string::npos);
     }

@@ -66,7 +66,10 @@ TEST_CASE("scaled_dot_product_attention matches the definition, with and without
 }
 
 TEST_CASE("RoPE rotates pair i at position t by t * base^(-2i/d); dot products depend on offsets") {
-  const auto [cos, sin] = rope_tables(4, 4, 100.0);
+  // Named, not structured bindings: the gradcheck lambda below captures them.
+  const auto tables = rope_tables(4, 4, 100.0);
+  const Tensor& cos = tables.first;
+  const Tensor& sin = tables.second;
   // x (B 1, T 4, H 1, d 4): the same vector at every position
   const Tensor x = from_vector<double>({1, 0, 0, 1}, {1, 1, 1, 4}).expand({1, 4, 1, 4});
   const std::vector<double> y = apply_rope(x, cos, sin).to_vector<double>();

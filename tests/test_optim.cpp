@@ -333,8 +333,9 @@ TEST_CASE("optimizer state is rounded onto Γopt after each update") {
   AdamW opt(one_group({{"p", p}}, 0.01), AdamOptions{}, parse_precision_stack("opt=bf16"));
   set_grad(p, {0.123456f, -1.000123f, 0.3333333f, 2.718281f});
   opt.step();
-  for (const auto& [name, tensor] : opt.state().tensors) {
-    INFO(name);
+  for (const auto& named : opt.state().tensors) {
+    const Tensor& tensor = named.second;
+    INFO(named.first);
     CHECK(tensor.to_vector<float>() == cast(tensor, bf16).to_vector<float>());
     CHECK(tensor.to_vector<float>()[0] != 0.0f);
   }

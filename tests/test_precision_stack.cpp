@@ -61,8 +61,8 @@ TEST_CASE("quantizer options build any block quantizer and print back canonicall
 TEST_CASE("every slot of the stack round-trips through its canonical spec") {
   const char* specs[] = {
       "w=bf16:sr,a=e4m3:overflow=saturate,g=e5m2",
-      "gemm.x=mxfp8,gemm.w=nvfp4,gemm.dy=mxfp4:sr,gemm.bwd.x=e2m1:b16:scale=e4m3:rule=encode,"
-      "gemm.bwd.w=bf16",
+      ("gemm.x=mxfp8,gemm.w=nvfp4,gemm.dy=mxfp4:sr,gemm.bwd.x=e2m1:b16:scale=e4m3:rule=encode,"
+       "gemm.bwd.w=bf16"),  // one spec on two lines
       "acc=bf16:k32,opt=bf16:sr,master=bf16",
       "gemm=e2m1:b32:scale=fp32:rule=encode:ts:axis=0",
   };

@@ -464,8 +464,9 @@ TEST_CASE(
   SplitMix rng{77};
   const RandomStream stream{.seed = 0x5EED, .subsequence = 3, .offset = 11};
   Tally t;
-  for (const auto& [format, spec] : formats) {
-    const reference::Lattice l = reference::make_lattice(spec);
+  for (const auto& entry : formats) {
+    const Format& format = entry.first;  // captured below, which a structured binding cannot be
+    const reference::Lattice l = reference::make_lattice(entry.second);
     const std::vector<float> x = lattice_inputs(l, rng, 2048);
     std::vector<float> y(x.size());
     std::vector<uint32_t> words(x.size());

@@ -43,6 +43,9 @@ class Unet : public nn::Module {
   Tensor operator()(const Tensor& x, const Tensor& t) {
     return call({x, t}, [&] { return forward(x, t); });
   }
+  // The one-input forward stays visible (it throws: this module needs a second input)
+  // instead of being hidden by the overload.
+  using Module::forward;
   Tensor forward(const Tensor& x, const Tensor& t) {
     const Tensor embedding =
         (*time2)(silu((*time1)(nn::timestep_embedding(t, time_dim).to(x.dtype()))));

@@ -1,0 +1,18 @@
+// The safetensors reader (optim/checkpoint.h): the input is the file; every tensor it returns
+// must be readable in full.
+#include "fuzz_support.h"
+#include "optim/checkpoint.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace lattice;
+  const std::string path = fuzz::write_scratch("tensors.safetensors", data, size);
+  fuzz::expect_error_or_success([&] {
+    const optim::SafetensorsFile file = optim::load_safetensors(path);
+    for (const auto& [name, tensor] : file.tensors) {
+      // Touch every element through a contiguous float64 copy.
+      const Tensor copy = tensor.to(DType::float64).contiguous();
+      FUZZ_CHECK(copy.numel() == tensor.numel(), name);
+    }
+  });
+  return 0;
+}
