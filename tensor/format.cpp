@@ -76,8 +76,11 @@ std::string format_name(const Format& f) {
   if (f.specials == Specials::nan_only) name += "fn";
   if (f.specials == Specials::ieee) name += "ieee";
   if (f.bias != default_bias(f.exponent_bits)) return concat(name, "b", f.bias);
-  // A generic spelling can collide with an alias (the signed float e8m0 against "e8m0", the
-  // OCP scale ue8m0): then the explicit bias keeps the name parsing back to this format.
+  // A generic spelling can collide with a named format or an alias that is another format
+  // (the float ue8m0 against the exponent-only OCP scale ue8m0, the signed e8m0 against the
+  // alias "e8m0"): then the explicit bias keeps the name parsing back to this format.
+  for (const auto& [named, format] : named_formats())
+    if (name == named) return concat(name, "b", f.bias);
   for (const Alias& alias : kAliases)
     if (name == alias.spelling) return concat(name, "b", f.bias);
   return name;

@@ -516,6 +516,13 @@ TEST_CASE("parse_format reads generic ExMy and intN names, and format_name spell
   CHECK(signed_e8m0 == Format::floating(8, 0, 127, Specials::none));
   CHECK(format_name(signed_e8m0) == "e8m0b127");
   CHECK(parse_format(format_name(signed_e8m0)) == signed_e8m0);
+  // And a generic spelling that names another named format (found by fuzz_precision_spec).
+  for (const char* spelling : {"ue8m00", "ue4m03", "e8m00"}) {
+    CAPTURE(spelling);
+    const Format f = parse_format(spelling);
+    CHECK(parse_format(format_name(f)) == f);
+    CHECK(format_name(parse_format(format_name(f))) == format_name(f));
+  }
 }
 
 TEST_CASE(
