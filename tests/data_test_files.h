@@ -1,5 +1,5 @@
-// Helpers for the data/ tests: a temporary directory removed on scope exit, and the message
-// of the lattice::Error an expression throws.
+// Helpers for the data/ tests: a temporary directory removed on scope exit, the message
+// of the lattice::Error an expression throws, and a substring check that shows the text.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -11,6 +11,13 @@
 #include "tensor/error.h"
 
 namespace lattice::test {
+
+/// Whether `text` contains `part`; says what it got when not, for the failing CHECK.
+inline bool contains(const std::string& text, const std::string& part) {
+  if (text.find(part) != std::string::npos) return true;
+  MESSAGE("\"", text, "\" does not contain \"", part, "\"");
+  return false;
+}
 
 class TempDir {
  public:

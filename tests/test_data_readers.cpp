@@ -14,15 +14,10 @@
 using namespace lattice;
 using namespace lattice::data;
 using lattice::test::error_message;
+using lattice::test::contains;
 using lattice::test::TempDir;
 
 namespace {
-
-bool contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) return true;
-  MESSAGE("\"", text, "\" does not contain \"", part, "\"");
-  return false;
-}
 
 // 5 images of 3x4 pixels: pixel p of image k is (k*40 + p*7) mod 256; labels 0, 3, 9, 1, 4.
 std::vector<uint8_t> idx_pixels() {

@@ -14,15 +14,10 @@
 using namespace lattice;
 using namespace lattice::data;
 using lattice::test::error_message;
+using lattice::test::contains;
 using lattice::test::TempDir;
 
 namespace {
-
-bool contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) return true;
-  MESSAGE("\"", text, "\" does not contain \"", part, "\"");
-  return false;
-}
 
 void push_u32(std::vector<uint8_t>& out, uint32_t v) {
   for (int shift = 24; shift >= 0; shift -= 8) out.push_back(uint8_t(v >> shift));
