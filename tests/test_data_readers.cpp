@@ -13,8 +13,8 @@
 
 using namespace lattice;
 using namespace lattice::data;
-using lattice::test::error_message;
 using lattice::test::contains;
+using lattice::test::error_message;
 using lattice::test::TempDir;
 
 namespace {
