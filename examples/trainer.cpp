@@ -216,18 +216,18 @@ class TrainingRun {
       model_.override_precision(item.substr(0, colon),
                                 parse_precision_stack(item.substr(colon + 1)));
     }
-    batches_per_epoch_ = loader_.batches_per_epoch();
-    LATTICE_CHECK(batches_per_epoch_ > 0, "[trainer] ", job.name,
+    const int64_t batches_per_epoch = loader_.batches_per_epoch();
+    LATTICE_CHECK(batches_per_epoch > 0, "[trainer] ", job.name,
                   ": the training set gives no batch of size ", flags.batch);
     // An epoch is batches_per_epoch micro-batches, so accumulation makes it fewer steps.
-    steps_per_epoch_ = double(batches_per_epoch_) / double(flags.accumulate);
+    steps_per_epoch_ = double(batches_per_epoch) / double(flags.accumulate);
     total_steps_ = flags.steps;
     if (total_steps_ == 0) {
       int64_t micro_batches = 0;
-      LATTICE_CHECK(!__builtin_mul_overflow(flags.epochs, batches_per_epoch_, &micro_batches),
-                    "[trainer] --epochs ", flags.epochs, " x ", batches_per_epoch_,
+      LATTICE_CHECK(!__builtin_mul_overflow(flags.epochs, batches_per_epoch, &micro_batches),
+                    "[trainer] --epochs ", flags.epochs, " x ", batches_per_epoch,
                     " batches per epoch overflows the step count; expected at most ",
-                    std::numeric_limits<int64_t>::max() / batches_per_epoch_, " epochs");
+                    std::numeric_limits<int64_t>::max() / batches_per_epoch, " epochs");
       total_steps_ = std::max<int64_t>(1, micro_batches / flags.accumulate);
     }
     schedule_ = optim::parse_schedule(flags.schedule, total_steps_);
@@ -486,7 +486,7 @@ class TrainingRun {
   data::DataLoader& loader_;
   const PrecisionStack stack_;
   const std::filesystem::path out_, metrics_path_;
-  int64_t batches_per_epoch_ = 0, total_steps_ = 0;
+  int64_t total_steps_ = 0;
   double steps_per_epoch_ = 1.0;
   optim::Schedule schedule_;
   std::unique_ptr<optim::Optimizer> optimizer_;
