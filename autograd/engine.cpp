@@ -1,12 +1,12 @@
 // The backward engine: iterative topological sort from the root, gradients summed to input
-// shapes centrally and accumulated, saved tensors freed after use; grad mode and the
-// per-tensor autograd state.
+// shapes centrally and accumulated, saved tensors freed after use; the backward of views and
+// copies; custom functions.
 #include <algorithm>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "autograd/autograd.h"
-#include "tensor/ops.h"
+#include "ops/ops.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
 #include "tensor/strided_loop.h"
@@ -14,17 +14,8 @@
 namespace lattice {
 namespace {
 
-thread_local bool grad_mode = true;
-thread_local bool backward_running = false;
-
 std::shared_ptr<AutogradMeta> meta_of(const Tensor& t) {
   return t.defined() ? t.impl()->autograd : nullptr;
-}
-
-AutogradMeta& ensure_meta(const Tensor& t) {
-  auto& meta = t.impl()->autograd;
-  if (!meta) meta = std::make_shared<AutogradMeta>();
-  return *meta;
 }
 
 Tensor accumulate(const Tensor& total, const Tensor& addition) {
@@ -138,7 +129,7 @@ Tensor view_backward(const Tensor& gradient,
 /// Records views and copies (Tensor methods) of tensors that require gradients, so that
 /// x.t(), x.reshape(...), x.slice(...), x.to(...) are differentiable like any op.
 void record_derived(const Tensor& source, const Tensor& derived, bool is_view) {
-  if (!grad_mode || !requires_grad(source)) return;
+  if (!grad_enabled() || !requires_grad(source)) return;
   if (!is_view) {
     const DType dtype = source.dtype();
     record(derived,
@@ -166,92 +157,6 @@ const bool derived_hook_installed = [] {
 
 }  // namespace
 
-Node::~Node() {
-  // Detach the producers this node alone keeps alive and destroy them one by one, each after
-  // its own inputs were moved out: destruction depth stays constant on long chains.
-  std::vector<std::shared_ptr<Node>> orphans;
-  const auto take_producers = [&](std::vector<Edge>& edges) {
-    for (Edge& edge : edges)
-      if (edge.meta && edge.meta.use_count() == 1 && edge.meta->grad_fn)
-        orphans.push_back(std::move(edge.meta->grad_fn));
-    edges.clear();
-  };
-  take_producers(inputs);
-  while (!orphans.empty()) {
-    std::shared_ptr<Node> node = std::move(orphans.back());
-    orphans.pop_back();
-    if (node.use_count() == 1) take_producers(node->inputs);
-  }
-}
-
-bool grad_enabled() {
-  return grad_mode;
-}
-
-bool in_backward() {
-  return backward_running;
-}
-
-NoGradGuard::NoGradGuard() : previous_(grad_mode) {
-  grad_mode = false;
-}
-
-NoGradGuard::~NoGradGuard() {
-  grad_mode = previous_;
-}
-
-const Tensor& set_requires_grad(const Tensor& t, bool enabled) {
-  LATTICE_CHECK(!enabled || is_floating(t.dtype()), "[requires_grad] ", dtype_name(t.dtype()),
-                " tensors cannot require gradients");
-  AutogradMeta& meta = ensure_meta(t);
-  LATTICE_CHECK(!meta.grad_fn || enabled,
-                "[requires_grad] only leaves can stop requiring "
-                "gradients; use detach() for a non-leaf");
-  meta.requires_grad = enabled;
-  return t;
-}
-
-bool requires_grad(const Tensor& t) {
-  const auto meta = meta_of(t);
-  return meta && meta->requires_grad;
-}
-
-Tensor grad(const Tensor& t) {
-  const auto meta = meta_of(t);
-  return meta ? meta->grad : Tensor();
-}
-
-void zero_grad(const Tensor& t) {
-  if (const auto meta = meta_of(t)) meta->grad = Tensor();
-}
-
-void retain_grad(const Tensor& t) {
-  LATTICE_CHECK(requires_grad(t), "[retain_grad] the tensor does not require gradients");
-  ensure_meta(t).retains_grad = true;
-}
-
-Tensor detach(const Tensor& t) {
-  return Tensor::from_storage(t.storage(), t.shape(), t.strides(), t.offset(), t.dtype(),
-                              t.format());
-}
-
-std::shared_ptr<Node> grad_fn(const Tensor& t) {
-  const auto meta = meta_of(t);
-  return meta ? meta->grad_fn : nullptr;
-}
-
-bool record(const Tensor& output, std::shared_ptr<Node> node, const std::vector<Tensor>& inputs) {
-  if (!grad_mode) return false;
-  if (std::none_of(inputs.begin(), inputs.end(), [](const Tensor& t) { return requires_grad(t); }))
-    return false;
-  for (const Tensor& input : inputs)
-    node->inputs.push_back(Edge{requires_grad(input) ? meta_of(input) : nullptr, input.shape()});
-  AutogradMeta& meta = ensure_meta(output);
-  meta.requires_grad = true;
-  meta.grad_fn = std::move(node);
-  return true;
-}
-
 Tensor apply_function(const char* name,
                       const std::vector<Tensor>& inputs,
                       const std::function<Tensor(const std::vector<Tensor>&)>& forward,
@@ -267,20 +172,6 @@ Tensor apply_function(const char* name,
   return out;
 }
 
-Tensor sum_to(const Tensor& gradient, const Shape& shape) {
-  if (gradient.shape() == shape) return gradient;
-  const int lead = gradient.rank() - int(shape.size());
-  LATTICE_CHECK(lead >= 0, "[sum_to] cannot reduce ", gradient.shape(), " to ", shape);
-  std::vector<int> axes;
-  for (int i = 0; i < gradient.rank(); ++i) {
-    const bool broadcast = i < lead || (shape[size_t(i - lead)] == 1 && gradient.shape(i) != 1);
-    LATTICE_CHECK(broadcast || i < lead || gradient.shape(i) == shape[size_t(i - lead)],
-                  "[sum_to] cannot reduce ", gradient.shape(), " to ", shape);
-    if (broadcast) axes.push_back(i);
-  }
-  return sum(gradient, axes, true).reshape(shape);
-}
-
 void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
   LATTICE_CHECK(requires_grad(root), "[backward] the tensor does not require gradients");
   LATTICE_CHECK(gradient.defined() || root.numel() == 1,
@@ -291,15 +182,7 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
   LATTICE_CHECK(seed.shape() == root.shape(), "[backward] gradient shape ", seed.shape(),
                 " differs from the root's ", root.shape());
   NoGradGuard no_grad;  // backward rules compute plain values
-  struct BackwardFlag {
-    bool previous = backward_running;
-    BackwardFlag() {
-      backward_running = true;
-    }
-    ~BackwardFlag() {
-      backward_running = previous;
-    }
-  } flag;
+  BackwardScope backward_scope;
   // Gradients flowing backward are rounded onto the stack's gradient lattice (Λg).
   const Quantizer gradient_quantizer = current_precision().gradients;
   const auto on_gradient_lattice = [&](const Tensor& g) {

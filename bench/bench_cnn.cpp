@@ -11,7 +11,7 @@
 #include "bench/bench_support.h"
 #include "examples/models/cnn.h"
 #include "optim/optimizer.h"
-#include "tensor/ops.h"
+#include "ops/ops.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
 

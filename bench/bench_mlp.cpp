@@ -15,10 +15,10 @@
 #include "bench/bench_support.h"
 #include "nn/layers.h"
 #include "optim/optimizer.h"
-#include "tensor/ops.h"
+#include "ops/ops.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
-#include "tensor/text.h"
+#include "core/text.h"
 
 using namespace lattice;
 

@@ -13,7 +13,7 @@
 
 #include "autograd/autograd.h"
 #include "optim/optimizer.h"
-#include "tensor/ops.h"
+#include "ops/ops.h"
 #include "tensor/precision_stack.h"
 
 using namespace lattice;

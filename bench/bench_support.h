@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "tensor/error.h"
+#include "core/error.h"
 #include "tensor/precision_stack.h"
 
 namespace lattice::bench {

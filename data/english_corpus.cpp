@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "data/text.h"
-#include "tensor/error.h"
+#include "core/error.h"
 
 namespace lattice::data {
 namespace {

@@ -4,7 +4,7 @@
 #include "examples/image_data.h"
 #include "examples/models/cnn.h"
 #include "examples/trainer.h"
-#include "tensor/ops.h"
+#include "ops/ops.h"
 #include "tensor/random.h"
 
 using namespace lattice;

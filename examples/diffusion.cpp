@@ -12,7 +12,7 @@
 #include "data/image_folder.h"
 #include "examples/models/unet.h"
 #include "examples/trainer.h"
-#include "tensor/ops.h"
+#include "ops/ops.h"
 #include "tensor/random.h"
 
 using namespace lattice;

@@ -15,7 +15,7 @@
 #include "data/english_corpus.h"
 #include "data/text.h"
 #include "examples/trainer.h"
-#include "tensor/ops.h"
+#include "ops/ops.h"
 #include "tensor/random.h"
 
 using namespace lattice;

@@ -4,7 +4,7 @@
 #include "data/idx.h"
 #include "examples/trainer.h"
 #include "nn/layers.h"
-#include "tensor/ops.h"
+#include "ops/ops.h"
 #include "tensor/random.h"
 
 using namespace lattice;

@@ -23,7 +23,7 @@
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
 #include "tensor/design_space.h"
-#include "tensor/ops.h"
+#include "ops/ops.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
 

@@ -7,7 +7,7 @@
 #include "fuzz_support.h"
 #include "optim/checkpoint.h"
 #include "optim/schedule.h"
-#include "tensor/ops.h"
+#include "ops/ops.h"
 
 namespace {
 

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "fuzz_support.h"
-#include "tensor/format.h"
+#include "core/format.h"
 #include "tensor/precision_stack.h"
 #include "tensor/quantizer.h"
 

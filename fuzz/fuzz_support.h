@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "tensor/error.h"
+#include "core/error.h"
 
 namespace lattice::fuzz {
 

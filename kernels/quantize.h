@@ -1,16 +1,16 @@
 // Quantize kernels, backend-neutral: elementwise rounding of an fp32 array onto a lattice,
 // and block (microscaled) quantization. Raw pointers and sizes only; the CPU versions are the
 // reference the CUDA versions are tested against. The scalar math they share is in
-// kernels/scalar/{round,block}.h.
+// core/scalar/{round,block}.h.
 #pragma once
 
 #include <cstdint>
 
-#include "tensor/block_scaling.h"
-#include "tensor/format.h"
-#include "tensor/host_device.h"
-#include "tensor/philox.h"
-#include "tensor/rounding.h"
+#include "core/block_scaling.h"
+#include "core/format.h"
+#include "core/host_device.h"
+#include "core/philox.h"
+#include "core/rounding.h"
 
 namespace lattice {
 

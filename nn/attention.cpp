@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "autograd/autograd.h"
-#include "tensor/ops.h"
+#include "ops/ops.h"
 
 namespace lattice::nn {
 

@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "autograd/autograd.h"
-#include "tensor/op_support.h"
-#include "tensor/ops.h"
+#include "ops/op_support.h"
+#include "ops/ops.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
 

@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "tensor/philox.h"
+#include "core/philox.h"
 #include "tensor/tensor.h"
 
 namespace lattice::nn {

@@ -3,7 +3,7 @@
 
 #include "autograd/autograd.h"
 #include "nn/init.h"
-#include "tensor/ops.h"
+#include "ops/ops.h"
 
 namespace lattice::nn {
 

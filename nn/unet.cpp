@@ -3,8 +3,8 @@
 
 #include <cmath>
 
-#include "tensor/ops.h"
-#include "tensor/spatial_ops.h"
+#include "ops/ops.h"
+#include "ops/spatial_ops.h"
 
 namespace lattice::nn {
 

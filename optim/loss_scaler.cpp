@@ -6,7 +6,7 @@
 
 #include "autograd/autograd.h"
 #include "optim/parallel.h"
-#include "tensor/ops.h"
+#include "ops/ops.h"
 
 namespace lattice::optim {
 namespace {

@@ -7,10 +7,10 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/scalar/block.h"
-#include "kernels/scalar/round.h"
-#include "tensor/error.h"
-#include "tensor/text.h"
+#include "core/scalar/block.h"
+#include "core/scalar/round.h"
+#include "core/error.h"
+#include "core/text.h"
 
 namespace lattice {
 namespace {

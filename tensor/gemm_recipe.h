@@ -7,8 +7,8 @@
 #include <span>
 #include <string>
 
-#include "tensor/format.h"
-#include "tensor/philox.h"
+#include "core/format.h"
+#include "core/philox.h"
 #include "tensor/quantizer.h"
 
 namespace lattice {

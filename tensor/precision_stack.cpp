@@ -7,8 +7,8 @@
 #include <cmath>
 #include <vector>
 
-#include "tensor/error.h"
-#include "tensor/text.h"
+#include "core/error.h"
+#include "core/text.h"
 
 namespace lattice {
 namespace {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "tensor/format.h"
+#include "core/format.h"
 #include "tensor/gemm_recipe.h"
 #include "tensor/quantizer.h"
 

@@ -10,10 +10,10 @@
 #include <vector>
 
 #include "kernels/quantize.h"
-#include "tensor/block_scaling.h"
-#include "tensor/format.h"
-#include "tensor/philox.h"
-#include "tensor/rounding.h"
+#include "core/block_scaling.h"
+#include "core/format.h"
+#include "core/philox.h"
+#include "core/rounding.h"
 
 namespace lattice {
 

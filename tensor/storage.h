@@ -10,8 +10,8 @@
 #include <cstdlib>
 #include <memory>
 
-#include "tensor/device.h"
-#include "tensor/error.h"
+#include "core/device.h"
+#include "core/error.h"
 
 namespace lattice {
 

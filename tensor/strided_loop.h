@@ -9,7 +9,7 @@
 #include <span>
 #include <vector>
 
-#include "tensor/dtype.h"
+#include "core/dtype.h"
 
 namespace lattice {
 

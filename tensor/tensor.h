@@ -12,17 +12,17 @@
 #include <utility>
 #include <vector>
 
-#include "tensor/device.h"
-#include "tensor/dtype.h"
-#include "tensor/error.h"
-#include "tensor/format.h"
-#include "tensor/philox.h"
+#include "core/device.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/format.h"
+#include "core/philox.h"
 #include "tensor/shape.h"
 #include "tensor/storage.h"
 
 namespace lattice {
 
-struct AutogradMeta;  // autograd/autograd.h
+struct AutogradMeta;  // tensor/tape.h
 
 /// What a Tensor handle points at. Views get their own TensorImpl sharing `storage`; the
 /// autograd layer extends this struct with its metadata.

@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <string>
 
-#include "tensor/error.h"
+#include "core/error.h"
 
 namespace lattice::test {
 

@@ -13,7 +13,7 @@
 #include "autograd/autograd.h"
 #include "autograd/gradcheck.h"
 #include "nn/module.h"
-#include "tensor/ops.h"
+#include "ops/ops.h"
 
 namespace lattice::test {
 

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "tensor/rounding.h"
+#include "core/rounding.h"
 
 namespace reference {
 
@@ -93,7 +93,7 @@ struct Spec {
   }
 };
 
-// The named formats, transcribed from the specs (not from tensor/format.h).
+// The named formats, transcribed from the specs (not from core/format.h).
 inline const Spec kFp32{"fp32", Kind::floating, 8, 23, 127, true, Specials::ieee};
 inline const Spec kTf32{"tf32", Kind::floating, 8, 10, 127, true, Specials::ieee};
 inline const Spec kBf16{"bf16", Kind::floating, 8, 7, 127, true, Specials::ieee};

@@ -1,6 +1,6 @@
 // Block quantization against references written from the formulas: OCP MX (exponent from
 // frexp), NVFP4 as TransformerEngine computes it, and the design-space "encode" rule as
-// kernels/scalar/block.h's header states it; element and scale rounding by the enumerated-lattice
+// core/scalar/block.h's header states it; element and scale rounding by the enumerated-lattice
 // reference. Also the edge blocks (powers of two, one ulp below, FLT_MAX, zeros, fp32
 // subnormals, NaN/inf, ragged, strided), pack/unpack, and independence of the thread count.
 #include <doctest/doctest.h>
@@ -15,10 +15,10 @@
 #include <vector>
 
 #include "kernels/quantize.h"
-#include "tensor/block_scaling.h"
-#include "tensor/error.h"
-#include "tensor/format.h"
-#include "tensor/philox.h"
+#include "core/block_scaling.h"
+#include "core/error.h"
+#include "core/format.h"
+#include "core/philox.h"
 #include "tensor/quantizer.h"
 #include "tests/numerics_reference.h"
 

@@ -16,7 +16,7 @@
 #include "autograd/autograd.h"
 #include "optim/checkpoint.h"
 #include "optim/schedule.h"
-#include "tensor/ops.h"
+#include "ops/ops.h"
 #include "tensor/random.h"
 
 using namespace lattice;

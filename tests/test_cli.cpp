@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "process_support.h"
-#include "tensor/philox.h"
+#include "core/philox.h"
 
 namespace {
 

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "kernels/quantize.h"
-#include "tensor/error.h"
+#include "core/error.h"
 #include "tensor/quantizer.h"
 
 #if defined(LATTICE_CUDA)

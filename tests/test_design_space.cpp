@@ -7,7 +7,7 @@
 
 #include "precision_support.h"
 #include "tensor/design_space.h"
-#include "tensor/error.h"
+#include "core/error.h"
 #include "tensor/precision_stack.h"
 
 using namespace lattice;

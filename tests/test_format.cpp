@@ -11,9 +11,9 @@
 #include <limits>
 #include <string>
 
-#include "kernels/scalar/round.h"
-#include "tensor/error.h"
-#include "tensor/format.h"
+#include "core/scalar/round.h"
+#include "core/error.h"
+#include "core/format.h"
 #include "tensor/quantizer.h"
 #include "tests/numerics_reference.h"
 

@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "kernels/gemm.h"
-#include "tensor/error.h"
-#include "tensor/philox.h"
+#include "core/error.h"
+#include "core/philox.h"
 
 using namespace lattice;
 

@@ -11,10 +11,10 @@
 #include "kernels/gemm.h"
 #include "precision_support.h"
 #include "tensor/gemm_recipe.h"
-#include "tensor/ops.h"
+#include "ops/ops.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
-#include "tensor/spatial_ops.h"
+#include "ops/spatial_ops.h"
 
 using namespace lattice;
 using test::dequantized;

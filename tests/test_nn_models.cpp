@@ -10,7 +10,7 @@
 #include "examples/models/vit.h"
 #include "nn_support.h"
 #include "tensor/random.h"
-#include "tensor/spatial_ops.h"
+#include "ops/spatial_ops.h"
 
 using namespace lattice;
 using namespace lattice::nn;

@@ -7,7 +7,7 @@
 #include "autograd/autograd.h"
 #include "nn/init.h"
 #include "nn/layers.h"
-#include "tensor/ops.h"
+#include "ops/ops.h"
 #include "tensor/random.h"
 
 using namespace lattice;

@@ -4,7 +4,7 @@
 
 #include <set>
 
-#include "tensor/philox.h"
+#include "core/philox.h"
 
 using namespace lattice;
 

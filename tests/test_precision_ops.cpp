@@ -8,10 +8,10 @@
 #include "autograd/autograd.h"
 #include "kernels/gemm.h"
 #include "precision_support.h"
-#include "tensor/ops.h"
+#include "ops/ops.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
-#include "tensor/spatial_ops.h"
+#include "ops/spatial_ops.h"
 
 using namespace lattice;
 using test::dequantized;

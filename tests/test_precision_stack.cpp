@@ -6,7 +6,7 @@
 #include <thread>
 
 #include "precision_support.h"
-#include "tensor/error.h"
+#include "core/error.h"
 #include "tensor/precision_stack.h"
 
 using namespace lattice;

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "autograd/autograd.h"
-#include "tensor/ops.h"
+#include "ops/ops.h"
 #include "tensor/precision_stack.h"
 
 using namespace lattice;

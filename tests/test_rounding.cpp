@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "kernels/quantize.h"
-#include "kernels/scalar/round.h"
-#include "tensor/format.h"
-#include "tensor/philox.h"
+#include "core/scalar/round.h"
+#include "core/format.h"
+#include "core/philox.h"
 #include "tests/numerics_reference.h"
 
 using namespace lattice;
@@ -356,7 +356,7 @@ TEST_CASE(
   CHECK(round_to(e4m3, kInf, saturate) == 448.0f);
   CHECK(round_to(e4m3, -kInf, saturate) == -448.0f);
   CHECK(round_to(e2m1, kInf, saturate) == 6.0f);
-  // OCP "satfinite" (documented in tensor/rounding.h: "inf inputs too").
+  // OCP "satfinite" (documented in core/rounding.h: "inf inputs too").
   CHECK(round_to(e5m2, kInf, saturate) == 57344.0f);
   CHECK(round_to(e5m2, -kInf, saturate) == -57344.0f);
   CHECK(round_to(fp16, kInf, saturate) == 65504.0f);

@@ -8,9 +8,9 @@
 
 #include "autograd/autograd.h"
 #include "autograd/gradcheck.h"
-#include "tensor/error.h"
-#include "tensor/ops.h"
-#include "tensor/spatial_ops.h"
+#include "core/error.h"
+#include "ops/ops.h"
+#include "ops/spatial_ops.h"
 
 using namespace lattice;
 

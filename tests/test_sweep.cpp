@@ -13,7 +13,7 @@
 #include <sstream>
 #include <string>
 
-#include "tensor/error.h"
+#include "core/error.h"
 #include "tools/plot.h"
 #include "tools/slurm.h"
 #include "tools/sweep.h"

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "tensor/error.h"
+#include "core/error.h"
 #include "tensor/tensor.h"
 
 using namespace lattice;

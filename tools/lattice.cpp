@@ -23,15 +23,15 @@
 #include <string_view>
 #include <vector>
 
-#include "kernels/scalar/bits.h"
-#include "tensor/block_scaling.h"
+#include "core/scalar/bits.h"
+#include "core/block_scaling.h"
 #include "tensor/design_space.h"
-#include "tensor/error.h"
-#include "tensor/format.h"
-#include "tensor/philox.h"
+#include "core/error.h"
+#include "core/format.h"
+#include "core/philox.h"
 #include "tensor/precision_stack.h"
 #include "tensor/quantizer.h"
-#include "tensor/rounding.h"
+#include "core/rounding.h"
 #include "tools/plot.h"
 #include "tools/process.h"
 #include "tools/slurm.h"

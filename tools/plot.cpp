@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "tensor/error.h"
+#include "core/error.h"
 #include "tools/process.h"
 
 namespace lattice::tools {

@@ -12,7 +12,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "tensor/error.h"
+#include "core/error.h"
 
 extern char** environ;
 

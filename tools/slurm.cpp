@@ -6,7 +6,7 @@
 #include <fstream>
 #include <regex>
 
-#include "tensor/error.h"
+#include "core/error.h"
 #include "tools/process.h"
 
 namespace lattice::tools {

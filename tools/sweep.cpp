@@ -14,7 +14,7 @@
 #include <sstream>
 #include <thread>
 
-#include "tensor/error.h"
+#include "core/error.h"
 #include "tensor/precision_stack.h"
 #include "tools/process.h"
 

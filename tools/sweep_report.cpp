@@ -12,7 +12,7 @@
 #include <set>
 
 #include "tensor/design_space.h"
-#include "tensor/error.h"
+#include "core/error.h"
 #include "tensor/precision_stack.h"
 #include "tools/plot.h"
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "nn/layers.h"
-#include "tensor/ops.h"
+#include "ops/ops.h"
 
 namespace lattice::models {
 

@@ -7,7 +7,7 @@
 
 #include "nn/functional.h"
 #include "nn/unet.h"
-#include "tensor/ops.h"
+#include "ops/ops.h"
 
 namespace lattice::models {
 

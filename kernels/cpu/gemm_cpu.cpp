@@ -4,7 +4,7 @@
 #include <algorithm>
 
 #include "kernels/gemm.h"
-#include "tensor/error.h"
+#include "core/error.h"
 
 namespace lattice {
 namespace {

@@ -1,14 +1,14 @@
 // CPU quantize kernels (OpenMP threads, loops the compiler vectorises): elementwise rounding
 // and block quantization over an (outer, length, inner) array. The scalar math is shared with
-// CUDA through kernels/scalar/; random bits are tied to element and block indices, so results
+// CUDA through core/scalar/; random bits are tied to element and block indices, so results
 // do not depend on the thread count.
 #include <algorithm>
 #include <type_traits>
 #include <vector>
 
 #include "kernels/quantize.h"
-#include "kernels/scalar/block.h"
-#include "kernels/scalar/round.h"
+#include "core/scalar/block.h"
+#include "core/scalar/round.h"
 
 namespace lattice {
 namespace {

@@ -1,12 +1,12 @@
 // CUDA quantize kernels: device twins of kernels/cpu/quantize_cpu.cpp running the same scalar
-// math (kernels/scalar/), so results match the CPU bit for bit, stochastic rounding included
+// math (core/scalar/), so results match the CPU bit for bit, stochastic rounding included
 // (random words are tied to element and block indices, as on the CPU).
 #include <cuda_runtime.h>
 
 #include "kernels/quantize.h"
-#include "kernels/scalar/block.h"
-#include "kernels/scalar/round.h"
-#include "tensor/error.h"
+#include "core/scalar/block.h"
+#include "core/scalar/round.h"
+#include "core/error.h"
 
 namespace lattice {
 namespace {

@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "autograd/autograd.h"
+#include "tensor/tape.h"
 #include "tensor/tensor.h"
 
 namespace lattice {

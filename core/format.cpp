@@ -1,14 +1,14 @@
 // Format names (named lattices, their common spellings, generic ExMy), validation, and the
 // host-side lattice queries: value counts, ulp, neighbours, checked encode/decode.
-#include "tensor/format.h"
+#include "core/format.h"
 
 #include <algorithm>
 #include <cmath>
 #include <regex>
 
-#include "kernels/scalar/round.h"
-#include "tensor/error.h"
-#include "tensor/text.h"
+#include "core/scalar/round.h"
+#include "core/error.h"
+#include "core/text.h"
 
 namespace lattice {
 

@@ -1,20 +1,20 @@
 // Differentiable ops: forward loops over contiguous (broadcast-materialised) operands in the
 // tensor's floating dtype, and one FunctionNode per op whose backward uses these ops. Saved
 // tensors are detached, so a graph never keeps its own outputs alive in a cycle.
-#include "tensor/ops.h"
+#include "ops/ops.h"
 
 #include <cmath>
 #include <numbers>
 #include <numeric>
 #include <optional>
 
-#include "autograd/autograd.h"
 #include "kernels/gemm.h"
+#include "ops/op_support.h"
 #include "tensor/gemm_recipe.h"
-#include "tensor/op_support.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
 #include "tensor/strided_loop.h"
+#include "tensor/tape.h"
 
 namespace lattice {
 namespace {
@@ -1169,6 +1169,20 @@ std::string to_string(const OpTrace& entry) {
   std::string inputs;
   for (const std::string& input : entry.inputs) inputs += (inputs.empty() ? "" : ", ") + input;
   return concat(entry.op, "(", inputs, ") -> ", entry.output, ", acc ", entry.accumulator);
+}
+
+Tensor sum_to(const Tensor& gradient, const Shape& shape) {
+  if (gradient.shape() == shape) return gradient;
+  const int lead = gradient.rank() - int(shape.size());
+  LATTICE_CHECK(lead >= 0, "[sum_to] cannot reduce ", gradient.shape(), " to ", shape);
+  std::vector<int> axes;
+  for (int i = 0; i < gradient.rank(); ++i) {
+    const bool broadcast = i < lead || (shape[size_t(i - lead)] == 1 && gradient.shape(i) != 1);
+    LATTICE_CHECK(broadcast || i < lead || gradient.shape(i) == shape[size_t(i - lead)],
+                  "[sum_to] cannot reduce ", gradient.shape(), " to ", shape);
+    if (broadcast) axes.push_back(i);
+  }
+  return sum(gradient, axes, true).reshape(shape);
 }
 
 }  // namespace lattice

@@ -1,11 +1,11 @@
 // Spellings of rounding modes and overflow policies, parsed and printed.
-#include "tensor/rounding.h"
+#include "core/rounding.h"
 
 #include <algorithm>
 #include <cctype>
 
-#include "tensor/error.h"
-#include "tensor/text.h"
+#include "core/error.h"
+#include "core/text.h"
 
 namespace lattice {
 namespace {

@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <string>
 
-#include "tensor/format.h"
-#include "tensor/rounding.h"
+#include "core/format.h"
+#include "core/rounding.h"
 
 namespace lattice {
 

@@ -10,10 +10,10 @@
 
 #include <cstdint>
 
-#include "kernels/scalar/bits.h"
-#include "tensor/format.h"
-#include "tensor/host_device.h"
-#include "tensor/rounding.h"
+#include "core/scalar/bits.h"
+#include "core/format.h"
+#include "core/host_device.h"
+#include "core/rounding.h"
 
 namespace lattice {
 

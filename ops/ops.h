@@ -48,6 +48,9 @@ Tensor clamp(const Tensor& x, double low, double high);
 
 /// Sum over `axes` (all when empty); keepdim keeps them as size 1.
 Tensor sum(const Tensor& x, const std::vector<int>& axes = {}, bool keepdim = false);
+/// Sums a (broadcast) gradient down to `shape`: the one place broadcasting is undone (the
+/// autograd engine calls it for every gradient it hands to an input).
+Tensor sum_to(const Tensor& gradient, const Shape& shape);
 /// The mean of no elements is NaN (0/0), as in PyTorch.
 Tensor mean(const Tensor& x, const std::vector<int>& axes = {}, bool keepdim = false);
 

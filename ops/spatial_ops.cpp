@@ -2,16 +2,16 @@
 // GEMM per group over the whole batch's patch rows, pooling and upsampling. Each op records one
 // FunctionNode whose backward is written with ops (col2im, im2col, matmul, sum, gather, slice), so
 // second derivatives flow through them too.
-#include "tensor/spatial_ops.h"
+#include "ops/spatial_ops.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <type_traits>
 
-#include "autograd/autograd.h"
-#include "tensor/op_support.h"
-#include "tensor/ops.h"
+#include "tensor/tape.h"
+#include "ops/op_support.h"
+#include "ops/ops.h"
 
 namespace lattice {
 namespace {

@@ -16,12 +16,12 @@
 
 #include <cstdint>
 
-#include "kernels/scalar/bits.h"
-#include "kernels/scalar/round.h"
-#include "tensor/block_scaling.h"
-#include "tensor/format.h"
-#include "tensor/host_device.h"
-#include "tensor/rounding.h"
+#include "core/scalar/bits.h"
+#include "core/scalar/round.h"
+#include "core/block_scaling.h"
+#include "core/format.h"
+#include "core/host_device.h"
+#include "core/rounding.h"
 
 namespace lattice {
 
