@@ -1,6 +1,7 @@
 // GEMM, backend-neutral: C = alpha * op(A) @ op(B) + beta * C on row-major fp32 matrices, the
-// engine behind matmul, linear and convolution. The CPU version calls oneDNN's sgemm (the
-// fastest measured here); gemm_reference_cpu is the plain triple loop tests check it against.
+// engine behind matmul, linear and convolution (ops/quantized_gemm.cpp calls it), and the
+// float64 batched product of gradient checks. The CPU version calls oneDNN's sgemm (the fastest
+// measured here); gemm_reference_cpu is the plain triple loop tests check it against.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +22,15 @@ GemmShape dense_gemm(int64_t M, int64_t N, int64_t K, bool transpose_a, bool tra
 /// C = alpha * op(A) @ op(B) + beta * C. Throws lattice::Error on inconsistent shapes.
 void gemm_cpu(
     const GemmShape& shape, float alpha, const float* a, const float* b, float beta, float* c);
+void gemm_cuda(
+    const GemmShape& shape, float alpha, const float* a, const float* b, float beta, float* c);
+
+/// c = a @ b per batch entry in float64, each sum in k order (gradient checks want the exact
+/// loop, not a blocked one). a: (batches, M, K), b: (batches, K, N), c: (batches, M, N).
+void batched_gemm_f64_cpu(
+    const double* a, const double* b, double* c, int64_t batches, int64_t M, int64_t N, int64_t K);
+void batched_gemm_f64_cuda(
+    const double* a, const double* b, double* c, int64_t batches, int64_t M, int64_t N, int64_t K);
 
 /// The same as a plain loop with fp64 accumulation (reference for tests).
 void gemm_reference_cpu(

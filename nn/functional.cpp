@@ -8,6 +8,7 @@
 #include "autograd/autograd.h"
 #include "ops/op_support.h"
 #include "ops/ops.h"
+#include "ops/quantized_gemm.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
 
@@ -29,14 +30,6 @@ Tensor per_channel(const Tensor& t, const Tensor& x) {
 void check_affine(const char* op, const Tensor& t, int64_t size) {
   LATTICE_CHECK(!t.defined() || (t.rank() == 1 && t.shape(0) == size), "[", op,
                 "] weight and bias must be (", size, "), got ", t.shape());
-}
-
-/// A fused op's output rounded onto the current stack's activation lattice (Λa), as every op's
-/// output is; the rounding passes gradients straight through.
-Tensor on_activation_lattice(const Tensor& out) {
-  const Quantizer& activations = current_precision().activations;
-  if (activations == Quantizer{} || out.dtype() != DType::float32) return out;
-  return quantize(out, activations, next_random_stream());
 }
 
 /// (x - mean) * rsqrt(var + eps) over the last axis.
@@ -155,7 +148,7 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
         });
         return w.defined() ? std::vector<Tensor>{dx, dw} : std::vector<Tensor>{dx};
       });
-  return on_activation_lattice(out);
+  return on_activation_lattice(out, ActivationRounding::recorded);
 }
 
 Tensor group_norm(
@@ -335,7 +328,7 @@ Tensor batch_norm(const Tensor& x,
     running_var.copy_(scale(running_var, 1.0 - momentum) +
                       scale(variance.to(running_var.dtype()), momentum * unbiased));
   }
-  return on_activation_lattice(out);
+  return on_activation_lattice(out, ActivationRounding::recorded);
 }
 
 Tensor dropout(const Tensor& x, double p, const RandomStream& random) {
@@ -460,7 +453,7 @@ Tensor apply_rope(const Tensor& x, const Tensor& cos, const Tensor& sin) {
   const Tensor out = apply_function(
       "rope", {x}, [&](const std::vector<Tensor>& in) { return rotated(in[0], cos, sin, false); },
       [cos, sin](const Tensor& g) { return std::vector<Tensor>{rotated(g, cos, sin, true)}; });
-  return on_activation_lattice(out);
+  return on_activation_lattice(out, ActivationRounding::recorded);
 }
 
 AttentionResult scaled_dot_product_attention(const Tensor& q,

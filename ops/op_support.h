@@ -3,10 +3,12 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "ops/ops.h"
 #include "tensor/tape.h"
 #include "tensor/tensor.h"
 
@@ -30,6 +32,23 @@ void record_op(const char* op,
                Backward&& backward) {
   if (!grad_enabled()) return;
   record(out, std::make_shared<FunctionNode>(op, std::forward<Backward>(backward)), inputs);
+}
+
+// The op trace (set_op_trace) for op files besides ops.cpp, which keeps the log.
+/// True while tracing, outside backward rules (which are not ops of the forward program).
+bool op_trace_enabled();
+void log_op_trace(OpTrace entry);
+/// "mxfp4 (8, 64)": a float tensor's format, another tensor's dtype, then its shape.
+std::string describe_for_trace(const Tensor& t);
+
+/// Logs one op when tracing; `describe_inputs()` builds the operand descriptions only then.
+template <typename DescribeInputs>
+void trace_op(const char* op,
+              DescribeInputs&& describe_inputs,
+              const Tensor& out,
+              const std::string& accumulator = "fp32") {
+  if (!op_trace_enabled()) return;
+  log_op_trace(OpTrace{op, describe_inputs(), describe_for_trace(out), accumulator});
 }
 
 }  // namespace lattice

@@ -9,12 +9,14 @@
 
 #include "autograd/autograd.h"
 #include "kernels/gemm.h"
+#include "kernels/quantizer_gradient.h"
+#include "ops/ops.h"
+#include "ops/quantized_gemm.h"
+#include "ops/spatial_ops.h"
 #include "precision_support.h"
 #include "tensor/gemm_recipe.h"
-#include "ops/ops.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
-#include "ops/spatial_ops.h"
 
 using namespace lattice;
 using test::dequantized;

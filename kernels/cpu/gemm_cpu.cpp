@@ -1,10 +1,11 @@
-// CPU GEMM through oneDNN's dnnl_sgemm (row-major, OpenMP threads), and the reference loop.
+// CPU GEMM through oneDNN's dnnl_sgemm (row-major, OpenMP threads), the float64 batched loop and
+// the reference loop.
 #include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
 
-#include "kernels/gemm.h"
 #include "core/error.h"
+#include "kernels/gemm.h"
 
 namespace lattice {
 namespace {
@@ -45,6 +46,18 @@ void gemm_cpu(
   const dnnl_status_t status = dnnl_sgemm(s.transpose_a ? 'T' : 'N', s.transpose_b ? 'T' : 'N', s.M,
                                           s.N, s.K, alpha, a, s.lda, b, s.ldb, beta, c, s.ldc);
   LATTICE_CHECK(status == dnnl_success, "[gemm] oneDNN sgemm failed with status ", int(status));
+}
+
+void batched_gemm_f64_cpu(
+    const double* a, const double* b, double* c, int64_t batches, int64_t M, int64_t N, int64_t K) {
+  for (int64_t i = 0; i < batches; ++i)
+    for (int64_t r = 0; r < M; ++r)
+      for (int64_t col = 0; col < N; ++col) {
+        double total = 0.0;
+        for (int64_t k = 0; k < K; ++k)
+          total += a[i * M * K + r * K + k] * b[i * K * N + k * N + col];
+        c[i * M * N + r * N + col] = total;
+      }
 }
 
 void gemm_reference_cpu(

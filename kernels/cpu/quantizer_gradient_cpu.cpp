@@ -1,0 +1,385 @@
+// CPU quantizer-gradient kernels: the step/scale surrogate derivatives and the estimators of a
+// block quantizer's gradient, a scalar per-block pass that rebuilds the forward quantization bit
+// for bit with the quantize kernels' scalar math and random words.
+#include <algorithm>
+#include <cmath>
+#include <span>
+#include <vector>
+
+#include "core/scalar/block.h"
+#include "core/scalar/round.h"
+#include "kernels/quantizer_gradient.h"
+
+namespace lattice {
+namespace {
+
+constexpr int64_t kParallelMin = 1 << 15;  // smaller arrays are not worth waking threads
+
+/// Round-to-nearest-even onto one format (saturating) and its directed neighbours, with the
+/// rounding plans built once per quantization rather than per element.
+class Staircase {
+ public:
+  explicit Staircase(const Format& f)
+      : format_(f),
+        down_(plan(f, RoundingMode::toward_negative)),
+        up_(plan(f, RoundingMode::toward_positive)),
+        nearest_(plan(f, RoundingMode::nearest_even)) {}
+
+  const Format& format() const {
+    return format_;
+  }
+  double nearest(double v) const {
+    return round_to_lattice(float(v), nearest_, 0u);
+  }
+  /// Where v lies between its lattice neighbours q_i <= v <= q_{i+1}: t = (v - c) / delta in
+  /// [-1, 1] with c the midpoint and delta the half width (t = 1 on a lattice point).
+  double position(double v) const {
+    const double low = round_to_lattice(float(v), down_, 0u);
+    const double high = round_to_lattice(float(v), up_, 0u);
+    if (high <= low) return 1.0;
+    return (v - (low + high) / 2) / ((high - low) / 2);
+  }
+
+ private:
+  static RoundingPlan plan(const Format& f, RoundingMode mode) {
+    return make_rounding_plan(f, Rounding{mode, 32, Overflow::saturate, Subnormals::keep});
+  }
+
+  Format format_;
+  RoundingPlan down_, up_, nearest_;
+};
+
+/// Wang et al.'s differentiable estimator, Q~(x) = delta (1 + sign(t) |t|^(1/k)) + q_i, whose
+/// derivative in x is |t|^(1/k - 1) / k with t the distance to the midpoint normalised by the
+/// half width. The design-space code uses the raw distance |x - c| instead, which only agrees
+/// for delta = 1 and does not interpolate the staircase; we take the normalised form.
+double baseline_derivative(double t) {
+  if (t == 0.0) return 0.0;  // the reference sets the (infinite) midpoint slope to 0
+  return std::pow(std::abs(t), 1.0 / kBaselineK - 1.0) / kBaselineK;
+}
+
+/// -1, 0 or 1 (the sign a gradient term takes from its element).
+double signum(double x) {
+  return double((x > 0.0) - (x < 0.0));
+}
+
+double clip_surrogate(double d) {
+  return std::clamp(d, kSurrogateFloor, kSurrogateCeiling);
+}
+
+/// Slope of the piecewise-linear interpolant of round-to-nearest-even onto f, sampled at
+/// kSplineSamples even points of [low, high], at v (SciPy InterpolatedUnivariateSpline k=1,
+/// extrapolating its end pieces).
+double spline_slope(double v, double low, double high, const Staircase& q) {
+  const double h = (high - low) / (kSplineSamples - 1);
+  const int j = std::clamp(int(std::floor((v - low) / h)), 0, kSplineSamples - 2);
+  const double left = low + j * h, right = low + (j + 1) * h;
+  return clip_surrogate((q.nearest(right) - q.nearest(left)) / h);
+}
+
+double step_derivative(StepGradient mode, double u, const Staircase& element) {
+  const double top = element.format().carrier_max();
+  // Past the saturation point the surrogates are undefined; like the reference's unmasked
+  // branch the gradient passes straight through there.
+  if (mode == StepGradient::ste || !(std::abs(u) <= top)) return 1.0;
+  // The reference code multiplies every surrogate by a mask max_mask = (6 > x) the wrong way
+  // round, so its surrogate acts only where the scaled value is +6 (algorithms.md §4.5).
+  // That is a bug; here the surrogate acts on every element, as the paper describes.
+  const double t = element.position(u);
+  switch (mode) {
+    case StepGradient::baseline:
+      return baseline_derivative(t);
+    case StepGradient::spline:
+      return spline_slope(u, -top, top, element);
+    case StepGradient::sigmoid: {
+      // 12 sigma(z/T)(1 - sigma(z/T)) / T with z = (u - c) 6 / delta: integrates to the step.
+      const double s = 1.0 / (1.0 + std::exp(-6.0 * t / kSigmoidTemperature));
+      return clip_surrogate(12.0 * s * (1.0 - s) / kSigmoidTemperature);
+    }
+    default:
+      return 1.0;
+  }
+}
+
+double scale_derivative(ScaleGradient mode, double v, const Staircase& scale) {
+  const Format& scale_format = scale.format();
+  // An fp32 ("ideal") scale is not rounded: its quantizer is the identity.
+  if (mode == ScaleGradient::ste || scale_format == fp32 || !(v > 0.0) ||
+      !(v <= scale_format.carrier_max()))
+    return 1.0;
+  if (mode == ScaleGradient::baseline) return baseline_derivative(scale.position(v));
+  // The reference samples the first 20 scale values, a range real scales never reach. We
+  // sample the binade [2^e, 2^(e+1)) holding v instead, which keeps the spline's meaning (the
+  // interpolated staircase) at every magnitude.
+  int exponent = 0;
+  std::frexp(v, &exponent);
+  const double low = std::ldexp(1.0, exponent - 1);
+  return spline_slope(v, low, 2 * low, scale);
+}
+
+}  // namespace
+
+double step_derivative(StepGradient mode, double u, const Format& element) {
+  return step_derivative(mode, u, Staircase(element));
+}
+
+double scale_derivative(ScaleGradient mode, double v, const Format& scale_format) {
+  return scale_derivative(mode, v, Staircase(scale_format));
+}
+
+namespace {
+
+/// One operand quantization rebuilt block by block with the kernels' scalar math and random
+/// words, keeping what the estimators need.
+class BlockPass {
+ public:
+  BlockPass(const Format& element,
+            const Rounding& rounding,
+            const BlockScaling& scaling,
+            const GemmRecipe& recipe,
+            std::span<const float> x,
+            const BlockLayout& layout,
+            const RandomStream& random)
+      : rounding_(rounding), s_(scaling), recipe_(recipe), x_(x), random_(random), layout_(layout) {
+    uint32_t amax_bits = 0;
+    for (float v : x) amax_bits = std::max(amax_bits, finite_magnitude_bits(v));
+    tensor_amax_ = float_from_bits(amax_bits);
+    // As quantize_blocks_cpu: the plan sees the tensor amax only where a tensor scale uses it.
+    plan_ = make_block_plan(element, rounding, s_, has_tensor_scale() ? tensor_amax_ : 0.0f);
+  }
+
+  int64_t block_count() const {
+    return layout_.block_count();
+  }
+  float tensor_amax() const {
+    return tensor_amax_;
+  }
+  /// Whether the elements are divided by a tensor scale g = max|x| / divisor (nvfp4: s_dec,
+  /// encode with ts: g).
+  bool has_tensor_scale() const {
+    return s_.rule == ScaleRule::nvfp4 || (s_.rule == ScaleRule::encode && s_.tensor_scale);
+  }
+
+  /// Flat indices of block b's elements (b as the kernels number blocks).
+  void indices(int64_t b, std::vector<int64_t>& out) const {
+    const int64_t per_column = layout_.blocks_per_column(), inner = layout_.inner;
+    const int64_t slab = b / inner, i = b % inner;
+    const int64_t o = slab / per_column, j = slab % per_column;
+    const int64_t rows = std::min(layout_.block_size, layout_.length - j * layout_.block_size);
+    out.clear();
+    for (int64_t r = 0; r < rows; ++r)
+      out.push_back((o * layout_.length + j * layout_.block_size + r) * inner + i);
+  }
+
+  struct Block {
+    uint32_t hard_max_bits;  // largest magnitude bits, specials included
+    float amax;              // the max the scale is computed from (smooth under softsoftmax)
+    float scale;             // rounded scale, as the kernels store it
+    double unrounded;        // the scale before rounding onto the scale format
+  };
+
+  Block block(int64_t b, const std::vector<int64_t>& index) const {
+    Block out{};
+    for (int64_t k : index) out.hard_max_bits = std::max(out.hard_max_bits, magnitude_bits(k));
+    out.amax = float_from_bits(out.hard_max_bits);
+    if (recipe_.max_approx == MaxApprox::softsoftmax && out.hard_max_bits != 0 &&
+        out.hard_max_bits < 0x7F800000u) {
+      double total = 0.0;
+      for (int64_t k : index) total += std::exp(recipe_.alpha * (std::abs(x_[k]) - out.amax));
+      out.amax = float(out.amax + std::log(total) / recipe_.alpha);
+    }
+    const uint32_t scale_word =
+        s_.scale_rounding == RoundingMode::stochastic ? random_.fork().word(uint64_t(b)) : 0u;
+    out.scale = block_scale(float_bits(out.amax), plan_, scale_word);
+    const double amax = out.amax;
+    switch (s_.rule) {
+      case ScaleRule::mx:
+        out.unrounded = std::ldexp(amax, -plan_.element_max_exponent);
+        break;
+      case ScaleRule::nvfp4:
+        out.unrounded = amax * (double(plan_.tensor_encode) / plan_.element_max);
+        break;
+      case ScaleRule::encode:
+        out.unrounded = plan_.element_max / (amax == 0.0 ? 1.0 : amax) * plan_.tensor_encode;
+        break;
+    }
+    return out;
+  }
+
+  /// Element k of a block with scale `scale`: returns x_hat; `u` receives the scaled value
+  /// before element rounding.
+  float element(int64_t k, float scale, double& u) const {
+    const float multiplier = s_.rule == ScaleRule::mx ? 1.0f / scale
+                             : s_.rule == ScaleRule::nvfp4
+                                 ? std::min(1.0f / (scale * plan_.tensor_decode), 3.40282347e38f)
+                                 : scale;
+    const float x = x_[size_t(k)];
+    u = s_.rule == ScaleRule::encode ? x * multiplier / plan_.tensor_encode : x * multiplier;
+    const uint32_t word =
+        rounding_.mode == RoundingMode::stochastic ? random_.word(uint64_t(k)) : 0u;
+    return quantize_in_block(x, scale, plan_, word);
+  }
+
+  const BlockScaling& scaling() const {
+    return s_;
+  }
+
+ private:
+  uint32_t magnitude_bits(int64_t k) const {
+    return float_bits(x_[size_t(k)]) & 0x7FFFFFFFu;
+  }
+
+  const Rounding& rounding_;
+  const BlockScaling& s_;
+  const GemmRecipe& recipe_;
+  std::span<const float> x_;
+  RandomStream random_;
+  BlockLayout layout_;
+  BlockPlan plan_;
+  float tensor_amax_ = 0.0f;
+};
+
+}  // namespace
+
+void recipe_quantize_blocks_cpu(const float* x,
+                                float* y,
+                                const BlockLayout& layout,
+                                const Format& element,
+                                const Rounding& rounding,
+                                const BlockScaling& scaling,
+                                const GemmRecipe& recipe,
+                                const RandomStream& random) {
+  const int64_t n = layout.outer * layout.length * layout.inner;
+  const BlockPass pass(element, rounding, scaling, recipe, std::span<const float>(x, size_t(n)),
+                       layout, random);
+  const int64_t blocks = pass.block_count();
+#pragma omp parallel if (n > kParallelMin)
+  {
+    std::vector<int64_t> index;
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) {
+      pass.indices(b, index);
+      const BlockPass::Block block = pass.block(b, index);
+      double u;
+      for (int64_t k : index) y[size_t(k)] = pass.element(k, block.scale, u);
+    }
+  }
+}
+
+void quantizer_gradient_elementwise_cpu(const float* x,
+                                        const float* grad_y,
+                                        float* grad_x,
+                                        int64_t n,
+                                        const Format& element,
+                                        const GemmRecipe& recipe) {
+  if (recipe.straight_through()) {
+    std::copy(grad_y, grad_y + n, grad_x);
+    return;
+  }
+  const Staircase staircase(element);  // only the step surrogate applies, at u = x
+  for (int64_t k = 0; k < n; ++k)
+    grad_x[k] = float(step_derivative(recipe.step_gradient, x[k], staircase) * grad_y[k]);
+}
+
+void quantizer_gradient_blocks_cpu(const float* x_data,
+                                   const float* grad_y_data,
+                                   float* grad_x_data,
+                                   const BlockLayout& layout,
+                                   const Format& element_format,
+                                   const Rounding& rounding,
+                                   const BlockScaling& scaling,
+                                   const GemmRecipe& recipe,
+                                   const RandomStream& random) {
+  const size_t n = size_t(layout.outer * layout.length * layout.inner);
+  const std::span<const float> x(x_data, n), grad_y(grad_y_data, n);
+  const std::span<float> grad_x(grad_x_data, n);
+  if (recipe.straight_through()) {
+    std::copy(grad_y.begin(), grad_y.end(), grad_x.begin());
+    return;
+  }
+  const Staircase element(element_format);
+  const BlockPass pass(element_format, rounding, scaling, recipe, x, layout, random);
+  const Staircase scale(pass.scaling().scale_format);
+  // Tensor-scale term (§4.7): dx_hat_i/dg_raw = (x_hat_i - Q'(u_i) x_i) / g_raw with g
+  // treated as independent of the block scales, as the reference does.
+  const double g_raw = pass.tensor_amax();
+  const bool tensor_term = recipe.tensor_scale_gradient != TensorScaleGradient::ignore &&
+                           pass.has_tensor_scale() && g_raw > 0.0;
+  double tensor_sum = 0.0;  // sum_i G_i (x_hat_i - Q'_i x_i) / g_raw, for absmax
+  std::vector<double> tensor_terms;
+  if (tensor_term) tensor_terms.assign(x.size(), 0.0);
+
+  // Blocks are independent; the tensor-scale sum is kept per block and added in block order,
+  // so the result does not depend on the thread count.
+  const int64_t blocks = pass.block_count();
+  std::vector<double> block_tensor_sums(tensor_term ? size_t(blocks) : 0, 0.0);
+#pragma omp parallel if (int64_t(x.size()) > kParallelMin)
+  {
+    std::vector<int64_t> index;
+    std::vector<double> derivative, x_hat;
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) {
+      pass.indices(b, index);
+      const BlockPass::Block block = pass.block(b, index);
+      if (std::isnan(block.scale)) {  // a block holding NaN or inf: nothing to estimate
+        for (int64_t k : index) grad_x[size_t(k)] = grad_y[size_t(k)];
+        continue;
+      }
+      derivative.resize(index.size());
+      x_hat.resize(index.size());
+      for (size_t i = 0; i < index.size(); ++i) {
+        double u;
+        x_hat[i] = pass.element(index[i], block.scale, u);
+        derivative[i] = step_derivative(recipe.step_gradient, u, element);
+        const size_t k = size_t(index[i]);
+        grad_x[k] = float(derivative[i] * grad_y[k]);
+        if (tensor_term) {
+          tensor_terms[k] = grad_y[k] * (x_hat[i] - derivative[i] * x[k]) / g_raw;
+          block_tensor_sums[size_t(b)] += tensor_terms[k];
+        }
+      }
+      if (recipe.max_approx == MaxApprox::ste || block.amax == 0.0f) continue;
+      // Max term (§4.4), re-derived rather than transcribed: with x_hat_i = Q(x_i m) / m and
+      // the multiplier m a function of the rounded scale r = R(r_hat(amax)),
+      //   dx_hat_i/damax = -(Q'_i x_i - x_hat_i) R'(r_hat) (r_hat / r) / amax
+      // for every rule (mx, nvfp4 and encode alike), and damax/dx_j = w_j below.
+      double block_sum = 0.0;
+      for (size_t i = 0; i < index.size(); ++i)
+        block_sum += grad_y[size_t(index[i])] * (derivative[i] * x[size_t(index[i])] - x_hat[i]);
+      const double coefficient = -scale_derivative(recipe.scale_gradient, block.unrounded, scale) *
+                                 (block.unrounded / block.scale) / block.amax * block_sum;
+      if (recipe.max_approx == MaxApprox::absmax) {
+        // The hard max's gradient, shared equally by ties (as lattice::max).
+        int ties = 0;
+        for (int64_t k : index)
+          ties += (float_bits(x[size_t(k)]) & 0x7FFFFFFFu) == block.hard_max_bits;
+        for (int64_t k : index)
+          if ((float_bits(x[size_t(k)]) & 0x7FFFFFFFu) == block.hard_max_bits)
+            grad_x[size_t(k)] += float(signum(x[size_t(k)]) * coefficient / ties);
+      } else {
+        // softmax(alpha |x|) sign(x): the exact gradient of the smooth max (softsoftmax), used
+        // as a surrogate for the hard max (hardsoftmax).
+        const double top = float_from_bits(block.hard_max_bits);
+        double total = 0.0;
+        for (int64_t k : index) total += std::exp(recipe.alpha * (std::abs(x[size_t(k)]) - top));
+        for (int64_t k : index) {
+          const double weight = std::exp(recipe.alpha * (std::abs(x[size_t(k)]) - top)) / total;
+          grad_x[size_t(k)] += float(signum(x[size_t(k)]) * weight * coefficient);
+        }
+      }
+    }
+  }
+  if (!tensor_term) return;
+  for (double partial : block_tensor_sums) tensor_sum += partial;
+  if (recipe.tensor_scale_gradient == TensorScaleGradient::ste) {
+    // Straight-through of g_raw = max|x|: each element is treated as the max for its own term.
+    for (size_t k = 0; k < x.size(); ++k) grad_x[k] += float(signum(x[k]) * tensor_terms[k]);
+    return;
+  }
+  int ties = 0;
+  for (float v : x) ties += std::abs(v) == float(g_raw);
+  for (size_t k = 0; k < x.size(); ++k)
+    if (std::abs(x[k]) == float(g_raw)) grad_x[k] += float(signum(x[k]) * tensor_sum / ties);
+}
+
+}  // namespace lattice

@@ -1,0 +1,483 @@
+// Quantized GEMM (ops/quantized_gemm.h): the operand quantizers and the design-space recipe
+// around the GEMM kernel, the accumulator emulation, the activation-lattice rounding of op
+// outputs, and the matmul, quantize, cast and gradient_estimator ops. Forward and backward
+// GEMMs run here; the loops are the kernels' (gemm, quantized_gemm, quantizer_gradient,
+// hadamard, quantize).
+#include "ops/quantized_gemm.h"
+
+#include <algorithm>
+#include <optional>
+#include <vector>
+
+#include "kernels/dispatch.h"
+#include "kernels/gemm.h"
+#include "kernels/hadamard.h"
+#include "kernels/quantized_gemm.h"
+#include "kernels/quantizer_gradient.h"
+#include "ops/op_support.h"
+#include "ops/ops.h"
+#include "tensor/precision_stack.h"
+#include "tensor/random.h"
+#include "tensor/strided_loop.h"
+#include "tensor/tape.h"
+
+namespace lattice {
+namespace {
+
+bool is_identity(const Quantizer& q) {
+  return q == Quantizer{};
+}
+
+/// The axes of `t` from the largest stride to the smallest when its elements are a packed
+/// block in that order (a permutation of a contiguous tensor), else nullopt.
+std::optional<std::vector<int>> packed_order(const Tensor& t) {
+  std::vector<int> order(size_t(t.rank()));
+  for (int i = 0; i < t.rank(); ++i) order[size_t(i)] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return t.stride(a) > t.stride(b); });
+  int64_t expected = 1;
+  for (size_t i = order.size(); i-- > 0;) {
+    const int axis = order[i];
+    if (t.shape(axis) != 1 && t.stride(axis) != expected) return std::nullopt;
+    expected *= t.shape(axis);
+  }
+  return order;
+}
+
+/// Q(t) as plain values, outside autograd and the trace: the kernels' quantize-dequantize
+/// labelled with an elementwise quantizer's format.
+Tensor quantized_values(const Tensor& t, const Quantizer& q, const RandomStream& random) {
+  LATTICE_CHECK(t.dtype() == DType::float32, "[quantize] expects float32, got ",
+                dtype_name(t.dtype()));
+  NoGradGuard no_grad;  // the packed copy is an internal temporary
+  if (const std::optional<std::vector<int>> order = packed_order(t); order && !t.is_contiguous()) {
+    // A permuted view of packed values (a transposed weight): quantize them in place in their
+    // packed order, blocks along the same logical axis, and view the result the same way.
+    // Stochastic rounding then draws by packed position, as for the packed tensor itself.
+    Shape packed_shape;
+    std::vector<int> position(order->size());
+    for (size_t i = 0; i < order->size(); ++i) {
+      packed_shape.push_back(t.shape((*order)[i]));
+      position[size_t((*order)[i])] = int(i);
+    }
+    const Tensor packed = t.as_strided(packed_shape, contiguous_strides(packed_shape), t.offset());
+    Quantizer along = q;
+    if (along.scaling)
+      along.scaling->axis = position[size_t(normalize_axis(q.scaling->axis, t.rank(), "quantize"))];
+    return quantized_values(packed, along, random).permute(position);
+  }
+  const Tensor in = t.contiguous();
+  Tensor out = empty(t.shape());
+  const int64_t n = t.numel();
+  lattice::quantize(q, std::span<const float>(in.data<float>(), size_t(n)),
+                    std::span<float>(out.data<float>(), size_t(n)), t.shape(), random);
+  return q.scaling ? out : out.with_format(q.element);
+}
+
+/// `t` quantized by `q` with blocks along `axis`, outside autograd (the calling op records
+/// its own node). Identity quantizers and non-float32 tensors pass through.
+Tensor quantized_operand(const Tensor& t, Quantizer q, int axis) {
+  if (is_identity(q) || t.dtype() != DType::float32) return t;
+  if (q.scaling) q.scaling->axis = axis;
+  return quantized_values(t, q, next_random_stream());
+}
+
+void check_sizes(const char* op, std::span<const int64_t> shape, size_t a, size_t b) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  LATTICE_CHECK(int64_t(a) == n && int64_t(b) == n, "[", op, "] shape holds ", n,
+                " elements, got arrays of ", a, " and ", b);
+}
+
+// The operand quantization of quantized_gemm.h on arrays of `device`: checks, the block
+// layout, then the kernels.
+
+void quantize_operand_on(Device device,
+                         const Quantizer& q,
+                         const GemmRecipe& recipe,
+                         std::span<const float> x,
+                         std::span<float> y,
+                         std::span<const int64_t> shape,
+                         const RandomStream& random) {
+  if (!q.scaling || recipe.max_approx != MaxApprox::softsoftmax) {
+    quantize(q, x, y, shape, random);
+    return;
+  }
+  validate(q);
+  check_sizes("quantize", shape, x.size(), y.size());
+  LATTICE_DISPATCH(device, recipe_quantize_blocks, x.data(), y.data(),
+                   block_layout(*q.scaling, shape), q.element, q.rounding, *q.scaling, recipe,
+                   random);
+}
+
+void quantizer_gradient_on(Device device,
+                           const Quantizer& q,
+                           const GemmRecipe& recipe,
+                           std::span<const float> x,
+                           std::span<const float> grad_y,
+                           std::span<float> grad_x,
+                           std::span<const int64_t> shape,
+                           const RandomStream& random) {
+  check_sizes("quantizer gradient", shape, x.size(), grad_y.size());
+  check_sizes("quantizer gradient", shape, x.size(), grad_x.size());
+  // A straight-through recipe passes the gradient whatever the quantizer (nothing to check).
+  if (!q.scaling || recipe.straight_through()) {
+    LATTICE_DISPATCH(device, quantizer_gradient_elementwise, x.data(), grad_y.data(), grad_x.data(),
+                     int64_t(x.size()), q.element, recipe);
+    return;
+  }
+  validate(q);
+  LATTICE_DISPATCH(device, quantizer_gradient_blocks, x.data(), grad_y.data(), grad_x.data(),
+                   block_layout(*q.scaling, shape), q.element, q.rounding, *q.scaling, recipe,
+                   random);
+}
+
+void hadamard_on(Device device,
+                 std::span<float> x,
+                 std::span<const int64_t> shape,
+                 int axis,
+                 int block,
+                 const RandomStream& signs,
+                 bool inverse) {
+  LATTICE_CHECK(block >= 1 && (block & (block - 1)) == 0,
+                "[hadamard] block size must be a power of two, got ", block);
+  const BlockLayout layout = block_layout(BlockScaling{.block_size = block, .axis = axis}, shape);
+  check_sizes("hadamard", shape, x.size(), x.size());
+  LATTICE_DISPATCH(device, random_hadamard, x.data(), layout.outer, layout.length, layout.inner,
+                   block, signs, inverse);
+}
+
+/// How a matrix operand reaches the GEMM without a copy: row-major with leading dimension
+/// `ld`, or transposed (a column-major view, as t() of a packed matrix gives).
+struct MatrixOperand {
+  bool transposed = false;
+  int64_t ld = 0;
+};
+
+/// The layout of the matrices in the last two axes of `m`, when the GEMM can read them in
+/// place.
+std::optional<MatrixOperand> gemm_layout(const Tensor& m) {
+  const int64_t rows = m.shape(-2), cols = m.shape(-1), row_stride = m.stride(-2),
+                col_stride = m.stride(-1);
+  if (col_stride == 1 && row_stride >= std::max<int64_t>(cols, 1))
+    return MatrixOperand{false, row_stride};
+  if (row_stride == 1 && col_stride >= std::max<int64_t>(rows, 1))
+    return MatrixOperand{true, col_stride};
+  return std::nullopt;
+}
+
+/// a @ b with batch axes broadcast, no autograd and no quantization. float32 operands whose
+/// matrices are row- or column-major views (transposes, head splits, broadcast batches) go to
+/// the GEMM in place, one call per batch entry; others are packed first.
+Tensor batched_product(const Tensor& a, const Tensor& b) {
+  const int64_t M = a.shape(-2), K = a.shape(-1), N = b.shape(-1);
+  LATTICE_CHECK(is_floating(a.dtype()), "[matmul] expects float32 or float64, got ",
+                dtype_name(a.dtype()));
+  NoGradGuard no_grad;  // internal temporaries
+  const Shape a_batch(a.shape().begin(), a.shape().end() - 2);
+  const Shape b_batch(b.shape().begin(), b.shape().end() - 2);
+  const Shape batch = broadcast_shapes(a_batch, b_batch, "matmul");
+  Shape a_full = batch, b_full = batch, out_shape = batch;
+  a_full.push_back(M), a_full.push_back(K);
+  b_full.push_back(K), b_full.push_back(N);
+  out_shape.push_back(M), out_shape.push_back(N);
+  Tensor out = empty(out_shape, a.dtype());
+  const int64_t batches = numel(batch);
+  if (a.dtype() == DType::float32) {
+    Tensor lhs = a.expand(a_full), rhs = b.expand(b_full);
+    std::optional<MatrixOperand> la = gemm_layout(lhs), lb = gemm_layout(rhs);
+    if (!la) lhs = lhs.contiguous(), la = MatrixOperand{false, std::max<int64_t>(K, 1)};
+    if (!lb) rhs = rhs.contiguous(), lb = MatrixOperand{false, std::max<int64_t>(N, 1)};
+    const GemmShape shape{
+        M, N, K, la->transposed, lb->transposed, la->ld, lb->ld, std::max<int64_t>(N, 1)};
+    const float* x = lhs.data<float>();
+    const float* w = rhs.data<float>();
+    float* y = out.data<float>();
+    int64_t i = 0;  // output matrices are packed in batch order
+    for_each_run<2>(batch,
+                    {Strides(lhs.strides().begin(), lhs.strides().end() - 2),
+                     Strides(rhs.strides().begin(), rhs.strides().end() - 2)},
+                    [&](const auto& offsets, int64_t count, const auto& steps) {
+                      for (int64_t j = 0; j < count; ++j, ++i)
+                        LATTICE_DISPATCH(out.device(), gemm, shape, 1.0f,
+                                         x + offsets[0] + j * steps[0],
+                                         w + offsets[1] + j * steps[1], 0.0f, y + i * M * N);
+                    });
+    return out;
+  }
+  // float64 (gradient checks): the exact loop on packed operands.
+  const Tensor lhs = a.expand(a_full).contiguous(), rhs = b.expand(b_full).contiguous();
+  const double* x = lhs.data<double>();
+  const double* w = rhs.data<double>();
+  double* y = out.data<double>();
+  LATTICE_DISPATCH(out.device(), batched_gemm_f64, x, w, y, batches, M, N, K);
+  return out;
+}
+
+/// a @ b through the stack's accumulator: fp32 by default; otherwise the running sum is
+/// rounded onto acc.format after every acc.round_every products along K (or once at the end).
+Tensor accumulated_product(const Tensor& a, const Tensor& b, const Accumulator& acc) {
+  if (acc == Accumulator{} || a.dtype() != DType::float32) return batched_product(a, b);
+  NoGradGuard no_grad;  // slices of the operands are internal temporaries
+  const int64_t K = a.shape(-1), chunk = acc.round_every > 0 ? acc.round_every : K;
+  const Quantizer onto{acc.format, Rounding{}, std::nullopt};
+  Tensor total;
+  for (int64_t k = 0; k < std::max<int64_t>(K, 1); k += chunk) {
+    const int64_t end = std::min(K, k + chunk);
+    Tensor partial = batched_product(a.slice(-1, k, end), b.slice(-2, k, end));
+    if (total.defined())
+      LATTICE_DISPATCH(partial.device(), add_running_sum, partial.data<float>(),
+                       total.data<float>(), partial.numel());
+    total = quantized_values(partial, onto, {});
+  }
+  return total;
+}
+
+/// `t` with a random Hadamard along `axis` (or its inverse), in a packed float32 copy labelled
+/// fp32 (its values are off any lattice), outside autograd.
+Tensor hadamard_along(
+    const Tensor& t, int axis, int block, const RandomStream& signs, bool inverse = false) {
+  NoGradGuard no_grad;
+  const Tensor out = t.clone().with_format(fp32);
+  hadamard_on(out.device(), std::span<float>(out.data<float>(), size_t(out.numel())), out.shape(),
+              axis, block, signs, inverse);
+  return out;
+}
+
+/// One GEMM operand under a recipe: its quantizer (axis set, SR applied) and the random
+/// stream its quantization drew, so the backward can rebuild the quantizer's estimator.
+struct RecipeOperand {
+  Quantizer quantizer;
+  RandomStream random;
+};
+
+RecipeOperand recipe_operand(Quantizer q, int axis, bool stochastic) {
+  if (is_identity(q)) return {q, {}};
+  if (q.scaling) q.scaling->axis = axis;
+  if (stochastic) q.rounding.mode = RoundingMode::stochastic;
+  return {q, next_random_stream()};
+}
+
+Tensor quantized_by(const Tensor& t, const RecipeOperand& operand, const GemmRecipe& recipe) {
+  if (is_identity(operand.quantizer)) return t;
+  NoGradGuard no_grad;
+  const Tensor in = t.contiguous();
+  Tensor out = empty(t.shape());
+  quantize_operand_on(out.device(), operand.quantizer, recipe,
+                      std::span<const float>(in.data<float>(), size_t(t.numel())),
+                      std::span<float>(out.data<float>(), size_t(t.numel())), t.shape(),
+                      operand.random);
+  return operand.quantizer.scaling ? out : out.with_format(operand.quantizer.element);
+}
+
+/// dL/dx from dL/dQ(x) (summed to x's shape) through the recipe's estimators.
+Tensor estimated_gradient(const Tensor& grad_q,
+                          const Tensor& x,
+                          const RecipeOperand& operand,
+                          const GemmRecipe& recipe) {
+  const Tensor g = sum_to(grad_q, x.shape());
+  if (is_identity(operand.quantizer) || recipe.straight_through()) return g;
+  NoGradGuard no_grad;
+  const Tensor xs = x.contiguous(), gs = g.contiguous();
+  Tensor out = empty(x.shape());
+  const size_t n = size_t(x.numel());
+  quantizer_gradient_on(out.device(), operand.quantizer, recipe,
+                        std::span<const float>(xs.data<float>(), n),
+                        std::span<const float>(gs.data<float>(), n),
+                        std::span<float>(out.data<float>(), n), x.shape(), operand.random);
+  return out;
+}
+
+/// Logs a matmul when tracing: each operand's quantizer (or its own lattice) and the
+/// accumulator, "bf16:k32" when it rounds every 32 products.
+void trace_matmul(const Tensor& a,
+                  const Quantizer& a_quantizer,
+                  const Tensor& b,
+                  const Quantizer& b_quantizer,
+                  const Tensor& out,
+                  const Accumulator& acc) {
+  if (!op_trace_enabled()) return;
+  const auto operand = [](const Tensor& t, const Quantizer& quantizer) {
+    return is_identity(quantizer) ? describe_for_trace(t)
+                                  : concat(to_string(quantizer), " ", t.shape());
+  };
+  trace_op(
+      "matmul",
+      [&] {
+        return std::vector<std::string>{operand(a, a_quantizer), operand(b, b_quantizer)};
+      },
+      out,
+      acc.round_every > 0 ? concat(format_name(acc.format), ":k", acc.round_every)
+                          : format_name(acc.format));
+}
+
+/// matmul under a non-default GemmRecipe (algorithms.md §4.4-4.9). Forward:
+/// y = Q_x(a T) Q_w(T^T b) with T = diag(s) H along K when the Hadamard covers all GEMMs.
+/// Backward: dL/dQ(a T) ~ Q_dy(g T2) Q_bw(T2^T (T^T b)^T) and dL/dQ(T^T b) ~ Q_bx((a T)^T T3)
+/// Q_dy(T3^T g), T2 and T3 fresh Hadamards along N and M when the Hadamard covers backward;
+/// each then goes through its forward quantizer's estimator and T^T back to a and b.
+Tensor recipe_matmul(const Tensor& a,
+                     const Tensor& b,
+                     const GemmQuantizers& q,
+                     const Accumulator& acc) {
+  const GemmRecipe& recipe = q.recipe;
+  const StochasticRounding sr = recipe.stochastic_rounding;
+  const bool forward_hadamard = recipe.hadamard == HadamardPlacement::all;
+  const bool backward_hadamard = recipe.hadamard != HadamardPlacement::none;
+  const int forward_block = hadamard_block(q.input);
+  const RandomStream forward_signs = forward_hadamard ? next_random_stream() : RandomStream{};
+  const Tensor at = forward_hadamard ? hadamard_along(a, -1, forward_block, forward_signs) : a;
+  const Tensor bt = forward_hadamard ? hadamard_along(b, -2, forward_block, forward_signs) : b;
+  const RecipeOperand x = recipe_operand(q.input, -1, sr == StochasticRounding::all);
+  const RecipeOperand w = recipe_operand(q.weight, -2, sr == StochasticRounding::all);
+  const Tensor out = on_activation_lattice(
+      accumulated_product(quantized_by(at, x, recipe), quantized_by(bt, w, recipe), acc));
+  trace_matmul(a, x.quantizer, b, w.quantizer, out, acc);
+  record_op(
+      "matmul", out, {a, b},
+      [at = detach(at), bt = detach(bt), q, acc, x, w, forward_hadamard, backward_hadamard,
+       forward_block, forward_signs](const Tensor& g) {
+        const GemmRecipe& recipe = q.recipe;
+        const StochasticRounding sr = recipe.stochastic_rounding;
+        const bool sr_dy = sr != StochasticRounding::none;
+        const int block = hadamard_block(q.output_grad);
+        // dgrad: reduces over N.
+        const RandomStream dgrad_signs = backward_hadamard ? next_random_stream() : RandomStream{};
+        const Tensor g_d = backward_hadamard ? hadamard_along(g, -1, block, dgrad_signs) : g;
+        const Tensor w_d = backward_hadamard ? hadamard_along(bt, -1, block, dgrad_signs) : bt;
+        const RecipeOperand dy_d = recipe_operand(q.output_grad, -1, sr_dy);
+        const RecipeOperand saved_w =
+            recipe_operand(q.saved_weight, -1, sr == StochasticRounding::all);
+        const Tensor grad_qa =
+            accumulated_product(quantized_by(g_d, dy_d, recipe),
+                                quantized_by(w_d, saved_w, recipe).transpose(-1, -2), acc);
+        // wgrad: reduces over M.
+        const RandomStream wgrad_signs = backward_hadamard ? next_random_stream() : RandomStream{};
+        const Tensor a_w = backward_hadamard ? hadamard_along(at, -2, block, wgrad_signs) : at;
+        const Tensor g_w = backward_hadamard ? hadamard_along(g, -2, block, wgrad_signs) : g;
+        const RecipeOperand saved_x =
+            recipe_operand(q.saved_input, -2,
+                           sr == StochasticRounding::all || sr == StochasticRounding::intel_fp4);
+        const RecipeOperand dy_w = recipe_operand(q.output_grad, -2, sr_dy);
+        const Tensor grad_qb =
+            accumulated_product(quantized_by(a_w, saved_x, recipe).transpose(-1, -2),
+                                quantized_by(g_w, dy_w, recipe), acc);
+        Tensor da = estimated_gradient(grad_qa, at, x, recipe);
+        Tensor db = estimated_gradient(grad_qb, bt, w, recipe);
+        if (forward_hadamard) {
+          da = hadamard_along(da, -1, forward_block, forward_signs, true);
+          db = hadamard_along(db, -2, forward_block, forward_signs, true);
+        }
+        return std::vector<Tensor>{da, db};
+      });
+  return out;
+}
+
+}  // namespace
+
+Tensor on_activation_lattice(const Tensor& out, ActivationRounding rounding) {
+  if (rounding == ActivationRounding::inside_op && in_backward()) return out;
+  Quantizer q = current_precision().activations;
+  if (is_identity(q) || out.dtype() != DType::float32) return out;
+  if (rounding == ActivationRounding::recorded) return quantize(out, q, next_random_stream());
+  if (q.scaling) q.scaling->axis = -1;
+  return quantized_values(out, q, next_random_stream());
+}
+
+void quantize_operand(const Quantizer& q,
+                      const GemmRecipe& recipe,
+                      std::span<const float> x,
+                      std::span<float> y,
+                      std::span<const int64_t> shape,
+                      const RandomStream& random) {
+  quantize_operand_on(Device::cpu, q, recipe, x, y, shape, random);
+}
+
+void quantizer_gradient(const Quantizer& q,
+                        const GemmRecipe& recipe,
+                        std::span<const float> x,
+                        std::span<const float> grad_y,
+                        std::span<float> grad_x,
+                        std::span<const int64_t> shape,
+                        const RandomStream& random) {
+  quantizer_gradient_on(Device::cpu, q, recipe, x, grad_y, grad_x, shape, random);
+}
+
+void random_hadamard(std::span<float> x,
+                     std::span<const int64_t> shape,
+                     int axis,
+                     int block,
+                     const RandomStream& signs,
+                     bool inverse) {
+  hadamard_on(Device::cpu, x, shape, axis, block, signs, inverse);
+}
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  LATTICE_CHECK(a.rank() >= 2 && b.rank() >= 2, "[matmul] operands need rank >= 2, got ", a.shape(),
+                " @ ", b.shape());
+  LATTICE_CHECK(a.shape(-1) == b.shape(-2), "[matmul] inner dimensions differ: ", a.shape(), " @ ",
+                b.shape());
+  LATTICE_CHECK(a.dtype() == b.dtype(), "[matmul] operands are ", dtype_name(a.dtype()), " and ",
+                dtype_name(b.dtype()));
+  // The stack's GEMM quantizers, each along its operand's reduction axis (K forward; N for
+  // dgrad; M for wgrad), captured now: backward may run after the scope has ended.
+  const GemmQuantizers q = in_backward() ? GemmQuantizers{} : current_precision().gemm;
+  const Accumulator acc = in_backward() ? Accumulator{} : current_precision().accumulator;
+  if (!(q.recipe == GemmRecipe{}) && a.dtype() == DType::float32)
+    return recipe_matmul(a, b, q, acc);
+  const Tensor out = on_activation_lattice(accumulated_product(
+      quantized_operand(a, q.input, -1), quantized_operand(b, q.weight, -2), acc));
+  trace_matmul(a, q.input, b, q.weight, out, acc);
+  // Only the gradients some input needs are computed (a network's first layer needs no dgrad).
+  const bool need_da = requires_grad(a), need_db = requires_grad(b);
+  record_op("matmul", out, {a, b},
+            [a = detach(a), b = detach(b), q, acc, need_da, need_db](const Tensor& g) {
+              // dA = g @ B^T (reduces over N), dB = A^T @ g (reduces over M); the engine sums
+              // broadcast batch axes away.
+              Tensor da, db;
+              if (need_da)
+                da = accumulated_product(quantized_operand(g, q.output_grad, -1),
+                                         quantized_operand(b, q.saved_weight, -1).transpose(-1, -2),
+                                         acc);
+              if (need_db)
+                db = accumulated_product(quantized_operand(a, q.saved_input, -2).transpose(-1, -2),
+                                         quantized_operand(g, q.output_grad, -2), acc);
+              return std::vector<Tensor>{da, db};
+            });
+  return out;
+}
+
+Tensor quantize(const Tensor& x,
+                const Quantizer& q,
+                const RandomStream& random,
+                const QuantizerBackward& backward) {
+  const Tensor out = quantized_values(x, q, random);
+  trace_op(
+      "quantize", [&] { return std::vector<std::string>{describe_for_trace(x)}; }, out);
+  if (backward) {
+    record_op("quantize", out, {x}, [backward, x = detach(x), y = detach(out)](const Tensor& g) {
+      return std::vector<Tensor>{backward(g, x, y)};
+    });
+  } else {
+    record_op("quantize", out, {x}, [](const Tensor& g) { return std::vector<Tensor>{g}; });
+  }
+  return out;
+}
+
+QuantizerBackward gradient_estimator(const Quantizer& q,
+                                     const GemmRecipe& recipe,
+                                     const RandomStream& random) {
+  return [operand = RecipeOperand{q, random}, recipe](const Tensor& g, const Tensor& x,
+                                                      const Tensor&) {
+    return estimated_gradient(g, x, operand, recipe);
+  };
+}
+
+Tensor cast(const Tensor& x,
+            const Format& format,
+            const Rounding& rounding,
+            const RandomStream& random) {
+  return quantize(x, Quantizer{format, rounding, std::nullopt}, random);
+}
+
+}  // namespace lattice

@@ -1,0 +1,68 @@
+// Quantized GEMM, in one place: matmul (ops.h; nn::linear and conv2d go through it) quantizes
+// its operands with the precision stack's GEMM quantizers along their reduction axes, under the
+// design-space recipe (random Hadamard transforms, stochastic rounding, gradient estimators),
+// runs the GEMM through the accumulator's emulation and rounds its output onto the activation
+// lattice. The same rounding puts every other op's output on that lattice, and the quantize,
+// cast and gradient_estimator ops (ops.h) share the operand quantizers defined here.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "core/philox.h"
+#include "tensor/gemm_recipe.h"
+#include "tensor/quantizer.h"
+#include "tensor/tensor.h"
+
+namespace lattice {
+
+/// How an op's output reaches the current stack's activation lattice (Λa).
+enum class ActivationRounding {
+  /// Inside the op, before it records its node (the ops in ops/): the gradient reaches the op
+  /// unrounded, blocks run along the last axis, and backward rules are not rounded.
+  inside_op,
+  /// As a quantize op of its own after the op's node (the fused ops of nn/): the stack's block
+  /// axis, traced as "quantize", and its straight-through node is one more place where the
+  /// engine rounds the gradient onto Λg (drawing a random stream).
+  recorded,
+};
+
+/// `out` rounded onto the current stack's activation lattice; float32 outputs only, and none
+/// when the stack's activation quantizer is the identity. The two forms draw the same random
+/// stream but differ as ActivationRounding says; each caller keeps the form its seeded runs
+/// were recorded with.
+Tensor on_activation_lattice(const Tensor& out,
+                             ActivationRounding rounding = ActivationRounding::inside_op);
+
+// Operand quantization on host arrays of `shape` (row-major), as the GEMM applies it; throw
+// lattice::Error on sizes that do not match `shape`.
+
+/// y = Q(x) along q.scaling->axis as the recipe's max approximation sees it: the quantize
+/// kernels' result bit for bit, except under softsoftmax, whose blocks take the smooth max.
+void quantize_operand(const Quantizer& q,
+                      const GemmRecipe& recipe,
+                      std::span<const float> x,
+                      std::span<float> y,
+                      std::span<const int64_t> shape,
+                      const RandomStream& random);
+
+/// dL/dx from dL/dy for y = quantize_operand(q, recipe, x, ..., random): the recipe's step,
+/// scale, max and tensor-scale estimators (straight-through where they are STE).
+void quantizer_gradient(const Quantizer& q,
+                        const GemmRecipe& recipe,
+                        std::span<const float> x,
+                        std::span<const float> grad_y,
+                        std::span<float> grad_x,
+                        std::span<const int64_t> shape,
+                        const RandomStream& random);
+
+/// In place along `axis`: every full run of `block` elements (a power of two) v becomes
+/// H (s ⊙ v), or s ⊙ (H v) when `inverse` (kernels/hadamard.h).
+void random_hadamard(std::span<float> x,
+                     std::span<const int64_t> shape,
+                     int axis,
+                     int block,
+                     const RandomStream& signs,
+                     bool inverse);
+
+}  // namespace lattice
