@@ -8,23 +8,17 @@
 #include <vector>
 
 #include "autograd/autograd.h"
-#include "autograd/gradcheck.h"
 #include "core/error.h"
+#include "gradcheck_support.h"
 #include "ops/ops.h"
 
 using namespace lattice;
+using test::check_gradients;
 
 namespace {
 
 Tensor values(std::initializer_list<float> v, const Shape& shape) {
   return from_vector<float>(std::vector<float>(v), shape);
-}
-
-void check_gradients(const std::function<Tensor(const std::vector<Tensor>&)>& f,
-                     const std::vector<Tensor>& inputs) {
-  const GradcheckResult result = gradcheck(f, inputs);
-  INFO(result.where);
-  CHECK(result.max_error < 1e-6);
 }
 
 Tensor random(const Shape& shape, uint64_t seed, double low = -1.0, double high = 1.0) {

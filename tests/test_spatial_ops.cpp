@@ -7,21 +7,15 @@
 #include <vector>
 
 #include "autograd/autograd.h"
-#include "autograd/gradcheck.h"
 #include "core/error.h"
+#include "gradcheck_support.h"
 #include "ops/ops.h"
 #include "ops/spatial_ops.h"
 
 using namespace lattice;
+using test::check_gradients;
 
 namespace {
-
-void check_gradients(const std::function<Tensor(const std::vector<Tensor>&)>& f,
-                     const std::vector<Tensor>& inputs) {
-  const GradcheckResult result = gradcheck(f, inputs);
-  INFO(result.where);
-  CHECK(result.max_error < 1e-6);
-}
 
 Tensor random(const Shape& shape, uint64_t seed) {
   return uniform(shape, -1.0, 1.0, RandomStream{.seed = seed});
