@@ -18,14 +18,15 @@
 #include <span>
 
 #include "autograd/autograd.h"
+#include "ops/ops.h"
 #include "optim/checkpoint.h"
 #include "optim/loss_scaler.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
 #include "tensor/design_space.h"
-#include "ops/ops.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
+#include "tensor/safetensors.h"
 
 namespace lattice::examples {
 
@@ -460,9 +461,9 @@ class TrainingRun {
       summary["val_" + name] = number_or_null(value);
     // Written whole, then renamed: a summary.json present means the run ended.
     const std::string text = summary.dump(2) + "\n";
-    optim::write_file_atomically(
-        (out_ / "summary.json").string(),
-        std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), "trainer");
+    write_file_atomically((out_ / "summary.json").string(),
+                          std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()),
+                          "trainer");
     std::fprintf(stderr, "%s  %s: %lld steps in %.1f s, train loss %.4f, val loss %.4f%s -> %s\n",
                  job_.name.c_str(), status_.c_str(), (long long)step_, seconds_since(run_start_),
                  train_loss, last_evaluation_.loss,

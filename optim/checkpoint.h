@@ -1,46 +1,19 @@
 // Checkpoints: a safetensors file of named tensors (model parameters and optimizer state) and
 // a JSON file of everything else a resumed run needs (step, schedule, loss scaler, RNG, data
 // loader position, precision stack). Writes are atomic; reads validate before using a byte.
+// The safetensors format and the atomic writes live in the tensor layer (tensor/safetensors.h);
+// tests inject I/O faults with lattice::detail::set_write_fault_hook.
 #pragma once
 
 #include <cstdint>
-#include <functional>
-#include <map>
 #include <nlohmann/json.hpp>
-#include <span>
 #include <string>
 
 #include "optim/loss_scaler.h"
 #include "optim/optimizer.h"
+#include "tensor/safetensors.h"
 
 namespace lattice::optim {
-
-/// Writes `tensors` (F32, F64, I64, I32, U8, BOOL; any layout) as a safetensors file readable
-/// by any safetensors reader: 8-byte little-endian header length, JSON header padded to 8
-/// bytes, data in the given order. The header's __metadata__ holds `metadata` plus a CRC-32 of
-/// the data ("lattice.data_crc32"). Atomic: temporary file in the same directory, fsync,
-/// rename, fsync of the directory. Throws lattice::Error on a repeated name or an I/O failure.
-void save_safetensors(const std::string& path,
-                      const NamedTensors& tensors,
-                      const std::map<std::string, std::string>& metadata = {});
-
-/// Replaces `path` with `bytes` so that a crash leaves the old file or the new one, never a
-/// mix: a temporary file in the same directory, fsync, rename, fsync of the directory. Throws a
-/// one-line lattice::Error "[op] <path>: <step> failed: <errno text>" and leaves the old file.
-void write_file_atomically(const std::string& path,
-                           std::span<const uint8_t> bytes,
-                           const std::string& op = "checkpoint");
-
-struct SafetensorsFile {
-  NamedTensors tensors;  // in data order
-  std::map<std::string, std::string> metadata;
-};
-
-/// Reads a safetensors file after checking the header length, JSON, dtypes, shapes against
-/// data_offsets, offsets within the file without holes or overlaps, the file size and (when
-/// present) the data CRC. Throws a one-line lattice::Error naming the file and the first
-/// problem.
-SafetensorsFile load_safetensors(const std::string& path);
 
 /// What a trainer stores beside the tensors. The data loader position is opaque JSON the
 /// caller supplies and gets back.
@@ -73,15 +46,5 @@ TrainingState load_checkpoint(const std::string& path,
                               const NamedTensors& model,
                               Optimizer& optimizer,
                               LossScaler* scaler = nullptr);
-
-namespace detail {
-/// Fault injection for tests: when set, called before each I/O step of an atomic write with the
-/// step's name ("tensors.create", ".write", ".fsync", ".rename"; "json.*" for the checkpoint
-/// JSON; "file.*" for write_file_atomically) and before save_checkpoint's "cleanup". A nonzero
-/// return fails that step with that errno (the real error path runs); an exception thrown from
-/// the hook stands for the process dying there (nothing is cleaned up). Empty: no faults.
-using CheckpointFaultHook = std::function<int(const std::string& step)>;
-void set_checkpoint_fault_hook(CheckpointFaultHook hook);
-}  // namespace detail
 
 }  // namespace lattice::optim

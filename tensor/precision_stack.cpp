@@ -5,6 +5,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include "core/error.h"
@@ -44,59 +45,165 @@ BlockScaling& scaling_of(Quantizer& q) {
   return *q.scaling;
 }
 
+std::string scale_rounding_name(RoundingMode mode) {
+  return rounding_name(Rounding{.mode = mode});
+}
+
+using Printed = std::optional<std::string>;
+
+/// One quantizer option (NAME:option): a bare word (`key` null; `apply` says whether the
+/// option is this one) or key=value (`apply` gets the value), and what the canonical spelling
+/// prints for it given the quantizer the spelling starts from (nothing: left out). The parser,
+/// the printer and the "unknown option" errors all read this table; its order is the order
+/// of the canonical spelling.
+struct QuantizerOption {
+  const char* spelling;  // as the "known" list shows it
+  const char* key;
+  bool scaling;  // sets block scaling (printed only for block-scaled quantizers)
+  bool (*apply)(Quantizer& q, const std::string& text);
+  Printed (*print)(const Quantizer& q, const Quantizer& base);
+};
+
+const std::vector<QuantizerOption>& quantizer_options() {
+  static const std::vector<QuantizerOption> options = {
+      {"rne|rna|rtz|rup|rdn|sr|sr<N>", nullptr, false,
+       [](Quantizer& q, const std::string& option) {
+         if (!is_rounding_token(option)) return false;
+         const Rounding r = parse_rounding(option);
+         q.rounding.mode = r.mode;
+         q.rounding.random_bits = r.random_bits;
+         return true;
+       },
+       [](const Quantizer& q, const Quantizer& base) -> Printed {
+         if (q.rounding.mode == base.rounding.mode &&
+             q.rounding.random_bits == base.rounding.random_bits)
+           return std::nullopt;
+         return rounding_name(q.rounding);
+       }},
+      {"overflow=", "overflow", false,
+       [](Quantizer& q, const std::string& value) {
+         q.rounding.overflow = parse_overflow(value);
+         return true;
+       },
+       [](const Quantizer& q, const Quantizer& base) -> Printed {
+         if (q.rounding.overflow == base.rounding.overflow) return std::nullopt;
+         return "overflow=" + overflow_name(q.rounding.overflow);
+       }},
+      {"flush", nullptr, false,
+       [](Quantizer& q, const std::string& option) {
+         if (option != "flush") return false;
+         q.rounding.subnormals = Subnormals::flush;
+         return true;
+       },
+       [](const Quantizer& q, const Quantizer&) -> Printed {
+         if (q.rounding.subnormals != Subnormals::flush) return std::nullopt;
+         return "flush";
+       }},
+      {"b<N>", nullptr, true,
+       [](Quantizer& q, const std::string& option) {
+         if (option[0] != 'b' || !is_digits(option.substr(1))) return false;
+         scaling_of(q).block_size = int(parse_count(option.substr(1), option));
+         return true;
+       },
+       [](const Quantizer& q, const Quantizer& base) -> Printed {
+         if (q.scaling->block_size == base.scaling->block_size) return std::nullopt;
+         return concat("b", q.scaling->block_size);
+       }},
+      {"scale=", "scale", true,
+       [](Quantizer& q, const std::string& value) {
+         scaling_of(q).scale_format = parse_format(value);
+         return true;
+       },
+       [](const Quantizer& q, const Quantizer& base) -> Printed {
+         if (q.scaling->scale_format == base.scaling->scale_format) return std::nullopt;
+         return "scale=" + format_name(q.scaling->scale_format);
+       }},
+      {"rule=", "rule", true,
+       [](Quantizer& q, const std::string& value) {
+         scaling_of(q).rule = parse_scale_rule(value);
+         return true;
+       },
+       [](const Quantizer& q, const Quantizer& base) -> Printed {
+         if (q.scaling->rule == base.scaling->rule) return std::nullopt;
+         return "rule=" + scale_rule_name(q.scaling->rule);
+       }},
+      {"scale_round=", "scale_round", true,
+       [](Quantizer& q, const std::string& value) {
+         // The design-space names of the three scale rounding modes are accepted too.
+         const std::string mode = value == "tiestoeven"       ? "rne"
+                                  : value == "towardpositive" ? "rup"
+                                  : value == "stochastic"     ? "sr"
+                                                              : value;
+         scaling_of(q).scale_rounding = parse_rounding(mode).mode;
+         return true;
+       },
+       [](const Quantizer& q, const Quantizer& base) -> Printed {
+         if (q.scaling->scale_rounding == base.scaling->scale_rounding) return std::nullopt;
+         return "scale_round=" + scale_rounding_name(q.scaling->scale_rounding);
+       }},
+      {"ts", nullptr, true,
+       [](Quantizer& q, const std::string& option) {
+         if (option != "ts") return false;
+         scaling_of(q).tensor_scale = true;
+         return true;
+       },
+       [](const Quantizer& q, const Quantizer& base) -> Printed {
+         if (q.scaling->tensor_scale == base.scaling->tensor_scale) return std::nullopt;
+         return "ts";
+       }},
+      {"zero=", "zero", true,
+       [](Quantizer& q, const std::string& value) {
+         // NaN mode (§4.3): the short spellings and the design-space names.
+         const bool one = value == "one" || value == "to_one";
+         LATTICE_CHECK(one || value == "subnormal" || value == "nearest_subnormal",
+                       "zero= takes one|to_one or subnormal|nearest_subnormal, got \"", value,
+                       "\"");
+         scaling_of(q).zero_scale = one ? ZeroScale::to_one : ZeroScale::nearest_subnormal;
+         return true;
+       },
+       [](const Quantizer& q, const Quantizer& base) -> Printed {
+         if (q.scaling->zero_scale == base.scaling->zero_scale) return std::nullopt;
+         return q.scaling->zero_scale == ZeroScale::to_one ? "zero=one" : "zero=subnormal";
+       }},
+      {"axis=", "axis", true,
+       [](Quantizer& q, const std::string& value) {
+         const bool negative = !value.empty() && value[0] == '-';
+         const int64_t magnitude =
+             parse_count(negative ? value.substr(1) : value, concat("axis=", value));
+         scaling_of(q).axis = int(negative ? -magnitude : magnitude);
+         return true;
+       },
+       [](const Quantizer& q, const Quantizer& base) -> Printed {
+         if (q.scaling->axis == base.scaling->axis) return std::nullopt;
+         return concat("axis=", q.scaling->axis);
+       }},
+  };
+  return options;
+}
+
+/// The known options or keys for an "unknown option" error: "rne|...|sr<N>, overflow=, ...".
+std::string known_options(bool keys_only) {
+  std::string known;
+  for (const QuantizerOption& o : quantizer_options())
+    if (!keys_only || o.key)
+      known += concat(known.empty() ? "" : ", ", keys_only ? o.key : o.spelling);
+  return known;
+}
+
 void apply_option(Quantizer& q, const std::string& option) {
   LATTICE_CHECK(!option.empty(), "empty option after ':'");
-  if (is_rounding_token(option)) {
-    const Rounding r = parse_rounding(option);
-    q.rounding.mode = r.mode;
-    q.rounding.random_bits = r.random_bits;
-    return;
-  }
-  if (option == "ts") {
-    scaling_of(q).tensor_scale = true;
-    return;
-  }
-  if (option == "flush") {
-    q.rounding.subnormals = Subnormals::flush;
-    return;
-  }
-  if (option[0] == 'b' && is_digits(option.substr(1))) {
-    scaling_of(q).block_size = int(parse_count(option.substr(1), option));
-    return;
-  }
+  for (const QuantizerOption& o : quantizer_options())
+    if (!o.key && o.apply(q, option)) return;
   const size_t equals = option.find('=');
-  const std::string key = option.substr(0, equals);
-  const std::string value = equals == std::string::npos ? "" : option.substr(equals + 1);
   LATTICE_CHECK(equals != std::string::npos, "unknown option \"", option,
-                "\" (known: rne|rna|rtz|rup|rdn|sr|sr<N>, b<N>, scale=, rule=, scale_round=, ts, "
-                "zero=, overflow=, flush, axis=)");
-  if (key == "scale") {
-    scaling_of(q).scale_format = parse_format(value);
-  } else if (key == "rule") {
-    scaling_of(q).rule = parse_scale_rule(value);
-  } else if (key == "scale_round") {
-    // The design-space names of the three scale rounding modes are accepted too.
-    const std::string mode = value == "tiestoeven"       ? "rne"
-                             : value == "towardpositive" ? "rup"
-                             : value == "stochastic"     ? "sr"
-                                                         : value;
-    scaling_of(q).scale_rounding = parse_rounding(mode).mode;
-  } else if (key == "zero") {
-    // NaN mode (§4.3): the short spellings and the design-space names.
-    const bool one = value == "one" || value == "to_one";
-    LATTICE_CHECK(one || value == "subnormal" || value == "nearest_subnormal",
-                  "zero= takes one|to_one or subnormal|nearest_subnormal, got \"", value, "\"");
-    scaling_of(q).zero_scale = one ? ZeroScale::to_one : ZeroScale::nearest_subnormal;
-  } else if (key == "overflow") {
-    q.rounding.overflow = parse_overflow(value);
-  } else if (key == "axis") {
-    const bool negative = !value.empty() && value[0] == '-';
-    const int64_t magnitude = parse_count(negative ? value.substr(1) : value, option);
-    scaling_of(q).axis = int(negative ? -magnitude : magnitude);
-  } else {
-    throw Error(concat("unknown option \"", option,
-                       "\" (known keys: scale, rule, scale_round, zero, overflow, axis)"));
-  }
+                "\" (known: ", known_options(false), ")");
+  const std::string key = option.substr(0, equals);
+  for (const QuantizerOption& o : quantizer_options())
+    if (o.key && key == o.key) {
+      o.apply(q, option.substr(equals + 1));
+      return;
+    }
+  throw Error(concat("unknown option \"", option, "\" (known keys: ", known_options(true), ")"));
 }
 
 /// The named quantizer (or plain format) a quantizer's spelling starts from; `named` tells
@@ -112,10 +219,6 @@ std::string base_name(const Quantizer& q, Quantizer& base, bool& named) {
   base = Quantizer{q.element, Rounding{}, q.scaling ? std::optional(BlockScaling{}) : std::nullopt};
   named = false;
   return format_name(q.element);
-}
-
-std::string scale_rounding_name(RoundingMode mode) {
-  return rounding_name(Rounding{.mode = mode});
 }
 
 /// The Hadamard of a GEMM runs over its first operand's quantizer blocks (forward: x;
@@ -139,6 +242,199 @@ std::string number(double v) {
   return std::string(buffer, result.ptr);
 }
 
+/// A quantizer-valued key's value, or nothing where it is fp32 (the default of every one).
+std::optional<std::string> unless_fp32(const Quantizer& q) {
+  if (q == Quantizer{}) return std::nullopt;
+  return to_string(q);
+}
+
+/// A recipe knob's value, or nothing where it is the default.
+template <typename T>
+std::optional<std::string> unless_default(const T& value, const T& default_value) {
+  if (value == default_value) return std::nullopt;
+  return to_string(value);
+}
+
+/// Λa and Λg round every op output and gradient, scalars such as the loss included, which
+/// have no axis to block along: they take elementwise quantizers only.
+Quantizer elementwise_quantizer(const char* key, const std::string& value) {
+  const Quantizer q = parse_quantizer_spec(value);
+  LATTICE_CHECK(
+      !q.scaling, key, "= takes an elementwise quantizer, got the block-scaled \"", value,
+      "\": ", std::string(key) == "a" ? "Λa rounds every op's output" : "Λg rounds every gradient",
+      ", scalars such as the loss included, which have no axis to block along "
+      "(block formats go on GEMM operands: gemm=",
+      value, ")");
+  return q;
+}
+
+// The GEMM operands print as one key where they agree: gemm (all five), else gemm.fwd (x and w)
+// or gemm.x and gemm.w, then gemm.bwd (dy and the saved x, w) or each of them.
+bool forward_same(const GemmQuantizers& g) {
+  return g.input == g.weight;
+}
+bool backward_same(const GemmQuantizers& g) {
+  return g.output_grad == g.saved_input && g.saved_input == g.saved_weight;
+}
+bool all_same(const GemmQuantizers& g) {
+  return forward_same(g) && backward_same(g) && g.input == g.output_grad;
+}
+
+using Value = const std::string&;
+
+/// One spec key: how its value sets the stack, and what the canonical spec prints for it
+/// (nothing: the key is left out). The parser, the printer and the "unknown key" error all
+/// read this table; its order is the order of the canonical spec.
+struct StackKey {
+  const char* name;
+  void (*parse)(PrecisionStack& s, Value value);
+  Printed (*print)(const PrecisionStack& s);
+};
+
+const std::vector<StackKey>& stack_keys() {
+  static const std::vector<StackKey> keys = {
+      {"w", [](PrecisionStack& s, Value v) { s.weights = parse_quantizer_spec(v); },
+       [](const PrecisionStack& s) { return unless_fp32(s.weights); }},
+      {"a", [](PrecisionStack& s, Value v) { s.activations = elementwise_quantizer("a", v); },
+       [](const PrecisionStack& s) { return unless_fp32(s.activations); }},
+      {"g", [](PrecisionStack& s, Value v) { s.gradients = elementwise_quantizer("g", v); },
+       [](const PrecisionStack& s) { return unless_fp32(s.gradients); }},
+      {"gemm",
+       [](PrecisionStack& s, Value v) {
+         GemmQuantizers& g = s.gemm;
+         g.input = g.weight = g.output_grad = g.saved_input = g.saved_weight =
+             parse_quantizer_spec(v);
+       },
+       [](const PrecisionStack& s) {
+         return all_same(s.gemm) ? unless_fp32(s.gemm.input) : std::nullopt;
+       }},
+      {"gemm.fwd",
+       [](PrecisionStack& s, Value v) { s.gemm.input = s.gemm.weight = parse_quantizer_spec(v); },
+       [](const PrecisionStack& s) {
+         return !all_same(s.gemm) && forward_same(s.gemm) ? unless_fp32(s.gemm.input)
+                                                          : std::nullopt;
+       }},
+      {"gemm.x", [](PrecisionStack& s, Value v) { s.gemm.input = parse_quantizer_spec(v); },
+       [](const PrecisionStack& s) {
+         return !forward_same(s.gemm) ? unless_fp32(s.gemm.input) : std::nullopt;
+       }},
+      {"gemm.w", [](PrecisionStack& s, Value v) { s.gemm.weight = parse_quantizer_spec(v); },
+       [](const PrecisionStack& s) {
+         return !forward_same(s.gemm) ? unless_fp32(s.gemm.weight) : std::nullopt;
+       }},
+      {"gemm.bwd",
+       [](PrecisionStack& s, Value v) {
+         s.gemm.output_grad = s.gemm.saved_input = s.gemm.saved_weight = parse_quantizer_spec(v);
+       },
+       [](const PrecisionStack& s) {
+         return !all_same(s.gemm) && backward_same(s.gemm) ? unless_fp32(s.gemm.output_grad)
+                                                           : std::nullopt;
+       }},
+      {"gemm.dy", [](PrecisionStack& s, Value v) { s.gemm.output_grad = parse_quantizer_spec(v); },
+       [](const PrecisionStack& s) {
+         return !backward_same(s.gemm) ? unless_fp32(s.gemm.output_grad) : std::nullopt;
+       }},
+      {"gemm.bwd.x",
+       [](PrecisionStack& s, Value v) { s.gemm.saved_input = parse_quantizer_spec(v); },
+       [](const PrecisionStack& s) {
+         return !backward_same(s.gemm) ? unless_fp32(s.gemm.saved_input) : std::nullopt;
+       }},
+      {"gemm.bwd.w",
+       [](PrecisionStack& s, Value v) { s.gemm.saved_weight = parse_quantizer_spec(v); },
+       [](const PrecisionStack& s) {
+         return !backward_same(s.gemm) ? unless_fp32(s.gemm.saved_weight) : std::nullopt;
+       }},
+      {"gemm.sr",
+       [](PrecisionStack& s, Value v) {
+         s.gemm.recipe.stochastic_rounding = parse_stochastic_rounding(v);
+       },
+       [](const PrecisionStack& s) {
+         return unless_default(s.gemm.recipe.stochastic_rounding, GemmRecipe{}.stochastic_rounding);
+       }},
+      {"gemm.hadamard",
+       [](PrecisionStack& s, Value v) { s.gemm.recipe.hadamard = parse_hadamard(v); },
+       [](const PrecisionStack& s) {
+         return unless_default(s.gemm.recipe.hadamard, GemmRecipe{}.hadamard);
+       }},
+      {"gemm.max",
+       [](PrecisionStack& s, Value v) { s.gemm.recipe.max_approx = parse_max_approx(v); },
+       [](const PrecisionStack& s) {
+         return unless_default(s.gemm.recipe.max_approx, GemmRecipe{}.max_approx);
+       }},
+      {"gemm.alpha",
+       [](PrecisionStack& s, Value v) {
+         double alpha = 0.0;
+         const auto [end, error] = std::from_chars(v.data(), v.data() + v.size(), alpha);
+         LATTICE_CHECK(error == std::errc() && end == v.data() + v.size() && std::isfinite(alpha) &&
+                           alpha > 0.0,
+                       "gemm.alpha takes a positive number, got \"", v, "\"");
+         s.gemm.recipe.alpha = alpha;
+       },
+       [](const PrecisionStack& s) -> Printed {
+         if (s.gemm.recipe.alpha == GemmRecipe{}.alpha) return std::nullopt;
+         return number(s.gemm.recipe.alpha);
+       }},
+      {"gemm.step_grad",
+       [](PrecisionStack& s, Value v) { s.gemm.recipe.step_gradient = parse_step_gradient(v); },
+       [](const PrecisionStack& s) {
+         return unless_default(s.gemm.recipe.step_gradient, GemmRecipe{}.step_gradient);
+       }},
+      {"gemm.scale_grad",
+       [](PrecisionStack& s, Value v) { s.gemm.recipe.scale_gradient = parse_scale_gradient(v); },
+       [](const PrecisionStack& s) {
+         return unless_default(s.gemm.recipe.scale_gradient, GemmRecipe{}.scale_gradient);
+       }},
+      {"gemm.ts_grad",
+       [](PrecisionStack& s, Value v) {
+         s.gemm.recipe.tensor_scale_gradient = parse_tensor_scale_gradient(v);
+       },
+       [](const PrecisionStack& s) {
+         return unless_default(s.gemm.recipe.tensor_scale_gradient,
+                               GemmRecipe{}.tensor_scale_gradient);
+       }},
+      {"acc",
+       [](PrecisionStack& s, Value v) {
+         const std::vector<std::string> parts = split(v, ':');
+         LATTICE_CHECK(parts.size() <= 2, "acc takes FORMAT[:k<N>]");
+         s.accumulator.format = parse_format(parts[0]);
+         s.accumulator.round_every = 0;
+         if (parts.size() == 2) {
+           LATTICE_CHECK(parts[1].size() > 1 && parts[1][0] == 'k',
+                         "acc takes FORMAT[:k<N>], got option \"", parts[1], "\"");
+           s.accumulator.round_every = parse_count(parts[1].substr(1), parts[1]);
+           LATTICE_CHECK(s.accumulator.round_every > 0, "k<N> needs N >= 1");
+         }
+       },
+       [](const PrecisionStack& s) -> Printed {
+         if (s.accumulator == Accumulator{}) return std::nullopt;
+         return format_name(s.accumulator.format) + (s.accumulator.round_every > 0
+                                                         ? concat(":k", s.accumulator.round_every)
+                                                         : std::string());
+       }},
+      {"opt", [](PrecisionStack& s, Value v) { s.optimizer_state = parse_quantizer_spec(v); },
+       [](const PrecisionStack& s) { return unless_fp32(s.optimizer_state); }},
+      {"master", [](PrecisionStack& s, Value v) { s.master_weights = parse_format(v); },
+       [](const PrecisionStack& s) -> Printed {
+         if (s.master_weights == fp32) return std::nullopt;
+         return format_name(s.master_weights);
+       }},
+  };
+  return keys;
+}
+
+const StackKey* find_stack_key(const std::string& name) {
+  for (const StackKey& key : stack_keys())
+    if (name == key.name) return &key;
+  return nullptr;
+}
+
+/// "w, a, g, gemm, ...": the known keys for the "unknown key" error.
+std::string stack_key_names() {
+  std::string names;
+  for (const StackKey& key : stack_keys()) names += concat(names.empty() ? "" : ", ", key.name);
+  return names;
+}
+
 }  // namespace
 
 Quantizer parse_quantizer_spec(const std::string& text) {
@@ -153,28 +449,17 @@ std::string to_string(const Quantizer& q) {
   Quantizer base;
   bool named = false;
   std::string out = base_name(q, base, named);
-  const auto add = [&](const std::string& option) { out += ":" + option; };
-  if (q.rounding.mode != base.rounding.mode || q.rounding.random_bits != base.rounding.random_bits)
-    add(rounding_name(q.rounding));
-  if (q.rounding.overflow != base.rounding.overflow)
-    add("overflow=" + overflow_name(q.rounding.overflow));
-  if (q.rounding.subnormals == Subnormals::flush) add("flush");
-  if (q.scaling) {
-    const BlockScaling &s = *q.scaling, &b = *base.scaling;
-    const size_t before_scaling = out.size();
-    if (s.block_size != b.block_size) add(concat("b", s.block_size));
-    if (s.scale_format != b.scale_format) add("scale=" + format_name(s.scale_format));
-    if (s.rule != b.rule) add("rule=" + scale_rule_name(s.rule));
-    if (s.scale_rounding != b.scale_rounding)
-      add("scale_round=" + scale_rounding_name(s.scale_rounding));
-    if (s.tensor_scale != b.tensor_scale) add("ts");
-    if (s.zero_scale != b.zero_scale)
-      add(s.zero_scale == ZeroScale::to_one ? "zero=one" : "zero=subnormal");
-    if (s.axis != b.axis) add(concat("axis=", s.axis));
-    // A plain format whose scaling equals every default still needs an option that adds the
-    // scaling: the block size says it (gemm=fp16:b32 must not print as gemm=fp16).
-    if (!named && out.size() == before_scaling) add(concat("b", s.block_size));
+  bool scaling_printed = false;
+  for (const QuantizerOption& o : quantizer_options()) {
+    if (o.scaling && !q.scaling) continue;
+    if (const Printed option = o.print(q, base)) {
+      out += ":" + *option;
+      scaling_printed = scaling_printed || o.scaling;
+    }
   }
+  // A plain format whose scaling equals every default still needs an option that adds the
+  // scaling: the block size says it (gemm=fp16:b32 must not print as gemm=fp16).
+  if (q.scaling && !named && !scaling_printed) out += concat(":b", q.scaling->block_size);
   return out;
 }
 
@@ -203,79 +488,9 @@ PrecisionStack parse_precision_stack(const std::string& spec) {
       LATTICE_CHECK(equals != std::string::npos && equals > 0, "expected key=value");
       const std::string key = item.substr(0, equals), value = item.substr(equals + 1);
       LATTICE_CHECK(!value.empty(), "empty value");
-      GemmQuantizers& gemm = stack.gemm;
-      GemmRecipe& recipe = gemm.recipe;
-      if (key == "gemm.sr") {
-        recipe.stochastic_rounding = parse_stochastic_rounding(value);
-      } else if (key == "gemm.hadamard") {
-        recipe.hadamard = parse_hadamard(value);
-      } else if (key == "gemm.max") {
-        recipe.max_approx = parse_max_approx(value);
-      } else if (key == "gemm.alpha") {
-        double alpha = 0.0;
-        const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), alpha);
-        LATTICE_CHECK(error == std::errc() && end == value.data() + value.size() &&
-                          std::isfinite(alpha) && alpha > 0.0,
-                      "gemm.alpha takes a positive number, got \"", value, "\"");
-        recipe.alpha = alpha;
-      } else if (key == "gemm.step_grad") {
-        recipe.step_gradient = parse_step_gradient(value);
-      } else if (key == "gemm.scale_grad") {
-        recipe.scale_gradient = parse_scale_gradient(value);
-      } else if (key == "gemm.ts_grad") {
-        recipe.tensor_scale_gradient = parse_tensor_scale_gradient(value);
-      } else if (key == "acc") {
-        const std::vector<std::string> parts = split(value, ':');
-        LATTICE_CHECK(parts.size() <= 2, "acc takes FORMAT[:k<N>]");
-        stack.accumulator.format = parse_format(parts[0]);
-        stack.accumulator.round_every = 0;
-        if (parts.size() == 2) {
-          LATTICE_CHECK(parts[1].size() > 1 && parts[1][0] == 'k',
-                        "acc takes FORMAT[:k<N>], got option \"", parts[1], "\"");
-          stack.accumulator.round_every = parse_count(parts[1].substr(1), parts[1]);
-          LATTICE_CHECK(stack.accumulator.round_every > 0, "k<N> needs N >= 1");
-        }
-      } else if (key == "master") {
-        stack.master_weights = parse_format(value);
-      } else {
-        const Quantizer q = parse_quantizer_spec(value);
-        LATTICE_CHECK(!q.scaling || (key != "a" && key != "g"), key,
-                      "= takes an elementwise quantizer, got the block-scaled \"", value, "\": ",
-                      key == "a" ? "Λa rounds every op's output" : "Λg rounds every gradient",
-                      ", scalars such as the loss included, which have no axis to block along "
-                      "(block formats go on GEMM operands: gemm=",
-                      value, ")");
-        if (key == "w")
-          stack.weights = q;
-        else if (key == "a")
-          stack.activations = q;
-        else if (key == "g")
-          stack.gradients = q;
-        else if (key == "opt")
-          stack.optimizer_state = q;
-        else if (key == "gemm")
-          gemm.input = gemm.weight = gemm.output_grad = gemm.saved_input = gemm.saved_weight = q;
-        else if (key == "gemm.fwd")
-          gemm.input = gemm.weight = q;
-        else if (key == "gemm.bwd")
-          gemm.output_grad = gemm.saved_input = gemm.saved_weight = q;
-        else if (key == "gemm.x")
-          gemm.input = q;
-        else if (key == "gemm.w")
-          gemm.weight = q;
-        else if (key == "gemm.dy")
-          gemm.output_grad = q;
-        else if (key == "gemm.bwd.x")
-          gemm.saved_input = q;
-        else if (key == "gemm.bwd.w")
-          gemm.saved_weight = q;
-        else
-          throw Error(concat("unknown key \"", key,
-                             "\" (known: w, a, g, gemm, gemm.fwd, gemm.bwd, gemm.x, gemm.w, "
-                             "gemm.dy, gemm.bwd.x, gemm.bwd.w, gemm.sr, gemm.hadamard, gemm.max, "
-                             "gemm.alpha, gemm.step_grad, gemm.scale_grad, gemm.ts_grad, acc, "
-                             "opt, master)"));
-      }
+      const StackKey* known = find_stack_key(key);
+      if (!known) throw Error(concat("unknown key \"", key, "\" (known: ", stack_key_names(), ")"));
+      known->parse(stack, value);
     } catch (const Error& e) {
       throw Error(concat("[stack] \"", spec, "\" at \"", item, "\": ", e.what()));
     }
@@ -285,60 +500,11 @@ PrecisionStack parse_precision_stack(const std::string& spec) {
 }
 
 std::string to_string(const PrecisionStack& s) {
-  const Quantizer fp32_quantizer{};
-  std::vector<std::string> items;
-  const auto add = [&](const char* key, const Quantizer& q) {
-    if (!(q == fp32_quantizer)) items.push_back(std::string(key) + "=" + to_string(q));
-  };
-  add("w", s.weights);
-  add("a", s.activations);
-  add("g", s.gradients);
-  const GemmQuantizers& g = s.gemm;
-  const bool forward_same = g.input == g.weight;
-  const bool backward_same = g.output_grad == g.saved_input && g.saved_input == g.saved_weight;
-  if (forward_same && backward_same && g.input == g.output_grad) {
-    add("gemm", g.input);
-  } else {
-    if (forward_same) {
-      add("gemm.fwd", g.input);
-    } else {
-      add("gemm.x", g.input);
-      add("gemm.w", g.weight);
-    }
-    if (backward_same) {
-      add("gemm.bwd", g.output_grad);
-    } else {
-      add("gemm.dy", g.output_grad);
-      add("gemm.bwd.x", g.saved_input);
-      add("gemm.bwd.w", g.saved_weight);
-    }
-  }
-  const GemmRecipe& r = g.recipe;
-  const GemmRecipe defaults;
-  const auto add_recipe = [&](const char* key, const std::string& value, bool is_default) {
-    if (!is_default) items.push_back(std::string(key) + "=" + value);
-  };
-  add_recipe("gemm.sr", to_string(r.stochastic_rounding),
-             r.stochastic_rounding == defaults.stochastic_rounding);
-  add_recipe("gemm.hadamard", to_string(r.hadamard), r.hadamard == defaults.hadamard);
-  add_recipe("gemm.max", to_string(r.max_approx), r.max_approx == defaults.max_approx);
-  add_recipe("gemm.alpha", number(r.alpha), r.alpha == defaults.alpha);
-  add_recipe("gemm.step_grad", to_string(r.step_gradient),
-             r.step_gradient == defaults.step_gradient);
-  add_recipe("gemm.scale_grad", to_string(r.scale_gradient),
-             r.scale_gradient == defaults.scale_gradient);
-  add_recipe("gemm.ts_grad", to_string(r.tensor_scale_gradient),
-             r.tensor_scale_gradient == defaults.tensor_scale_gradient);
-  if (!(s.accumulator == Accumulator{}))
-    items.push_back(
-        "acc=" + format_name(s.accumulator.format) +
-        (s.accumulator.round_every > 0 ? concat(":k", s.accumulator.round_every) : std::string()));
-  add("opt", s.optimizer_state);
-  if (s.master_weights != fp32) items.push_back("master=" + format_name(s.master_weights));
-  if (items.empty()) return "fp32";
   std::string out;
-  for (const std::string& item : items) out += (out.empty() ? "" : ",") + item;
-  return out;
+  for (const StackKey& key : stack_keys())
+    if (const std::optional<std::string> value = key.print(s))
+      out += concat(out.empty() ? "" : ",", key.name, "=", *value);
+  return out.empty() ? "fp32" : out;
 }
 
 const std::vector<NamedStack>& named_stacks() {

@@ -12,6 +12,7 @@
 
 #include "autograd/autograd.h"
 #include "autograd/gradcheck.h"
+#include "gradcheck_support.h"
 #include "nn/module.h"
 #include "ops/ops.h"
 
@@ -27,44 +28,17 @@ inline GradcheckResult module_gradcheck(nn::Module& module,
   module.to(DType::float64);
   NamedTensors checked = module.named_parameters();
   for (size_t i = 0; i < inputs.size(); ++i)
-    checked.emplace_back("input " + std::to_string(i), set_requires_grad(inputs[i]));
+    checked.emplace_back("input " + std::to_string(i), inputs[i]);
   const Tensor weights =
       uniform(forward().shape(), -1.0, 1.0, RandomStream{.seed = 77}, DType::float64);
-  const auto loss = [&] { return sum(forward() * weights); };
-  for (const auto& [name, t] : checked) zero_grad(t);
-  backward(loss());
-  GradcheckResult result;
-  NoGradGuard no_grad;
-  for (const auto& [name, t] : checked) {
-    const Tensor analytic = grad(t).defined() ? grad(t).contiguous() : zeros_like(t);
-    double* values = t.data<double>();
-    for (int64_t i = 0; i < t.numel(); ++i) {
-      const double saved = values[i];
-      values[i] = saved + eps;
-      const double above = loss().item<double>();
-      values[i] = saved - eps;
-      const double below = loss().item<double>();
-      values[i] = saved;
-      const double numeric = (above - below) / (2 * eps);
-      const double a = analytic.data<double>()[i];
-      const double error = std::abs(a - numeric) / std::max(1.0, std::abs(numeric));
-      if (error > result.max_error) {
-        result.max_error = error;
-        result.where = name + " element " + std::to_string(i) + ": analytic " + std::to_string(a) +
-                       ", numeric " + std::to_string(numeric);
-      }
-    }
-  }
-  return result;
+  return gradcheck_leaves(checked, forward, weights, eps);
 }
 
 /// CHECKs module_gradcheck's largest relative error against 1e-6, showing where it occurred.
 inline void check_module_gradients(nn::Module& module,
                                    const std::vector<Tensor>& inputs,
                                    const std::function<Tensor()>& forward) {
-  const GradcheckResult result = module_gradcheck(module, inputs, forward);
-  INFO(result.where);
-  CHECK(result.max_error < 1e-6);
+  check_gradcheck_result(module_gradcheck(module, inputs, forward));
 }
 
 /// U(-1, 1) float64 values, seeded.

@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "autograd/autograd.h"
+#include "ops/ops.h"
 #include "optim/checkpoint.h"
 #include "optim/schedule.h"
-#include "ops/ops.h"
 #include "tensor/random.h"
 
 using namespace lattice;
@@ -402,11 +402,11 @@ Restored restore(const TempDir& dir, const std::string& stem) {
 
 /// Installs a fault hook for its scope.
 struct FaultHook {
-  explicit FaultHook(detail::CheckpointFaultHook hook) {
-    detail::set_checkpoint_fault_hook(std::move(hook));
+  explicit FaultHook(lattice::detail::WriteFaultHook hook) {
+    lattice::detail::set_write_fault_hook(std::move(hook));
   }
   ~FaultHook() {
-    detail::set_checkpoint_fault_hook({});
+    lattice::detail::set_write_fault_hook({});
   }
 };
 

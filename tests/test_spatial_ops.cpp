@@ -1,13 +1,12 @@
 // Spatial ops: hand-computed forward values on 3x3 images, conv2d against a direct-convolution
-// loop (stride, padding, dilation and groups at once), float32 gradients against float64 ones,
-// and every op's gradient against central finite differences in float64.
+// loop (stride, padding, dilation and groups at once) and float32 gradients against float64
+// ones. Every op's gradient against finite differences runs in the op table (test_op_table.cpp).
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <vector>
 
 #include "autograd/autograd.h"
-#include "autograd/gradcheck.h"
 #include "core/error.h"
 #include "ops/ops.h"
 #include "ops/spatial_ops.h"
@@ -15,13 +14,6 @@
 using namespace lattice;
 
 namespace {
-
-void check_gradients(const std::function<Tensor(const std::vector<Tensor>&)>& f,
-                     const std::vector<Tensor>& inputs) {
-  const GradcheckResult result = gradcheck(f, inputs);
-  INFO(result.where);
-  CHECK(result.max_error < 1e-6);
-}
 
 Tensor random(const Shape& shape, uint64_t seed) {
   return uniform(shape, -1.0, 1.0, RandomStream{.seed = seed});
@@ -173,20 +165,4 @@ TEST_CASE("upsample_nearest2d repeats each pixel into a block and pad fills or c
   const Tensor leaf = set_requires_grad(x.clone());
   backward(sum(upsample_nearest2d(leaf, 3)));
   CHECK(grad(leaf).to_vector<float>() == std::vector<float>{9, 9, 9, 9});  // block sums
-}
-
-TEST_CASE("every spatial op's gradient matches central finite differences in float64") {
-  const Tensor x = random({2, 4, 5, 5}, 7);
-  check_gradients([](auto& v) { return conv2d(v[0], v[1], v[2], 2, 1, 1, 2); },
-                  {x, random({4, 2, 3, 3}, 8), random({4}, 9)});
-  check_gradients([](auto& v) { return conv2d(v[0], v[1], {}, 1, 2, 2, 1); },
-                  {random({1, 2, 4, 5}, 10), random({3, 2, 2, 3}, 11)});
-  check_gradients([](auto& v) { return im2col(v[0], 2, 3, 2, 1, 1); }, {random({1, 2, 4, 5}, 12)});
-  check_gradients([](auto& v) { return col2im(v[0], 4, 5, 2, 3, 2, 1, 1); },
-                  {random({1, 12, 9}, 13)});
-  check_gradients([](auto& v) { return max_pool2d(v[0], 3, 2, 1); }, {x});
-  check_gradients([](auto& v) { return avg_pool2d(v[0], 3, 2, 1); }, {x});
-  check_gradients([](auto& v) { return upsample_nearest2d(v[0], 2); }, {random({1, 2, 3, 2}, 14)});
-  check_gradients([](auto& v) { return pad(v[0], {2, 1, 0, 3}, 0.5); }, {random({1, 2, 3, 2}, 15)});
-  check_gradients([](auto& v) { return pad(v[0], {-1, 1, 2, -2}); }, {random({1, 2, 4, 3}, 16)});
 }
