@@ -13,12 +13,15 @@
 namespace lattice {
 namespace {
 
+/// y = f(x) elementwise. x, y: (n).
 template <typename T, typename F>
 void map_each(const T* x, T* y, int64_t n, F&& f) {
 #pragma omp parallel for simd if (n > (1 << 16))
   for (int64_t i = 0; i < n; ++i) y[i] = f(x[i]);
 }
 
+/// z = f(x, y) over `shape`, z packed: one flat loop when x and y are packed too, else a walk
+/// over the innermost runs with a vectorised loop for a broadcast (step 0) operand.
 template <typename T, typename F>
 void map_pairs(const T* x,
                std::span<const int64_t> x_strides,
