@@ -6,10 +6,11 @@
 #include <unordered_set>
 
 #include "autograd/autograd.h"
+#include "kernels/dispatch.h"
+#include "kernels/elementwise.h"
 #include "ops/ops.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
-#include "tensor/strided_loop.h"
 
 namespace lattice {
 namespace {
@@ -102,25 +103,9 @@ Tensor view_backward(const Tensor& gradient,
   const Tensor base_gradient = empty(base.shape, gradient.dtype());
   visit_dtype(gradient.dtype(), [&]<typename T>(std::type_identity<T>) {
     if constexpr (std::is_floating_point_v<T>) {
-      T* storage = buffer.data<T>();
-      const T* from = packed.data<T>();
-      for_each_run<2>(view.shape,
-                      {std::span<const int64_t>(view.strides), contiguous_strides(view.shape)},
-                      [&](const auto& offsets, int64_t count, const auto& steps) {
-                        T* at = storage + view.offset + offsets[0];
-                        for (int64_t i = 0; i < count; ++i)
-                          at[i * steps[0]] += from[offsets[1] + i * steps[1]];
-                      });
-      T* to = base_gradient.data<T>();
-      for_each_run<2>(base.shape,
-                      {std::span<const int64_t>(base.strides), contiguous_strides(base.shape)},
-                      [&](const auto& offsets, int64_t count, const auto& steps) {
-                        T* at = storage + base.offset + offsets[0];
-                        for (int64_t i = 0; i < count; ++i) {
-                          to[offsets[1] + i * steps[1]] = at[i * steps[0]];
-                          at[i * steps[0]] = T(0);  // claimed by the first alias
-                        }
-                      });
+      LATTICE_DISPATCH(gradient.device(), view_gradient, packed.data<T>(), view.shape, view.strides,
+                       view.offset, buffer.data<T>(), base.shape, base.strides, base.offset,
+                       base_gradient.data<T>());
     }
   });
   return base_gradient;

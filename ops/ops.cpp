@@ -1,6 +1,7 @@
-// Differentiable ops: forward loops over contiguous (broadcast-materialised) operands in the
-// tensor's floating dtype, and one FunctionNode per op whose backward uses these ops. Saved
-// tensors are detached, so a graph never keeps its own outputs alive in a cycle.
+// Differentiable ops: checks, broadcasting and output allocation, a call to the op's kernel
+// (kernels/) through LATTICE_DISPATCH in the tensor's floating dtype, and one FunctionNode per
+// op whose backward uses these ops. Saved tensors are detached, so a graph never keeps its own
+// outputs alive in a cycle.
 #include "ops/ops.h"
 
 #include <cmath>
@@ -8,11 +9,15 @@
 #include <numeric>
 #include <optional>
 
+#include "kernels/dispatch.h"
+#include "kernels/elementwise.h"
+#include "kernels/index.h"
+#include "kernels/reduce.h"
+#include "kernels/strided_loop.h"
 #include "ops/op_support.h"
 #include "ops/quantized_gemm.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
-#include "tensor/strided_loop.h"
 #include "tensor/tape.h"
 
 namespace lattice {
@@ -37,17 +42,13 @@ void trace(const char* op,
   trace_log.push_back(OpTrace{op, describe_inputs(), describe(out), accumulator});
 }
 
-template <typename F>
-Tensor map_unary(const char* op, const Tensor& x, F&& f) {
+/// y = kernel(x) elementwise (unary_cpu's scalars a, b), rounded onto the activation lattice.
+Tensor map_unary(const char* op, const Tensor& x, UnaryOp kernel, double a = 0.0, double b = 0.0) {
   NoGradGuard no_grad;  // the packed copy is an internal temporary, not part of the graph
   const Tensor in = x.contiguous();
   Tensor out = empty(x.shape(), x.dtype());
   visit_floating(x, op, [&]<typename T>(std::type_identity<T>) {
-    const T* a = in.data<T>();
-    T* y = out.data<T>();
-    const int64_t n = out.numel();
-#pragma omp parallel for simd if (n > (1 << 16))
-    for (int64_t i = 0; i < n; ++i) y[i] = f(a[i]);
+    LATTICE_DISPATCH(x.device(), unary, kernel, in.data<T>(), out.data<T>(), out.numel(), a, b);
   });
   out = on_activation_lattice(out);
   trace(
@@ -55,51 +56,24 @@ Tensor map_unary(const char* op, const Tensor& x, F&& f) {
   return out;
 }
 
-template <typename F>
-Tensor map_binary(const char* op, const Tensor& a, const Tensor& b, F&& f) {
+/// z = kernel(a, b) elementwise with a and b broadcast (binary_cpu's scalars lo, hi), rounded
+/// onto the activation lattice.
+Tensor map_binary(const char* op,
+                  const Tensor& a,
+                  const Tensor& b,
+                  BinaryOp kernel,
+                  double lo = 0.0,
+                  double hi = 0.0) {
   LATTICE_CHECK(a.dtype() == b.dtype(), "[", op, "] operands are ", dtype_name(a.dtype()), " and ",
                 dtype_name(b.dtype()), "; convert one with to()");
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), op);
   NoGradGuard no_grad;  // the broadcast views are internal temporaries
-  // Walk the broadcast views in place (stride 0 repeats an element): no copies.
+  // The kernel walks the broadcast views in place (stride 0 repeats an element): no copies.
   const Tensor lhs = a.expand(shape), rhs = b.expand(shape);
   Tensor out = empty(shape, a.dtype());
-  const Strides out_strides = contiguous_strides(shape);
   visit_floating(a, op, [&]<typename T>(std::type_identity<T>) {
-    const T* x = lhs.data<T>();
-    const T* y = rhs.data<T>();
-    T* z = out.data<T>();
-    if (lhs.strides() == out_strides && rhs.strides() == out_strides) {  // no broadcasting
-      const int64_t n = out.numel();
-#pragma omp parallel for simd if (n > (1 << 16))
-      for (int64_t i = 0; i < n; ++i) z[i] = f(x[i], y[i]);
-      return;
-    }
-    parallel_for_each_run<3>(shape,
-                             {std::span<const int64_t>(out_strides), lhs.strides(), rhs.strides()},
-                             [&](const auto& offset, int64_t count, const auto& step) {
-                               T* zo = z + offset[0];
-                               const T* xo = x + offset[1];
-                               const T* yo = y + offset[2];
-                               // The output is packed, so its step is 1; an operand repeats along
-                               // the run (step 0) when it is broadcast there (a per-row scale, a
-                               // bias).
-                               if (step[1] == 1 && step[2] == 1) {
-#pragma omp simd
-                                 for (int64_t i = 0; i < count; ++i) zo[i] = f(xo[i], yo[i]);
-                               } else if (step[1] == 1 && step[2] == 0) {
-                                 const T yv = *yo;
-#pragma omp simd
-                                 for (int64_t i = 0; i < count; ++i) zo[i] = f(xo[i], yv);
-                               } else if (step[1] == 0 && step[2] == 1) {
-                                 const T xv = *xo;
-#pragma omp simd
-                                 for (int64_t i = 0; i < count; ++i) zo[i] = f(xv, yo[i]);
-                               } else {
-                                 for (int64_t i = 0; i < count; ++i)
-                                   zo[i * step[0]] = f(xo[i * step[1]], yo[i * step[2]]);
-                               }
-                             });
+    LATTICE_DISPATCH(out.device(), binary, kernel, lhs.data<T>(), lhs.strides(), rhs.data<T>(),
+                     rhs.strides(), out.data<T>(), shape, lo, hi);
   });
   out = on_activation_lattice(out);
   trace(
@@ -114,19 +88,19 @@ Tensor map_binary(const char* op, const Tensor& a, const Tensor& b, F&& f) {
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) {
-  Tensor out = map_binary("add", a, b, [](auto x, auto y) { return x + y; });
+  Tensor out = map_binary("add", a, b, BinaryOp::add);
   record_op("add", out, {a, b}, [](const Tensor& g) { return std::vector<Tensor>{g, g}; });
   return out;
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
-  Tensor out = map_binary("sub", a, b, [](auto x, auto y) { return x - y; });
+  Tensor out = map_binary("sub", a, b, BinaryOp::sub);
   record_op("sub", out, {a, b}, [](const Tensor& g) { return std::vector<Tensor>{g, neg(g)}; });
   return out;
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
-  Tensor out = map_binary("mul", a, b, [](auto x, auto y) { return x * y; });
+  Tensor out = map_binary("mul", a, b, BinaryOp::mul);
   record_op("mul", out, {a, b}, [a = detach(a), b = detach(b)](const Tensor& g) {
     return std::vector<Tensor>{mul(g, b), mul(g, a)};
   });
@@ -134,7 +108,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
-  Tensor out = map_binary("div", a, b, [](auto x, auto y) { return x / y; });
+  Tensor out = map_binary("div", a, b, BinaryOp::div);
   record_op("div", out, {a, b}, [a = detach(a), b = detach(b)](const Tensor& g) {
     // d(a/b) = g/b, -g*a/b^2
     return std::vector<Tensor>{div(g, b), neg(div(mul(g, a), mul(b, b)))};
@@ -143,33 +117,33 @@ Tensor div(const Tensor& a, const Tensor& b) {
 }
 
 Tensor scale(const Tensor& a, double s) {
-  Tensor out = map_unary("scale", a, [s](auto x) { return x * decltype(x)(s); });
+  Tensor out = map_unary("scale", a, UnaryOp::scale, s);
   record_op("scale", out, {a}, [s](const Tensor& g) { return std::vector<Tensor>{scale(g, s)}; });
   return out;
 }
 
 Tensor neg(const Tensor& x) {
-  Tensor out = map_unary("neg", x, [](auto v) { return -v; });
+  Tensor out = map_unary("neg", x, UnaryOp::neg);
   record_op("neg", out, {x}, [](const Tensor& g) { return std::vector<Tensor>{neg(g)}; });
   return out;
 }
 
 Tensor exp(const Tensor& x) {
-  Tensor out = map_unary("exp", x, [](auto v) { return std::exp(v); });
+  Tensor out = map_unary("exp", x, UnaryOp::exp);
   record_op("exp", out, {x},
             [y = detach(out)](const Tensor& g) { return std::vector<Tensor>{mul(g, y)}; });
   return out;
 }
 
 Tensor log(const Tensor& x) {
-  Tensor out = map_unary("log", x, [](auto v) { return std::log(v); });
+  Tensor out = map_unary("log", x, UnaryOp::log);
   record_op("log", out, {x},
             [x = detach(x)](const Tensor& g) { return std::vector<Tensor>{div(g, x)}; });
   return out;
 }
 
 Tensor tanh(const Tensor& x) {
-  Tensor out = map_unary("tanh", x, [](auto v) { return std::tanh(v); });
+  Tensor out = map_unary("tanh", x, UnaryOp::tanh);
   record_op("tanh", out, {x}, [y = detach(out)](const Tensor& g) {
     // d tanh = 1 - tanh^2
     const Tensor one = full({}, 1.0, y.dtype());
@@ -179,17 +153,16 @@ Tensor tanh(const Tensor& x) {
 }
 
 Tensor relu(const Tensor& x) {
-  Tensor out = map_unary("relu", x, [](auto v) { return v > 0 ? v : decltype(v)(0); });
+  Tensor out = map_unary("relu", x, UnaryOp::relu);
   record_op("relu", out, {x}, [x = detach(x)](const Tensor& g) {
     // g where x > 0 (the subgradient at 0 is 0, as in PyTorch), in one pass.
-    return std::vector<Tensor>{
-        map_binary("relu", g, x, [](auto gv, auto xv) { return xv > 0 ? gv : decltype(gv)(0); })};
+    return std::vector<Tensor>{map_binary("relu", g, x, BinaryOp::pass_where_positive)};
   });
   return out;
 }
 
 Tensor sqrt(const Tensor& x) {
-  Tensor out = map_unary("sqrt", x, [](auto v) { return std::sqrt(v); });
+  Tensor out = map_unary("sqrt", x, UnaryOp::sqrt);
   record_op("sqrt", out, {x}, [y = detach(out)](const Tensor& g) {
     return std::vector<Tensor>{div(scale(g, 0.5), y)};  // 1 / (2 sqrt x)
   });
@@ -197,7 +170,7 @@ Tensor sqrt(const Tensor& x) {
 }
 
 Tensor rsqrt(const Tensor& x) {
-  Tensor out = map_unary("rsqrt", x, [](auto v) { return decltype(v)(1) / std::sqrt(v); });
+  Tensor out = map_unary("rsqrt", x, UnaryOp::rsqrt);
   record_op("rsqrt", out, {x}, [y = detach(out)](const Tensor& g) {
     return std::vector<Tensor>{mul(scale(g, -0.5), mul(y, mul(y, y)))};  // -x^(-3/2) / 2
   });
@@ -205,13 +178,13 @@ Tensor rsqrt(const Tensor& x) {
 }
 
 Tensor sign(const Tensor& x) {
-  Tensor out = map_unary("sign", x, [](auto v) { return decltype(v)((v > 0) - (v < 0)); });
+  Tensor out = map_unary("sign", x, UnaryOp::sign);
   record_op("sign", out, {x}, [](const Tensor&) { return std::vector<Tensor>{Tensor()}; });
   return out;
 }
 
 Tensor abs(const Tensor& x) {
-  Tensor out = map_unary("abs", x, [](auto v) { return std::fabs(v); });
+  Tensor out = map_unary("abs", x, UnaryOp::abs);
   record_op("abs", out, {x}, [x = detach(x)](const Tensor& g) {
     return std::vector<Tensor>{mul(g, sign(x))};  // subgradient 0 at 0, as PyTorch
   });
@@ -219,8 +192,7 @@ Tensor abs(const Tensor& x) {
 }
 
 Tensor sigmoid(const Tensor& x) {
-  Tensor out = map_unary("sigmoid", x,
-                         [](auto v) { return decltype(v)(1) / (decltype(v)(1) + std::exp(-v)); });
+  Tensor out = map_unary("sigmoid", x, UnaryOp::sigmoid);
   record_op("sigmoid", out, {x}, [y = detach(out)](const Tensor& g) {
     return std::vector<Tensor>{mul(g, mul(y, sub(full({}, 1.0, y.dtype()), y)))};
   });
@@ -232,21 +204,21 @@ Tensor silu(const Tensor& x) {
 }
 
 Tensor sin(const Tensor& x) {
-  Tensor out = map_unary("sin", x, [](auto v) { return std::sin(v); });
+  Tensor out = map_unary("sin", x, UnaryOp::sin);
   record_op("sin", out, {x},
             [x = detach(x)](const Tensor& g) { return std::vector<Tensor>{mul(g, cos(x))}; });
   return out;
 }
 
 Tensor cos(const Tensor& x) {
-  Tensor out = map_unary("cos", x, [](auto v) { return std::cos(v); });
+  Tensor out = map_unary("cos", x, UnaryOp::cos);
   record_op("cos", out, {x},
             [x = detach(x)](const Tensor& g) { return std::vector<Tensor>{neg(mul(g, sin(x)))}; });
   return out;
 }
 
 Tensor pow(const Tensor& x, double p) {
-  Tensor out = map_unary("pow", x, [p](auto v) { return std::pow(v, decltype(v)(p)); });
+  Tensor out = map_unary("pow", x, UnaryOp::pow, p);
   record_op("pow", out, {x}, [x = detach(x), p](const Tensor& g) {
     return std::vector<Tensor>{mul(g, scale(pow(x, p - 1.0), p))};
   });
@@ -259,19 +231,10 @@ Tensor gelu(const Tensor& x, bool tanh_approximation) {
         scale(add(x, scale(pow(x, 3.0), 0.044715)), std::sqrt(2.0 / std::numbers::pi));
     return mul(scale(x, 0.5), add(full({}, 1.0, x.dtype()), tanh(inner)));
   }
-  Tensor out = map_unary("gelu", x, [](auto v) {
-    return v * decltype(v)(0.5) *
-           (decltype(v)(1) + std::erf(v * decltype(v)(1.0 / std::numbers::sqrt2)));
-  });
+  Tensor out = map_unary("gelu", x, UnaryOp::gelu);
   record_op("gelu", out, {x}, [x = detach(x)](const Tensor& g) {
     // d/dx x Phi(x) = Phi(x) + x phi(x)
-    const Tensor derivative = map_unary("gelu", x, [](auto v) {
-      using T = decltype(v);
-      const T cdf = T(0.5) * (T(1) + std::erf(v * T(1.0 / std::numbers::sqrt2)));
-      const T pdf = std::exp(T(-0.5) * v * v) * T(0.3989422804014327);
-      return cdf + v * pdf;
-    });
-    return std::vector<Tensor>{mul(g, derivative)};
+    return std::vector<Tensor>{mul(g, map_unary("gelu", x, UnaryOp::gelu_derivative))};
   });
   return out;
 }
@@ -281,21 +244,14 @@ namespace {
 /// maximum (take_larger) or minimum of a and b, as PyTorch: a NaN operand wins, and the
 /// gradient goes to the chosen operand, split equally between the two on a tie.
 Tensor select_extreme(const char* op, const Tensor& a, const Tensor& b, bool take_larger) {
-  Tensor out = map_binary(op, a, b, [take_larger](auto x, auto y) {
-    if (std::isnan(x) || std::isnan(y)) return x + y;  // NaN, whichever of the two it is
-    return (take_larger ? x > y : x < y) ? x : y;
-  });
+  Tensor out = map_binary(op, a, b, take_larger ? BinaryOp::maximum : BinaryOp::minimum);
   record_op(op, out, {a, b}, [op, take_larger, a = detach(a), b = detach(b)](const Tensor& g) {
     // a's share of the gradient: 1 where a wins, 1/2 on a tie, 0 where b wins. A share of 0
     // passes 0 even for an infinite gradient.
-    const Tensor share = map_binary(op, a, b, [take_larger](auto x, auto y) {
-      using T = decltype(x);
-      return x == y ? T(0.5) : T((take_larger ? x > y : x < y) ? 1 : 0);
-    });
+    const Tensor share =
+        map_binary(op, a, b, take_larger ? BinaryOp::larger_share : BinaryOp::smaller_share);
     const auto part = [op](const Tensor& gradient, const Tensor& weight) {
-      return map_binary(op, gradient, weight, [](auto gv, auto w) {
-        return w == 0 ? decltype(gv)(0) : w == 1 ? gv : gv * w;
-      });
+      return map_binary(op, gradient, weight, BinaryOp::share_of);
     };
     return std::vector<Tensor>{part(g, share), part(g, sub(full({}, 1.0, share.dtype()), share))};
   });
@@ -314,16 +270,10 @@ Tensor minimum(const Tensor& a, const Tensor& b) {
 
 Tensor clamp(const Tensor& x, double low, double high) {
   LATTICE_CHECK(low <= high, "[clamp] needs low <= high, got [", low, ", ", high, "]");
-  Tensor out = map_unary("clamp", x, [low, high](auto v) {
-    using T = decltype(v);
-    return v < T(low) ? T(low) : v > T(high) ? T(high) : v;
-  });
+  Tensor out = map_unary("clamp", x, UnaryOp::clamp, low, high);
   record_op("clamp", out, {x}, [x = detach(x), low, high](const Tensor& g) {
     // g where low <= x <= high, else 0 (a select, not a product: an infinite g stays out).
-    return std::vector<Tensor>{map_binary("clamp", g, x, [low, high](auto gv, auto v) {
-      using T = decltype(v);
-      return v >= T(low) && v <= T(high) ? gv : decltype(gv)(0);
-    })};
+    return std::vector<Tensor>{map_binary("clamp", g, x, BinaryOp::pass_where_within, low, high)};
   });
   return out;
 }
@@ -358,18 +308,14 @@ ReductionPlan plan_reduction(const Tensor& x, const std::vector<int>& axes, cons
   return r;
 }
 
-/// out (keepdim shape)[r] = fold(row r of x moved to the last axes), computed in double.
-template <typename Fold>
-Tensor reduce_rows(const Tensor& x, const ReductionPlan& r, const char* op, Fold&& fold) {
+/// out (keepdim shape)[r] = kernel(row r of x moved to the last axes).
+Tensor reduce_rows(const Tensor& x, const ReductionPlan& r, const char* op, ReduceOp kernel) {
   NoGradGuard no_grad;  // the packed copy is an internal temporary
   const Tensor packed = x.permute(r.order).contiguous();
   Tensor out = empty(r.keepdim_shape, x.dtype());
   visit_floating(x, op, [&]<typename T>(std::type_identity<T>) {
-    const T* in = packed.data<T>();
-    T* y = out.data<T>();
-    const int64_t rows = out.numel();
-#pragma omp parallel for if (rows * r.row > (1 << 16))
-    for (int64_t i = 0; i < rows; ++i) y[i] = T(fold(in + i * r.row, r.row));
+    LATTICE_DISPATCH(x.device(), reduce_rows, kernel, packed.data<T>(), out.data<T>(), out.numel(),
+                     r.row);
   });
   out = on_activation_lattice(out);
   trace(
@@ -386,13 +332,7 @@ Tensor sum_leading_axes(const Tensor& x, const ReductionPlan& r) {
   const int64_t columns = numel(r.kept_shape);
   Tensor out = empty(r.keepdim_shape, x.dtype());
   visit_floating(x, "sum", [&]<typename T>(std::type_identity<T>) {
-    const T* in = x.data<T>();
-    std::vector<double> total(static_cast<size_t>(columns), 0.0);
-    for (int64_t i = 0; i < r.row; ++i)
-#pragma omp simd
-      for (int64_t j = 0; j < columns; ++j) total[size_t(j)] += double(in[i * columns + j]);
-    T* y = out.data<T>();
-    for (int64_t j = 0; j < columns; ++j) y[j] = T(total[size_t(j)]);
+    LATTICE_DISPATCH(x.device(), sum_leading, x.data<T>(), out.data<T>(), r.row, columns);
   });
   out = on_activation_lattice(out);
   trace(
@@ -406,13 +346,8 @@ Tensor sum(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
   for (size_t i = 0; i < r.reduced_axes.size(); ++i)
     leading = leading && r.reduced_axes[i] == int(i);
   // Accumulated in double: sums of many fp32 terms stay accurate.
-  Tensor out = leading && !r.kept_shape.empty()
-                   ? sum_leading_axes(x, r)
-                   : reduce_rows(x, r, "sum", [](const auto* row, int64_t n) {
-                       double total = 0.0;
-                       for (int64_t k = 0; k < n; ++k) total += double(row[k]);
-                       return total;
-                     });
+  Tensor out = leading && !r.kept_shape.empty() ? sum_leading_axes(x, r)
+                                                : reduce_rows(x, r, "sum", ReduceOp::sum);
   if (!keepdim) out = out.reshape(r.kept_shape);
   record_op("sum", out, {x},
             [input_shape = x.shape(), keepdim_shape = r.keepdim_shape](const Tensor& g) {
@@ -424,16 +359,11 @@ Tensor sum(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
 Tensor max(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
   const ReductionPlan r = plan_reduction(x, axes, "max");
   LATTICE_CHECK(r.row > 0, "[max] cannot reduce an empty axis of ", x.shape());
-  const Tensor largest = reduce_rows(x, r, "max", [](const auto* row, int64_t n) {
-    auto best = row[0];  // NaN wins, as in PyTorch
-    for (int64_t k = 1; k < n; ++k) best = std::isnan(best) || row[k] <= best ? best : row[k];
-    return best;
-  });
+  const Tensor largest = reduce_rows(x, r, "max", ReduceOp::max);  // NaN wins, as in PyTorch
   const Tensor out = keepdim ? largest : largest.reshape(r.kept_shape);
   record_op("max", out, {x}, [x = detach(x), largest = detach(largest), r](const Tensor& g) {
     // The gradient goes to the elements equal to the maximum, shared equally among ties.
-    const Tensor hits = map_binary(
-        "max", x, largest, [](auto v, auto best) { return decltype(v)(v == best ? 1 : 0); });
+    const Tensor hits = map_binary("max", x, largest, BinaryOp::equal_indicator);
     const Tensor ties = sum(hits, r.reduced_axes, true);
     return std::vector<Tensor>{mul(div(g.reshape(r.keepdim_shape), ties), hits)};
   });
@@ -468,9 +398,8 @@ Tensor logsumexp(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
     m = max(x, axes, true).clone();  // written below: never x's storage
   }
   visit_floating(m, "logsumexp", [&]<typename T>(std::type_identity<T>) {
-    T* values = m.data<T>();
-    for (int64_t i = 0; i < m.numel(); ++i)
-      if (std::isinf(values[i])) values[i] = T(0);
+    LATTICE_DISPATCH(m.device(), unary, UnaryOp::zero_infinities, m.data<T>(), m.data<T>(),
+                     m.numel());
   });
   const Tensor result = add(log(sum(exp(sub(x, m)), axes, true)), m);
   return keepdim ? result : result.reshape(plan_reduction(x, axes, "logsumexp").kept_shape);
@@ -567,27 +496,6 @@ AxisView around(const Shape& shape, int axis) {
   return v;
 }
 
-/// Moves rows between (outer, from_length, inner) and (outer, to_length, inner) arrays:
-/// to[o, destination(o, j, i), i] (+)= from[o, source(o, j, i), i] for j < count. With
-/// `accumulate` the writes add (a scatter-add); otherwise they overwrite.
-template <typename T, typename Source, typename Destination>
-void move_rows(const T* from,
-               T* to,
-               const AxisView& from_view,
-               const AxisView& to_view,
-               int64_t count,
-               Source&& source,
-               Destination&& destination,
-               bool accumulate) {
-  for (int64_t o = 0; o < from_view.outer; ++o)
-    for (int64_t j = 0; j < count; ++j)
-      for (int64_t i = 0; i < from_view.inner; ++i) {
-        const T value = from[(o * from_view.length + source(o, j, i)) * from_view.inner + i];
-        T& target = to[(o * to_view.length + destination(o, j, i)) * to_view.inner + i];
-        target = accumulate ? target + value : value;
-      }
-}
-
 }  // namespace
 
 Tensor index_select(const Tensor& x, int axis, const Tensor& indices) {
@@ -602,20 +510,16 @@ Tensor index_select(const Tensor& x, int axis, const Tensor& indices) {
     NoGradGuard no_grad;
     const Tensor in = x.contiguous();
     visit_floating(x, "index_select", [&]<typename T>(std::type_identity<T>) {
-      move_rows(
-          in.data<T>(), out.data<T>(), from, to, int64_t(rows.size()),
-          [&](int64_t, int64_t j, int64_t) { return rows[size_t(j)]; },
-          [](int64_t, int64_t j, int64_t) { return j; }, false);
+      LATTICE_DISPATCH(x.device(), index_select, in.data<T>(), rows.data(), out.data<T>(),
+                       from.outer, from.length, to.length, from.inner);
     });
   }
   record_op("index_select", out, {x}, [rows, from, to, input_shape = x.shape()](const Tensor& g) {
     const Tensor packed = g.contiguous();
     Tensor dx = zeros(input_shape, g.dtype());
     visit_floating(g, "index_select", [&]<typename T>(std::type_identity<T>) {
-      move_rows(
-          packed.data<T>(), dx.data<T>(), to, from, int64_t(rows.size()),
-          [](int64_t, int64_t j, int64_t) { return j; },
-          [&](int64_t, int64_t j, int64_t) { return rows[size_t(j)]; }, true);
+      LATTICE_DISPATCH(g.device(), index_add, packed.data<T>(), rows.data(), dx.data<T>(),
+                       from.outer, from.length, to.length, from.inner);
     });
     return std::vector<Tensor>{dx};
   });
@@ -638,29 +542,21 @@ Tensor gather(const Tensor& x, int axis, const Tensor& index) {
                 " except along axis ", axis);
   const std::vector<int64_t> picks = checked_indices(index, x.shape(a), "gather");
   const AxisView from = around(x.shape(), a), to = around(index.shape(), a);
-  const auto pick = [&picks, to](int64_t o, int64_t j, int64_t i) {
-    return picks[size_t((o * to.length + j) * to.inner + i)];
-  };
   Tensor out = empty(index.shape(), x.dtype());
   {
     NoGradGuard no_grad;
     const Tensor in = x.contiguous();
     visit_floating(x, "gather", [&]<typename T>(std::type_identity<T>) {
-      move_rows(
-          in.data<T>(), out.data<T>(), from, to, to.length, pick,
-          [](int64_t, int64_t j, int64_t) { return j; }, false);
+      LATTICE_DISPATCH(x.device(), gather, in.data<T>(), picks.data(), out.data<T>(), from.outer,
+                       from.length, to.length, from.inner);
     });
   }
   record_op("gather", out, {x}, [picks, from, to, input_shape = x.shape()](const Tensor& g) {
     const Tensor packed = g.contiguous();
     Tensor dx = zeros(input_shape, g.dtype());
-    const auto pick = [&picks, to](int64_t o, int64_t j, int64_t i) {
-      return picks[size_t((o * to.length + j) * to.inner + i)];
-    };
     visit_floating(g, "gather", [&]<typename T>(std::type_identity<T>) {
-      move_rows(
-          packed.data<T>(), dx.data<T>(), to, from, to.length,
-          [](int64_t, int64_t j, int64_t) { return j; }, pick, true);
+      LATTICE_DISPATCH(g.device(), scatter_add, packed.data<T>(), picks.data(), dx.data<T>(),
+                       from.outer, from.length, to.length, from.inner);
     });
     return std::vector<Tensor>{dx};
   });
@@ -722,33 +618,30 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
 
 namespace {
 
-template <typename Compare>
-Tensor compare(const char* op, const Tensor& a, const Tensor& b, Compare&& holds) {
+Tensor compare(const char* op, const Tensor& a, const Tensor& b, CompareOp kernel) {
   LATTICE_CHECK(a.dtype() == b.dtype(), "[", op, "] operands are ", dtype_name(a.dtype()), " and ",
                 dtype_name(b.dtype()));
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), op);
   const Tensor lhs = detach(a).expand(shape).to(DType::float64).contiguous();
   const Tensor rhs = detach(b).expand(shape).to(DType::float64).contiguous();
   Tensor out = empty(shape, DType::boolean);
-  const double* x = lhs.data<double>();
-  const double* y = rhs.data<double>();
-  bool* z = out.data<bool>();
-  for (int64_t i = 0; i < out.numel(); ++i) z[i] = holds(x[i], y[i]);
+  LATTICE_DISPATCH(out.device(), compare, kernel, lhs.data<double>(), rhs.data<double>(),
+                   out.data<bool>(), out.numel());
   return out;
 }
 
 }  // namespace
 
 Tensor greater(const Tensor& a, const Tensor& b) {
-  return compare("greater", a, b, [](double x, double y) { return x > y; });
+  return compare("greater", a, b, CompareOp::greater);
 }
 
 Tensor less(const Tensor& a, const Tensor& b) {
-  return compare("less", a, b, [](double x, double y) { return x < y; });
+  return compare("less", a, b, CompareOp::less);
 }
 
 Tensor equal(const Tensor& a, const Tensor& b) {
-  return compare("equal", a, b, [](double x, double y) { return x == y; });
+  return compare("equal", a, b, CompareOp::equal);
 }
 
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
@@ -765,11 +658,8 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
     const Tensor m = mask.expand(shape).contiguous(), lhs = a.expand(shape).contiguous(),
                  rhs = b.expand(shape).contiguous();
     visit_floating(a, "where", [&]<typename T>(std::type_identity<T>) {
-      const T* pick = m.data<T>();
-      const T* x = lhs.data<T>();
-      const T* y = rhs.data<T>();
-      T* z = result.data<T>();
-      for (int64_t i = 0; i < result.numel(); ++i) z[i] = pick[i] != T(0) ? x[i] : y[i];
+      LATTICE_DISPATCH(result.device(), where, m.data<T>(), lhs.data<T>(), rhs.data<T>(),
+                       result.data<T>(), result.numel());
     });
   }
   record_op("where", result, {a, b}, [mask](const Tensor& g) {

@@ -18,7 +18,7 @@
 #include "ops/ops.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
-#include "tensor/strided_loop.h"
+#include "kernels/strided_loop.h"
 #include "tensor/tape.h"
 
 namespace lattice {

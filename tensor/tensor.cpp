@@ -1,5 +1,6 @@
-// Tensor: accessors, views (all built on one geometry constructor), packed copies and dtype
-// conversions through copy_strided, seeded creation from Philox words, and printing.
+// Tensor: accessors, views (all built on one geometry constructor), packed copies, dtype
+// conversions and fills through the strided kernels (kernels/elementwise.h), seeded creation from
+// Philox words, and printing.
 #include "tensor/tensor.h"
 
 #include <algorithm>
@@ -9,7 +10,8 @@
 #include <numbers>
 #include <optional>
 
-#include "tensor/strided_loop.h"
+#include "kernels/dispatch.h"
+#include "kernels/elementwise.h"
 
 namespace lattice {
 
@@ -21,12 +23,8 @@ std::byte* element_address(const TensorImpl& t) {
 
 // dst = src converted to dst's dtype; src already has dst's shape (broadcast with stride 0).
 void copy_elements(const TensorImpl& dst, const TensorImpl& src) {
-  visit_dtype(dst.dtype, [&]<typename D>(std::type_identity<D>) {
-    visit_dtype(src.dtype, [&]<typename S>(std::type_identity<S>) {
-      copy_strided(reinterpret_cast<D*>(element_address(dst)), dst.strides,
-                   reinterpret_cast<const S*>(element_address(src)), src.strides, dst.shape);
-    });
-  });
+  LATTICE_DISPATCH(dst.storage->device(), copy_strided, dst.dtype, element_address(dst),
+                   dst.strides, src.dtype, element_address(src), src.strides, dst.shape);
 }
 
 Tensor allocate(const Shape& shape, DType dtype, Device device, const char* op) {
@@ -500,10 +498,8 @@ Tensor Tensor::to(DType dtype) const {
 
 const Tensor& Tensor::fill_(double value) const {
   const TensorImpl& t = checked("fill_");
-  visit_dtype(t.dtype, [&]<typename T>(std::type_identity<T>) {
-    fill_strided(reinterpret_cast<T*>(element_address(t)), t.strides, convert_value<T>(value),
-                 t.shape);
-  });
+  LATTICE_DISPATCH(t.storage->device(), fill_strided, t.dtype, element_address(t), t.strides, value,
+                   t.shape);
   return *this;
 }
 

@@ -1,17 +1,25 @@
-// The one loop nest over strided N-d index spaces: copies, dtype conversions and fills (and
-// the element-wise ops built later) walk tensors with for_each_run. Axes that are packed
-// alike in every operand are merged first, so a contiguous tensor is walked as one flat run.
+// The one loop nest over strided N-d index spaces, in elements from raw base pointers: the
+// strided copies and fills, the broadcast binary maps and the view backward walk operands with
+// for_each_run. Axes packed alike in every operand are merged first, so a contiguous tensor is
+// walked as one flat run. Host code: CPU kernels, and ops planning one kernel call per batch.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
-#include <cstring>
 #include <span>
 #include <vector>
 
-#include "core/dtype.h"
-
 namespace lattice {
+
+/// The row-major strides of a packed array of `shape`, as Tensor gives them (tensor/shape.h's
+/// contiguous_strides: a size-0 axis counts as 1), so kernels can recognise packed operands.
+inline std::vector<int64_t> packed_strides(std::span<const int64_t> shape) {
+  std::vector<int64_t> strides(shape.size(), 1);
+  for (size_t axis = shape.size(); axis-- > 1;)
+    strides[axis - 1] = strides[axis] * std::max<int64_t>(shape[axis], 1);
+  return strides;
+}
 
 namespace strided_detail {
 
@@ -112,50 +120,6 @@ void parallel_for_each_run(std::span<const int64_t> shape,
     for (size_t k = 0; k < N; ++k) offsets[k] = i * outer.stride[k];
     strided_detail::walk(axes, axes.size() - 1, offsets, run);
   }
-}
-
-/// dst = convert_value<Dst>(src) element-wise over `shape`.
-/// dst: `shape` with dst_strides, src: `shape` with src_strides (0 broadcasts); no overlap.
-template <Element Dst, Element Src>
-void copy_strided(Dst* dst,
-                  std::span<const int64_t> dst_strides,
-                  const Src* src,
-                  std::span<const int64_t> src_strides,
-                  std::span<const int64_t> shape) {
-  parallel_for_each_run<2>(
-      shape, {dst_strides, src_strides},
-      [&](const std::array<int64_t, 2>& offset, int64_t count, const std::array<int64_t, 2>& step) {
-        Dst* out = dst + offset[0];
-        const Src* in = src + offset[1];
-        if (step[0] == 1 && step[1] == 1) {
-          if constexpr (std::same_as<Dst, Src>) {
-            std::memcpy(out, in, size_t(count) * sizeof(Dst));
-          } else {
-            for (int64_t i = 0; i < count; ++i) out[i] = convert_value<Dst>(in[i]);
-          }
-        } else {
-          for (int64_t i = 0; i < count; ++i)
-            out[i * step[0]] = convert_value<Dst>(in[i * step[1]]);
-        }
-      });
-}
-
-/// dst = value element-wise over `shape`. dst: `shape` with dst_strides.
-template <Element T>
-void fill_strided(T* dst,
-                  std::span<const int64_t> dst_strides,
-                  T value,
-                  std::span<const int64_t> shape) {
-  for_each_run<1>(
-      shape, {dst_strides},
-      [&](const std::array<int64_t, 1>& offset, int64_t count, const std::array<int64_t, 1>& step) {
-        T* out = dst + offset[0];
-        if (step[0] == 1) {
-          for (int64_t i = 0; i < count; ++i) out[i] = value;
-        } else {
-          for (int64_t i = 0; i < count; ++i) out[i * step[0]] = value;
-        }
-      });
 }
 
 }  // namespace lattice

@@ -1,0 +1,286 @@
+// CPU elementwise kernels. Each op picks its functor once, outside the loop, so every loop is
+// specialised for one functor and vectorises; loops over 2^16 elements run on OpenMP threads.
+// Broadcast operands are walked in place (stride 0 repeats an element), never copied.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numbers>
+#include <vector>
+
+#include "kernels/elementwise.h"
+#include "kernels/strided_loop.h"
+
+namespace lattice {
+namespace {
+
+/// y = f(x) elementwise. x, y: (n).
+template <typename T, typename F>
+void map_each(const T* x, T* y, int64_t n, F&& f) {
+#pragma omp parallel for simd if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) y[i] = f(x[i]);
+}
+
+/// z = f(x, y) over `shape`, z packed: one flat loop when x and y are packed too, else a walk
+/// over the innermost runs with a vectorised loop for a broadcast (step 0) operand.
+template <typename T, typename F>
+void map_pairs(const T* x,
+               std::span<const int64_t> x_strides,
+               const T* y,
+               std::span<const int64_t> y_strides,
+               T* z,
+               std::span<const int64_t> shape,
+               F&& f) {
+  const std::vector<int64_t> z_strides = packed_strides(shape);
+  if (std::ranges::equal(x_strides, z_strides) && std::ranges::equal(y_strides, z_strides)) {
+    int64_t n = 1;  // no broadcasting
+    for (int64_t size : shape) n *= size;
+#pragma omp parallel for simd if (n > (1 << 16))
+    for (int64_t i = 0; i < n; ++i) z[i] = f(x[i], y[i]);
+    return;
+  }
+  parallel_for_each_run<3>(shape, {std::span<const int64_t>(z_strides), x_strides, y_strides},
+                           [&](const auto& offset, int64_t count, const auto& step) {
+                             T* zo = z + offset[0];
+                             const T* xo = x + offset[1];
+                             const T* yo = y + offset[2];
+                             // The output is packed, so its step is 1; an operand repeats along the
+                             // run (step 0) when it is broadcast there (a per-row scale, a bias).
+                             if (step[1] == 1 && step[2] == 1) {
+#pragma omp simd
+                               for (int64_t i = 0; i < count; ++i) zo[i] = f(xo[i], yo[i]);
+                             } else if (step[1] == 1 && step[2] == 0) {
+                               const T yv = *yo;
+#pragma omp simd
+                               for (int64_t i = 0; i < count; ++i) zo[i] = f(xo[i], yv);
+                             } else if (step[1] == 0 && step[2] == 1) {
+                               const T xv = *xo;
+#pragma omp simd
+                               for (int64_t i = 0; i < count; ++i) zo[i] = f(xv, yo[i]);
+                             } else {
+                               for (int64_t i = 0; i < count; ++i)
+                                 zo[i * step[0]] = f(xo[i * step[1]], yo[i * step[2]]);
+                             }
+                           });
+}
+
+/// maximum (take_larger) or minimum, a NaN operand winning.
+template <bool take_larger, typename T>
+T extreme(T x, T y) {
+  if (std::isnan(x) || std::isnan(y)) return x + y;  // NaN, whichever of the two it is
+  return (take_larger ? x > y : x < y) ? x : y;
+}
+
+/// x's share of the gradient of maximum (take_larger) or minimum: 1 where x wins, 1/2 on a
+/// tie, 0 where y wins.
+template <bool take_larger, typename T>
+T share(T x, T y) {
+  return x == y ? T(0.5) : T((take_larger ? x > y : x < y) ? 1 : 0);
+}
+
+}  // namespace
+
+template <typename T>
+void unary_cpu(UnaryOp op, const T* x, T* y, int64_t n, double a, double b) {
+  switch (op) {
+    case UnaryOp::neg:
+      return map_each(x, y, n, [](T v) { return -v; });
+    case UnaryOp::exp:
+      return map_each(x, y, n, [](T v) { return std::exp(v); });
+    case UnaryOp::log:
+      return map_each(x, y, n, [](T v) { return std::log(v); });
+    case UnaryOp::tanh:
+      return map_each(x, y, n, [](T v) { return std::tanh(v); });
+    case UnaryOp::relu:
+      return map_each(x, y, n, [](T v) { return v > 0 ? v : T(0); });
+    case UnaryOp::sqrt:
+      return map_each(x, y, n, [](T v) { return std::sqrt(v); });
+    case UnaryOp::rsqrt:
+      return map_each(x, y, n, [](T v) { return T(1) / std::sqrt(v); });
+    case UnaryOp::sign:
+      return map_each(x, y, n, [](T v) { return T((v > 0) - (v < 0)); });
+    case UnaryOp::abs:
+      return map_each(x, y, n, [](T v) { return std::fabs(v); });
+    case UnaryOp::sigmoid:
+      return map_each(x, y, n, [](T v) { return T(1) / (T(1) + std::exp(-v)); });
+    case UnaryOp::sin:
+      return map_each(x, y, n, [](T v) { return std::sin(v); });
+    case UnaryOp::cos:
+      return map_each(x, y, n, [](T v) { return std::cos(v); });
+    case UnaryOp::gelu:
+      return map_each(x, y, n, [](T v) {
+        return v * T(0.5) * (T(1) + std::erf(v * T(1.0 / std::numbers::sqrt2)));
+      });
+    case UnaryOp::gelu_derivative:
+      return map_each(x, y, n, [](T v) {
+        const T cdf = T(0.5) * (T(1) + std::erf(v * T(1.0 / std::numbers::sqrt2)));
+        const T pdf = std::exp(T(-0.5) * v * v) * T(0.3989422804014327);
+        return cdf + v * pdf;
+      });
+    case UnaryOp::zero_infinities:
+      return map_each(x, y, n, [](T v) { return std::isinf(v) ? T(0) : v; });
+    case UnaryOp::scale:
+      return map_each(x, y, n, [factor = T(a)](T v) { return v * factor; });
+    case UnaryOp::pow:
+      return map_each(x, y, n, [exponent = T(a)](T v) { return std::pow(v, exponent); });
+    case UnaryOp::clamp:
+      return map_each(x, y, n, [low = T(a), high = T(b)](T v) {
+        return v < low ? low : v > high ? high : v;
+      });
+  }
+}
+
+template <typename T>
+void binary_cpu(BinaryOp op,
+                const T* x,
+                std::span<const int64_t> x_strides,
+                const T* y,
+                std::span<const int64_t> y_strides,
+                T* z,
+                std::span<const int64_t> shape,
+                double a,
+                double b) {
+  const auto map = [&](auto&& f) { map_pairs(x, x_strides, y, y_strides, z, shape, f); };
+  switch (op) {
+    case BinaryOp::add:
+      return map([](T u, T v) { return u + v; });
+    case BinaryOp::sub:
+      return map([](T u, T v) { return u - v; });
+    case BinaryOp::mul:
+      return map([](T u, T v) { return u * v; });
+    case BinaryOp::div:
+      return map([](T u, T v) { return u / v; });
+    case BinaryOp::maximum:
+      return map([](T u, T v) { return extreme<true>(u, v); });
+    case BinaryOp::minimum:
+      return map([](T u, T v) { return extreme<false>(u, v); });
+    case BinaryOp::pass_where_positive:
+      return map([](T g, T v) { return v > 0 ? g : T(0); });
+    case BinaryOp::pass_where_within:
+      // A select, not a product: an infinite gradient outside [low, high] stays out.
+      return map([low = T(a), high = T(b)](T g, T v) { return v >= low && v <= high ? g : T(0); });
+    case BinaryOp::equal_indicator:
+      return map([](T u, T v) { return T(u == v ? 1 : 0); });
+    case BinaryOp::larger_share:
+      return map([](T u, T v) { return share<true>(u, v); });
+    case BinaryOp::smaller_share:
+      return map([](T u, T v) { return share<false>(u, v); });
+    case BinaryOp::share_of:
+      return map([](T g, T w) { return w == 0 ? T(0) : w == 1 ? g : g * w; });
+  }
+}
+
+void compare_cpu(CompareOp op, const double* x, const double* y, bool* z, int64_t n) {
+  const auto map = [&](auto&& holds) {
+    for (int64_t i = 0; i < n; ++i) z[i] = holds(x[i], y[i]);
+  };
+  switch (op) {
+    case CompareOp::greater:
+      return map([](double u, double v) { return u > v; });
+    case CompareOp::less:
+      return map([](double u, double v) { return u < v; });
+    case CompareOp::equal:
+      return map([](double u, double v) { return u == v; });
+  }
+}
+
+template <typename T>
+void where_cpu(const T* pick, const T* x, const T* y, T* z, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) z[i] = pick[i] != T(0) ? x[i] : y[i];
+}
+
+void copy_strided_cpu(DType dst_dtype,
+                      void* dst,
+                      std::span<const int64_t> dst_strides,
+                      DType src_dtype,
+                      const void* src,
+                      std::span<const int64_t> src_strides,
+                      std::span<const int64_t> shape) {
+  visit_dtype(dst_dtype, [&]<typename Dst>(std::type_identity<Dst>) {
+    visit_dtype(src_dtype, [&]<typename Src>(std::type_identity<Src>) {
+      Dst* to = static_cast<Dst*>(dst);
+      const Src* from = static_cast<const Src*>(src);
+      parallel_for_each_run<2>(shape, {dst_strides, src_strides},
+                               [&](const std::array<int64_t, 2>& offset, int64_t count,
+                                   const std::array<int64_t, 2>& step) {
+                                 Dst* out = to + offset[0];
+                                 const Src* in = from + offset[1];
+                                 if (step[0] == 1 && step[1] == 1) {
+                                   if constexpr (std::same_as<Dst, Src>) {
+                                     std::memcpy(out, in, size_t(count) * sizeof(Dst));
+                                   } else {
+                                     for (int64_t i = 0; i < count; ++i)
+                                       out[i] = convert_value<Dst>(in[i]);
+                                   }
+                                 } else {
+                                   for (int64_t i = 0; i < count; ++i)
+                                     out[i * step[0]] = convert_value<Dst>(in[i * step[1]]);
+                                 }
+                               });
+    });
+  });
+}
+
+void fill_strided_cpu(DType dtype,
+                      void* dst,
+                      std::span<const int64_t> dst_strides,
+                      double value,
+                      std::span<const int64_t> shape) {
+  visit_dtype(dtype, [&]<typename T>(std::type_identity<T>) {
+    T* to = static_cast<T*>(dst);
+    const T element = convert_value<T>(value);
+    for_each_run<1>(shape, {dst_strides},
+                    [&](const std::array<int64_t, 1>& offset, int64_t count,
+                        const std::array<int64_t, 1>& step) {
+                      T* out = to + offset[0];
+                      if (step[0] == 1) {
+                        for (int64_t i = 0; i < count; ++i) out[i] = element;
+                      } else {
+                        for (int64_t i = 0; i < count; ++i) out[i * step[0]] = element;
+                      }
+                    });
+  });
+}
+
+template <typename T>
+void view_gradient_cpu(const T* gradient,
+                       std::span<const int64_t> view_shape,
+                       std::span<const int64_t> view_strides,
+                       int64_t view_offset,
+                       T* storage,
+                       std::span<const int64_t> base_shape,
+                       std::span<const int64_t> base_strides,
+                       int64_t base_offset,
+                       T* base_gradient) {
+  // One thread: views may overlap (as expand does), so two elements may add at one address.
+  const std::vector<int64_t> view_packed = packed_strides(view_shape);
+  for_each_run<2>(view_shape, {view_strides, std::span<const int64_t>(view_packed)},
+                  [&](const auto& offsets, int64_t count, const auto& steps) {
+                    T* at = storage + view_offset + offsets[0];
+                    for (int64_t i = 0; i < count; ++i)
+                      at[i * steps[0]] += gradient[offsets[1] + i * steps[1]];
+                  });
+  const std::vector<int64_t> base_packed = packed_strides(base_shape);
+  for_each_run<2>(base_shape, {base_strides, std::span<const int64_t>(base_packed)},
+                  [&](const auto& offsets, int64_t count, const auto& steps) {
+                    T* at = storage + base_offset + offsets[0];
+                    for (int64_t i = 0; i < count; ++i) {
+                      base_gradient[offsets[1] + i * steps[1]] = at[i * steps[0]];
+                      at[i * steps[0]] = T(0);  // claimed by the first alias
+                    }
+                  });
+}
+
+#define LATTICE_INSTANTIATE(T)                                                                     \
+  template void unary_cpu(UnaryOp, const T*, T*, int64_t, double, double);                         \
+  template void binary_cpu(BinaryOp, const T*, std::span<const int64_t>, const T*,                 \
+                           std::span<const int64_t>, T*, std::span<const int64_t>, double,         \
+                           double);                                                                \
+  template void where_cpu(const T*, const T*, const T*, T*, int64_t);                              \
+  template void view_gradient_cpu(const T*, std::span<const int64_t>, std::span<const int64_t>,    \
+                                  int64_t, T*, std::span<const int64_t>, std::span<const int64_t>, \
+                                  int64_t, T*);
+LATTICE_INSTANTIATE(float)
+LATTICE_INSTANTIATE(double)
+#undef LATTICE_INSTANTIATE
+
+}  // namespace lattice
