@@ -13,7 +13,6 @@
 #include "kernels/elementwise.h"
 #include "kernels/index.h"
 #include "kernels/reduce.h"
-#include "kernels/strided_loop.h"
 #include "ops/op_support.h"
 #include "ops/quantized_gemm.h"
 #include "tensor/precision_stack.h"
