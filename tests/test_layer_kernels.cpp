@@ -281,8 +281,7 @@ TEST_CASE("sgd_update and adam_update agree with plain loops on an array taking 
   const int64_t n = 100003;
   const std::vector<float> grad = random_values(n, 13), w0 = random_values(n, 14);
   SUBCASE("SGD with Nesterov momentum, second step") {
-    std::vector<float> w = w0, buffer = random_values(n, 15), expected_w = w0,
-                       expected_buffer = buffer;
+    std::vector<float> w = w0, buffer = random_values(n, 15), buffer0 = buffer;
     const SgdStep step{.lr = 0.1f,
                        .weight_decay = 0.01f,
                        .momentum = 0.9f,
@@ -292,7 +291,7 @@ TEST_CASE("sgd_update and adam_update agree with plain loops on an array taking 
     sgd_update_cpu(w.data(), grad.data(), buffer.data(), n, step);
     for (int64_t i = 0; i < n; ++i) {
       const double g = double(grad[size_t(i)]) + 0.01 * double(w0[size_t(i)]);
-      const double b = 0.9 * double(expected_buffer[size_t(i)]) + g;
+      const double b = 0.9 * double(buffer0[size_t(i)]) + g;
       CHECK(buffer[size_t(i)] == doctest::Approx(b).epsilon(1e-5));
       CHECK(w[size_t(i)] ==
             doctest::Approx(double(w0[size_t(i)]) - 0.1 * (g + 0.9 * b)).epsilon(1e-5));
