@@ -17,7 +17,8 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias = {});
 /// (x - mean) / sqrt(var + eps) * weight + bias over the last axis (biased variance).
 /// weight, bias: (D) or undefined.
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);
-/// x / sqrt(mean(x^2) + eps) * weight over the last axis; weight (D) or undefined.
+/// x / sqrt(mean(x^2) + eps) * weight over the last axis; weight (D) or undefined. The fused
+/// op fused_rms_norm (ops/norm_ops.h), its output rounded onto the activation lattice.
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps);
 /// x (N, C, ...) normalised over each group of C/groups channels and the spatial axes;
 /// weight, bias: (C) or undefined.
@@ -25,7 +26,8 @@ Tensor group_norm(
     const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, double eps);
 /// Batch normalisation of x (N, C, ...) per channel. Training: batch statistics (biased
 /// variance to normalise), and the running ones move by `momentum` toward them (unbiased
-/// variance), in place. Evaluation: the running statistics.
+/// variance), in place. Evaluation: the running statistics. The fused op fused_batch_norm
+/// (ops/norm_ops.h), its output rounded onto the activation lattice.
 Tensor batch_norm(const Tensor& x,
                   const Tensor& running_mean,
                   const Tensor& running_var,
@@ -49,8 +51,8 @@ Tensor adaptive_max_pool2d(const Tensor& x, int64_t out_h, int64_t out_w);
 std::pair<Tensor, Tensor> rope_tables(int64_t positions, int64_t head_dim, double base = 10000.0);
 /// Rotates interleaved pairs (x[2i], x[2i+1]) of x (B, T, H, head_dim) by the angles of
 /// positions 0..T-1 (the tables' first T rows), as the LLaMA reference does. One fused pass
-/// forward and backward (the backward rotates by the opposite angles); the output is rounded
-/// onto the current stack's activation lattice like any op's.
+/// forward and backward (fused_rope, ops/rope_ops.h: the backward rotates by the opposite
+/// angles); the output is rounded onto the current stack's activation lattice like any op's.
 Tensor apply_rope(const Tensor& x, const Tensor& cos, const Tensor& sin);
 
 /// softmax(q k^T * scale + mask) v for q (B, H, T, d), k, v (B, H, S, d); `scale` is a

@@ -173,18 +173,18 @@ enum OpCheck : unsigned {
      kGradientCheck | kStridedCheck | kBroadcastCheck, (values_any({3, 4}), values_any({4})),      \
      (where(greater(x[0], x[1]), x[0], x[1])), "the condition is computed from the inputs")        \
   /* ops/ops.h: GEMM and quantizers */                                                             \
-  OP(matmul, matmul, "ops/ops.cpp matmul()", naive, kGradientCheck | kStridedCheck,                \
+  OP(matmul, matmul, "ops/quantized_gemm.cpp matmul()", naive, kGradientCheck | kStridedCheck,                \
      (values_any({2, 3, 4}), values_any({4, 5})), (matmul(x[0], x[1])),                            \
      "b broadcast over a's batch")                                                                 \
-  OP(matmul_transposed, matmul, "ops/ops.cpp matmul()", float64_run,                               \
+  OP(matmul_transposed, matmul, "ops/quantized_gemm.cpp matmul()", float64_run,                               \
      kGradientCheck | kStridedCheck,                                                               \
      (values_any({4, 3}), values_any({4, 2})), (matmul(x[0].transpose(0, 1), x[1])),               \
      "a transposed view as the left operand")                                                      \
-  OP(quantize, quantize, "ops/ops.cpp quantize() (straight-through)", none, kStridedCheck,         \
+  OP(quantize, quantize, "ops/quantized_gemm.cpp quantize() (straight-through)", none, kStridedCheck,         \
      (values_any({4, 32})), (quantize(x[0], parse_quantizer("mxfp4"))),                            \
      "float32 only; values: tests/test_quantize_op.cpp and test_block.cpp; no gradient check: "    \
      "piecewise constant, so differences see 0 where straight-through passes the gradient")        \
-  OP(cast, cast, "ops/ops.cpp cast() (straight-through)", none, kStridedCheck,                     \
+  OP(cast, cast, "ops/quantized_gemm.cpp cast() (straight-through)", none, kStridedCheck,                     \
      (values_any({3, 4})), (cast(x[0], bf16)),                                                     \
      "float32 only; values: tests/test_quantize_op.cpp and test_rounding.cpp; no gradient check: " \
      "piecewise constant, so differences see 0 where straight-through passes the gradient")        \
@@ -222,16 +222,25 @@ enum OpCheck : unsigned {
   OP(layer_norm, layer_norm, "nn/functional.cpp layer_norm()", float64_run,                        \
      kGradientCheck | kStridedCheck, (values_any({3, 6}), values_any({6}), values_any({6})),       \
      (nn::layer_norm(x[0], x[1], x[2], 1e-5)), "")                                                 \
-  OP(rms_norm, rms_norm, "nn/functional.cpp rms_norm() (apply_function)", float64_run,             \
-     kGradientCheck | kStridedCheck, (values_any({3, 6}), values_any({6})),                        \
+  OP(rms_norm, rms_norm, "composite: fused_rms_norm, then Λa (nn/functional.cpp rms_norm())",     \
+     float64_run, kGradientCheck | kStridedCheck, (values_any({3, 6}), values_any({6})),           \
      (nn::rms_norm(x[0], x[1], 1e-5)), "")                                                         \
+  OP(fused_rms_norm, fused_rms_norm, "ops/norm_ops.cpp fused_rms_norm()", float64_run,             \
+     kGradientCheck | kStridedCheck, (values_any({3, 6}), values_any({6})),                        \
+     (fused_rms_norm(x[0], x[1], 1e-5)), "")                                                       \
   OP(group_norm, group_norm, "composite (nn/functional.cpp group_norm())", float64_run,            \
      kGradientCheck | kStridedCheck, (values_any({2, 4, 3}), values_any({4}), values_any({4})),    \
      (nn::group_norm(x[0], 2, x[1], x[2], 1e-5)), "")                                              \
-  OP(batch_norm, batch_norm, "nn/functional.cpp batch_norm() (apply_function)", float64_run,       \
-     kGradientCheck | kStridedCheck, (values_any({4, 3, 2}), values_any({3}), values_any({3})),    \
+  OP(batch_norm, batch_norm, "composite: fused_batch_norm, then Λa (nn/functional.cpp)",          \
+     float64_run, kGradientCheck | kStridedCheck,                                                  \
+     (values_any({4, 3, 2}), values_any({3}), values_any({3})),                                    \
      (nn::batch_norm(x[0], zeros({3}, x[0].dtype()), ones({3}, x[0].dtype()), x[1], x[2], true,    \
                      0.1, 1e-5)),                                                                  \
+     "training mode; fresh running statistics each call")                                          \
+  OP(fused_batch_norm, fused_batch_norm, "ops/norm_ops.cpp fused_batch_norm()", float64_run,       \
+     kGradientCheck | kStridedCheck, (values_any({4, 3, 2}), values_any({3}), values_any({3})),    \
+     (fused_batch_norm(x[0], zeros({3}, x[0].dtype()), ones({3}, x[0].dtype()), x[1], x[2], true,  \
+                       0.1, 1e-5)),                                                                \
      "training mode; fresh running statistics each call")                                          \
   OP(dropout, dropout, "composite: mul by the scaled mask (nn/functional.cpp dropout())",          \
      float64_run, kGradientCheck | kStridedCheck, (values_any({4, 8})),                            \
@@ -242,9 +251,12 @@ enum OpCheck : unsigned {
   OP(adaptive_max_pool2d, adaptive_max_pool2d, "composite (nn/functional.cpp adaptive_pool2d())",  \
      float64_run, kGradientCheck | kStridedCheck, (values_any({1, 2, 5, 7})),                      \
      (nn::adaptive_max_pool2d(x[0], 3, 2)), "overlapping windows")                                 \
-  OP(apply_rope, apply_rope, "nn/functional.cpp apply_rope() (apply_function)", float64_run,       \
-     kGradientCheck | kStridedCheck, (values_any({2, 3, 2, 4})),                                   \
+  OP(apply_rope, apply_rope, "composite: fused_rope, then Λa (nn/functional.cpp apply_rope())",     \
+     float64_run, kGradientCheck | kStridedCheck, (values_any({2, 3, 2, 4})),                      \
      (nn::apply_rope(x[0], nn::rope_tables(4, 4).first, nn::rope_tables(4, 4).second)), "")        \
+  OP(fused_rope, fused_rope, "ops/rope_ops.cpp fused_rope()", float64_run,                         \
+     kGradientCheck | kStridedCheck, (values_any({2, 3, 2, 4})),                                   \
+     (fused_rope(x[0], nn::rope_tables(4, 4).first, nn::rope_tables(4, 4).second)), "")            \
   OP(scaled_dot_product_attention, scaled_dot_product_attention,                                   \
      "composite: matmul, softmax, matmul (nn/functional.cpp)", float64_run,                        \
      kGradientCheck | kStridedCheck,                                                               \

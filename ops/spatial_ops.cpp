@@ -5,13 +5,14 @@
 #include "ops/spatial_ops.h"
 
 #include <algorithm>
-#include <cmath>
-#include <limits>
 #include <type_traits>
 
-#include "tensor/tape.h"
+#include "kernels/conv.h"
+#include "kernels/dispatch.h"
+#include "kernels/pool.h"
 #include "ops/op_support.h"
 #include "ops/ops.h"
+#include "tensor/tape.h"
 
 namespace lattice {
 namespace {
@@ -19,18 +20,6 @@ namespace {
 void check_image(const Tensor& x, const char* op, const char* what = "x") {
   LATTICE_CHECK(x.rank() == 4, "[", op, "] ", what, " must be (N, C, H, W), got ", x.shape());
 }
-
-/// A sliding window over an H x W plane and the output grid it produces.
-struct Window {
-  int64_t kernel_h, kernel_w, stride, padding, dilation;
-  int64_t height, width, out_h, out_w;
-  int64_t taps() const {
-    return kernel_h * kernel_w;
-  }
-  int64_t positions() const {
-    return out_h * out_w;
-  }
-};
 
 Window plan_window(const char* op,
                    const Shape& image,
@@ -52,63 +41,6 @@ Window plan_window(const char* op,
   return g;
 }
 
-/// The output columns [begin, end) whose tap at horizontal offset `shift` (= j * dilation -
-/// padding) reads a pixel inside a row of `width`: 0 <= ow * stride + shift < width.
-std::pair<int64_t, int64_t> columns_inside(const Window& g, int64_t shift) {
-  const int64_t begin = shift >= 0 ? 0 : (-shift + g.stride - 1) / g.stride;
-  const int64_t end = g.width - shift > 0 ? (g.width - shift - 1) / g.stride + 1 : 0;
-  return {std::min(begin, g.out_w), std::clamp<int64_t>(end, std::min(begin, g.out_w), g.out_w)};
-}
-
-/// Image n of x (C, height, width) -> its patch rows (positions, C * taps): row l holds the
-/// C x kernel_h x kernel_w window under output position l (channel-major), zero outside the
-/// image. One output row of windows at a time (a block that stays in L1), filled tap by tap
-/// along the row: contiguous reads, no per-element bounds checks.
-template <typename T>
-void unfold_image(const T* x, T* rows, int64_t channels, const Window& g) {
-  const int64_t width = channels * g.taps();
-  for (int64_t oh = 0; oh < g.out_h; ++oh) {
-    T* block = rows + oh * g.out_w * width;
-    for (int64_t c = 0; c < channels; ++c)
-      for (int64_t i = 0; i < g.kernel_h; ++i) {
-        const int64_t ih = oh * g.stride - g.padding + i * g.dilation;
-        const bool row_inside = ih >= 0 && ih < g.height;
-        const T* line = x + (c * g.height + (row_inside ? ih : 0)) * g.width;
-        for (int64_t j = 0; j < g.kernel_w; ++j) {
-          T* column = block + (c * g.kernel_h + i) * g.kernel_w + j;  // position ow at ow * width
-          const int64_t shift = j * g.dilation - g.padding;
-          const auto [begin, end] =
-              row_inside ? columns_inside(g, shift) : std::pair<int64_t, int64_t>{0, 0};
-          for (int64_t ow = 0; ow < begin; ++ow) column[ow * width] = T(0);
-          for (int64_t ow = begin; ow < end; ++ow) column[ow * width] = line[ow * g.stride + shift];
-          for (int64_t ow = end; ow < g.out_w; ++ow) column[ow * width] = T(0);
-        }
-      }
-  }
-}
-
-/// The adjoint of unfold_image: x (C, height, width) += each row entry at its source pixel.
-template <typename T>
-void fold_image(const T* rows, T* x, int64_t channels, const Window& g) {
-  const int64_t width = channels * g.taps();
-  for (int64_t oh = 0; oh < g.out_h; ++oh) {
-    const T* block = rows + oh * g.out_w * width;
-    for (int64_t c = 0; c < channels; ++c)
-      for (int64_t i = 0; i < g.kernel_h; ++i) {
-        const int64_t ih = oh * g.stride - g.padding + i * g.dilation;
-        if (ih < 0 || ih >= g.height) continue;
-        T* line = x + (c * g.height + ih) * g.width;
-        for (int64_t j = 0; j < g.kernel_w; ++j) {
-          const T* column = block + (c * g.kernel_h + i) * g.kernel_w + j;
-          const int64_t shift = j * g.dilation - g.padding;
-          const auto [begin, end] = columns_inside(g, shift);
-          for (int64_t ow = begin; ow < end; ++ow)
-            line[ow * g.stride + shift] += column[ow * width];
-        }
-      }
-  }
-}
-
 Tensor image_from_rows(const Tensor& rows, const Window& g, int64_t channels);
 
 /// x (N, C, H, W) -> patch rows (N, positions, C * taps), images in parallel. Backward:
@@ -120,11 +52,7 @@ Tensor patch_rows(const Tensor& x, const Window& g) {
     NoGradGuard no_grad;  // the packed copy is an internal temporary
     const Tensor in = x.contiguous();
     visit_floating(x, "im2col", [&]<typename T>(std::type_identity<T>) {
-      const T* src = in.data<T>();
-      T* dst = rows.data<T>();
-      const int64_t image = C * g.height * g.width, block = g.positions() * width;
-#pragma omp parallel for if (N * block > (1 << 16))
-      for (int64_t n = 0; n < N; ++n) unfold_image(src + n * image, dst + n * block, C, g);
+      LATTICE_DISPATCH(x.device(), unfold_images, in.data<T>(), rows.data<T>(), N, C, g);
     });
   }
   record_op("im2col", rows, {x}, [g, C](const Tensor& grad) {
@@ -142,12 +70,7 @@ Tensor image_from_rows(const Tensor& rows, const Window& g, int64_t channels) {
     NoGradGuard no_grad;
     const Tensor in = rows.contiguous();
     visit_floating(rows, "col2im", [&]<typename T>(std::type_identity<T>) {
-      const T* src = in.data<T>();
-      T* dst = out.data<T>();
-      const int64_t image = channels * g.height * g.width,
-                    block = g.positions() * channels * g.taps();
-#pragma omp parallel for if (N * block > (1 << 16))
-      for (int64_t n = 0; n < N; ++n) fold_image(src + n * block, dst + n * image, channels, g);
+      LATTICE_DISPATCH(rows.device(), fold_images, in.data<T>(), out.data<T>(), N, channels, g);
     });
   }
   record_op("col2im", out, {rows},
@@ -244,74 +167,6 @@ Window plan_pool(const char* op, const Tensor& x, int64_t kernel, int64_t stride
 
 }  // namespace
 
-namespace {
-
-/// The maximum of each kernel x kernel window of one plane: image (height, width) -> values
-/// (out_h, out_w); a NaN in a window is its maximum. Padding reads -inf (taps outside the
-/// image are skipped). Taps run outermost and output columns innermost, so the compares of
-/// one tap across a row of windows are independent and vectorise.
-template <typename T>
-void window_maxima(const T* image, T* values, const Window& g, int64_t kernel) {
-  for (int64_t oh = 0; oh < g.out_h; ++oh) {
-    T* row = values + oh * g.out_w;
-    const int64_t top = oh * g.stride - g.padding;
-    // Each window starts at an in-image pixel of its own (re-comparing it changes nothing).
-    const int64_t first_row = std::max<int64_t>(top, 0);
-    for (int64_t ow = 0; ow < g.out_w; ++ow)
-      row[ow] = image[first_row * g.width + std::max<int64_t>(ow * g.stride - g.padding, 0)];
-    for (int64_t i = 0; i < kernel; ++i) {
-      const int64_t ih = top + i;
-      if (ih < 0 || ih >= g.height) continue;
-      for (int64_t j = 0; j < kernel; ++j) {
-        // The output columns whose tap (i, j) lies in the image: [ow_begin, ow_end).
-        const int64_t shift = j - g.padding;
-        const int64_t ow_begin = shift >= 0 ? 0 : (-shift + g.stride - 1) / g.stride;
-        const int64_t ow_end = std::min<int64_t>(
-            g.out_w, g.width - shift > 0 ? (g.width - shift - 1) / g.stride + 1 : 0);
-        const T* line = image + ih * g.width + shift;
-#pragma omp simd
-        for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
-          const T v = line[ow * g.stride], current = row[ow];
-          row[ow] = ((v > current) | (v != v)) ? v : current;
-        }
-      }
-    }
-  }
-}
-
-/// For each window of one plane, the position in the plane of its first pixel (in row-major
-/// window order) that equals the window's maximum from window_maxima (or is NaN when that is
-/// NaN): best (out_h, out_w). Taps run in reverse order, so the last match written is the
-/// first in window order, and the selects vectorise across a row of windows like the maxima.
-template <typename T>
-void window_argmax(
-    const T* image, const T* maxima, int32_t* best, const Window& g, int64_t kernel) {
-  for (int64_t oh = 0; oh < g.out_h; ++oh) {
-    int32_t* row_best = best + oh * g.out_w;
-    const T* row_max = maxima + oh * g.out_w;
-    const int64_t top = oh * g.stride - g.padding;
-    for (int64_t i = kernel; i-- > 0;) {
-      const int64_t ih = top + i;
-      if (ih < 0 || ih >= g.height) continue;
-      for (int64_t j = kernel; j-- > 0;) {
-        const int64_t shift = j - g.padding;
-        const int64_t ow_begin = shift >= 0 ? 0 : (-shift + g.stride - 1) / g.stride;
-        const int64_t ow_end = std::min<int64_t>(
-            g.out_w, g.width - shift > 0 ? (g.width - shift - 1) / g.stride + 1 : 0);
-        const int64_t line = ih * g.width + shift;
-#pragma omp simd
-        for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
-          const T v = image[line + ow * g.stride], m = row_max[ow];
-          const bool match = (v == m) | ((v != v) & (m != m));
-          row_best[ow] = match ? int32_t(line + ow * g.stride) : row_best[ow];
-        }
-      }
-    }
-  }
-}
-
-}  // namespace
-
 Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {
   const Window g = plan_pool("max_pool2d", x, kernel, stride, padding);
   const int64_t N = x.shape(0), C = x.shape(1), planes = N * C, plane = g.height * g.width;
@@ -321,34 +176,19 @@ Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t paddi
     NoGradGuard no_grad;  // the packed copy is an internal temporary
     in = detach(x).contiguous();
     visit_floating(x, "max_pool2d", [&]<typename T>(std::type_identity<T>) {
-      const T* src = in.data<T>();
-      T* dst = out.data<T>();
-#pragma omp parallel for if (planes * plane > (1 << 16))
-      for (int64_t p = 0; p < planes; ++p)
-        window_maxima(src + p * plane, dst + p * g.positions(), g, kernel);
+      LATTICE_DISPATCH(x.device(), max_pool_planes, in.data<T>(), out.data<T>(), planes, g);
     });
   }
   // The gradient of each window goes to its first maximum, found again from the saved input
   // and output (the forward loop stays a pure maximum, which vectorises best).
   LATTICE_CHECK(plane < (int64_t(1) << 31), "[max_pool2d] planes of ", plane,
                 " pixels are beyond 32-bit positions");
-  record_op("max_pool2d", out, {x}, [in, maxima = detach(out), g, kernel](const Tensor& grad) {
+  record_op("max_pool2d", out, {x}, [in, maxima = detach(out), g, planes](const Tensor& grad) {
     const Tensor packed = grad.contiguous();
     Tensor dx = zeros(in.shape(), packed.dtype());
-    const int64_t planes = in.shape(0) * in.shape(1), plane = g.height * g.width;
     visit_floating(packed, "max_pool2d", [&]<typename T>(std::type_identity<T>) {
-      const T *image = in.data<T>(), *value = maxima.data<T>(), *from = packed.data<T>();
-      T* to = dx.data<T>();
-#pragma omp parallel if (planes * plane > (1 << 16))
-      {
-        std::vector<int32_t> best(static_cast<size_t>(g.positions()));
-#pragma omp for
-        for (int64_t p = 0; p < planes; ++p) {
-          window_argmax(image + p * plane, value + p * g.positions(), best.data(), g, kernel);
-          for (int64_t o = 0; o < g.positions(); ++o)
-            to[p * plane + best[size_t(o)]] += from[p * g.positions() + o];
-        }
-      }
+      LATTICE_DISPATCH(packed.device(), max_pool_planes_backward, in.data<T>(), maxima.data<T>(),
+                       packed.data<T>(), dx.data<T>(), planes, g);
     });
     return std::vector<Tensor>{dx};
   });
@@ -374,17 +214,8 @@ Tensor upsample_nearest2d(const Tensor& x, int64_t scale) {
     NoGradGuard no_grad;
     const Tensor in = x.contiguous();
     visit_floating(x, "upsample_nearest2d", [&]<typename T>(std::type_identity<T>) {
-      const T* src = in.data<T>();
-      T* dst = out.data<T>();
-      const int64_t rows = N * C * H, out_w = W * scale;
-#pragma omp parallel for if (rows * W * scale * scale > (1 << 16))
-      for (int64_t r = 0; r < rows; ++r) {
-        T* first = dst + r * scale * out_w;
-        for (int64_t w = 0; w < W; ++w)
-          for (int64_t s = 0; s < scale; ++s) first[w * scale + s] = src[r * W + w];
-        for (int64_t s = 1; s < scale; ++s)
-          for (int64_t c = 0; c < out_w; ++c) first[s * out_w + c] = first[c];
-      }
+      LATTICE_DISPATCH(x.device(), upsample_nearest, in.data<T>(), out.data<T>(), N * C * H, W,
+                       scale);
     });
   }
   record_op("upsample_nearest2d", out, {x}, [N, C, H, W, scale](const Tensor& grad) {

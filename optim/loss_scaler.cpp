@@ -1,20 +1,20 @@
-// Loss scaler and global-norm gradient clipping: one pass over each gradient's fp32 data.
+// Loss scaler and global-norm gradient clipping: one pass over each gradient's fp32 data (the
+// loops in kernels/optimizer.h).
 #include "optim/loss_scaler.h"
 
 #include <cmath>
 #include <limits>
 
 #include "autograd/autograd.h"
-#include "optim/parallel.h"
+#include "kernels/dispatch.h"
+#include "kernels/optimizer.h"
 #include "ops/ops.h"
 
 namespace lattice::optim {
 namespace {
 
-using detail::kParallelMin;
-
-/// Calls edit(float* data, n) on the packed fp32 gradient of every parameter that has one, and
-/// writes the result back when the gradient was a strided view.
+/// Calls edit(device, float* data, n) on the packed fp32 gradient of every parameter that has one,
+/// and writes the result back when the gradient was a strided view.
 template <typename Edit>
 void edit_gradients(const std::vector<Tensor>& params, Edit edit) {
   for (const Tensor& p : params) {
@@ -23,20 +23,13 @@ void edit_gradients(const std::vector<Tensor>& params, Edit edit) {
     LATTICE_CHECK(g.dtype() == DType::float32, "[grad] gradient is ", dtype_name(g.dtype()),
                   "; expected float32");
     if (g.is_contiguous()) {
-      edit(g.data<float>(), g.numel());
+      edit(g.device(), g.data<float>(), g.numel());
     } else {
       const Tensor packed = g.clone();
-      edit(packed.data<float>(), packed.numel());
+      edit(packed.device(), packed.data<float>(), packed.numel());
       g.copy_(packed);
     }
   }
-}
-
-bool all_finite(const float* x, int64_t n) {
-  int bad = 0;
-#pragma omp parallel for simd schedule(static) reduction(| : bad) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) bad |= std::isfinite(x[i]) ? 0 : 1;
-  return bad == 0;
 }
 
 }  // namespace
@@ -73,12 +66,9 @@ bool LossScaler::unscale(Optimizer& optimizer) {
   if (unscaled_) return finite_;
   const float inverse = float(1.0 / scale_);
   bool finite = true;
-  edit_gradients(optimizer.parameters(), [&](float* g, int64_t n) {
-    if (scale_ != 1.0) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-      for (int64_t i = 0; i < n; ++i) g[i] *= inverse;
-    }
-    finite = all_finite(g, n) && finite;
+  edit_gradients(optimizer.parameters(), [&](Device device, float* g, int64_t n) {
+    if (scale_ != 1.0) LATTICE_DISPATCH(device, scale_in_place, g, n, inverse);
+    finite = LATTICE_DISPATCH(device, all_finite, g, n) && finite;
   });
   unscaled_ = true;
   finite_ = finite;
@@ -160,26 +150,24 @@ void LossScaler::load_state(const nlohmann::json& state) {
 
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   LATTICE_CHECK(max_norm > 0, "[clip_grad_norm] max norm ", max_norm, " must be > 0");
-  double sum_of_squares = 0;
-  edit_gradients(params, [&](float* g, int64_t n) {
-    sum_of_squares += detail::deterministic_sum(n, [g](int64_t i) {
-      const double x = g[i];
-      return x * x;
-    });
+  double total_squares = 0;
+  edit_gradients(params, [&](Device device, float* g, int64_t n) {
+    total_squares += LATTICE_DISPATCH(device, sum_of_squares, g, n);
   });
-  const double norm = std::sqrt(sum_of_squares);
+  const double norm = std::sqrt(total_squares);
   if (!std::isfinite(norm) || norm <= max_norm) return norm;
   const float coefficient = float(max_norm / (norm + 1e-6));
-  edit_gradients(params, [&](float* g, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) g[i] *= coefficient;
+  edit_gradients(params, [&](Device device, float* g, int64_t n) {
+    LATTICE_DISPATCH(device, scale_in_place, g, n, coefficient);
   });
   return norm;
 }
 
 bool gradients_finite(const std::vector<Tensor>& params) {
   bool finite = true;
-  edit_gradients(params, [&](float* g, int64_t n) { finite = all_finite(g, n) && finite; });
+  edit_gradients(params, [&](Device device, float* g, int64_t n) {
+    finite = LATTICE_DISPATCH(device, all_finite, g, n) && finite;
+  });
   return finite;
 }
 

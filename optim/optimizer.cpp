@@ -1,5 +1,5 @@
-// Optimizer base and the SGD, Adam/AdamW and StableSPAM update kernels: raw loops over a
-// parameter's contiguous fp32 data, OpenMP-parallel above a size where threads pay off.
+// Optimizer base and the SGD, Adam/AdamW and StableSPAM steps: the host-side scalars of each
+// update (bias corrections, AdaClip and AdaGN statistics), the loops in kernels/optimizer.h.
 #include "optim/optimizer.h"
 
 #include <algorithm>
@@ -9,21 +9,12 @@
 #include <set>
 
 #include "autograd/autograd.h"
-#include "optim/parallel.h"
+#include "kernels/dispatch.h"
+#include "kernels/optimizer.h"
 #include "tensor/random.h"
 
 namespace lattice::optim {
 namespace {
-
-using detail::deterministic_sum;
-using detail::kParallelMin;
-
-float max_abs(const float* x, int64_t n) {
-  float result = 0.0f;
-#pragma omp parallel for simd schedule(static) reduction(max : result) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) result = std::max(result, std::fabs(x[i]));
-  return result;
-}
 
 void round_in_place(const Quantizer& q, const Tensor& t) {
   // quantize() does not promise in-place safety; a reused scratch buffer avoids a fresh
@@ -144,7 +135,8 @@ void Optimizer::step() {
         state.scalars.assign(scalars.size(), 0.0);
         state.initialized = true;
       }
-      Update u{.weights = keep_master_ ? state.master.data<float>() : p.tensor.data<float>(),
+      Update u{.device = p.tensor.device(),
+               .weights = keep_master_ ? state.master.data<float>() : p.tensor.data<float>(),
                .grad = gradient.data<float>(),
                .n = p.tensor.numel(),
                .buffers = {},
@@ -330,24 +322,14 @@ std::vector<std::string> Sgd::scalar_names() const {
 void Sgd::update(const Update& u) {
   const bool first = u.scalars[0] == 0;
   u.scalars[0] += 1;
-  float* __restrict w = u.weights;
-  const float* __restrict grad = u.grad;
-  const float lr = float(u.lr), wd = float(u.weight_decay);
-  const float momentum = float(options_.momentum), damped = float(1 - options_.dampening);
-  if (momentum == 0) {
-#pragma omp parallel for simd schedule(static) if (u.n > kParallelMin)
-    for (int64_t i = 0; i < u.n; ++i) w[i] -= lr * (grad[i] + wd * w[i]);
-    return;
-  }
-  float* __restrict buf = u.buffers[0];
-  const bool nesterov = options_.nesterov;
-#pragma omp parallel for simd schedule(static) if (u.n > kParallelMin)
-  for (int64_t i = 0; i < u.n; ++i) {
-    const float g = grad[i] + wd * w[i];
-    const float b = first ? g : momentum * buf[i] + damped * g;
-    buf[i] = b;
-    w[i] -= lr * (nesterov ? g + momentum * b : b);
-  }
+  const SgdStep step{.lr = float(u.lr),
+                     .weight_decay = float(u.weight_decay),
+                     .momentum = float(options_.momentum),
+                     .dampened = float(1 - options_.dampening),
+                     .nesterov = options_.nesterov,
+                     .first = first};
+  LATTICE_DISPATCH(u.device, sgd_update, u.weights, u.grad,
+                   step.momentum == 0 ? nullptr : u.buffers[0], u.n, step);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -378,27 +360,16 @@ void Adam::update(const Update& u) {
   const double t = u.scalars[0] += 1;
   const double beta1 = options_.beta1, beta2 = options_.beta2;
   // Scalars in double, as PyTorch computes them on the host; elementwise math in fp32.
-  const float step_size = float(u.lr / (1 - std::pow(beta1, t)));
-  const float inv_bias_correction2_sqrt = float(1 / std::sqrt(1 - std::pow(beta2, t)));
-  const float b1 = float(beta1), one_minus_b1 = float(1 - beta1);
-  const float b2 = float(beta2), one_minus_b2 = float(1 - beta2);
-  const float eps = float(options_.eps);
-  const float decay = decoupled_ ? float(1 - u.lr * u.weight_decay) : 1.0f;
-  const float l2 = decoupled_ ? 0.0f : float(u.weight_decay);
-  float* __restrict w = u.weights;
-  float* __restrict m = u.buffers[0];
-  float* __restrict v = u.buffers[1];
-  const float* __restrict grad = u.grad;
-#pragma omp parallel for simd schedule(static) if (u.n > kParallelMin)
-  for (int64_t i = 0; i < u.n; ++i) {
-    const float p = w[i] * decay;
-    const float g = grad[i] + l2 * w[i];
-    const float m_new = b1 * m[i] + one_minus_b1 * g;
-    const float v_new = b2 * v[i] + one_minus_b2 * g * g;
-    m[i] = m_new;
-    v[i] = v_new;
-    w[i] = p - step_size * m_new / (std::sqrt(v_new) * inv_bias_correction2_sqrt + eps);
-  }
+  const AdamStep step{.step_size = float(u.lr / (1 - std::pow(beta1, t))),
+                      .inv_bias_correction2_sqrt = float(1 / std::sqrt(1 - std::pow(beta2, t))),
+                      .beta1 = float(beta1),
+                      .one_minus_beta1 = float(1 - beta1),
+                      .beta2 = float(beta2),
+                      .one_minus_beta2 = float(1 - beta2),
+                      .eps = float(options_.eps),
+                      .decay = decoupled_ ? float(1 - u.lr * u.weight_decay) : 1.0f,
+                      .l2 = decoupled_ ? 0.0f : float(u.weight_decay)};
+  LATTICE_DISPATCH(u.device, adam_update, u.weights, u.buffers[0], u.buffers[1], u.grad, u.n, step);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -449,24 +420,18 @@ void StableSpam::update(const Update& u) {
   const int64_t global_step = step_count();
   const double scale = momentum_scale(global_step);
   const double theta = options_.theta, gamma1 = options_.gamma1 * scale, gamma2 = options_.gamma2;
-  const float* __restrict grad = u.grad;
+  const float* grad = u.grad;
   const int64_t n = u.n;
 
   t += 1;
   // AdaClip: entries above the bias-corrected running max|g| are scaled down to it.
-  const float gmax = max_abs(grad, n);
+  const float gmax = LATTICE_DISPATCH(u.device, max_abs, grad, n);
   m_max = theta * m_max + (1 - theta) * double(gmax);
   const float clip_threshold = float(m_max / (1 - std::pow(theta, t)));
   const float clip_factor = gmax > 0 ? clip_threshold / gmax : 1.0f;
-  auto clipped = [=](int64_t i) {
-    const float g = grad[i];
-    return std::fabs(g) > clip_threshold ? g * clip_factor : g;
-  };
   // AdaGN: the clipped gradient is renormalised to the running gradient-norm estimate.
-  const double norm = std::sqrt(deterministic_sum(n, [&](int64_t i) {
-    const double g = clipped(i);
-    return g * g;
-  }));
+  const double norm = std::sqrt(
+      LATTICE_DISPATCH(u.device, clipped_sum_of_squares, grad, n, clip_threshold, clip_factor));
   m_norm = gamma1 * m_norm + (1 - gamma1) * norm;
   v_norm = gamma2 * v_norm + (1 - gamma2) * norm * norm;
   const double m_norm_hat = m_norm / (1 - std::pow(gamma1, t));
@@ -478,24 +443,22 @@ void StableSpam::update(const Update& u) {
   if (reset) t = 1;
   // Adam with β1 scaled by the total_T cosine, and decoupled weight decay applied first.
   const double beta1 = options_.beta1 * scale, beta2 = options_.beta2;
-  const float step_size = float(u.lr / (1 - std::pow(beta1, t)));
-  const float inv_bias_correction2_sqrt = float(1 / std::sqrt(1 - std::pow(beta2, t)));
-  const float b1 = float(beta1), one_minus_b1 = float(1 - beta1);
-  const float b2 = float(beta2), one_minus_b2 = float(1 - beta2);
-  const float eps = float(options_.eps);
-  const float decay = float(1 - u.lr * u.weight_decay);
-  float* __restrict w = u.weights;
-  float* __restrict m = u.buffers[0];
-  float* __restrict v = u.buffers[1];
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = clipped(i) * renormalise;
-    const float m_new = (reset ? 0.0f : b1 * m[i]) + one_minus_b1 * g;
-    const float v_new = (reset ? 0.0f : b2 * v[i]) + one_minus_b2 * g * g;
-    m[i] = m_new;
-    v[i] = v_new;
-    w[i] = w[i] * decay - step_size * m_new / (std::sqrt(v_new) * inv_bias_correction2_sqrt + eps);
-  }
+  const StableSpamStep step{
+      .adam = {.step_size = float(u.lr / (1 - std::pow(beta1, t))),
+               .inv_bias_correction2_sqrt = float(1 / std::sqrt(1 - std::pow(beta2, t))),
+               .beta1 = float(beta1),
+               .one_minus_beta1 = float(1 - beta1),
+               .beta2 = float(beta2),
+               .one_minus_beta2 = float(1 - beta2),
+               .eps = float(options_.eps),
+               .decay = float(1 - u.lr * u.weight_decay),
+               .l2 = 0.0f},
+      .clip_threshold = clip_threshold,
+      .clip_factor = clip_factor,
+      .renormalise = renormalise,
+      .reset = reset};
+  LATTICE_DISPATCH(u.device, stable_spam_update, u.weights, u.buffers[0], u.buffers[1], grad, n,
+                   step);
 }
 
 }  // namespace lattice::optim

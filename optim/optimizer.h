@@ -91,8 +91,9 @@ class Optimizer {
 
  protected:
   /// What one fused update of one parameter sees. `weights` is the fp32 master copy when
-  /// master weights are kept, else the parameter itself.
+  /// master weights are kept, else the parameter itself; all pointers are on `device`.
   struct Update {
+    Device device;
     float* weights;
     const float* grad;
     int64_t n;

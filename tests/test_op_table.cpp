@@ -21,8 +21,10 @@
 #include "autograd/autograd.h"
 #include "gradcheck_support.h"
 #include "nn/functional.h"
+#include "ops/norm_ops.h"
 #include "ops/op_table.h"
 #include "ops/ops.h"
+#include "ops/rope_ops.h"
 #include "ops/spatial_ops.h"
 #include "tensor/quantizer.h"
 

@@ -1,0 +1,122 @@
+// CPU pooling and upsampling, planes (or image rows) in parallel. Window taps run outermost and
+// output columns innermost, so the compares of one tap across a row of windows are independent
+// and vectorise.
+#include <algorithm>
+#include <vector>
+
+#include "kernels/pool.h"
+
+namespace lattice {
+namespace {
+
+/// The maximum of each kernel x kernel window of one plane: image (height, width) -> values
+/// (out_h, out_w). Taps outside the image are skipped.
+template <typename T>
+void window_maxima(const T* image, T* values, const Window& g, int64_t kernel) {
+  for (int64_t oh = 0; oh < g.out_h; ++oh) {
+    T* row = values + oh * g.out_w;
+    const int64_t top = oh * g.stride - g.padding;
+    // Each window starts at an in-image pixel of its own (re-comparing it changes nothing).
+    const int64_t first_row = std::max<int64_t>(top, 0);
+    for (int64_t ow = 0; ow < g.out_w; ++ow)
+      row[ow] = image[first_row * g.width + std::max<int64_t>(ow * g.stride - g.padding, 0)];
+    for (int64_t i = 0; i < kernel; ++i) {
+      const int64_t ih = top + i;
+      if (ih < 0 || ih >= g.height) continue;
+      for (int64_t j = 0; j < kernel; ++j) {
+        // The output columns whose tap (i, j) lies in the image: [ow_begin, ow_end).
+        const int64_t shift = j - g.padding;
+        const int64_t ow_begin = shift >= 0 ? 0 : (-shift + g.stride - 1) / g.stride;
+        const int64_t ow_end = std::min<int64_t>(
+            g.out_w, g.width - shift > 0 ? (g.width - shift - 1) / g.stride + 1 : 0);
+        const T* line = image + ih * g.width + shift;
+#pragma omp simd
+        for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
+          const T v = line[ow * g.stride], current = row[ow];
+          row[ow] = ((v > current) | (v != v)) ? v : current;
+        }
+      }
+    }
+  }
+}
+
+/// For each window of one plane, the position in the plane of its first pixel (in row-major
+/// window order) that equals the window's maximum from window_maxima (or is NaN when that is
+/// NaN): best (out_h, out_w). Taps run in reverse order, so the last match written is the
+/// first in window order, and the selects vectorise across a row of windows like the maxima.
+template <typename T>
+void window_argmax(
+    const T* image, const T* maxima, int32_t* best, const Window& g, int64_t kernel) {
+  for (int64_t oh = 0; oh < g.out_h; ++oh) {
+    int32_t* row_best = best + oh * g.out_w;
+    const T* row_max = maxima + oh * g.out_w;
+    const int64_t top = oh * g.stride - g.padding;
+    for (int64_t i = kernel; i-- > 0;) {
+      const int64_t ih = top + i;
+      if (ih < 0 || ih >= g.height) continue;
+      for (int64_t j = kernel; j-- > 0;) {
+        const int64_t shift = j - g.padding;
+        const int64_t ow_begin = shift >= 0 ? 0 : (-shift + g.stride - 1) / g.stride;
+        const int64_t ow_end = std::min<int64_t>(
+            g.out_w, g.width - shift > 0 ? (g.width - shift - 1) / g.stride + 1 : 0);
+        const int64_t line = ih * g.width + shift;
+#pragma omp simd
+        for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
+          const T v = image[line + ow * g.stride], m = row_max[ow];
+          const bool match = (v == m) | ((v != v) & (m != m));
+          row_best[ow] = match ? int32_t(line + ow * g.stride) : row_best[ow];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void max_pool_planes_cpu(const T* x, T* maxima, int64_t planes, const Window& g) {
+  const int64_t plane = g.height * g.width, kernel = g.kernel_h;
+#pragma omp parallel for if (planes * plane > (1 << 16))
+  for (int64_t p = 0; p < planes; ++p)
+    window_maxima(x + p * plane, maxima + p * g.positions(), g, kernel);
+}
+
+template <typename T>
+void max_pool_planes_backward_cpu(
+    const T* x, const T* maxima, const T* grad, T* dx, int64_t planes, const Window& g) {
+  const int64_t plane = g.height * g.width, kernel = g.kernel_h;
+#pragma omp parallel if (planes * plane > (1 << 16))
+  {
+    std::vector<int32_t> best(static_cast<size_t>(g.positions()));
+#pragma omp for
+    for (int64_t p = 0; p < planes; ++p) {
+      window_argmax(x + p * plane, maxima + p * g.positions(), best.data(), g, kernel);
+      for (int64_t o = 0; o < g.positions(); ++o)
+        dx[p * plane + best[size_t(o)]] += grad[p * g.positions() + o];
+    }
+  }
+}
+
+template <typename T>
+void upsample_nearest_cpu(const T* x, T* y, int64_t rows, int64_t width, int64_t scale) {
+  const int64_t out_w = width * scale;
+#pragma omp parallel for if (rows * width * scale * scale > (1 << 16))
+  for (int64_t r = 0; r < rows; ++r) {
+    T* first = y + r * scale * out_w;
+    for (int64_t w = 0; w < width; ++w)
+      for (int64_t s = 0; s < scale; ++s) first[w * scale + s] = x[r * width + w];
+    for (int64_t s = 1; s < scale; ++s)
+      for (int64_t c = 0; c < out_w; ++c) first[s * out_w + c] = first[c];
+  }
+}
+
+template void max_pool_planes_cpu(const float*, float*, int64_t, const Window&);
+template void max_pool_planes_cpu(const double*, double*, int64_t, const Window&);
+template void max_pool_planes_backward_cpu(
+    const float*, const float*, const float*, float*, int64_t, const Window&);
+template void max_pool_planes_backward_cpu(
+    const double*, const double*, const double*, double*, int64_t, const Window&);
+template void upsample_nearest_cpu(const float*, float*, int64_t, int64_t, int64_t);
+template void upsample_nearest_cpu(const double*, double*, int64_t, int64_t, int64_t);
+
+}  // namespace lattice

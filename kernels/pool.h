@@ -1,0 +1,37 @@
+// Pooling and upsampling kernels, backend-neutral: max pooling of square windows and its
+// backward (the gradient to each window's first maximum), nearest-neighbour upsampling.
+// float and double; raw pointers and sizes only.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/window.h"
+
+namespace lattice {
+
+/// x: (planes, height, width) -> maxima: (planes, out_h, out_w), the largest value of each
+/// kernel_h x kernel_h window (g.kernel_w == g.kernel_h, dilation 1); a NaN in a window is its
+/// maximum and padding reads -inf. Needs padding <= kernel_h / 2 (every window holds a pixel).
+template <typename T>
+void max_pool_planes_cpu(const T* x, T* maxima, int64_t planes, const Window& g);
+template <typename T>
+void max_pool_planes_cuda(const T* x, T* maxima, int64_t planes, const Window& g);
+
+/// The backward of max_pool_planes: dx (planes, height, width) += grad (planes, out_h, out_w)
+/// at the first pixel (row-major window order) of each window equal to its maximum from
+/// `maxima` (or NaN when that is NaN). Needs height * width < 2^31.
+template <typename T>
+void max_pool_planes_backward_cpu(
+    const T* x, const T* maxima, const T* grad, T* dx, int64_t planes, const Window& g);
+template <typename T>
+void max_pool_planes_backward_cuda(
+    const T* x, const T* maxima, const T* grad, T* dx, int64_t planes, const Window& g);
+
+/// x: (rows, width) -> y: (rows, scale, width * scale), each pixel repeated into a scale x
+/// scale block (the rows of y are the image rows of the upsampled planes).
+template <typename T>
+void upsample_nearest_cpu(const T* x, T* y, int64_t rows, int64_t width, int64_t scale);
+template <typename T>
+void upsample_nearest_cuda(const T* x, T* y, int64_t rows, int64_t width, int64_t scale);
+
+}  // namespace lattice
