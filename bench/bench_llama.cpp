@@ -10,8 +10,8 @@
 #include "autograd/autograd.h"
 #include "bench/bench_support.h"
 #include "examples/models/llama.h"
-#include "optim/optimizer.h"
 #include "ops/ops.h"
+#include "optim/optimizer.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
 

@@ -13,12 +13,12 @@
 
 #include "autograd/autograd.h"
 #include "bench/bench_support.h"
+#include "core/text.h"
 #include "nn/layers.h"
-#include "optim/optimizer.h"
 #include "ops/ops.h"
+#include "optim/optimizer.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
-#include "core/text.h"
 
 using namespace lattice;
 

@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "autograd/autograd.h"
-#include "optim/optimizer.h"
 #include "ops/ops.h"
+#include "optim/optimizer.h"
 #include "tensor/precision_stack.h"
 
 using namespace lattice;

@@ -6,8 +6,8 @@
 #include <cmath>
 #include <regex>
 
-#include "core/scalar/round.h"
 #include "core/error.h"
+#include "core/scalar/round.h"
 #include "core/text.h"
 
 namespace lattice {

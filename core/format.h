@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "core/scalar/bits.h"
 #include "core/host_device.h"
+#include "core/scalar/bits.h"
 
 namespace lattice {
 

@@ -11,8 +11,8 @@
 #include <sstream>
 #include <vector>
 
-#include "data/text.h"
 #include "core/error.h"
+#include "data/text.h"
 
 namespace lattice::data {
 namespace {

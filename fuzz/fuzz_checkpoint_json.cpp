@@ -5,9 +5,9 @@
 #include <cstdlib>
 
 #include "fuzz_support.h"
+#include "ops/ops.h"
 #include "optim/checkpoint.h"
 #include "optim/schedule.h"
-#include "ops/ops.h"
 
 namespace {
 

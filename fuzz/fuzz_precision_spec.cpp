@@ -3,8 +3,8 @@
 // parses back to the same value and prints identically.
 #include <string>
 
-#include "fuzz_support.h"
 #include "core/format.h"
+#include "fuzz_support.h"
 #include "tensor/precision_stack.h"
 #include "tensor/quantizer.h"
 

@@ -8,5 +8,5 @@
 #include "core/device.h"
 
 /// kernel##_cpu(args...) for Device::cpu, kernel##_cuda(args...) for Device::cuda.
-#define LATTICE_DISPATCH(device, kernel, ...)                                   \
+#define LATTICE_DISPATCH(device, kernel, ...) \
   ((device) == ::lattice::Device::cpu ? kernel##_cpu(__VA_ARGS__) : kernel##_cuda(__VA_ARGS__))

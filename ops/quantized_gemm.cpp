@@ -14,11 +14,11 @@
 #include "kernels/hadamard.h"
 #include "kernels/quantized_gemm.h"
 #include "kernels/quantizer_gradient.h"
+#include "kernels/strided_loop.h"
 #include "ops/op_support.h"
 #include "ops/ops.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
-#include "kernels/strided_loop.h"
 #include "tensor/tape.h"
 
 namespace lattice {

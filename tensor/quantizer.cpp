@@ -7,9 +7,9 @@
 #include <functional>
 #include <numeric>
 
+#include "core/error.h"
 #include "core/scalar/block.h"
 #include "core/scalar/round.h"
-#include "core/error.h"
 #include "core/text.h"
 
 namespace lattice {

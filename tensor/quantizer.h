@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "kernels/quantize.h"
 #include "core/block_scaling.h"
 #include "core/format.h"
 #include "core/philox.h"
 #include "core/rounding.h"
+#include "kernels/quantize.h"
 
 namespace lattice {
 

@@ -14,11 +14,11 @@
 #include <string>
 #include <vector>
 
-#include "kernels/quantize.h"
 #include "core/block_scaling.h"
 #include "core/error.h"
 #include "core/format.h"
 #include "core/philox.h"
+#include "kernels/quantize.h"
 #include "tensor/quantizer.h"
 #include "tests/numerics_reference.h"
 

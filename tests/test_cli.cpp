@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "process_support.h"
 #include "core/philox.h"
+#include "process_support.h"
 
 namespace {
 

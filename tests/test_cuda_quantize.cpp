@@ -5,8 +5,8 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/quantize.h"
 #include "core/error.h"
+#include "kernels/quantize.h"
 #include "tensor/quantizer.h"
 
 #if defined(LATTICE_CUDA)

@@ -5,9 +5,9 @@
 #include <cmath>
 #include <string>
 
+#include "core/error.h"
 #include "precision_support.h"
 #include "tensor/design_space.h"
-#include "core/error.h"
 #include "tensor/precision_stack.h"
 
 using namespace lattice;

@@ -11,9 +11,9 @@
 #include <limits>
 #include <string>
 
-#include "core/scalar/round.h"
 #include "core/error.h"
 #include "core/format.h"
+#include "core/scalar/round.h"
 #include "tensor/quantizer.h"
 #include "tests/numerics_reference.h"
 

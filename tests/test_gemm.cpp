@@ -5,9 +5,9 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/gemm.h"
 #include "core/error.h"
 #include "core/philox.h"
+#include "kernels/gemm.h"
 
 using namespace lattice;
 

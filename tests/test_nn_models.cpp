@@ -9,8 +9,8 @@
 #include "examples/models/unet.h"
 #include "examples/models/vit.h"
 #include "nn_support.h"
-#include "tensor/random.h"
 #include "ops/spatial_ops.h"
+#include "tensor/random.h"
 
 using namespace lattice;
 using namespace lattice::nn;

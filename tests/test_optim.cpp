@@ -9,10 +9,10 @@
 #include <vector>
 
 #include "autograd/autograd.h"
+#include "ops/ops.h"
 #include "optim/loss_scaler.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
-#include "ops/ops.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
 

@@ -7,11 +7,11 @@
 
 #include "autograd/autograd.h"
 #include "kernels/gemm.h"
-#include "precision_support.h"
 #include "ops/ops.h"
+#include "ops/spatial_ops.h"
+#include "precision_support.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
-#include "ops/spatial_ops.h"
 
 using namespace lattice;
 using test::dequantized;

@@ -5,8 +5,8 @@
 #include <string>
 #include <thread>
 
-#include "precision_support.h"
 #include "core/error.h"
+#include "precision_support.h"
 #include "tensor/precision_stack.h"
 
 using namespace lattice;

@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "kernels/quantize.h"
-#include "core/scalar/round.h"
 #include "core/format.h"
 #include "core/philox.h"
+#include "core/scalar/round.h"
+#include "kernels/quantize.h"
 #include "tests/numerics_reference.h"
 
 using namespace lattice;

@@ -23,15 +23,15 @@
 #include <string_view>
 #include <vector>
 
-#include "core/scalar/bits.h"
 #include "core/block_scaling.h"
-#include "tensor/design_space.h"
 #include "core/error.h"
 #include "core/format.h"
 #include "core/philox.h"
+#include "core/rounding.h"
+#include "core/scalar/bits.h"
+#include "tensor/design_space.h"
 #include "tensor/precision_stack.h"
 #include "tensor/quantizer.h"
-#include "core/rounding.h"
 #include "tools/plot.h"
 #include "tools/process.h"
 #include "tools/slurm.h"

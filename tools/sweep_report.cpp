@@ -11,8 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "tensor/design_space.h"
 #include "core/error.h"
+#include "tensor/design_space.h"
 #include "tensor/precision_stack.h"
 #include "tools/plot.h"
 

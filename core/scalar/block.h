@@ -16,12 +16,12 @@
 
 #include <cstdint>
 
-#include "core/scalar/bits.h"
-#include "core/scalar/round.h"
 #include "core/block_scaling.h"
 #include "core/format.h"
 #include "core/host_device.h"
 #include "core/rounding.h"
+#include "core/scalar/bits.h"
+#include "core/scalar/round.h"
 
 namespace lattice {
 

@@ -10,10 +10,10 @@
 
 #include <cstdint>
 
-#include "core/scalar/bits.h"
 #include "core/format.h"
 #include "core/host_device.h"
 #include "core/rounding.h"
+#include "core/scalar/bits.h"
 
 namespace lattice {
 

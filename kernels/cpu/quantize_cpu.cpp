@@ -6,9 +6,9 @@
 #include <type_traits>
 #include <vector>
 
-#include "kernels/quantize.h"
 #include "core/scalar/block.h"
 #include "core/scalar/round.h"
+#include "kernels/quantize.h"
 
 namespace lattice {
 namespace {

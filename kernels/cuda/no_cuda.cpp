@@ -1,6 +1,6 @@
 // Builds without nvcc: the CUDA entry points report that no device can be used.
-#include "kernels/quantize.h"
 #include "core/error.h"
+#include "kernels/quantize.h"
 
 namespace lattice {
 

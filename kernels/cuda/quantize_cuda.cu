@@ -3,10 +3,10 @@
 // (random words are tied to element and block indices, as on the CPU).
 #include <cuda_runtime.h>
 
-#include "kernels/quantize.h"
+#include "core/error.h"
 #include "core/scalar/block.h"
 #include "core/scalar/round.h"
-#include "core/error.h"
+#include "kernels/quantize.h"
 
 namespace lattice {
 namespace {
