@@ -1,5 +1,5 @@
-// Helpers shared by the files that define differentiable ops (ops.cpp, spatial_ops.cpp): the
-// floating-dtype dispatch and the recording of an op's backward. Not a public header.
+// Helpers shared by the files that define differentiable ops (ops/*.cpp): the floating-dtype
+// dispatch, the recording of an op's backward and the op trace. Not a public header.
 #pragma once
 
 #include <memory>
@@ -34,7 +34,7 @@ void record_op(const char* op,
   record(out, std::make_shared<FunctionNode>(op, std::forward<Backward>(backward)), inputs);
 }
 
-// The op trace (set_op_trace) for op files besides ops.cpp, which keeps the log.
+// The op trace (set_op_trace); ops.cpp keeps the log.
 /// True while tracing, outside backward rules (which are not ops of the forward program).
 bool op_trace_enabled();
 void log_op_trace(OpTrace entry);

@@ -25,22 +25,6 @@ namespace {
 thread_local bool tracing = false;
 thread_local std::vector<OpTrace> trace_log;
 
-std::string describe(const Tensor& t) {
-  return concat(is_floating(t.dtype()) ? format_name(t.format()) : dtype_name(t.dtype()), " ",
-                t.shape());
-}
-
-/// Logs one op when tracing (backward rules are not ops of the forward program). The operand
-/// descriptions are built only then: `describe_inputs()` returns them.
-template <typename DescribeInputs>
-void trace(const char* op,
-           DescribeInputs&& describe_inputs,
-           const Tensor& out,
-           const std::string& accumulator = "fp32") {
-  if (!tracing || in_backward()) return;
-  trace_log.push_back(OpTrace{op, describe_inputs(), describe(out), accumulator});
-}
-
 /// y = kernel(x) elementwise (unary_cpu's scalars a, b), rounded onto the activation lattice.
 Tensor map_unary(const char* op, const Tensor& x, UnaryOp kernel, double a = 0.0, double b = 0.0) {
   NoGradGuard no_grad;  // the packed copy is an internal temporary, not part of the graph
@@ -50,8 +34,8 @@ Tensor map_unary(const char* op, const Tensor& x, UnaryOp kernel, double a = 0.0
     LATTICE_DISPATCH(x.device(), unary, kernel, in.data<T>(), out.data<T>(), out.numel(), a, b);
   });
   out = on_activation_lattice(out);
-  trace(
-      op, [&] { return std::vector<std::string>{describe(x)}; }, out);
+  trace_op(
+      op, [&] { return std::vector<std::string>{describe_for_trace(x)}; }, out);
   return out;
 }
 
@@ -75,10 +59,10 @@ Tensor map_binary(const char* op,
                      rhs.strides(), out.data<T>(), shape, lo, hi);
   });
   out = on_activation_lattice(out);
-  trace(
+  trace_op(
       op,
       [&] {
-        return std::vector<std::string>{describe(a), describe(b)};
+        return std::vector<std::string>{describe_for_trace(a), describe_for_trace(b)};
       },
       out);
   return out;
@@ -317,8 +301,8 @@ Tensor reduce_rows(const Tensor& x, const ReductionPlan& r, const char* op, Redu
                      r.row);
   });
   out = on_activation_lattice(out);
-  trace(
-      op, [&] { return std::vector<std::string>{describe(x)}; }, out);
+  trace_op(
+      op, [&] { return std::vector<std::string>{describe_for_trace(x)}; }, out);
   return out;
 }
 
@@ -334,8 +318,8 @@ Tensor sum_leading_axes(const Tensor& x, const ReductionPlan& r) {
     LATTICE_DISPATCH(x.device(), sum_leading, x.data<T>(), out.data<T>(), r.row, columns);
   });
   out = on_activation_lattice(out);
-  trace(
-      "sum", [&] { return std::vector<std::string>{describe(x)}; }, out);
+  trace_op(
+      "sum", [&] { return std::vector<std::string>{describe_for_trace(x)}; }, out);
   return out;
 }
 
@@ -677,7 +661,8 @@ void log_op_trace(OpTrace entry) {
 }
 
 std::string describe_for_trace(const Tensor& t) {
-  return describe(t);
+  return concat(is_floating(t.dtype()) ? format_name(t.format()) : dtype_name(t.dtype()), " ",
+                t.shape());
 }
 
 void set_op_trace(bool enabled) {

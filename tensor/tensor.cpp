@@ -7,11 +7,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <numbers>
 #include <optional>
 
 #include "kernels/dispatch.h"
 #include "kernels/elementwise.h"
+#include "kernels/random.h"
 
 namespace lattice {
 
@@ -562,8 +562,7 @@ Tensor arange(double start, double end, double step, DType dtype, Device device)
   const int64_t n = count > 0 ? int64_t(count) : 0;
   Tensor out = allocate({n}, dtype, device, "arange");
   visit_dtype(dtype, [&]<typename T>(std::type_identity<T>) {
-    T* values = out.data<T>();
-    for (int64_t i = 0; i < n; ++i) values[i] = convert_value<T>(start + double(i) * step);
+    LATTICE_DISPATCH(device, arange_fill, out.data<T>(), n, start, step);
   });
   return out;
 }
@@ -615,19 +614,8 @@ Tensor randn(const Shape& shape, const RandomStream& random, DType dtype, Device
   Tensor out = allocate(shape, dtype, device, "randn");
   const int64_t n = out.numel();
   visit_dtype(dtype, [&]<typename T>(std::type_identity<T>) {
-    T* values = out.data<T>();
-    // One Philox block holds the words 2i, 2i+1 of elements i = 2b and 2b+1.
-#pragma omp parallel for if (n > (1 << 16))
-    for (int64_t b = 0; b < (n + 1) / 2; ++b) {
-      const PhiloxBlock block = random.block(uint64_t(b));
-      for (int64_t j = 0; j < 2 && 2 * b + j < n; ++j) {
-        // u1 in (0, 1] keeps log finite; the largest |z| is sqrt(2 ln 2^32) ~ 6.66.
-        const double u1 = (double(block.word[2 * j]) + 1.0) * 0x1p-32;
-        const double u2 = double(block.word[2 * j + 1]) * 0x1p-32;
-        const double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
-        values[2 * b + j] = T(z);
-      }
-    }
+    if constexpr (std::is_floating_point_v<T>)
+      LATTICE_DISPATCH(device, normal_fill, out.data<T>(), n, random);
   });
   return out;
 }
@@ -648,18 +636,8 @@ Tensor uniform(const Shape& shape,
   Tensor out = allocate(shape, dtype, device, "uniform");
   const int64_t n = out.numel();
   visit_dtype(dtype, [&]<typename T>(std::type_identity<T>) {
-    T* values = out.data<T>();
-    const T top = T(high), below_top = std::nextafter(top, T(low));
-#pragma omp parallel for if (n > (1 << 16))
-    for (int64_t b = 0; b < (n + 3) / 4; ++b) {
-      const PhiloxBlock block = random.block(uint64_t(b));
-      for (int64_t j = 0; j < 4 && 4 * b + j < n; ++j) {
-        const double u = double(block.word[j] >> 8) * 0x1p-24;
-        // low + (high - low) * u < high in exact arithmetic; rounding may reach high.
-        const T v = T(low + (high - low) * u);
-        values[4 * b + j] = v < top ? v : below_top;
-      }
-    }
+    if constexpr (std::is_floating_point_v<T>)
+      LATTICE_DISPATCH(device, uniform_fill, out.data<T>(), n, low, high, random);
   });
   return out;
 }

@@ -1,7 +1,8 @@
-// The conv-patch, pooling, norm, RoPE and optimizer kernels on raw arrays against plain loops
-// written from their definitions: odd sizes, stride/padding/dilation, NaN windows, and arrays
-// large enough to take the OpenMP paths.
+// The conv-patch, pooling, norm, RoPE, optimizer and fill kernels on raw arrays against plain
+// loops written from their definitions: odd sizes, stride/padding/dilation, NaN windows, and
+// arrays large enough to take the OpenMP paths.
 #include <doctest/doctest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -16,6 +17,7 @@
 #include "kernels/norm.h"
 #include "kernels/optimizer.h"
 #include "kernels/pool.h"
+#include "kernels/random.h"
 #include "kernels/rope.h"
 
 using namespace lattice;
@@ -386,4 +388,35 @@ TEST_CASE("causal_mask is 0 up to the query's own position and -inf after it") {
   causal_mask_cpu(mask.data(), 3, 4);
   const float inf = std::numeric_limits<float>::infinity();
   CHECK(mask == std::vector<float>{0, -inf, -inf, -inf, 0, 0, -inf, -inf, 0, 0, 0, -inf});
+}
+
+TEST_CASE("the fill kernels give the same values with one thread and with all of them") {
+  const int64_t n = (1 << 17) + 3;  // above the threading threshold, ragged last block
+  const RandomStream random{.seed = 7, .subsequence = 2};
+  std::vector<float> normal_one(static_cast<size_t>(n)), normal_all(static_cast<size_t>(n));
+  std::vector<double> uniform_one(static_cast<size_t>(n)), uniform_all(static_cast<size_t>(n));
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  normal_fill_cpu(normal_one.data(), n, random);
+  uniform_fill_cpu(uniform_one.data(), n, -2.0, 3.0, random);
+  omp_set_num_threads(std::max(threads, 2));
+  normal_fill_cpu(normal_all.data(), n, random);
+  uniform_fill_cpu(uniform_all.data(), n, -2.0, 3.0, random);
+  omp_set_num_threads(threads);
+  CHECK(normal_one == normal_all);
+  CHECK(uniform_one == uniform_all);
+  CHECK(std::all_of(uniform_all.begin(), uniform_all.end(),
+                    [](double u) { return u >= -2.0 && u < 3.0; }));
+  // Box-Muller from one Philox block: element 1 uses words 2 and 3 of block 0.
+  const PhiloxBlock block = random.block(0);
+  const double u1 = (double(block.word[2]) + 1.0) * 0x1p-32, u2 = double(block.word[3]) * 0x1p-32;
+  CHECK(normal_all[1] == float(std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2)));
+}
+
+TEST_CASE("arange_fill converts start + i * step to the element type") {
+  std::vector<int32_t> ints(4);
+  arange_fill_cpu(ints.data(), 4, -1.0, 1.5);
+  CHECK(ints == std::vector<int32_t>{-1, 0, 2, 3});
+  std::vector<double> empty;
+  arange_fill_cpu(empty.data(), 0, 0.0, 1.0);  // no elements, nothing written
 }
