@@ -131,7 +131,7 @@ std::vector<double> values_of(const Tensor& t) {
 bool same_bits(const Tensor& a, const Tensor& b) {
   if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
   const std::vector<double> x = values_of(a), y = values_of(b);
-  return std::memcmp(x.data(), y.data(), x.size() * sizeof(double)) == 0;
+  return x.empty() || std::memcmp(x.data(), y.data(), x.size() * sizeof(double)) == 0;
 }
 
 // ---------------------------------------------------------------------------------------------
