@@ -67,9 +67,13 @@ T unary_reference(UnaryOp op, T v, double a, double b) {
       return std::cos(v);
     case UnaryOp::gelu:
       return v * T(0.5) * (T(1) + std::erf(v * T(1.0 / std::numbers::sqrt2)));
-    case UnaryOp::gelu_derivative:
-      return T(0.5) * (T(1) + std::erf(v * T(1.0 / std::numbers::sqrt2))) +
-             v * (std::exp(T(-0.5) * v * v) * T(0.3989422804014327));
+    case UnaryOp::gelu_derivative: {
+      // The kernel's statements exactly: a compiler may fuse `cdf + v * pdf` into an FMA
+      // (clang does by default), and must see the same expression here to fuse it the same way.
+      const T cdf = T(0.5) * (T(1) + std::erf(v * T(1.0 / std::numbers::sqrt2)));
+      const T pdf = std::exp(T(-0.5) * v * v) * T(0.3989422804014327);
+      return cdf + v * pdf;
+    }
     case UnaryOp::zero_infinities:
       return std::isinf(v) ? T(0) : v;
     case UnaryOp::scale:
