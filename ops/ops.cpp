@@ -7,7 +7,6 @@
 #include <cmath>
 #include <numbers>
 #include <numeric>
-#include <optional>
 
 #include "kernels/dispatch.h"
 #include "kernels/elementwise.h"
