@@ -60,9 +60,6 @@ void quantize_blocks_cpu(const float* x,
 
 // ---- CUDA (compiled when nvcc is found; pointers are device pointers) ----
 
-/// True when a CUDA device is usable; false (never an error) without a GPU or driver.
-bool cuda_available();
-
 /// Device twins of the CPU kernels, same semantics bit for bit. Throw lattice::Error when
 /// CUDA is unavailable.
 void quantize_elementwise_cuda(const float* x,

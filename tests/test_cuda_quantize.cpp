@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/device_memory.h"
 #include "kernels/quantize.h"
 #include "tensor/quantizer.h"
 

@@ -1,26 +1,48 @@
-// Builds without nvcc: the CUDA entry points report that no device can be used.
+// Builds without nvcc: no CUDA device is usable, and device memory cannot be had.
 #include "core/error.h"
-#include "kernels/quantize.h"
+#include "kernels/device_memory.h"
 
 namespace lattice {
+namespace {
+
+[[noreturn]] void no_cuda(const char* op) {
+  throw Error(concat("[", op,
+                     "] this build has no CUDA support (nvcc was not found when it was "
+                     "configured)"));
+}
+
+}  // namespace
 
 bool cuda_available() {
   return false;
 }
 
-void quantize_elementwise_cuda(
-    const float*, float*, int64_t, const Format&, const Rounding&, const RandomStream&) {
-  throw Error("[quantize_cuda] this build has no CUDA support (nvcc was not found)");
+void* cuda_allocate(int64_t) {
+  no_cuda("cuda_allocate");
 }
 
-void quantize_blocks_cuda(const float*,
-                          float*,
-                          const BlockLayout&,
-                          const Format&,
-                          const Rounding&,
-                          const BlockScaling&,
-                          const RandomStream&) {
-  throw Error("[quantize_cuda] this build has no CUDA support (nvcc was not found)");
+void cuda_free(void*) {
+  no_cuda("cuda_free");
 }
+
+void cuda_empty_cache() {}
+
+CudaMemoryStats cuda_memory_stats() {
+  return {};
+}
+
+void copy_host_to_device(void*, const void*, int64_t) {
+  no_cuda("copy_host_to_device");
+}
+
+void copy_device_to_host(void*, const void*, int64_t) {
+  no_cuda("copy_device_to_host");
+}
+
+void copy_device_to_device(void*, const void*, int64_t) {
+  no_cuda("copy_device_to_device");
+}
+
+void cuda_synchronize() {}
 
 }  // namespace lattice

@@ -1,26 +1,18 @@
 // CUDA quantize kernels: device twins of kernels/cpu/quantize_cpu.cpp running the same scalar
 // math (core/scalar/), so results match the CPU bit for bit, stochastic rounding included
 // (random words are tied to element and block indices, as on the CPU).
-#include <cuda_runtime.h>
-
 #include "core/error.h"
 #include "core/scalar/block.h"
 #include "core/scalar/round.h"
+#include "kernels/cuda/runtime.h"
+#include "kernels/device_memory.h"
 #include "kernels/quantize.h"
 
 namespace lattice {
 namespace {
 
-void check_cuda(cudaError_t status, const char* op) {
-  LATTICE_CHECK(status == cudaSuccess, "[", op, "] CUDA error: ", cudaGetErrorString(status));
-}
-
-constexpr int kThreads = 256;
-
-int grid_for(int64_t work) {
-  const int64_t blocks = (work + kThreads - 1) / kThreads;
-  return int(blocks < 65535 ? (blocks > 0 ? blocks : 1) : 65535);
-}
+using cuda::grid_for;
+using cuda::kThreads;
 
 // x, y: (n). A thread rounds the four elements that share one Philox block, so each block
 // is generated once: element i takes word i % 4 of block i / 4, as on the CPU.
@@ -80,23 +72,16 @@ __global__ void quantize_blocks_kernel(const float* x,
 
 }  // namespace
 
-bool cuda_available() {
-  int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
-}
-
 void quantize_elementwise_cuda(const float* x,
                                float* y,
                                int64_t n,
                                const Format& format,
                                const Rounding& rounding,
                                const RandomStream& random) {
-  LATTICE_CHECK(cuda_available(), "[quantize_cuda] no CUDA device is available");
-  quantize_elementwise_kernel<<<grid_for((n + 3) / 4), kThreads>>>(
+  quantize_elementwise_kernel<<<grid_for((n + 3) / 4), kThreads, 0, cuda::stream()>>>(
       x, y, n, make_rounding_plan(format, rounding), random,
       rounding.mode == RoundingMode::stochastic);
-  check_cuda(cudaGetLastError(), "quantize_cuda");
-  check_cuda(cudaDeviceSynchronize(), "quantize_cuda");
+  LATTICE_CUDA_LAUNCHED("quantize_cuda");
 }
 
 void quantize_blocks_cuda(const float* x,
@@ -106,25 +91,23 @@ void quantize_blocks_cuda(const float* x,
                           const Rounding& rounding,
                           const BlockScaling& scaling,
                           const RandomStream& random) {
-  LATTICE_CHECK(cuda_available(), "[quantize_cuda] no CUDA device is available");
   const int64_t n = layout.outer * layout.length * layout.inner;
   unsigned int amax_bits = 0;
   if (scaling.rule == ScaleRule::nvfp4 ||
       (scaling.rule == ScaleRule::encode && scaling.tensor_scale)) {
-    unsigned int* device_amax = nullptr;
-    check_cuda(cudaMalloc(&device_amax, sizeof(unsigned int)), "quantize_cuda");
-    check_cuda(cudaMemset(device_amax, 0, sizeof(unsigned int)), "quantize_cuda");
-    finite_amax_kernel<<<grid_for(n), kThreads>>>(x, n, device_amax);
-    check_cuda(cudaMemcpy(&amax_bits, device_amax, sizeof amax_bits, cudaMemcpyDeviceToHost),
-               "quantize_cuda");
-    check_cuda(cudaFree(device_amax), "quantize_cuda");
+    auto* device_amax = static_cast<unsigned int*>(cuda_allocate(sizeof(unsigned int)));
+    LATTICE_CUDA_CHECK(cudaMemsetAsync(device_amax, 0, sizeof(unsigned int), cuda::stream()),
+                       "quantize_cuda");
+    finite_amax_kernel<<<grid_for(n), kThreads, 0, cuda::stream()>>>(x, n, device_amax);
+    LATTICE_CUDA_LAUNCHED("quantize_cuda");
+    copy_device_to_host(&amax_bits, device_amax, sizeof amax_bits);
+    cuda_free(device_amax);
   }
   const BlockPlan plan = make_block_plan(element, rounding, scaling, float_from_bits(amax_bits));
-  quantize_blocks_kernel<<<grid_for(layout.block_count()), kThreads>>>(
+  quantize_blocks_kernel<<<grid_for(layout.block_count()), kThreads, 0, cuda::stream()>>>(
       x, y, layout, plan, random, rounding.mode == RoundingMode::stochastic,
       scaling.scale_rounding == RoundingMode::stochastic);
-  check_cuda(cudaGetLastError(), "quantize_cuda");
-  check_cuda(cudaDeviceSynchronize(), "quantize_cuda");
+  LATTICE_CUDA_LAUNCHED("quantize_cuda");
 }
 
 }  // namespace lattice

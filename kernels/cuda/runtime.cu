@@ -1,0 +1,200 @@
+// The CUDA runtime of kernels/device_memory.h and kernels/cuda/runtime.h: device detection,
+// the caching allocator, host<->device copies, error checks and debug-sync mode.
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "core/error.h"
+#include "kernels/cuda/runtime.h"
+#include "kernels/device_memory.h"
+#include "kernels/strided_loop.h"
+
+namespace lattice {
+namespace cuda {
+
+void check(cudaError_t status, const char* op, const char* file, int line) {
+  if (status == cudaSuccess) return;
+  cudaGetLastError();  // clear a sticky-free error so the next call starts clean
+  throw Error(
+      concat("[", op, "] CUDA error: ", cudaGetErrorString(status), " (", file, ":", line, ")"));
+}
+
+namespace {
+
+bool debug_sync() {
+  static const bool enabled = [] {
+    const char* value = std::getenv("LATTICE_CUDA_SYNC");
+    return value != nullptr && value[0] != '\0' && value[0] != '0';
+  }();
+  return enabled;
+}
+
+}  // namespace
+
+void check_launch(const char* op, const char* file, int line) {
+  check(cudaGetLastError(), op, file, line);
+  if (debug_sync()) check(cudaDeviceSynchronize(), op, file, line);
+}
+
+StridedSpace strided_space(std::span<const int64_t> shape,
+                           std::span<const std::span<const int64_t>> strides,
+                           const char* op) {
+  LATTICE_CHECK(strides.size() >= 1 && strides.size() <= 3, "[", op,
+                "] a strided space takes 1 to 3 operands, got ", strides.size());
+  const std::vector<int64_t> unused(shape.size(), 0);
+  const std::array<std::span<const int64_t>, 3> operands = {
+      strides[0], strides.size() > 1 ? strides[1] : std::span<const int64_t>(unused),
+      strides.size() > 2 ? strides[2] : std::span<const int64_t>(unused)};
+  std::vector<strided_detail::Axis<3>> axes;
+  StridedSpace space;
+  if (!strided_detail::merged_axes(shape, operands, axes)) return space;  // count 0
+  LATTICE_CHECK(int(axes.size()) <= kMaxAxes, "[", op, "] a strided operand of shape with ",
+                axes.size(), " unmergeable axes exceeds the CUDA kernels' ", kMaxAxes);
+  space.rank = int(axes.size());
+  space.count = 1;
+  for (int axis = 0; axis < space.rank; ++axis) {
+    space.size[axis] = axes[size_t(axis)].size;
+    for (int k = 0; k < 3; ++k) space.stride[k][axis] = axes[size_t(axis)].stride[size_t(k)];
+    space.count *= space.size[axis];
+  }
+  return space;
+}
+
+}  // namespace cuda
+
+namespace {
+
+// Size classes: multiples of 512 bytes below 1 MiB, of 2 MiB above (large activations of one
+// training step recur with the same sizes, so the coarse classes still hit).
+int64_t size_class(int64_t bytes) {
+  constexpr int64_t small = 512, large = int64_t(2) << 20;
+  if (bytes <= 0) return small;
+  if (bytes < (int64_t(1) << 20)) return (bytes + small - 1) / small * small;
+  return (bytes + large - 1) / large * large;
+}
+
+struct Allocator {
+  std::mutex mutex;
+  std::unordered_map<void*, int64_t> live;  // block -> its class
+  std::map<int64_t, std::vector<void*>> cached;
+  CudaMemoryStats stats;
+
+  void release_cache() {
+    for (auto& [bytes, blocks] : cached)
+      for (void* block : blocks) {
+        cudaFree(block);
+        stats.reserved_bytes -= bytes;
+      }
+    cached.clear();
+  }
+};
+
+Allocator& allocator() {
+  static Allocator* instance = new Allocator;  // never destroyed: storages may outlive main
+  return *instance;
+}
+
+void require_device(const char* op) {
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status == cudaSuccess && count > 0) return;
+  cudaGetLastError();
+  throw Error(concat("[", op, "] no usable CUDA device (",
+                     status == cudaSuccess ? "none found" : cudaGetErrorString(status),
+                     "): Device::cuda needs an NVIDIA GPU and its driver"));
+}
+
+}  // namespace
+
+bool cuda_available() {
+  static const bool available = [] {
+    int count = 0;
+    const bool ok = cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+    cudaGetLastError();
+    return ok;
+  }();
+  return available;
+}
+
+void* cuda_allocate(int64_t bytes) {
+  LATTICE_CHECK(bytes >= 0, "[cuda_allocate] negative size ", bytes);
+  if (!cuda_available()) require_device("cuda_allocate");
+  const int64_t rounded = size_class(bytes);
+  Allocator& a = allocator();
+  std::lock_guard<std::mutex> lock(a.mutex);
+  ++a.stats.allocations;
+  void* block = nullptr;
+  auto found = a.cached.find(rounded);
+  if (found != a.cached.end() && !found->second.empty()) {
+    block = found->second.back();
+    found->second.pop_back();
+    ++a.stats.cache_hits;
+  } else {
+    cudaError_t status = cudaMalloc(&block, size_t(rounded));
+    if (status == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      a.release_cache();
+      status = cudaMalloc(&block, size_t(rounded));
+    }
+    if (status != cudaSuccess) {
+      cudaGetLastError();
+      throw Error(concat("[cuda_allocate] cannot allocate ", bytes, " bytes on the GPU (",
+                         cudaGetErrorString(status), "; ", a.stats.allocated_bytes,
+                         " bytes in use)"));
+    }
+    a.stats.reserved_bytes += rounded;
+  }
+  a.live[block] = rounded;
+  a.stats.allocated_bytes += rounded;
+  a.stats.peak_allocated_bytes = std::max(a.stats.peak_allocated_bytes, a.stats.allocated_bytes);
+  return block;
+}
+
+void cuda_free(void* data) {
+  if (data == nullptr) return;
+  Allocator& a = allocator();
+  std::lock_guard<std::mutex> lock(a.mutex);
+  auto found = a.live.find(data);
+  LATTICE_CHECK(found != a.live.end(), "[cuda_free] pointer was not allocated by cuda_allocate");
+  a.cached[found->second].push_back(data);
+  a.stats.allocated_bytes -= found->second;
+  a.live.erase(found);
+}
+
+void cuda_empty_cache() {
+  Allocator& a = allocator();
+  std::lock_guard<std::mutex> lock(a.mutex);
+  a.release_cache();
+}
+
+CudaMemoryStats cuda_memory_stats() {
+  Allocator& a = allocator();
+  std::lock_guard<std::mutex> lock(a.mutex);
+  return a.stats;
+}
+
+void copy_host_to_device(void* dst, const void* src, int64_t bytes) {
+  if (bytes > 0)
+    LATTICE_CUDA_CHECK(cudaMemcpy(dst, src, size_t(bytes), cudaMemcpyHostToDevice),
+                       "copy_host_to_device");
+}
+
+void copy_device_to_host(void* dst, const void* src, int64_t bytes) {
+  if (bytes > 0)
+    LATTICE_CUDA_CHECK(cudaMemcpy(dst, src, size_t(bytes), cudaMemcpyDeviceToHost),
+                       "copy_device_to_host");
+}
+
+void copy_device_to_device(void* dst, const void* src, int64_t bytes) {
+  if (bytes > 0)
+    LATTICE_CUDA_CHECK(cudaMemcpy(dst, src, size_t(bytes), cudaMemcpyDeviceToDevice),
+                       "copy_device_to_device");
+}
+
+void cuda_synchronize() {
+  LATTICE_CUDA_CHECK(cudaDeviceSynchronize(), "cuda_synchronize");
+}
+
+}  // namespace lattice

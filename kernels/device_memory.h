@@ -1,0 +1,40 @@
+// Device memory, backend-neutral: whether a CUDA device is usable, the caching allocator behind
+// CUDA storage, copies between host and device, and the allocator's statistics. Builds without
+// nvcc compile kernels/cuda/no_cuda.cpp instead, whose functions report that no device exists
+// (cuda_available() is false; the others throw one line).
+#pragma once
+
+#include <cstdint>
+
+namespace lattice {
+
+/// True when a CUDA device and driver are usable; false (never an error) without either.
+bool cuda_available();
+
+/// `bytes` bytes of device memory (a non-null pointer even for 0), from the caching allocator:
+/// freed blocks wait in size classes for the next request of their class. On an out-of-memory
+/// error the cache is released and the allocation tried once more before it throws.
+void* cuda_allocate(int64_t bytes);
+/// Returns a block from cuda_allocate to the cache.
+void cuda_free(void* data);
+/// Gives every cached block back to the driver.
+void cuda_empty_cache();
+
+struct CudaMemoryStats {
+  int64_t allocated_bytes = 0;       // in blocks handed out now (rounded to their classes)
+  int64_t reserved_bytes = 0;        // allocated plus cached
+  int64_t peak_allocated_bytes = 0;  // the most allocated_bytes has been
+  int64_t allocations = 0;           // cuda_allocate calls
+  int64_t cache_hits = 0;            // of those, served from the cache
+};
+CudaMemoryStats cuda_memory_stats();
+
+/// Copies `bytes` bytes; returns when the destination holds them. dst and src must not overlap.
+void copy_host_to_device(void* dst, const void* src, int64_t bytes);
+void copy_device_to_host(void* dst, const void* src, int64_t bytes);
+void copy_device_to_device(void* dst, const void* src, int64_t bytes);
+
+/// Waits for every queued kernel, and throws the first error one of them raised.
+void cuda_synchronize();
+
+}  // namespace lattice
