@@ -93,14 +93,14 @@ Tensor view_backward(const Tensor& gradient,
         view.strides == contiguous_strides(view.shape))
       return gradient.reshape(base.shape);
     const Tensor base_gradient = numel(view.shape) == numel(base.shape)
-                                     ? empty(base.shape, gradient.dtype())
-                                     : zeros(base.shape, gradient.dtype());
+                                     ? empty(base.shape, gradient.dtype(), gradient.device())
+                                     : zeros(base.shape, gradient.dtype(), gradient.device());
     base_gradient.as_strided(view.shape, view.strides, view.offset - base.offset).copy_(gradient);
     return base_gradient;
   }
   const Tensor packed = gradient.contiguous();
-  const Tensor buffer = zeros({storage_elements}, gradient.dtype());
-  const Tensor base_gradient = empty(base.shape, gradient.dtype());
+  const Tensor buffer = zeros({storage_elements}, gradient.dtype(), gradient.device());
+  const Tensor base_gradient = empty(base.shape, gradient.dtype(), gradient.device());
   visit_dtype(gradient.dtype(), [&]<typename T>(std::type_identity<T>) {
     if constexpr (std::is_floating_point_v<T>) {
       LATTICE_DISPATCH(gradient.device(), view_gradient, packed.data<T>(), view.shape, view.strides,
@@ -112,14 +112,18 @@ Tensor view_backward(const Tensor& gradient,
 }
 
 /// Records views and copies (Tensor methods) of tensors that require gradients, so that
-/// x.t(), x.reshape(...), x.slice(...), x.to(...) are differentiable like any op.
+/// x.t(), x.reshape(...), x.slice(...), x.to(...) are differentiable like any op (a copy to
+/// another device hands its gradient back to the source's device).
 void record_derived(const Tensor& source, const Tensor& derived, bool is_view) {
   if (!grad_enabled() || !requires_grad(source)) return;
   if (!is_view) {
     const DType dtype = source.dtype();
+    const Device device = source.device();
     record(derived,
-           std::make_shared<FunctionNode>(
-               "copy", [dtype](const Tensor& g) { return std::vector<Tensor>{g.to(dtype)}; }),
+           std::make_shared<FunctionNode>("copy",
+                                          [dtype, device](const Tensor& g) {
+                                            return std::vector<Tensor>{g.to(dtype).to(device)};
+                                          }),
            {source});
     return;
   }
@@ -163,7 +167,8 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
                 "[backward] a gradient is needed for "
                 "a root of shape ",
                 root.shape(), " (only one-element roots default to 1)");
-  const Tensor seed = gradient.defined() ? gradient : full(root.shape(), 1.0, root.dtype());
+  const Tensor seed =
+      gradient.defined() ? gradient : full(root.shape(), 1.0, root.dtype(), root.device());
   LATTICE_CHECK(seed.shape() == root.shape(), "[backward] gradient shape ", seed.shape(),
                 " differs from the root's ", root.shape());
   NoGradGuard no_grad;  // backward rules compute plain values

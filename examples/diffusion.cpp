@@ -13,6 +13,7 @@
 #include "examples/models/unet.h"
 #include "examples/trainer.h"
 #include "ops/ops.h"
+#include "ops/spatial_ops.h"
 #include "tensor/random.h"
 
 using namespace lattice;
@@ -56,17 +57,7 @@ Images load_images(const std::string& dataset, const std::string& dir, int64_t f
 
 /// (N, C, H, W) -> (N, C, H + 2 pad, W + 2 pad), the border at -1.
 Tensor pad_images(const Tensor& images, int pad) {
-  if (pad == 0) return images;
-  const int64_t n = images.shape(0), c = images.shape(1), h = images.shape(2), w = images.shape(3);
-  Tensor out = full({n, c, h + 2 * pad, w + 2 * pad}, -1.0);
-  const Tensor in = images.contiguous();
-  const float* from = in.data<float>();
-  float* to = out.data<float>();
-  for (int64_t plane = 0; plane < n * c; ++plane)
-    for (int64_t y = 0; y < h; ++y)
-      std::copy_n(from + (plane * h + y) * w, w,
-                  to + (plane * (h + 2 * pad) + y + pad) * (w + 2 * pad) + pad);
-  return out;
+  return pad == 0 ? images : lattice::pad(images, {pad, pad, pad, pad}, -1.0);
 }
 
 /// Timesteps uniform in [0, steps): one 32-bit word of `random` per sample.
@@ -84,22 +75,24 @@ Tensor sample_images(models::Unet& model,
                      int64_t count,
                      int64_t channels,
                      int64_t size,
-                     uint64_t seed) {
+                     uint64_t seed,
+                     Device device) {
   NoGradGuard no_grad;
   model.eval();
   const RandomStream start{.seed = seed, .subsequence = 0};
-  Tensor x = randn({count, channels, size, size}, start);
+  Tensor x = randn({count, channels, size, size}, start, DType::float32, device);
   for (int64_t t = schedule.steps() - 1; t >= 0; --t) {
     const double alpha_bar = schedule.alpha_bar(t);
     const double alpha = t > 0 ? alpha_bar / schedule.alpha_bar(t - 1) : alpha_bar;
     const double beta = 1.0 - alpha;
-    const Tensor noise = model(x, full({count}, double(t), DType::int64));
+    const Tensor noise = model(x, full({count}, double(t), DType::int64, device));
     x = scale(sub(x, scale(noise, beta / std::sqrt(1.0 - alpha_bar))), 1.0 / std::sqrt(alpha));
     if (t > 0)
-      x = add(x, scale(randn(x.shape(), RandomStream{.seed = seed, .subsequence = uint64_t(t)}),
+      x = add(x, scale(randn(x.shape(), RandomStream{.seed = seed, .subsequence = uint64_t(t)},
+                             DType::float32, device),
                        std::sqrt(beta)));
   }
-  return clamp(scale(add(x, full({}, 1.0)), 0.5), 0.0, 1.0);
+  return clamp(scale(add(x, full({}, 1.0, DType::float32, device)), 0.5), 0.0, 1.0).to(Device::cpu);
 }
 
 /// Images (N, C, S, S) in [0, 1] tiled as a (C, rows S, cols S) grid, rows of ceil(sqrt(N)).
@@ -173,8 +166,8 @@ int main(int argc, char** argv) {
     // A batch's noise and timesteps come from the default random stream (in the checkpoint).
     const auto loss_of = [&](const Tensor& x0, const RandomStream& noise_random,
                              const RandomStream& time_random) {
-      const Tensor noise = randn(x0.shape(), noise_random);
-      const Tensor t = random_timesteps(x0.shape(0), schedule.steps(), time_random);
+      const Tensor noise = randn(x0.shape(), noise_random, DType::float32, x0.device());
+      const Tensor t = random_timesteps(x0.shape(0), schedule.steps(), time_random).to(x0.device());
       return nn::noise_prediction_loss(model(schedule.add_noise(x0, noise, t), t), noise);
     };
     examples::TrainingJob job{
@@ -194,7 +187,8 @@ int main(int argc, char** argv) {
               double total = 0.0;
               int64_t count = 0, index = 0;
               examples::for_each_validation_batch(
-                  validation, flags.eval_batches, [&](const data::Batch& batch) {
+                  validation, flags.eval_batches, examples::trainer_device(flags),
+                  [&](const data::Batch& batch) {
                     const RandomStream noise{.seed = 0x5eed, .subsequence = uint64_t(2 * index)};
                     const RandomStream time{.seed = 0x5eed, .subsequence = uint64_t(2 * index + 1)};
                     const int64_t n = batch.size();
@@ -216,8 +210,8 @@ int main(int argc, char** argv) {
     const int status = examples::run_training(flags, job);
     if (status == 0 && sample > 0) {
       const fs::path out = flags.out.empty() ? "runs/diffusion" : flags.out;
-      const Tensor samples =
-          sample_images(model, schedule, sample, images.channels, images.size, flags.seed);
+      const Tensor samples = sample_images(model, schedule, sample, images.channels, images.size,
+                                           flags.seed, examples::trainer_device(flags));
       data::write_png((out / "samples.png").string(), image_grid(samples));
       std::fprintf(stderr, "diffusion  %lld samples -> %s\n", (long long)sample,
                    (out / "samples.png").string().c_str());

@@ -291,7 +291,8 @@ int main(int argc, char** argv) {
               double total = 0.0;
               int64_t tokens = 0;
               examples::for_each_validation_batch(
-                  validation, flags.eval_batches, [&](const data::Batch& batch) {
+                  validation, flags.eval_batches, examples::trainer_device(flags),
+                  [&](const data::Batch& batch) {
                     const int64_t n = batch.target.numel();
                     total += loss_of(batch).item<double>() * double(n);
                     tokens += n;

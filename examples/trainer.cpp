@@ -18,6 +18,7 @@
 #include <span>
 
 #include "autograd/autograd.h"
+#include "kernels/device_memory.h"
 #include "ops/ops.h"
 #include "optim/checkpoint.h"
 #include "optim/loss_scaler.h"
@@ -128,6 +129,9 @@ void add_trainer_flags(CLI::App& app, TrainerFlags& flags) {
   app.add_option("--seed", flags.seed, "seed of weights, shuffles and rounding")
       ->capture_default_str();
   app.add_option("--data", flags.data, "data directory")->capture_default_str();
+  app.add_option("--device", flags.device, "where to train: cpu or cuda")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--out", flags.out, "output directory (metrics.jsonl, summary.json, checkpoint)")
       ->capture_default_str();
   app.add_option("--threads", flags.threads, "CPU threads (0: all; at most 1024 or 4x the cores)")
@@ -157,8 +161,25 @@ void add_trainer_flags(CLI::App& app, TrainerFlags& flags) {
       ->check(CLI::NonNegativeNumber);
 }
 
+Device trainer_device(const TrainerFlags& flags) {
+  if (flags.device == "cpu") return Device::cpu;
+  LATTICE_CHECK(flags.device == "cuda", "[trainer] --device \"", flags.device,
+                "\": expected cpu or cuda");
+  LATTICE_CHECK(cuda_available(),
+                "[trainer] --device cuda: no usable CUDA device (no GPU, no "
+                "driver, or a build without CUDA)");
+  return Device::cuda;
+}
+
+data::Batch on_device(data::Batch batch, Device device) {
+  batch.input = batch.input.to(device);
+  batch.target = batch.target.to(device);
+  return batch;
+}
+
 void for_each_validation_batch(data::DataLoader& loader,
                                int64_t max_batches,
+                               Device device,
                                const std::function<void(const data::Batch&)>& visit) {
   // From the start of an epoch every time, whatever an earlier pass with max_batches left.
   loader.set_position({.epoch = loader.epoch(), .batch = 0});
@@ -168,7 +189,7 @@ void for_each_validation_batch(data::DataLoader& loader,
   for (; visited < batches; ++visited) {
     const std::optional<data::Batch> batch = loader.next();
     if (!batch) break;
-    visit(*batch);
+    visit(on_device(std::move(*batch), device));
   }
   LATTICE_CHECK(visited > 0, "[evaluate] the validation loader has no batches");
 }
@@ -177,7 +198,9 @@ Evaluation evaluate_classifier(nn::Module& model, data::DataLoader& loader, int6
   NoGradGuard no_grad;
   double total_loss = 0.0;
   int64_t correct = 0, count = 0;
-  for_each_validation_batch(loader, max_batches, [&](const data::Batch& batch) {
+  const std::vector<Tensor> parameters = model.parameters();
+  const Device device = parameters.empty() ? Device::cpu : parameters.front().device();
+  for_each_validation_batch(loader, max_batches, device, [&](const data::Batch& batch) {
     const Tensor logits = model(batch.input);
     total_loss += cross_entropy(logits, batch.target, -100, Reduction::sum).item<double>();
     const std::vector<float> scores = logits.to_vector<float>();
@@ -207,6 +230,7 @@ class TrainingRun {
         model_(*job.model),
         loader_(*job.train),
         stack_(parse_precision_stack(flags.stack)),
+        device_(trainer_device(flags)),
         out_(flags.out.empty() ? "runs/" + job.name : flags.out),
         metrics_path_(out_ / "metrics.jsonl") {
     std::filesystem::create_directories(out_);
@@ -232,6 +256,7 @@ class TrainingRun {
       total_steps_ = std::max<int64_t>(1, micro_batches / flags.accumulate);
     }
     schedule_ = optim::parse_schedule(flags.schedule, total_steps_);
+    model_.to(device_);
     optimizer_ = make_optimizer(flags, model_, stack_);
     scaler_ = make_loss_scaler(flags.loss_scale);
   }
@@ -336,7 +361,8 @@ class TrainingRun {
   /// cadence.
   data::Batch next_batch() {
     for (;;) {
-      if (std::optional<data::Batch> batch = loader_.next()) return std::move(*batch);
+      if (std::optional<data::Batch> batch = loader_.next())
+        return on_device(std::move(*batch), device_);
       if (flags_.eval_every == 0) evaluate();
     }
   }
@@ -454,6 +480,7 @@ class TrainingRun {
         {"accumulate", flags_.accumulate},
         {"loss_scale", flags_.loss_scale},
         {"seed", flags_.seed},
+        {"device", flags_.device},
         {"parameters", model_.parameter_count()},
         {"config", job_.config}};
     if (last_evaluation_.accuracy) summary["val_accuracy"] = *last_evaluation_.accuracy;
@@ -486,6 +513,7 @@ class TrainingRun {
   nn::Module& model_;
   data::DataLoader& loader_;
   const PrecisionStack stack_;
+  const Device device_;
   const std::filesystem::path out_, metrics_path_;
   int64_t total_steps_ = 0;
   double steps_per_epoch_ = 1.0;

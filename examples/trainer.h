@@ -33,7 +33,8 @@ struct TrainerFlags {
   uint64_t seed = 0;
   std::string data = {};
   std::string out = {};
-  int threads = 0;  // 0: OpenMP's default
+  int threads = 0;             // 0: OpenMP's default
+  std::string device = "cpu";  // cpu or cuda: where the model, batches and updates live
   std::string resume = {};
   int64_t checkpoint_every = 0;
   int64_t log_every = 50;
@@ -75,15 +76,22 @@ struct TrainingJob {
 /// "status": "diverged"). Throws lattice::Error on bad flags, files or data.
 int run_training(const TrainerFlags& flags, TrainingJob& job);
 
+/// The device --device names.
+Device trainer_device(const TrainerFlags& flags);
+
+/// The batch's input and target moved to `device`.
+data::Batch on_device(data::Batch batch, Device device);
+
 /// Calls `visit` with the first `max_batches` batches (0: all) of an epoch of `loader`, from the
-/// epoch's start every time, so that every evaluation sees the same batches. Throws when the
-/// loader gives none.
+/// epoch's start every time, so that every evaluation sees the same batches, each moved to
+/// `device`. Throws when the loader gives none.
 void for_each_validation_batch(data::DataLoader& loader,
                                int64_t max_batches,
+                               Device device,
                                const std::function<void(const data::Batch&)>& visit);
 
 /// Mean cross entropy and accuracy of a classifier over the first `max_batches` batches of
-/// an epoch of `loader` (0: every batch).
+/// an epoch of `loader` (0: every batch), on the device of the model's parameters.
 Evaluation evaluate_classifier(nn::Module& model,
                                data::DataLoader& loader,
                                int64_t max_batches = 0);

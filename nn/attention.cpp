@@ -57,8 +57,9 @@ Tensor MultiHeadAttention::forward(const Tensor& x) {
     if (rotate) heads_last = apply_rope(heads_last, rope_cos_, rope_sin_);
     return heads_last.transpose(1, 2);
   };
-  if (options.rope && (!rope_cos_.defined() || rope_cos_.shape(0) < length))
-    std::tie(rope_cos_, rope_sin_) = rope_tables(length, head_dim, options.rope_base);
+  if (options.rope &&
+      (!rope_cos_.defined() || rope_cos_.shape(0) < length || rope_cos_.device() != x.device()))
+    std::tie(rope_cos_, rope_sin_) = rope_tables(length, head_dim, options.rope_base, x.device());
   const Tensor q = split_heads((*wq)(x), heads, options.rope);
   const Tensor k = repeat_heads(split_heads((*wk)(x), kv_heads, options.rope), heads / kv_heads);
   const Tensor v = repeat_heads(split_heads((*wv)(x), kv_heads, false), heads / kv_heads);

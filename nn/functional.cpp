@@ -18,7 +18,7 @@ namespace lattice::nn {
 namespace {
 
 Tensor constant_like(const Tensor& x, double value) {
-  return full({}, value, x.dtype());
+  return full({}, value, x.dtype(), x.device());
 }
 
 /// A per-channel (C) tensor shaped to broadcast against x (N, C, ...): (C, 1, ..., 1).
@@ -96,9 +96,9 @@ Tensor batch_norm(const Tensor& x,
 Tensor dropout(const Tensor& x, double p, const RandomStream& random) {
   LATTICE_CHECK(p >= 0.0 && p <= 1.0, "[dropout] probability ", p, " is outside [0, 1]");
   if (p == 0.0) return x;
-  if (p == 1.0) return x * zeros({}, x.dtype());
+  if (p == 1.0) return x * zeros({}, x.dtype(), x.device());
   const Tensor keep =
-      less(uniform(x.shape(), 0.0, 1.0, random, x.dtype()), constant_like(x, 1.0 - p));
+      less(uniform(x.shape(), 0.0, 1.0, random, x.dtype(), x.device()), constant_like(x, 1.0 - p));
   return x * scale(keep.to(x.dtype()), 1.0 / (1.0 - p));
 }
 
@@ -142,13 +142,16 @@ Tensor adaptive_max_pool2d(const Tensor& x, int64_t out_h, int64_t out_w) {
   });
 }
 
-std::pair<Tensor, Tensor> rope_tables(int64_t positions, int64_t head_dim, double base) {
+std::pair<Tensor, Tensor> rope_tables(int64_t positions,
+                                      int64_t head_dim,
+                                      double base,
+                                      Device device) {
   LATTICE_CHECK(positions > 0 && head_dim > 0 && head_dim % 2 == 0,
                 "[rope] needs positions > 0 and an even head dimension, got ", positions, " and ",
                 head_dim);
   const int64_t half = head_dim / 2;
-  const Tensor cos = empty({positions, half}, DType::float32);
-  const Tensor sin = empty({positions, half}, DType::float32);
+  const Tensor cos = empty({positions, half}, DType::float32, device);
+  const Tensor sin = empty({positions, half}, DType::float32, device);
   LATTICE_DISPATCH(cos.device(), rope_tables, cos.data<float>(), sin.data<float>(), positions,
                    head_dim, base);
   return {cos, sin};
@@ -184,7 +187,7 @@ AttentionResult scaled_dot_product_attention(const Tensor& q,
                   "[attention] causal attention needs as many queries as keys, "
                   "got ",
                   queries, " and ", keys);
-    const Tensor mask = empty({queries, keys}, DType::float32);
+    const Tensor mask = empty({queries, keys}, DType::float32, q.device());
     LATTICE_DISPATCH(mask.device(), causal_mask, mask.data<float>(), queries, keys);
     masked = scores + mask.to(q.dtype());
   }
@@ -197,7 +200,7 @@ Tensor timestep_embedding(const Tensor& t, int64_t dim, double max_period) {
                 "[timestep_embedding] expects timesteps (N) and an even dim, got ", t.shape(),
                 " and ", dim);
   const int64_t half = dim / 2;
-  const Tensor frequencies = empty({1, half}, DType::float64);
+  const Tensor frequencies = empty({1, half}, DType::float64, t.device());
   LATTICE_DISPATCH(frequencies.device(), timestep_frequencies, frequencies.data<double>(), half,
                    max_period);
   const DType dtype = is_floating(t.dtype()) ? t.dtype() : DType::float32;

@@ -48,7 +48,10 @@ Tensor adaptive_max_pool2d(const Tensor& x, int64_t out_h, int64_t out_w);
 
 /// cos and sin tables of rotary embeddings, each (positions, head_dim/2): angle (t, i) =
 /// t * base^(-2i/head_dim), computed in double.
-std::pair<Tensor, Tensor> rope_tables(int64_t positions, int64_t head_dim, double base = 10000.0);
+std::pair<Tensor, Tensor> rope_tables(int64_t positions,
+                                      int64_t head_dim,
+                                      double base = 10000.0,
+                                      Device device = Device::cpu);
 /// Rotates interleaved pairs (x[2i], x[2i+1]) of x (B, T, H, head_dim) by the angles of
 /// positions 0..T-1 (the tables' first T rows), as the LLaMA reference does. One fused pass
 /// forward and backward (fused_rope, ops/rope_ops.h: the backward rotates by the opposite

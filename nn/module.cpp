@@ -104,22 +104,35 @@ void Module::zero_grad() {
   for (const auto& [name, tensor] : named_parameters()) lattice::zero_grad(tensor);
 }
 
+namespace {
+
+/// Points every handle of t at `converted`'s storage and geometry; its gradient is cleared (one
+/// of the old dtype or device no longer fits).
+void replace_in_place(const Tensor& t, const Tensor& converted) {
+  TensorImpl& impl = *t.impl();
+  impl.storage = converted.storage();
+  impl.shape = converted.shape();
+  impl.strides = converted.strides();
+  impl.offset = converted.offset();
+  impl.dtype = converted.dtype();
+  impl.format = converted.format();
+  lattice::zero_grad(t);
+}
+
+}  // namespace
+
 void Module::to(DType dtype) {
-  const auto convert = [dtype](const Tensor& t) {
-    if (!is_floating(t.dtype()) || t.dtype() == dtype) return;
-    NoGradGuard no_grad;
-    const Tensor converted = detach(t).to(dtype);
-    TensorImpl& impl = *t.impl();
-    impl.storage = converted.storage();
-    impl.shape = converted.shape();
-    impl.strides = converted.strides();
-    impl.offset = converted.offset();
-    impl.dtype = converted.dtype();
-    impl.format = converted.format();
-    lattice::zero_grad(t);  // a gradient of the old dtype no longer fits
-  };
-  for (const auto& [name, tensor] : named_parameters()) convert(tensor);
-  for (const auto& [name, tensor] : named_buffers()) convert(tensor);
+  NoGradGuard no_grad;
+  for (const NamedTensors& tensors : {named_parameters(), named_buffers()})
+    for (const auto& [name, t] : tensors)
+      if (is_floating(t.dtype()) && t.dtype() != dtype) replace_in_place(t, detach(t).to(dtype));
+}
+
+void Module::to(Device device) {
+  NoGradGuard no_grad;
+  for (const NamedTensors& tensors : {named_parameters(), named_buffers()})
+    for (const auto& [name, t] : tensors)
+      if (t.device() != device) replace_in_place(t, detach(t).to(device));
 }
 
 NamedTensors Module::state_dict() const {

@@ -70,6 +70,8 @@ class Module {
   /// Converts every floating parameter and buffer to `dtype` in place (handles held by the
   /// caller see the change): float64 for gradient checks.
   void to(DType dtype);
+  /// Moves every parameter and buffer to `device` in place, like to(DType): model.to(cuda).
+  void to(Device device);
 
   // ---- State dicts: parameters and buffers by dotted name.
   /// The live tensors (sharing storage with the module).

@@ -24,7 +24,8 @@ Tensor SwiGLU::forward(const Tensor& x) {
     NoGradGuard no_grad;
     // A channel that is zero everywhere keeps scale 1 rather than dividing by zero.
     const Tensor amax = max(abs(detach(h)), token_axes);
-    channel_scale = where(greater(amax, zeros({}, h.dtype())), amax, ones({}, h.dtype()));
+    channel_scale = where(greater(amax, zeros({}, h.dtype(), h.device())), amax,
+                          ones({}, h.dtype(), h.device()));
   }
   return linear(h / channel_scale, w2->weight * channel_scale, w2->bias);
 }

@@ -101,7 +101,7 @@ Tensor NoiseSchedule::add_noise(const Tensor& x0,
     spread.push_back(std::sqrt(1.0 - alpha_bar(t)));
   }
   const auto column = [&](const std::vector<double>& v) {
-    return from_vector(v, per_sample).to(x0.dtype());
+    return from_vector(v, per_sample).to(x0.dtype()).to(x0.device());
   };
   return x0 * column(signal) + noise * column(spread);
 }

@@ -27,8 +27,9 @@ Tensor fused_rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   const int64_t dim = x.shape(-1), rows = dim > 0 ? x.numel() / dim : 0;
   const Tensor in = detach(x).contiguous();
   const Tensor w = weight.defined() ? detach(weight).contiguous() : Tensor{};
-  const Tensor inverse_rms = empty({rows}, x.dtype());
-  const Tensor out = empty(x.shape(), x.dtype());
+  const Device device = weight.defined() ? same_device("rms_norm", {&x, &weight}) : x.device();
+  const Tensor inverse_rms = empty({rows}, x.dtype(), device);
+  const Tensor out = empty(x.shape(), x.dtype(), device);
   visit_floating(x, "rms_norm", [&]<typename T>(std::type_identity<T>) {
     LATTICE_DISPATCH(x.device(), rms_norm_rows, in.data<T>(), w.defined() ? w.data<T>() : nullptr,
                      out.data<T>(), inverse_rms.data<T>(), rows, dim, eps);
@@ -36,8 +37,8 @@ Tensor fused_rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   std::vector<Tensor> inputs{x};
   if (weight.defined()) inputs.push_back(weight);
   record_op("rms_norm", out, inputs, [in, w, inverse_rms, rows, dim](const Tensor& g_out) {
-    const Tensor g = g_out.contiguous(), dx = empty(in.shape(), in.dtype());
-    const Tensor dw = w.defined() ? empty(w.shape(), w.dtype()) : Tensor{};
+    const Tensor g = g_out.contiguous(), dx = empty(in.shape(), in.dtype(), in.device());
+    const Tensor dw = w.defined() ? empty(w.shape(), w.dtype(), in.device()) : Tensor{};
     visit_floating(in, "rms_norm", [&]<typename T>(std::type_identity<T>) {
       LATTICE_DISPATCH(in.device(), rms_norm_rows_backward, g.data<T>(), in.data<T>(),
                        w.defined() ? w.data<T>() : nullptr, inverse_rms.data<T>(), dx.data<T>(),
@@ -71,15 +72,16 @@ Tensor fused_batch_norm(const Tensor& x,
   const Tensor w = weight.defined() ? detach(weight).contiguous() : Tensor{};
   const Tensor b = bias.defined() ? detach(bias).contiguous() : Tensor{};
   // Per-channel statistics in double: the batch's, or the running ones.
-  const Tensor mean = training ? empty({channels}, DType::float64)
+  const Device device = x.device();
+  const Tensor mean = training ? empty({channels}, DType::float64, device)
                                : detach(running_mean).to(DType::float64).contiguous();
-  const Tensor variance = training ? empty({channels}, DType::float64)
+  const Tensor variance = training ? empty({channels}, DType::float64, device)
                                    : detach(running_var).to(DType::float64).contiguous();
-  const Tensor inverse_std = empty({channels}, DType::float64);
+  const Tensor inverse_std = empty({channels}, DType::float64, device);
   if (!training)
     LATTICE_DISPATCH(x.device(), inverse_std, variance.data<double>(), inverse_std.data<double>(),
                      channels, eps);
-  const Tensor out = empty(x.shape(), x.dtype());
+  const Tensor out = empty(x.shape(), x.dtype(), device);
   visit_floating(x, "batch_norm", [&]<typename T>(std::type_identity<T>) {
     LATTICE_DISPATCH(x.device(), batch_norm_channels, in.data<T>(),
                      w.defined() ? w.data<T>() : nullptr, b.defined() ? b.data<T>() : nullptr,
@@ -91,9 +93,10 @@ Tensor fused_batch_norm(const Tensor& x,
   if (bias.defined()) inputs.push_back(bias);
   record_op("batch_norm", out, inputs,
             [in, w, b, mean, inverse_std, batch, channels, spatial, training](const Tensor& g_out) {
-              const Tensor g = g_out.contiguous(), dx = empty(in.shape(), in.dtype());
-              const Tensor dw = w.defined() ? empty(w.shape(), w.dtype()) : Tensor{};
-              const Tensor db = b.defined() ? empty(b.shape(), b.dtype()) : Tensor{};
+              const Device device = in.device();
+              const Tensor g = g_out.contiguous(), dx = empty(in.shape(), in.dtype(), device);
+              const Tensor dw = w.defined() ? empty(w.shape(), w.dtype(), device) : Tensor{};
+              const Tensor db = b.defined() ? empty(b.shape(), b.dtype(), device) : Tensor{};
               visit_floating(in, "batch_norm", [&]<typename T>(std::type_identity<T>) {
                 LATTICE_DISPATCH(
                     in.device(), batch_norm_channels_backward, g.data<T>(), in.data<T>(),

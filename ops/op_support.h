@@ -23,6 +23,15 @@ decltype(auto) visit_floating(const Tensor& t, const char* op, F&& f) {
   return f(std::type_identity<float>{});
 }
 
+/// The device all of `tensors` are on; throws "[op] operands are on cpu and cuda" otherwise.
+inline Device same_device(const char* op, std::initializer_list<const Tensor*> tensors) {
+  const Device device = (*tensors.begin())->device();
+  for (const Tensor* t : tensors)
+    LATTICE_CHECK(t->device() == device, "[", op, "] operands are on ", device, " and ",
+                  t->device(), "; move one with to(Device)");
+  return device;
+}
+
 /// Records `backward` (output gradient -> one gradient per input) as out's producer when
 /// grad mode is on and an input requires gradients.
 template <typename Backward>

@@ -28,7 +28,7 @@ thread_local std::vector<OpTrace> trace_log;
 Tensor map_unary(const char* op, const Tensor& x, UnaryOp kernel, double a = 0.0, double b = 0.0) {
   NoGradGuard no_grad;  // the packed copy is an internal temporary, not part of the graph
   const Tensor in = x.contiguous();
-  Tensor out = empty(x.shape(), x.dtype());
+  Tensor out = empty(x.shape(), x.dtype(), x.device());
   visit_floating(x, op, [&]<typename T>(std::type_identity<T>) {
     LATTICE_DISPATCH(x.device(), unary, kernel, in.data<T>(), out.data<T>(), out.numel(), a, b);
   });
@@ -49,10 +49,11 @@ Tensor map_binary(const char* op,
   LATTICE_CHECK(a.dtype() == b.dtype(), "[", op, "] operands are ", dtype_name(a.dtype()), " and ",
                 dtype_name(b.dtype()), "; convert one with to()");
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), op);
+  const Device device = same_device(op, {&a, &b});
   NoGradGuard no_grad;  // the broadcast views are internal temporaries
   // The kernel walks the broadcast views in place (stride 0 repeats an element): no copies.
   const Tensor lhs = a.expand(shape), rhs = b.expand(shape);
-  Tensor out = empty(shape, a.dtype());
+  Tensor out = empty(shape, a.dtype(), device);
   visit_floating(a, op, [&]<typename T>(std::type_identity<T>) {
     LATTICE_DISPATCH(out.device(), binary, kernel, lhs.data<T>(), lhs.strides(), rhs.data<T>(),
                      rhs.strides(), out.data<T>(), shape, lo, hi);
@@ -128,7 +129,7 @@ Tensor tanh(const Tensor& x) {
   Tensor out = map_unary("tanh", x, UnaryOp::tanh);
   record_op("tanh", out, {x}, [y = detach(out)](const Tensor& g) {
     // d tanh = 1 - tanh^2
-    const Tensor one = full({}, 1.0, y.dtype());
+    const Tensor one = full({}, 1.0, y.dtype(), y.device());
     return std::vector<Tensor>{mul(g, sub(one, mul(y, y)))};
   });
   return out;
@@ -176,7 +177,7 @@ Tensor abs(const Tensor& x) {
 Tensor sigmoid(const Tensor& x) {
   Tensor out = map_unary("sigmoid", x, UnaryOp::sigmoid);
   record_op("sigmoid", out, {x}, [y = detach(out)](const Tensor& g) {
-    return std::vector<Tensor>{mul(g, mul(y, sub(full({}, 1.0, y.dtype()), y)))};
+    return std::vector<Tensor>{mul(g, mul(y, sub(full({}, 1.0, y.dtype(), y.device()), y)))};
   });
   return out;
 }
@@ -211,7 +212,7 @@ Tensor gelu(const Tensor& x, bool tanh_approximation) {
   if (tanh_approximation) {  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), composed
     const Tensor inner =
         scale(add(x, scale(pow(x, 3.0), 0.044715)), std::sqrt(2.0 / std::numbers::pi));
-    return mul(scale(x, 0.5), add(full({}, 1.0, x.dtype()), tanh(inner)));
+    return mul(scale(x, 0.5), add(full({}, 1.0, x.dtype(), x.device()), tanh(inner)));
   }
   Tensor out = map_unary("gelu", x, UnaryOp::gelu);
   record_op("gelu", out, {x}, [x = detach(x)](const Tensor& g) {
@@ -235,7 +236,8 @@ Tensor select_extreme(const char* op, const Tensor& a, const Tensor& b, bool tak
     const auto part = [op](const Tensor& gradient, const Tensor& weight) {
       return map_binary(op, gradient, weight, BinaryOp::share_of);
     };
-    return std::vector<Tensor>{part(g, share), part(g, sub(full({}, 1.0, share.dtype()), share))};
+    return std::vector<Tensor>{part(g, share),
+                               part(g, sub(full({}, 1.0, share.dtype(), share.device()), share))};
   });
   return out;
 }
@@ -294,7 +296,7 @@ ReductionPlan plan_reduction(const Tensor& x, const std::vector<int>& axes, cons
 Tensor reduce_rows(const Tensor& x, const ReductionPlan& r, const char* op, ReduceOp kernel) {
   NoGradGuard no_grad;  // the packed copy is an internal temporary
   const Tensor packed = x.permute(r.order).contiguous();
-  Tensor out = empty(r.keepdim_shape, x.dtype());
+  Tensor out = empty(r.keepdim_shape, x.dtype(), x.device());
   visit_floating(x, op, [&]<typename T>(std::type_identity<T>) {
     LATTICE_DISPATCH(x.device(), reduce_rows, kernel, packed.data<T>(), out.data<T>(), out.numel(),
                      r.row);
@@ -312,7 +314,7 @@ Tensor reduce_rows(const Tensor& x, const ReductionPlan& r, const char* op, Redu
 /// transposed copy reduce_rows would make.
 Tensor sum_leading_axes(const Tensor& x, const ReductionPlan& r) {
   const int64_t columns = numel(r.kept_shape);
-  Tensor out = empty(r.keepdim_shape, x.dtype());
+  Tensor out = empty(r.keepdim_shape, x.dtype(), x.device());
   visit_floating(x, "sum", [&]<typename T>(std::type_identity<T>) {
     LATTICE_DISPATCH(x.device(), sum_leading, x.data<T>(), out.data<T>(), r.row, columns);
   });
@@ -436,10 +438,13 @@ Tensor cross_entropy(const Tensor& logits,
   const int64_t counted = int64_t(labels.size());
   // The target's log-probability is picked (gathered), never multiplied by a one-hot: a masked
   // logit of -inf has log-probability -inf, and -inf * 0 would be NaN.
-  const Tensor kept = counted == rows
-                          ? logits
-                          : index_select(logits, 0, from_vector<int64_t>(counted_rows, {counted}));
-  const Tensor picked = gather(log_softmax(kept, 1), 1, from_vector<int64_t>(labels, {counted, 1}));
+  const Tensor kept =
+      counted == rows
+          ? logits
+          : index_select(logits, 0,
+                         from_vector<int64_t>(counted_rows, {counted}).to(logits.device()));
+  const Tensor picked = gather(log_softmax(kept, 1), 1,
+                               from_vector<int64_t>(labels, {counted, 1}).to(logits.device()));
   const Tensor total = neg(sum(picked));
   if (reduction == Reduction::sum) return total;
   // Mean over the counted targets; with none counted it is 0/0 = NaN, as in PyTorch.
@@ -454,13 +459,18 @@ Tensor mse(const Tensor& prediction, const Tensor& target, Reduction reduction) 
 
 namespace {
 
-std::vector<int64_t> checked_indices(const Tensor& indices, int64_t size, const char* op) {
+/// The indices as a packed int64 tensor on `device`, each checked to lie in [0, size) (on the
+/// host: an out-of-range index must be a clear error, not a wild read on either device).
+Tensor checked_indices(const Tensor& indices, int64_t size, Device device, const char* op) {
   LATTICE_CHECK(indices.dtype() == DType::int64 || indices.dtype() == DType::int32, "[", op,
                 "] indices must be int64 or int32, got ", dtype_name(indices.dtype()));
-  std::vector<int64_t> values = indices.to_vector<int64_t>();
-  for (int64_t v : values)
-    LATTICE_CHECK(v >= 0 && v < size, "[", op, "] index ", v, " is out of range [0, ", size, ")");
-  return values;
+  const Tensor packed = indices.to(DType::int64).contiguous();
+  const Tensor host = packed.to(Device::cpu);
+  const int64_t* values = host.data<int64_t>();
+  for (int64_t i = 0; i < host.numel(); ++i)
+    LATTICE_CHECK(values[i] >= 0 && values[i] < size, "[", op, "] index ", values[i],
+                  " is out of range [0, ", size, ")");
+  return packed.to(device);
 }
 
 /// x seen as (outer, length, inner) around `axis`.
@@ -483,24 +493,24 @@ AxisView around(const Shape& shape, int axis) {
 Tensor index_select(const Tensor& x, int axis, const Tensor& indices) {
   const int a = int(normalize_axis(axis, x.rank(), "index_select"));
   LATTICE_CHECK(indices.rank() == 1, "[index_select] indices must be 1-D, got ", indices.shape());
-  const std::vector<int64_t> rows = checked_indices(indices, x.shape(a), "index_select");
+  const Tensor rows = checked_indices(indices, x.shape(a), x.device(), "index_select");
   Shape shape = x.shape();
-  shape[size_t(a)] = int64_t(rows.size());
+  shape[size_t(a)] = rows.numel();
   const AxisView from = around(x.shape(), a), to = around(shape, a);
-  Tensor out = empty(shape, x.dtype());
+  Tensor out = empty(shape, x.dtype(), x.device());
   {
     NoGradGuard no_grad;
     const Tensor in = x.contiguous();
     visit_floating(x, "index_select", [&]<typename T>(std::type_identity<T>) {
-      LATTICE_DISPATCH(x.device(), index_select, in.data<T>(), rows.data(), out.data<T>(),
+      LATTICE_DISPATCH(x.device(), index_select, in.data<T>(), rows.data<int64_t>(), out.data<T>(),
                        from.outer, from.length, to.length, from.inner);
     });
   }
   record_op("index_select", out, {x}, [rows, from, to, input_shape = x.shape()](const Tensor& g) {
     const Tensor packed = g.contiguous();
-    Tensor dx = zeros(input_shape, g.dtype());
+    Tensor dx = zeros(input_shape, g.dtype(), g.device());
     visit_floating(g, "index_select", [&]<typename T>(std::type_identity<T>) {
-      LATTICE_DISPATCH(g.device(), index_add, packed.data<T>(), rows.data(), dx.data<T>(),
+      LATTICE_DISPATCH(g.device(), index_add, packed.data<T>(), rows.data<int64_t>(), dx.data<T>(),
                        from.outer, from.length, to.length, from.inner);
     });
     return std::vector<Tensor>{dx};
@@ -522,23 +532,23 @@ Tensor gather(const Tensor& x, int axis, const Tensor& index) {
     compatible = i == a || index.shape(i) == x.shape(i);
   LATTICE_CHECK(compatible, "[gather] index shape ", index.shape(), " must match ", x.shape(),
                 " except along axis ", axis);
-  const std::vector<int64_t> picks = checked_indices(index, x.shape(a), "gather");
+  const Tensor picks = checked_indices(index, x.shape(a), x.device(), "gather");
   const AxisView from = around(x.shape(), a), to = around(index.shape(), a);
-  Tensor out = empty(index.shape(), x.dtype());
+  Tensor out = empty(index.shape(), x.dtype(), x.device());
   {
     NoGradGuard no_grad;
     const Tensor in = x.contiguous();
     visit_floating(x, "gather", [&]<typename T>(std::type_identity<T>) {
-      LATTICE_DISPATCH(x.device(), gather, in.data<T>(), picks.data(), out.data<T>(), from.outer,
-                       from.length, to.length, from.inner);
+      LATTICE_DISPATCH(x.device(), gather, in.data<T>(), picks.data<int64_t>(), out.data<T>(),
+                       from.outer, from.length, to.length, from.inner);
     });
   }
   record_op("gather", out, {x}, [picks, from, to, input_shape = x.shape()](const Tensor& g) {
     const Tensor packed = g.contiguous();
-    Tensor dx = zeros(input_shape, g.dtype());
+    Tensor dx = zeros(input_shape, g.dtype(), g.device());
     visit_floating(g, "gather", [&]<typename T>(std::type_identity<T>) {
-      LATTICE_DISPATCH(g.device(), scatter_add, packed.data<T>(), picks.data(), dx.data<T>(),
-                       from.outer, from.length, to.length, from.inner);
+      LATTICE_DISPATCH(g.device(), scatter_add, packed.data<T>(), picks.data<int64_t>(),
+                       dx.data<T>(), from.outer, from.length, to.length, from.inner);
     });
     return std::vector<Tensor>{dx};
   });
@@ -557,10 +567,11 @@ Tensor cat(const std::vector<Tensor>& tensors, int axis) {
     for (int i = 0; same && i < t.rank(); ++i) same = i == a || t.shape(i) == first.shape(i);
     LATTICE_CHECK(same, "[cat] ", t.shape(), " ", dtype_name(t.dtype()), " does not join ",
                   first.shape(), " ", dtype_name(first.dtype()), " along axis ", axis);
+    same_device("cat", {&first, &t});
     lengths.push_back(t.shape(a));
     shape[size_t(a)] += t.shape(a);
   }
-  Tensor out = empty(shape, first.dtype());
+  Tensor out = empty(shape, first.dtype(), first.device());
   {
     NoGradGuard no_grad;
     int64_t offset = 0;
@@ -604,9 +615,10 @@ Tensor compare(const char* op, const Tensor& a, const Tensor& b, CompareOp kerne
   LATTICE_CHECK(a.dtype() == b.dtype(), "[", op, "] operands are ", dtype_name(a.dtype()), " and ",
                 dtype_name(b.dtype()));
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), op);
+  const Device device = same_device(op, {&a, &b});
   const Tensor lhs = detach(a).expand(shape).to(DType::float64).contiguous();
   const Tensor rhs = detach(b).expand(shape).to(DType::float64).contiguous();
-  Tensor out = empty(shape, DType::boolean);
+  Tensor out = empty(shape, DType::boolean, device);
   LATTICE_DISPATCH(out.device(), compare, kernel, lhs.data<double>(), rhs.data<double>(),
                    out.data<bool>(), out.numel());
   return out;
@@ -634,7 +646,7 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
   const Tensor mask = condition.to(a.dtype());  // 1 where a is chosen; selects exactly below
   const Shape shape =
       broadcast_shapes(broadcast_shapes(mask.shape(), a.shape(), "where"), b.shape(), "where");
-  Tensor result = empty(shape, a.dtype());
+  Tensor result = empty(shape, a.dtype(), same_device("where", {&condition, &a, &b}));
   {
     NoGradGuard no_grad;
     const Tensor m = mask.expand(shape).contiguous(), lhs = a.expand(shape).contiguous(),
@@ -645,7 +657,7 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
     });
   }
   record_op("where", result, {a, b}, [mask](const Tensor& g) {
-    const Tensor keep = where(mask.to(DType::boolean), g, zeros({}, g.dtype()));
+    const Tensor keep = where(mask.to(DType::boolean), g, zeros({}, g.dtype(), g.device()));
     return std::vector<Tensor>{keep, sub(g, keep)};
   });
   return result;

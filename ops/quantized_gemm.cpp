@@ -67,10 +67,10 @@ Tensor quantized_values(const Tensor& t, const Quantizer& q, const RandomStream&
     return quantized_values(packed, along, random).permute(position);
   }
   const Tensor in = t.contiguous();
-  Tensor out = empty(t.shape());
+  Tensor out = empty(t.shape(), DType::float32, t.device());
   const int64_t n = t.numel();
   lattice::quantize(q, std::span<const float>(in.data<float>(), size_t(n)),
-                    std::span<float>(out.data<float>(), size_t(n)), t.shape(), random);
+                    std::span<float>(out.data<float>(), size_t(n)), t.shape(), random, t.device());
   return q.scaling ? out : out.with_format(q.element);
 }
 
@@ -100,7 +100,7 @@ void quantize_operand_on(Device device,
                          std::span<const int64_t> shape,
                          const RandomStream& random) {
   if (!q.scaling || recipe.max_approx != MaxApprox::softsoftmax) {
-    quantize(q, x, y, shape, random);
+    quantize(q, x, y, shape, random, device);
     return;
   }
   validate(q);
@@ -181,7 +181,7 @@ Tensor batched_product(const Tensor& a, const Tensor& b) {
   a_full.push_back(M), a_full.push_back(K);
   b_full.push_back(K), b_full.push_back(N);
   out_shape.push_back(M), out_shape.push_back(N);
-  Tensor out = empty(out_shape, a.dtype());
+  Tensor out = empty(out_shape, a.dtype(), same_device("matmul", {&a, &b}));
   const int64_t batches = numel(batch);
   if (a.dtype() == DType::float32) {
     Tensor lhs = a.expand(a_full), rhs = b.expand(b_full);
@@ -262,7 +262,7 @@ Tensor quantized_by(const Tensor& t, const RecipeOperand& operand, const GemmRec
   if (is_identity(operand.quantizer)) return t;
   NoGradGuard no_grad;
   const Tensor in = t.contiguous();
-  Tensor out = empty(t.shape());
+  Tensor out = empty(t.shape(), DType::float32, t.device());
   quantize_operand_on(out.device(), operand.quantizer, recipe,
                       std::span<const float>(in.data<float>(), size_t(t.numel())),
                       std::span<float>(out.data<float>(), size_t(t.numel())), t.shape(),
@@ -279,7 +279,7 @@ Tensor estimated_gradient(const Tensor& grad_q,
   if (is_identity(operand.quantizer) || recipe.straight_through()) return g;
   NoGradGuard no_grad;
   const Tensor xs = x.contiguous(), gs = g.contiguous();
-  Tensor out = empty(x.shape());
+  Tensor out = empty(x.shape(), DType::float32, x.device());
   const size_t n = size_t(x.numel());
   quantizer_gradient_on(out.device(), operand.quantizer, recipe,
                         std::span<const float>(xs.data<float>(), n),

@@ -13,7 +13,7 @@ namespace {
 /// x rotated by the tables' angles (or their opposites when `inverse`), outside autograd.
 Tensor rotated(const Tensor& x, const Tensor& cos, const Tensor& sin, bool inverse) {
   const Tensor in = x.contiguous();
-  const Tensor out = empty(x.shape(), x.dtype());
+  const Tensor out = empty(x.shape(), x.dtype(), same_device("rope", {&x, &cos, &sin}));
   const Tensor c = cos.contiguous(), s = sin.contiguous();
   visit_floating(x, "rope", [&]<typename T>(std::type_identity<T>) {
     LATTICE_DISPATCH(x.device(), rotate_pairs, in.data<T>(), out.data<T>(), c.data<float>(),

@@ -47,7 +47,7 @@ Tensor image_from_rows(const Tensor& rows, const Window& g, int64_t channels);
 /// image_from_rows.
 Tensor patch_rows(const Tensor& x, const Window& g) {
   const int64_t N = x.shape(0), C = x.shape(1), width = C * g.taps();
-  Tensor rows = empty({N, g.positions(), width}, x.dtype());
+  Tensor rows = empty({N, g.positions(), width}, x.dtype(), x.device());
   {
     NoGradGuard no_grad;  // the packed copy is an internal temporary
     const Tensor in = x.contiguous();
@@ -65,7 +65,7 @@ Tensor patch_rows(const Tensor& x, const Window& g) {
 /// Backward: patch_rows.
 Tensor image_from_rows(const Tensor& rows, const Window& g, int64_t channels) {
   const int64_t N = rows.shape(0);
-  Tensor out = zeros({N, channels, g.height, g.width}, rows.dtype());
+  Tensor out = zeros({N, channels, g.height, g.width}, rows.dtype(), rows.device());
   {
     NoGradGuard no_grad;
     const Tensor in = rows.contiguous();
@@ -170,7 +170,7 @@ Window plan_pool(const char* op, const Tensor& x, int64_t kernel, int64_t stride
 Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {
   const Window g = plan_pool("max_pool2d", x, kernel, stride, padding);
   const int64_t N = x.shape(0), C = x.shape(1), planes = N * C, plane = g.height * g.width;
-  Tensor out = empty({N, C, g.out_h, g.out_w}, x.dtype());
+  Tensor out = empty({N, C, g.out_h, g.out_w}, x.dtype(), x.device());
   Tensor in;
   {
     NoGradGuard no_grad;  // the packed copy is an internal temporary
@@ -185,7 +185,7 @@ Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t paddi
                 " pixels are beyond 32-bit positions");
   record_op("max_pool2d", out, {x}, [in, maxima = detach(out), g, planes](const Tensor& grad) {
     const Tensor packed = grad.contiguous();
-    Tensor dx = zeros(in.shape(), packed.dtype());
+    Tensor dx = zeros(in.shape(), packed.dtype(), packed.device());
     visit_floating(packed, "max_pool2d", [&]<typename T>(std::type_identity<T>) {
       LATTICE_DISPATCH(packed.device(), max_pool_planes_backward, in.data<T>(), maxima.data<T>(),
                        packed.data<T>(), dx.data<T>(), planes, g);
@@ -209,7 +209,7 @@ Tensor upsample_nearest2d(const Tensor& x, int64_t scale) {
   check_image(x, "upsample_nearest2d");
   LATTICE_CHECK(scale >= 1, "[upsample_nearest2d] scale must be >= 1, got ", scale);
   const int64_t N = x.shape(0), C = x.shape(1), H = x.shape(2), W = x.shape(3);
-  Tensor out = empty({N, C, H * scale, W * scale}, x.dtype());
+  Tensor out = empty({N, C, H * scale, W * scale}, x.dtype(), x.device());
   {
     NoGradGuard no_grad;
     const Tensor in = x.contiguous();
@@ -242,7 +242,7 @@ Tensor pad(const Tensor& x, const std::array<int64_t, 4>& padding, double value)
   Shape shape = kept.shape();
   shape[shape.size() - 2] += t + std::max<int64_t>(bottom, 0);
   shape[shape.size() - 1] += l + std::max<int64_t>(right, 0);
-  Tensor out = full(shape, value, x.dtype());
+  Tensor out = full(shape, value, x.dtype(), x.device());
   const int64_t kept_h = kept.shape(-2), kept_w = kept.shape(-1);
   {
     NoGradGuard no_grad;

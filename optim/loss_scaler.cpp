@@ -59,7 +59,7 @@ LossScaler LossScaler::dynamic(DynamicLossScaling options) {
 }
 
 Tensor LossScaler::scale_loss(const Tensor& loss) const {
-  return mul(loss, scalar_tensor(scale_));
+  return mul(loss, scalar_tensor(scale_, loss.dtype(), loss.device()));
 }
 
 bool LossScaler::unscale(Optimizer& optimizer) {

@@ -17,6 +17,15 @@ namespace lattice::optim {
 namespace {
 
 void round_in_place(const Quantizer& q, const Tensor& t) {
+  const size_t n = static_cast<size_t>(t.numel());
+  if (t.device() != Device::cpu) {
+    const Tensor rounded = empty_like(t);
+    quantize(q, std::span<const float>(t.data<float>(), n),
+             std::span<float>(rounded.data<float>(), n), t.shape(), next_random_stream(),
+             t.device());
+    t.copy_(rounded);
+    return;
+  }
   // quantize() does not promise in-place safety; a reused scratch buffer avoids a fresh
   // allocation per tensor and step.
   static thread_local std::vector<float> rounded;
@@ -39,8 +48,6 @@ void check_parameter(const NamedParameter& p) {
                 dtype_name(p.tensor.dtype()), "; expected float32");
   LATTICE_CHECK(p.tensor.is_contiguous(), "[optimizer] parameter \"", p.name,
                 "\" is not contiguous; optimizers update packed fp32 data in place");
-  LATTICE_CHECK(p.tensor.device() == Device::cpu, "[optimizer] parameter \"", p.name,
-                "\" is not on the CPU");
 }
 
 }  // namespace
@@ -101,7 +108,8 @@ void Optimizer::refresh_master_weights() {
 void Optimizer::write_back_weights(const Tensor& master, const Tensor& param) const {
   const size_t n = static_cast<size_t>(param.numel());
   quantize(stack_.weights, std::span<const float>(master.data<float>(), n),
-           std::span<float>(param.data<float>(), n), param.shape(), next_random_stream());
+           std::span<float>(param.data<float>(), n), param.shape(), next_random_stream(),
+           param.device());
 }
 
 Optimizer::ParameterState& Optimizer::state_of(size_t group, size_t index) {
@@ -131,7 +139,7 @@ void Optimizer::step() {
       if (!state.initialized) {
         state.buffers.clear();
         for (size_t b = 0; b < buffers.size(); ++b)
-          state.buffers.push_back(zeros(p.tensor.shape()));
+          state.buffers.push_back(zeros(p.tensor.shape(), DType::float32, p.tensor.device()));
         state.scalars.assign(scalars.size(), 0.0);
         state.initialized = true;
       }

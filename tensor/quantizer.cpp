@@ -11,6 +11,7 @@
 #include "core/scalar/block.h"
 #include "core/scalar/round.h"
 #include "core/text.h"
+#include "kernels/dispatch.h"
 
 namespace lattice {
 
@@ -185,15 +186,21 @@ void quantize(const Quantizer& q,
               std::span<const float> x,
               std::span<float> y,
               std::span<const int64_t> shape,
-              const RandomStream& random) {
+              const RandomStream& random,
+              Device device) {
   validate(q);
   check_sizes("quantize", shape, x.size(), y.size());
   if (!q.scaling) {
-    quantize_elementwise_cpu(x.data(), y.data(), int64_t(x.size()), q.element, q.rounding, random);
+    LATTICE_DISPATCH(device, quantize_elementwise, x.data(), y.data(), int64_t(x.size()), q.element,
+                     q.rounding, random);
     return;
   }
-  quantize_blocks_cpu(x.data(), y.data(), block_layout(*q.scaling, shape), q.element, q.rounding,
-                      *q.scaling, random, nullptr);
+  const BlockLayout layout = block_layout(*q.scaling, shape);
+  if (device == Device::cpu)
+    quantize_blocks_cpu(x.data(), y.data(), layout, q.element, q.rounding, *q.scaling, random,
+                        nullptr);
+  else
+    quantize_blocks_cuda(x.data(), y.data(), layout, q.element, q.rounding, *q.scaling, random);
 }
 
 PackedTensor pack(const Quantizer& q,

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/block_scaling.h"
+#include "core/device.h"
 #include "core/format.h"
 #include "core/philox.h"
 #include "core/rounding.h"
@@ -44,13 +45,15 @@ void validate(const Quantizer& q);
 /// the end). Throws when the axis is out of range.
 BlockLayout block_layout(const BlockScaling& s, std::span<const int64_t> shape);
 
-/// y = dequantize(quantize(x)). x, y: `shape` (row-major, same size); blocks run along the
-/// scaling axis. Stochastic bits come from `random` (see quantize_blocks_cpu).
+/// y = dequantize(quantize(x)). x, y: `shape` (row-major, same size) on `device`; blocks run
+/// along the scaling axis. Stochastic bits come from `random` (see quantize_blocks_cpu); both
+/// devices give the same bits.
 void quantize(const Quantizer& q,
               std::span<const float> x,
               std::span<float> y,
               std::span<const int64_t> shape,
-              const RandomStream& random = {});
+              const RandomStream& random = {},
+              Device device = Device::cpu);
 
 /// Storage form: element codes bit-packed at element.bits() each (LSB first), scale codes at
 /// scale_format.bits() each in (outer, blocks, inner) order, and the fp32 tensor scale.

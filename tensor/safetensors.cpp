@@ -186,7 +186,7 @@ std::vector<uint8_t> encode_safetensors(const std::string& path,
     LATTICE_CHECK(tensor.defined(), "[safetensors] ", path, ": tensor \"", name, "\" is undefined");
     LATTICE_CHECK(name != "__metadata__" && !header.contains(name), "[safetensors] ", path,
                   ": tensor name \"", name, "\" repeats or is reserved");
-    const Tensor t = tensor.contiguous();
+    const Tensor t = tensor.contiguous().to(Device::cpu);
     const uint64_t bytes = uint64_t(t.numel()) * uint64_t(element_size(t.dtype()));
     header[name] = {{"dtype", safetensors_dtype(t.dtype())},
                     {"shape", std::vector<int64_t>(t.shape().begin(), t.shape().end())},

@@ -1,11 +1,14 @@
 // CPU buffers with a cache for large sizes: freed buffers of 64 KiB and more wait, by exact
 // size, for the next request of that size (up to 1 GiB in all), so a training step that
 // allocates the same shapes every step stops paying page faults after its first step.
+// CUDA buffers come from the device's caching allocator (kernels/device_memory.h).
 #include "tensor/storage.h"
 
 #include <mutex>
 #include <unordered_map>
 #include <vector>
+
+#include "kernels/device_memory.h"
 
 namespace lattice {
 namespace {
@@ -27,9 +30,10 @@ BufferCache& cache() {
 }  // namespace
 
 std::shared_ptr<Storage> Storage::allocate(int64_t bytes, Device device) {
-  LATTICE_CHECK(device == Device::cpu, "[storage] cannot allocate ", bytes, " bytes on ", device,
-                ": only cpu tensors are implemented");
   LATTICE_CHECK(bytes >= 0, "[storage] negative size ", bytes);
+  if (device == Device::cuda)
+    return std::shared_ptr<Storage>(
+        new Storage(static_cast<std::byte*>(cuda_allocate(bytes)), bytes, bytes, device));
   // aligned_alloc wants a multiple of the alignment; one line minimum keeps data() non-null.
   const int64_t padded = std::max<int64_t>(
       (bytes + storage_alignment - 1) / storage_alignment * storage_alignment, storage_alignment);
@@ -51,6 +55,10 @@ std::shared_ptr<Storage> Storage::allocate(int64_t bytes, Device device) {
 }
 
 Storage::~Storage() {
+  if (device_ == Device::cuda) {
+    cuda_free(data_);
+    return;
+  }
   if (capacity_ >= kCachedFrom) {
     BufferCache& c = cache();
     std::lock_guard<std::mutex> lock(c.mutex);

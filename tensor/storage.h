@@ -1,7 +1,8 @@
 // Storage: one reference-counted, 64-byte aligned buffer that tensors (and their views) share.
 // Tensors hold std::shared_ptr<Storage>; the buffer goes back with its last view to a cache
 // that hands large buffers out again (a training step reuses the same sizes every step, and a
-// fresh large allocation costs a page fault per 4 KiB).
+// fresh large allocation costs a page fault per 4 KiB). CUDA storage comes from the device's
+// caching allocator instead.
 #pragma once
 
 #include <algorithm>
@@ -20,8 +21,8 @@ inline constexpr int64_t storage_alignment = 64;
 
 class Storage {
  public:
-  /// An uninitialised buffer of `bytes` bytes (0 allowed). Throws lattice::Error for cuda,
-  /// which has no allocator yet, and when the allocation fails.
+  /// An uninitialised buffer of `bytes` bytes (0 allowed) on `device`. Throws lattice::Error
+  /// when the allocation fails, and for cuda without a usable GPU.
   static std::shared_ptr<Storage> allocate(int64_t bytes, Device device = Device::cpu);
   ~Storage();
   Storage(const Storage&) = delete;

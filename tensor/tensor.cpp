@@ -9,6 +9,7 @@
 #include <cstring>
 #include <optional>
 
+#include "kernels/device_memory.h"
 #include "kernels/dispatch.h"
 #include "kernels/elementwise.h"
 #include "kernels/random.h"
@@ -21,15 +22,23 @@ std::byte* element_address(const TensorImpl& t) {
   return t.storage->data() + t.offset * element_size(t.dtype);
 }
 
+// The bytes of a packed tensor moved to another device: a packed tensor there.
+Tensor transfer_packed(const Tensor& packed, Device device);
+
 // dst = src converted to dst's dtype; src already has dst's shape (broadcast with stride 0).
+// A source on another device is first packed there in dst's dtype, then moved across.
 void copy_elements(const TensorImpl& dst, const TensorImpl& src) {
-  LATTICE_DISPATCH(dst.storage->device(), copy_strided, dst.dtype, element_address(dst),
-                   dst.strides, src.dtype, element_address(src), src.strides, dst.shape);
+  const Device device = dst.storage->device();
+  if (src.storage->device() != device) {
+    const Tensor packed = Tensor(std::make_shared<TensorImpl>(src)).to(dst.dtype).contiguous();
+    copy_elements(dst, *transfer_packed(packed, device).impl());
+    return;
+  }
+  LATTICE_DISPATCH(device, copy_strided, dst.dtype, element_address(dst), dst.strides, src.dtype,
+                   element_address(src), src.strides, dst.shape);
 }
 
 Tensor allocate(const Shape& shape, DType dtype, Device device, const char* op) {
-  LATTICE_CHECK(device == Device::cpu, "[", op, "] cannot create a tensor of shape ", shape, " on ",
-                device, ": only cpu tensors are implemented");
   check_shape(shape, op);
   const int64_t n = numel(shape);
   LATTICE_CHECK(n <= std::numeric_limits<int64_t>::max() / element_size(dtype), "[", op, "] shape ",
@@ -40,6 +49,20 @@ Tensor allocate(const Shape& shape, DType dtype, Device device, const char* op) 
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
   return Tensor(std::move(impl));
+}
+
+Tensor transfer_packed(const Tensor& packed, Device device) {
+  Tensor out = allocate(packed.shape(), packed.dtype(), device, "to");
+  out.impl()->format = packed.format();
+  const int64_t bytes = packed.numel() * element_size(packed.dtype());
+  const void* from = packed.data_ptr();
+  if (packed.device() == Device::cpu)
+    copy_host_to_device(out.data_ptr(), from, bytes);
+  else if (device == Device::cpu)
+    copy_device_to_host(out.data_ptr(), from, bytes);
+  else
+    copy_device_to_device(out.data_ptr(), from, bytes);
+  return out;
 }
 
 DerivedTensorHook derived_hook = nullptr;
@@ -263,6 +286,7 @@ T Tensor::item() const {
   const TensorImpl& t = checked("item");
   const int64_t n = lattice::numel(t.shape);
   LATTICE_CHECK(n == 1, "[item] tensor of shape ", t.shape, " has ", n, " elements, expected 1");
+  if (device() != Device::cpu) return to(Device::cpu).item<T>();
   return visit_dtype(t.dtype, [&]<typename S>(std::type_identity<S>) {
     return convert_value<T>(*reinterpret_cast<const S*>(element_address(t)));
   });
@@ -271,7 +295,7 @@ T Tensor::item() const {
 template <Element T>
 std::vector<T> Tensor::to_vector() const {
   checked("to_vector");
-  const Tensor packed = to(dtype_of<T>()).contiguous();
+  const Tensor packed = to(dtype_of<T>()).contiguous().to(Device::cpu);
   const T* values = packed.data<T>();
   return std::vector<T>(values, values + packed.numel());
 }
@@ -496,6 +520,11 @@ Tensor Tensor::to(DType dtype) const {
   return packed_copy(*this, dtype, "to");
 }
 
+Tensor Tensor::to(Device device) const {
+  if (checked("to").storage->device() == device) return *this;
+  return derived_from(*this, transfer_packed(contiguous(), device), false);
+}
+
 const Tensor& Tensor::fill_(double value) const {
   const TensorImpl& t = checked("fill_");
   LATTICE_DISPATCH(t.storage->device(), fill_strided, t.dtype, element_address(t), t.strides, value,
@@ -687,6 +716,10 @@ std::string to_string(const Tensor& tensor) {
   const TensorImpl& t = *tensor.impl();
   const int64_t n = tensor.numel();
   std::string out = "tensor(";
+  if (tensor.device() != Device::cpu) {
+    const std::string host = to_string(tensor.to(Device::cpu));
+    return concat(host.substr(0, host.size() - 1), ", device=", tensor.device(), ")");
+  }
   if (n == 0) {
     out += "[]";
     if (t.shape.size() != 1) out += concat(", shape=", t.shape);
@@ -730,7 +763,6 @@ std::string to_string(const Tensor& tensor) {
   }
   if (t.dtype != DType::float32) out += concat(", dtype=", t.dtype);
   if (!(t.format == fp32)) out += ", format=" + format_name(t.format);
-  if (tensor.device() != Device::cpu) out += concat(", device=", tensor.device());
   return out + ")";
 }
 

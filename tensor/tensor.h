@@ -141,6 +141,9 @@ class Tensor {
   /// integer truncates toward zero and saturates). Only float32 results carry a format:
   /// the source's when it was float32, else fp32.
   Tensor to(DType dtype) const;
+  /// *this when already on `device`, else a packed copy there (same dtype and format).
+  /// Differentiable: the gradient returns to this tensor's device.
+  Tensor to(Device device) const;
 
   // ---- Writes through to the storage (seen by every view); no format rounding.
 
@@ -170,7 +173,7 @@ void set_derived_tensor_hook(DerivedTensorHook hook);
 
 bool same_storage(const Tensor& a, const Tensor& b);
 
-// ---- Creation. Shapes are checked (sizes >= 0); cuda throws until that backend exists.
+// ---- Creation. Shapes are checked (sizes >= 0); cuda throws without a usable GPU.
 
 /// Uninitialised values.
 Tensor empty(const Shape& shape, DType dtype = DType::float32, Device device = Device::cpu);

@@ -1,0 +1,136 @@
+// Tensors on the GPU: storage from the caching allocator, copies between devices (strided and
+// converting ones too), reads of device values, modules moved with to(Device), gradients that
+// flow back across a device copy, and the one-line errors without a GPU or across devices.
+// Without a CUDA device only the error cases run.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "autograd/autograd.h"
+#include "kernels/device_memory.h"
+#include "nn/layers.h"
+#include "ops/ops.h"
+#include "optim/optimizer.h"
+#include "tensor/random.h"
+
+using namespace lattice;
+
+namespace {
+
+bool same_floats(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("without a CUDA device, cuda tensors fail with one line and cpu work goes on") {
+  if (cuda_available()) return;
+  CHECK_THROWS_WITH_AS(zeros({2}, DType::float32, Device::cuda), doctest::Contains("CUDA"), Error);
+  CHECK_THROWS_WITH_AS(ones({3}).to(Device::cuda), doctest::Contains("CUDA"), Error);
+  CHECK(ones({3}).to(Device::cpu).to_vector<float>() == std::vector<float>{1, 1, 1});
+  nn::Linear layer(3, 2);
+  CHECK_THROWS_AS(layer.to(Device::cuda), Error);
+  CHECK(layer.weight.device() == Device::cpu);  // nothing moved, nothing lost
+  MESSAGE("no CUDA device here: the GPU cases of this file skip");
+}
+
+TEST_CASE("tensors go to the GPU and back with the same bits, views and conversions included") {
+  if (!cuda_available()) return;
+  const Tensor x = uniform({5, 7}, -2.0, 2.0, RandomStream{.seed = 1});
+  const Tensor on_gpu = x.to(Device::cuda);
+  CHECK(on_gpu.device() == Device::cuda);
+  CHECK(same_floats(on_gpu.to(Device::cpu).to_vector<float>(), x.to_vector<float>()));
+  CHECK(same_floats(on_gpu.to_vector<float>(), x.to_vector<float>()));  // to_vector reads back
+  // A transposed (strided) view copied across, and a converting copy on the device.
+  CHECK(same_floats(x.t().to(Device::cuda).to_vector<float>(), x.t().to_vector<float>()));
+  CHECK(on_gpu.t().contiguous().to(DType::float64).to_vector<double>() ==
+        x.t().contiguous().to(DType::float64).to_vector<double>());
+  // copy_ from a CPU broadcast source into a GPU slice.
+  const Tensor target = zeros({4, 3}, DType::float32, Device::cuda);
+  target.slice(0, 1, 3).copy_(from_vector<float>({1, 2, 3}));
+  CHECK(target.to_vector<float>() == std::vector<float>{0, 0, 0, 1, 2, 3, 1, 2, 3, 0, 0, 0});
+  CHECK(on_gpu.select(0, 2).select(0, 3).item<float>() ==
+        x.select(0, 2).select(0, 3).item<float>());
+  CHECK(to_string(ones({2}, DType::float32, Device::cuda)).find("device=cuda") !=
+        std::string::npos);
+  // int64 and bool round trips (index and mask dtypes).
+  const Tensor labels = from_vector<int64_t>({3, -1, 7});
+  CHECK(labels.to(Device::cuda).to_vector<int64_t>() == labels.to_vector<int64_t>());
+  CHECK(from_vector<bool>({true, false}).to(Device::cuda).to_vector<bool>() ==
+        std::vector<bool>{true, false});
+}
+
+TEST_CASE("the CUDA allocator reuses freed blocks and counts them") {
+  if (!cuda_available()) return;
+  const CudaMemoryStats before = cuda_memory_stats();
+  { const Tensor a = empty({1000}, DType::float32, Device::cuda); }
+  { const Tensor b = empty({1000}, DType::float32, Device::cuda); }
+  const CudaMemoryStats after = cuda_memory_stats();
+  CHECK(after.allocations == before.allocations + 2);
+  CHECK(after.cache_hits >= before.cache_hits + 1);
+  CHECK(after.allocated_bytes == before.allocated_bytes);
+  CHECK(after.reserved_bytes >= after.allocated_bytes);
+  CHECK(after.peak_allocated_bytes >= 4000);
+}
+
+TEST_CASE("ops refuse operands on different devices with one line") {
+  if (!cuda_available()) return;
+  CHECK_THROWS_WITH_AS(add(ones({2}), ones({2}).to(Device::cuda)),
+                       doctest::Contains("[add] operands are on cpu and cuda"), Error);
+  CHECK_THROWS_WITH_AS(matmul(ones({2, 2}).to(Device::cuda), ones({2, 2})),
+                       doctest::Contains("[matmul] operands are on cuda and cpu"), Error);
+}
+
+TEST_CASE("a gradient flows back across a device copy to the CPU leaf") {
+  if (!cuda_available()) return;
+  const Tensor x = set_requires_grad(from_vector<float>({1, 2, 3}));
+  const Tensor y = x.to(Device::cuda);
+  backward(sum(mul(y, y)));
+  const Tensor g = grad(x);
+  REQUIRE(g.defined());
+  CHECK(g.device() == Device::cpu);
+  CHECK(g.to_vector<float>() == std::vector<float>{2, 4, 6});
+}
+
+TEST_CASE("a module moved to the GPU trains there like on the CPU") {
+  if (!cuda_available()) return;
+  // Two identical MLPs, one moved; five Adam steps on the same batch.
+  const auto make = [] {
+    manual_seed(5);
+    return std::make_shared<nn::Sequential>(std::vector<std::shared_ptr<nn::Module>>{
+        std::make_shared<nn::Linear>(13, 17),
+        std::make_shared<nn::Activation>(nn::Activation::Kind::relu),
+        std::make_shared<nn::Linear>(17, 5)});
+  };
+  const auto cpu_model = make(), gpu_model = make();
+  const Tensor handle = gpu_model->parameters().front();
+  gpu_model->to(Device::cuda);
+  CHECK(handle.device() == Device::cuda);  // handles held before the move see it
+  const Tensor input = uniform({9, 13}, -1.0, 1.0, RandomStream{.seed = 2});
+  const Tensor labels = from_vector<int64_t>({0, 1, 2, 3, 4, 0, 1, 2, 3});
+  optim::Adam cpu_adam(optim::one_group(cpu_model->named_parameters(), 1e-2));
+  optim::Adam gpu_adam(optim::one_group(gpu_model->named_parameters(), 1e-2));
+  for (int step = 0; step < 5; ++step) {
+    CAPTURE(step);
+    cpu_adam.zero_grad();
+    gpu_adam.zero_grad();
+    const Tensor cpu_loss = cross_entropy((*cpu_model)(input), labels);
+    const Tensor gpu_loss =
+        cross_entropy((*gpu_model)(input.to(Device::cuda)), labels.to(Device::cuda));
+    CHECK(gpu_loss.device() == Device::cuda);
+    CHECK(gpu_loss.item<double>() == doctest::Approx(cpu_loss.item<double>()).epsilon(1e-5));
+    backward(cpu_loss);
+    backward(gpu_loss);
+    cpu_adam.step();
+    gpu_adam.step();
+  }
+  const std::vector<Tensor> cpu_params = cpu_model->parameters(),
+                            gpu_params = gpu_model->parameters();
+  for (size_t i = 0; i < cpu_params.size(); ++i) {
+    const std::vector<float> a = cpu_params[i].to_vector<float>(),
+                             b = gpu_params[i].to_vector<float>();
+    for (size_t k = 0; k < a.size(); ++k) CHECK(b[k] == doctest::Approx(a[k]).epsilon(1e-4));
+  }
+}
