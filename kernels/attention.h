@@ -1,5 +1,6 @@
 // Attention kernels, backend-neutral: the causal mask added to the scores. (The rest of
-// attention is GEMMs and a softmax, in their own families.)
+// attention is GEMMs and a softmax, in their own families.) The CUDA twin is in
+// kernels/cuda/attention_cuda.cu.
 #pragma once
 
 #include <cstdint>

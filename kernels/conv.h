@@ -1,6 +1,6 @@
 // Convolution patches, backend-neutral: images unfolded into patch rows (im2col's transpose,
 // the GEMM operand of conv2d) and patch rows folded back onto images (their adjoint).
-// float and double; raw pointers and sizes only.
+// float and double; raw pointers and sizes only. The CUDA twins are in kernels/cuda/conv_cuda.cu.
 #pragma once
 
 #include <cstdint>

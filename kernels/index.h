@@ -1,7 +1,8 @@
 // Index kernels, backend-neutral: rows picked along one axis (index_select, and embedding
 // through it) or one pick per element (gather), and the scatter-adds of their backwards. Each
 // array is seen as (outer, length, inner) around the indexed axis; indices are in range (the
-// ops check them). float and double; raw pointers and sizes only.
+// ops check them). float and double; raw pointers and sizes only. The CUDA twins are in
+// kernels/cuda/index_cuda.cu.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,7 @@
 // Normalisation kernels, backend-neutral: RMSNorm over rows and batch norm over channels,
 // forward and backward, statistics accumulated in double. float and double; raw pointers and
-// sizes only. (layer_norm and group_norm are compositions of ops and have no kernel.)
+// sizes only. (layer_norm and group_norm are compositions of ops and have no kernel.) The
+// per-element steps are in kernels/norm_math.h; the CUDA twins in kernels/cuda/norm_cuda.cu.
 #pragma once
 
 #include <cstdint>

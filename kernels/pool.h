@@ -1,13 +1,27 @@
 // Pooling and upsampling kernels, backend-neutral: max pooling of square windows and its
 // backward (the gradient to each window's first maximum), nearest-neighbour upsampling.
-// float and double; raw pointers and sizes only.
+// float and double; raw pointers and sizes only. The CUDA twins are in kernels/cuda/pool_cuda.cu.
 #pragma once
 
 #include <cstdint>
 
+#include "core/host_device.h"
 #include "kernels/window.h"
 
 namespace lattice {
+
+/// One step of a window's running maximum: v replaces current when larger or NaN (so a NaN
+/// is the maximum, and of equal values the first stays). Shared with the CUDA twins.
+template <typename T>
+LATTICE_HD T max_pool_step(T v, T current) {
+  return ((v > current) | (v != v)) ? v : current;
+}
+
+/// Whether pixel value v is the window maximum m (NaN matches NaN).
+template <typename T>
+LATTICE_HD bool max_pool_matches(T v, T m) {
+  return (v == m) | ((v != v) & (m != m));
+}
 
 /// x: (planes, height, width) -> maxima: (planes, out_h, out_w), the largest value of each
 /// kernel_h x kernel_h window (g.kernel_w == g.kernel_h, dilation 1); a NaN in a window is its

@@ -1,8 +1,8 @@
 // CPU normalisation kernels: rows (RMSNorm) or channels (batch norm) in parallel, sums in double.
-#include <cmath>
 #include <vector>
 
 #include "kernels/norm.h"
+#include "kernels/norm_math.h"
 
 namespace lattice {
 
@@ -15,9 +15,10 @@ void rms_norm_rows_cpu(
     T* yr = y + row * dim;
     double squares = 0.0;
     for (int64_t i = 0; i < dim; ++i) squares += double(xr[i]) * double(xr[i]);
-    const T scale = T(1.0 / std::sqrt(squares / double(dim) + eps));
+    const T scale = rms_inverse<T>(squares, dim, eps);
     inverse_rms[row] = scale;
-    for (int64_t i = 0; i < dim; ++i) yr[i] = xr[i] * scale * (weight ? weight[i] : T(1));
+    for (int64_t i = 0; i < dim; ++i)
+      yr[i] = rms_norm_value(xr[i], scale, weight ? weight[i] : T(1));
   }
 }
 
@@ -40,12 +41,13 @@ void rms_norm_rows_backward_cpu(const T* g,
       const T* xr = x + row * dim;
       T* dxr = dx + row * dim;
       double dot = 0.0;
-      for (int64_t i = 0; i < dim; ++i) dot += double(gr[i] * (weight ? weight[i] : T(1)) * xr[i]);
-      const T scale = inverse_rms[row], correction = T(dot / double(dim)) * scale * scale * scale;
       for (int64_t i = 0; i < dim; ++i)
-        dxr[i] = scale * gr[i] * (weight ? weight[i] : T(1)) - xr[i] * correction;
+        dot += rms_dot_term(gr[i], weight ? weight[i] : T(1), xr[i]);
+      const T scale = inverse_rms[row], correction = rms_correction(dot, dim, scale);
+      for (int64_t i = 0; i < dim; ++i)
+        dxr[i] = rms_norm_gradient(gr[i], weight ? weight[i] : T(1), xr[i], scale, correction);
       if (weight)
-        for (int64_t i = 0; i < dim; ++i) local[size_t(i)] += double(gr[i] * xr[i] * scale);
+        for (int64_t i = 0; i < dim; ++i) local[size_t(i)] += rms_weight_term(gr[i], xr[i], scale);
     }
     if (weight) {
 #pragma omp critical
@@ -86,14 +88,14 @@ void batch_norm_channels_cpu(const T* x,
         }
       }
       variance[c] = squares / count;
-      inverse_std[c] = 1.0 / std::sqrt(variance[c] + eps);
+      inverse_std[c] = inverse_std_of(variance[c], eps);
     }
-    const T scale = T(inverse_std[c]) * (weight ? weight[c] : T(1));
-    const T shift = (bias ? bias[c] : T(0)) - T(mean[c]) * scale;
+    const BatchNormAffine<T> affine = batch_norm_affine(
+        mean[c], inverse_std[c], weight ? weight[c] : T(1), bias ? bias[c] : T(0));
     for (int64_t n = 0; n < batch; ++n) {
       const T* in = x + (n * channels + c) * spatial;
       T* out = y + (n * channels + c) * spatial;
-      for (int64_t i = 0; i < spatial; ++i) out[i] = in[i] * scale + shift;
+      for (int64_t i = 0; i < spatial; ++i) out[i] = batch_norm_value(in[i], affine);
     }
   }
 }
@@ -120,27 +122,26 @@ void batch_norm_channels_backward_cpu(const T* g,
       const T* xp = x + (n * channels + c) * spatial;
       for (int64_t i = 0; i < spatial; ++i) {
         sum_g += double(gp[i]);
-        sum_g_xhat += double(gp[i]) * (double(xp[i]) - mean[c]) * inverse_std[c];
+        sum_g_xhat += batch_norm_g_xhat(gp[i], xp[i], mean[c], inverse_std[c]);
       }
     }
     const double w = weight ? double(weight[c]) : 1.0;
     if (dweight) dweight[c] = T(sum_g_xhat);
     if (dbias) dbias[c] = T(sum_g);
-    const T a = T(inverse_std[c] * w);
-    const T b = batch_statistics ? T(inverse_std[c] * w * sum_g / count) : T(0);
-    const T k =
-        batch_statistics ? T(inverse_std[c] * inverse_std[c] * w * sum_g_xhat / count) : T(0);
+    const BatchNormGradient<T> coefficients = batch_norm_gradient_coefficients<T>(
+        inverse_std[c], w, sum_g, sum_g_xhat, count, batch_statistics);
     for (int64_t n = 0; n < batch; ++n) {
       const T* gp = g + (n * channels + c) * spatial;
       const T* xp = x + (n * channels + c) * spatial;
       T* out = dx + (n * channels + c) * spatial;
-      for (int64_t i = 0; i < spatial; ++i) out[i] = a * gp[i] - b - k * (xp[i] - T(mean[c]));
+      for (int64_t i = 0; i < spatial; ++i)
+        out[i] = batch_norm_gradient(gp[i], xp[i], mean[c], coefficients);
     }
   }
 }
 
 void inverse_std_cpu(const double* variance, double* inverse_std, int64_t channels, double eps) {
-  for (int64_t c = 0; c < channels; ++c) inverse_std[c] = 1.0 / std::sqrt(variance[c] + eps);
+  for (int64_t c = 0; c < channels; ++c) inverse_std[c] = inverse_std_of(variance[c], eps);
 }
 
 #define LATTICE_NORM_KERNELS(T)                                                               \

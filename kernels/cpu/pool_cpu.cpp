@@ -33,7 +33,7 @@ void window_maxima(const T* image, T* values, const Window& g, int64_t kernel) {
 #pragma omp simd
         for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
           const T v = line[ow * g.stride], current = row[ow];
-          row[ow] = ((v > current) | (v != v)) ? v : current;
+          row[ow] = max_pool_step(v, current);
         }
       }
     }
@@ -63,8 +63,7 @@ void window_argmax(
 #pragma omp simd
         for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
           const T v = image[line + ow * g.stride], m = row_max[ow];
-          const bool match = (v == m) | ((v != v) & (m != m));
-          row_best[ow] = match ? int32_t(line + ow * g.stride) : row_best[ow];
+          row_best[ow] = max_pool_matches(v, m) ? int32_t(line + ow * g.stride) : row_best[ow];
         }
       }
     }

@@ -26,9 +26,9 @@ void rotate_pairs_cpu(const T* x,
         const int64_t row = ((b * positions + t) * heads + h) * 2 * half;
         for (int64_t i = 0; i < half; ++i) {
           const T even = x[row + 2 * i], odd = x[row + 2 * i + 1];
-          const T ci = T(c[i]), si = direction * T(s[i]);
-          y[row + 2 * i] = even * ci - odd * si;
-          y[row + 2 * i + 1] = even * si + odd * ci;
+          const RotatedPair<T> turned = rotate_pair(even, odd, T(c[i]), direction * T(s[i]));
+          y[row + 2 * i] = turned.even;
+          y[row + 2 * i + 1] = turned.odd;
         }
       }
     }
@@ -43,15 +43,14 @@ void rope_tables_cpu(float* cos, float* sin, int64_t positions, int64_t head_dim
   const int64_t half = head_dim / 2;
   for (int64_t t = 0; t < positions; ++t)
     for (int64_t i = 0; i < half; ++i) {
-      const double angle = double(t) * std::pow(base, -2.0 * double(i) / double(head_dim));
+      const double angle = rope_angle(t, i, head_dim, base);
       cos[t * half + i] = float(std::cos(angle));
       sin[t * half + i] = float(std::sin(angle));
     }
 }
 
 void timestep_frequencies_cpu(double* frequencies, int64_t half, double max_period) {
-  for (int64_t i = 0; i < half; ++i)
-    frequencies[i] = std::exp(-std::log(max_period) * double(i) / double(half));
+  for (int64_t i = 0; i < half; ++i) frequencies[i] = timestep_frequency(i, half, max_period);
 }
 
 }  // namespace lattice
