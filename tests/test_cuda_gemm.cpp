@@ -90,6 +90,15 @@ bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
          (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
 }
 
+/// The same bits, or NaN in both (x86 and CUDA make NaNs with different payloads).
+bool same_values(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0 && !(std::isnan(a[i]) && std::isnan(b[i])))
+      return false;
+  return true;
+}
+
 /// The first index where |got - want| > tolerance(i) (NaN differing from non-NaN counts), or -1.
 template <typename T, typename Tolerance>
 int64_t first_mismatch(const std::vector<T>& got, const std::vector<T>& want, Tolerance tolerance) {
@@ -116,8 +125,8 @@ TEST_CASE("CUDA gemm matches the reference GEMM (TF32 off) over shapes, transpos
   struct Case {
     int64_t M, N, K;
   };
-  const Case cases[] = {{1, 1, 1},       {3, 17, 33}, {17, 3, 257}, {33, 257, 3}, {64, 64, 64},
-                        {129, 65, 1001}, {1, 300, 7}, {5, 7, 0},    {0, 5, 3},    {4, 0, 3}};
+  const Case cases[] = {{1, 1, 1},      {3, 17, 33}, {17, 3, 257}, {33, 257, 3}, {64, 64, 64},
+                        {65, 33, 1001}, {1, 300, 7}, {5, 7, 0},    {0, 5, 3},    {4, 0, 3}};
   const float alphas_betas[][2] = {{1.0f, 0.0f}, {0.5f, -1.25f}, {-2.0f, 1.0f}};
   uint64_t seed = 1;
   for (const Case& c : cases)
@@ -444,8 +453,10 @@ TEST_CASE("CUDA quantizer gradients and recipe quantization match the CPU") {
           dout.poison();
           recipe_quantize_blocks_cuda(dx.data, dout.data, layout, q.element, rounding, q.scaling,
                                       r.recipe, random);
-          INFO("kernel recipe_quantize_blocks (bitwise)");
-          CHECK(same_bits(dout.download(), expected));
+          {
+            INFO("kernel recipe_quantize_blocks (bitwise, NaN payloads aside)");
+            CHECK(same_values(dout.download(), expected));
+          }
           quantizer_gradient_blocks_cpu(x.data(), grad_y.data(), expected.data(), layout, q.element,
                                         rounding, q.scaling, r.recipe, random);
           dout.poison();
