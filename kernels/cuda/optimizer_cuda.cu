@@ -1,5 +1,5 @@
-// CUDA optimizer kernels: the SGD, Adam(W) and StableSPAM updates in fp32 in the CPU's statement
-// order (nvcc's multiply-add fusion may differ from gcc's, so the updates agree to a few ulps),
+// CUDA optimizer kernels: the SGD, Adam(W) and StableSPAM updates of kernels/optimizer_math.h,
+// shared with the CPU (nvcc's multiply-add fusion may differ from gcc's: a few ulps apart),
 // and the gradient passes. Sums are in double over fixed chunks reduced in a fixed order, so,
 // like the CPU's, their bits do not depend on the launch; max_abs, all_finite and
 // scale_in_place give the CPU's bits.
@@ -9,6 +9,7 @@
 #include "kernels/cuda/runtime.h"
 #include "kernels/device_memory.h"
 #include "kernels/optimizer.h"
+#include "kernels/optimizer_math.h"
 
 namespace lattice {
 namespace {
@@ -20,38 +21,25 @@ using cuda::kThreads;
 __global__ void sgd_plain_kernel(float* w, const float* grad, int64_t n, float lr, float wd) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
-    w[i] -= lr * (grad[i] + wd * w[i]);
+    sgd_plain_element(w[i], grad[i], lr, wd);
 }
 
 // weights, grad, buffer: (n)
 __global__ void sgd_momentum_kernel(
-    float* w, const float* grad, float* buffer, int64_t n, SgdStep step) {
+    float* w, const float* grad, float* buffer, int64_t n, SgdStep s) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const float g = grad[i] + step.weight_decay * w[i];
-    const float b = step.first ? g : step.momentum * buffer[i] + step.dampened * g;
-    buffer[i] = b;
-    w[i] -= step.lr * (step.nesterov ? g + step.momentum * b : b);
-  }
+       i += int64_t(gridDim.x) * blockDim.x)
+    sgd_momentum_element(w[i], buffer[i], grad[i], s.lr, s.weight_decay, s.momentum, s.dampened,
+                         s.nesterov, s.first);
 }
 
 // w, m, v, grad: (n)
 __global__ void adam_kernel(
     float* w, float* m, float* v, const float* grad, int64_t n, AdamStep s) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const float p = w[i] * s.decay;
-    const float g = grad[i] + s.l2 * w[i];
-    const float m_new = s.beta1 * m[i] + s.one_minus_beta1 * g;
-    const float v_new = s.beta2 * v[i] + s.one_minus_beta2 * g * g;
-    m[i] = m_new;
-    v[i] = v_new;
-    w[i] = p - s.step_size * m_new / (sqrtf(v_new) * s.inv_bias_correction2_sqrt + s.eps);
-  }
-}
-
-__device__ __forceinline__ float ada_clip(float g, float threshold, float factor) {
-  return fabsf(g) > threshold ? g * factor : g;
+       i += int64_t(gridDim.x) * blockDim.x)
+    adam_element(w[i], m[i], v[i], grad[i], s.beta1, s.one_minus_beta1, s.beta2, s.one_minus_beta2,
+                 s.step_size, s.inv_bias_correction2_sqrt, s.eps, s.decay, s.l2);
 }
 
 // w, m, v, grad: (n)
@@ -59,15 +47,11 @@ __global__ void stable_spam_kernel(
     float* w, float* m, float* v, const float* grad, int64_t n, StableSpamStep step) {
   const AdamStep& s = step.adam;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const float g = ada_clip(grad[i], step.clip_threshold, step.clip_factor) * step.renormalise;
-    const float m_new = (step.reset ? 0.0f : s.beta1 * m[i]) + s.one_minus_beta1 * g;
-    const float v_new = (step.reset ? 0.0f : s.beta2 * v[i]) + s.one_minus_beta2 * g * g;
-    m[i] = m_new;
-    v[i] = v_new;
-    w[i] =
-        w[i] * s.decay - s.step_size * m_new / (sqrtf(v_new) * s.inv_bias_correction2_sqrt + s.eps);
-  }
+       i += int64_t(gridDim.x) * blockDim.x)
+    stable_spam_element(w[i], m[i], v[i],
+                        ada_clip(grad[i], step.clip_threshold, step.clip_factor) * step.renormalise,
+                        s.beta1, s.one_minus_beta1, s.beta2, s.one_minus_beta2, s.step_size,
+                        s.inv_bias_correction2_sqrt, s.eps, s.decay, step.reset);
 }
 
 // x: (n)
