@@ -19,7 +19,12 @@ struct GemmShape {
 /// Fills in the leading dimensions of densely stored A, B and C.
 GemmShape dense_gemm(int64_t M, int64_t N, int64_t K, bool transpose_a, bool transpose_b);
 
-/// C = alpha * op(A) @ op(B) + beta * C. Throws lattice::Error on inconsistent shapes.
+/// Throws lattice::Error "[gemm] ..." on negative sizes or leading dimensions smaller than the
+/// rows they hold (both backends check shapes with it).
+void check_gemm_shape(const GemmShape& shape);
+
+/// C = alpha * op(A) @ op(B) + beta * C. Throws lattice::Error on inconsistent shapes. The CUDA
+/// twins (kernels/cuda/gemm_cuda.cu): gemm_cuda on cuBLAS sgemm with TF32 off.
 void gemm_cpu(
     const GemmShape& shape, float alpha, const float* a, const float* b, float beta, float* c);
 void gemm_cuda(

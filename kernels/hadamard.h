@@ -1,5 +1,6 @@
 // Random Hadamard transform kernels: the orthogonal rotation a quantized GEMM applies to both
-// operands along their reduction axis before quantizing them (algorithms.md §4.9).
+// operands along their reduction axis before quantizing them (algorithms.md §4.9). CUDA twin:
+// kernels/cuda/hadamard_cuda.cu.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,7 @@
 // Optimizer kernels, backend-neutral: the SGD, Adam/AdamW and StableSPAM updates of one fp32
 // parameter in place, and the gradient passes of loss scaling and clipping. Sums run over fixed
 // chunks added in order, so their bits do not depend on the thread count (resumed runs replay).
+// CUDA twins: kernels/cuda/optimizer_cuda.cu.
 #pragma once
 
 #include <cstdint>

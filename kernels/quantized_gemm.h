@@ -1,6 +1,7 @@
 // Quantized-GEMM kernels: the accumulator emulation around the GEMM (kernels/gemm.h), which
 // sums a product over K in chunks and rounds the running sum onto the accumulator's format
-// after each chunk (the rounding is the quantize kernels').
+// after each chunk (the rounding is the quantize kernels'). CUDA twins:
+// kernels/cuda/quantized_gemm_cuda.cu.
 #pragma once
 
 #include <cstdint>

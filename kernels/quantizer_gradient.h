@@ -1,6 +1,8 @@
 // Quantizer-gradient kernels of the FP4 design space (algorithms.md §4.4-4.7): the step and
 // scale surrogate derivatives, a GEMM operand's quantizer gradient under a recipe's estimators,
-// and the block quantization those estimators rebuild (which differs under softsoftmax).
+// and the block quantization those estimators rebuild (which differs under softsoftmax). CUDA
+// twins: kernels/cuda/quantizer_gradient_cuda.cu; the scalar math both share:
+// kernels/quantizer_gradient_math.h.
 #pragma once
 
 #include <cstdint>

@@ -8,9 +8,8 @@
 #include "kernels/gemm.h"
 
 namespace lattice {
-namespace {
 
-void check_shape(const GemmShape& s) {
+void check_gemm_shape(const GemmShape& s) {
   LATTICE_CHECK(s.M >= 0 && s.N >= 0 && s.K >= 0, "[gemm] negative size (", s.M, ", ", s.N, ", ",
                 s.K, ")");
   const int64_t a_cols = s.transpose_a ? s.M : s.K, b_cols = s.transpose_b ? s.K : s.N;
@@ -19,8 +18,6 @@ void check_shape(const GemmShape& s) {
                 "[gemm] leading dimensions (", s.lda, ", ", s.ldb, ", ", s.ldc,
                 ") are smaller than the rows they hold (", a_cols, ", ", b_cols, ", ", s.N, ")");
 }
-
-}  // namespace
 
 GemmShape dense_gemm(int64_t M, int64_t N, int64_t K, bool transpose_a, bool transpose_b) {
   return GemmShape{M,
@@ -35,7 +32,7 @@ GemmShape dense_gemm(int64_t M, int64_t N, int64_t K, bool transpose_a, bool tra
 
 void gemm_cpu(
     const GemmShape& s, float alpha, const float* a, const float* b, float beta, float* c) {
-  check_shape(s);
+  check_gemm_shape(s);
   if (s.M == 0 || s.N == 0) return;
   if (s.K == 0) {  // C = beta * C, which oneDNN leaves untouched; beta = 0 overwrites NaN too
     for (int64_t i = 0; i < s.M; ++i)
@@ -62,7 +59,7 @@ void batched_gemm_f64_cpu(
 
 void gemm_reference_cpu(
     const GemmShape& s, float alpha, const float* a, const float* b, float beta, float* c) {
-  check_shape(s);
+  check_gemm_shape(s);
   for (int64_t i = 0; i < s.M; ++i)
     for (int64_t j = 0; j < s.N; ++j) {
       double sum = 0.0;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/optimizer.h"
+#include "kernels/optimizer_math.h"
 
 namespace lattice {
 namespace {
@@ -42,18 +43,14 @@ void sgd_update_cpu(
   const bool first = step.first;
   if (momentum == 0) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) w[i] -= lr * (g_in[i] + wd * w[i]);
+    for (int64_t i = 0; i < n; ++i) sgd_plain_element(w[i], g_in[i], lr, wd);
     return;
   }
   float* __restrict buf = momentum_buffer;
   const bool nesterov = step.nesterov;
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = g_in[i] + wd * w[i];
-    const float b = first ? g : momentum * buf[i] + damped * g;
-    buf[i] = b;
-    w[i] -= lr * (nesterov ? g + momentum * b : b);
-  }
+  for (int64_t i = 0; i < n; ++i)
+    sgd_momentum_element(w[i], buf[i], g_in[i], lr, wd, momentum, damped, nesterov, first);
 }
 
 void adam_update_cpu(float* weights,
@@ -72,15 +69,9 @@ void adam_update_cpu(float* weights,
   float* __restrict v = exp_avg_sq;
   const float* __restrict g_in = grad;
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const float p = w[i] * decay;
-    const float g = g_in[i] + l2 * w[i];
-    const float m_new = b1 * m[i] + one_minus_b1 * g;
-    const float v_new = b2 * v[i] + one_minus_b2 * g * g;
-    m[i] = m_new;
-    v[i] = v_new;
-    w[i] = p - step_size * m_new / (std::sqrt(v_new) * inv_bias_correction2_sqrt + eps);
-  }
+  for (int64_t i = 0; i < n; ++i)
+    adam_element(w[i], m[i], v[i], g_in[i], b1, one_minus_b1, b2, one_minus_b2, step_size,
+                 inv_bias_correction2_sqrt, eps, decay, l2);
 }
 
 float max_abs_cpu(const float* x, int64_t n) {
@@ -95,8 +86,7 @@ double clipped_sum_of_squares_cpu(const float* grad,
                                   float clip_threshold,
                                   float clip_factor) {
   return deterministic_sum(n, [=](int64_t i) {
-    const float g = grad[i];
-    const double clipped = std::fabs(g) > clip_threshold ? g * clip_factor : g;
+    const double clipped = ada_clip(grad[i], clip_threshold, clip_factor);
     return clipped * clipped;
   });
 }
@@ -116,22 +106,14 @@ void stable_spam_update_cpu(float* weights,
   const float b2 = step.adam.beta2, one_minus_b2 = step.adam.one_minus_beta2;
   const float eps = step.adam.eps, decay = step.adam.decay;
   const float* __restrict g_in = grad;
-  auto clipped = [=](int64_t i) {
-    const float g = g_in[i];
-    return std::fabs(g) > clip_threshold ? g * clip_factor : g;
-  };
+  auto clipped = [=](int64_t i) { return ada_clip(g_in[i], clip_threshold, clip_factor); };
   float* __restrict w = weights;
   float* __restrict m = exp_avg;
   float* __restrict v = exp_avg_sq;
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = clipped(i) * renormalise;
-    const float m_new = (reset ? 0.0f : b1 * m[i]) + one_minus_b1 * g;
-    const float v_new = (reset ? 0.0f : b2 * v[i]) + one_minus_b2 * g * g;
-    m[i] = m_new;
-    v[i] = v_new;
-    w[i] = w[i] * decay - step_size * m_new / (std::sqrt(v_new) * inv_bias_correction2_sqrt + eps);
-  }
+  for (int64_t i = 0; i < n; ++i)
+    stable_spam_element(w[i], m[i], v[i], clipped(i) * renormalise, b1, one_minus_b1, b2,
+                        one_minus_b2, step_size, inv_bias_correction2_sqrt, eps, decay, reset);
 }
 
 void scale_in_place_cpu(float* x, int64_t n, float factor) {

@@ -1,6 +1,7 @@
 // CPU quantizer-gradient kernels: the step/scale surrogate derivatives and the estimators of a
 // block quantizer's gradient, a scalar per-block pass that rebuilds the forward quantization bit
-// for bit with the quantize kernels' scalar math and random words.
+// for bit with the quantize kernels' scalar math and random words. The surrogates and per-block
+// scalars are kernels/quantizer_gradient_math.h, shared with the CUDA twins.
 #include <algorithm>
 #include <cmath>
 #include <span>
@@ -9,122 +10,21 @@
 #include "core/scalar/block.h"
 #include "core/scalar/round.h"
 #include "kernels/quantizer_gradient.h"
+#include "kernels/quantizer_gradient_math.h"
 
 namespace lattice {
 namespace {
 
 constexpr int64_t kParallelMin = 1 << 15;  // smaller arrays are not worth waking threads
 
-/// Round-to-nearest-even onto one format (saturating) and its directed neighbours, with the
-/// rounding plans built once per quantization rather than per element.
-class Staircase {
- public:
-  explicit Staircase(const Format& f)
-      : format_(f),
-        down_(plan(f, RoundingMode::toward_negative)),
-        up_(plan(f, RoundingMode::toward_positive)),
-        nearest_(plan(f, RoundingMode::nearest_even)) {}
-
-  const Format& format() const {
-    return format_;
-  }
-  double nearest(double v) const {
-    return round_to_lattice(float(v), nearest_, 0u);
-  }
-  /// Where v lies between its lattice neighbours q_i <= v <= q_{i+1}: t = (v - c) / delta in
-  /// [-1, 1] with c the midpoint and delta the half width (t = 1 on a lattice point).
-  double position(double v) const {
-    const double low = round_to_lattice(float(v), down_, 0u);
-    const double high = round_to_lattice(float(v), up_, 0u);
-    if (high <= low) return 1.0;
-    return (v - (low + high) / 2) / ((high - low) / 2);
-  }
-
- private:
-  static RoundingPlan plan(const Format& f, RoundingMode mode) {
-    return make_rounding_plan(f, Rounding{mode, 32, Overflow::saturate, Subnormals::keep});
-  }
-
-  Format format_;
-  RoundingPlan down_, up_, nearest_;
-};
-
-/// Wang et al.'s differentiable estimator, Q~(x) = delta (1 + sign(t) |t|^(1/k)) + q_i, whose
-/// derivative in x is |t|^(1/k - 1) / k with t the distance to the midpoint normalised by the
-/// half width. The design-space code uses the raw distance |x - c| instead, which only agrees
-/// for delta = 1 and does not interpolate the staircase; we take the normalised form.
-double baseline_derivative(double t) {
-  if (t == 0.0) return 0.0;  // the reference sets the (infinite) midpoint slope to 0
-  return std::pow(std::abs(t), 1.0 / kBaselineK - 1.0) / kBaselineK;
-}
-
-/// -1, 0 or 1 (the sign a gradient term takes from its element).
-double signum(double x) {
-  return double((x > 0.0) - (x < 0.0));
-}
-
-double clip_surrogate(double d) {
-  return std::clamp(d, kSurrogateFloor, kSurrogateCeiling);
-}
-
-/// Slope of the piecewise-linear interpolant of round-to-nearest-even onto f, sampled at
-/// kSplineSamples even points of [low, high], at v (SciPy InterpolatedUnivariateSpline k=1,
-/// extrapolating its end pieces).
-double spline_slope(double v, double low, double high, const Staircase& q) {
-  const double h = (high - low) / (kSplineSamples - 1);
-  const int j = std::clamp(int(std::floor((v - low) / h)), 0, kSplineSamples - 2);
-  const double left = low + j * h, right = low + (j + 1) * h;
-  return clip_surrogate((q.nearest(right) - q.nearest(left)) / h);
-}
-
-double step_derivative(StepGradient mode, double u, const Staircase& element) {
-  const double top = element.format().carrier_max();
-  // Past the saturation point the surrogates are undefined; like the reference's unmasked
-  // branch the gradient passes straight through there.
-  if (mode == StepGradient::ste || !(std::abs(u) <= top)) return 1.0;
-  // The reference code multiplies every surrogate by a mask max_mask = (6 > x) the wrong way
-  // round, so its surrogate acts only where the scaled value is +6 (algorithms.md §4.5).
-  // That is a bug; here the surrogate acts on every element, as the paper describes.
-  const double t = element.position(u);
-  switch (mode) {
-    case StepGradient::baseline:
-      return baseline_derivative(t);
-    case StepGradient::spline:
-      return spline_slope(u, -top, top, element);
-    case StepGradient::sigmoid: {
-      // 12 sigma(z/T)(1 - sigma(z/T)) / T with z = (u - c) 6 / delta: integrates to the step.
-      const double s = 1.0 / (1.0 + std::exp(-6.0 * t / kSigmoidTemperature));
-      return clip_surrogate(12.0 * s * (1.0 - s) / kSigmoidTemperature);
-    }
-    default:
-      return 1.0;
-  }
-}
-
-double scale_derivative(ScaleGradient mode, double v, const Staircase& scale) {
-  const Format& scale_format = scale.format();
-  // An fp32 ("ideal") scale is not rounded: its quantizer is the identity.
-  if (mode == ScaleGradient::ste || scale_format == fp32 || !(v > 0.0) ||
-      !(v <= scale_format.carrier_max()))
-    return 1.0;
-  if (mode == ScaleGradient::baseline) return baseline_derivative(scale.position(v));
-  // The reference samples the first 20 scale values, a range real scales never reach. We
-  // sample the binade [2^e, 2^(e+1)) holding v instead, which keeps the spline's meaning (the
-  // interpolated staircase) at every magnitude.
-  int exponent = 0;
-  std::frexp(v, &exponent);
-  const double low = std::ldexp(1.0, exponent - 1);
-  return spline_slope(v, low, 2 * low, scale);
-}
-
 }  // namespace
 
 double step_derivative(StepGradient mode, double u, const Format& element) {
-  return step_derivative(mode, u, Staircase(element));
+  return step_derivative(mode, u, make_staircase(element));
 }
 
 double scale_derivative(ScaleGradient mode, double v, const Format& scale_format) {
-  return scale_derivative(mode, v, Staircase(scale_format));
+  return scale_derivative(mode, v, make_staircase(scale_format));
 }
 
 namespace {
@@ -191,30 +91,15 @@ class BlockPass {
     const uint32_t scale_word =
         s_.scale_rounding == RoundingMode::stochastic ? random_.fork().word(uint64_t(b)) : 0u;
     out.scale = block_scale(float_bits(out.amax), plan_, scale_word);
-    const double amax = out.amax;
-    switch (s_.rule) {
-      case ScaleRule::mx:
-        out.unrounded = std::ldexp(amax, -plan_.element_max_exponent);
-        break;
-      case ScaleRule::nvfp4:
-        out.unrounded = amax * (double(plan_.tensor_encode) / plan_.element_max);
-        break;
-      case ScaleRule::encode:
-        out.unrounded = plan_.element_max / (amax == 0.0 ? 1.0 : amax) * plan_.tensor_encode;
-        break;
-    }
+    out.unrounded = unrounded_block_scale(out.amax, plan_);
     return out;
   }
 
   /// Element k of a block with scale `scale`: returns x_hat; `u` receives the scaled value
   /// before element rounding.
   float element(int64_t k, float scale, double& u) const {
-    const float multiplier = s_.rule == ScaleRule::mx ? 1.0f / scale
-                             : s_.rule == ScaleRule::nvfp4
-                                 ? std::min(1.0f / (scale * plan_.tensor_decode), 3.40282347e38f)
-                                 : scale;
     const float x = x_[size_t(k)];
-    u = s_.rule == ScaleRule::encode ? x * multiplier / plan_.tensor_encode : x * multiplier;
+    u = scaled_element(x, scale, plan_);
     const uint32_t word =
         rounding_.mode == RoundingMode::stochastic ? random_.word(uint64_t(k)) : 0u;
     return quantize_in_block(x, scale, plan_, word);
@@ -276,7 +161,7 @@ void quantizer_gradient_elementwise_cpu(const float* x,
     std::copy(grad_y, grad_y + n, grad_x);
     return;
   }
-  const Staircase staircase(element);  // only the step surrogate applies, at u = x
+  const Staircase staircase = make_staircase(element);  // only the step surrogate applies, at u = x
   for (int64_t k = 0; k < n; ++k)
     grad_x[k] = float(step_derivative(recipe.step_gradient, x[k], staircase) * grad_y[k]);
 }
@@ -297,9 +182,9 @@ void quantizer_gradient_blocks_cpu(const float* x_data,
     std::copy(grad_y.begin(), grad_y.end(), grad_x.begin());
     return;
   }
-  const Staircase element(element_format);
+  const Staircase element = make_staircase(element_format);
   const BlockPass pass(element_format, rounding, scaling, recipe, x, layout, random);
-  const Staircase scale(pass.scaling().scale_format);
+  const Staircase scale = make_staircase(pass.scaling().scale_format);
   // Tensor-scale term (§4.7): dx_hat_i/dg_raw = (x_hat_i - Q'(u_i) x_i) / g_raw with g
   // treated as independent of the block scales, as the reference does.
   const double g_raw = pass.tensor_amax();
