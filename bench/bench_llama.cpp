@@ -25,12 +25,13 @@ int main(int argc, char** argv) {
   const int64_t batch = 16, length = 128, vocab = 256;
   manual_seed(0);
   models::Llama llama(models::LlamaConfig{});
+  llama.to(flags->device);
   const Tensor tokens =
       clamp(scale(uniform({batch, length + 1}, 0.0, 1.0, RandomStream{.seed = 1}), vocab), 0,
             vocab - 1)
           .to(DType::int64);
-  const Tensor input = tokens.narrow(1, 0, length).contiguous();
-  const Tensor target = tokens.narrow(1, 1, length).reshape({-1});
+  const Tensor input = tokens.narrow(1, 0, length).contiguous().to(flags->device);
+  const Tensor target = tokens.narrow(1, 1, length).reshape({-1}).to(flags->device);
   optim::AdamW adamw(optim::one_group(llama.named_parameters(), 3e-4, 0.1), {}, stack);
 
   PrecisionScope scope(stack);
@@ -44,10 +45,10 @@ int main(int argc, char** argv) {
   });
   const double median = bench::median(times);
   std::printf(
-      "llama d256 L4 H4 b%lldx%lld adamw, %lld params, stack %s: median %.1f ms/step (min %.1f, "
+      "llama d256 L4 H4 b%lldx%lld adamw, %lld params, stack %s, %s: median %.1f ms/step (min %.1f, "
       "max %.1f) over %lld steps, %.0f tokens/s, peak RSS %.1f MiB, final loss %.4f\n",
       (long long)batch, (long long)length, (long long)llama.parameter_count(),
-      to_string(stack).c_str(), median, times.front(), times.back(), (long long)flags->steps,
+      to_string(stack).c_str(), device_name(flags->device), median, times.front(), times.back(), (long long)flags->steps,
       double(batch * length) / (median / 1000.0), bench::peak_rss_mib(), loss_value);
   return 0;
 }

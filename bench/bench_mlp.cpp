@@ -2,7 +2,7 @@
 // fixed random batch under one or more precision stacks, interleaved in one run, with each
 // stack's median as a ratio to the first's. H = 256 is the model ../shared/peers/torch_bench.py
 // times in PyTorch; H = 512 is the mnist trainer's MLP. Reports peak resident memory too.
-// Usage: bench_mlp [--steps N] [--warmup N] [--hidden H] [--stacks SPEC;SPEC;...]
+// Usage: bench_mlp [--steps N] [--warmup N] [--hidden H] [--stacks SPEC;SPEC;...] [--device D]
 //   e.g. bench_mlp --hidden 512 --stacks 'fp32;mxfp4'   (MXFP4 step time / fp32 step time)
 #include <algorithm>
 #include <chrono>
@@ -37,17 +37,18 @@ struct Run {
 
 int main(int argc, char** argv) {
   const char* program = "bench_mlp";
-  bench::Flags flags{{"steps", "20"}, {"warmup", "3"}, {"hidden", "256"}, {"stacks", "fp32"}};
+  bench::Flags flags{{"steps", "20"}, {"warmup", "3"}, {"hidden", "256"}, {"stacks", "fp32"}, {"device", "cpu"}};
   if (!bench::parse_flags(argc, argv, program, flags)) return 2;
   const std::optional<int64_t> steps = bench::integer_flag(flags, "steps", program, 1);
   const std::optional<int64_t> warmup = bench::integer_flag(flags, "warmup", program, 0);
   const std::optional<int64_t> hidden = bench::integer_flag(flags, "hidden", program, 1);
-  if (!steps || !warmup || !hidden) return 2;
+  const std::optional<Device> device = bench::device_flag(flags, program);
+  if (!steps || !warmup || !hidden || !device) return 2;
   const int64_t batch = 512;
-  const Tensor x = randn({batch, 784}, RandomStream{.seed = 9});
+  const Tensor x = randn({batch, 784}, RandomStream{.seed = 9}, DType::float32, *device);
   std::vector<int64_t> labels;
   for (int64_t i = 0; i < batch; ++i) labels.push_back(i % 10);
-  const Tensor targets = from_vector<int64_t>(labels, {batch});
+  const Tensor targets = from_vector<int64_t>(labels, {batch}).to(*device);
 
   std::vector<Run> runs;
   try {
@@ -60,6 +61,7 @@ int main(int argc, char** argv) {
           std::make_shared<nn::Linear>(*hidden, *hidden),
           std::make_shared<nn::Activation>(nn::Activation::Kind::relu),
           std::make_shared<nn::Linear>(*hidden, 10)});
+      run.mlp->to(*device);
       run.adam = std::make_unique<optim::Adam>(optim::one_group(run.mlp->named_parameters(), 1e-3),
                                                optim::AdamOptions{}, run.stack);
       runs.push_back(std::move(run));
@@ -89,10 +91,10 @@ int main(int argc, char** argv) {
     const double median = bench::median(run.times);
     if (first_median == 0.0) first_median = median;
     std::printf(
-        "mlp 784-%lld-%lld-10 b%lld adam, stack %s: median %.2f ms/step (min %.2f, max %.2f) "
+        "mlp 784-%lld-%lld-10 b%lld adam, stack %s, %s: median %.2f ms/step (min %.2f, max %.2f) "
         "over %lld steps, %.0f samples/s, %.2fx the first stack, final loss %.4f\n",
         (long long)*hidden, (long long)*hidden, (long long)batch, to_string(run.stack).c_str(),
-        median, run.times.front(), run.times.back(), (long long)*steps,
+        device_name(*device), median, run.times.front(), run.times.back(), (long long)*steps,
         double(batch) / (median / 1000.0), median / first_median, run.loss);
   }
   std::printf("peak RSS %.1f MiB\n", bench::peak_rss_mib());

@@ -14,7 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "core/device.h"
 #include "core/error.h"
+#include "kernels/device_memory.h"
 #include "tensor/precision_stack.h"
 
 namespace lattice::bench {
@@ -58,25 +60,39 @@ inline std::optional<int64_t> integer_flag(const Flags& flags,
   return value;
 }
 
-/// The flags of a single-stack step benchmark: --steps, --warmup, --stack.
+/// The device --device names ("cpu" or "cuda"); prints "<program>: ..." and returns nullopt
+/// otherwise, or for cuda without a usable GPU.
+inline std::optional<Device> device_flag(const Flags& flags, const char* program) {
+  const std::string& text = flags.at("device");
+  if (text == "cpu") return Device::cpu;
+  if (text == "cuda" && cuda_available()) return Device::cuda;
+  std::fprintf(stderr, "%s: --device \"%s\": expected cpu or cuda (cuda needs a usable GPU)\n",
+               program, text.c_str());
+  return std::nullopt;
+}
+
+/// The flags of a single-stack step benchmark: --steps, --warmup, --stack, --device.
 struct StepFlags {
   int64_t steps = 0, warmup = 0;
   PrecisionStack stack;
+  Device device = Device::cpu;
 };
 
-/// Parses --steps (>= 1), --warmup (>= 0) and --stack SPEC with these defaults; prints
-/// "<program>: ..." and returns nullopt on any error.
+/// Parses --steps (>= 1), --warmup (>= 0), --stack SPEC and --device with these defaults;
+/// prints "<program>: ..." and returns nullopt on any error.
 inline std::optional<StepFlags> parse_step_flags(
     int argc, char** argv, const char* program, int64_t default_steps, int64_t default_warmup) {
   Flags flags{{"steps", std::to_string(default_steps)},
               {"warmup", std::to_string(default_warmup)},
-              {"stack", "fp32"}};
+              {"stack", "fp32"},
+              {"device", "cpu"}};
   if (!parse_flags(argc, argv, program, flags)) return std::nullopt;
   const std::optional<int64_t> steps = integer_flag(flags, "steps", program, 1);
   const std::optional<int64_t> warmup = integer_flag(flags, "warmup", program, 0);
-  if (!steps || !warmup) return std::nullopt;
+  const std::optional<Device> device = device_flag(flags, program);
+  if (!steps || !warmup || !device) return std::nullopt;
   try {
-    return StepFlags{*steps, *warmup, parse_precision_stack(flags["stack"])};
+    return StepFlags{*steps, *warmup, parse_precision_stack(flags["stack"]), *device};
   } catch (const Error& e) {
     std::fprintf(stderr, "%s: %s\n", program, e.what());
     return std::nullopt;

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# The GPU check, in two halves. Here (a CPU machine with the CUDA toolkit):
+#   scripts/gpu_check.sh --bundle        builds build/ and packs gpu_bundle.tar.xz: the test,
+#                                        trainer and benchmark binaries (stripped), the shared
+#                                        libraries they need that a GPU machine may lack (not
+#                                        glibc, the driver or cuBLAS), a Fashion-MNIST subset and
+#                                        a small text corpus; about 15 MB
+# On the GPU machine, from the repository root (the device tool carries gpu_bundle.tar.xz):
+#   scripts/gpu_check.sh --run gpu_bundle.tar.xz [OUT]
+#     every CUDA test (kernel parity per family, the op table's values and gradients, tensors on
+#     the device), mnist and llama trained on cpu and on cuda from one seed (their losses must
+#     agree within LOSS_TOLERANCE), and the GPU step benchmarks beside PyTorch on the same card;
+#     logs under OUT (default gpu_check_out/), one summary table last.
+#   scripts/gpu_check.sh --dry-run       both halves here: the CUDA parts report "skipped".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+readonly LOSS_TOLERANCE=0.01  # relative; GEMM and reduction order differ between devices
+readonly BINARIES=(lattice_tests mnist llama bench_mlp bench_llama)
+
+bundle() {
+  local dir=gpu_bundle
+  scripts/build.sh || return 1
+  rm -rf "$dir" && mkdir -p "$dir/bin" "$dir/lib" "$dir/mnist" "$dir/text" || return 1
+  for binary in "${BINARIES[@]}"; do cp "build/bin/$binary" "$dir/bin/" || return 1; done
+  strip --strip-unneeded "$dir"/bin/*
+  # Shared libraries found here, except the C library, the CUDA driver and cuBLAS (the GPU
+  # machine has its own, matching its driver; cuBLAS alone would overflow the carry limit).
+  ldd "$dir"/bin/* | awk '/=> \// {print $3}' | sort -u |
+    grep -Ev '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*|libcuda|libcublas[^/]*)\.so' |
+    while read -r library; do cp -L "$library" "$dir/lib/"; done
+  # 6400 training and 1000 test images: 200 steps of batch 32 without a repeat.
+  python3 - "$dir/mnist" <<'EOF' || return 1
+import gzip, struct, sys
+source = "/usr/share/datasets/fashion-mnist/"
+for split, count in (("train", 6400), ("t10k", 1000)):
+    for kind, item in (("images-idx3", 784), ("labels-idx1", 1)):
+        with gzip.open(f"{source}{split}-{kind}-ubyte.gz") as f:
+            data = f.read()
+        header = 16 if kind.startswith("images") else 8
+        out = bytearray(data[:header]) + data[header:header + count * item]
+        struct.pack_into(">I", out, 4, count)
+        open(f"{sys.argv[1]}/{split}-{kind}-ubyte", "wb").write(out)
+EOF
+  # A byte-level corpus from the fortune files (Debian's fortunes package).
+  cat /usr/share/games/fortunes/*[^t] 2>/dev/null | tr -d '%' | head -c 1200000 >"$dir/text/all"
+  head -c 1000000 "$dir/text/all" >"$dir/text/wiki.train.raw"
+  tail -c 200000 "$dir/text/all" >"$dir/text/wiki.valid.raw"
+  rm "$dir/text/all"
+  tar -cf - "$dir" | xz -T0 -3 >"$dir.tar.xz" && rm -rf "$dir" && du -h "$dir.tar.xz"
+}
+
+# ---- The GPU half.
+
+declare -a ROWS=()
+row() { ROWS+=("$(printf '| %-44s | %-9s | %s |' "$1" "$2" "$3")"); }
+
+# The training loss summary.json recorded.
+train_loss() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["train_loss"])' "$1"; }
+
+compare_losses() {  # name cpu_summary cuda_summary
+  local cpu cuda
+  cpu=$(train_loss "$2" 2>/dev/null) && cuda=$(train_loss "$3" 2>/dev/null) || {
+    row "$1 loss, cpu vs cuda" FAIL "no summary.json (see the logs)"
+    return
+  }
+  if python3 -c "import sys; c, g = $cpu, $cuda; sys.exit(abs(g - c) > $LOSS_TOLERANCE * abs(c))"; then
+    row "$1 loss, cpu vs cuda" pass "cpu $cpu, cuda $cuda (tolerance $LOSS_TOLERANCE relative)"
+  else
+    row "$1 loss, cpu vs cuda" FAIL "cpu $cpu, cuda $cuda (tolerance $LOSS_TOLERANCE relative)"
+  fi
+}
+
+run_checks() {
+  local dir out gpu=1
+  tar -xJf "$1" || return 1
+  dir=$(cd "${1%.tar.xz}" && pwd) || return 1
+  out=${2:-gpu_check_out}
+  mkdir -p "$out"
+  export LD_LIBRARY_PATH="$dir/lib:$(dirname "$(find /usr /opt -name 'libcublas.so.13' 2>/dev/null | head -1)" 2>/dev/null):${LD_LIBRARY_PATH:-}"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$out/gpu.txt" 2>&1 || gpu=0
+  [ "$gpu" = 1 ] && row "device" info "$(head -1 "$out/gpu.txt")" || row "device" info "no GPU"
+
+  local tests
+  for tests in test_cuda_quantize test_cuda_tensor test_cuda_elementwise test_cuda_layers \
+    test_cuda_gemm test_op_table; do
+    if [ ! -f "tests/$tests.cpp" ]; then
+      row "$tests" missing "not in this build"
+      continue
+    fi
+    if (cd "$dir/bin" && timeout 300 ./lattice_tests --source-file="*$tests.cpp" --no-intro) \
+      >"$out/$tests.log" 2>&1; then
+      row "$tests" pass "$(grep -E 'test cases:' "$out/$tests.log" | tail -1 | tr -s ' ')"
+    else
+      row "$tests" FAIL "see $out/$tests.log: $(grep -m1 -E 'ERROR|error|what\(\)' "$out/$tests.log" | cut -c1-90)"
+    fi
+    grep -h "entries bit-identical" "$out/$tests.log" >>"$out/parity.txt" 2>/dev/null
+  done
+
+  if [ "$gpu" = 0 ]; then
+    row "trainers and benchmarks on cuda" skipped "no GPU"
+  else
+    local device
+    for device in cpu cuda; do
+      timeout 240 "$dir/bin/mnist" --device "$device" --data "$dir/mnist" --steps 200 --batch 32 \
+        --seed 3 --log-every 50 --out "$out/mnist-$device" >"$out/mnist-$device.log" 2>&1
+      timeout 240 "$dir/bin/llama" --device "$device" --config 9m --tokenizer byte \
+        --data "$dir/text" --seq 64 --batch 8 --steps 40 --eval-batches 2 --seed 3 \
+        --log-every 10 --out "$out/llama-$device" >"$out/llama-$device.log" 2>&1
+    done
+    compare_losses "mnist mlp, 200 steps" "$out/mnist-cpu/summary.json" "$out/mnist-cuda/summary.json"
+    compare_losses "llama 9m, 40 steps" "$out/llama-cpu/summary.json" "$out/llama-cuda/summary.json"
+    local line
+    for line in "bench_mlp --device cuda --steps 50 --warmup 10" \
+      "bench_llama --device cuda --steps 20 --warmup 5" \
+      "bench_llama --device cuda --steps 20 --warmup 5 --stack gemm=bf16"; do
+      timeout 120 "$dir/bin/"$line >>"$out/bench.log" 2>&1
+      row "${line%% *} ${line#* --device cuda}" "$([ $? = 0 ] && echo ran || echo FAIL)" \
+        "$(tail -1 "$out/bench.log" | grep -oE 'median [0-9.]+ ms/step')"
+    done
+    if timeout 180 python3 bench/peers/torch_gpu_bench.py --steps 50 --warmup 10 \
+      >"$out/torch.log" 2>&1; then
+      while read -r line; do
+        row "${line%%:*}" ran "${line#*: }"
+      done < <(grep median "$out/torch.log")
+    else
+      row "pytorch peer" FAIL "see $out/torch.log"
+    fi
+  fi
+  echo
+  cat "$out/parity.txt" 2>/dev/null
+  printf '| %-44s | %-9s | %s |\n|%s|%s|%s|\n' check result detail \
+    "----------------------------------------------" "-----------" "------"
+  printf '%s\n' "${ROWS[@]}"
+  ! printf '%s\n' "${ROWS[@]}" | grep -q '| FAIL'
+}
+
+case "${1:-}" in
+  --bundle) bundle ;;
+  --run) run_checks "${2:?--run needs the bundle (gpu_bundle.tar.xz)}" "${3:-}" ;;
+  --dry-run) bundle && run_checks gpu_bundle.tar.xz gpu_check_out ;;
+  *)
+    echo "usage: scripts/gpu_check.sh --bundle | --run BUNDLE [OUT] | --dry-run" >&2
+    exit 2
+    ;;
+esac
