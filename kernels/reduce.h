@@ -1,7 +1,7 @@
 // Reduction kernels, backend-neutral: each row of a packed array folded into one value (sum,
 // max), and sums over the leading axes of a packed array. Sums accumulate in double, in index
 // order. float and double; raw pointers and sizes only. (mean, var and logsumexp are
-// compositions of ops and have no kernel.)
+// compositions of ops and have no kernel.) CUDA twins: kernels/cuda/reduce_cuda.cu.
 #pragma once
 
 #include <cstdint>

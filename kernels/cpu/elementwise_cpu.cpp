@@ -1,13 +1,13 @@
 // CPU elementwise kernels. Each op picks its functor once, outside the loop, so every loop is
 // specialised for one functor and vectorises; loops over 2^16 elements run on OpenMP threads.
+// The per-element formulas live in kernels/elementwise_math.h, shared with the CUDA kernels.
 // Broadcast operands are walked in place (stride 0 repeats an element), never copied.
 #include <algorithm>
-#include <cmath>
 #include <cstring>
-#include <numbers>
 #include <vector>
 
 #include "kernels/elementwise.h"
+#include "kernels/elementwise_math.h"
 #include "kernels/strided_loop.h"
 
 namespace lattice {
@@ -63,18 +63,24 @@ void map_pairs(const T* x,
                            });
 }
 
-/// maximum (take_larger) or minimum, a NaN operand winning.
-template <bool take_larger, typename T>
-T extreme(T x, T y) {
-  if (std::isnan(x) || std::isnan(y)) return x + y;  // NaN, whichever of the two it is
-  return (take_larger ? x > y : x < y) ? x : y;
+/// y = unary_value<op>(x) elementwise. x, y: (n).
+template <UnaryOp op, typename T>
+void unary_map(const T* x, T* y, int64_t n, T a, T b) {
+  map_each(x, y, n, [a, b](T v) { return unary_value<op>(v, a, b); });
 }
 
-/// x's share of the gradient of maximum (take_larger) or minimum: 1 where x wins, 1/2 on a
-/// tie, 0 where y wins.
-template <bool take_larger, typename T>
-T share(T x, T y) {
-  return x == y ? T(0.5) : T((take_larger ? x > y : x < y) ? 1 : 0);
+/// z = binary_value<op>(x, y) over `shape`, as map_pairs walks it.
+template <BinaryOp op, typename T>
+void binary_map(const T* x,
+                std::span<const int64_t> x_strides,
+                const T* y,
+                std::span<const int64_t> y_strides,
+                T* z,
+                std::span<const int64_t> shape,
+                T a,
+                T b) {
+  map_pairs(x, x_strides, y, y_strides, z, shape,
+            [a, b](T u, T v) { return binary_value<op>(u, v, a, b); });
 }
 
 }  // namespace
@@ -83,49 +89,41 @@ template <typename T>
 void unary_cpu(UnaryOp op, const T* x, T* y, int64_t n, double a, double b) {
   switch (op) {
     case UnaryOp::neg:
-      return map_each(x, y, n, [](T v) { return -v; });
+      return unary_map<UnaryOp::neg>(x, y, n, T(a), T(b));
     case UnaryOp::exp:
-      return map_each(x, y, n, [](T v) { return std::exp(v); });
+      return unary_map<UnaryOp::exp>(x, y, n, T(a), T(b));
     case UnaryOp::log:
-      return map_each(x, y, n, [](T v) { return std::log(v); });
+      return unary_map<UnaryOp::log>(x, y, n, T(a), T(b));
     case UnaryOp::tanh:
-      return map_each(x, y, n, [](T v) { return std::tanh(v); });
+      return unary_map<UnaryOp::tanh>(x, y, n, T(a), T(b));
     case UnaryOp::relu:
-      return map_each(x, y, n, [](T v) { return v > 0 ? v : T(0); });
+      return unary_map<UnaryOp::relu>(x, y, n, T(a), T(b));
     case UnaryOp::sqrt:
-      return map_each(x, y, n, [](T v) { return std::sqrt(v); });
+      return unary_map<UnaryOp::sqrt>(x, y, n, T(a), T(b));
     case UnaryOp::rsqrt:
-      return map_each(x, y, n, [](T v) { return T(1) / std::sqrt(v); });
+      return unary_map<UnaryOp::rsqrt>(x, y, n, T(a), T(b));
     case UnaryOp::sign:
-      return map_each(x, y, n, [](T v) { return T((v > 0) - (v < 0)); });
+      return unary_map<UnaryOp::sign>(x, y, n, T(a), T(b));
     case UnaryOp::abs:
-      return map_each(x, y, n, [](T v) { return std::fabs(v); });
+      return unary_map<UnaryOp::abs>(x, y, n, T(a), T(b));
     case UnaryOp::sigmoid:
-      return map_each(x, y, n, [](T v) { return T(1) / (T(1) + std::exp(-v)); });
+      return unary_map<UnaryOp::sigmoid>(x, y, n, T(a), T(b));
     case UnaryOp::sin:
-      return map_each(x, y, n, [](T v) { return std::sin(v); });
+      return unary_map<UnaryOp::sin>(x, y, n, T(a), T(b));
     case UnaryOp::cos:
-      return map_each(x, y, n, [](T v) { return std::cos(v); });
+      return unary_map<UnaryOp::cos>(x, y, n, T(a), T(b));
     case UnaryOp::gelu:
-      return map_each(x, y, n, [](T v) {
-        return v * T(0.5) * (T(1) + std::erf(v * T(1.0 / std::numbers::sqrt2)));
-      });
+      return unary_map<UnaryOp::gelu>(x, y, n, T(a), T(b));
     case UnaryOp::gelu_derivative:
-      return map_each(x, y, n, [](T v) {
-        const T cdf = T(0.5) * (T(1) + std::erf(v * T(1.0 / std::numbers::sqrt2)));
-        const T pdf = std::exp(T(-0.5) * v * v) * T(0.3989422804014327);
-        return cdf + v * pdf;
-      });
+      return unary_map<UnaryOp::gelu_derivative>(x, y, n, T(a), T(b));
     case UnaryOp::zero_infinities:
-      return map_each(x, y, n, [](T v) { return std::isinf(v) ? T(0) : v; });
+      return unary_map<UnaryOp::zero_infinities>(x, y, n, T(a), T(b));
     case UnaryOp::scale:
-      return map_each(x, y, n, [factor = T(a)](T v) { return v * factor; });
+      return unary_map<UnaryOp::scale>(x, y, n, T(a), T(b));
     case UnaryOp::pow:
-      return map_each(x, y, n, [exponent = T(a)](T v) { return std::pow(v, exponent); });
+      return unary_map<UnaryOp::pow>(x, y, n, T(a), T(b));
     case UnaryOp::clamp:
-      return map_each(x, y, n, [low = T(a), high = T(b)](T v) {
-        return v < low ? low : v > high ? high : v;
-      });
+      return unary_map<UnaryOp::clamp>(x, y, n, T(a), T(b));
   }
 }
 
@@ -139,33 +137,34 @@ void binary_cpu(BinaryOp op,
                 std::span<const int64_t> shape,
                 double a,
                 double b) {
-  const auto map = [&](auto&& f) { map_pairs(x, x_strides, y, y_strides, z, shape, f); };
   switch (op) {
     case BinaryOp::add:
-      return map([](T u, T v) { return u + v; });
+      return binary_map<BinaryOp::add>(x, x_strides, y, y_strides, z, shape, T(a), T(b));
     case BinaryOp::sub:
-      return map([](T u, T v) { return u - v; });
+      return binary_map<BinaryOp::sub>(x, x_strides, y, y_strides, z, shape, T(a), T(b));
     case BinaryOp::mul:
-      return map([](T u, T v) { return u * v; });
+      return binary_map<BinaryOp::mul>(x, x_strides, y, y_strides, z, shape, T(a), T(b));
     case BinaryOp::div:
-      return map([](T u, T v) { return u / v; });
+      return binary_map<BinaryOp::div>(x, x_strides, y, y_strides, z, shape, T(a), T(b));
     case BinaryOp::maximum:
-      return map([](T u, T v) { return extreme<true>(u, v); });
+      return binary_map<BinaryOp::maximum>(x, x_strides, y, y_strides, z, shape, T(a), T(b));
     case BinaryOp::minimum:
-      return map([](T u, T v) { return extreme<false>(u, v); });
+      return binary_map<BinaryOp::minimum>(x, x_strides, y, y_strides, z, shape, T(a), T(b));
     case BinaryOp::pass_where_positive:
-      return map([](T g, T v) { return v > 0 ? g : T(0); });
+      return binary_map<BinaryOp::pass_where_positive>(x, x_strides, y, y_strides, z, shape, T(a),
+                                                       T(b));
     case BinaryOp::pass_where_within:
-      // A select, not a product: an infinite gradient outside [low, high] stays out.
-      return map([low = T(a), high = T(b)](T g, T v) { return v >= low && v <= high ? g : T(0); });
+      return binary_map<BinaryOp::pass_where_within>(x, x_strides, y, y_strides, z, shape, T(a),
+                                                     T(b));
     case BinaryOp::equal_indicator:
-      return map([](T u, T v) { return T(u == v ? 1 : 0); });
+      return binary_map<BinaryOp::equal_indicator>(x, x_strides, y, y_strides, z, shape, T(a),
+                                                   T(b));
     case BinaryOp::larger_share:
-      return map([](T u, T v) { return share<true>(u, v); });
+      return binary_map<BinaryOp::larger_share>(x, x_strides, y, y_strides, z, shape, T(a), T(b));
     case BinaryOp::smaller_share:
-      return map([](T u, T v) { return share<false>(u, v); });
+      return binary_map<BinaryOp::smaller_share>(x, x_strides, y, y_strides, z, shape, T(a), T(b));
     case BinaryOp::share_of:
-      return map([](T g, T w) { return w == 0 ? T(0) : w == 1 ? g : g * w; });
+      return binary_map<BinaryOp::share_of>(x, x_strides, y, y_strides, z, shape, T(a), T(b));
   }
 }
 

@@ -1,7 +1,6 @@
 // CPU fill kernels (kernels/random.h): one Philox block per iteration, so threads split the
-// blocks without changing any value.
+// blocks without changing any value. The per-element formulas are random.h's, shared with CUDA.
 #include <cmath>
-#include <numbers>
 
 #include "core/dtype.h"
 #include "kernels/random.h"
@@ -14,13 +13,8 @@ void normal_fill_cpu(T* y, int64_t n, const RandomStream& random) {
 #pragma omp parallel for if (n > (1 << 16))
   for (int64_t b = 0; b < (n + 1) / 2; ++b) {
     const PhiloxBlock block = random.block(uint64_t(b));
-    for (int64_t j = 0; j < 2 && 2 * b + j < n; ++j) {
-      // u1 in (0, 1] keeps log finite; the largest |z| is sqrt(2 ln 2^32) ~ 6.66.
-      const double u1 = (double(block.word[2 * j]) + 1.0) * 0x1p-32;
-      const double u2 = double(block.word[2 * j + 1]) * 0x1p-32;
-      const double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
-      y[2 * b + j] = T(z);
-    }
+    for (int64_t j = 0; j < 2 && 2 * b + j < n; ++j)
+      y[2 * b + j] = T(normal_from_block(block, int(j)));
   }
 }
 
@@ -30,18 +24,14 @@ void uniform_fill_cpu(T* y, int64_t n, double low, double high, const RandomStre
 #pragma omp parallel for if (n > (1 << 16))
   for (int64_t b = 0; b < (n + 3) / 4; ++b) {
     const PhiloxBlock block = random.block(uint64_t(b));
-    for (int64_t j = 0; j < 4 && 4 * b + j < n; ++j) {
-      const double u = double(block.word[j] >> 8) * 0x1p-24;
-      // low + (high - low) * u < high in exact arithmetic; rounding may reach high.
-      const T v = T(low + (high - low) * u);
-      y[4 * b + j] = v < top ? v : below_top;
-    }
+    for (int64_t j = 0; j < 4 && 4 * b + j < n; ++j)
+      y[4 * b + j] = uniform_from_word(block.word[j], low, high, top, below_top);
   }
 }
 
 template <typename T>
 void arange_fill_cpu(T* y, int64_t n, double start, double step) {
-  for (int64_t i = 0; i < n; ++i) y[i] = convert_value<T>(start + double(i) * step);
+  for (int64_t i = 0; i < n; ++i) y[i] = convert_value<T>(arange_value(i, start, step));
 }
 
 template void normal_fill_cpu(float*, int64_t, const RandomStream&);

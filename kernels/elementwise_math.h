@@ -1,0 +1,109 @@
+// The per-element math of the elementwise kernels (kernels/elementwise.h), one implementation
+// that the CPU loops (kernels/cpu/elementwise_cpu.cpp) and the CUDA kernels
+// (kernels/cuda/elementwise_cuda.cu) both call: unary_value<op> and binary_value<op>, with the
+// op fixed at compile time so each loop is specialised for one formula and vectorises.
+#pragma once
+
+#include <cmath>
+#include <numbers>
+
+#include "core/host_device.h"
+#include "kernels/elementwise.h"
+
+namespace lattice {
+
+/// maximum (take_larger) or minimum, a NaN operand winning.
+template <bool take_larger, typename T>
+LATTICE_HD T extreme(T x, T y) {
+  if (std::isnan(x) || std::isnan(y)) return x + y;  // NaN, whichever of the two it is
+  return (take_larger ? x > y : x < y) ? x : y;
+}
+
+/// x's share of the gradient of maximum (take_larger) or minimum: 1 where x wins, 1/2 on a
+/// tie, 0 where y wins.
+template <bool take_larger, typename T>
+LATTICE_HD T share(T x, T y) {
+  return x == y ? T(0.5) : T((take_larger ? x > y : x < y) ? 1 : 0);
+}
+
+/// op(v) with the scalars a and b (already converted to T) of `scale`, `pow` and `clamp`.
+template <UnaryOp op, typename T>
+LATTICE_HD T unary_value(T v, T a, T b) {
+  if constexpr (op == UnaryOp::neg) {
+    return -v;
+  } else if constexpr (op == UnaryOp::exp) {
+    return std::exp(v);
+  } else if constexpr (op == UnaryOp::log) {
+    return std::log(v);
+  } else if constexpr (op == UnaryOp::tanh) {
+    return std::tanh(v);
+  } else if constexpr (op == UnaryOp::relu) {
+    return v > 0 ? v : T(0);
+  } else if constexpr (op == UnaryOp::sqrt) {
+    return std::sqrt(v);
+  } else if constexpr (op == UnaryOp::rsqrt) {
+    return T(1) / std::sqrt(v);
+  } else if constexpr (op == UnaryOp::sign) {
+    return T((v > 0) - (v < 0));
+  } else if constexpr (op == UnaryOp::abs) {
+    return std::fabs(v);
+  } else if constexpr (op == UnaryOp::sigmoid) {
+    return T(1) / (T(1) + std::exp(-v));
+  } else if constexpr (op == UnaryOp::sin) {
+    return std::sin(v);
+  } else if constexpr (op == UnaryOp::cos) {
+    return std::cos(v);
+  } else if constexpr (op == UnaryOp::gelu) {
+    return v * T(0.5) * (T(1) + std::erf(v * T(1.0 / std::numbers::sqrt2)));
+  } else if constexpr (op == UnaryOp::gelu_derivative) {
+    // Two statements, as tests/test_kernels_elementwise.cpp's reference writes them: a compiler
+    // fuses `cdf + v * pdf` into an FMA the same way in both only if it sees the same statements.
+    const T cdf = T(0.5) * (T(1) + std::erf(v * T(1.0 / std::numbers::sqrt2)));
+    const T pdf = std::exp(T(-0.5) * v * v) * T(0.3989422804014327);
+    return cdf + v * pdf;
+  } else if constexpr (op == UnaryOp::zero_infinities) {
+    return std::isinf(v) ? T(0) : v;
+  } else if constexpr (op == UnaryOp::scale) {
+    return v * a;
+  } else if constexpr (op == UnaryOp::pow) {
+    return std::pow(v, a);
+  } else {
+    static_assert(op == UnaryOp::clamp);
+    return v < a ? a : v > b ? b : v;
+  }
+}
+
+/// op(u, v) with the scalars a and b (already converted to T) of `pass_where_within`.
+template <BinaryOp op, typename T>
+LATTICE_HD T binary_value(T u, T v, T a, T b) {
+  if constexpr (op == BinaryOp::add) {
+    return u + v;
+  } else if constexpr (op == BinaryOp::sub) {
+    return u - v;
+  } else if constexpr (op == BinaryOp::mul) {
+    return u * v;
+  } else if constexpr (op == BinaryOp::div) {
+    return u / v;
+  } else if constexpr (op == BinaryOp::maximum) {
+    return extreme<true>(u, v);
+  } else if constexpr (op == BinaryOp::minimum) {
+    return extreme<false>(u, v);
+  } else if constexpr (op == BinaryOp::pass_where_positive) {
+    return v > 0 ? u : T(0);
+  } else if constexpr (op == BinaryOp::pass_where_within) {
+    // A select, not a product: an infinite gradient outside [a, b] stays out.
+    return v >= a && v <= b ? u : T(0);
+  } else if constexpr (op == BinaryOp::equal_indicator) {
+    return T(u == v ? 1 : 0);
+  } else if constexpr (op == BinaryOp::larger_share) {
+    return share<true>(u, v);
+  } else if constexpr (op == BinaryOp::smaller_share) {
+    return share<false>(u, v);
+  } else {
+    static_assert(op == BinaryOp::share_of);
+    // u * v, but 0 where v is 0 and u where v is 1, even for an infinite u.
+    return v == 0 ? T(0) : v == 1 ? u : u * v;
+  }
+}
+
+}  // namespace lattice
