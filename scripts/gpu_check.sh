@@ -88,7 +88,9 @@ run_checks() {
       row "$tests" missing "not in this build"
       continue
     fi
-    if (cd "$dir/bin" && timeout 300 ./lattice_tests --source-file="*$tests.cpp" --no-intro) \
+    # Debug-sync mode: a kernel's error is reported at its own launch.
+    if (cd "$dir/bin" && LATTICE_CUDA_SYNC=1 timeout 120 ./lattice_tests \
+      --source-file="*$tests.cpp" --no-intro) \
       >"$out/$tests.log" 2>&1; then
       row "$tests" pass "$(grep -E 'test cases:' "$out/$tests.log" | tail -1 | tr -s ' ')"
     else
@@ -116,7 +118,7 @@ run_checks() {
       "bench_llama --device cuda --steps 20 --warmup 5 --stack gemm=bf16"; do
       timeout 120 "$dir/bin/"$line >>"$out/bench.log" 2>&1
       row "${line%% *} ${line#* --device cuda}" "$([ $? = 0 ] && echo ran || echo FAIL)" \
-        "$(tail -1 "$out/bench.log" | grep -oE 'median [0-9.]+ ms/step')"
+        "$(grep -oE 'median [0-9.]+ ms/step' "$out/bench.log" | tail -1)"
     done
     if timeout 180 python3 bench/peers/torch_gpu_bench.py --steps 50 --warmup 10 \
       >"$out/torch.log" 2>&1; then
