@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, in two halves. Here (a CPU machine with the CUDA toolkit):
 #   scripts/gpu_check.sh --bundle        builds build/ and packs gpu_bundle.tar.xz: the test,
-#                                        trainer and benchmark binaries (stripped), the shared
+#                                        trainer and benchmark binaries (with symbols, for a
+#                                        cuda-gdb backtrace), the shared
 #                                        libraries they need that a GPU machine may lack (not
 #                                        glibc, the driver or cuBLAS), a Fashion-MNIST subset and
 #                                        a small text corpus; about 15 MB
@@ -23,7 +24,6 @@ bundle() {
   scripts/build.sh || return 1
   rm -rf "$dir" && mkdir -p "$dir/bin" "$dir/lib" "$dir/mnist" "$dir/text" || return 1
   for binary in "${BINARIES[@]}"; do cp "build/bin/$binary" "$dir/bin/" || return 1; done
-  strip --strip-unneeded "$dir"/bin/*
   # Shared libraries found here, except the C library, the CUDA driver and cuBLAS (the GPU
   # machine has its own, matching its driver; cuBLAS alone would overflow the carry limit).
   ldd "$dir"/bin/* | awk '/=> \// {print $3}' | sort -u |

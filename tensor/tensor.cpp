@@ -551,6 +551,7 @@ Tensor empty(const Shape& shape, DType dtype, Device device) {
 
 Tensor zeros(const Shape& shape, DType dtype, Device device) {
   Tensor out = allocate(shape, dtype, device, "zeros");
+  if (device != Device::cpu) return out.fill_(0.0);
   // All-zero bytes are 0, +0.0 and false in every dtype.
   std::memset(out.data_ptr(), 0, size_t(out.numel() * element_size(dtype)));
   return out;
