@@ -484,6 +484,9 @@ class TrainingRun {
         {"parameters", model_.parameter_count()},
         {"config", job_.config}};
     if (last_evaluation_.accuracy) summary["val_accuracy"] = *last_evaluation_.accuracy;
+    if (device_ == Device::cuda)
+      summary["cuda_peak_allocated_mib"] =
+          double(cuda_memory_stats().peak_allocated_bytes) / (1 << 20);
     for (const auto& [name, value] : last_evaluation_.extra)
       summary["val_" + name] = number_or_null(value);
     // Written whole, then renamed: a summary.json present means the run ended.

@@ -268,7 +268,9 @@ void Optimizer::load_state(const OptimizerState& state) {
                   dtype_name(it->second.dtype()), " ", it->second.shape(), "; expected float32 ",
                   param.shape());
     known.insert(tensor_name);
-    return it->second.contiguous().clone();
+    // On the parameter's device: a checkpoint written on one device resumes on the other.
+    const Tensor packed = it->second.contiguous();
+    return packed.device() == param.device() ? packed.clone() : packed.to(param.device());
   };
 
   const std::vector<std::string> buffers = buffer_names();

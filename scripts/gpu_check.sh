@@ -88,9 +88,12 @@ run_checks() {
       row "$tests" missing "not in this build"
       continue
     fi
-    # Debug-sync mode: a kernel's error is reported at its own launch.
+    # Debug-sync mode: a kernel's error is reported at its own launch. Of the op table only its
+    # device case runs: the CPU cases are CI's.
+    local only_case='*'
+    [ "$tests" = test_op_table ] && only_case='*other device*'
     if (cd "$dir/bin" && LATTICE_CUDA_SYNC=1 timeout 120 ./lattice_tests \
-      --source-file="*$tests.cpp" --no-intro) \
+      --source-file="*$tests.cpp" --test-case="$only_case" --no-intro) \
       >"$out/$tests.log" 2>&1; then
       row "$tests" pass "$(grep -E 'test cases:' "$out/$tests.log" | tail -1 | tr -s ' ')"
     else
@@ -106,12 +109,37 @@ run_checks() {
     for device in cpu cuda; do
       timeout 240 "$dir/bin/mnist" --device "$device" --data "$dir/mnist" --steps 200 --batch 32 \
         --seed 3 --log-every 50 --out "$out/mnist-$device" >"$out/mnist-$device.log" 2>&1
+      # Quantizers and stochastic rounding in every GEMM, activation and weight write-back.
+      timeout 240 "$dir/bin/mnist" --device "$device" --data "$dir/mnist" --steps 200 --batch 32 \
+        --stack 'gemm=mxfp4,gemm.bwd=mxfp4:sr,a=bf16:sr,w=bf16:sr' --seed 3 --log-every 50 \
+        --out "$out/mnist-mxfp4-$device" >"$out/mnist-mxfp4-$device.log" 2>&1
       timeout 240 "$dir/bin/llama" --device "$device" --config 9m --tokenizer byte \
         --data "$dir/text" --seq 64 --batch 8 --steps 40 --eval-batches 2 --seed 3 \
         --log-every 10 --out "$out/llama-$device" >"$out/llama-$device.log" 2>&1
     done
     compare_losses "mnist mlp, 200 steps" "$out/mnist-cpu/summary.json" "$out/mnist-cuda/summary.json"
+    compare_losses "mnist mlp mxfp4+sr, 200 steps" "$out/mnist-mxfp4-cpu/summary.json" \
+      "$out/mnist-mxfp4-cuda/summary.json"
     compare_losses "llama 9m, 40 steps" "$out/llama-cpu/summary.json" "$out/llama-cuda/summary.json"
+    # A checkpoint written on the GPU resumes on the CPU, and the other way round.
+    local from to
+    for from in cuda cpu; do
+      to=$([ "$from" = cuda ] && echo cpu || echo cuda)
+      if timeout 120 "$dir/bin/mnist" --device "$to" --data "$dir/mnist" --steps 230 --batch 32 \
+        --seed 3 --log-every 50 --resume "$out/mnist-$from/checkpoint" \
+        --out "$out/mnist-resume-$to" >"$out/mnist-resume-$to.log" 2>&1 &&
+        [ -f "$out/mnist-resume-$to/summary.json" ]; then
+        row "mnist checkpoint from $from resumed on $to" pass "30 more steps"
+      else
+        row "mnist checkpoint from $from resumed on $to" FAIL "see $out/mnist-resume-$to.log"
+      fi
+    done
+    local name
+    for name in mnist mnist-mxfp4 llama; do
+      cmp -s "$(ls "$out/$name-cpu/"*.safetensors)" "$(ls "$out/$name-cuda/"*.safetensors)" &&
+        row "$name checkpoint, cpu vs cuda" info "bit-identical weights" ||
+        row "$name checkpoint, cpu vs cuda" info "weights differ in their bits"
+    done
     local line
     for line in "bench_mlp --device cuda --steps 50 --warmup 10" \
       "bench_llama --device cuda --steps 20 --warmup 5" \
