@@ -121,6 +121,14 @@ run_checks() {
     compare_losses "mnist mlp mxfp4+sr, 200 steps" "$out/mnist-mxfp4-cpu/summary.json" \
       "$out/mnist-mxfp4-cuda/summary.json"
     compare_losses "llama 9m, 40 steps" "$out/llama-cpu/summary.json" "$out/llama-cuda/summary.json"
+    # A seeded GPU run replays itself to the bit.
+    timeout 240 "$dir/bin/mnist" --device cuda --data "$dir/mnist" --steps 200 --batch 32 \
+      --stack 'gemm=mxfp4,gemm.bwd=mxfp4:sr,a=bf16:sr,w=bf16:sr' --seed 3 --log-every 50 \
+      --out "$out/mnist-mxfp4-cuda-again" >"$out/mnist-mxfp4-cuda-again.log" 2>&1
+    cmp -s "$(ls "$out/mnist-mxfp4-cuda/"*.safetensors)" \
+      "$(ls "$out/mnist-mxfp4-cuda-again/"*.safetensors)" &&
+      row "mnist mxfp4+sr on cuda, run twice" pass "bit-identical checkpoints" ||
+      row "mnist mxfp4+sr on cuda, run twice" FAIL "checkpoints differ"
     # A checkpoint written on the GPU resumes on the CPU, and the other way round.
     local from to
     for from in cuda cpu; do
