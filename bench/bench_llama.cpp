@@ -1,8 +1,8 @@
 // Training-step time of the tiny LLaMA (vocab 256, dim 256, 4 layers, 4 heads, SwiGLU 688,
-// RMSNorm, RoPE, causal attention, untied head; batch 16 x 128 random tokens; next-token cross
-// entropy; AdamW lr 3e-4, wd 0.1) — the model ../shared/peers/torch_bench.py times in PyTorch —
-// with an optional precision stack. Reports median ms/step, tokens/s and peak resident memory.
-// Usage: bench_llama [--steps N] [--warmup N] [--stack SPEC]
+// RMSNorm, RoPE, causal attention, untied head; batch 16 x 128 random tokens by default; next-token
+// cross entropy; AdamW lr 3e-4, wd 0.1) — the model ../shared/peers/torch_bench.py times in PyTorch
+// — with an optional precision stack. Reports median ms/step, tokens/s and peak resident memory.
+// Usage: bench_llama [--steps N] [--warmup N] [--stack SPEC] [--device D] [--batch B] [--seq T]
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -19,10 +19,14 @@ using namespace lattice;
 
 int main(int argc, char** argv) {
   const char* program = "bench_llama";
-  const std::optional<bench::StepFlags> flags = bench::parse_step_flags(argc, argv, program, 10, 2);
+  const std::optional<bench::StepFlags> flags =
+      bench::parse_step_flags(argc, argv, program, 10, 2, {{"batch", "16"}, {"seq", "128"}});
   if (!flags) return 2;
+  const std::optional<int64_t> batch_flag = bench::integer_flag(flags->all, "batch", program, 1);
+  const std::optional<int64_t> seq_flag = bench::integer_flag(flags->all, "seq", program, 1);
+  if (!batch_flag || !seq_flag) return 2;
   const PrecisionStack& stack = flags->stack;
-  const int64_t batch = 16, length = 128, vocab = 256;
+  const int64_t batch = *batch_flag, length = *seq_flag, vocab = 256;
   manual_seed(0);
   models::Llama llama(models::LlamaConfig{});
   llama.to(flags->device);
@@ -45,10 +49,12 @@ int main(int argc, char** argv) {
   });
   const double median = bench::median(times);
   std::printf(
-      "llama d256 L4 H4 b%lldx%lld adamw, %lld params, stack %s, %s: median %.1f ms/step (min %.1f, "
+      "llama d256 L4 H4 b%lldx%lld adamw, %lld params, stack %s, %s: median %.1f ms/step (min "
+      "%.1f, "
       "max %.1f) over %lld steps, %.0f tokens/s, peak RSS %.1f MiB, final loss %.4f\n",
       (long long)batch, (long long)length, (long long)llama.parameter_count(),
-      to_string(stack).c_str(), device_name(flags->device), median, times.front(), times.back(), (long long)flags->steps,
-      double(batch * length) / (median / 1000.0), bench::peak_rss_mib(), loss_value);
+      to_string(stack).c_str(), device_name(flags->device), median, times.front(), times.back(),
+      (long long)flags->steps, double(batch * length) / (median / 1000.0), bench::peak_rss_mib(),
+      loss_value);
   return 0;
 }

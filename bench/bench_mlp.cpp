@@ -37,7 +37,8 @@ struct Run {
 
 int main(int argc, char** argv) {
   const char* program = "bench_mlp";
-  bench::Flags flags{{"steps", "20"}, {"warmup", "3"}, {"hidden", "256"}, {"stacks", "fp32"}, {"device", "cpu"}};
+  bench::Flags flags{
+      {"steps", "20"}, {"warmup", "3"}, {"hidden", "256"}, {"stacks", "fp32"}, {"device", "cpu"}};
   if (!bench::parse_flags(argc, argv, program, flags)) return 2;
   const std::optional<int64_t> steps = bench::integer_flag(flags, "steps", program, 1);
   const std::optional<int64_t> warmup = bench::integer_flag(flags, "warmup", program, 0);

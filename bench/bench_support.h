@@ -71,28 +71,35 @@ inline std::optional<Device> device_flag(const Flags& flags, const char* program
   return std::nullopt;
 }
 
-/// The flags of a single-stack step benchmark: --steps, --warmup, --stack, --device.
+/// The flags of a single-stack step benchmark: --steps, --warmup, --stack, --device, and the
+/// benchmark's own (`all` holds every flag's text).
 struct StepFlags {
   int64_t steps = 0, warmup = 0;
   PrecisionStack stack;
   Device device = Device::cpu;
+  Flags all;
 };
 
-/// Parses --steps (>= 1), --warmup (>= 0), --stack SPEC and --device with these defaults;
-/// prints "<program>: ..." and returns nullopt on any error.
-inline std::optional<StepFlags> parse_step_flags(
-    int argc, char** argv, const char* program, int64_t default_steps, int64_t default_warmup) {
-  Flags flags{{"steps", std::to_string(default_steps)},
-              {"warmup", std::to_string(default_warmup)},
-              {"stack", "fp32"},
-              {"device", "cpu"}};
+/// Parses --steps (>= 1), --warmup (>= 0), --stack SPEC, --device and the benchmark's own
+/// `extra` flags with these defaults; prints "<program>: ..." and returns nullopt on any error.
+inline std::optional<StepFlags> parse_step_flags(int argc,
+                                                 char** argv,
+                                                 const char* program,
+                                                 int64_t default_steps,
+                                                 int64_t default_warmup,
+                                                 Flags extra = {}) {
+  Flags flags = std::move(extra);
+  flags.insert({{"steps", std::to_string(default_steps)},
+                {"warmup", std::to_string(default_warmup)},
+                {"stack", "fp32"},
+                {"device", "cpu"}});
   if (!parse_flags(argc, argv, program, flags)) return std::nullopt;
   const std::optional<int64_t> steps = integer_flag(flags, "steps", program, 1);
   const std::optional<int64_t> warmup = integer_flag(flags, "warmup", program, 0);
   const std::optional<Device> device = device_flag(flags, program);
   if (!steps || !warmup || !device) return std::nullopt;
   try {
-    return StepFlags{*steps, *warmup, parse_precision_stack(flags["stack"]), *device};
+    return StepFlags{*steps, *warmup, parse_precision_stack(flags["stack"]), *device, flags};
   } catch (const Error& e) {
     std::fprintf(stderr, "%s: %s\n", program, e.what());
     return std::nullopt;

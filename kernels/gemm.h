@@ -30,6 +30,25 @@ void gemm_cpu(
 void gemm_cuda(
     const GemmShape& shape, float alpha, const float* a, const float* b, float beta, float* c);
 
+/// C_i = alpha * op(A_i) @ op(B_i) + beta * C_i for every i, one shape for all: the matrices of
+/// a batched matmul (attention's heads) in one call. a, b, c: host arrays of `count` pointers
+/// (to device memory for CUDA, where cuBLAS's batched sgemm runs them in one launch; the CPU
+/// calls gemm_cpu on each).
+void gemm_batched_cpu(const GemmShape& shape,
+                      float alpha,
+                      const float* const* a,
+                      const float* const* b,
+                      float beta,
+                      float* const* c,
+                      int64_t count);
+void gemm_batched_cuda(const GemmShape& shape,
+                       float alpha,
+                       const float* const* a,
+                       const float* const* b,
+                       float beta,
+                       float* const* c,
+                       int64_t count);
+
 /// c = a @ b per batch entry in float64, each sum in k order (gradient checks want the exact
 /// loop, not a blocked one). a: (batches, M, K), b: (batches, K, N), c: (batches, M, N).
 void batched_gemm_f64_cpu(

@@ -168,7 +168,7 @@ std::optional<MatrixOperand> gemm_layout(const Tensor& m) {
 
 /// a @ b with batch axes broadcast, no autograd and no quantization. float32 operands whose
 /// matrices are row- or column-major views (transposes, head splits, broadcast batches) go to
-/// the GEMM in place, one call per batch entry; others are packed first.
+/// the GEMM in place, all batch entries in one batched call; others are packed first.
 Tensor batched_product(const Tensor& a, const Tensor& b) {
   const int64_t M = a.shape(-2), K = a.shape(-1), N = b.shape(-1);
   LATTICE_CHECK(is_floating(a.dtype()), "[matmul] expects float32 or float64, got ",
@@ -193,16 +193,20 @@ Tensor batched_product(const Tensor& a, const Tensor& b) {
     const float* x = lhs.data<float>();
     const float* w = rhs.data<float>();
     float* y = out.data<float>();
-    int64_t i = 0;  // output matrices are packed in batch order
+    std::vector<const float*> xs, ws;
+    std::vector<float*> ys;
     for_each_run<2>(batch,
                     {Strides(lhs.strides().begin(), lhs.strides().end() - 2),
                      Strides(rhs.strides().begin(), rhs.strides().end() - 2)},
                     [&](const auto& offsets, int64_t count, const auto& steps) {
-                      for (int64_t j = 0; j < count; ++j, ++i)
-                        LATTICE_DISPATCH(out.device(), gemm, shape, 1.0f,
-                                         x + offsets[0] + j * steps[0],
-                                         w + offsets[1] + j * steps[1], 0.0f, y + i * M * N);
+                      for (int64_t j = 0; j < count; ++j) {
+                        xs.push_back(x + offsets[0] + j * steps[0]);
+                        ws.push_back(w + offsets[1] + j * steps[1]);
+                        ys.push_back(y + int64_t(ys.size()) * M * N);  // packed in batch order
+                      }
                     });
+    LATTICE_DISPATCH(out.device(), gemm_batched, shape, 1.0f, xs.data(), ws.data(), 0.0f, ys.data(),
+                     int64_t(ys.size()));
     return out;
   }
   // float64 (gradient checks): the exact loop on packed operands.

@@ -173,6 +173,37 @@ TEST_CASE("CUDA gemm matches the reference GEMM (TF32 off) over shapes, transpos
         }
 }
 
+TEST_CASE("CUDA gemm_batched runs every entry of a batch like gemm_cpu on each, in one call") {
+  if (!cuda_available()) return;
+  // Entries at irregular offsets of shared buffers (attention's heads are views), transposed B.
+  for (const int64_t count : {1, 5, 64}) {
+    const GemmShape s = dense_gemm(17, 9, 33, false, true);
+    const int64_t a_size = s.M * s.lda, b_size = s.N * s.ldb, c_size = s.M * s.ldc;
+    const std::vector<float> a = uniform(count * a_size + 7, -1, 1, 31);
+    const std::vector<float> b = uniform(count * b_size + 3, -1, 1, 32);
+    DeviceArray<float> da(a), db(b), dc(count * c_size);
+    dc.poison();
+    std::vector<const float*> host_a, host_b, device_a, device_b;
+    std::vector<float*> device_c;
+    std::vector<float> expected(static_cast<size_t>(count * c_size));
+    for (int64_t i = 0; i < count; ++i) {
+      // Entry i reads A at (i * 7) % 5 + i * a_size and B at (count - 1 - i) * b_size.
+      const int64_t a_at = i * a_size + (i * 7) % 5, b_at = (count - 1 - i) * b_size;
+      gemm_cpu(s, 1.0f, a.data() + a_at, b.data() + b_at, 0.0f, expected.data() + i * c_size);
+      device_a.push_back(da.data + a_at);
+      device_b.push_back(db.data + b_at);
+      device_c.push_back(dc.data + i * c_size);
+    }
+    gemm_batched_cuda(s, 1.0f, device_a.data(), device_b.data(), 0.0f, device_c.data(), count);
+    const std::vector<float> got = dc.download();
+    INFO("gemm_batched count=", count);
+    // |a|, |b| <= 1, so sum_k |a b| <= K.
+    const int64_t bad = first_mismatch(got, expected, [&](int64_t) { return 1e-5 * double(s.K); });
+    CAPTURE(bad);
+    CHECK(bad == -1);
+  }
+}
+
 TEST_CASE("CUDA batched_gemm_f64 sums in k order like the CPU") {
   if (!cuda_available()) return;
   struct Case {

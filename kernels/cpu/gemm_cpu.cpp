@@ -45,6 +45,16 @@ void gemm_cpu(
   LATTICE_CHECK(status == dnnl_success, "[gemm] oneDNN sgemm failed with status ", int(status));
 }
 
+void gemm_batched_cpu(const GemmShape& shape,
+                      float alpha,
+                      const float* const* a,
+                      const float* const* b,
+                      float beta,
+                      float* const* c,
+                      int64_t count) {
+  for (int64_t i = 0; i < count; ++i) gemm_cpu(shape, alpha, a[i], b[i], beta, c[i]);
+}
+
 void batched_gemm_f64_cpu(
     const double* a, const double* b, double* c, int64_t batches, int64_t M, int64_t N, int64_t K) {
   for (int64_t i = 0; i < batches; ++i)

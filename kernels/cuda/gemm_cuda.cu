@@ -4,9 +4,11 @@
 #include <cublas_v2.h>
 
 #include <mutex>
+#include <vector>
 
 #include "core/error.h"
 #include "kernels/cuda/runtime.h"
+#include "kernels/device_memory.h"
 #include "kernels/gemm.h"
 
 namespace lattice {
@@ -82,6 +84,41 @@ void gemm_cuda(
   LATTICE_CUBLAS_CHECK(cublasSgemm_64(cublas_handle(), s.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                                       s.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N, s.N, s.M, s.K,
                                       &alpha, b, s.ldb, a, s.lda, &beta, c, s.ldc));
+}
+
+void gemm_batched_cuda(const GemmShape& s,
+                       float alpha,
+                       const float* const* a,
+                       const float* const* b,
+                       float beta,
+                       float* const* c,
+                       int64_t count) {
+  check_gemm_shape(s);
+  if (count == 0 || s.M == 0 || s.N == 0) return;
+  if (s.K == 0) {
+    for (int64_t i = 0; i < count; ++i) gemm_cuda(s, alpha, a[i], b[i], beta, c[i]);
+    return;
+  }
+  // The three pointer arrays go to the device in one copy (stream-ordered, so the scratch can
+  // return to the cache at once: later work on the stream runs after this GEMM).
+  std::vector<const void*> pointers;
+  pointers.reserve(size_t(3 * count));
+  for (int64_t i = 0; i < count; ++i) pointers.push_back(b[i]);
+  for (int64_t i = 0; i < count; ++i) pointers.push_back(a[i]);
+  for (int64_t i = 0; i < count; ++i) pointers.push_back(c[i]);
+  const int64_t bytes = int64_t(pointers.size() * sizeof(void*));
+  void* device_pointers = cuda_allocate(bytes);
+  LATTICE_CUDA_CHECK(cudaMemcpyAsync(device_pointers, pointers.data(), size_t(bytes),
+                                     cudaMemcpyHostToDevice, cuda::stream()),
+                     "gemm_batched");
+  const auto* table = static_cast<const float* const*>(device_pointers);
+  // Column-major, as in gemm_cuda: C_i^T = op(B_i)^T op(A_i)^T.
+  const cublasStatus_t status = cublasSgemmBatched_64(
+      cublas_handle(), s.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+      s.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N, s.N, s.M, s.K, &alpha, table, s.ldb, table + count,
+      s.lda, &beta, const_cast<float* const*>(table + 2 * count), s.ldc, count);
+  cuda_free(device_pointers);
+  LATTICE_CUBLAS_CHECK(status);
 }
 
 void batched_gemm_f64_cuda(

@@ -8,6 +8,16 @@ void gemm_cuda(const GemmShape&, float, const float*, const float*, float, float
   throw_pending_cuda("gemm");
 }
 
+void gemm_batched_cuda(const GemmShape&,
+                       float,
+                       const float* const*,
+                       const float* const*,
+                       float,
+                       float* const*,
+                       int64_t) {
+  throw_pending_cuda("gemm_batched");
+}
+
 void batched_gemm_f64_cuda(
     const double*, const double*, double*, int64_t, int64_t, int64_t, int64_t) {
   throw_pending_cuda("batched_gemm_f64");
