@@ -234,13 +234,13 @@ enum OpCheck : unsigned {
   OP(batch_norm, batch_norm, "composite: fused_batch_norm, then Λa (nn/functional.cpp)",          \
      float64_run, kGradientCheck | kStridedCheck,                                                  \
      (values_any({4, 3, 2}), values_any({3}), values_any({3})),                                    \
-     (nn::batch_norm(x[0], zeros({3}, x[0].dtype(), x[0].device()), ones({3}, x[0].dtype(), x[0].device()), x[1], x[2], true,    \
-                     0.1, 1e-5)),                                                                  \
+     (nn::batch_norm(x[0], zeros({3}, x[0].dtype(), x[0].device()),                                \
+                     ones({3}, x[0].dtype(), x[0].device()), x[1], x[2], true, 0.1, 1e-5)),        \
      "training mode; fresh running statistics each call")                                          \
   OP(fused_batch_norm, fused_batch_norm, "ops/norm_ops.cpp fused_batch_norm()", float64_run,       \
      kGradientCheck | kStridedCheck, (values_any({4, 3, 2}), values_any({3}), values_any({3})),    \
-     (fused_batch_norm(x[0], zeros({3}, x[0].dtype(), x[0].device()), ones({3}, x[0].dtype(), x[0].device()), x[1], x[2], true,  \
-                       0.1, 1e-5)),                                                                \
+     (fused_batch_norm(x[0], zeros({3}, x[0].dtype(), x[0].device()),                              \
+                       ones({3}, x[0].dtype(), x[0].device()), x[1], x[2], true, 0.1, 1e-5)),      \
      "training mode; fresh running statistics each call")                                          \
   OP(dropout, dropout, "composite: mul by the scaled mask (nn/functional.cpp dropout())",          \
      float64_run, kGradientCheck | kStridedCheck, (values_any({4, 8})),                            \
@@ -253,12 +253,12 @@ enum OpCheck : unsigned {
      (nn::adaptive_max_pool2d(x[0], 3, 2)), "overlapping windows")                                 \
   OP(apply_rope, apply_rope, "composite: fused_rope, then Λa (nn/functional.cpp apply_rope())",     \
      float64_run, kGradientCheck | kStridedCheck, (values_any({2, 3, 2, 4})),                      \
-     (nn::apply_rope(x[0], nn::rope_tables(4, 4, 1e4, x[0].device()).first,                       \
-      nn::rope_tables(4, 4, 1e4, x[0].device()).second)), "")        \
+     (nn::apply_rope(x[0], nn::rope_tables(4, 4, 1e4, x[0].device()).first,                        \
+                     nn::rope_tables(4, 4, 1e4, x[0].device()).second)), "")                       \
   OP(fused_rope, fused_rope, "ops/rope_ops.cpp fused_rope()", float64_run,                         \
      kGradientCheck | kStridedCheck, (values_any({2, 3, 2, 4})),                                   \
-     (fused_rope(x[0], nn::rope_tables(4, 4, 1e4, x[0].device()).first,                       \
-      nn::rope_tables(4, 4, 1e4, x[0].device()).second)), "")            \
+     (fused_rope(x[0], nn::rope_tables(4, 4, 1e4, x[0].device()).first,                            \
+                 nn::rope_tables(4, 4, 1e4, x[0].device()).second)), "")                           \
   OP(scaled_dot_product_attention, scaled_dot_product_attention,                                   \
      "composite: matmul, softmax, matmul (nn/functional.cpp)", float64_run,                        \
      kGradientCheck | kStridedCheck,                                                               \
