@@ -9,15 +9,16 @@
 # On the GPU machine, from the repository root (the device tool carries gpu_bundle.tar.xz):
 #   scripts/gpu_check.sh --run gpu_bundle.tar.xz [OUT]
 #     every CUDA test (kernel parity per family, the op table's values and gradients, tensors on
-#     the device), mnist and llama trained on cpu and on cuda from one seed (their losses must
-#     agree within LOSS_TOLERANCE), and the GPU step benchmarks beside PyTorch on the same card;
+#     the device), mnist, vit, diffusion and llama trained on cpu and on cuda from one seed (their
+#     losses must agree within LOSS_TOLERANCE), a repeated GPU run, resumes across devices, and
+#     the GPU step benchmarks beside PyTorch on the same card;
 #     logs under OUT (default gpu_check_out/), one summary table last.
 #   scripts/gpu_check.sh --dry-run       both halves here: the CUDA parts report "skipped".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 readonly LOSS_TOLERANCE=0.01  # relative; GEMM and reduction order differ between devices
-readonly BINARIES=(lattice_tests mnist llama bench_mlp bench_llama)
+readonly BINARIES=(lattice_tests mnist vit diffusion llama bench_mlp bench_llama)
 
 bundle() {
   local dir=gpu_bundle
@@ -113,6 +114,13 @@ run_checks() {
       timeout 240 "$dir/bin/mnist" --device "$device" --data "$dir/mnist" --steps 200 --batch 32 \
         --stack 'gemm=mxfp4,gemm.bwd=mxfp4:sr,a=bf16:sr,w=bf16:sr' --seed 3 --log-every 50 \
         --out "$out/mnist-mxfp4-$device" >"$out/mnist-mxfp4-$device.log" 2>&1
+      timeout 240 "$dir/bin/vit" --device "$device" --dataset fashion-mnist --data "$dir/mnist" \
+        --steps 20 --batch 32 --eval-batches 2 --seed 3 --log-every 10 --out "$out/vit-$device" \
+        >"$out/vit-$device.log" 2>&1
+      # Training, then 4 ancestral samples over 50 timesteps (the sampling path on the device).
+      timeout 240 "$dir/bin/diffusion" --device "$device" --dataset fashion-mnist \
+        --data "$dir/mnist" --steps 10 --batch 8 --timesteps 50 --sample 4 --eval-batches 1 \
+        --seed 3 --log-every 5 --out "$out/diffusion-$device" >"$out/diffusion-$device.log" 2>&1
       timeout 240 "$dir/bin/llama" --device "$device" --config 9m --tokenizer byte \
         --data "$dir/text" --seq 64 --batch 8 --steps 40 --eval-batches 2 --seed 3 \
         --log-every 10 --out "$out/llama-$device" >"$out/llama-$device.log" 2>&1
@@ -121,12 +129,16 @@ run_checks() {
     compare_losses "mnist mlp mxfp4+sr, 200 steps" "$out/mnist-mxfp4-cpu/summary.json" \
       "$out/mnist-mxfp4-cuda/summary.json"
     compare_losses "llama 9m, 40 steps" "$out/llama-cpu/summary.json" "$out/llama-cuda/summary.json"
+    compare_losses "vit on fashion-mnist, 20 steps" "$out/vit-cpu/summary.json" \
+      "$out/vit-cuda/summary.json"
+    compare_losses "diffusion u-net, 10 steps and sampling" "$out/diffusion-cpu/summary.json" \
+      "$out/diffusion-cuda/summary.json"
     # A seeded GPU run replays itself to the bit.
     timeout 240 "$dir/bin/mnist" --device cuda --data "$dir/mnist" --steps 200 --batch 32 \
       --stack 'gemm=mxfp4,gemm.bwd=mxfp4:sr,a=bf16:sr,w=bf16:sr' --seed 3 --log-every 50 \
       --out "$out/mnist-mxfp4-cuda-again" >"$out/mnist-mxfp4-cuda-again.log" 2>&1
-    cmp -s "$(ls "$out/mnist-mxfp4-cuda/"*.safetensors)" \
-      "$(ls "$out/mnist-mxfp4-cuda-again/"*.safetensors)" &&
+    cmp -s "$(ls "$out/mnist-mxfp4-cuda/"*.safetensors 2>/dev/null)" \
+      "$(ls "$out/mnist-mxfp4-cuda-again/"*.safetensors 2>/dev/null)" &&
       row "mnist mxfp4+sr on cuda, run twice" pass "bit-identical checkpoints" ||
       row "mnist mxfp4+sr on cuda, run twice" FAIL "checkpoints differ"
     # A checkpoint written on the GPU resumes on the CPU, and the other way round.
@@ -143,10 +155,17 @@ run_checks() {
       fi
     done
     local name
+    local cpu_checkpoint cuda_checkpoint
     for name in mnist mnist-mxfp4 llama; do
-      cmp -s "$(ls "$out/$name-cpu/"*.safetensors)" "$(ls "$out/$name-cuda/"*.safetensors)" &&
-        row "$name checkpoint, cpu vs cuda" info "bit-identical weights" ||
+      cpu_checkpoint=$(ls "$out/$name-cpu/"*.safetensors 2>/dev/null)
+      cuda_checkpoint=$(ls "$out/$name-cuda/"*.safetensors 2>/dev/null)
+      if [ -z "$cpu_checkpoint" ] || [ -z "$cuda_checkpoint" ]; then
+        row "$name checkpoint, cpu vs cuda" FAIL "a run wrote no checkpoint"
+      elif cmp -s "$cpu_checkpoint" "$cuda_checkpoint"; then
+        row "$name checkpoint, cpu vs cuda" info "bit-identical weights"
+      else
         row "$name checkpoint, cpu vs cuda" info "weights differ in their bits"
+      fi
     done
     local line
     for line in "bench_mlp --device cuda --steps 50 --warmup 10" \
