@@ -1,11 +1,13 @@
 // The per-element math of the elementwise kernels (kernels/elementwise.h), one implementation
 // that the CPU loops (kernels/cpu/elementwise_cpu.cpp) and the CUDA kernels
 // (kernels/cuda/elementwise_cuda.cu) both call: unary_value<op> and binary_value<op>, with the
-// op fixed at compile time so each loop is specialised for one formula and vectorises.
+// op fixed at compile time so each loop is specialised for one formula and vectorises, and
+// with_unary_op / with_binary_op, which pick that instantiation from the run-time op.
 #pragma once
 
 #include <cmath>
 #include <numbers>
+#include <type_traits>
 
 #include "core/host_device.h"
 #include "kernels/elementwise.h"
@@ -104,6 +106,27 @@ LATTICE_HD T binary_value(T u, T v, T a, T b) {
     // u * v, but 0 where v is 0 and u where v is 1, even for an infinite u.
     return v == 0 ? T(0) : v == 1 ? u : u * v;
   }
+}
+
+/// Calls f(std::integral_constant<Enum, op>{}) for the `ops` value equal to `op`, so a loop or
+/// kernel is instantiated once per op and chosen at run time (host code, for both devices).
+template <typename Enum, Enum... ops, typename F>
+void with_op(Enum op, F&& f) {
+  ((op == ops ? (f(std::integral_constant<Enum, ops>{}), true) : false) || ...);
+}
+
+template <typename F>
+void with_unary_op(UnaryOp op, F&& f) {
+  using enum UnaryOp;
+  with_op<UnaryOp, neg, exp, log, tanh, relu, sqrt, rsqrt, sign, abs, sigmoid, sin, cos, gelu,
+          gelu_derivative, zero_infinities, scale, pow, clamp>(op, f);
+}
+
+template <typename F>
+void with_binary_op(BinaryOp op, F&& f) {
+  using enum BinaryOp;
+  with_op<BinaryOp, add, sub, mul, div, maximum, minimum, pass_where_positive, pass_where_within,
+          equal_indicator, larger_share, smaller_share, share_of>(op, f);
 }
 
 }  // namespace lattice

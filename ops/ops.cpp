@@ -437,14 +437,12 @@ Tensor cross_entropy(const Tensor& logits,
   }
   const int64_t counted = int64_t(labels.size());
   // The target's log-probability is picked (gathered), never multiplied by a one-hot: a masked
-  // logit of -inf has log-probability -inf, and -inf * 0 would be NaN.
-  const Tensor kept =
-      counted == rows
-          ? logits
-          : index_select(logits, 0,
-                         from_vector<int64_t>(counted_rows, {counted}).to(logits.device()));
-  const Tensor picked = gather(log_softmax(kept, 1), 1,
-                               from_vector<int64_t>(labels, {counted, 1}).to(logits.device()));
+  // logit of -inf has log-probability -inf, and -inf * 0 would be NaN. The picks stay host
+  // tensors: the index ops check them there and move them to the logits' device once.
+  const Tensor kept = counted == rows
+                          ? logits
+                          : index_select(logits, 0, from_vector<int64_t>(counted_rows, {counted}));
+  const Tensor picked = gather(log_softmax(kept, 1), 1, from_vector<int64_t>(labels, {counted, 1}));
   const Tensor total = neg(sum(picked));
   if (reduction == Reduction::sum) return total;
   // Mean over the counted targets; with none counted it is 0/0 = NaN, as in PyTorch.

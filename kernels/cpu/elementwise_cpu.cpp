@@ -87,44 +87,7 @@ void binary_map(const T* x,
 
 template <typename T>
 void unary_cpu(UnaryOp op, const T* x, T* y, int64_t n, double a, double b) {
-  switch (op) {
-    case UnaryOp::neg:
-      return unary_map<UnaryOp::neg>(x, y, n, T(a), T(b));
-    case UnaryOp::exp:
-      return unary_map<UnaryOp::exp>(x, y, n, T(a), T(b));
-    case UnaryOp::log:
-      return unary_map<UnaryOp::log>(x, y, n, T(a), T(b));
-    case UnaryOp::tanh:
-      return unary_map<UnaryOp::tanh>(x, y, n, T(a), T(b));
-    case UnaryOp::relu:
-      return unary_map<UnaryOp::relu>(x, y, n, T(a), T(b));
-    case UnaryOp::sqrt:
-      return unary_map<UnaryOp::sqrt>(x, y, n, T(a), T(b));
-    case UnaryOp::rsqrt:
-      return unary_map<UnaryOp::rsqrt>(x, y, n, T(a), T(b));
-    case UnaryOp::sign:
-      return unary_map<UnaryOp::sign>(x, y, n, T(a), T(b));
-    case UnaryOp::abs:
-      return unary_map<UnaryOp::abs>(x, y, n, T(a), T(b));
-    case UnaryOp::sigmoid:
-      return unary_map<UnaryOp::sigmoid>(x, y, n, T(a), T(b));
-    case UnaryOp::sin:
-      return unary_map<UnaryOp::sin>(x, y, n, T(a), T(b));
-    case UnaryOp::cos:
-      return unary_map<UnaryOp::cos>(x, y, n, T(a), T(b));
-    case UnaryOp::gelu:
-      return unary_map<UnaryOp::gelu>(x, y, n, T(a), T(b));
-    case UnaryOp::gelu_derivative:
-      return unary_map<UnaryOp::gelu_derivative>(x, y, n, T(a), T(b));
-    case UnaryOp::zero_infinities:
-      return unary_map<UnaryOp::zero_infinities>(x, y, n, T(a), T(b));
-    case UnaryOp::scale:
-      return unary_map<UnaryOp::scale>(x, y, n, T(a), T(b));
-    case UnaryOp::pow:
-      return unary_map<UnaryOp::pow>(x, y, n, T(a), T(b));
-    case UnaryOp::clamp:
-      return unary_map<UnaryOp::clamp>(x, y, n, T(a), T(b));
-  }
+  with_unary_op(op, [&](auto tag) { unary_map<decltype(tag)::value>(x, y, n, T(a), T(b)); });
 }
 
 template <typename T>
@@ -137,35 +100,9 @@ void binary_cpu(BinaryOp op,
                 std::span<const int64_t> shape,
                 double a,
                 double b) {
-  switch (op) {
-    case BinaryOp::add:
-      return binary_map<BinaryOp::add>(x, x_strides, y, y_strides, z, shape, T(a), T(b));
-    case BinaryOp::sub:
-      return binary_map<BinaryOp::sub>(x, x_strides, y, y_strides, z, shape, T(a), T(b));
-    case BinaryOp::mul:
-      return binary_map<BinaryOp::mul>(x, x_strides, y, y_strides, z, shape, T(a), T(b));
-    case BinaryOp::div:
-      return binary_map<BinaryOp::div>(x, x_strides, y, y_strides, z, shape, T(a), T(b));
-    case BinaryOp::maximum:
-      return binary_map<BinaryOp::maximum>(x, x_strides, y, y_strides, z, shape, T(a), T(b));
-    case BinaryOp::minimum:
-      return binary_map<BinaryOp::minimum>(x, x_strides, y, y_strides, z, shape, T(a), T(b));
-    case BinaryOp::pass_where_positive:
-      return binary_map<BinaryOp::pass_where_positive>(x, x_strides, y, y_strides, z, shape, T(a),
-                                                       T(b));
-    case BinaryOp::pass_where_within:
-      return binary_map<BinaryOp::pass_where_within>(x, x_strides, y, y_strides, z, shape, T(a),
-                                                     T(b));
-    case BinaryOp::equal_indicator:
-      return binary_map<BinaryOp::equal_indicator>(x, x_strides, y, y_strides, z, shape, T(a),
-                                                   T(b));
-    case BinaryOp::larger_share:
-      return binary_map<BinaryOp::larger_share>(x, x_strides, y, y_strides, z, shape, T(a), T(b));
-    case BinaryOp::smaller_share:
-      return binary_map<BinaryOp::smaller_share>(x, x_strides, y, y_strides, z, shape, T(a), T(b));
-    case BinaryOp::share_of:
-      return binary_map<BinaryOp::share_of>(x, x_strides, y, y_strides, z, shape, T(a), T(b));
-  }
+  with_binary_op(op, [&](auto tag) {
+    binary_map<decltype(tag)::value>(x, x_strides, y, y_strides, z, shape, T(a), T(b));
+  });
 }
 
 void compare_cpu(CompareOp op, const double* x, const double* y, bool* z, int64_t n) {

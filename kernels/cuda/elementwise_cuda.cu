@@ -56,27 +56,6 @@ __device__ __forceinline__ void offsets_of(const StridedSpace& space,
   }
 }
 
-/// Calls f(std::integral_constant<Enum, op>{}) for the `ops` value equal to `op`, so a kernel
-/// is instantiated, and chosen at run time, once per op.
-template <typename Enum, Enum... ops, typename F>
-void with_op(Enum op, F&& f) {
-  ((op == ops ? (f(std::integral_constant<Enum, ops>{}), true) : false) || ...);
-}
-
-template <typename F>
-void with_unary_op(UnaryOp op, F&& f) {
-  using enum UnaryOp;
-  with_op<UnaryOp, neg, exp, log, tanh, relu, sqrt, rsqrt, sign, abs, sigmoid, sin, cos, gelu,
-          gelu_derivative, zero_infinities, scale, pow, clamp>(op, f);
-}
-
-template <typename F>
-void with_binary_op(BinaryOp op, F&& f) {
-  using enum BinaryOp;
-  with_op<BinaryOp, add, sub, mul, div, maximum, minimum, pass_where_positive, pass_where_within,
-          equal_indicator, larger_share, smaller_share, share_of>(op, f);
-}
-
 // x, y: (n); y may be x.
 template <UnaryOp op, typename T>
 __global__ void unary_kernel(const T* x, T* y, int64_t n, T a, T b) {

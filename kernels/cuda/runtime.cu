@@ -16,7 +16,7 @@ namespace cuda {
 
 void check(cudaError_t status, const char* op, const char* file, int line) {
   if (status == cudaSuccess) return;
-  cudaGetLastError();  // clear a sticky-free error so the next call starts clean
+  cudaGetLastError();  // resets the error state, so a later check does not report it again
   throw Error(
       concat("[", op, "] CUDA error: ", cudaGetErrorString(status), " (", file, ":", line, ")"));
 }
