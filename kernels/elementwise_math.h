@@ -112,7 +112,7 @@ LATTICE_HD T binary_value(T u, T v, T a, T b) {
 /// kernel is instantiated once per op and chosen at run time (host code, for both devices).
 template <typename Enum, Enum... ops, typename F>
 void with_op(Enum op, F&& f) {
-  ((op == ops ? (f(std::integral_constant<Enum, ops>{}), true) : false) || ...);
+  (void)((op == ops ? (f(std::integral_constant<Enum, ops>{}), true) : false) || ...);
 }
 
 template <typename F>
