@@ -445,8 +445,9 @@ Exp1Result analyze_exp1(const std::vector<RunMetrics>& runs, const Exp1Options& 
       {"κ_softmax", &Exp1Point::kappa_softmax},
       {"κ_score", &Exp1Point::kappa_score},
       {"κ(V)", &Exp1Point::kappa_v}};
-  for (const auto& [name, field] : terms) {
-    Exp1Row row = regress(name, pairs([field](auto& p) { return p.*field; }, r_block));
+  for (const auto& term : terms) {
+    const auto field = term.second;  // a copy: clang 14 lambdas cannot capture bindings
+    Exp1Row row = regress(term.first, pairs([field](auto& p) { return p.*field; }, r_block));
     if (row.points > 0) result.rows.push_back(row);
   }
   return result;
