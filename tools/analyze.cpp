@@ -354,7 +354,7 @@ std::vector<Exp1Point> step_points(const RunMetrics& run) {
   return points;
 }
 
-/// One point of 95th-percentile tails (each quantity's own) over `points`.
+/// One point of q-quantile tails (each quantity's own, over its finite values) of `points`.
 Exp1Point tail_point(const std::vector<Exp1Point>& points, const std::string& block, double q) {
   const auto tail = [&](double Exp1Point::*field) {
     std::vector<double> values;
