@@ -270,6 +270,23 @@ TEST_CASE("κ_softmax under a causal mask uses only the visible keys of each row
   for (int64_t h = 0; h < 2; ++h)
     CHECK(found.kappa_softmax_per_head[size_t(h)] ==
           doctest::Approx(c.kappa_softmax(h)).epsilon(1e-7));
+
+  // Large scores above the diagonal, which the mask hides, must not enter ||S_i||.
+  const std::vector<std::vector<double>> visible = {{0.4}, {1.0, 0.8}, {0.2, -0.5, 0.9}};
+  DenseMatrix scores{3, 3, std::vector<double>(9, 50.0)}, probabilities{3, 3, {}};
+  probabilities.values.assign(9, 0.0);
+  double expected = 0;
+  for (int64_t i = 0; i < 3; ++i) {
+    const std::vector<double> p = softmax_row(visible[size_t(i)]);
+    for (int64_t j = 0; j <= i; ++j) {
+      scores.values[size_t(i * 3 + j)] = visible[size_t(i)][size_t(j)];
+      probabilities.values[size_t(i * 3 + j)] = p[size_t(j)];
+    }
+    expected = std::max(
+        expected, dense_jacobian_norm(visible[size_t(i)]) * norm(visible[size_t(i)]) / norm(p));
+  }
+  CHECK(kappa_softmax(scores, probabilities, {.softmax_rows = 0, .causal = true}) ==
+        doctest::Approx(expected).epsilon(1e-7));
 }
 
 TEST_CASE("κ_score divides by the given per-head temperature and has a spectral form") {

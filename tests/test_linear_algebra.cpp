@@ -49,7 +49,8 @@ TEST_CASE(
     "singular_values returns the chosen singular values of U diag(s) V^T, largest first, "
     "for tall, wide and square float64 matrices") {
   const std::vector<double> s = {7.5, 3.0, 0.25};
-  for (const auto& [rows, cols] : {std::pair{6, 3}, std::pair{3, 5}, std::pair{3, 3}}) {
+  for (const auto& shape : {std::pair{6, 3}, std::pair{3, 5}, std::pair{3, 3}}) {
+    const int rows = shape.first, cols = shape.second;
     CAPTURE(rows);
     CAPTURE(cols);
     const std::vector<double> found =
