@@ -14,7 +14,7 @@ declare -A allowed=(
   [nn]="core kernels tensor ops autograd nn"
   [optim]="core kernels tensor ops autograd optim"
   [data]="core kernels tensor ops data"
-  [diagnostics]="core kernels tensor ops autograd nn diagnostics"
+  [diagnostics]="core kernels tensor ops autograd nn optim data diagnostics"
   [tools]="core kernels tensor ops autograd nn optim data diagnostics tools"
   [examples]="core kernels tensor ops autograd nn optim data diagnostics examples"
 )
