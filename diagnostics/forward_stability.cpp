@@ -345,9 +345,11 @@ BlockStability block_stability(const nn::TransformerBlock& block,
                                double machine_epsilon,
                                const StabilityOptions& options) {
   NoGradGuard no_grad;
+  StabilityOptions block_options = options;
+  block_options.causal = block.attention->options.causal;
   return block_stability(attention, block.attention->temperature(), block.attention->wo->weight,
                          feed_forward_weights(*block.feed_forward), norm_inputs, machine_epsilon,
-                         options);
+                         block_options);
 }
 
 // ---- The LayerNorm-ε policy.
@@ -413,11 +415,14 @@ LayerNormEpsilonPolicy LayerNormEpsilonPolicy::parse(const std::string& spec) {
 }
 
 std::string LayerNormEpsilonPolicy::spec() const {
-  std::ostringstream out;
-  out.precision(17);
-  out << "rho=" << target_rho << ",cap=" << eps_max << ",every=" << every << ",floor=" << eps_min
-      << ",sample=" << sample;
-  return out.str();
+  // Shortest round-trip form of each number: "rho=0.6", not "rho=0.59999999999999998".
+  const auto shortest = [](double value) {
+    char text[32];
+    const auto [end, error] = std::to_chars(text, text + sizeof text, value);
+    return std::string(text, error == std::errc() ? end : text);
+  };
+  return concat("rho=", shortest(target_rho), ",cap=", shortest(eps_max), ",every=", every,
+                ",floor=", shortest(eps_min), ",sample=", sample);
 }
 
 std::optional<double> proposed_epsilon(const LayerNormEpsilonPolicy& policy,

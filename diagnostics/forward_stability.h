@@ -176,8 +176,9 @@ BlockStability block_stability(const nn::AttentionInternals& attention,
                                double machine_epsilon,
                                const StabilityOptions& options = {});
 
-/// The same for an nn::TransformerBlock: W_O, the temperature and the FFN weights come from
-/// the block. norm_inputs as above (the block's norm1 and norm2 by their names in the model).
+/// The same for an nn::TransformerBlock: W_O, the temperature, the FFN weights and the causal
+/// mask (options.causal is overridden) come from the block. norm_inputs as above (the block's
+/// norm1 and norm2 by their names in the model).
 BlockStability block_stability(const nn::TransformerBlock& block,
                                const nn::AttentionInternals& attention,
                                const std::map<std::string, NormInputStatistics>& norm_inputs,

@@ -502,6 +502,7 @@ TEST_CASE("the ε policy spec parses with defaults and prints back to itself") {
       LayerNormEpsilonPolicy::parse("every=3,rho=0.5,cap=5e-3,floor=1e-7,sample=8");
   CHECK(full.eps_min == 1e-7);
   CHECK(full.sample == 8);
+  CHECK(full.spec() == "rho=0.5,cap=0.005,every=3,floor=1e-07,sample=8");
   const LayerNormEpsilonPolicy again = LayerNormEpsilonPolicy::parse(full.spec());
   CHECK(again.target_rho == full.target_rho);
   CHECK(again.eps_max == full.eps_max);
