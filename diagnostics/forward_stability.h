@@ -42,7 +42,7 @@ struct StabilityOptions {
   /// Row i of S sees keys 0..i only: the masked keys are left out of ||S_i||. (The probe's S
   /// is taken before the mask; P is zero there.)
   bool causal = false;
-  /// The first `examples` entries of the batch are measured; 0 measures all.
+  /// The attention diagnostics use the first `examples` entries of the batch; 0 uses all.
   int64_t examples = 0;
   HeadAggregation heads = HeadAggregation::max;
   /// λ in κ(A) = σmax / (σmin + λ) (§3.4 "Estimation protocols"), for V and for the weights.

@@ -162,9 +162,10 @@ struct AttentionCase {
     }
     return result;
   }
-  double kappa_v(int64_t h) const {
+  // κ(V) of head h, max over the first `examples` examples (0: all).
+  double kappa_v(int64_t h, int64_t examples = 0) const {
     double result = 0;
-    for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t b = 0; b < (examples > 0 ? examples : batch); ++b) {
       const std::vector<double> singular = test::jacobi_singular_values(head_matrix(v, b, h));
       result = std::max(result, singular.front() / (singular.back() + 1e-6));
     }
