@@ -332,8 +332,9 @@ BlockStability block_stability(const nn::AttentionInternals& attention,
     result.norms.push_back({name, statistics.eps, rho, term});
     result.c_ln += term;
   }
-  const AttentionStability& a = result.attention;
-  const double attention_term = a.kappa_softmax * (1 + a.kappa_score) * a.kappa_v;
+  // κ_softmax (1 + κ_score) κ(V): Theorem 1's amplification with the GEMM constant c = 1.
+  const AttentionStability& heads = result.attention;
+  const double attention_term = heads.kappa_softmax * (1 + heads.kappa_score) * heads.kappa_v;
   result.predictor = attention_term * result.wo_norm + result.kappa_eff + result.c_ln;
   result.unified_term = result.kappa_eff_unified + attention_term + result.c_ln;
   return result;
