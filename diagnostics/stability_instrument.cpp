@@ -122,4 +122,29 @@ nlohmann::json StabilityInstrument::measure(const StepView& view) const {
   return metrics;
 }
 
+std::vector<EpsilonChange> apply_layer_norm_epsilon_policy(LayerNormEpsilonController& controller,
+                                                           const StepView& view) {
+  LATTICE_CHECK(view.model && view.stack && view.batch && view.loss,
+                "[ln-eps-policy] needs the step's model, stack, batch and loss");
+  if (!controller.policy().due(view.step)) return {};
+  // The paper's 16-example subsample: the forward runs on those examples only.
+  const int64_t examples = std::min(controller.policy().sample, view.batch->input.shape(0));
+  data::Batch sample{
+      view.batch->input.narrow(0, 0, examples),
+      view.batch->target.defined() ? view.batch->target.narrow(0, 0, examples) : Tensor{},
+      {}};
+  sample.indices.assign(view.batch->indices.begin(),
+                        view.batch->indices.begin() +
+                            std::min<ptrdiff_t>(examples, ptrdiff_t(view.batch->indices.size())));
+  nn::Module& model = *view.model;
+  const std::map<std::string, NormInputStatistics> statistics = measure_norm_inputs(model, [&] {
+    without_a_trace(model, [&] {
+      model.eval();
+      PrecisionScope scope(*view.stack);
+      view.loss(sample);
+    });
+  });
+  return controller.apply(model, statistics);
+}
+
 }  // namespace lattice::diagnostics

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "diagnostics/forward_stability.h"
 #include "diagnostics/instrument.h"
@@ -39,5 +40,12 @@ class StabilityInstrument : public Instrument {
   StabilityOptions options_;
   nlohmann::json pending_;  // measured in before_update, written in end_step
 };
+
+/// Algorithm 1 at an observed step: when controller.policy().due(view.step), measures every
+/// LayerNorm/RMSNorm input on the first policy().sample examples of the step's batch (one eval
+/// forward under the run's stack inside without_a_trace, so the run keeps its bits) and lets
+/// the controller raise ε where the rule says. Returns the changes (none on other steps).
+std::vector<EpsilonChange> apply_layer_norm_epsilon_policy(LayerNormEpsilonController& controller,
+                                                           const StepView& view);
 
 }  // namespace lattice::diagnostics

@@ -174,3 +174,49 @@ TEST_CASE("the stability instrument leaves parameters, mode and the random state
   CHECK(default_random_state() == random);
   CHECK(step.model.training());
 }
+
+TEST_CASE(
+    "apply_layer_norm_epsilon_policy raises ε of ε-dominated norms on due steps only, "
+    "measured on the first `sample` examples") {
+  VitStep step("fp16");
+  {
+    // A patch embedding 1000x smaller makes blocks.0.norm1's input ε-dominated (σ² << ε).
+    NoGradGuard no_grad;
+    for (const Tensor& p : step.model.patches->parameters()) p.copy_(scale(p, 1e-3));
+  }
+  const double fp16 = std::ldexp(1.0, -10);
+  LayerNormEpsilonController controller(
+      LayerNormEpsilonPolicy::parse("rho=0.6,cap=1e-2,every=5,floor=1e-5,sample=2"), fp16);
+  StepView view = step.view();
+  view.step = 3;
+  CHECK(apply_layer_norm_epsilon_policy(controller, view).empty());
+
+  const std::vector<float> weights = step.model.head->weight.to_vector<float>();
+  view.step = 5;
+  const std::vector<EpsilonChange> changes = apply_layer_norm_epsilon_policy(controller, view);
+  const auto norm1 = std::find_if(changes.begin(), changes.end(), [](const EpsilonChange& c) {
+    return c.module == "blocks.0.norm1";
+  });
+  REQUIRE(norm1 != changes.end());
+  CHECK(norm1->old_eps == 1e-6);
+  CHECK(norm1->new_eps == 1e-5);  // the candidate lies below the floor
+  const auto& block = dynamic_cast<const nn::TransformerBlock&>((*step.model.blocks)[0]);
+  CHECK(dynamic_cast<const nn::LayerNorm&>(*block.norm1).eps == 1e-5);
+  // ρ_LN from the test's own forward: the median row variance of the first two examples.
+  const Tensor input = step.forward_taps("fp16", "blocks.0", "blocks.0.norm1").second;
+  const std::vector<double> values = input.narrow(0, 0, 2).to_vector<double>();
+  std::vector<double> variances;
+  for (size_t row = 0; row < values.size() / 8; ++row) {
+    double mean = 0, squares = 0;
+    for (size_t j = 0; j < 8; ++j) mean += values[row * 8 + j] / 8;
+    for (size_t j = 0; j < 8; ++j) squares += std::pow(values[row * 8 + j] - mean, 2);
+    variances.push_back(squares / 8);
+  }
+  std::sort(variances.begin(), variances.end());
+  const double median =
+      0.5 * (variances[variances.size() / 2 - 1] + variances[variances.size() / 2]);
+  CHECK(norm1->rho_ln == doctest::Approx(median / 1e-6 * 8 * fp16).epsilon(1e-3));
+  CHECK(norm1->rho_ln < 1);
+  CHECK(step.model.head->weight.to_vector<float>() == weights);
+  CHECK(step.model.training());
+}
