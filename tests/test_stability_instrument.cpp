@@ -180,9 +180,14 @@ TEST_CASE(
     "measured on the first `sample` examples") {
   VitStep step("fp16");
   {
-    // A patch embedding 1000x smaller makes blocks.0.norm1's input ε-dominated (σ² << ε).
+    // A patch embedding 1000x smaller (and without its bias, the same in every row) makes
+    // blocks.0.norm1's input ε-dominated (σ² << ε) on the first two examples; the last two,
+    // 100x larger, would move the median if the policy looked past `sample`.
     NoGradGuard no_grad;
     for (const Tensor& p : step.model.patches->parameters()) p.copy_(scale(p, 1e-3));
+    step.model.patches->projection->bias.fill_(0.0);
+    const Tensor last_two = step.batch.input.narrow(0, 2, 2);
+    last_two.copy_(scale(last_two.clone(), 100.0));
   }
   const double fp16 = std::ldexp(1.0, -10);
   LayerNormEpsilonController controller(
