@@ -177,7 +177,9 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
   const Quantizer gradient_quantizer = current_precision().gradients;
   const auto on_gradient_lattice = [&](const Tensor& g) {
     if (gradient_quantizer == Quantizer{} || g.dtype() != DType::float32) return g;
-    return quantize(g, gradient_quantizer, next_random_stream());
+    const Tensor rounded = quantize(g, gradient_quantizer, next_random_stream());
+    observe_quantizer(QuantizerSite::gradient, gradient_quantizer, g, rounded);
+    return rounded;
   };
   const auto root_meta = meta_of(root);
   if (!root_meta->grad_fn) {  // the root is a leaf

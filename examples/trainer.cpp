@@ -18,6 +18,7 @@
 #include <span>
 
 #include "autograd/autograd.h"
+#include "diagnostics/diagnostics.h"
 #include "kernels/device_memory.h"
 #include "ops/ops.h"
 #include "optim/checkpoint.h"
@@ -87,6 +88,12 @@ nlohmann::json number_or_null(double value) {
   return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(nullptr);
 }
 
+/// `dir`, created with its parents first.
+std::filesystem::path create_directories_for(const std::filesystem::path& dir) {
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
 std::string clock_text(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
   const int64_t s = int64_t(seconds + 0.5);
@@ -154,6 +161,17 @@ void add_trainer_flags(CLI::App& app, TrainerFlags& flags) {
   app.add_option("--eval-every", flags.eval_every,
                  "evaluate every N optimizer steps instead of at each epoch's end (and always at "
                  "the end)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--diagnostics", flags.diagnostics,
+                 "lattice instruments on observed steps, into metrics.jsonl (comma-separated): "
+                 "beta, churn, saturation, cast:FORMAT, attention, snr, default, all");
+  app.add_option("--diagnostics-every", flags.diagnostics_every,
+                 "observe every N-th step with the --diagnostics instruments")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--trace-step", flags.trace_step,
+                 "write every op of step N (forward and backward: operand, accumulator and "
+                 "output lattices) to op_trace.jsonl")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--eval-batches", flags.eval_batches,
                  "evaluate on the first N validation batches only (0: all; for trainers whose "
@@ -232,8 +250,11 @@ class TrainingRun {
         stack_(parse_precision_stack(flags.stack)),
         device_(trainer_device(flags)),
         out_(flags.out.empty() ? "runs/" + job.name : flags.out),
-        metrics_path_(out_ / "metrics.jsonl") {
-    std::filesystem::create_directories(out_);
+        metrics_path_(out_ / "metrics.jsonl"),
+        diagnostics_(diagnostics::make_instruments(flags.diagnostics),
+                     flags.diagnostics_every,
+                     create_directories_for(out_) / "diagnostics.jsonl",
+                     !flags.resume.empty()) {
     for (const std::string& item : flags.overrides) {
       const size_t colon = item.find(':');
       LATTICE_CHECK(colon != std::string::npos, "[trainer] --override \"", item,
@@ -326,12 +347,27 @@ class TrainingRun {
     const Clock::time_point start = Clock::now();
     optim::apply_schedule(schedule_, *optimizer_, step_);
     optimizer_->zero_grad();
+    // An observed step: the instruments watch its forward, backward and update (the batch is
+    // the last micro-batch's).
+    diagnostics::StepView view{.step = step_ + 1,
+                               .model = &model_,
+                               .optimizer = optimizer_.get(),
+                               .stack = &stack_,
+                               .loss = job_.loss};
+    const bool observed = diagnostics_.observes(view.step);
+    if (observed) diagnostics_.begin_step(view);
+    const bool tracing = flags_.trace_step == view.step;
+    if (tracing) {
+      clear_op_trace();
+      set_op_trace(true, /*backward=*/true);
+    }
     double loss_sum = 0.0;
     int64_t items = 0, samples = 0;
     double waiting = 0.0;  // for batches (and an epoch end's evaluation): not step time
+    data::Batch batch;
     for (int64_t micro = 0; micro < flags_.accumulate; ++micro) {
       const Clock::time_point wait_start = Clock::now();
-      const data::Batch batch = next_batch();
+      batch = next_batch();
       waiting += seconds_since(wait_start);
       PrecisionScope scope(stack_);
       const Tensor loss = job_.loss(batch);
@@ -343,18 +379,42 @@ class TrainingRun {
       items += job_.items ? job_.items(batch) : batch.size();
       samples += batch.size();
     }
+    if (tracing) write_op_trace(view.step);
+    view.batch = &batch;
+    if (observed) diagnostics_.before_update(view);
     if (flags_.clip > 0) {
       scaler_.unscale(*optimizer_);
       optim::clip_grad_norm(optimizer_->parameters(), flags_.clip);
     }
     const bool stepped = scaler_.step(*optimizer_);
+    nlohmann::json observations = nlohmann::json::object();
+    if (observed) diagnostics_.end_step(view, observations);
     const double elapsed = seconds_since(start) - waiting;
     train_seconds_ += elapsed;
     step_ms_.push_back(1e3 * elapsed);
     items_ += items;
     samples_ += samples;
     ++step_, ++steps_this_session_;
-    record_step(loss_sum / double(flags_.accumulate), stepped);
+    record_step(loss_sum / double(flags_.accumulate), stepped, observations);
+  }
+
+  /// The traced step's ops, one JSON line each, to op_trace.jsonl (replacing an earlier one).
+  void write_op_trace(int64_t step) {
+    set_op_trace(false);
+    std::string text;
+    for (const OpTrace& entry : op_trace())
+      text += nlohmann::json{{"step", step},
+                             {"op", entry.op},
+                             {"backward", entry.backward},
+                             {"inputs", entry.inputs},
+                             {"output", entry.output},
+                             {"accumulator", entry.accumulator}}
+                  .dump() +
+              "\n";
+    clear_op_trace();
+    write_file_atomically((out_ / "op_trace.jsonl").string(),
+                          std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()),
+                          "trainer");
   }
 
   /// The next training batch; an epoch's end evaluates first unless --eval-every sets the
@@ -368,16 +428,18 @@ class TrainingRun {
   }
 
   /// The step's metrics line, the progress line every --log-every steps, and divergence.
-  void record_step(double loss, bool stepped) {
+  void record_step(double loss, bool stepped, const nlohmann::json& observations) {
     recent_losses_.push_back(loss);
     if (int64_t(recent_losses_.size()) > flags_.log_every) recent_losses_.pop_front();
-    log({{"step", step_},
-         {"epoch", epoch()},
-         {"loss", number_or_null(loss)},
-         {"lr", optimizer_->lr()},
-         {"loss_scale", scaler_.scale()},
-         {"skipped", !stepped},
-         {"seconds", seconds_since(run_start_)}});
+    nlohmann::json line{{"step", step_},
+                        {"epoch", epoch()},
+                        {"loss", number_or_null(loss)},
+                        {"lr", optimizer_->lr()},
+                        {"loss_scale", scaler_.scale()},
+                        {"skipped", !stepped},
+                        {"seconds", seconds_since(run_start_)}};
+    line.update(observations);
+    log(line);
     if (step_ % flags_.log_every == 0 || step_ == total_steps_) {
       const double eta =
           double(total_steps_ - step_) * train_seconds_ / double(steps_this_session_);
@@ -524,6 +586,7 @@ class TrainingRun {
   std::unique_ptr<optim::Optimizer> optimizer_;
   optim::LossScaler scaler_;
   std::ofstream metrics_;
+  diagnostics::Diagnostics diagnostics_;
 
   int64_t step_ = 0, steps_this_session_ = 0, samples_ = 0, items_ = 0;
   std::optional<double> first_loss_;  // the divergence test's reference

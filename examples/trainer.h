@@ -38,9 +38,12 @@ struct TrainerFlags {
   std::string resume = {};
   int64_t checkpoint_every = 0;
   int64_t log_every = 50;
-  int64_t accumulate = 1;    // micro-batches of `batch` per optimizer step
-  int64_t eval_every = 0;    // evaluate every N steps; 0: at each epoch's end
-  int64_t eval_batches = 0;  // validation batches per evaluation; 0: all
+  int64_t accumulate = 1;          // micro-batches of `batch` per optimizer step
+  int64_t eval_every = 0;          // evaluate every N steps; 0: at each epoch's end
+  int64_t eval_batches = 0;        // validation batches per evaluation; 0: all
+  std::string diagnostics = {};    // instruments (diagnostics/diagnostics.h); empty: none
+  int64_t diagnostics_every = 10;  // observe every N-th step
+  int64_t trace_step = 0;          // log every op of this step, forward and backward; 0: none
 };
 
 /// Registers the common flags on `app`; the values already in `flags` are the trainer's

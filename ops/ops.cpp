@@ -22,6 +22,7 @@ namespace lattice {
 namespace {
 
 thread_local bool tracing = false;
+thread_local bool tracing_backward = false;
 thread_local std::vector<OpTrace> trace_log;
 
 /// y = kernel(x) elementwise (unary_cpu's scalars a, b), rounded onto the activation lattice.
@@ -662,10 +663,11 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
 }
 
 bool op_trace_enabled() {
-  return tracing && !in_backward();
+  return tracing && (tracing_backward || !in_backward());
 }
 
 void log_op_trace(OpTrace entry) {
+  entry.backward = in_backward();
   trace_log.push_back(std::move(entry));
 }
 
@@ -674,8 +676,9 @@ std::string describe_for_trace(const Tensor& t) {
                 t.shape());
 }
 
-void set_op_trace(bool enabled) {
+void set_op_trace(bool enabled, bool backward) {
   tracing = enabled;
+  tracing_backward = backward;
 }
 
 const std::vector<OpTrace>& op_trace() {
@@ -689,7 +692,8 @@ void clear_op_trace() {
 std::string to_string(const OpTrace& entry) {
   std::string inputs;
   for (const std::string& input : entry.inputs) inputs += (inputs.empty() ? "" : ", ") + input;
-  return concat(entry.op, "(", inputs, ") -> ", entry.output, ", acc ", entry.accumulator);
+  return concat(entry.backward ? "backward " : "", entry.op, "(", inputs, ") -> ", entry.output,
+                ", acc ", entry.accumulator);
 }
 
 Tensor sum_to(const Tensor& gradient, const Shape& shape) {

@@ -127,6 +127,36 @@ Tensor cast(const Tensor& x,
             const Rounding& rounding = {},
             const RandomStream& random = {});
 
+/// Where a precision stack applies a quantizer: a GEMM operand (forward x and w; backward dy,
+/// the saved x and the saved w), an op output onto Λa, a gradient onto Λg, a weight written
+/// back onto Λw.
+enum class QuantizerSite : uint8_t {
+  gemm_input,
+  gemm_weight,
+  gemm_output_grad,
+  gemm_saved_input,
+  gemm_saved_weight,
+  activation,
+  gradient,
+  weight,
+};
+/// "gemm.x", "gemm.w", "gemm.dy", "gemm.bwd.x", "gemm.bwd.w", "a", "g", "w": the spec's keys.
+const char* site_name(QuantizerSite site);
+
+/// Sees every quantizer a precision stack applies on this thread: its site, the quantizer as
+/// applied (block axis set, stochastic rounding as the recipe made it) and the tensors before
+/// and after. Observers read; they must not change either tensor or draw random streams.
+using QuantizerObserver = std::function<void(
+    QuantizerSite site, const Quantizer& q, const Tensor& input, const Tensor& output)>;
+/// Installs `observer` on this thread ({} removes it); returns the one it replaces.
+QuantizerObserver set_quantizer_observer(QuantizerObserver observer);
+/// Reports one application to this thread's observer, if any (the engine reports Λg, the
+/// optimizer Λw; the ops report theirs).
+void observe_quantizer(QuantizerSite site,
+                       const Quantizer& q,
+                       const Tensor& input,
+                       const Tensor& output);
+
 /// One op as the dtype tracer saw it: its name, the lattice of each operand as the op used it
 /// (a GEMM operand's quantizer when the stack set one), its output's format and accumulator.
 struct OpTrace {
@@ -134,10 +164,11 @@ struct OpTrace {
   std::vector<std::string> inputs;
   std::string output;
   std::string accumulator;
+  bool backward = false;  // run by a backward rule
 };
-/// Switches recording of every op on this thread (off by default); the log keeps growing
-/// until cleared.
-void set_op_trace(bool enabled);
+/// Switches recording of every op on this thread (off by default), the ops of backward rules
+/// too when `backward`; the log keeps growing until cleared.
+void set_op_trace(bool enabled, bool backward = false);
 const std::vector<OpTrace>& op_trace();
 void clear_op_trace();
 /// "matmul(mxfp4 (8, 64), mxfp4 (64, 32)) -> fp32 (8, 32), acc fp32"

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "kernels/dispatch.h"
@@ -75,11 +76,14 @@ Tensor quantized_values(const Tensor& t, const Quantizer& q, const RandomStream&
 }
 
 /// `t` quantized by `q` with blocks along `axis`, outside autograd (the calling op records
-/// its own node). Identity quantizers and non-float32 tensors pass through.
-Tensor quantized_operand(const Tensor& t, Quantizer q, int axis) {
+/// its own node), reported to the quantizer observer as `site`. Identity quantizers and
+/// non-float32 tensors pass through.
+Tensor quantized_operand(const Tensor& t, Quantizer q, int axis, QuantizerSite site) {
   if (is_identity(q) || t.dtype() != DType::float32) return t;
   if (q.scaling) q.scaling->axis = axis;
-  return quantized_values(t, q, next_random_stream());
+  const Tensor out = quantized_values(t, q, next_random_stream());
+  observe_quantizer(site, q, t, out);
+  return out;
 }
 
 void check_sizes(const char* op, std::span<const int64_t> shape, size_t a, size_t b) {
@@ -262,7 +266,10 @@ RecipeOperand recipe_operand(Quantizer q, int axis, bool stochastic) {
   return {q, next_random_stream()};
 }
 
-Tensor quantized_by(const Tensor& t, const RecipeOperand& operand, const GemmRecipe& recipe) {
+Tensor quantized_by(const Tensor& t,
+                    const RecipeOperand& operand,
+                    const GemmRecipe& recipe,
+                    QuantizerSite site) {
   if (is_identity(operand.quantizer)) return t;
   NoGradGuard no_grad;
   const Tensor in = t.contiguous();
@@ -271,7 +278,10 @@ Tensor quantized_by(const Tensor& t, const RecipeOperand& operand, const GemmRec
                       std::span<const float>(in.data<float>(), size_t(t.numel())),
                       std::span<float>(out.data<float>(), size_t(t.numel())), t.shape(),
                       operand.random);
-  return operand.quantizer.scaling ? out : out.with_format(operand.quantizer.element);
+  const Tensor labelled =
+      operand.quantizer.scaling ? out : out.with_format(operand.quantizer.element);
+  observe_quantizer(site, operand.quantizer, t, labelled);
+  return labelled;
 }
 
 /// dL/dx from dL/dQ(x) (summed to x's shape) through the recipe's estimators.
@@ -294,7 +304,8 @@ Tensor estimated_gradient(const Tensor& grad_q,
 
 /// Logs a matmul when tracing: each operand's quantizer (or its own lattice) and the
 /// accumulator, "bf16:k32" when it rounds every 32 products.
-void trace_matmul(const Tensor& a,
+void trace_matmul(const char* op,
+                  const Tensor& a,
                   const Quantizer& a_quantizer,
                   const Tensor& b,
                   const Quantizer& b_quantizer,
@@ -306,7 +317,7 @@ void trace_matmul(const Tensor& a,
                                   : concat(to_string(quantizer), " ", t.shape());
   };
   trace_op(
-      "matmul",
+      op,
       [&] {
         return std::vector<std::string>{operand(a, a_quantizer), operand(b, b_quantizer)};
       },
@@ -335,8 +346,9 @@ Tensor recipe_matmul(const Tensor& a,
   const RecipeOperand x = recipe_operand(q.input, -1, sr == StochasticRounding::all);
   const RecipeOperand w = recipe_operand(q.weight, -2, sr == StochasticRounding::all);
   const Tensor out = on_activation_lattice(
-      accumulated_product(quantized_by(at, x, recipe), quantized_by(bt, w, recipe), acc));
-  trace_matmul(a, x.quantizer, b, w.quantizer, out, acc);
+      accumulated_product(quantized_by(at, x, recipe, QuantizerSite::gemm_input),
+                          quantized_by(bt, w, recipe, QuantizerSite::gemm_weight), acc));
+  trace_matmul("matmul", a, x.quantizer, b, w.quantizer, out, acc);
   record_op(
       "matmul", out, {a, b},
       [at = detach(at), bt = detach(bt), q, acc, x, w, forward_hadamard, backward_hadamard,
@@ -352,9 +364,10 @@ Tensor recipe_matmul(const Tensor& a,
         const RecipeOperand dy_d = recipe_operand(q.output_grad, -1, sr_dy);
         const RecipeOperand saved_w =
             recipe_operand(q.saved_weight, -1, sr == StochasticRounding::all);
-        const Tensor grad_qa =
-            accumulated_product(quantized_by(g_d, dy_d, recipe),
-                                quantized_by(w_d, saved_w, recipe).transpose(-1, -2), acc);
+        const Tensor grad_qa = accumulated_product(
+            quantized_by(g_d, dy_d, recipe, QuantizerSite::gemm_output_grad),
+            quantized_by(w_d, saved_w, recipe, QuantizerSite::gemm_saved_weight).transpose(-1, -2),
+            acc);
         // wgrad: reduces over M.
         const RandomStream wgrad_signs = backward_hadamard ? next_random_stream() : RandomStream{};
         const Tensor a_w = backward_hadamard ? hadamard_along(at, -2, block, wgrad_signs) : at;
@@ -363,9 +376,9 @@ Tensor recipe_matmul(const Tensor& a,
             recipe_operand(q.saved_input, -2,
                            sr == StochasticRounding::all || sr == StochasticRounding::intel_fp4);
         const RecipeOperand dy_w = recipe_operand(q.output_grad, -2, sr_dy);
-        const Tensor grad_qb =
-            accumulated_product(quantized_by(a_w, saved_x, recipe).transpose(-1, -2),
-                                quantized_by(g_w, dy_w, recipe), acc);
+        const Tensor grad_qb = accumulated_product(
+            quantized_by(a_w, saved_x, recipe, QuantizerSite::gemm_saved_input).transpose(-1, -2),
+            quantized_by(g_w, dy_w, recipe, QuantizerSite::gemm_output_grad), acc);
         Tensor da = estimated_gradient(grad_qa, at, x, recipe);
         Tensor db = estimated_gradient(grad_qb, bt, w, recipe);
         if (forward_hadamard) {
@@ -383,9 +396,52 @@ Tensor on_activation_lattice(const Tensor& out, ActivationRounding rounding) {
   if (rounding == ActivationRounding::inside_op && in_backward()) return out;
   Quantizer q = current_precision().activations;
   if (is_identity(q) || out.dtype() != DType::float32) return out;
-  if (rounding == ActivationRounding::recorded) return quantize(out, q, next_random_stream());
+  if (rounding == ActivationRounding::recorded) {
+    const Tensor rounded = quantize(out, q, next_random_stream());
+    observe_quantizer(QuantizerSite::activation, q, out, rounded);
+    return rounded;
+  }
   if (q.scaling) q.scaling->axis = -1;
-  return quantized_values(out, q, next_random_stream());
+  const Tensor rounded = quantized_values(out, q, next_random_stream());
+  observe_quantizer(QuantizerSite::activation, q, out, rounded);
+  return rounded;
+}
+
+namespace {
+thread_local QuantizerObserver quantizer_observer;
+}  // namespace
+
+const char* site_name(QuantizerSite site) {
+  switch (site) {
+    case QuantizerSite::gemm_input:
+      return "gemm.x";
+    case QuantizerSite::gemm_weight:
+      return "gemm.w";
+    case QuantizerSite::gemm_output_grad:
+      return "gemm.dy";
+    case QuantizerSite::gemm_saved_input:
+      return "gemm.bwd.x";
+    case QuantizerSite::gemm_saved_weight:
+      return "gemm.bwd.w";
+    case QuantizerSite::activation:
+      return "a";
+    case QuantizerSite::gradient:
+      return "g";
+    case QuantizerSite::weight:
+      return "w";
+  }
+  return "?";
+}
+
+QuantizerObserver set_quantizer_observer(QuantizerObserver observer) {
+  return std::exchange(quantizer_observer, std::move(observer));
+}
+
+void observe_quantizer(QuantizerSite site,
+                       const Quantizer& q,
+                       const Tensor& input,
+                       const Tensor& output) {
+  if (quantizer_observer) quantizer_observer(site, q, input, output);
 }
 
 void quantize_operand(const Quantizer& q,
@@ -429,9 +485,10 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   const Accumulator acc = in_backward() ? Accumulator{} : current_precision().accumulator;
   if (!(q.recipe == GemmRecipe{}) && a.dtype() == DType::float32)
     return recipe_matmul(a, b, q, acc);
-  const Tensor out = on_activation_lattice(accumulated_product(
-      quantized_operand(a, q.input, -1), quantized_operand(b, q.weight, -2), acc));
-  trace_matmul(a, q.input, b, q.weight, out, acc);
+  const Tensor out = on_activation_lattice(
+      accumulated_product(quantized_operand(a, q.input, -1, QuantizerSite::gemm_input),
+                          quantized_operand(b, q.weight, -2, QuantizerSite::gemm_weight), acc));
+  trace_matmul("matmul", a, q.input, b, q.weight, out, acc);
   // Only the gradients some input needs are computed (a network's first layer needs no dgrad).
   const bool need_da = requires_grad(a), need_db = requires_grad(b);
   record_op("matmul", out, {a, b},
@@ -439,13 +496,21 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
               // dA = g @ B^T (reduces over N), dB = A^T @ g (reduces over M); the engine sums
               // broadcast batch axes away.
               Tensor da, db;
-              if (need_da)
-                da = accumulated_product(quantized_operand(g, q.output_grad, -1),
-                                         quantized_operand(b, q.saved_weight, -1).transpose(-1, -2),
-                                         acc);
-              if (need_db)
-                db = accumulated_product(quantized_operand(a, q.saved_input, -2).transpose(-1, -2),
-                                         quantized_operand(g, q.output_grad, -2), acc);
+              if (need_da) {
+                da = accumulated_product(
+                    quantized_operand(g, q.output_grad, -1, QuantizerSite::gemm_output_grad),
+                    quantized_operand(b, q.saved_weight, -1, QuantizerSite::gemm_saved_weight)
+                        .transpose(-1, -2),
+                    acc);
+                trace_matmul("matmul.dgrad", g, q.output_grad, b, q.saved_weight, da, acc);
+              }
+              if (need_db) {
+                db = accumulated_product(
+                    quantized_operand(a, q.saved_input, -2, QuantizerSite::gemm_saved_input)
+                        .transpose(-1, -2),
+                    quantized_operand(g, q.output_grad, -2, QuantizerSite::gemm_output_grad), acc);
+                trace_matmul("matmul.wgrad", a, q.saved_input, g, q.output_grad, db, acc);
+              }
               return std::vector<Tensor>{da, db};
             });
   return out;

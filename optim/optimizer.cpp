@@ -11,6 +11,7 @@
 #include "autograd/autograd.h"
 #include "kernels/dispatch.h"
 #include "kernels/optimizer.h"
+#include "ops/ops.h"
 #include "tensor/random.h"
 
 namespace lattice::optim {
@@ -98,6 +99,16 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, PrecisionStack stack)
   }
 }
 
+NamedTensors Optimizer::master_weights() const {
+  NamedTensors out;
+  if (!keep_master_) return out;
+  for (size_t g = 0; g < groups_.size(); ++g)
+    for (size_t i = 0; i < groups_[g].params.size(); ++i)
+      if (states_[g][i].master.defined())
+        out.emplace_back(groups_[g].params[i].name, states_[g][i].master);
+  return out;
+}
+
 void Optimizer::refresh_master_weights() {
   if (!keep_master_) return;
   for (size_t g = 0; g < groups_.size(); ++g)
@@ -110,6 +121,7 @@ void Optimizer::write_back_weights(const Tensor& master, const Tensor& param) co
   quantize(stack_.weights, std::span<const float>(master.data<float>(), n),
            std::span<float>(param.data<float>(), n), param.shape(), next_random_stream(),
            param.device());
+  observe_quantizer(QuantizerSite::weight, stack_.weights, master, param);
 }
 
 Optimizer::ParameterState& Optimizer::state_of(size_t group, size_t index) {

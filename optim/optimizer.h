@@ -79,6 +79,10 @@ class Optimizer {
   /// Every group's lr = its base lr * multiplier (what an LR schedule drives).
   void set_lr_multiplier(double multiplier);
 
+  /// The master copies the updates act on, by parameter name (live handles); empty when the
+  /// optimizer keeps none (then the updates act on the parameters themselves).
+  NamedTensors master_weights() const;
+
   /// Recopies the fp32 masters from the working weights (after loading model weights without
   /// the optimizer's state). A no-op when no masters are kept.
   void refresh_master_weights();

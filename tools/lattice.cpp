@@ -3,7 +3,8 @@
 // neighbours, `quantize` quantize-dequantizes float32 values from stdin to stdout, `stacks`
 // lists the named precision stacks with their canonical specs and complexity points, `sweep`
 // runs a sweep file (or writes it as a Slurm job array) and writes its reports, `plot` draws
-// curves of run folders.
+// curves of run folders, `analyze exp1|exp2|exp3` runs the forward-stability paper's analyses
+// on run folders.
 // Every failure is one line "lattice: <message>" on stderr and exit status 2.
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <limits>
 #include <optional>
@@ -32,6 +34,7 @@
 #include "tensor/design_space.h"
 #include "tensor/precision_stack.h"
 #include "tensor/quantizer.h"
+#include "tools/analyze.h"
 #include "tools/plot.h"
 #include "tools/process.h"
 #include "tools/slurm.h"
@@ -541,6 +544,49 @@ int run_plot_command(const PlotCommand& o) {
   return 0;
 }
 
+struct AnalyzeCommand {
+  std::vector<std::string> dirs, control, intervention;
+  std::string out = "analysis";
+  tools::Exp1Options exp1;
+  tools::Exp2Options exp2;
+  tools::Exp3Options exp3;
+};
+
+/// Prints the experiment's Markdown table and writes it to OUT/<experiment>.md; whether
+/// gnuplot is there to draw its figures.
+bool write_table(const std::string& experiment,
+                 const std::string& markdown,
+                 const std::string& out) {
+  std::printf("%s", markdown.c_str());
+  std::filesystem::create_directories(out);
+  const std::string table = (std::filesystem::path(out) / (experiment + ".md")).string();
+  std::ofstream file(table);
+  LATTICE_CHECK(file.good(), "[analyze] cannot write ", table);
+  file << markdown;
+  std::fprintf(stderr, "wrote %s\n", table.c_str());
+  if (tools::gnuplot_available()) return true;
+  std::fprintf(stderr, "gnuplot not installed: no figures\n");
+  return false;
+}
+
+int run_analyze_command(const std::string& experiment, const AnalyzeCommand& o) {
+  if (experiment == "exp1") {
+    const auto result = tools::analyze_exp1(tools::read_runs(o.dirs), o.exp1);
+    if (write_table(experiment, tools::exp1_markdown(result, o.exp1), o.out))
+      tools::plot_exp1(result, o.out);
+  } else if (experiment == "exp2") {
+    const auto result = tools::analyze_exp2(tools::read_runs(o.dirs), o.exp2);
+    if (write_table(experiment, tools::exp2_markdown(result, o.exp2), o.out))
+      tools::plot_exp2(result, o.out);
+  } else {
+    const auto result =
+        tools::analyze_exp3(tools::read_runs(o.control), tools::read_runs(o.intervention), o.exp3);
+    if (write_table(experiment, tools::exp3_markdown(result, o.exp3), o.out))
+      tools::plot_exp3(result, o.out);
+  }
+  return 0;
+}
+
 // ---- Command line ----
 
 constexpr const char* kRoundingHelp =
@@ -585,8 +631,8 @@ CLI::Option* add_text_option(CLI::App* command,
 int run(int argc, char** argv) {
   CLI::App app{
       "lattice: inspect number lattices (formats), round one value (cast), quantize float32 "
-      "streams (quantize), list precision stacks (stacks), run sweeps (sweep) and plot runs "
-      "(plot).",
+      "streams (quantize), list precision stacks (stacks), run sweeps (sweep), plot runs "
+      "(plot) and analyze forward-stability runs (analyze).",
       "lattice"};
   app.require_subcommand(0, 1);
   app.footer("Run `lattice COMMAND --help` for a command's options.");
@@ -710,12 +756,47 @@ int run(int argc, char** argv) {
   add_text_option(plot, "--labels", pl.labels, "A,B,...",
                   "curve labels, one per run folder (default: the folders' names)");
 
+  AnalyzeCommand an;
+  CLI::App* analyze = app.add_subcommand(
+      "analyze", "The forward-stability paper's experiments (§4) on run folders.");
+  analyze->require_subcommand(1);
+  analyze->footer(
+      "Each prints a Markdown table and writes it (OUT/expN.md) and PNG figures to --out.\n"
+      "Example: lattice analyze exp2 runs/fp16-s0 runs/fp16-s1 --out analysis");
+  CLI::App* exp1 = analyze->add_subcommand(
+      "exp1",
+      "Combined predictor vs r_block: Pearson (log), Spearman, R², slope, ε_mach collapse.");
+  exp1->add_option("RUN_DIR", an.dirs, "run folders (metrics.jsonl, summary.json)")->required();
+  add_text_option(exp1, "--points", an.exp1.points, "P",
+                  "run (95th-percentile tails per run, the paper's), block (tails per run and "
+                  "block) or step (every block and logged step); default run");
+  exp1->add_option("--tail", an.exp1.tail, "the tails' quantile (default 0.95)");
+  CLI::App* exp2 = analyze->add_subcommand(
+      "exp2", "Lead-lag of max κ_softmax vs the forward error: lag, correlation, p, Precision@K.");
+  exp2->add_option("RUN_DIR", an.dirs, "run folders (metrics.jsonl, summary.json)")->required();
+  exp2->add_option("--max-lag", an.exp2.max_lag, "lags scanned, in logged steps (default 60)");
+  exp2->add_option("--permutations", an.exp2.permutations, "permutation test size (default 999)");
+  exp2->add_option("--seed", an.exp2.seed, "permutation seed (default 0)");
+  exp2->add_option("--horizon", an.exp2.horizon, "Precision@K horizon H (default 40)");
+  exp2->add_option("--window", an.exp2.window, "spike rolling window (default 20)");
+  exp2->add_option("--threshold", an.exp2.threshold, "spike threshold Z (default 1.5)");
+  exp2->add_option("--k-fraction", an.exp2.k_fraction, "K = ceil(fraction * T) (default 0.1)");
+  CLI::App* exp3 =
+      analyze->add_subcommand("exp3", "Loss tails of control vs ε-policy runs, paired by seed.");
+  exp3->add_option("--control", an.control, "runs without the ε policy")->required();
+  exp3->add_option("--intervention", an.intervention, "runs with the ε policy")->required();
+  exp3->add_option("--tail-steps", an.exp3.tail_steps, "tail length in steps (default 50)");
+  for (CLI::App* experiment : {exp1, exp2, exp3})
+    add_text_option(experiment, "--out", an.out, "DIR",
+                    "folder for the table and figures (default analysis)");
+
   std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty() && !args[0].starts_with('-')) {
     const bool known = args[0] == "formats" || args[0] == "cast" || args[0] == "quantize" ||
-                       args[0] == "stacks" || args[0] == "sweep" || args[0] == "plot";
+                       args[0] == "stacks" || args[0] == "sweep" || args[0] == "plot" ||
+                       args[0] == "analyze";
     LATTICE_CHECK(known, "unknown command \"", args[0],
-                  "\" (known: formats, cast, quantize, stacks, sweep, plot)");
+                  "\" (known: formats, cast, quantize, stacks, sweep, plot, analyze)");
   }
   args = protect_negative_numbers(std::move(args));
   std::reverse(args.begin(), args.end());  // CLI11 takes its argument vector back to front
@@ -732,6 +813,8 @@ int run(int argc, char** argv) {
   if (stacks->parsed()) return run_stacks(stack_spec);
   if (sweep->parsed()) return run_sweep_command(sw);
   if (plot->parsed()) return run_plot_command(pl);
+  for (const CLI::App* experiment : {exp1, exp2, exp3})
+    if (experiment->parsed()) return run_analyze_command(experiment->get_name(), an);
   if (cast->parsed()) return run_cast(c);
   if (quantize->parsed())
     return run_quantize(q, [&](const char* option) { return quantize->count(option) > 0; });

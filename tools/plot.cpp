@@ -281,6 +281,59 @@ void plot_pareto(const std::vector<ScatterPoint>& points,
   run_gnuplot(gp.str(), out, script);
 }
 
+void plot_panels(const std::vector<PlotPanel>& panels,
+                 const std::string& title,
+                 const std::string& out,
+                 const std::string& script) {
+  LATTICE_CHECK(!panels.empty(), "[plot] no panels to draw for ", out);
+  std::ostringstream gp;
+  gp << terminal_for(out) << "\nset output " << quoted(out) << "\n"
+     << "set termoption noenhanced\nset grid\nset key top left\n"
+     << "set offsets graph 0.05, graph 0.05, graph 0.1, graph 0.05\n";
+  if (panels.size() > 1)
+    gp << "set multiplot layout 1," << panels.size()
+       << (title.empty() ? "" : concat(" title ", quoted(title))) << "\n";
+  else if (!title.empty())
+    gp << "set title " << quoted(title) << "\n";
+  int block = 0;
+  for (const PlotPanel& panel : panels) {
+    if (panels.size() > 1) gp << "set title " << quoted(panel.title) << "\n";
+    gp << (panel.log_x ? "set logscale x\n" : "unset logscale x\n")
+       << (panel.log_y ? "set logscale y\n" : "unset logscale y\n") << "set xlabel "
+       << quoted(panel.x_label) << "\nset ylabel " << quoted(panel.y_label) << "\n";
+    std::vector<std::string> plots;
+    for (const PlotSeries& series : panel.series) {
+      const std::string name = concat("$xy", block++);
+      gp << name << " << EOD\n";
+      int drawn = 0;
+      for (size_t i = 0; i < series.x.size() && i < series.y.size(); ++i) {
+        const double x = series.x[i], y = series.y[i];
+        if (!std::isfinite(x) || !std::isfinite(y) || (panel.log_x && x <= 0) ||
+            (panel.log_y && y <= 0))
+          continue;
+        gp << number(x) << " " << number(y) << "\n";
+        ++drawn;
+      }
+      gp << "EOD\n";
+      if (drawn == 0) continue;  // gnuplot fails on an empty datablock
+      const std::string style = series.style == "lines"    ? "lines linewidth 2"
+                                : series.style == "dashed" ? "lines linewidth 2 dashtype 2"
+                                                           : "points pointtype 7 pointsize 1";
+      plots.push_back(concat(name, " using 1:2 with ", style, " title ", quoted(series.title)));
+    }
+    if (plots.empty()) {
+      gp << "set label 1 \"no finite values\" at graph 0.5,0.5 center\nplot [1:2] [1:2] NaN "
+            "notitle\nunset label 1\n";
+      continue;
+    }
+    gp << "plot ";
+    for (size_t i = 0; i < plots.size(); ++i) gp << (i ? ", \\\n     " : "") << plots[i];
+    gp << "\n";
+  }
+  if (panels.size() > 1) gp << "unset multiplot\n";
+  run_gnuplot(gp.str(), out, script);
+}
+
 std::string summaries_markdown(const std::vector<PlotRun>& runs) {
   const auto text = [](const nlohmann::json& j, const char* key, int digits) -> std::string {
     if (!j.contains(key) || j[key].is_null()) return j.contains(key) ? "NaN" : "-";

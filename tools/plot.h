@@ -1,5 +1,6 @@
 // `lattice plot` and the sweep's figures: curves from run folders' metrics.jsonl, a scatter
-// with its Pareto frontier, drawn by gnuplot; and a Markdown table of run summaries.
+// with its Pareto frontier, general x-y panels (`lattice analyze`), drawn by gnuplot; and a
+// Markdown table of run summaries.
 #pragma once
 
 #include <string>
@@ -48,6 +49,24 @@ std::vector<size_t> pareto_frontier(const std::vector<ScatterPoint>& points);
 /// Markdown: run, trainer, stack, status, steps, train loss, val loss, val accuracy, seconds,
 /// from each folder's summary.json ("-" where a run has none yet).
 std::string summaries_markdown(const std::vector<PlotRun>& runs);
+
+/// One series of a panel: points, a line or a dashed line through (x, y).
+struct PlotSeries {
+  std::string title = {};
+  std::vector<double> x = {}, y = {};
+  std::string style = "points";  // points | lines | dashed
+};
+struct PlotPanel {
+  std::string title = {}, x_label = {}, y_label = {};
+  bool log_x = false, log_y = false;
+  std::vector<PlotSeries> series = {};
+};
+/// Panels side by side in one figure. Non-finite points, and non-positive ones on a log axis,
+/// are left out. Throws lattice::Error on a gnuplot failure.
+void plot_panels(const std::vector<PlotPanel>& panels,
+                 const std::string& title,
+                 const std::string& out,
+                 const std::string& script = {});
 
 /// Whether a gnuplot executable can be run.
 bool gnuplot_available();
