@@ -30,6 +30,11 @@ double relative_mismatch(const Tensor& run, const Tensor& reference) {
   return std::sqrt(difference) / std::sqrt(norm);
 }
 
+// A metric value: null for NaN or ±inf (the metrics-line contract).
+nlohmann::json number(double value) {
+  return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(nullptr);
+}
+
 // A running maximum that keeps NaN (a NaN block makes the run-wide maximum NaN, not hidden).
 void update_max(double& maximum, double value) {
   maximum = std::isnan(maximum) || std::isnan(value) ? std::numeric_limits<double>::quiet_NaN()
@@ -44,14 +49,9 @@ StabilityOptions StabilityInstrument::default_options() {
 
 StabilityInstrument::StabilityInstrument(StabilityOptions options) : options_(options) {}
 
-void StabilityInstrument::before_update(const StepView& view) {
-  pending_ = measure(view);
-}
-
 void StabilityInstrument::end_step(const StepView& view, nlohmann::json& metrics) {
-  if (pending_.is_null()) pending_ = measure(view);  // a trainer that skipped before_update
-  for (auto& [key, value] : pending_.items()) metrics[key] = value;
-  pending_ = nullptr;
+  const nlohmann::json measured = measure(view);
+  for (const auto& [key, value] : measured.items()) metrics[key] = value;
 }
 
 nlohmann::json StabilityInstrument::measure(const StepView& view) const {
@@ -83,8 +83,8 @@ nlohmann::json StabilityInstrument::measure(const StepView& view) const {
         norm_input_statistics(input->second.front(), *eps, mean_square);
     norms.emplace(name, statistics);
     metrics["rho_ln/" + name] =
-        layer_norm_rho(statistics.median_variance, *eps, statistics.dim, machine_epsilon);
-    metrics["ln_eps/" + name] = *eps;
+        number(layer_norm_rho(statistics.median_variance, *eps, statistics.dim, machine_epsilon));
+    metrics["ln_eps/" + name] = number(*eps);
   }
 
   double kappa_softmax_max = 0, r_block_max = 0, predictor_max = 0;
@@ -102,22 +102,22 @@ nlohmann::json StabilityInstrument::measure(const StepView& view) const {
     const BlockStability stability =
         block_stability(*block, attention->second, block_norms, machine_epsilon, options_);
     const double r_block = relative_mismatch(run_output->second, fp32_output->second);
-    metrics["kappa_score/" + name] = stability.attention.kappa_score;
-    metrics["kappa_softmax/" + name] = stability.attention.kappa_softmax;
-    metrics["kappa_v/" + name] = stability.attention.kappa_v;
-    metrics["wo_norm/" + name] = stability.wo_norm;
-    metrics["kappa_eff/" + name] = stability.kappa_eff;
-    metrics["c_ln/" + name] = stability.c_ln;
-    metrics["predictor/" + name] = stability.predictor;
-    metrics["r_block/" + name] = r_block;
+    metrics["kappa_score/" + name] = number(stability.attention.kappa_score);
+    metrics["kappa_softmax/" + name] = number(stability.attention.kappa_softmax);
+    metrics["kappa_v/" + name] = number(stability.attention.kappa_v);
+    metrics["wo_norm/" + name] = number(stability.wo_norm);
+    metrics["kappa_eff/" + name] = number(stability.kappa_eff);
+    metrics["c_ln/" + name] = number(stability.c_ln);
+    metrics["predictor/" + name] = number(stability.predictor);
+    metrics["r_block/" + name] = number(r_block);
     update_max(kappa_softmax_max, stability.attention.kappa_softmax);
     update_max(r_block_max, r_block);
     update_max(predictor_max, stability.predictor);
   }
   if (!blocks.empty()) {
-    metrics["kappa_softmax_max"] = kappa_softmax_max;
-    metrics["r_block_max"] = r_block_max;
-    metrics["predictor_max"] = predictor_max;
+    metrics["kappa_softmax_max"] = number(kappa_softmax_max);
+    metrics["r_block_max"] = number(r_block_max);
+    metrics["predictor_max"] = number(predictor_max);
   }
   return metrics;
 }

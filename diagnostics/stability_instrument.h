@@ -16,9 +16,10 @@ namespace lattice::diagnostics {
 /// Metrics (see the metric-name contract): for every nn::TransformerBlock of the model, by its
 /// dotted name <b>: kappa_score/<b>, kappa_softmax/<b>, kappa_v/<b>, wo_norm/<b>, kappa_eff/<b>,
 /// c_ln/<b>, predictor/<b>, r_block/<b>; for every LayerNorm/RMSNorm <n>: rho_ln/<n>, ln_eps/<n>;
-/// run-wide kappa_softmax_max, r_block_max, predictor_max. ε_mach is that of the stack's
-/// activation lattice (Λa, the precision the norms compute in). Measured in before_update, on
-/// the weights the step's forward used; written in end_step.
+/// run-wide kappa_softmax_max, r_block_max, predictor_max; a non-finite value is written as
+/// null. ε_mach is that of the stack's activation lattice (Λa, the precision the norms compute
+/// in). Measured in end_step (weights θ_{t+1}, the step's batch), as the snr instrument measures
+/// its r_block, so the two agree when both run.
 class StabilityInstrument : public Instrument {
  public:
   /// Attention diagnostics on the first 8 examples of the batch, κ_softmax from the top 8
@@ -29,7 +30,6 @@ class StabilityInstrument : public Instrument {
   std::string name() const override {
     return "stability";
   }
-  void before_update(const StepView& view) override;
   void end_step(const StepView& view, nlohmann::json& metrics) override;
 
   /// The metrics of one step: the shadow forwards and every diagnostic above. Leaves no
@@ -38,7 +38,6 @@ class StabilityInstrument : public Instrument {
 
  private:
   StabilityOptions options_;
-  nlohmann::json pending_;  // measured in before_update, written in end_step
 };
 
 /// Algorithm 1 at an observed step: when controller.policy().due(view.step), measures every

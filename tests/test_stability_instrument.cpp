@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "diagnostics/diagnostics.h"
 #include "diagnostics/stability_instrument.h"
 #include "examples/models/vit.h"
 #include "ops/ops.h"
@@ -88,7 +89,6 @@ TEST_CASE(
   StabilityInstrument instrument;
   CHECK(instrument.name() == "stability");
   nlohmann::json metrics = {{"step", 5}};
-  instrument.before_update(step.view());
   instrument.end_step(step.view(), metrics);
   for (const std::string block : {"blocks.0", "blocks.1"})
     for (const char* key : {"kappa_score/", "kappa_softmax/", "kappa_v/", "wo_norm/", "kappa_eff/",
@@ -149,6 +149,18 @@ TEST_CASE(
             .epsilon(1e-12));
 }
 
+TEST_CASE("the stability instrument's r_block equals the snr instrument's on the same step") {
+  VitStep step("bf16");
+  nlohmann::json ours, theirs;
+  StabilityInstrument().end_step(step.view(), ours);
+  make_instruments("snr").front()->end_step(step.view(), theirs);
+  for (const char* key : {"r_block/blocks.0", "r_block/blocks.1", "r_block_max"}) {
+    CAPTURE(key);
+    CHECK(ours[key].get<double>() > 0);
+    CHECK(ours[key].get<double>() == doctest::Approx(theirs[key].get<double>()).epsilon(1e-12));
+  }
+}
+
 TEST_CASE("the stability instrument leaves parameters, mode and the random state bit-identical") {
   VitStep step("fp16");
   const std::vector<float> before = [&] {
@@ -162,7 +174,6 @@ TEST_CASE("the stability instrument leaves parameters, mode and the random state
   const RandomState random = default_random_state();
   StabilityInstrument instrument;
   nlohmann::json metrics;
-  instrument.before_update(step.view());
   instrument.end_step(step.view(), metrics);
   std::vector<float> after;
   for (const Tensor& p : step.model.parameters()) {
