@@ -206,3 +206,29 @@ TEST_CASE("diffusion trains the small U-Net, validates on fixed noise and writes
   CHECK(folder.status == 1);
   CHECK(folder.err.rfind("diffusion: [diffusion] --dataset folder needs --data DIR", 0) == 0);
 }
+
+TEST_CASE("vit with the stability diagnostics and the LayerNorm-ε policy logs both per block") {
+  const fs::path run = scratch_dir() / "vit-stability";
+  fs::remove_all(run);
+  const auto result = run_program(trainer("vit"),
+                                  "--dim 16 --depth 2 --heads 2 --batch 16 --steps 4 --stack bf16 "
+                                  "--diagnostics stability --diagnostics-every 2 "
+                                  "--ln-eps-policy rho=0.6,cap=1e-2,every=2 --data '" +
+                                      tiny_mnist().string() + "' --out '" + run.string() + "'");
+  INFO(result.err);
+  REQUIRE(result.status == 0);
+  const std::vector<nlohmann::json> lines = metrics(run);
+  const auto observed = std::find_if(lines.begin(), lines.end(), [](const nlohmann::json& line) {
+    return line.contains("step") && line["step"] == 2 && line.contains("loss");
+  });
+  REQUIRE(observed != lines.end());
+  for (const char* key : {"kappa_softmax/blocks.1", "predictor/blocks.0", "r_block/blocks.1",
+                          "rho_ln/blocks.0.norm1", "ln_eps/blocks.1.norm2", "r_block_max"})
+    CHECK(observed->contains(key));
+  CHECK(summary(run)["ln_eps_policy"] != "");
+
+  const auto malformed = run_program(trainer("vit"), "--ln-eps-policy rho=0.6,cap=1e-2");
+  CHECK(malformed.err ==
+        "vit: [ln-eps-policy] \"rho=0.6,cap=1e-2\": missing \"every=\" (expected "
+        "rho=R,cap=C,every=N[,floor=F][,sample=N])\n");
+}
