@@ -51,10 +51,24 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+/// The optimizer of --optimizer over the model's parameters; a parameter of a module that
+/// --override gives its own stack lives on that stack's Λw (the innermost such module's).
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainerFlags& flags,
-                                                 const nn::Module& model,
+                                                 nn::Module& model,
                                                  const PrecisionStack& stack) {
   auto groups = optim::one_group(model.named_parameters(), flags.lr, flags.weight_decay);
+  std::vector<std::pair<std::string, Quantizer>> overridden;  // module prefix, its Λw
+  for (const auto& [name, module] : model.named_modules())
+    if (module->precision())
+      overridden.emplace_back(name.empty() ? "" : name + ".", module->precision()->weights);
+  for (optim::NamedParameter& p : groups[0].params) {
+    size_t longest = 0;
+    for (const auto& [prefix, weights] : overridden)
+      if (p.name.starts_with(prefix) && prefix.size() >= longest) {
+        longest = prefix.size();
+        p.weights = weights;
+      }
+  }
   if (flags.optimizer == "adam")
     return std::make_unique<optim::Adam>(groups, optim::AdamOptions{}, stack);
   if (flags.optimizer == "adamw")
