@@ -79,18 +79,31 @@ std::string file_part(const std::string& label) {
 
 // ---- Statistics ----
 
-double pearson(std::span<const double> x, std::span<const double> y) {
-  LATTICE_CHECK(x.size() == y.size(), "[pearson] series of ", x.size(), " and ", y.size(),
+namespace {
+
+/// The means of two equally long series and their centred sums of products.
+struct CoMoments {
+  double mean_x = 0, mean_y = 0, sxy = 0, sxx = 0, syy = 0;
+};
+
+CoMoments co_moments(const char* op, std::span<const double> x, std::span<const double> y) {
+  LATTICE_CHECK(x.size() == y.size(), "[", op, "] series of ", x.size(), " and ", y.size(),
                 " values; expected equal lengths");
-  if (x.size() < 2) return NAN;
-  const double mx = mean_of(x), my = mean_of(y);
-  double sxy = 0, sxx = 0, syy = 0;
+  CoMoments m{.mean_x = mean_of(x), .mean_y = mean_of(y)};
   for (size_t i = 0; i < x.size(); ++i) {
-    sxy += (x[i] - mx) * (y[i] - my);
-    sxx += (x[i] - mx) * (x[i] - mx);
-    syy += (y[i] - my) * (y[i] - my);
+    m.sxy += (x[i] - m.mean_x) * (y[i] - m.mean_y);
+    m.sxx += (x[i] - m.mean_x) * (x[i] - m.mean_x);
+    m.syy += (y[i] - m.mean_y) * (y[i] - m.mean_y);
   }
-  return (sxx > 0 && syy > 0) ? sxy / std::sqrt(sxx * syy) : NAN;
+  return m;
+}
+
+}  // namespace
+
+double pearson(std::span<const double> x, std::span<const double> y) {
+  const CoMoments m = co_moments("pearson", x, y);
+  if (x.size() < 2) return NAN;
+  return (m.sxx > 0 && m.syy > 0) ? m.sxy / std::sqrt(m.sxx * m.syy) : NAN;
 }
 
 std::vector<double> average_ranks(std::span<const double> x) {
@@ -113,20 +126,12 @@ double spearman(std::span<const double> x, std::span<const double> y) {
 }
 
 LineFit fit_line(std::span<const double> x, std::span<const double> y) {
-  LATTICE_CHECK(x.size() == y.size(), "[fit_line] series of ", x.size(), " and ", y.size(),
-                " values; expected equal lengths");
-  if (x.size() < 2) return {NAN, NAN, NAN};
-  const double mx = mean_of(x), my = mean_of(y);
-  double sxy = 0, sxx = 0, syy = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    sxy += (x[i] - mx) * (y[i] - my);
-    sxx += (x[i] - mx) * (x[i] - mx);
-    syy += (y[i] - my) * (y[i] - my);
-  }
-  if (sxx <= 0) return {NAN, NAN, NAN};
+  const CoMoments m = co_moments("fit_line", x, y);
+  if (x.size() < 2 || m.sxx <= 0) return {NAN, NAN, NAN};
+  const double syy = m.syy;
   LineFit fit;
-  fit.slope = sxy / sxx;
-  fit.intercept = my - fit.slope * mx;
+  fit.slope = m.sxy / m.sxx;
+  fit.intercept = m.mean_y - fit.slope * m.mean_x;
   double residual = 0;
   for (size_t i = 0; i < x.size(); ++i) {
     const double r = y[i] - (fit.intercept + fit.slope * x[i]);
