@@ -1,6 +1,7 @@
 // The lattice instruments on host arrays (lattice_metrics.h).
 #include "diagnostics/lattice_metrics.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <limits>
@@ -22,8 +23,17 @@ uint32_t bits_of(float x) {
 
 double lattice_ulp(const Format& f, bool flush_subnormals, double x) {
   if (!std::isfinite(x)) return kNaN;
-  if (flush_subnormals && std::fabs(x) < double(f.min_normal()))
+  const double magnitude = std::fabs(x);
+  if (flush_subnormals && magnitude < double(f.min_normal()))
     return std::numeric_limits<double>::infinity();
+  // A float format's spacing in the binade of |x| (the subnormals share the lowest normal
+  // binade's): what ulp() computes, without its general path, for the β_t loop over every
+  // parameter. Integer and exponent-only formats, and values past the largest finite one,
+  // take ulp() itself.
+  if (f.kind == FormatKind::floating && magnitude <= f.max_finite()) {
+    const int binade = magnitude > 0 ? std::ilogb(magnitude) : f.min_exponent();
+    return std::ldexp(1.0, std::max(binade, f.min_exponent()) - f.mantissa_bits);
+  }
   return double(ulp(f, float(x)));
 }
 
@@ -122,23 +132,32 @@ QuantizerHealth quantizer_health(const Quantizer& q,
   quantize_blocks_cpu(x.data(), dequantized.data(), layout, q.element, q.rounding, *q.scaling,
                       RandomStream{}, &parts);
   out.blocks = layout.block_count();
-  const int64_t per_column = layout.blocks_per_column();
+  // Rows of `inner` contiguous values at a time, each position its own block: one pass in
+  // memory order.
+  const size_t inner = size_t(layout.inner);
+  std::vector<uint8_t> any_input(inner), any_element(inner), clipped(inner);
   for (int64_t o = 0; o < layout.outer; ++o)
-    for (int64_t b = 0; b < per_column; ++b)
-      for (int64_t in = 0; in < layout.inner; ++in) {
-        bool any_input = false, any_element = false, clipped = false;
-        const int64_t end = std::min(layout.length, (b + 1) * layout.block_size);
-        for (int64_t l = b * layout.block_size; l < end; ++l) {
-          const size_t i = size_t((o * layout.length + l) * layout.inner + in);
+    for (int64_t first = 0; first < layout.length; first += layout.block_size) {
+      std::fill(any_input.begin(), any_input.end(), 0);
+      std::fill(any_element.begin(), any_element.end(), 0);
+      std::fill(clipped.begin(), clipped.end(), 0);
+      const int64_t end = std::min(layout.length, first + layout.block_size);
+      for (int64_t l = first; l < end; ++l) {
+        const size_t row = size_t(o * layout.length + l) * inner;
+        for (size_t in = 0; in < inner; ++in) {
+          const size_t i = row + in;
           const bool at_top = std::fabs(double(elements[i])) == top;
           out.saturated += at_top;
-          any_input |= x[i] != 0.0f;
-          any_element |= elements[i] != 0.0f;
-          clipped |= at_top && std::fabs(x[i]) > std::fabs(dequantized[i]);
+          any_input[in] |= x[i] != 0.0f;
+          any_element[in] |= elements[i] != 0.0f;
+          clipped[in] |= at_top && std::fabs(x[i]) > std::fabs(dequantized[i]);
         }
-        out.zero_blocks += any_input && !any_element;
-        out.clipped_blocks += clipped;
       }
+      for (size_t in = 0; in < inner; ++in) {
+        out.zero_blocks += any_input[in] && !any_element[in];
+        out.clipped_blocks += clipped[in];
+      }
+    }
   return out;
 }
 

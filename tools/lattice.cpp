@@ -544,7 +544,8 @@ int run_plot_command(const PlotCommand& o) {
     std::fprintf(stderr, "wrote %s\n", o.out.c_str());
     return 0;
   }
-  tools::CurvesRequest request{.runs = runs, .x = o.x, .title = o.title, .out = o.out};
+  tools::CurvesRequest request{
+      .runs = runs, .x = o.x, .title = o.title, .out = o.out, .require_logged = true};
   request.metrics.clear();
   for (size_t start = 0;;) {
     const size_t comma = o.metric.find(',', start);

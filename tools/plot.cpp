@@ -250,9 +250,9 @@ void plot_curves(const CurvesRequest& request) {
       for (const auto& [x, y] : series[panel].back().points)
         if (std::isfinite(x)) x_low = std::min(x_low, x), x_high = std::max(x_high, x);
     }
-  // Any key of metrics.jsonl plots (a diagnostic such as beta or churn/gemm.x too); one that
-  // no run logs is a misspelling.
-  for (size_t panel = 0; panel < panels; ++panel) {
+  // Any key of metrics.jsonl plots (a diagnostic such as beta or churn/gemm.x too); a key that
+  // no run logs is a misspelling where the request says so.
+  for (size_t panel = 0; panel < panels && request.require_logged; ++panel) {
     bool logged = false;
     for (const Series& s : series[panel]) logged |= !s.points.empty();
     LATTICE_CHECK(logged, "[plot] --metric ", request.metrics[panel],

@@ -23,6 +23,9 @@ struct CurvesRequest {
   std::string title = {};
   std::string out = "curves.png";  // .png (pngcairo, else png) or .svg
   std::string script = {};         // where to keep the gnuplot script ("" = a removed temp file)
+  // Throw when no run logs a metric (the command line's check for a misspelled key); else its
+  // panel says that it has no finite values.
+  bool require_logged = false;
 };
 
 /// Labels for run folders: each folder's name, or parent/name where names repeat.
@@ -30,7 +33,8 @@ std::vector<PlotRun> label_runs(const std::vector<std::string>& dirs);
 
 /// Draws one line per run and panel; null (NaN) values leave gaps, and a loss panel spanning
 /// more than two decades gets a log scale. Throws lattice::Error on a missing metrics.jsonl,
-/// a metric no run logs, an unknown axis, or a gnuplot failure (its message in the error).
+/// a metric no run logs (with require_logged), an unknown axis, or a gnuplot failure (its
+/// message in the error).
 void plot_curves(const CurvesRequest& request);
 
 /// One run's histogram of |Δθ|/ULP(θ) over all parameters at one observed step, from the beta
