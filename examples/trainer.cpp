@@ -4,7 +4,9 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -104,9 +106,47 @@ std::string clock_text(double seconds) {
 
 }  // namespace
 
+std::vector<std::pair<int64_t, PrecisionStack>> parse_stack_schedule(const std::string& text) {
+  if (text.empty()) return {};
+  // Split where a separator is followed by digits and a colon: the next item's STEP.
+  std::vector<std::string> items;
+  size_t start = 0;
+  for (size_t i = 0; i <= text.size(); ++i) {
+    if (i < text.size() && text[i] != ';' && text[i] != ',') continue;
+    size_t digits = i + 1;
+    while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
+    const bool next_item = i == text.size() || text[i] == ';' ||
+                           (digits > i + 1 && digits < text.size() && text[digits] == ':');
+    if (!next_item) continue;
+    items.push_back(text.substr(start, i - start));
+    start = i + 1;
+  }
+  std::vector<std::pair<int64_t, PrecisionStack>> out;
+  for (const std::string& item : items) {
+    const size_t colon = item.find(':');
+    int64_t step = -1;
+    const char* end = item.data() + (colon == std::string::npos ? 0 : colon);
+    const bool numeric = colon != std::string::npos && colon > 0 &&
+                         std::from_chars(item.data(), end, step).ptr == end;
+    LATTICE_CHECK(numeric && step >= 0, "[trainer] --stack-schedule \"", text, "\": item \"", item,
+                  "\": expected STEP:SPEC with STEP a step count, e.g. 0:bf16,2000:fp16");
+    LATTICE_CHECK(out.empty() || step > out.back().first, "[trainer] --stack-schedule \"", text,
+                  "\": step ", step, " does not come after step ", out.back().first);
+    try {
+      out.emplace_back(step, parse_precision_stack(item.substr(colon + 1)));
+    } catch (const Error& e) {
+      throw Error(concat("[trainer] --stack-schedule item \"", item, "\": ", e.what()));
+    }
+  }
+  return out;
+}
+
 void add_trainer_flags(CLI::App& app, TrainerFlags& flags) {
   app.add_option("--stack", flags.stack, "precision stack spec (see README), e.g. gemm=mxfp4")
       ->capture_default_str();
+  app.add_option("--stack-schedule", flags.stack_schedule,
+                 "STEP:SPEC items switching the whole stack (Λw and Γopt included) from STEP on, "
+                 "e.g. 0:bf16,2000:fp16,4000:bf16 (';' between specs that hold commas)");
   app.add_option("--override", flags.overrides,
                  "PATTERN:SPEC (repeatable): modules whose dotted name matches the glob run under "
                  "SPEC, e.g. '0:gemm=bf16' for the first layer of a Sequential");
@@ -248,6 +288,7 @@ class TrainingRun {
         model_(*job.model),
         loader_(*job.train),
         stack_(parse_precision_stack(flags.stack)),
+        stack_schedule_(parse_stack_schedule(flags.stack_schedule)),
         device_(trainer_device(flags)),
         out_(flags.out.empty() ? "runs/" + job.name : flags.out),
         metrics_path_(out_ / "metrics.jsonl"),
@@ -278,6 +319,7 @@ class TrainingRun {
     }
     schedule_ = optim::parse_schedule(flags.schedule, total_steps_);
     model_.to(device_);
+    stack_ = scheduled_stack(0);
     optimizer_ = make_optimizer(flags, model_, stack_);
     scaler_ = make_loss_scaler(flags.loss_scale);
   }
@@ -313,6 +355,7 @@ class TrainingRun {
  private:
   void resume() {
     const std::string stem = checkpoint_stem(flags_.resume);
+    if (!stack_schedule_.empty()) follow_stack_schedule(optim::checkpoint_step(stem));
     const optim::TrainingState state =
         optim::load_checkpoint(stem, model_.state_dict(), *optimizer_, &scaler_);
     try {
@@ -343,8 +386,27 @@ class TrainingRun {
 
   /// One optimizer step over `--accumulate` micro-batches: each one's loss, divided by their
   /// count, is backpropagated (gradients add up in the leaves), then clipping and the step.
+  /// The stack of the schedule's last item at or before `step` (--stack before the first).
+  PrecisionStack scheduled_stack(int64_t step) const {
+    PrecisionStack stack = parse_precision_stack(flags_.stack);
+    for (const auto& [first_step, scheduled] : stack_schedule_)
+      if (first_step <= step) stack = scheduled;
+    return stack;
+  }
+
+  /// Switches the run (its scope and the optimizer) to the scheduled stack of `step`.
+  void follow_stack_schedule(int64_t step) {
+    PrecisionStack stack = scheduled_stack(step);
+    if (stack == stack_) return;
+    std::fprintf(stderr, "%s  step %lld: precision stack %s -> %s\n", job_.name.c_str(),
+                 (long long)step, to_string(stack_).c_str(), to_string(stack).c_str());
+    stack_ = std::move(stack);
+    optimizer_->set_precision(stack_);
+  }
+
   void train_step() {
     const Clock::time_point start = Clock::now();
+    follow_stack_schedule(step_);
     optim::apply_schedule(schedule_, *optimizer_, step_);
     optimizer_->zero_grad();
     // An observed step: the instruments watch its forward, backward and update (the batch is
@@ -531,6 +593,7 @@ class TrainingRun {
         {"throughput_unit", job_.unit},
         {"skipped_steps", scaler_.skipped_steps()},
         {"stack", to_string(stack_)},
+        {"stack_schedule", flags_.stack_schedule},
         {"overrides", flags_.overrides},
         {"complexity_points",
          complexity_points(stack_, {.loss_scaling = flags_.loss_scale != "none",
@@ -577,7 +640,8 @@ class TrainingRun {
   TrainingJob& job_;
   nn::Module& model_;
   data::DataLoader& loader_;
-  const PrecisionStack stack_;
+  PrecisionStack stack_;  // the current one: --stack, or the schedule's item
+  const std::vector<std::pair<int64_t, PrecisionStack>> stack_schedule_;
   const Device device_;
   const std::filesystem::path out_, metrics_path_;
   int64_t total_steps_ = 0;

@@ -14,11 +14,15 @@
 
 #include "data/dataset.h"
 #include "nn/module.h"
+#include "tensor/precision_stack.h"
 
 namespace lattice::examples {
 
 struct TrainerFlags {
   std::string stack = "fp32";
+  // STEP:SPEC items: from STEP on (steps taken so far), the run's stack is SPEC (Λw and Γopt
+  // included); before the first item, `stack`
+  std::string stack_schedule = {};
   // PATTERN:SPEC items: modules whose dotted name matches the glob run under SPEC instead
   std::vector<std::string> overrides = {};
   int64_t epochs = 1;
@@ -45,6 +49,11 @@ struct TrainerFlags {
   int64_t diagnostics_every = 10;  // observe every N-th step
   int64_t trace_step = 0;          // log every op of this step, forward and backward; 0: none
 };
+
+/// A --stack-schedule: (first step, stack) items in increasing steps. Items are separated by
+/// ';', or by ',' when a comma is followed by STEP: ("0:bf16,2000:fp16,4000:bf16"; specs with
+/// commas of their own: "0:gemm=mxfp4,w=bf16;500:fp32"). Throws lattice::Error naming the item.
+std::vector<std::pair<int64_t, PrecisionStack>> parse_stack_schedule(const std::string& text);
 
 /// Registers the common flags on `app`; the values already in `flags` are the trainer's
 /// defaults and show in --help.

@@ -122,6 +122,19 @@ void save_checkpoint(const std::string& path,
   sync_directory(directory.string());
 }
 
+int64_t checkpoint_step(const std::string& path) {
+  const std::string json_path = path + ".json";
+  const std::vector<uint8_t> bytes = read_regular_file(json_path);
+  const nlohmann::json json = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
+  const bool valid = json.is_object() && json.contains("step") &&
+                     json["step"].is_number_integer() &&
+                     (json["step"].is_number_unsigned() || json["step"].get<int64_t>() >= 0) &&
+                     json["step"].get<uint64_t>() <= uint64_t(std::numeric_limits<int64_t>::max());
+  LATTICE_CHECK(valid, "[checkpoint] ", json_path,
+                ": no valid \"step\" (expected an integer in [0, 2^63))");
+  return json["step"].get<int64_t>();
+}
+
 TrainingState load_checkpoint(const std::string& path,
                               const NamedTensors& model,
                               Optimizer& optimizer,

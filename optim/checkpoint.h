@@ -36,6 +36,11 @@ void save_checkpoint(const std::string& path,
                      const TrainingState& state,
                      const LossScaler* scaler = nullptr);
 
+/// The step of the checkpoint at <path>.json, read before the run that loads it is set up (its
+/// precision-stack schedule picks the stack of that step). Throws a one-line lattice::Error
+/// naming the file when it cannot be read or has no valid step.
+int64_t checkpoint_step(const std::string& path);
+
 /// Restores a checkpoint written by save_checkpoint from <path>.json and the tensor file it
 /// names (checkpoints from before generations name <path>.safetensors and load too): copies the
 /// model tensors into `model` (names, dtypes and shapes must match), loads the optimizer state, the

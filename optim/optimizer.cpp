@@ -99,6 +99,28 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, PrecisionStack stack)
   }
 }
 
+void Optimizer::set_precision(PrecisionStack stack) {
+  const bool keep_master = !is_identity(stack.weights);
+  if (keep_master) validate(stack.weights);
+  if (!is_identity(stack.optimizer_state)) validate(stack.optimizer_state);
+  stack_ = std::move(stack);
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    for (size_t i = 0; i < groups_[g].params.size(); ++i) {
+      const Tensor& param = groups_[g].params[i].tensor;
+      Tensor& master = states_[g][i].master;
+      if (!keep_master) {
+        if (master.defined()) param.copy_(master);
+        master = Tensor();
+        continue;
+      }
+      if (!master.defined()) master = param.clone();
+      if (stack_.master_weights != fp32) round_in_place(master_quantizer(stack_), master);
+      write_back_weights(master, param);
+    }
+  }
+  keep_master_ = keep_master;
+}
+
 NamedTensors Optimizer::master_weights() const {
   NamedTensors out;
   if (!keep_master_) return out;

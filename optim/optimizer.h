@@ -68,6 +68,11 @@ class Optimizer {
   const PrecisionStack& precision() const {
     return stack_;
   }
+  /// Switches to `stack` between steps (a precision-stack schedule): Λw, the master format and
+  /// Γopt apply from the next step on. Masters are made from the working weights when the new
+  /// Λw needs them and none are kept, and handed back to the working weights when it needs
+  /// none; the working weights are then rounded onto the new Λw.
+  void set_precision(PrecisionStack stack);
   /// All parameters, in group order.
   NamedTensors named_parameters() const;
   std::vector<Tensor> parameters() const;

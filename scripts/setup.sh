@@ -8,7 +8,7 @@ packages=(
   build-essential cmake ninja-build clang-format
   doctest-dev libcli11-dev libdnnl-dev
   nlohmann-json3-dev libtomlplusplus-dev zlib1g-dev libstb-dev libjpeg62-turbo-dev libpng-dev
-  libsentencepiece-dev
+  libsentencepiece-dev liblapack-dev
   gnuplot-nox dataset-fashion-mnist
   # English prose for the llama trainer (fortunes and the King James Bible).
   fortunes bible-kjv

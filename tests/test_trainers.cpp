@@ -349,3 +349,49 @@ TEST_CASE("resuming from a malformed checkpoint gives one line naming the file a
     CHECK(line_count(result.err) == 1);
   }
 }
+
+TEST_CASE("--stack-schedule switches the whole stack at its steps and resumes inside it") {
+  const std::string common =
+      std::string("--hidden 16 --batch 16 --schedule constant --seed 3 --data '") +
+      tiny_mnist().string() + "' --stack-schedule '0:bf16;2:w=fp16:sr,g=fp16;4:bf16' ";
+  const fs::path whole = scratch_dir() / "schedule-whole", parts = scratch_dir() / "schedule-parts";
+  fs::remove_all(whole);
+  fs::remove_all(parts);
+  const auto straight =
+      run_program(trainer("mnist"), common + "--steps 6 --out '" + whole.string() + "'");
+  INFO(straight.err);
+  REQUIRE(straight.status == 0);
+  const std::string bf16 = "w=bf16,a=bf16,g=bf16";
+  CHECK(straight.err.find("step 2: precision stack " + bf16 + " -> w=fp16:sr,g=fp16") !=
+        std::string::npos);
+  CHECK(straight.err.find("step 4: precision stack w=fp16:sr,g=fp16 -> " + bf16) !=
+        std::string::npos);
+  CHECK(summary(whole)["stack"] == bf16);
+  // Checkpoints at step 3 (inside the fp16 item) and resumed there.
+  REQUIRE(
+      run_program(trainer("mnist"), common + "--steps 3 --out '" + parts.string() + "'").status ==
+      0);
+  const auto resumed =
+      run_program(trainer("mnist"), common + "--steps 6 --out '" + parts.string() + "' --resume '" +
+                                        (parts / "checkpoint").string() + "'");
+  INFO(resumed.err);
+  REQUIRE(resumed.status == 0);
+  CHECK(checkpoint_tensors(parts) == checkpoint_tensors(whole));
+
+  // A switch changes the run: the same steps without the fp16 item end elsewhere.
+  const fs::path plain = scratch_dir() / "schedule-plain";
+  fs::remove_all(plain);
+  REQUIRE(run_program(trainer("mnist"),
+                      "--hidden 16 --batch 16 --schedule constant --seed 3 --stack bf16 --data '" +
+                          tiny_mnist().string() + "' --steps 6 --out '" + plain.string() + "'")
+              .status == 0);
+  CHECK(checkpoint_tensors(plain) != checkpoint_tensors(whole));
+
+  const auto backwards = run_program(trainer("mnist"), "--stack-schedule '5:bf16,3:fp16'");
+  CHECK(backwards.err ==
+        "mnist: [trainer] --stack-schedule \"5:bf16,3:fp16\": step 3 does not come after step 5\n");
+  const auto malformed = run_program(trainer("mnist"), "--stack-schedule 'x:bf16'");
+  CHECK(malformed.err ==
+        "mnist: [trainer] --stack-schedule \"x:bf16\": item \"x:bf16\": expected STEP:SPEC with "
+        "STEP a step count, e.g. 0:bf16,2000:fp16\n");
+}
