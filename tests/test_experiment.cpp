@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "process_support.h"
 #include "tools/experiment.h"
+#include "tools/plot.h"
 #include "tools/process.h"
 
 namespace {
@@ -178,6 +179,11 @@ TEST_CASE("temperature: final mean and spread of τ_h over heads per precision, 
   CHECK(report.values.at("fp32-s0/tau_mean") == doctest::Approx(5.75));
   CHECK(report.values.at("fp32-s0/tau_std") == doctest::Approx(0.25));
   CHECK(report.values.at("fp32-s0/val_loss") == 3.5);
+  if (gnuplot_available()) {
+    const std::vector<std::string> figures = plot_experiment(plan);
+    REQUIRE(figures.size() == 2);  // τ_h trajectories, loss curves
+    for (const std::string& figure : figures) CHECK(fs::file_size(figure) > 1000);
+  }
   CHECK(report.markdown.find(
             "| e4m3 | `bf16,gemm=e4m3:b32` | 0 | 4 | 5.657 | 7 | 1.871 | 5 | 10 |") !=
         std::string::npos);
@@ -264,11 +270,11 @@ TEST_CASE("precision-order: status and val loss per (lr, seed) and the cells whe
 TEST_CASE("hysteresis: the loss gap between A→B→A and A throughout, in 10-step windows") {
   const ExperimentPlan plan = plan_in("hysteresis", {.steps = 300});
   REQUIRE(plan.runs.size() == 2);
-  // Same loss until the swap at 100; then the swapped run is worse by 0.5 decaying as
-  // 0.5 * 0.99^(t - 100).
+  // Same loss until the swap (P_B from logged step 101 on); then the swapped run is worse by
+  // 0.5 decaying as 0.5 * 0.99^(t - 100).
   const auto throughout = [](int t) { return 3.0 - 0.002 * t; };
   const auto swapped = [&](int t) {
-    return throughout(t) + (t >= 100 ? 0.5 * std::pow(0.99, t - 100) : 0.0);
+    return throughout(t) + (t > 100 ? 0.5 * std::pow(0.99, t - 100) : 0.0);
   };
   std::vector<json> a, b;
   for (int t = 1; t <= 300; ++t) {
@@ -283,11 +289,11 @@ TEST_CASE("hysteresis: the loss gap between A→B→A and A throughout, in 10-st
     for (int t = start; t < start + 10; ++t) gap += 0.5 * std::pow(0.99, t - 100) / 10.0;
     return gap;
   };
-  CHECK(report.values.at("s0/gap@90") == doctest::Approx(0.0));  // before the swap
-  CHECK(report.values.at("s0/gap@200") == doctest::Approx(expected_gap(200)));
-  CHECK(report.values.at("s0/gap@250") == doctest::Approx(expected_gap(250)));
+  CHECK(report.values.at("s0/gap@91") == doctest::Approx(0.0));  // steps 91-100: before the swap
+  CHECK(report.values.at("s0/gap@201") == doctest::Approx(expected_gap(201)));
+  CHECK(report.values.at("s0/gap@251") == doctest::Approx(expected_gap(251)));
   CHECK(report.values.at("s0/val_gap") == doctest::Approx(0.25));
-  CHECK(!report.values.contains("s0/gap@300"));  // past the end
+  CHECK(!report.values.contains("s0/gap@301"));  // past the end
 }
 
 TEST_CASE("crossing: progress per 25-step window against mean β_t, Pearson and the low-β mean") {

@@ -354,7 +354,8 @@ ExperimentPlan plan_precision_order(const ExperimentOptions& o) {
   return plan;
 }
 
-// The swap to P_B and back happens at a third and two thirds of the run (§8, prediction 2).
+// The swap to P_B and back happens at a third and two thirds of the run (§8, prediction 2):
+// the trainer's schedule item STEP:SPEC rules from logged step STEP + 1 on.
 ExperimentPlan plan_hysteresis(const ExperimentOptions& o) {
   const Size size = size_of(o, 300, 64, "bf16,e4m3");
   LATTICE_CHECK(size.precisions.size() == 2, "[experiment] hysteresis: --precisions names P_A,P_B;",
@@ -670,22 +671,24 @@ ExperimentReport report_hysteresis(const ExperimentPlan& plan) {
       report.values[concat("s", seed, "/gap@", start)] = b - a;
       rows.push_back({seed, what, concat(start, "-", end), cell(a), cell(b), cell(b - a)});
     };
-    gap_row("before the swap", std::max<int64_t>(1, swap - kGapWindow));
-    gap_row("end of P_B", back - kGapWindow);
+    gap_row("before the swap", std::max<int64_t>(1, swap - kGapWindow + 1));
+    gap_row("end of P_B", back - kGapWindow + 1);
     for (int64_t offset : kHysteresisOffsets)
-      if (back + offset < plan.steps) gap_row(concat("return + ", offset), back + offset);
+      if (back + 1 + offset <= plan.steps) gap_row(concat("return + ", offset), back + 1 + offset);
+    gap_row("last steps", plan.steps - kGapWindow + 1);
     const double val_a = number(throughout.summary, "val_loss");
     const double val_b = number(swapped.summary, "val_loss");
     report.values[concat("s", seed, "/val_gap")] = val_b - val_a;
     rows.push_back({seed, "final val loss", "-", cell(val_a), cell(val_b), cell(val_b - val_a)});
   }
   const RunConfig& first = plan.runs.front();
-  report.markdown = concat(
-      "Precision-stack hysteresis (§8, prediction 2): ", value_of(first, "a"), " throughout vs ",
-      value_of(first, "a"), " → ", value_of(first, "b"), " (steps ", value_of(first, "swap"), "-",
-      std::stoll(value_of(first, "back")) - 1, ") → ", value_of(first, "a"),
-      ", same seed and batches; training loss means over ", kGapWindow, " steps.\n\n",
-      markdown_table({"seed", "when", "steps", "throughout", "swapped", "gap"}, rows));
+  report.markdown =
+      concat("Precision-stack hysteresis (§8, prediction 2): ", value_of(first, "a"),
+             " throughout vs ", value_of(first, "a"), " → ", value_of(first, "b"),
+             " (logged steps ", std::stoll(value_of(first, "swap")) + 1, "-",
+             value_of(first, "back"), ") → ", value_of(first, "a"),
+             ", same seed and batches; training loss means over ", kGapWindow, " steps.\n\n",
+             markdown_table({"seed", "when", "steps", "throughout", "swapped", "gap"}, rows));
   return report;
 }
 
@@ -790,17 +793,30 @@ std::string png(const ExperimentPlan& plan, const std::string& stem) {
   return (fs::path(plan.root) / (stem + ".png")).string();
 }
 
-/// Loss curves of every run that has a metrics.jsonl, labelled by run id.
+/// One panel of `key` against the step, a line per run that logs it, labelled by run id
+/// (plot_curves draws the trainer's own metrics only).
+PlotPanel curve_panel(const ExperimentPlan& plan, const std::string& key) {
+  PlotPanel panel{.title = key, .x_label = "step", .y_label = key};
+  for (const RunConfig& run : plan.runs) {
+    const Series s = series(read_run(run_dir(plan, run)), key);
+    if (!s.steps.empty())
+      panel.series.push_back({.title = run.id, .x = s.steps, .y = s.values, .style = "lines"});
+  }
+  return panel;
+}
+
+/// Panels of metrics against the step, as `stem`.png.
 std::string plot_runs(const ExperimentPlan& plan,
                       const std::vector<std::string>& metrics,
                       const std::string& stem) {
-  CurvesRequest request{.metrics = metrics, .title = plan.name, .out = png(plan, stem)};
-  for (const RunConfig& run : plan.runs)
-    if (fs::exists(run_dir(plan, run) / "metrics.jsonl"))
-      request.runs.push_back({run_dir(plan, run).string(), run.id});
-  if (request.runs.empty()) return {};
-  plot_curves(request);
-  return request.out;
+  std::vector<PlotPanel> panels;
+  for (const std::string& metric : metrics) {
+    PlotPanel panel = curve_panel(plan, metric);
+    if (!panel.series.empty()) panels.push_back(std::move(panel));
+  }
+  if (panels.empty()) return {};
+  plot_panels(panels, plan.name, png(plan, stem));
+  return png(plan, stem);
 }
 
 /// One line per precision through (x, the run's value of `key`) over the plan's runs.
