@@ -68,12 +68,13 @@ struct Size {
 Size size_of(const ExperimentOptions& o,
              int64_t steps,
              int64_t dim,
+             int64_t sequence,
              const std::string& precisions) {
   LATTICE_CHECK(o.seeds >= 1, "[experiment] --seeds ", o.seeds, ": expected at least 1");
   Size size{.steps = o.steps > 0 ? o.steps : steps,
             .dim = o.dim > 0 ? o.dim : dim,
             .layers = o.layers > 0 ? o.layers : 2,
-            .sequence = o.sequence > 0 ? o.sequence : 64,
+            .sequence = o.sequence > 0 ? o.sequence : sequence,
             .batch = o.batch > 0 ? o.batch : 16,
             .seeds = o.seeds,
             .precisions = split_list(o.precisions.empty() ? precisions : o.precisions)};
@@ -271,7 +272,7 @@ fs::path run_dir(const ExperimentPlan& plan, const RunConfig& run) {
 // ---- The experiments' plans ----
 
 ExperimentPlan plan_temperature(const ExperimentOptions& o) {
-  const Size size = size_of(o, 200, 64, "e4m3,e5m2,fp16,bf16,fp32");
+  const Size size = size_of(o, 200, 64, 64, "e4m3,e5m2,fp16,bf16,fp32");
   ExperimentPlan plan{.steps = size.steps};
   const int64_t head_dim = 32;
   LATTICE_CHECK(size.dim % head_dim == 0, "[experiment] temperature: --dim ", size.dim,
@@ -291,7 +292,7 @@ ExperimentPlan plan_temperature(const ExperimentOptions& o) {
 }
 
 ExperimentPlan plan_head_dim(const ExperimentOptions& o) {
-  const Size size = size_of(o, 120, 96, "e4m3,bf16,fp32");
+  const Size size = size_of(o, 100, 96, 32, "e4m3,fp32");
   ExperimentPlan plan{.steps = size.steps};
   std::string impossible;
   for (int64_t head_dim : kHeadDims)
@@ -319,7 +320,7 @@ ExperimentPlan plan_head_dim(const ExperimentOptions& o) {
 }
 
 ExperimentPlan plan_ffn_width(const ExperimentOptions& o) {
-  const Size size = size_of(o, 120, 64, "e4m3,bf16,fp32");
+  const Size size = size_of(o, 100, 64, 32, "e4m3,fp32");
   ExperimentPlan plan{.steps = size.steps};
   for (const std::string& p : size.precisions)
     for (int64_t factor : kExpansionFactors)
@@ -342,7 +343,7 @@ ExperimentPlan plan_ffn_width(const ExperimentOptions& o) {
 const std::vector<std::string> kOrderLearningRates = {"0.003", "0.01", "0.03", "0.1"};
 
 ExperimentPlan plan_precision_order(const ExperimentOptions& o) {
-  const Size size = size_of(o, 150, 64, "fp16,bf16");
+  const Size size = size_of(o, 100, 64, 32, "fp16,bf16");
   ExperimentPlan plan{.steps = size.steps};
   for (const std::string& lr : kOrderLearningRates)
     for (int64_t seed = 0; seed < size.seeds; ++seed)
@@ -357,7 +358,7 @@ ExperimentPlan plan_precision_order(const ExperimentOptions& o) {
 // The swap to P_B and back happens at a third and two thirds of the run (§8, prediction 2):
 // the trainer's schedule item STEP:SPEC rules from logged step STEP + 1 on.
 ExperimentPlan plan_hysteresis(const ExperimentOptions& o) {
-  const Size size = size_of(o, 300, 64, "bf16,e4m3");
+  const Size size = size_of(o, 240, 64, 32, "bf16,e4m3");
   LATTICE_CHECK(size.precisions.size() == 2, "[experiment] hysteresis: --precisions names P_A,P_B;",
                 " got ", size.precisions.size());
   ExperimentPlan plan{.steps = size.steps};
@@ -391,7 +392,7 @@ ExperimentPlan plan_hysteresis(const ExperimentOptions& o) {
 const std::string kCrossingStack = "w=bf16,master=bf16";
 
 ExperimentPlan plan_crossing(const ExperimentOptions& o) {
-  const Size size = size_of(o, 300, 64, "bf16");
+  const Size size = size_of(o, 200, 64, 32, "bf16");
   ExperimentPlan plan{.steps = size.steps};
   for (int64_t seed = 0; seed < size.seeds; ++seed) {
     std::vector<std::string> flags =
@@ -416,7 +417,7 @@ std::vector<RoundingVariant> rounding_variants(const std::string& format) {
 }
 
 ExperimentPlan plan_stochastic_rounding(const ExperimentOptions& o) {
-  const Size size = size_of(o, 200, 64, "bf16");
+  const Size size = size_of(o, 150, 64, 32, "bf16");
   ExperimentPlan plan{.steps = size.steps};
   for (const std::string& format : {std::string("bf16"), std::string("e4m3")})
     for (const RoundingVariant& variant : rounding_variants(format))

@@ -850,7 +850,9 @@ int run(int argc, char** argv) {
   experiment_command->add_option("--dim", ex.options.dim, "d_model")->check(CLI::PositiveNumber);
   experiment_command->add_option("--layers", ex.options.layers, "blocks (default 2)")
       ->check(CLI::PositiveNumber);
-  experiment_command->add_option("--seq", ex.options.sequence, "sequence length (default 64)")
+  experiment_command
+      ->add_option("--seq", ex.options.sequence,
+                   "sequence length (default 64 for temperature, else 32)")
       ->check(CLI::PositiveNumber);
   experiment_command->add_option("--batch", ex.options.batch, "sequences per step (default 16)")
       ->check(CLI::PositiveNumber);
