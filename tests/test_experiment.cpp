@@ -80,7 +80,7 @@ TEST_CASE("each experiment's runs carry the flags of its sweep and the precision
   }
 
   const ExperimentPlan head_dim = plan_experiment("head-dim", {.dim = 192});
-  REQUIRE(head_dim.runs.size() == 2 * 4);  // d_k 80 and 128 do not divide 192
+  REQUIRE(head_dim.runs.size() == 3 * 4);  // d_k 80 and 128 do not divide 192
   REQUIRE(head_dim.notes.size() == 1);
   CHECK(head_dim.notes[0].starts_with("d_k = 80, 128 do not divide d_model = 192"));
   for (const RunConfig& run : head_dim.runs) {
@@ -89,7 +89,7 @@ TEST_CASE("each experiment's runs carry the flags of its sweep and the precision
     CHECK(flag_value(run, "--diagnostics") == "attention,cast:e4m3");
   }
   CHECK(head_dim.runs[3].values.at("d_k") == "96");
-  CHECK(head_dim.runs[4].stack == "fp32");
+  CHECK(head_dim.runs[4].stack == "bf16");
 
   const ExperimentPlan ffn = plan_experiment("ffn-width", {.precisions = "fp16", .seeds = 2});
   REQUIRE(ffn.runs.size() == 5 * 2);
@@ -100,21 +100,24 @@ TEST_CASE("each experiment's runs carry the flags of its sweep and the precision
     CHECK(flag_value(ffn.runs[i], "--diagnostics") == "beta");
   }
 
-  const ExperimentPlan order = plan_experiment("precision-order", {.steps = 40});
-  REQUIRE(order.runs.size() == 8);
+  const ExperimentPlan order = plan_experiment("precision-order", {.steps = 40, .seeds = 1});
+  REQUIRE(order.runs.size() == 10);
   for (size_t i = 0; i < order.runs.size(); ++i) {
     CHECK(order.runs[i].stack == (i % 2 == 0 ? "fp16" : "bf16"));
     CHECK(flag_value(order.runs[i], "--lr") == order.runs[i].values.at("lr"));
     CHECK(flag_value(order.runs[i], "--steps") == "40");
   }
   CHECK(flag_value(order.runs[6], "--lr") == "0.1");
+  CHECK(plan_experiment("precision-order", {}).runs.size() == 5 * 3 * 2);  // 3 seeds by default
 
   const ExperimentPlan hysteresis = plan_experiment("hysteresis", {.precisions = "bf16,fp16"});
-  REQUIRE(hysteresis.runs.size() == 2);
+  REQUIRE(hysteresis.runs.size() == 3);
   CHECK(!has_flag(hysteresis.runs[0], "--stack-schedule"));
-  CHECK(flag_value(hysteresis.runs[1], "--stack-schedule") == "0:bf16;80:fp16;160:bf16");
+  CHECK(flag_value(hysteresis.runs[1], "--stack-schedule") == "0:bf16;200:fp16;400:bf16");
   CHECK(hysteresis.runs[0].stack == "bf16");
   CHECK(flag_value(hysteresis.runs[0], "--seed") == flag_value(hysteresis.runs[1], "--seed"));
+  CHECK(flag_value(hysteresis.runs[2], "--seed") == "1000");  // the seed gap's run
+  CHECK(!has_flag(hysteresis.runs[2], "--stack-schedule"));
   CHECK_THROWS_WITH_AS(plan_experiment("hysteresis", {.precisions = "bf16"}),
                        doctest::Contains("--precisions names P_A,P_B"), lattice::Error);
 
@@ -249,7 +252,7 @@ TEST_CASE("ffn-width: mean β_t and the ULP histogram's mass at |Δθ|/ULP ≥ �
 }
 
 TEST_CASE("precision-order: status and val loss per (lr, seed) and the cells where one diverged") {
-  const ExperimentPlan plan = plan_in("precision-order", {});
+  const ExperimentPlan plan = plan_in("precision-order", {.seeds = 1});
   for (const RunConfig& run : plan.runs) {
     const bool diverged = run.values.at("precision") == "fp16" && run.values.at("lr") == "0.1";
     const bool both = run.values.at("lr") == "0.03";
@@ -269,18 +272,21 @@ TEST_CASE("precision-order: status and val loss per (lr, seed) and the cells whe
 
 TEST_CASE("hysteresis: the loss gap between A→B→A and A throughout, in 10-step windows") {
   const ExperimentPlan plan = plan_in("hysteresis", {.steps = 300});
-  REQUIRE(plan.runs.size() == 2);
+  REQUIRE(plan.runs.size() == 3);
   // Same loss until the swap (P_B from logged step 101 on); then the swapped run is worse by
   // 0.5 decaying as 0.5 * 0.99^(t - 100).
   const auto throughout = [](int t) { return 3.0 - 0.002 * t; };
   const auto swapped = [&](int t) {
     return throughout(t) + (t > 100 ? 0.5 * std::pow(0.99, t - 100) : 0.0);
   };
-  std::vector<json> a, b;
+  std::vector<json> a, b, reseeded;
   for (int t = 1; t <= 300; ++t) {
     a.push_back({{"step", t}, {"loss", throughout(t)}});
     b.push_back({{"step", t}, {"loss", swapped(t)}});
+    reseeded.push_back({{"step", t}, {"loss", throughout(t) + 0.125}});
   }
+  write_run(fs::path(plan.root) / plan.runs[2].id, reseeded,
+            {{"status", "finished"}, {"val_loss", 2.5}});
   write_run(fs::path(plan.root) / plan.runs[0].id, a, {{"status", "finished"}, {"val_loss", 2.0}});
   write_run(fs::path(plan.root) / plan.runs[1].id, b, {{"status", "finished"}, {"val_loss", 2.25}});
   const ExperimentReport report = report_experiment(plan);
@@ -293,6 +299,7 @@ TEST_CASE("hysteresis: the loss gap between A→B→A and A throughout, in 10-st
   CHECK(report.values.at("s0/gap@201") == doctest::Approx(expected_gap(201)));
   CHECK(report.values.at("s0/gap@251") == doctest::Approx(expected_gap(251)));
   CHECK(report.values.at("s0/val_gap") == doctest::Approx(0.25));
+  CHECK(report.values.at("s0/seed_gap@251") == doctest::Approx(0.125));
   CHECK(!report.values.contains("s0/gap@301"));  // past the end
 }
 

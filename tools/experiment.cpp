@@ -69,14 +69,15 @@ Size size_of(const ExperimentOptions& o,
              int64_t steps,
              int64_t dim,
              int64_t sequence,
-             const std::string& precisions) {
-  LATTICE_CHECK(o.seeds >= 1, "[experiment] --seeds ", o.seeds, ": expected at least 1");
+             const std::string& precisions,
+             int64_t seeds = 1) {
+  LATTICE_CHECK(o.seeds >= 0, "[experiment] --seeds ", o.seeds, ": expected at least 1");
   Size size{.steps = o.steps > 0 ? o.steps : steps,
             .dim = o.dim > 0 ? o.dim : dim,
             .layers = o.layers > 0 ? o.layers : 2,
             .sequence = o.sequence > 0 ? o.sequence : sequence,
             .batch = o.batch > 0 ? o.batch : 16,
-            .seeds = o.seeds,
+            .seeds = o.seeds > 0 ? o.seeds : seeds,
             .precisions = split_list(o.precisions.empty() ? precisions : o.precisions)};
   for (const std::string& p : size.precisions) precision_stack(p);  // validates
   return size;
@@ -292,7 +293,7 @@ ExperimentPlan plan_temperature(const ExperimentOptions& o) {
 }
 
 ExperimentPlan plan_head_dim(const ExperimentOptions& o) {
-  const Size size = size_of(o, 100, 96, 32, "e4m3,fp32");
+  const Size size = size_of(o, 100, 96, 32, "e4m3,bf16,fp32");
   ExperimentPlan plan{.steps = size.steps};
   std::string impossible;
   for (int64_t head_dim : kHeadDims)
@@ -320,7 +321,7 @@ ExperimentPlan plan_head_dim(const ExperimentOptions& o) {
 }
 
 ExperimentPlan plan_ffn_width(const ExperimentOptions& o) {
-  const Size size = size_of(o, 100, 64, 32, "e4m3,fp32");
+  const Size size = size_of(o, 100, 64, 32, "e4m3,bf16,fp32");
   ExperimentPlan plan{.steps = size.steps};
   for (const std::string& p : size.precisions)
     for (int64_t factor : kExpansionFactors)
@@ -340,10 +341,10 @@ ExperimentPlan plan_ffn_width(const ExperimentOptions& o) {
 
 // Learning rates from comfortable to past the edge of stability, where one of fp16 and bf16
 // may diverge before the other (§8, prediction 1).
-const std::vector<std::string> kOrderLearningRates = {"0.003", "0.01", "0.03", "0.1"};
+const std::vector<std::string> kOrderLearningRates = {"0.01", "0.03", "0.06", "0.1", "0.2"};
 
 ExperimentPlan plan_precision_order(const ExperimentOptions& o) {
-  const Size size = size_of(o, 100, 64, 32, "fp16,bf16");
+  const Size size = size_of(o, 150, 64, 32, "fp16,bf16", 3);
   ExperimentPlan plan{.steps = size.steps};
   for (const std::string& lr : kOrderLearningRates)
     for (int64_t seed = 0; seed < size.seeds; ++seed)
@@ -356,9 +357,10 @@ ExperimentPlan plan_precision_order(const ExperimentOptions& o) {
 }
 
 // The swap to P_B and back happens at a third and two thirds of the run (§8, prediction 2):
-// the trainer's schedule item STEP:SPEC rules from logged step STEP + 1 on.
+// the trainer's schedule item STEP:SPEC rules from logged step STEP + 1 on. A third run, P_A
+// throughout with another seed (+1000), gives the gap's natural scale.
 ExperimentPlan plan_hysteresis(const ExperimentOptions& o) {
-  const Size size = size_of(o, 240, 64, 32, "bf16,e4m3");
+  const Size size = size_of(o, 600, 64, 32, "bf16,e4m3");
   LATTICE_CHECK(size.precisions.size() == 2, "[experiment] hysteresis: --precisions names P_A,P_B;",
                 " got ", size.precisions.size());
   ExperimentPlan plan{.steps = size.steps};
@@ -383,6 +385,11 @@ ExperimentPlan plan_hysteresis(const ExperimentOptions& o) {
     append(swap_flags, {"--stack-schedule", schedule});
     plan.runs.push_back(
         make_run(concat(a, "-", b, "-", a, "-s", seed), precision_stack(a), swapped, swap_flags));
+    auto reseeded = values;
+    reseeded["role"] = "reseeded";
+    plan.runs.push_back(make_run(
+        concat(a, "-throughout-s", seed + 1000), precision_stack(a), reseeded,
+        llama_flags(size, std::max<int64_t>(1, size.dim / 32), 4 * size.dim, "3e-3", seed + 1000)));
   }
   return plan;
 }
@@ -392,7 +399,7 @@ ExperimentPlan plan_hysteresis(const ExperimentOptions& o) {
 const std::string kCrossingStack = "w=bf16,master=bf16";
 
 ExperimentPlan plan_crossing(const ExperimentOptions& o) {
-  const Size size = size_of(o, 200, 64, 32, "bf16");
+  const Size size = size_of(o, 600, 64, 32, "bf16");
   ExperimentPlan plan{.steps = size.steps};
   for (int64_t seed = 0; seed < size.seeds; ++seed) {
     std::vector<std::string> flags =
@@ -658,19 +665,23 @@ constexpr int64_t kGapWindow = 10;
 ExperimentReport report_hysteresis(const ExperimentPlan& plan) {
   ExperimentReport report;
   std::vector<std::vector<std::string>> rows;
-  for (size_t i = 0; i + 1 < plan.runs.size(); i += 2) {
+  for (size_t i = 0; i + 2 < plan.runs.size(); i += 3) {
     const RunConfig& throughout_config = plan.runs[i];
     const RunConfig& swapped_config = plan.runs[i + 1];
     const RunRecord throughout = read_run(run_dir(plan, throughout_config));
     const RunRecord swapped = read_run(run_dir(plan, swapped_config));
+    const RunRecord reseeded = read_run(run_dir(plan, plan.runs[i + 2]));
     const std::string seed = value_of(swapped_config, "seed");
     const int64_t swap = std::stoll(value_of(swapped_config, "swap"));
     const int64_t back = std::stoll(value_of(swapped_config, "back"));
     const auto gap_row = [&](const std::string& what, int64_t start) {
       const int64_t end = std::min(start + kGapWindow - 1, plan.steps);
       const double a = mean_loss(throughout, start, end), b = mean_loss(swapped, start, end);
+      const double other_seed = mean_loss(reseeded, start, end);
       report.values[concat("s", seed, "/gap@", start)] = b - a;
-      rows.push_back({seed, what, concat(start, "-", end), cell(a), cell(b), cell(b - a)});
+      report.values[concat("s", seed, "/seed_gap@", start)] = other_seed - a;
+      rows.push_back({seed, what, concat(start, "-", end), cell(a), cell(b), cell(b - a),
+                      cell(other_seed - a)});
     };
     gap_row("before the swap", std::max<int64_t>(1, swap - kGapWindow + 1));
     gap_row("end of P_B", back - kGapWindow + 1);
@@ -680,16 +691,17 @@ ExperimentReport report_hysteresis(const ExperimentPlan& plan) {
     const double val_a = number(throughout.summary, "val_loss");
     const double val_b = number(swapped.summary, "val_loss");
     report.values[concat("s", seed, "/val_gap")] = val_b - val_a;
-    rows.push_back({seed, "final val loss", "-", cell(val_a), cell(val_b), cell(val_b - val_a)});
+    rows.push_back({seed, "final val loss", "-", cell(val_a), cell(val_b), cell(val_b - val_a),
+                    cell(number(reseeded.summary, "val_loss") - val_a)});
   }
   const RunConfig& first = plan.runs.front();
-  report.markdown =
-      concat("Precision-stack hysteresis (§8, prediction 2): ", value_of(first, "a"),
-             " throughout vs ", value_of(first, "a"), " → ", value_of(first, "b"),
-             " (logged steps ", std::stoll(value_of(first, "swap")) + 1, "-",
-             value_of(first, "back"), ") → ", value_of(first, "a"),
-             ", same seed and batches; training loss means over ", kGapWindow, " steps.\n\n",
-             markdown_table({"seed", "when", "steps", "throughout", "swapped", "gap"}, rows));
+  report.markdown = concat(
+      "Precision-stack hysteresis (§8, prediction 2): ", value_of(first, "a"), " throughout vs ",
+      value_of(first, "a"), " → ", value_of(first, "b"), " (logged steps ",
+      std::stoll(value_of(first, "swap")) + 1, "-", value_of(first, "back"), ") → ",
+      value_of(first, "a"), ", same seed and batches; training loss means over ", kGapWindow,
+      " steps. Seed gap: the same stack throughout with seed + 1000, minus throughout.\n\n",
+      markdown_table({"seed", "when", "steps", "throughout", "swapped", "gap", "seed gap"}, rows));
   return report;
 }
 

@@ -29,7 +29,7 @@ struct ExperimentOptions {
   std::string trainer = "llama";  // a name next to the lattice binary, or a path
   std::string precisions = {};    // comma list of kExperimentPrecisions names
   int64_t steps = 0;              // optimizer steps per run
-  int64_t seeds = 1;              // seeds 0..seeds-1 per configuration
+  int64_t seeds = 0;              // seeds 0..seeds-1 per configuration
   int64_t dim = 0;                // d_model
   int64_t layers = 0;
   int64_t sequence = 0;

@@ -845,7 +845,9 @@ int run(int argc, char** argv) {
                   "precisions to train (each experiment has its default; hysteresis: A,B)");
   experiment_command->add_option("--steps", ex.options.steps, "optimizer steps per run")
       ->check(CLI::PositiveNumber);
-  experiment_command->add_option("--seeds", ex.options.seeds, "seeds per configuration (default 1)")
+  experiment_command
+      ->add_option("--seeds", ex.options.seeds,
+                   "seeds per configuration (default 1; precision-order 3)")
       ->check(CLI::PositiveNumber);
   experiment_command->add_option("--dim", ex.options.dim, "d_model")->check(CLI::PositiveNumber);
   experiment_command->add_option("--layers", ex.options.layers, "blocks (default 2)")
