@@ -360,3 +360,12 @@ TEST_CASE("stochastic-rounding: mean β_t and Λw churn per stack; a missing run
   CHECK(std::isnan(report.values.at("bf16-rne-s0/beta_mean")));
   CHECK(report.markdown.find("| `w=bf16` | RNE | fp32 | 0 | - | - | - | - |") != std::string::npos);
 }
+
+TEST_CASE("a finished run whose command.txt differs from the plan's stops the experiment") {
+  const ExperimentPlan plan = plan_in("crossing", {.steps = 50});
+  const fs::path dir = fs::path(plan.root) / plan.runs[0].id;
+  write_run(dir, {}, {{"status", "finished"}});
+  std::ofstream(dir / "command.txt") << "llama --steps 600 --threads 2\n";
+  CHECK_THROWS_WITH_AS(run_experiment(plan, LATTICE_TOOL, 1),
+                       doctest::Contains("ran another command (its command.txt)"), lattice::Error);
+}

@@ -960,6 +960,18 @@ std::vector<std::string> plot_experiment(const ExperimentPlan& plan) {
 }
 
 int run_experiment(const ExperimentPlan& plan, const std::string& trainer_path, int jobs) {
+  // A finished run is skipped, so one finished under another size would enter the table as
+  // this one's: its command.txt must be the planned command.
+  for (const RunConfig& run : plan.runs) {
+    const fs::path dir = fs::path(plan.root) / run.id;
+    std::ifstream command(dir / "command.txt");
+    std::string line;
+    if (!fs::exists(dir / "summary.json") || !std::getline(command, line)) continue;
+    const std::string planned = shell_line(run_command(run, trainer_path, dir.string()));
+    LATTICE_CHECK(line.starts_with(planned + " --threads"), "[experiment] ", dir.string(),
+                  " ran another command (its command.txt) than this plan's: ", planned,
+                  "; give a fresh --out or remove the folder");
+  }
   SweepSpec spec{.file = "experiment " + plan.name, .trainer = trainer_path, .out = plan.root};
   std::set<std::string> flags;
   for (const RunConfig& run : plan.runs)
