@@ -366,6 +366,6 @@ TEST_CASE("a finished run whose command.txt differs from the plan's stops the ex
   const fs::path dir = fs::path(plan.root) / plan.runs[0].id;
   write_run(dir, {}, {{"status", "finished"}});
   std::ofstream(dir / "command.txt") << "llama --steps 600 --threads 2\n";
-  CHECK_THROWS_WITH_AS(run_experiment(plan, LATTICE_TOOL, 1),
+  CHECK_THROWS_WITH_AS(run_experiment(plan, LATTICE_TOOL, 1, 1),
                        doctest::Contains("ran another command (its command.txt)"), lattice::Error);
 }

@@ -959,7 +959,10 @@ std::vector<std::string> plot_experiment(const ExperimentPlan& plan) {
   return figures;
 }
 
-int run_experiment(const ExperimentPlan& plan, const std::string& trainer_path, int jobs) {
+int run_experiment(const ExperimentPlan& plan,
+                   const std::string& trainer_path,
+                   int jobs,
+                   int threads) {
   // A finished run is skipped, so one finished under another size would enter the table as
   // this one's: its command.txt must be the planned command.
   for (const RunConfig& run : plan.runs) {
@@ -980,8 +983,10 @@ int run_experiment(const ExperimentPlan& plan, const std::string& trainer_path, 
   for (const std::string& flag : flags) spec.flags.emplace_back(flag, "");
   check_trainer_flags(spec, trainer_path);
   const Expansion expansion{.runs = plan.runs};
-  return run_sweep(spec, expansion,
-                   SweepOptions{.jobs = jobs, .out = plan.root, .trainer_path = trainer_path});
+  return run_sweep(
+      spec, expansion,
+      SweepOptions{
+          .jobs = jobs, .out = plan.root, .trainer_path = trainer_path, .cores = jobs * threads});
 }
 
 }  // namespace lattice::tools

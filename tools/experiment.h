@@ -62,8 +62,12 @@ ExperimentReport report_experiment(const ExperimentPlan& plan);
 std::vector<std::string> plot_experiment(const ExperimentPlan& plan);
 
 /// Runs the plan's runs that have no summary.json yet with `trainer_path`, `jobs` at a time
-/// (run_sweep); returns the number of failed runs. Throws lattice::Error when a finished run's
-/// command.txt is not the plan's command (a run of another size), or the trainer lacks a flag.
-int run_experiment(const ExperimentPlan& plan, const std::string& trainer_path, int jobs);
+/// with --threads `threads` each (run_sweep); returns the number of failed runs. Throws
+/// lattice::Error when a finished run's command.txt is not the plan's command (a run of another
+/// size), or the trainer lacks a flag.
+int run_experiment(const ExperimentPlan& plan,
+                   const std::string& trainer_path,
+                   int jobs,
+                   int threads);
 
 }  // namespace lattice::tools

@@ -594,6 +594,9 @@ struct ExperimentCommand {
   std::string name;
   tools::ExperimentOptions options;
   int jobs = 1;
+  // The default models gain nothing from a second thread, and OpenMP threads that share a
+  // busy core spin at their barriers: one thread per run unless told otherwise.
+  int threads = 1;
   bool dry_run = false, report_only = false;
 };
 
@@ -612,7 +615,8 @@ int run_experiment_command(const ExperimentCommand& o) {
                       .c_str());
     return 0;
   }
-  const int failed = o.report_only ? 0 : tools::run_experiment(plan, trainer_path, o.jobs);
+  const int failed =
+      o.report_only ? 0 : tools::run_experiment(plan, trainer_path, o.jobs, o.threads);
   if (write_table(plan.name, tools::report_experiment(plan).markdown, plan.root))
     for (const std::string& figure : tools::plot_experiment(plan))
       std::fprintf(stderr, "wrote %s\n", figure.c_str());
@@ -859,6 +863,8 @@ int run(int argc, char** argv) {
   experiment_command->add_option("--batch", ex.options.batch, "sequences per step (default 16)")
       ->check(CLI::PositiveNumber);
   experiment_command->add_option("-j,--jobs", ex.jobs, "runs at a time (default 1)")
+      ->check(CLI::PositiveNumber);
+  experiment_command->add_option("--threads", ex.threads, "CPU threads per run (default 1)")
       ->check(CLI::PositiveNumber);
   experiment_command->add_flag("--dry-run", ex.dry_run, "print the trainer commands; run nothing");
   experiment_command->add_flag("--report-only", ex.report_only,
