@@ -705,17 +705,22 @@ ExperimentReport report_hysteresis(const ExperimentPlan& plan) {
   return report;
 }
 
-// Progress is read over windows of this many steps: the drop of the mean loss from the
-// previous window (§8, prediction 3).
-constexpr int64_t kProgressWindow = 25;
+// Progress is read over windows: the drop of the mean loss from the previous window (§8,
+// prediction 3). About a dozen windows per run, each at least 25 steps to average the batch
+// noise of the loss.
+int64_t progress_window(int64_t steps) {
+  return std::max<int64_t>(25, steps / 12);
+}
 
 struct CrossingWindows {
+  int64_t window = 0;
   std::vector<int64_t> starts = {};
   std::vector<double> beta = {}, progress = {}, lr = {};
 };
 
 CrossingWindows crossing_windows(const RunRecord& run, int64_t steps) {
-  CrossingWindows windows;
+  CrossingWindows windows{.window = progress_window(steps)};
+  const int64_t window = windows.window;
   const Series beta = series(run, "beta"), lr = series(run, "lr");
   const auto window_mean = [](const Series& s, int64_t first, int64_t last) {
     std::vector<double> values;
@@ -724,13 +729,12 @@ CrossingWindows crossing_windows(const RunRecord& run, int64_t steps) {
         values.push_back(s.values[i]);
     return mean(values);
   };
-  for (int64_t start = 1 + kProgressWindow; start + kProgressWindow - 1 <= steps;
-       start += kProgressWindow) {
-    const int64_t last = start + kProgressWindow - 1;
+  for (int64_t start = 1 + window; start + window - 1 <= steps; start += window) {
+    const int64_t last = start + window - 1;
     windows.starts.push_back(start);
     windows.beta.push_back(window_mean(beta, start, last));
     windows.lr.push_back(window_mean(lr, start, last));
-    windows.progress.push_back(mean_loss(run, start - kProgressWindow, start - 1) -
+    windows.progress.push_back(mean_loss(run, start - window, start - 1) -
                                mean_loss(run, start, last));
   }
   return windows;
@@ -745,7 +749,7 @@ ExperimentReport report_crossing(const ExperimentPlan& plan) {
     std::vector<std::vector<std::string>> rows;
     std::vector<double> beta, progress;
     for (size_t i = 0; i < windows.starts.size(); ++i) {
-      rows.push_back({concat(windows.starts[i], "-", windows.starts[i] + kProgressWindow - 1),
+      rows.push_back({concat(windows.starts[i], "-", windows.starts[i] + windows.window - 1),
                       cell(windows.lr[i]), cell(windows.beta[i]), cell(windows.progress[i])});
       if (std::isfinite(windows.beta[i]) && std::isfinite(windows.progress[i])) {
         beta.push_back(windows.beta[i]);
@@ -768,9 +772,9 @@ ExperimentReport report_crossing(const ExperimentPlan& plan) {
                    cell(mean(high), 3), ".\n\n",
                    markdown_table({"steps", "lr", "mean β_t", "progress (loss drop)"}, rows), "\n");
   }
-  report.markdown =
-      concat("Boundary-crossing dynamics (§8, prediction 3): windows of ", kProgressWindow,
-             " steps; progress = mean loss of the previous window minus this one's.\n\n", text);
+  report.markdown = concat(
+      "Boundary-crossing dynamics (§8, prediction 3): windows of ", progress_window(plan.steps),
+      " steps; progress = mean loss of the previous window minus this one's.\n\n", text);
   return report;
 }
 
