@@ -853,7 +853,8 @@ int run(int argc, char** argv) {
       ->add_option("--seeds", ex.options.seeds,
                    "seeds per configuration (default 1; precision-order 3)")
       ->check(CLI::PositiveNumber);
-  experiment_command->add_option("--dim", ex.options.dim, "d_model")->check(CLI::PositiveNumber);
+  experiment_command->add_option("--dim", ex.options.dim, "d_model (default 64; head-dim 96)")
+      ->check(CLI::PositiveNumber);
   experiment_command->add_option("--layers", ex.options.layers, "blocks (default 2)")
       ->check(CLI::PositiveNumber);
   experiment_command
