@@ -173,12 +173,12 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
                 " differs from the root's ", root.shape());
   NoGradGuard no_grad;  // backward rules compute plain values
   BackwardScope backward_scope;
-  // Gradients flowing backward are rounded onto the stack's gradient lattice (Λg).
-  const Quantizer gradient_quantizer = current_precision().gradients;
-  const auto on_gradient_lattice = [&](const Tensor& g) {
-    if (gradient_quantizer == Quantizer{} || g.dtype() != DType::float32) return g;
-    const Tensor rounded = quantize(g, gradient_quantizer, next_random_stream());
-    observe_quantizer(QuantizerSite::gradient, gradient_quantizer, g, rounded);
+  // Gradients flowing backward are rounded onto the gradient lattice (Λg) of the stack each op
+  // ran under.
+  const auto on_gradient_lattice = [&](const Quantizer& lattice, const Tensor& g) {
+    if (lattice == Quantizer{} || g.dtype() != DType::float32) return g;
+    const Tensor rounded = quantize(g, lattice, next_random_stream());
+    observe_quantizer(QuantizerSite::gradient, lattice, g, rounded);
     return rounded;
   };
   const auto root_meta = meta_of(root);
@@ -199,7 +199,7 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
     for (size_t i = 0; i < grads.size(); ++i) {
       const Edge& edge = node->inputs[i];
       if (!edge.meta || !grads[i].defined()) continue;
-      const Tensor g = on_gradient_lattice(sum_to(grads[i], edge.shape));
+      const Tensor g = on_gradient_lattice(node->gradient_lattice, sum_to(grads[i], edge.shape));
       if (edge.meta->grad_fn) {
         Tensor& slot = pending[edge.meta->grad_fn.get()];
         slot = accumulate(slot, g);

@@ -10,6 +10,7 @@
 #include "autograd/autograd.h"
 #include "diagnostics/lattice_metrics.h"
 #include "diagnostics/observe.h"
+#include "diagnostics/stability_instrument.h"
 #include "nn/transformer.h"
 #include "ops/ops.h"
 #include "tensor/random.h"
@@ -374,7 +375,7 @@ std::vector<std::unique_ptr<Instrument>> make_instruments(const std::string& lis
     if (item == "default")
       names.insert(names.end(), {"beta", "saturation", "attention"});
     else if (item == "all")
-      names.insert(names.end(), {"beta", "churn", "saturation", "attention", "snr"});
+      names.insert(names.end(), {"beta", "churn", "saturation", "attention", "snr", "stability"});
     else if (!item.empty())
       names.push_back(item);
   }
@@ -392,12 +393,14 @@ std::vector<std::unique_ptr<Instrument>> make_instruments(const std::string& lis
       out.push_back(std::make_unique<AttentionStatistics>());
     else if (name == "snr")
       out.push_back(std::make_unique<LayerSnr>());
+    else if (name == "stability")
+      out.push_back(std::make_unique<StabilityInstrument>());
     else if (name.starts_with("cast:"))
       out.push_back(std::make_unique<CastChange>(parse_format(name.substr(5))));
     else
       throw Error(concat("[diagnostics] unknown instrument \"", name,
                          "\": expected beta, churn, saturation, cast:FORMAT, attention, snr, "
-                         "default or all"));
+                         "stability, default or all"));
   }
   return out;
 }

@@ -28,6 +28,9 @@ namespace lattice::diagnostics {
 ///   snr         per module: SNR (dB) of the run's forward against an fp32 forward of the same
 ///               weights and batch, the error's correlation with the signal on residual
 ///               branches, and r_block = ||y - y_fp32|| / ||y_fp32|| per transformer block
+///   stability   per transformer block the forward-stability diagnostics (κ_score,
+///               κ_softmax, κ(V), ||W_O||2, κ_eff, C_LN, their predictor, r_block) and per
+///               norm module ρ_LN and ε (stability_instrument.h)
 ///   default     beta, saturation, attention;  all: every one above except cast
 /// Throws lattice::Error naming an unknown item.
 std::vector<std::unique_ptr<Instrument>> make_instruments(const std::string& list);

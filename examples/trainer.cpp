@@ -21,6 +21,7 @@
 
 #include "autograd/autograd.h"
 #include "diagnostics/diagnostics.h"
+#include "diagnostics/stability_instrument.h"
 #include "kernels/device_memory.h"
 #include "ops/ops.h"
 #include "optim/checkpoint.h"
@@ -50,10 +51,24 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+/// The optimizer of --optimizer over the model's parameters; a parameter of a module that
+/// --override gives its own stack lives on that stack's Λw (the innermost such module's).
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainerFlags& flags,
-                                                 const nn::Module& model,
+                                                 nn::Module& model,
                                                  const PrecisionStack& stack) {
   auto groups = optim::one_group(model.named_parameters(), flags.lr, flags.weight_decay);
+  std::vector<std::pair<std::string, Quantizer>> overridden;  // module prefix, its Λw
+  for (const auto& [name, module] : model.named_modules())
+    if (module->precision())
+      overridden.emplace_back(name.empty() ? "" : name + ".", module->precision()->weights);
+  for (optim::NamedParameter& p : groups[0].params) {
+    size_t longest = 0;
+    for (const auto& [prefix, weights] : overridden)
+      if (p.name.starts_with(prefix) && prefix.size() >= longest) {
+        longest = prefix.size();
+        p.weights = weights;
+      }
+  }
   if (flags.optimizer == "adam")
     return std::make_unique<optim::Adam>(groups, optim::AdamOptions{}, stack);
   if (flags.optimizer == "adamw")
@@ -213,6 +228,10 @@ void add_trainer_flags(CLI::App& app, TrainerFlags& flags) {
                  "write every op of step N (forward and backward: operand, accumulator and "
                  "output lattices) to op_trace.jsonl")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--ln-eps-policy", flags.ln_eps_policy,
+                 "raise the ε of ε-dominated LayerNorm/RMSNorm layers toward ρ_LN = ρ* every N "
+                 "steps, never lowering it, restored at the end (forward-stability Algorithm 1): "
+                 "rho=0.6,cap=1e-2,every=5[,floor=1e-6][,sample=16]");
   app.add_option("--eval-batches", flags.eval_batches,
                  "evaluate on the first N validation batches only (0: all; for trainers whose "
                  "validation runs in batches)")
@@ -318,6 +337,14 @@ class TrainingRun {
       total_steps_ = std::max<int64_t>(1, micro_batches / flags.accumulate);
     }
     schedule_ = optim::parse_schedule(flags.schedule, total_steps_);
+    if (!flags.ln_eps_policy.empty()) {
+      // ε_mach of the lattice the norms compute on: the stack's activations (Λa).
+      ln_eps_ = std::make_unique<diagnostics::LayerNormEpsilonController>(
+          diagnostics::LayerNormEpsilonPolicy::parse(flags.ln_eps_policy),
+          stack_.activations.element.epsilon());
+      for (auto& [name, module] : model_.named_modules())
+        if (const double* eps = diagnostics::norm_epsilon(*module)) initial_eps_[name] = *eps;
+    }
     model_.to(device_);
     stack_ = scheduled_stack(0);
     optimizer_ = make_optimizer(flags, model_, stack_);
@@ -346,6 +373,7 @@ class TrainingRun {
         break;
       }
     }
+    restore_layer_norm_eps();
     evaluate();
     save();
     write_summary();
@@ -369,6 +397,13 @@ class TrainingRun {
       first_loss_ = extra["first_loss"].get<double>();
     if (extra.contains("bad_steps") && extra["bad_steps"].is_number_unsigned())
       bad_steps_ = std::min<int64_t>(extra["bad_steps"].get<int64_t>(), kDivergedSteps);
+    if (ln_eps_ && extra.contains("layer_norm_eps") && extra["layer_norm_eps"].is_object())
+      for (auto& [name, module] : model_.named_modules()) {
+        double* eps = diagnostics::norm_epsilon(*module);
+        const nlohmann::json& saved = extra["layer_norm_eps"];
+        if (eps && saved.contains(name) && saved[name].is_number())
+          *eps = saved[name].get<double>();
+      }
     // Lines logged after the checkpoint was written come again once the resumed run reaches
     // their steps: cut metrics.jsonl back to its length at the save (when it is this run's).
     std::error_code error;
@@ -386,6 +421,18 @@ class TrainingRun {
 
   /// One optimizer step over `--accumulate` micro-batches: each one's loss, divided by their
   /// count, is backpropagated (gradients add up in the leaves), then clipping and the step.
+  /// The ε-policy's end of run: every norm back at the ε it was built with (logged).
+  void restore_layer_norm_eps() {
+    if (!ln_eps_) return;
+    for (auto& [name, module] : model_.named_modules()) {
+      double* eps = diagnostics::norm_epsilon(*module);
+      if (!eps || *eps == initial_eps_.at(name)) continue;
+      std::fprintf(stderr, "%s  end: %s eps %g -> %g (restored)\n", job_.name.c_str(), name.c_str(),
+                   *eps, initial_eps_.at(name));
+      *eps = initial_eps_.at(name);
+    }
+  }
+
   /// The stack of the schedule's last item at or before `step` (--stack before the first).
   PrecisionStack scheduled_stack(int64_t step) const {
     PrecisionStack stack = parse_precision_stack(flags_.stack);
@@ -451,6 +498,14 @@ class TrainingRun {
     const bool stepped = scaler_.step(*optimizer_);
     nlohmann::json observations = nlohmann::json::object();
     if (observed) diagnostics_.end_step(view, observations);
+    if (ln_eps_)
+      for (const diagnostics::EpsilonChange& change :
+           diagnostics::apply_layer_norm_epsilon_policy(*ln_eps_, view)) {
+        observations["ln_eps_raised/" + change.module] = change.new_eps;
+        std::fprintf(stderr, "%s  step %lld: %s eps %g -> %g (rho_LN %.3g)\n", job_.name.c_str(),
+                     (long long)view.step, change.module.c_str(), change.old_eps, change.new_eps,
+                     change.rho_ln);
+      }
     const double elapsed = seconds_since(start) - waiting;
     train_seconds_ += elapsed;
     step_ms_.push_back(1e3 * elapsed);
@@ -554,6 +609,12 @@ class TrainingRun {
     nlohmann::json extra{
         {"bad_steps", bad_steps_},
         {"first_loss", first_loss_ ? nlohmann::json(*first_loss_) : nlohmann::json()}};
+    if (ln_eps_) {  // the policy's raised ε values, which a resumed run continues from
+      nlohmann::json eps = nlohmann::json::object();
+      for (auto& [name, module] : model_.named_modules())
+        if (const double* value = diagnostics::norm_epsilon(*module)) eps[name] = *value;
+      extra["layer_norm_eps"] = eps;
+    }
     if (!error) extra["metrics_bytes"] = metrics_bytes;
     optim::save_checkpoint((out_ / "checkpoint").string(), model_.state_dict(), *optimizer_,
                            optim::TrainingState{.step = step_,
@@ -594,6 +655,7 @@ class TrainingRun {
         {"skipped_steps", scaler_.skipped_steps()},
         {"stack", to_string(stack_)},
         {"stack_schedule", flags_.stack_schedule},
+        {"ln_eps_policy", ln_eps_ ? ln_eps_->policy().spec() : std::string()},
         {"overrides", flags_.overrides},
         {"complexity_points",
          complexity_points(stack_, {.loss_scaling = flags_.loss_scale != "none",
@@ -651,6 +713,8 @@ class TrainingRun {
   optim::LossScaler scaler_;
   std::ofstream metrics_;
   diagnostics::Diagnostics diagnostics_;
+  std::unique_ptr<diagnostics::LayerNormEpsilonController> ln_eps_;  // --ln-eps-policy
+  std::map<std::string, double> initial_eps_;  // each norm's ε as built, restored at the end
 
   int64_t step_ = 0, steps_this_session_ = 0, samples_ = 0, items_ = 0;
   std::optional<double> first_loss_;  // the divergence test's reference

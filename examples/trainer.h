@@ -48,6 +48,7 @@ struct TrainerFlags {
   std::string diagnostics = {};    // instruments (diagnostics/diagnostics.h); empty: none
   int64_t diagnostics_every = 10;  // observe every N-th step
   int64_t trace_step = 0;          // log every op of this step, forward and backward; 0: none
+  std::string ln_eps_policy = {};  // the LayerNorm-ε bump (forward-stability Algorithm 1)
 };
 
 /// A --stack-schedule: (first step, stack) items in increasing steps. Items are separated by

@@ -368,6 +368,7 @@ Tensor recipe_matmul(const Tensor& a,
             quantized_by(g_d, dy_d, recipe, QuantizerSite::gemm_output_grad),
             quantized_by(w_d, saved_w, recipe, QuantizerSite::gemm_saved_weight).transpose(-1, -2),
             acc);
+        trace_matmul("matmul.dgrad", g_d, dy_d.quantizer, w_d, saved_w.quantizer, grad_qa, acc);
         // wgrad: reduces over M.
         const RandomStream wgrad_signs = backward_hadamard ? next_random_stream() : RandomStream{};
         const Tensor a_w = backward_hadamard ? hadamard_along(at, -2, block, wgrad_signs) : at;
@@ -379,6 +380,7 @@ Tensor recipe_matmul(const Tensor& a,
         const Tensor grad_qb = accumulated_product(
             quantized_by(a_w, saved_x, recipe, QuantizerSite::gemm_saved_input).transpose(-1, -2),
             quantized_by(g_w, dy_w, recipe, QuantizerSite::gemm_output_grad), acc);
+        trace_matmul("matmul.wgrad", a_w, saved_x.quantizer, g_w, dy_w.quantizer, grad_qb, acc);
         Tensor da = estimated_gradient(grad_qa, at, x, recipe);
         Tensor db = estimated_gradient(grad_qb, bt, w, recipe);
         if (forward_hadamard) {

@@ -68,8 +68,7 @@ bool is_identity(const Quantizer& q) {
 
 Optimizer::Optimizer(std::vector<ParamGroup> groups, PrecisionStack stack)
     : groups_(std::move(groups)), stack_(std::move(stack)) {
-  keep_master_ = !is_identity(stack_.weights);
-  if (keep_master_) validate(stack_.weights);
+  if (!is_identity(stack_.weights)) validate(stack_.weights);
   if (!is_identity(stack_.optimizer_state)) validate(stack_.optimizer_state);
   std::set<std::string> names;
   for (const ParamGroup& group : groups_) {
@@ -81,49 +80,45 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, PrecisionStack stack)
     states_.emplace_back(group.params.size());
     for (const NamedParameter& p : group.params) {
       check_parameter(p);
+      if (p.weights && !is_identity(*p.weights)) validate(*p.weights);
       LATTICE_CHECK(names.insert(p.name).second, "[optimizer] parameter name \"", p.name,
                     "\" appears twice");
     }
   }
-  if (!keep_master_) return;
+  for (size_t g = 0; g < groups_.size(); ++g)
+    for (size_t i = 0; i < groups_[g].params.size(); ++i) place_on_weight_lattice(g, i);
+}
+
+const Quantizer& Optimizer::weight_lattice(const NamedParameter& p) const {
+  return p.weights ? *p.weights : stack_.weights;
+}
+
+void Optimizer::place_on_weight_lattice(size_t group, size_t index) {
+  const NamedParameter& p = groups_[group].params[index];
+  const Quantizer& lattice = weight_lattice(p);
+  Tensor& master = states_[group][index].master;
+  if (is_identity(lattice)) {
+    if (master.defined()) p.tensor.copy_(master);
+    master = Tensor();
+    return;
+  }
   // The fp32 copy is the truth the updates accumulate into; the working weights are its
   // projection onto Λw, from the first forward on.
-  for (size_t g = 0; g < groups_.size(); ++g) {
-    for (size_t i = 0; i < groups_[g].params.size(); ++i) {
-      const Tensor& param = groups_[g].params[i].tensor;
-      Tensor master = param.clone();
-      if (stack_.master_weights != fp32) round_in_place(master_quantizer(stack_), master);
-      write_back_weights(master, param);
-      states_[g][i].master = master;
-    }
-  }
+  if (!master.defined()) master = p.tensor.clone();
+  if (stack_.master_weights != fp32) round_in_place(master_quantizer(stack_), master);
+  write_back_weights(lattice, master, p.tensor);
 }
 
 void Optimizer::set_precision(PrecisionStack stack) {
-  const bool keep_master = !is_identity(stack.weights);
-  if (keep_master) validate(stack.weights);
+  if (!is_identity(stack.weights)) validate(stack.weights);
   if (!is_identity(stack.optimizer_state)) validate(stack.optimizer_state);
   stack_ = std::move(stack);
-  for (size_t g = 0; g < groups_.size(); ++g) {
-    for (size_t i = 0; i < groups_[g].params.size(); ++i) {
-      const Tensor& param = groups_[g].params[i].tensor;
-      Tensor& master = states_[g][i].master;
-      if (!keep_master) {
-        if (master.defined()) param.copy_(master);
-        master = Tensor();
-        continue;
-      }
-      if (!master.defined()) master = param.clone();
-      if (stack_.master_weights != fp32) round_in_place(master_quantizer(stack_), master);
-      write_back_weights(master, param);
-    }
-  }
-  keep_master_ = keep_master;
+  for (size_t g = 0; g < groups_.size(); ++g)
+    for (size_t i = 0; i < groups_[g].params.size(); ++i) place_on_weight_lattice(g, i);
 }
 
 NamedTensors Optimizer::master_weights() const {
   NamedTensors out;
-  if (!keep_master_) return out;
   for (size_t g = 0; g < groups_.size(); ++g)
     for (size_t i = 0; i < groups_[g].params.size(); ++i)
       if (states_[g][i].master.defined())
@@ -132,18 +127,19 @@ NamedTensors Optimizer::master_weights() const {
 }
 
 void Optimizer::refresh_master_weights() {
-  if (!keep_master_) return;
   for (size_t g = 0; g < groups_.size(); ++g)
     for (size_t i = 0; i < groups_[g].params.size(); ++i)
-      states_[g][i].master.copy_(groups_[g].params[i].tensor);
+      if (states_[g][i].master.defined()) states_[g][i].master.copy_(groups_[g].params[i].tensor);
 }
 
-void Optimizer::write_back_weights(const Tensor& master, const Tensor& param) const {
+void Optimizer::write_back_weights(const Quantizer& lattice,
+                                   const Tensor& master,
+                                   const Tensor& param) const {
   const size_t n = static_cast<size_t>(param.numel());
-  quantize(stack_.weights, std::span<const float>(master.data<float>(), n),
+  quantize(lattice, std::span<const float>(master.data<float>(), n),
            std::span<float>(param.data<float>(), n), param.shape(), next_random_stream(),
            param.device());
-  observe_quantizer(QuantizerSite::weight, stack_.weights, master, param);
+  observe_quantizer(QuantizerSite::weight, lattice, master, param);
 }
 
 Optimizer::ParameterState& Optimizer::state_of(size_t group, size_t index) {
@@ -177,21 +173,22 @@ void Optimizer::step() {
         state.scalars.assign(scalars.size(), 0.0);
         state.initialized = true;
       }
-      Update u{.device = p.tensor.device(),
-               .weights = keep_master_ ? state.master.data<float>() : p.tensor.data<float>(),
-               .grad = gradient.data<float>(),
-               .n = p.tensor.numel(),
-               .buffers = {},
-               .scalars = state.scalars.data(),
-               .lr = group.lr,
-               .weight_decay = group.weight_decay};
+      Update u{
+          .device = p.tensor.device(),
+          .weights = state.master.defined() ? state.master.data<float>() : p.tensor.data<float>(),
+          .grad = gradient.data<float>(),
+          .n = p.tensor.numel(),
+          .buffers = {},
+          .scalars = state.scalars.data(),
+          .lr = group.lr,
+          .weight_decay = group.weight_decay};
       for (const Tensor& b : state.buffers) u.buffers.push_back(b.data<float>());
       update(u);
       if (!is_identity(stack_.optimizer_state))
         for (const Tensor& b : state.buffers) round_in_place(stack_.optimizer_state, b);
-      if (keep_master_) {
+      if (state.master.defined()) {
         if (stack_.master_weights != fp32) round_in_place(master_quantizer(stack_), state.master);
-        write_back_weights(state.master, p.tensor);
+        write_back_weights(weight_lattice(p), state.master, p.tensor);
       }
     }
   }
@@ -314,7 +311,7 @@ void Optimizer::load_state(const OptimizerState& state) {
   for (size_t g = 0; g < groups_.size(); ++g) {
     for (const NamedParameter& p : groups_[g].params) {
       ParameterState state;
-      if (keep_master_) state.master = take(p.name + ".master", p.tensor);
+      if (!is_identity(weight_lattice(p))) state.master = take(p.name + ".master", p.tensor);
       if (per_parameter.contains(p.name)) {
         const nlohmann::json& values = per_parameter.at(p.name);
         for (const std::string& scalar : scalars) {

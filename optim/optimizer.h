@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,6 +19,8 @@ namespace lattice::optim {
 struct NamedParameter {
   std::string name;
   Tensor tensor;  // float32, contiguous, requires_grad leaf
+  /// Λw of this parameter when it is not the stack's (its module's --override).
+  std::optional<Quantizer> weights = {};
 };
 
 /// Parameters that share a learning rate and weight decay (as PyTorch's param_groups).
@@ -44,8 +47,9 @@ struct OptimizerState {
 class Optimizer {
  public:
   /// Throws lattice::Error when a parameter is not a contiguous float32 tensor, or a name
-  /// repeats. With a non-fp32 stack.weights the working weights are rounded onto Λw here, and
-  /// fp32 master copies are kept (rounded onto stack.master_weights when that is not fp32).
+  /// repeats. Where Λw (stack.weights, or a parameter's own) is not fp32 the working weights
+  /// are rounded onto it here, and fp32 master copies are kept (rounded onto
+  /// stack.master_weights when that is not fp32).
   Optimizer(std::vector<ParamGroup> groups, PrecisionStack stack);
   virtual ~Optimizer() = default;
   Optimizer(const Optimizer&) = delete;
@@ -123,12 +127,18 @@ class Optimizer {
     std::vector<double> scalars;
   };
   ParameterState& state_of(size_t group, size_t index);
-  void write_back_weights(const Tensor& master, const Tensor& param) const;
+  /// Λw of a parameter: its own, else the stack's.
+  const Quantizer& weight_lattice(const NamedParameter& p) const;
+  /// Keeps a master copy of parameter `index` of `group` when its Λw needs one (handing it
+  /// back to the working weights when not), and rounds the working weights onto Λw.
+  void place_on_weight_lattice(size_t group, size_t index);
+  void write_back_weights(const Quantizer& lattice,
+                          const Tensor& master,
+                          const Tensor& param) const;
 
   std::vector<ParamGroup> groups_;
   std::vector<double> base_lrs_;
   PrecisionStack stack_;
-  bool keep_master_ = false;
   std::vector<std::vector<ParameterState>> states_;  // [group][param]
   int64_t steps_ = 0;
 };

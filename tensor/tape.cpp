@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "tensor/precision_stack.h"
+
 namespace lattice {
 namespace {
 
@@ -102,6 +104,7 @@ bool record(const Tensor& output, std::shared_ptr<Node> node, const std::vector<
     return false;
   for (const Tensor& input : inputs)
     node->inputs.push_back(Edge{requires_grad(input) ? meta_of(input) : nullptr, input.shape()});
+  node->gradient_lattice = current_precision().gradients;
   AutogradMeta& meta = ensure_meta(output);
   meta.requires_grad = true;
   meta.grad_fn = std::move(node);

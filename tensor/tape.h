@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "tensor/quantizer.h"
 #include "tensor/tensor.h"
 
 namespace lattice {
@@ -39,6 +40,9 @@ struct Node {
   /// Frees saved tensors once backward has run (unless the graph is retained).
   virtual void release() {}
   std::vector<Edge> inputs;
+  /// Λg of the stack the op ran under (set by record): the engine rounds the gradients this
+  /// node passes to its inputs onto it, so a module's override reaches its gradients.
+  Quantizer gradient_lattice;
 };
 
 /// A Node whose backward is a function (custom functions, and ops that need no state).

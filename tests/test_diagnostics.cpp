@@ -13,6 +13,7 @@
 #include "nn/layers.h"
 #include "ops/ops.h"
 #include "tensor/precision_stack.h"
+#include "tools/plot.h"
 #include "trainer_support.h"
 
 using namespace lattice;
@@ -189,9 +190,9 @@ TEST_CASE("the snr instrument compares two forwards of the same weights and batc
 TEST_CASE("an unknown instrument is one line naming it") {
   CHECK_THROWS_WITH(make_instruments("beta,betta"),
                     "[diagnostics] unknown instrument \"betta\": expected beta, churn, saturation, "
-                    "cast:FORMAT, attention, snr, default or all");
+                    "cast:FORMAT, attention, snr, stability, default or all");
   CHECK(make_instruments("default").size() == 3);
-  CHECK(make_instruments("all,beta,cast:e4m3").size() == 6);
+  CHECK(make_instruments("all,beta,cast:e4m3").size() == 7);
 }
 
 TEST_CASE("every instrument on leaves the trained weights bit-identical") {
@@ -221,6 +222,10 @@ TEST_CASE("every instrument on leaves the trained weights bit-identical") {
     CHECK(!lines[1].contains("beta_eff"));  // the first probe has nothing to compare with
     CHECK(lines[3].contains("beta_eff") == (stack != "fp32"));  // fp32 rounds nothing
     CHECK(lines[5].contains("snr_db/1"));
+    // The histogram file agrees with the metrics: its mass at or above ½ ULP is β_t.
+    for (int64_t step : {2, 4, 6})
+      CHECK(lattice::tools::read_ulp_histogram(observed.string(), step).mass_above_half() ==
+            doctest::Approx(lines[size_t(step - 1)]["beta"].get<double>()));
     const std::string trace = lattice::test::read_file(observed / "op_trace.jsonl");
     CHECK(trace.find("\"backward\":true") != std::string::npos);
     CHECK(trace.find("\"op\":\"matmul.wgrad\"") != std::string::npos);

@@ -125,3 +125,24 @@ TEST_CASE("conv2d under an MXFP4 stack quantizes weights and im2col columns alon
   CHECK(y.to_vector<float>() == matmul(w_q, cols_q).to_vector<float>());
   CHECK(y.to_vector<float>() != conv2d(x, w, {}, 1, 1).to_vector<float>());
 }
+
+TEST_CASE("Λg follows the stack each op ran under, so a module's override reaches its gradients") {
+  const Tensor x = set_requires_grad(randn({8, 16}, RandomStream{.seed = 21}));
+  const Tensor w = set_requires_grad(randn({16, 4}, RandomStream{.seed = 22}));
+  Tensor hidden;
+  {
+    // The first op runs under a g=bf16 stack (as inside an overridden module), the rest under
+    // fp32; backward runs under fp32.
+    PrecisionScope inner(parse_precision_stack("g=bf16"));
+    hidden = matmul(x, w);
+  }
+  const Tensor loss = sum(mul(tanh(hidden), tanh(hidden)));
+  backward(loss);
+  CHECK(on_lattice(grad(x), bf16));  // passed back by the bf16 matmul
+  CHECK(on_lattice(grad(w), bf16));
+  // Without the inner stack the same gradients are off the bf16 lattice.
+  zero_grad(x);
+  zero_grad(w);
+  backward(sum(mul(tanh(matmul(x, w)), tanh(matmul(x, w)))));
+  CHECK(!on_lattice(grad(x), bf16));
+}

@@ -206,3 +206,40 @@ TEST_CASE("diffusion trains the small U-Net, validates on fixed noise and writes
   CHECK(folder.status == 1);
   CHECK(folder.err.rfind("diffusion: [diffusion] --dataset folder needs --data DIR", 0) == 0);
 }
+
+TEST_CASE(
+    "vit with every diagnostic and the LayerNorm-ε policy logs them per block and trains "
+    "the same bits") {
+  const fs::path run = scratch_dir() / "vit-stability", plain = scratch_dir() / "vit-plain";
+  fs::remove_all(run);
+  fs::remove_all(plain);
+  const std::string common =
+      "--dim 16 --depth 2 --heads 2 --batch 16 --steps 4 --seed 2 "
+      "--stack 'gemm=mxfp4:sr,a=bf16' --data '" +
+      tiny_mnist().string() + "' ";
+  const auto result =
+      run_program(trainer("vit"), common +
+                                      "--diagnostics all,cast:e4m3 --diagnostics-every 2 "
+                                      "--ln-eps-policy rho=0.6,cap=1e-2,every=2 --out '" +
+                                      run.string() + "'");
+  INFO(result.err);
+  REQUIRE(result.status == 0);
+  REQUIRE(run_program(trainer("vit"), common + "--out '" + plain.string() + "'").status == 0);
+  CHECK(checkpoint_tensors(run) == checkpoint_tensors(plain));
+  const std::vector<nlohmann::json> lines = metrics(run);
+  const auto observed = std::find_if(lines.begin(), lines.end(), [](const nlohmann::json& line) {
+    return line.contains("step") && line["step"] == 4 && line.contains("loss");
+  });
+  REQUIRE(observed != lines.end());
+  for (const char* key :
+       {"kappa_softmax/blocks.1", "predictor/blocks.0", "r_block/blocks.1", "rho_ln/blocks.0.norm1",
+        "ln_eps/blocks.1.norm2", "r_block_max", "beta", "beta_eff",
+        "entropy/blocks.0.attention.head1", "snr_db/blocks.1.attention", "saturation/gemm.x"})
+    CHECK(observed->contains(key));
+  CHECK(summary(run)["ln_eps_policy"] != "");
+
+  const auto malformed = run_program(trainer("vit"), "--ln-eps-policy rho=0.6,cap=1e-2");
+  CHECK(malformed.err ==
+        "vit: [ln-eps-policy] \"rho=0.6,cap=1e-2\": missing \"every=\" (expected "
+        "rho=R,cap=C,every=N[,floor=F][,sample=N])\n");
+}

@@ -15,6 +15,7 @@
 #include "nn/layers.h"
 #include "ops/ops.h"
 #include "tensor/random.h"
+#include "tensor/safetensors.h"
 #include "trainer_support.h"
 
 using namespace lattice::test;
@@ -394,4 +395,30 @@ TEST_CASE("--stack-schedule switches the whole stack at its steps and resumes in
   CHECK(malformed.err ==
         "mnist: [trainer] --stack-schedule \"x:bf16\": item \"x:bf16\": expected STEP:SPEC with "
         "STEP a step count, e.g. 0:bf16,2000:fp16\n");
+}
+
+TEST_CASE("--override reaches the optimizer's Λw of the matched module's parameters") {
+  // The MLP is Flatten (0), Linear (1), ReLU (2), Linear (3), ReLU (4), Linear (5).
+  const fs::path run = scratch_dir() / "override-weights";
+  fs::remove_all(run);
+  const auto result = run_program(
+      trainer("mnist"), "--hidden 16 --batch 16 --steps 3 --data '" + tiny_mnist().string() +
+                            "' --override '3:w=bf16' --out '" + run.string() + "'");
+  INFO(result.err);
+  REQUIRE(result.status == 0);
+  std::map<std::string, std::vector<float>> weights;
+  for (const auto& entry : fs::directory_iterator(run))
+    if (entry.path().extension() == ".safetensors")
+      for (const auto& [name, tensor] : lattice::load_safetensors(entry.path().string()).tensors)
+        weights[name] = tensor.to_vector<float>();
+  const auto on_bf16 = [](const std::vector<float>& values) {
+    return values == lattice::cast(lattice::from_vector(values), lattice::bf16).to_vector<float>();
+  };
+  REQUIRE(weights.count("3.weight") == 1);
+  CHECK(on_bf16(weights["3.weight"]));
+  CHECK(on_bf16(weights["3.bias"]));
+  CHECK(!on_bf16(weights["1.weight"]));
+  CHECK(!on_bf16(weights["5.weight"]));
+  CHECK(weights.count("optimizer.3.weight.master") == 1);  // a master copy for Λw only there
+  CHECK(weights.count("optimizer.1.weight.master") == 0);
 }

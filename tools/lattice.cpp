@@ -515,6 +515,8 @@ int run_sweep_command(const SweepCommand& o) {
 struct PlotCommand {
   std::vector<std::string> dirs;
   std::string out = "curves.png", metric = "loss", x = "step", title, labels;
+  bool ulp_histogram = false;
+  int64_t step = 0;  // the histogram's step; 0: each run's last observed one
 };
 
 int run_plot_command(const PlotCommand& o) {
@@ -530,6 +532,18 @@ int run_plot_command(const PlotCommand& o) {
     LATTICE_CHECK(labels.size() == runs.size(), "--labels: ", labels.size(), " labels for ",
                   runs.size(), " run folders");
     for (size_t i = 0; i < runs.size(); ++i) runs[i].label = labels[i];
+  }
+  if (o.ulp_histogram) {
+    std::vector<tools::UlpHistogram> histograms;
+    std::printf("| run | step | mass of |Δθ|/ULP ≥ ½ |\n|---|--:|--:|\n");
+    for (const tools::PlotRun& run : runs) {
+      histograms.push_back(tools::read_ulp_histogram(run.dir, o.step));
+      std::printf("| %s | %lld | %.4f |\n", run.label.c_str(), (long long)histograms.back().step,
+                  histograms.back().mass_above_half());
+    }
+    tools::plot_ulp_histograms(runs, histograms, o.out, {});
+    std::fprintf(stderr, "wrote %s\n", o.out.c_str());
+    return 0;
   }
   tools::CurvesRequest request{.runs = runs, .x = o.x, .title = o.title, .out = o.out};
   request.metrics.clear();
@@ -786,8 +800,14 @@ int run(int argc, char** argv) {
       ->type_name("RUN_DIR");
   add_text_option(plot, "--out", pl.out, "FILE", "image: .png or .svg (default curves.png)");
   add_text_option(plot, "--metric", pl.metric, "M[,M...]",
-                  "loss, val_loss or val_accuracy; a comma list draws side-by-side panels "
+                  "a key of metrics.jsonl: loss, val_loss, val_accuracy or a --diagnostics "
+                  "metric (beta, churn/gemm.x, ...); a comma list draws side-by-side panels "
                   "(default loss)");
+  plot->add_flag("--ulp-histogram", pl.ulp_histogram,
+                 "draw each run's histogram of |update|/ULP (--diagnostics beta) instead of "
+                 "curves, and print its mass above 1/2");
+  plot->add_option("--step", pl.step, "the histogram's step (default: the last observed)")
+      ->check(CLI::NonNegativeNumber);
   add_text_option(plot, "--x", pl.x, "X", "step, epoch or seconds (default step)");
   add_text_option(plot, "--title", pl.title, "T", "plot title");
   add_text_option(plot, "--labels", pl.labels, "A,B,...",

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "core/error.h"
@@ -125,6 +126,82 @@ std::string axis_label(const std::string& name) {
 
 }  // namespace
 
+double UlpHistogram::mass_above_half() const {
+  int64_t total = below + above, crossing = above;
+  for (size_t k = 0; k < counts.size(); ++k) {
+    total += counts[k];
+    if (int(k) + lowest_octave >= -1) crossing += counts[k];  // [2^-1, ...): at least ½
+  }
+  return total > 0 ? double(crossing) / double(total) : NAN;
+}
+
+UlpHistogram read_ulp_histogram(const std::string& dir, int64_t step) {
+  const fs::path path = fs::path(dir) / "diagnostics.jsonl";
+  std::ifstream in(path);
+  LATTICE_CHECK(in.good(), "[plot] ", path.string(),
+                ": no such file (run the trainer with --diagnostics beta)");
+  std::optional<UlpHistogram> found;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded()) {
+      if (in.peek() == EOF) break;  // a run killed mid-write
+      throw Error(concat("[plot] ", path.string(), ":", number, ": not a JSON object"));
+    }
+    if (!j.contains("step") || !j["step"].is_number_integer() || !j.contains("detail") ||
+        !j["detail"].contains("ulp_histogram"))
+      continue;
+    if (step > 0 && j["step"].get<int64_t>() != step) continue;
+    try {
+      const nlohmann::json& h = j["detail"]["ulp_histogram"];
+      const nlohmann::json& all = h.at("tensors").at("all");
+      found = UlpHistogram{.step = j["step"].get<int64_t>(),
+                           .lowest_octave = h.at("lowest_octave").get<int>(),
+                           .counts = all.at("counts").get<std::vector<int64_t>>(),
+                           .below = all.at("below").get<int64_t>(),
+                           .above = all.at("above").get<int64_t>()};
+    } catch (const nlohmann::json::exception&) {
+      throw Error(concat("[plot] ", path.string(), ":", number,
+                         ": ulp_histogram needs lowest_octave and tensors.all with below, counts "
+                         "and above"));
+    }
+  }
+  LATTICE_CHECK(found.has_value(), "[plot] ", path.string(), ": no ULP histogram",
+                step > 0 ? concat(" at step ", step) : std::string(),
+                " (the beta instrument writes one per observed step)");
+  return *found;
+}
+
+void plot_ulp_histograms(const std::vector<PlotRun>& runs,
+                         const std::vector<UlpHistogram>& histograms,
+                         const std::string& out,
+                         const std::string& script) {
+  std::ostringstream gp;
+  gp << terminal_for(out) << "\nset output " << quoted(out) << "\n"
+     << "set termoption noenhanced\nset grid\nset key top left\n"
+     << "set xlabel \"log2(|update| / ULP)\"\nset ylabel \"fraction of parameters\"\n"
+     << "set arrow from -1, graph 0 to -1, graph 1 nohead dashtype 2\n"
+     << "set label \"1/2 ULP\" at -1, graph 0.95 offset 0.5,0\n";
+  std::vector<std::string> plots;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const UlpHistogram& h = histograms[i];
+    int64_t total = h.below + h.above;
+    for (int64_t c : h.counts) total += c;
+    const std::string name = concat("$histogram", i);
+    gp << name << " << EOD\n";
+    for (size_t k = 0; k < h.counts.size(); ++k)
+      gp << number(double(int(k) + h.lowest_octave) + 0.5) << " "
+         << number(total > 0 ? double(h.counts[k]) / double(total) : 0.0) << "\n";
+    gp << "EOD\n";
+    plots.push_back(concat(name, " using 1:2 with histeps linewidth 1.5 title ",
+                           quoted(concat(runs[i].label, " (step ", h.step, ")"))));
+  }
+  gp << "plot ";
+  for (size_t i = 0; i < plots.size(); ++i) gp << (i ? ", \\\n     " : "") << plots[i];
+  gp << "\n";
+  run_gnuplot(gp.str(), out, script);
+}
+
 bool gnuplot_available() {
   return gnuplot_accepts("set terminal");
 }
@@ -152,9 +229,6 @@ void plot_curves(const CurvesRequest& request) {
   LATTICE_CHECK(!request.runs.empty(), "[plot] no run folders given");
   LATTICE_CHECK(request.x == "step" || request.x == "epoch" || request.x == "seconds",
                 "[plot] --x ", request.x, ": expected step, epoch or seconds");
-  for (const std::string& m : request.metrics)
-    LATTICE_CHECK(m == "loss" || m == "val_loss" || m == "val_accuracy", "[plot] --metric ", m,
-                  ": expected loss, val_loss or val_accuracy");
   std::ostringstream gp;
   gp << terminal_for(request.out) << "\nset output " << quoted(request.out) << "\n"
      << "set termoption noenhanced\nset grid\n";
@@ -176,6 +250,15 @@ void plot_curves(const CurvesRequest& request) {
       for (const auto& [x, y] : series[panel].back().points)
         if (std::isfinite(x)) x_low = std::min(x_low, x), x_high = std::max(x_high, x);
     }
+  // Any key of metrics.jsonl plots (a diagnostic such as beta or churn/gemm.x too); one that
+  // no run logs is a misspelling.
+  for (size_t panel = 0; panel < panels; ++panel) {
+    bool logged = false;
+    for (const Series& s : series[panel]) logged |= !s.points.empty();
+    LATTICE_CHECK(logged, "[plot] --metric ", request.metrics[panel],
+                  ": no run logs it (expected a key of metrics.jsonl: loss, val_loss, "
+                  "val_accuracy, or a --diagnostics metric such as beta)");
+  }
   if (std::isfinite(x_low) && x_high > x_low)
     gp << "set xrange [" << number(x_low) << ":" << number(x_high) << "]\n";
   const double width = 0.64 / double(panels);
@@ -200,7 +283,8 @@ void plot_curves(const CurvesRequest& request) {
                              metric == "loss" ? "lines" : "linespoints pointtype 7 pointsize 0.6",
                              " linewidth 1.5 title ", quoted(run.label)));
     }
-    const bool log_scale = metric != "val_accuracy" && low > 0 && high / low > 100;
+    const bool log_scale = metric != "val_accuracy" && low > 0 && high / low > 100 &&
+                           (metric == "loss" || metric == "val_loss");
     gp << (log_scale ? "set logscale y\n" : "unset logscale y\n");
     gp << "set xlabel " << quoted(axis_label(request.x)) << "\nset ylabel "
        << quoted(axis_label(metric)) << "\n";

@@ -3,6 +3,7 @@
 // Markdown table of run summaries.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -16,8 +17,9 @@ struct PlotRun {
 
 struct CurvesRequest {
   std::vector<PlotRun> runs = {};
-  std::vector<std::string> metrics = {"loss"};  // one panel each: loss, val_loss, val_accuracy
-  std::string x = "step";                       // step | epoch | seconds
+  // One panel each: any key of metrics.jsonl (loss, val_loss, val_accuracy, a diagnostic)
+  std::vector<std::string> metrics = {"loss"};
+  std::string x = "step";  // step | epoch | seconds
   std::string title = {};
   std::string out = "curves.png";  // .png (pngcairo, else png) or .svg
   std::string script = {};         // where to keep the gnuplot script ("" = a removed temp file)
@@ -28,8 +30,29 @@ std::vector<PlotRun> label_runs(const std::vector<std::string>& dirs);
 
 /// Draws one line per run and panel; null (NaN) values leave gaps, and a loss panel spanning
 /// more than two decades gets a log scale. Throws lattice::Error on a missing metrics.jsonl,
-/// an unknown metric or axis, or a gnuplot failure (its message in the error).
+/// a metric no run logs, an unknown axis, or a gnuplot failure (its message in the error).
 void plot_curves(const CurvesRequest& request);
+
+/// One run's histogram of |Δθ|/ULP(θ) over all parameters at one observed step, from the beta
+/// instrument's lines in diagnostics.jsonl.
+struct UlpHistogram {
+  int64_t step = 0;
+  int lowest_octave = 0;  // counts[k] holds ratios in [2^(k+lowest), 2^(k+lowest+1))
+  std::vector<int64_t> counts;
+  int64_t below = 0, above = 0;  // ratios below the lowest octave (zero steps too), above all
+  /// The fraction of ratios >= ½: the mass that crosses a cell boundary (β_t).
+  double mass_above_half() const;
+};
+/// The histogram at `step` of a run folder (0: its last observed step). Throws lattice::Error
+/// when diagnostics.jsonl is missing or has no histogram at that step (run with
+/// --diagnostics beta on an elementwise Λw).
+UlpHistogram read_ulp_histogram(const std::string& dir, int64_t step);
+/// Draws each run's histogram as the fraction of parameters per octave of |Δθ|/ULP, with the
+/// ½-ULP boundary marked.
+void plot_ulp_histograms(const std::vector<PlotRun>& runs,
+                         const std::vector<UlpHistogram>& histograms,
+                         const std::string& out,
+                         const std::string& script);
 
 /// A scatter of points grouped by series, and the staircase of the Pareto frontier.
 struct ScatterPoint {
