@@ -530,7 +530,7 @@ ExperimentReport report_head_dim(const ExperimentPlan& plan) {
 
 /// The ULP-normalised update histogram of all tensors, summed over the observed steps:
 /// `below`, the octave counts and `above`.
-struct UlpHistogram {
+struct SummedUlpHistogram {
   int lowest_octave = 0;
   double below = 0, above = 0;
   std::vector<double> counts = {};
@@ -548,8 +548,8 @@ struct UlpHistogram {
   }
 };
 
-UlpHistogram ulp_histogram(const RunRecord& run) {
-  UlpHistogram sum;
+SummedUlpHistogram summed_ulp_histogram(const RunRecord& run) {
+  SummedUlpHistogram sum;
   for (const nlohmann::json& line : run.details) {
     if (!line.contains("detail") || !line["detail"].contains("ulp_histogram")) continue;
     const nlohmann::json& histogram = line["detail"]["ulp_histogram"];
@@ -574,7 +574,7 @@ ExperimentReport report_ffn_width(const ExperimentPlan& plan) {
     const std::string& precision = value_of(config, "precision");
     const int64_t factor = std::stoll(value_of(config, "k"));
     const double beta = mean_of_metric(run, "beta");
-    const double mass = ulp_histogram(run).mass_above_half();
+    const double mass = summed_ulp_histogram(run).mass_above_half();
     const double val_loss = number(run.summary, "val_loss");
     report.values[config.id + "/beta_mean"] = beta;
     report.values[config.id + "/mass_above_half"] = mass;
@@ -929,7 +929,7 @@ std::vector<std::string> plot_experiment(const ExperimentPlan& plan) {
                               .y_label = "fraction",
                               .log_y = true};
     for (const RunConfig& run : plan.runs) {
-      const UlpHistogram h = ulp_histogram(read_run(run_dir(plan, run)));
+      const SummedUlpHistogram h = summed_ulp_histogram(read_run(run_dir(plan, run)));
       PlotSeries s{.title = run.id, .style = "lines"};
       for (size_t k = 0; k < h.counts.size(); ++k) {
         s.x.push_back(double(int(k) + h.lowest_octave));
