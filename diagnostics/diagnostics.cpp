@@ -36,47 +36,48 @@ nlohmann::json histogram_json(const OctaveHistogram& h) {
   return {{"below", h.below}, {"counts", h.counts}, {"above", h.above}};
 }
 
-/// β_t and the ULP-normalised updates: the values the optimizer updates (its fp32 masters when
-/// it keeps them, else the parameters) before and after the step, ULPs on Λw at the old value.
-/// A block-scaled Λw has no per-element ULP; there a crossing is a working weight whose bits
-/// changed, and no histogram is kept.
+/// β_t and the ULP-normalised updates: per parameter, the values the optimizer updates (its
+/// fp32 master when it keeps one, else the parameter) before and after the step, ULPs on the
+/// parameter's Λw at the old value. A block-scaled Λw has no per-element ULP; there a crossing
+/// is a working weight whose bits changed, and no histogram is kept.
 class BoundaryCrossing final : public Instrument {
  public:
   std::string name() const override {
     return "beta";
   }
   void before_update(const StepView& view) override {
-    updated_ = snapshot(updated_tensors(*view.optimizer));
-    working_ = snapshot(view.optimizer->named_parameters());
+    before_.clear();
+    for (const Parameter& p : parameters(*view.optimizer))
+      before_.push_back({host_values(p.updated), host_values(p.working)});
   }
   void end_step(const StepView& view, nlohmann::json& metrics) override {
-    const Quantizer& lattice = view.optimizer->precision().weights;
-    const bool flush = lattice.rounding.subnormals == Subnormals::flush;
-    const NamedTensors updated = updated_tensors(*view.optimizer);
-    const NamedTensors working = view.optimizer->named_parameters();
     UpdateStatistics overall;
     CellChurn cells;
     nlohmann::json histograms = nlohmann::json::object();
-    for (size_t i = 0; i < updated.size() && i < updated_.size(); ++i) {
-      const std::vector<float> after = host_values(updated[i].second);
-      const std::vector<float> working_after = host_values(working[i].second);
-      const CellChurn churn = cell_churn(working_[i], working_after);
+    const std::vector<Parameter> after = parameters(*view.optimizer);
+    for (size_t i = 0; i < after.size() && i < before_.size(); ++i) {
+      const Parameter& p = after[i];
+      const CellChurn churn = cell_churn(before_[i].working, host_values(p.working));
       UpdateStatistics stats;
-      if (lattice.scaling) {
+      if (p.lattice.scaling) {
         stats.count = churn.count;
         stats.crossed = churn.changed;
       } else {
-        stats = ulp_normalized_updates(updated_[i], after, lattice.element, flush);
-        histograms[updated[i].first] = histogram_json(stats.histogram);
+        stats =
+            ulp_normalized_updates(before_[i].updated, host_values(p.updated), p.lattice.element,
+                                   p.lattice.rounding.subnormals == Subnormals::flush);
+        histograms[p.name] = histogram_json(stats.histogram);
+        overall.histogram.merge(stats.histogram);
       }
-      metrics["beta/" + updated[i].first] = number(stats.crossing_rate());
-      overall.merge(stats);
+      metrics["beta/" + p.name] = number(stats.crossing_rate());
+      overall.count += stats.count;
+      overall.crossed += stats.crossed;
       cells.count += churn.count;
       cells.changed += churn.changed;
     }
     metrics["beta"] = number(overall.crossing_rate());
     metrics["churn/w"] = number(ratio(cells.changed, cells.count));
-    if (!lattice.scaling) {
+    if (!histograms.empty()) {
       histograms["all"] = histogram_json(overall.histogram);
       metrics["detail"]["ulp_histogram"] = {{"lowest_octave", OctaveHistogram::kLowestOctave},
                                             {"tensors", histograms}};
@@ -84,16 +85,27 @@ class BoundaryCrossing final : public Instrument {
   }
 
  private:
-  static NamedTensors updated_tensors(const optim::Optimizer& optimizer) {
-    NamedTensors masters = optimizer.master_weights();
-    return masters.empty() ? optimizer.named_parameters() : masters;
-  }
-  static std::vector<std::vector<float>> snapshot(const NamedTensors& tensors) {
-    std::vector<std::vector<float>> out;
-    for (const auto& [name, t] : tensors) out.push_back(host_values(t));
+  struct Parameter {
+    std::string name;
+    Tensor working, updated;  // the parameter; its master copy, or the parameter again
+    Quantizer lattice;        // its Λw
+  };
+  static std::vector<Parameter> parameters(const optim::Optimizer& optimizer) {
+    std::map<std::string, Tensor> masters;
+    for (const auto& [name, master] : optimizer.master_weights()) masters[name] = master;
+    std::vector<Parameter> out;
+    for (const optim::ParamGroup& group : optimizer.groups())
+      for (const optim::NamedParameter& p : group.params) {
+        const auto master = masters.find(p.name);
+        out.push_back({p.name, p.tensor, master == masters.end() ? p.tensor : master->second,
+                       optimizer.weight_lattice(p)});
+      }
     return out;
   }
-  std::vector<std::vector<float>> updated_, working_;
+  struct Snapshot {
+    std::vector<float> updated, working;
+  };
+  std::vector<Snapshot> before_;
 };
 
 /// Records every quantizer application on this thread while it lives, through a callback.

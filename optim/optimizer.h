@@ -88,9 +88,11 @@ class Optimizer {
   /// Every group's lr = its base lr * multiplier (what an LR schedule drives).
   void set_lr_multiplier(double multiplier);
 
-  /// The master copies the updates act on, by parameter name (live handles); empty when the
-  /// optimizer keeps none (then the updates act on the parameters themselves).
+  /// The master copies the updates act on, by parameter name (live handles), for the
+  /// parameters that have one (the others are updated in place).
   NamedTensors master_weights() const;
+  /// Λw of a parameter: its own (a module's override), else the stack's.
+  const Quantizer& weight_lattice(const NamedParameter& p) const;
 
   /// Recopies the fp32 masters from the working weights (after loading model weights without
   /// the optimizer's state). A no-op when no masters are kept.
@@ -127,8 +129,6 @@ class Optimizer {
     std::vector<double> scalars;
   };
   ParameterState& state_of(size_t group, size_t index);
-  /// Λw of a parameter: its own, else the stack's.
-  const Quantizer& weight_lattice(const NamedParameter& p) const;
   /// Keeps a master copy of parameter `index` of `group` when its Λw needs one (handing it
   /// back to the working weights when not), and rounds the working weights onto Λw.
   void place_on_weight_lattice(size_t group, size_t index);
