@@ -122,9 +122,12 @@ TEST_CASE("each experiment's runs carry the flags of its sweep and the precision
                        doctest::Contains("--precisions names P_A,P_B"), lattice::Error);
 
   const ExperimentPlan crossing = plan_experiment("crossing", {});
-  REQUIRE(crossing.runs.size() == 1);
+  REQUIRE(crossing.runs.size() == 2);
   CHECK(crossing.runs[0].stack == "w=bf16,master=bf16");
-  CHECK(flag_value(crossing.runs[0], "--diagnostics-every") == "5");
+  CHECK(!has_flag(crossing.runs[0], "--schedule"));  // the trainer's cosine decay
+  CHECK(crossing.runs[1].stack == "w=e4m3,master=e4m3");
+  CHECK(flag_value(crossing.runs[1], "--schedule") == "constant");
+  for (const RunConfig& run : crossing.runs) CHECK(flag_value(run, "--diagnostics-every") == "5");
 
   const ExperimentPlan rounding = plan_experiment("stochastic-rounding", {});
   std::vector<std::string> rounding_stacks;
@@ -337,6 +340,7 @@ TEST_CASE("crossing: progress per 25-step window against mean β_t, Pearson and 
   }
   const std::string id = plan.runs[0].id;
   CHECK(report.values.at(id + "/pearson") == doctest::Approx(1.0));
+  CHECK(std::isnan(report.values.at(plan.runs[1].id + "/pearson")));  // not run: no windows
   // The median window's β is not below the median: low = the last window only.
   CHECK(report.values.at(id + "/progress_low_beta") == doctest::Approx(progress[2]));
   CHECK(report.values.at(id + "/progress_high_beta") ==
