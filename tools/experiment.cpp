@@ -110,7 +110,11 @@ RunConfig make_run(const std::string& id,
                    std::map<std::string, std::string> values,
                    std::vector<std::string> flags) {
   values["stack"] = stack;
-  return {.id = id, .role = "grid", .values = std::move(values), .stack = stack, .flags = flags};
+  return {.id = id,
+          .role = "grid",
+          .values = std::move(values),
+          .stack = stack,
+          .flags = std::move(flags)};
 }
 
 // ---- Run folders ----
