@@ -4,7 +4,7 @@
 // lists the named precision stacks with their canonical specs and complexity points, `sweep`
 // runs a sweep file (or writes it as a Slurm job array) and writes its reports, `plot` draws
 // curves of run folders, `analyze exp1|exp2|exp3` runs the forward-stability paper's analyses
-// on run folders.
+// on run folders, `experiment NAME` runs a fistful-of-errors experiment and tabulates it.
 // Every failure is one line "lattice: <message>" on stderr and exit status 2.
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -35,6 +35,7 @@
 #include "tensor/precision_stack.h"
 #include "tensor/quantizer.h"
 #include "tools/analyze.h"
+#include "tools/experiment.h"
 #include "tools/plot.h"
 #include "tools/process.h"
 #include "tools/slurm.h"
@@ -602,6 +603,41 @@ int run_analyze_command(const std::string& experiment, const AnalyzeCommand& o) 
   return 0;
 }
 
+// ---- experiment ----
+
+struct ExperimentCommand {
+  std::string name;
+  tools::ExperimentOptions options;
+  int jobs = 1;
+  // The default models gain nothing from a second thread, and OpenMP threads that share a
+  // busy core spin at their barriers: one thread per run unless told otherwise.
+  int threads = 1;
+  bool dry_run = false, report_only = false;
+};
+
+int run_experiment_command(const ExperimentCommand& o) {
+  const tools::ExperimentPlan plan = tools::plan_experiment(o.name, o.options);
+  for (const std::string& note : plan.notes) std::fprintf(stderr, "%s\n", note.c_str());
+  const std::string trainer_path =
+      o.report_only ? o.options.trainer
+                    : tools::resolve_trainer(o.options.trainer, tools::executable_dir());
+  if (o.dry_run) {
+    for (const tools::RunConfig& run : plan.runs)
+      std::printf("%s\n",
+                  tools::shell_line(
+                      tools::run_command(run, trainer_path,
+                                         (std::filesystem::path(plan.root) / run.id).string()))
+                      .c_str());
+    return 0;
+  }
+  const int failed =
+      o.report_only ? 0 : tools::run_experiment(plan, trainer_path, o.jobs, o.threads);
+  if (write_table(plan.name, tools::report_experiment(plan).markdown, plan.root))
+    for (const std::string& figure : tools::plot_experiment(plan))
+      std::fprintf(stderr, "wrote %s\n", figure.c_str());
+  return failed > 0 ? 1 : 0;
+}
+
 // ---- Command line ----
 
 constexpr const char* kRoundingHelp =
@@ -647,7 +683,8 @@ int run(int argc, char** argv) {
   CLI::App app{
       "lattice: inspect number lattices (formats), round one value (cast), quantize float32 "
       "streams (quantize), list precision stacks (stacks), run sweeps (sweep), plot runs "
-      "(plot) and analyze forward-stability runs (analyze).",
+      "(plot), analyze forward-stability runs (analyze) and run the fistful-of-errors "
+      "experiments (experiment).",
       "lattice"};
   app.require_subcommand(0, 1);
   app.footer("Run `lattice COMMAND --help` for a command's options.");
@@ -811,13 +848,57 @@ int run(int argc, char** argv) {
     add_text_option(experiment, "--out", an.out, "DIR",
                     "folder for the table and figures (default analysis)");
 
+  ExperimentCommand ex;
+  CLI::App* experiment_command = app.add_subcommand(
+      "experiment",
+      "Run one of the fistful-of-errors experiments (§7, §8) with the llama trainer and print "
+      "its table.");
+  std::string experiment_names;
+  for (const std::string& name : tools::kExperimentNames)
+    experiment_names += (experiment_names.empty() ? "" : ", ") + name;
+  experiment_command->footer(
+      "Runs go to --out (default runs/experiment-NAME); runs with a summary.json are skipped, "
+      "so a second call only redoes the table (NAME.md) and the figures (PNG) there.\n"
+      "Precisions: e4m3, e5m2 (MX-scaled fp8 GEMM operands over bf16), fp16, bf16, fp32.\n"
+      "Example: lattice experiment temperature --steps 2000 --dim 256 --seeds 3");
+  add_text_option(experiment_command, "NAME", ex.name, "NAME", experiment_names)->required();
+  add_text_option(experiment_command, "--out", ex.options.out, "DIR",
+                  "folder of the runs, table and figures (default runs/experiment-NAME)");
+  add_text_option(experiment_command, "--trainer", ex.options.trainer, "PATH",
+                  "the llama trainer (default: llama next to lattice)");
+  add_text_option(experiment_command, "--precisions", ex.options.precisions, "P[,P...]",
+                  "precisions to train (each experiment has its default; hysteresis: A,B)");
+  experiment_command->add_option("--steps", ex.options.steps, "optimizer steps per run")
+      ->check(CLI::PositiveNumber);
+  experiment_command
+      ->add_option("--seeds", ex.options.seeds,
+                   "seeds per configuration (default 1; precision-order 3)")
+      ->check(CLI::PositiveNumber);
+  experiment_command->add_option("--dim", ex.options.dim, "d_model (default 64; head-dim 96)")
+      ->check(CLI::PositiveNumber);
+  experiment_command->add_option("--layers", ex.options.layers, "blocks (default 2)")
+      ->check(CLI::PositiveNumber);
+  experiment_command
+      ->add_option("--seq", ex.options.sequence,
+                   "sequence length (default 64 for temperature, else 32)")
+      ->check(CLI::PositiveNumber);
+  experiment_command->add_option("--batch", ex.options.batch, "sequences per step (default 16)")
+      ->check(CLI::PositiveNumber);
+  experiment_command->add_option("-j,--jobs", ex.jobs, "runs at a time (default 1)")
+      ->check(CLI::PositiveNumber);
+  experiment_command->add_option("--threads", ex.threads, "CPU threads per run (default 1)")
+      ->check(CLI::PositiveNumber);
+  experiment_command->add_flag("--dry-run", ex.dry_run, "print the trainer commands; run nothing");
+  experiment_command->add_flag("--report-only", ex.report_only,
+                               "run nothing; build the table and figures from the run folders");
+
   std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty() && !args[0].starts_with('-')) {
     const bool known = args[0] == "formats" || args[0] == "cast" || args[0] == "quantize" ||
                        args[0] == "stacks" || args[0] == "sweep" || args[0] == "plot" ||
-                       args[0] == "analyze";
+                       args[0] == "analyze" || args[0] == "experiment";
     LATTICE_CHECK(known, "unknown command \"", args[0],
-                  "\" (known: formats, cast, quantize, stacks, sweep, plot, analyze)");
+                  "\" (known: formats, cast, quantize, stacks, sweep, plot, analyze, experiment)");
   }
   args = protect_negative_numbers(std::move(args));
   std::reverse(args.begin(), args.end());  // CLI11 takes its argument vector back to front
@@ -834,6 +915,7 @@ int run(int argc, char** argv) {
   if (stacks->parsed()) return run_stacks(stack_spec);
   if (sweep->parsed()) return run_sweep_command(sw);
   if (plot->parsed()) return run_plot_command(pl);
+  if (experiment_command->parsed()) return run_experiment_command(ex);
   for (const CLI::App* experiment : {exp1, exp2, exp3})
     if (experiment->parsed()) return run_analyze_command(experiment->get_name(), an);
   if (cast->parsed()) return run_cast(c);
