@@ -10,7 +10,9 @@
 #include <numeric>
 #include <sstream>
 
+#include "autograd/autograd.h"
 #include "core/error.h"
+#include "ops/ops.h"
 #include "tensor/tape.h"
 
 namespace lattice::diagnostics {
@@ -351,6 +353,190 @@ BlockStability block_stability(const nn::TransformerBlock& block,
   return block_stability(attention, block.attention->temperature(), block.attention->wo->weight,
                          feed_forward_weights(*block.feed_forward), norm_inputs, machine_epsilon,
                          block_options);
+}
+
+// ---- Residual branches.
+
+namespace {
+
+// The power iteration's fixed start in [-1, 1): splitmix64 of the index (Steele et al.), as
+// linear_algebra's, so a start orthogonal to the top singular vector is practically impossible.
+std::vector<double> pseudo_random_start(size_t n) {
+  std::vector<double> v(n);
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t z = uint64_t(i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    v[i] = double(z >> 11) * 0x1.0p-52 - 1.0;
+  }
+  return v;
+}
+
+double dot(const std::vector<double>& a, const std::vector<double>& b) {
+  double sum = 0;
+  for (size_t i = 0; i < a.size(); ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+// Makes x a unit vector orthogonal to `basis` (orthonormal) by classical Gram-Schmidt applied
+// twice ("twice is enough", Giraud et al. 2005). False when nothing of x is left: a zero x, or
+// one inside the span to within 1e-12 of its norm (the space is exhausted).
+bool orthonormalize(std::vector<double>& x, const std::vector<std::vector<double>>& basis) {
+  const double original = euclidean_norm(x);
+  for (int pass = 0; pass < 2; ++pass)
+    for (const std::vector<double>& b : basis) {
+      const double coefficient = dot(x, b);
+      for (size_t i = 0; i < x.size(); ++i) x[i] -= coefficient * b[i];
+    }
+  const double remaining = euclidean_norm(x);
+  if (!(remaining > 1e-12 * original)) return false;
+  for (double& value : x) value /= remaining;
+  return true;
+}
+
+// values as a tensor like `like` (its shape, dtype and device).
+Tensor tensor_like(const std::vector<double>& values, const Tensor& like) {
+  return from_vector<double>(values, like.shape()).to(like.dtype()).to(like.device());
+}
+
+// Stops every parameter of `module` requiring gradients for its lifetime, so that backwards
+// through the module reach only its input and leave the parameters' grad() untouched.
+class FrozenParameters {
+ public:
+  explicit FrozenParameters(const nn::Module& module) {
+    for (const Tensor& parameter : module.parameters()) {
+      saved_.emplace_back(parameter, requires_grad(parameter));
+      set_requires_grad(parameter, false);
+    }
+  }
+  ~FrozenParameters() {
+    for (const auto& [parameter, required] : saved_) set_requires_grad(parameter, required);
+  }
+  FrozenParameters(const FrozenParameters&) = delete;
+  FrozenParameters& operator=(const FrozenParameters&) = delete;
+
+ private:
+  std::vector<std::pair<Tensor, bool>> saved_;
+};
+
+}  // namespace
+
+double jacobian_spectral_norm(const std::function<Tensor(const Tensor&)>& map,
+                              const Tensor& x,
+                              PowerIteration settings) {
+  LATTICE_CHECK(grad_enabled(),
+                "[jacobian_norm] needs gradient recording (J^T u is a backward); it was called "
+                "under NoGradGuard");
+  LATTICE_CHECK(x.dtype() == DType::float32 || x.dtype() == DType::float64,
+                "[jacobian_norm] expected a float32 or float64 point, got ", dtype_name(x.dtype()));
+  LATTICE_CHECK(x.numel() > 0, "[jacobian_norm] the point is empty");
+  LATTICE_CHECK(settings.iterations >= 1, "[jacobian_norm] iterations must be >= 1, got ",
+                settings.iterations);
+  // A fresh leaf: the caller's x keeps no graph and gets no gradient.
+  const Tensor point = detach(x).clone();
+  set_requires_grad(point);
+  const Tensor image = map(point);
+  LATTICE_CHECK(requires_grad(image),
+                "[jacobian_norm] the map's output does not depend on its input through recorded "
+                "ops");
+  const std::vector<double> center = point.to_vector<double>();
+  const double unit = x.dtype() == DType::float64 ? std::numeric_limits<double>::epsilon()
+                                                  : double(std::numeric_limits<float>::epsilon());
+  const double center_norm = euclidean_norm(center);
+  const double step = std::cbrt(unit) * (center_norm > 0 ? center_norm : 1.0);
+
+  // J v by a central difference, without recording.
+  std::vector<double> shifted(center.size());
+  const auto jacobian_times = [&](const std::vector<double>& v) {
+    NoGradGuard no_grad;
+    for (size_t i = 0; i < center.size(); ++i) shifted[i] = center[i] + step * v[i];
+    const std::vector<double> up = map(tensor_like(shifted, point)).to_vector<double>();
+    for (size_t i = 0; i < center.size(); ++i) shifted[i] = center[i] - step * v[i];
+    const std::vector<double> down = map(tensor_like(shifted, point)).to_vector<double>();
+    std::vector<double> product(up.size());
+    for (size_t i = 0; i < up.size(); ++i) product[i] = (up[i] - down[i]) / (2 * step);
+    return product;
+  };
+  // J^T u exactly: one backward of <map(x), u> through the kept graph.
+  const auto transpose_times = [&](const std::vector<double>& u) {
+    zero_grad(point);
+    backward(image, tensor_like(u, image), /*retain_graph=*/true);
+    return grad(point).to_vector<double>();
+  };
+
+  // Golub-Kahan-Lanczos with full reorthogonalization: orthonormal bases V (inputs) and U
+  // (outputs) of the Krylov spaces of J^T J and J J^T, each step one J v and one J^T u. The
+  // estimate is σmax of the projection B = U^T J V, formed from the exact products J^T u_i as
+  // B_ij = <J^T u_i, v_j>; for orthonormal U, V it never exceeds ||J||2, however inexact the
+  // differences that chose U, and it grows with the step count.
+  std::vector<std::vector<double>> inputs, outputs, transposed;  // v_j, u_i, J^T u_i
+  std::vector<double> next = pseudo_random_start(center.size());
+  double estimate = 0;
+  for (int iteration = 0; iteration < settings.iterations; ++iteration) {
+    if (!orthonormalize(next, inputs)) break;  // J^T J's Krylov space is exhausted
+    inputs.push_back(next);
+    std::vector<double> output = jacobian_times(inputs.back());
+    if (!std::isfinite(euclidean_norm(output))) return std::numeric_limits<double>::quiet_NaN();
+    if (!orthonormalize(output, outputs)) break;
+    outputs.push_back(output);
+    transposed.push_back(transpose_times(outputs.back()));
+    if (!std::isfinite(euclidean_norm(transposed.back())))
+      return std::numeric_limits<double>::quiet_NaN();
+    const int64_t size = int64_t(inputs.size());
+    DenseMatrix projection{size, size, std::vector<double>(size_t(size * size))};
+    for (int64_t i = 0; i < size; ++i)
+      for (int64_t j = 0; j < size; ++j)
+        projection.values[size_t(i * size + j)] = dot(transposed[size_t(i)], inputs[size_t(j)]);
+    const double previous = estimate;
+    estimate = singular_values(projection).front();
+    if (iteration > 0 && estimate - previous <= settings.tolerance * estimate) break;
+    next = transposed.back();
+  }
+  return estimate;
+}
+
+double residual_jacobian_norm(nn::Module& block,
+                              const Tensor& input,
+                              const ResidualJacobianOptions& options) {
+  LATTICE_CHECK(input.rank() >= 1 && input.shape(0) >= 1,
+                "[residual_jacobian_norm] expected an input (B, ...) with B >= 1, got ",
+                input.shape());
+  LATTICE_CHECK(options.examples >= 0, "[residual_jacobian_norm] examples must be >= 0, got ",
+                options.examples);
+  const FrozenParameters frozen(block);
+  const int64_t examples =
+      options.examples == 0 ? input.shape(0) : std::min(options.examples, input.shape(0));
+  const auto residual = [&block](const Tensor& x) { return sub(block(x), x); };
+  double rho = 0;
+  for (int64_t example = 0; example < examples; ++example) {
+    const double norm =
+        jacobian_spectral_norm(residual, input.narrow(0, example, 1), options.steps);
+    if (std::isnan(norm)) return norm;
+    rho = std::max(rho, norm);
+  }
+  return rho;
+}
+
+ForwardBound forward_bound(const std::vector<double>& terms,
+                           const std::vector<double>& rhos,
+                           double machine_epsilon) {
+  LATTICE_CHECK(terms.size() == rhos.size(), "[forward_bound] ", terms.size(), " local terms but ",
+                rhos.size(),
+                " residual factors; expected one of each per "
+                "block");
+  ForwardBound result;
+  result.downstream.resize(terms.size());
+  // Π_{k>ℓ} (1 + ρ_k), accumulated from the last block back (App. A.5, step 3).
+  double amplification = 1;
+  for (size_t layer = terms.size(); layer-- > 0;) {
+    result.downstream[layer] = terms[layer] * amplification;
+    amplification *= 1 + rhos[layer];
+  }
+  double sum = 0;
+  for (double term : result.downstream) sum += term;
+  result.bound = machine_epsilon * sum;
+  return result;
 }
 
 // ---- The LayerNorm-ε policy.

@@ -1,6 +1,7 @@
 // Forward-stability diagnostics of the transformer-forward-stability paper (§2-§3): κ_score,
-// κ_softmax, κ(V), ||W_O||2, κ_eff, ρ_LN, C_LN and the combined predictor per block, and the
-// LayerNorm-ε policy of Algorithm 1 with the hooks that measure the norms' input statistics.
+// κ_softmax, κ(V), ||W_O||2, κ_eff, ρ_LN, C_LN, the residual factor ρ_ℓ = ||J_fℓ||2 and the
+// combined predictor per block, and the LayerNorm-ε policy of Algorithm 1 with the hooks that
+// measure the norms' input statistics.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +31,16 @@ struct LayerNormConstants {
   double c1 = 1, c2 = 1, c3 = 1;
 };
 
+/// Settings of residual_jacobian_norm.
+struct ResidualJacobianOptions {
+  /// ρ_ℓ is per example: the maximum over the first `examples` entries of the input's axis 0
+  /// (0 takes all).
+  int64_t examples = 1;
+  /// Lanczos steps (each one backward and two forwards, see jacobian_spectral_norm) and the
+  /// relative growth of the estimate below which they stop early.
+  PowerIteration steps = {.iterations = 20, .tolerance = 1e-5};
+};
+
 struct StabilityOptions {
   MatrixNorm score_norm = MatrixNorm::frobenius;
   /// M: κ_softmax looks at the M rows of each (example, head) with the largest ||S_i|| (App.
@@ -51,6 +62,8 @@ struct StabilityOptions {
   PowerIteration spectral = {};
   /// C_LN's constants (block_stability).
   LayerNormConstants layer_norm = {};
+  /// ρ_ℓ of each block (the stability instrument).
+  ResidualJacobianOptions residual = {};
 };
 
 /// The attention diagnostics of one layer. Each (example, head) is one instance of the
@@ -184,6 +197,59 @@ BlockStability block_stability(const nn::TransformerBlock& block,
                                const std::map<std::string, NormInputStatistics>& norm_inputs,
                                double machine_epsilon,
                                const StabilityOptions& options = {});
+
+// ---- Residual branches: ρ_ℓ = ||J_fℓ||2 (§2 "Diagnostics used throughout", §3.2, Theorem 3).
+
+/// ||J_f(x)||2 = σmax of the Jacobian of `map` at x (input and output flattened, any shapes;
+/// float32 or float64, any device) by Golub-Kahan-Lanczos bidiagonalization (the Krylov method
+/// for σmax; power iteration on J^T J with the same products converges far slower when σ1 and
+/// σ2 are close, as in a freshly initialised block) from a fixed pseudo-random start, with full
+/// reorthogonalization. Each step forms J v by a central difference (map(x + h v) - map(x - h v))
+/// / 2h, with h = ε^(1/3) ||x|| (ε of x's dtype; ε^(1/3) alone when x = 0), which balances the
+/// O(h²) truncation against the O(ε ||map(x)|| / h) rounding, and J^T u exactly, as one backward
+/// of <map(x), u> with respect to a fresh leaf copy of x (the graph of map(x) is recorded once
+/// and kept). The estimate σmax(U^T J V) uses only the exact J^T u products, so it is a lower
+/// bound on ||J||2 for any orthonormal U, V: the differences' error only slows convergence.
+/// settings.iterations: at most that many steps (Krylov dimension); tolerance: stop when the
+/// estimate grows by less than that (relative). On the tests' small TransformerBlock, float64
+/// agrees with the dense Jacobian's σmax to ~1e-10 and float32 to ~1e-7 (its rounding of the
+/// products) within 5 steps; a dim-96 ViT block at initialisation needs ~15. `map` must be
+/// deterministic (eval mode: no dropout); leaves it reads besides x that require gradients (a
+/// module's parameters) accumulate J^T u into their grad() - residual_jacobian_norm turns that off.
+/// Needs grad mode on (throws "[jacobian_norm] ..." under NoGradGuard, when the output does not
+/// depend on x through recorded ops, or for a non-float x). NaN when a product is not finite.
+double jacobian_spectral_norm(const std::function<Tensor(const Tensor&)>& map,
+                              const Tensor& x,
+                              PowerIteration settings = {.iterations = 20, .tolerance = 1e-5});
+
+/// ρ_ℓ = ||J_fℓ(X_ℓ)||2 of the residual block X_{ℓ+1} = block(X_ℓ) = X_ℓ + f_ℓ(X_ℓ): f_ℓ is
+/// the block's whole residual function block(X) - X (for a pre-norm nn::TransformerBlock both
+/// branches, attention(norm1(X)) + feed_forward(norm2(X + attention(norm1(X))))), the map whose
+/// Jacobian Theorem 3's one-step recursion E_{ℓ+1} = (I + J_fℓ) E_ℓ + Δ_ℓ uses (App. A.5). X_ℓ
+/// is one example's hidden (1, T, d), so J_fℓ is (T·d, T·d) and includes attention's mixing of
+/// tokens. input: the block's input (B, ...); ρ is the maximum over the first
+/// options.examples examples of jacobian_spectral_norm of X -> block(X) - X. The block's
+/// parameters stop requiring gradients while it runs (their grad() is left as it was); mode,
+/// precision scope and random state are the caller's (eval mode, and a guard that keeps the
+/// run's bits: see the stability instrument). A NaN estimate makes ρ NaN.
+double residual_jacobian_norm(nn::Module& block,
+                              const Tensor& input,
+                              const ResidualJacobianOptions& options = {});
+
+/// Theorem 3's right-hand side without its O(ε²) remainder over a stack of L blocks in the
+/// order they run: ε_mach Σ_ℓ terms[ℓ] Π_{k>ℓ} (1 + rhos[k]). terms[ℓ]: the bracket
+/// κ_eff,ℓ + κ_softmax,ℓ (1 + c κ_score,ℓ) κ(V_ℓ) + C_LN,ℓ (BlockStability::unified_term, c = 1);
+/// rhos[k]: ρ_k. The bound assumes ρ_k < 1 (small gain) and is vacuous otherwise; it is
+/// computed all the same.
+struct ForwardBound {
+  /// terms[ℓ] Π_{k>ℓ} (1 + ρ_k): each block's local error coefficient carried to the output.
+  std::vector<double> downstream;
+  double bound = 0;  // ε_mach Σ_ℓ downstream[ℓ]
+};
+/// Throws "[forward_bound] ..." when terms and rhos differ in length.
+ForwardBound forward_bound(const std::vector<double>& terms,
+                           const std::vector<double>& rhos,
+                           double machine_epsilon);
 
 // ---- The LayerNorm-ε intervention (Algorithm 1, §3.3 "Intervention rule").
 

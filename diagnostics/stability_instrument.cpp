@@ -6,9 +6,12 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <optional>
+#include <utility>
 
 #include "core/error.h"
 #include "diagnostics/observe.h"
+#include "tensor/random.h"
 
 namespace lattice::diagnostics {
 namespace {
@@ -41,6 +44,41 @@ void update_max(double& maximum, double value) {
                                                      : std::max(maximum, value);
 }
 
+// Runs `body` with gradients recording (ρ_ℓ's J^T u is a backward) and puts back what it could
+// change, as without_a_trace does: the buffers, the train/eval mode and the random state. The
+// body runs in eval mode under the fp32 stack with every module's precision override lifted,
+// like the fp32 shadow forward: ρ_ℓ is a property of the exact map at the exact hidden X_ℓ
+// (§2, Theorem 3). The parameters' gradients are residual_jacobian_norm's to keep (it stops
+// them requiring gradients while it runs).
+void with_gradients_in_fp32(nn::Module& model, const std::function<void()>& body) {
+  const RandomState random = default_random_state();
+  const bool training = model.training();
+  std::vector<std::pair<Tensor, Tensor>> buffers;  // live buffer, saved copy
+  for (const auto& [name, buffer] : model.named_buffers())
+    buffers.emplace_back(buffer, buffer.clone());
+  std::vector<std::pair<nn::Module*, std::optional<PrecisionStack>>> lifted;
+  for (auto& [name, module] : model.named_modules())
+    if (module->precision()) {
+      lifted.emplace_back(module, module->precision());
+      module->set_precision(std::nullopt);
+    }
+  const auto restore = [&] {
+    for (auto& [module, saved] : lifted) module->set_precision(saved);
+    for (const auto& [buffer, saved] : buffers) buffer.copy_(saved);
+    model.train(training);
+    set_default_random_state(random);
+  };
+  try {
+    model.eval();
+    PrecisionScope scope(PrecisionStack{});
+    body();
+  } catch (...) {
+    restore();
+    throw;
+  }
+  restore();
+}
+
 }  // namespace
 
 StabilityOptions StabilityInstrument::default_options() {
@@ -58,10 +96,10 @@ nlohmann::json StabilityInstrument::measure(const StepView& view) const {
   LATTICE_CHECK(view.model && view.stack && view.batch && view.loss,
                 "[stability] needs the step's model, stack, batch and loss");
   nn::Module& model = *view.model;
-  std::map<std::string, const nn::TransformerBlock*> blocks;
+  // In module order, which Theorem 3 takes as the order the blocks run in (a ModuleList's).
+  std::vector<std::pair<std::string, nn::TransformerBlock*>> blocks;
   for (const auto& [name, module] : model.named_modules())
-    if (const auto* block = dynamic_cast<const nn::TransformerBlock*>(module))
-      blocks.emplace(name, block);
+    if (auto* block = dynamic_cast<nn::TransformerBlock*>(module)) blocks.emplace_back(name, block);
 
   const auto block_or_norm = [](const std::string&, const nn::Module& module) {
     return dynamic_cast<const nn::TransformerBlock*>(&module) != nullptr || is_norm(module);
@@ -87,13 +125,17 @@ nlohmann::json StabilityInstrument::measure(const StepView& view) const {
     metrics["ln_eps/" + name] = number(*eps);
   }
 
-  double kappa_softmax_max = 0, r_block_max = 0, predictor_max = 0;
+  double kappa_softmax_max = 0, r_block_max = 0, predictor_max = 0, rho_max = 0;
+  std::vector<std::string> stacked;  // the blocks that ran, in order
+  std::vector<double> unified_terms, rhos;
   for (const auto& [name, block] : blocks) {
     const auto attention = run.attention.find(name + ".attention");
     const auto run_output = run.outputs.find(name);
     const auto fp32_output = fp32.outputs.find(name);
+    const auto fp32_input = fp32.inputs.find(name);
     if (attention == run.attention.end() || run_output == run.outputs.end() ||
-        fp32_output == fp32.outputs.end())
+        fp32_output == fp32.outputs.end() || fp32_input == fp32.inputs.end() ||
+        fp32_input->second.empty())
       continue;  // a block the loss did not run
     std::map<std::string, NormInputStatistics> block_norms;
     for (const char* norm : {".norm1", ".norm2"})
@@ -113,11 +155,31 @@ nlohmann::json StabilityInstrument::measure(const StepView& view) const {
     update_max(kappa_softmax_max, stability.attention.kappa_softmax);
     update_max(r_block_max, r_block);
     update_max(predictor_max, stability.predictor);
+
+    // ρ_ℓ at the fp32 hidden X_ℓ (the paper's exact forward), on options_.residual.examples.
+    double rho = 0;
+    nn::TransformerBlock& residual_block = *block;  // (a lambda cannot capture a binding)
+    with_gradients_in_fp32(model, [&] {
+      rho = residual_jacobian_norm(residual_block, fp32_input->second.front(), options_.residual);
+    });
+    metrics["rho/" + name] = number(rho);
+    metrics["unified_term/" + name] = number(stability.unified_term);
+    update_max(rho_max, rho);
+    stacked.push_back(name);
+    unified_terms.push_back(stability.unified_term);
+    rhos.push_back(rho);
   }
   if (!blocks.empty()) {
     metrics["kappa_softmax_max"] = number(kappa_softmax_max);
     metrics["r_block_max"] = number(r_block_max);
     metrics["predictor_max"] = number(predictor_max);
+  }
+  if (!stacked.empty()) {
+    metrics["rho_max"] = number(rho_max);
+    const ForwardBound bound = forward_bound(unified_terms, rhos, machine_epsilon);
+    for (size_t layer = 0; layer < stacked.size(); ++layer)
+      metrics["unified_downstream/" + stacked[layer]] = number(bound.downstream[layer]);
+    metrics["forward_bound"] = number(bound.bound);
   }
   return metrics;
 }

@@ -1,7 +1,7 @@
 // The forward-stability instrument (issue 15, transformer-forward-stability paper): per
 // transformer block κ_score, κ_softmax, κ(V), ||W_O||2, κ_eff, C_LN, the combined predictor and
-// the observed mismatch r_block, and per norm module ρ_LN and ε, from two shadow forwards of
-// the step's batch (the run's stack and fp32).
+// the observed mismatch r_block, the residual factor ρ_ℓ and Theorem 3's bound, and per norm
+// module ρ_LN and ε, from two shadow forwards of the step's batch (the run's stack and fp32).
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -15,15 +15,24 @@ namespace lattice::diagnostics {
 
 /// Metrics (see the metric-name contract): for every nn::TransformerBlock of the model, by its
 /// dotted name <b>: kappa_score/<b>, kappa_softmax/<b>, kappa_v/<b>, wo_norm/<b>, kappa_eff/<b>,
-/// c_ln/<b>, predictor/<b>, r_block/<b>; for every LayerNorm/RMSNorm <n>: rho_ln/<n>, ln_eps/<n>;
-/// run-wide kappa_softmax_max, r_block_max, predictor_max; a non-finite value is written as
-/// null. ε_mach is that of the stack's activation lattice (Λa, the precision the norms compute
-/// in). Measured in end_step (weights θ_{t+1}, the step's batch), as the snr instrument measures
-/// its r_block, so the two agree when both run.
+/// c_ln/<b>, predictor/<b>, r_block/<b>, rho/<b> (ρ_ℓ = ||J_fℓ||2 of the block's whole residual
+/// function at its fp32 input, residual_jacobian_norm), unified_term/<b> (Theorem 3's bracket
+/// κ_eff,ℓ + κ(W_O) + κ_softmax (1 + c κ_score) κ(V) + C_LN with c = 1) and unified_downstream/<b>
+/// (that bracket times Π_{k>ℓ} (1 + ρ_k), the blocks taken in module order as one stack); for
+/// every LayerNorm/RMSNorm <n>: rho_ln/<n>, ln_eps/<n>; run-wide kappa_softmax_max, r_block_max,
+/// predictor_max, rho_max and forward_bound (Theorem 3's right-hand side ε_mach Σ_ℓ
+/// unified_downstream/<b>, without the O(ε²) term; vacuous where some ρ_k >= 1); a non-finite
+/// value is written as null. ε_mach is that of the stack's activation lattice (Λa, the
+/// precision the norms compute in). Measured in end_step (weights θ_{t+1}, the step's batch), as
+/// the snr instrument measures its r_block, so the two agree when both run. Cost per observed
+/// step: two shadow forwards of the batch, and per block and ρ example (options.residual,
+/// default 1 example, <= 20 Lanczos steps) one recorded single-example block forward plus, per
+/// step, one backward and two forwards of the block: <= 61 single-example block passes.
 class StabilityInstrument : public Instrument {
  public:
   /// Attention diagnostics on the first 8 examples of the batch, κ_softmax from the top 8
-  /// rows by ||S_i|| with 3 power steps, κ_score with Frobenius norms (the paper's surrogate).
+  /// rows by ||S_i|| with 3 power steps, κ_score with Frobenius norms (the paper's surrogate),
+  /// ρ_ℓ on the first example with at most 20 Lanczos steps.
   static StabilityOptions default_options();
 
   explicit StabilityInstrument(StabilityOptions options = default_options());
@@ -33,7 +42,9 @@ class StabilityInstrument : public Instrument {
   void end_step(const StepView& view, nlohmann::json& metrics) override;
 
   /// The metrics of one step: the shadow forwards and every diagnostic above. Leaves no
-  /// trace on the model (diagnostics::capture_forward).
+  /// trace on the model: the shadow forwards run in diagnostics::capture_forward; ρ_ℓ's
+  /// forwards and backwards put back the buffers, mode and random state and leave the
+  /// parameters' gradients as they were.
   nlohmann::json measure(const StepView& view) const;
 
  private:

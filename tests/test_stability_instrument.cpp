@@ -1,11 +1,13 @@
 // diagnostics/stability_instrument on a small ViT: the metric keys of issue 15, r_block against
-// the test's own fp32 and bf16 forwards, ρ_LN against the norm inputs it sees, the predictor
-// assembled from the emitted parts, and a run that the instrument leaves bit-identical.
+// the test's own fp32 and bf16 forwards, ρ_LN against the norm inputs it sees, ρ_ℓ against the
+// block's dense Jacobian, the predictor and Theorem 3's bound assembled from the emitted parts,
+// and a run (parameters, gradients, mode, random state) that the instrument leaves bit-identical.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
 
+#include "autograd/autograd.h"
 #include "diagnostics/diagnostics.h"
 #include "diagnostics/stability_instrument.h"
 #include "examples/models/vit.h"
@@ -91,8 +93,9 @@ TEST_CASE(
   nlohmann::json metrics = {{"step", 5}};
   instrument.end_step(step.view(), metrics);
   for (const std::string block : {"blocks.0", "blocks.1"})
-    for (const char* key : {"kappa_score/", "kappa_softmax/", "kappa_v/", "wo_norm/", "kappa_eff/",
-                            "c_ln/", "predictor/", "r_block/"}) {
+    for (const char* key :
+         {"kappa_score/", "kappa_softmax/", "kappa_v/", "wo_norm/", "kappa_eff/", "c_ln/",
+          "predictor/", "r_block/", "rho/", "unified_term/", "unified_downstream/"}) {
       CAPTURE(key + block);
       REQUIRE(metrics.contains(key + block));
       CHECK(metrics[key + block].get<double>() >= 0);
@@ -111,6 +114,38 @@ TEST_CASE(
   CHECK(metrics["predictor_max"].get<double>() ==
         std::max(metrics["predictor/blocks.0"].get<double>(),
                  metrics["predictor/blocks.1"].get<double>()));
+  CHECK(metrics["rho_max"].get<double>() ==
+        std::max(metrics["rho/blocks.0"].get<double>(), metrics["rho/blocks.1"].get<double>()));
+  CHECK(metrics["rho_max"].get<double>() > 0);
+}
+
+TEST_CASE(
+    "the instrument's ρ of a ViT block is the largest singular value of the block's residual "
+    "Jacobian at its fp32 input, built row by row with autograd") {
+  VitStep step("bf16");
+  const nlohmann::json metrics = StabilityInstrument().measure(step.view());
+  // blocks.1's input is its norm1's input; example 0, in fp32 (the paper's exact hidden X_ℓ).
+  const Tensor input = step.forward_taps("", "blocks.1", "blocks.1.norm1").second.narrow(0, 0, 1);
+  auto& block = (*step.model.blocks)[1];
+  const Tensor x = input.clone();
+  set_requires_grad(x);
+  step.model.eval();
+  const Tensor y = block(x);
+  const int64_t n = x.numel();
+  DenseMatrix jacobian{n, n, std::vector<double>(size_t(n * n))};
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<double> seed(size_t(n), 0.0);
+    seed[size_t(i)] = 1;
+    zero_grad(x);
+    backward(y, from_vector<double>(seed, y.shape()).to(y.dtype()), /*retain_graph=*/true);
+    const std::vector<double> row = grad(x).to_vector<double>();  // row i of J_block
+    for (int64_t j = 0; j < n; ++j)
+      jacobian.values[size_t(i * n + j)] = row[size_t(j)] - (i == j ? 1.0 : 0.0);
+  }
+  step.model.train();
+  step.model.zero_grad();
+  const double dense = singular_values(jacobian).front();
+  CHECK(metrics["rho/blocks.1"].get<double>() == doctest::Approx(dense).epsilon(1e-4));
 }
 
 TEST_CASE(
@@ -147,6 +182,29 @@ TEST_CASE(
                             value("kappa_v/blocks.0") * value("wo_norm/blocks.0") +
                         value("kappa_eff/blocks.0") + value("c_ln/blocks.0"))
             .epsilon(1e-12));
+
+  // Theorem 3 with c = 1: the bracket folds κ(W_O) into κ_eff (§3.4), computed here from W_O's
+  // singular values; the downstream factor of blocks.0 is 1 + ρ of blocks.1; ε_mach of bf16.
+  for (const std::string block : {"blocks.0", "blocks.1"}) {
+    CAPTURE(block);
+    const auto& module = dynamic_cast<const nn::TransformerBlock&>(
+        (*step.model.blocks)[block == "blocks.0" ? 0 : 1]);
+    const std::vector<double> wo = singular_values(module.attention->wo->weight);
+    const auto of = [&](const std::string& key) { return metrics[key + block].get<double>(); };
+    CHECK(of("unified_term/") ==
+          doctest::Approx(of("kappa_eff/") + wo.front() / (wo.back() + 1e-6) +
+                          of("kappa_softmax/") * (1 + of("kappa_score/")) * of("kappa_v/") +
+                          of("c_ln/"))
+              .epsilon(1e-12));
+  }
+  CHECK(
+      value("unified_downstream/blocks.0") ==
+      doctest::Approx(value("unified_term/blocks.0") * (1 + value("rho/blocks.1"))).epsilon(1e-12));
+  CHECK(value("unified_downstream/blocks.1") == value("unified_term/blocks.1"));
+  CHECK(value("forward_bound") ==
+        doctest::Approx(std::ldexp(1.0, -7) * (value("unified_downstream/blocks.0") +
+                                               value("unified_downstream/blocks.1")))
+            .epsilon(1e-12));
 }
 
 TEST_CASE("the stability instrument's r_block equals the snr instrument's on the same step") {
@@ -161,29 +219,53 @@ TEST_CASE("the stability instrument's r_block equals the snr instrument's on the
   }
 }
 
-TEST_CASE("the stability instrument leaves parameters, mode and the random state bit-identical") {
-  VitStep step("fp16");
-  const std::vector<float> before = [&] {
+TEST_CASE(
+    "the stability instrument leaves parameters, their gradients, mode and the random state "
+    "bit-identical") {
+  const auto values = [](const std::vector<Tensor>& tensors) {
     std::vector<float> all;
-    for (const Tensor& p : step.model.parameters()) {
-      const std::vector<float> v = p.to_vector<float>();
+    for (const Tensor& t : tensors) {
+      const std::vector<float> v = t.to_vector<float>();
       all.insert(all.end(), v.begin(), v.end());
     }
     return all;
-  }();
-  const RandomState random = default_random_state();
-  StabilityInstrument instrument;
-  nlohmann::json metrics;
-  instrument.end_step(step.view(), metrics);
-  std::vector<float> after;
-  for (const Tensor& p : step.model.parameters()) {
-    const std::vector<float> v = p.to_vector<float>();
-    after.insert(after.end(), v.begin(), v.end());
-    CHECK_FALSE(grad(p).defined());
+  };
+  const auto gradients = [](const std::vector<Tensor>& parameters) {
+    std::vector<Tensor> all;
+    for (const Tensor& p : parameters) all.push_back(grad(p));
+    return all;
+  };
+  SUBCASE("without gradients") {
+    VitStep step("fp16");
+    const std::vector<float> before = values(step.model.parameters());
+    const RandomState random = default_random_state();
+    nlohmann::json metrics;
+    StabilityInstrument().end_step(step.view(), metrics);
+    for (const Tensor& p : step.model.parameters()) CHECK_FALSE(grad(p).defined());
+    CHECK(values(step.model.parameters()) == before);
+    CHECK(default_random_state() == random);
+    CHECK(step.model.training());
   }
-  CHECK(before == after);
-  CHECK(default_random_state() == random);
-  CHECK(step.model.training());
+  SUBCASE("with the step's gradients in place") {
+    VitStep step("fp16");
+    {
+      PrecisionScope scope(step.stack);
+      backward(step.view().loss(step.batch));
+    }
+    const std::vector<float> before = values(step.model.parameters());
+    const std::vector<Tensor> gradient_handles = gradients(step.model.parameters());
+    for (const Tensor& g : gradient_handles) REQUIRE(g.defined());
+    const std::vector<float> gradients_before = values(gradient_handles);
+    const RandomState random = default_random_state();
+    nlohmann::json metrics;
+    StabilityInstrument().end_step(step.view(), metrics);
+    REQUIRE(metrics.contains("rho/blocks.0"));
+    CHECK(values(step.model.parameters()) == before);
+    CHECK(values(gradients(step.model.parameters())) == gradients_before);
+    for (const Tensor& p : step.model.parameters()) CHECK(requires_grad(p));
+    CHECK(default_random_state() == random);
+    CHECK(step.model.training());
+  }
 }
 
 TEST_CASE(
