@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <span>
 #include <utility>
 
 #include "autograd/autograd.h"
@@ -32,6 +33,27 @@ std::vector<float> host_values(const Tensor& t) {
   return t.to_vector<float>();
 }
 
+/// A tensor's values on the host: its own memory when it is a contiguous float32 CPU tensor,
+/// else a copy (an instrument reads them while the tensor lives).
+class HostValues {
+ public:
+  explicit HostValues(const Tensor& t) {
+    if (t.device() == Device::cpu && t.is_contiguous() && t.dtype() == DType::float32) {
+      values_ = std::span<const float>(t.data<float>(), size_t(t.numel()));
+    } else {
+      copy_ = t.to_vector<float>();
+      values_ = copy_;
+    }
+  }
+  operator std::span<const float>() const {
+    return values_;
+  }
+
+ private:
+  std::vector<float> copy_;
+  std::span<const float> values_;
+};
+
 nlohmann::json histogram_json(const OctaveHistogram& h) {
   return {{"below", h.below}, {"counts", h.counts}, {"above", h.above}};
 }
@@ -57,15 +79,14 @@ class BoundaryCrossing final : public Instrument {
     const std::vector<Parameter> after = parameters(*view.optimizer);
     for (size_t i = 0; i < after.size() && i < before_.size(); ++i) {
       const Parameter& p = after[i];
-      const CellChurn churn = cell_churn(before_[i].working, host_values(p.working));
+      const CellChurn churn = cell_churn(before_[i].working, HostValues(p.working));
       UpdateStatistics stats;
       if (p.lattice.scaling) {
         stats.count = churn.count;
         stats.crossed = churn.changed;
       } else {
-        stats =
-            ulp_normalized_updates(before_[i].updated, host_values(p.updated), p.lattice.element,
-                                   p.lattice.rounding.subnormals == Subnormals::flush);
+        stats = ulp_normalized_updates(before_[i].updated, HostValues(p.updated), p.lattice.element,
+                                       p.lattice.rounding.subnormals == Subnormals::flush);
         histograms[p.name] = histogram_json(stats.histogram);
         overall.histogram.merge(stats.histogram);
       }
@@ -226,7 +247,7 @@ class Saturation final : public Instrument {
     observer_.emplace(
         [this](QuantizerSite site, const Quantizer& q, const Tensor& input, const Tensor& output) {
           by_site_[site_name(site)].merge(
-              quantizer_health(q, host_values(input), host_values(output), input.shape()));
+              quantizer_health(q, HostValues(input), HostValues(output), input.shape()));
         });
   }
   void end_step(const StepView&, nlohmann::json& metrics) override {
@@ -385,7 +406,7 @@ std::vector<std::unique_ptr<Instrument>> make_instruments(const std::string& lis
   std::vector<std::string> names;
   for (const std::string& item : split(list, ',')) {
     if (item == "default")
-      names.insert(names.end(), {"beta", "saturation", "attention"});
+      names.insert(names.end(), {"beta", "attention"});
     else if (item == "all")
       names.insert(names.end(), {"beta", "churn", "saturation", "attention", "snr", "stability"});
     else if (!item.empty())

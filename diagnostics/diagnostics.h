@@ -31,7 +31,7 @@ namespace lattice::diagnostics {
 ///   stability   per transformer block the forward-stability diagnostics (κ_score,
 ///               κ_softmax, κ(V), ||W_O||2, κ_eff, C_LN, their predictor, r_block) and per
 ///               norm module ρ_LN and ε (stability_instrument.h)
-///   default     beta, saturation, attention;  all: every one above except cast
+///   default     beta, attention (the cheap ones);  all: every one above except cast
 /// Throws lattice::Error naming an unknown item.
 std::vector<std::unique_ptr<Instrument>> make_instruments(const std::string& list);
 

@@ -5,6 +5,7 @@
 #include <bit>
 #include <cmath>
 #include <limits>
+#include <memory>
 
 #include "core/error.h"
 #include "kernels/quantize.h"
@@ -21,24 +22,51 @@ uint32_t bits_of(float x) {
 
 }  // namespace
 
-double lattice_ulp(const Format& f, bool flush_subnormals, double x) {
-  if (!std::isfinite(x)) return kNaN;
-  const double magnitude = std::fabs(x);
-  if (flush_subnormals && magnitude < double(f.min_normal()))
-    return std::numeric_limits<double>::infinity();
-  // A float format's spacing in the binade of |x| (the subnormals share the lowest normal
-  // binade's): what ulp() computes, without its general path, for the β_t loop over every
-  // parameter. Integer and exponent-only formats, and values past the largest finite one,
-  // take ulp() itself.
-  if (f.kind == FormatKind::floating && magnitude <= f.max_finite()) {
-    const int binade = magnitude > 0 ? std::ilogb(magnitude) : f.min_exponent();
-    return std::ldexp(1.0, std::max(binade, f.min_exponent()) - f.mantissa_bits);
+namespace {
+
+/// lattice_ulp for one format, its constants computed once (max_finite() loops over the
+/// exponent range): β_t asks it for every parameter.
+class LatticeSpacing {
+ public:
+  LatticeSpacing(const Format& f, bool flush_subnormals)
+      : format_(f),
+        flush_subnormals_(flush_subnormals),
+        floating_(f.kind == FormatKind::floating),
+        min_normal_(f.min_normal()),
+        max_finite_(f.max_finite()),
+        min_exponent_(f.min_exponent()) {}
+
+  double operator()(double x) const {
+    if (!std::isfinite(x)) return kNaN;
+    const double magnitude = std::fabs(x);
+    if (flush_subnormals_ && magnitude < min_normal_)
+      return std::numeric_limits<double>::infinity();
+    // A float format's spacing in the binade of |x| (the subnormals share the lowest normal
+    // binade's), as ulp() computes it; integer and exponent-only formats, and values past the
+    // largest finite one, take ulp() itself.
+    if (floating_ && magnitude <= max_finite_) {
+      const int binade = magnitude > 0 ? std::ilogb(magnitude) : min_exponent_;
+      return std::ldexp(1.0, std::max(binade, min_exponent_) - format_.mantissa_bits);
+    }
+    return double(ulp(format_, float(x)));
   }
-  return double(ulp(f, float(x)));
+
+ private:
+  Format format_;
+  bool flush_subnormals_, floating_;
+  double min_normal_, max_finite_;
+  int min_exponent_;
+};
+
+}  // namespace
+
+double lattice_ulp(const Format& f, bool flush_subnormals, double x) {
+  return LatticeSpacing(f, flush_subnormals)(x);
 }
 
 void OctaveHistogram::add(double ratio) {
-  if (!(ratio >= std::ldexp(1.0, kLowestOctave))) {
+  static const double lowest = std::ldexp(1.0, kLowestOctave);
+  if (!(ratio >= lowest)) {
     ++below;
     return;
   }
@@ -73,9 +101,10 @@ UpdateStatistics ulp_normalized_updates(std::span<const float> before,
   LATTICE_CHECK(before.size() == after.size(), "[boundary_crossing] snapshots of ", before.size(),
                 " and ", after.size(), " elements");
   UpdateStatistics out;
+  const LatticeSpacing spacing_at(f, flush_subnormals);
   for (size_t i = 0; i < before.size(); ++i) {
     const double step = std::fabs(double(after[i]) - double(before[i]));
-    const double spacing = lattice_ulp(f, flush_subnormals, before[i]);
+    const double spacing = spacing_at(before[i]);
     if (!std::isfinite(step) || std::isnan(spacing)) continue;
     const double ratio = step / spacing;  // 0 where the spacing is infinite
     ++out.count;
@@ -114,22 +143,35 @@ QuantizerHealth quantizer_health(const Quantizer& q,
   LATTICE_CHECK(x.size() == y.size(), "[quantizer_health] input of ", x.size(), " and output of ",
                 y.size(), " elements");
   QuantizerHealth out{.count = int64_t(x.size())};
-  const double top = q.element.max_finite();
+  // The element format's top as an fp32 value (a top past the fp32 range is never reached by
+  // an fp32 carrier value). Branch-free loops: the observer runs them over every quantized
+  // operand of an observed step.
+  const double top_exact = q.element.max_finite();
+  const float top = top_exact <= std::numeric_limits<float>::max()
+                        ? float(top_exact)
+                        : std::numeric_limits<float>::infinity();
+  constexpr float kLargest = std::numeric_limits<float>::max();
+  int64_t overflowed = 0, underflowed = 0;
   for (size_t i = 0; i < x.size(); ++i) {
-    if (!std::isfinite(x[i])) continue;
-    out.overflowed += !std::isfinite(y[i]);
-    out.underflowed += x[i] != 0.0f && y[i] == 0.0f;
+    const bool finite = std::fabs(x[i]) <= kLargest;
+    overflowed += finite & !(std::fabs(y[i]) <= kLargest);
+    underflowed += finite & (x[i] != 0.0f) & (y[i] == 0.0f);
   }
+  out.overflowed = overflowed;
+  out.underflowed = underflowed;
   if (!q.scaling) {
-    for (float v : y) out.saturated += std::isfinite(v) && std::fabs(double(v)) == top;
+    int64_t saturated = 0;
+    for (float v : y) saturated += std::fabs(v) == top;
+    out.saturated = saturated;
     return out;
   }
   // The element codes behind y: elements (the element-lattice values) and their blocks.
   const BlockLayout layout = block_layout(*q.scaling, shape);
-  std::vector<float> dequantized(x.size()), elements(x.size()),
-      scales(size_t(layout.block_count()));
-  BlockParts parts{.elements = elements.data(), .scales = scales.data()};
-  quantize_blocks_cpu(x.data(), dequantized.data(), layout, q.element, q.rounding, *q.scaling,
+  // Scratch the kernel fills entirely (left uninitialised: this runs per observed operand).
+  const std::unique_ptr<float[]> dequantized(new float[x.size()]), elements(new float[x.size()]),
+      scales(new float[size_t(layout.block_count())]);
+  BlockParts parts{.elements = elements.get(), .scales = scales.get()};
+  quantize_blocks_cpu(x.data(), dequantized.get(), layout, q.element, q.rounding, *q.scaling,
                       RandomStream{}, &parts);
   out.blocks = layout.block_count();
   // Rows of `inner` contiguous values at a time, each position its own block: one pass in
@@ -146,7 +188,7 @@ QuantizerHealth quantizer_health(const Quantizer& q,
         const size_t row = size_t(o * layout.length + l) * inner;
         for (size_t in = 0; in < inner; ++in) {
           const size_t i = row + in;
-          const bool at_top = std::fabs(double(elements[i])) == top;
+          const bool at_top = std::fabs(elements[i]) == top;
           out.saturated += at_top;
           any_input[in] |= x[i] != 0.0f;
           any_element[in] |= elements[i] != 0.0f;

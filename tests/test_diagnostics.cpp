@@ -191,7 +191,7 @@ TEST_CASE("an unknown instrument is one line naming it") {
   CHECK_THROWS_WITH(make_instruments("beta,betta"),
                     "[diagnostics] unknown instrument \"betta\": expected beta, churn, saturation, "
                     "cast:FORMAT, attention, snr, stability, default or all");
-  CHECK(make_instruments("default").size() == 3);
+  CHECK(make_instruments("default").size() == 2);
   CHECK(make_instruments("all,beta,cast:e4m3").size() == 7);
 }
 
