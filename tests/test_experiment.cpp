@@ -10,6 +10,7 @@
 #include <iomanip>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -158,7 +159,36 @@ TEST_CASE("lattice experiment --dry-run prints each run's trainer command; a bad
   CHECK(result.status == 2);
   CHECK(result.err ==
         "lattice: [experiment] unknown experiment \"tempreature\" (known: temperature, head-dim, "
-        "ffn-width, precision-order, hysteresis, crossing, stochastic-rounding)\n");
+        "ffn-width, precision-order, hysteresis, crossing, stochastic-rounding, "
+        "stability-predictor, stability-lead-lag, stability-epsilon)\n");
+}
+
+TEST_CASE("the stability experiments train vit runs observed by the stability instrument") {
+  const ExperimentPlan predictor = plan_in("stability-predictor", {.seeds = 2});
+  CHECK(predictor.trainer == "vit");
+  REQUIRE(predictor.runs.size() == 3 * 2 * 2);  // fp32, bf16, fp16 x dims 32, 48 x seeds
+  std::set<std::string> stacks, dims;
+  for (const RunConfig& run : predictor.runs) {
+    CHECK(flag_value(run, "--diagnostics") == "stability");
+    CHECK(flag_value(run, "--diagnostics-every") == "2");
+    CHECK(flag_value(run, "--steps") == "240");
+    CHECK(!has_flag(run, "--ln-eps-policy"));
+    stacks.insert(run.stack);
+    dims.insert(flag_value(run, "--dim"));
+  }
+  CHECK(stacks == std::set<std::string>{"fp32", "bf16", "fp16"});
+  CHECK(dims == std::set<std::string>{"32", "48"});
+  CHECK(plan_in("stability-lead-lag", {.dim = 64}).runs.size() == 2);  // bf16, fp16 at dim 64
+
+  // Exp-3: control and policy runs in pairs of the same seed, so the same data order.
+  const ExperimentPlan epsilon = plan_in("stability-epsilon");
+  REQUIRE(epsilon.runs.size() == 4);
+  for (size_t i = 0; i < epsilon.runs.size(); i += 2) {
+    CHECK(!has_flag(epsilon.runs[i], "--ln-eps-policy"));
+    CHECK(flag_value(epsilon.runs[i + 1], "--ln-eps-policy") == "rho=0.6,cap=1e-2,every=5");
+    CHECK(flag_value(epsilon.runs[i], "--seed") == flag_value(epsilon.runs[i + 1], "--seed"));
+    CHECK(epsilon.runs[i].stack == "fp16");
+  }
 }
 
 TEST_CASE("temperature: final mean and spread of τ_h over heads per precision, against √d_k") {

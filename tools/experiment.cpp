@@ -21,9 +21,10 @@ namespace lattice::tools {
 
 namespace fs = std::filesystem;
 
-const std::vector<std::string> kExperimentNames = {"temperature",        "head-dim",   "ffn-width",
-                                                   "precision-order",    "hysteresis", "crossing",
-                                                   "stochastic-rounding"};
+const std::vector<std::string> kExperimentNames = {
+    "temperature",        "head-dim",         "ffn-width",           "precision-order",
+    "hysteresis",         "crossing",         "stochastic-rounding", "stability-predictor",
+    "stability-lead-lag", "stability-epsilon"};
 
 const std::vector<std::pair<std::string, std::string>> kExperimentPrecisions = {
     {"e4m3", "bf16,gemm=e4m3:b32"},
@@ -872,6 +873,106 @@ PlotPanel sweep_panel(const ExperimentPlan& plan,
   return panel;
 }
 
+// ---- The forward-stability paper's experiments (§4) on the Tiny-ViT ----
+
+/// The Tiny-ViT of the stability runs on Fashion-MNIST: 2 heads, every second step observed by
+/// the stability instrument.
+std::vector<std::string> vit_flags(const Size& size, int64_t dim, int64_t seed) {
+  return {"--dim",
+          std::to_string(dim),
+          "--depth",
+          std::to_string(size.layers),
+          "--heads",
+          "2",
+          "--batch",
+          std::to_string(size.batch),
+          "--steps",
+          std::to_string(size.steps),
+          "--seed",
+          std::to_string(seed),
+          "--eval-batches",
+          "4",
+          "--log-every",
+          "100",
+          "--diagnostics",
+          "stability",
+          "--diagnostics-every",
+          "2"};
+}
+
+/// Exp-1 and Exp-2: every precision x width x seed. (fp32 runs have r_block = 0: their shadow
+/// forward is the run's own; Exp-1 leaves those points out, as the paper's log-log fit must.)
+ExperimentPlan plan_stability_runs(const ExperimentOptions& o, const std::string& precisions) {
+  Size size = size_of(o, 240, 32, 1, precisions);
+  if (o.batch == 0) size.batch = 32;
+  ExperimentPlan plan{.trainer = "vit", .steps = size.steps};
+  const std::vector<int64_t> dims =
+      o.dim > 0 ? std::vector<int64_t>{o.dim} : std::vector<int64_t>{32, 48};
+  for (const std::string& p : size.precisions)
+    for (int64_t dim : dims)
+      for (int64_t seed = 0; seed < size.seeds; ++seed)
+        plan.runs.push_back(make_run(
+            concat(p, "-d", dim, "-s", seed), precision_stack(p),
+            {{"precision", p}, {"dim", std::to_string(dim)}, {"seed", std::to_string(seed)}},
+            vit_flags(size, dim, seed)));
+  return plan;
+}
+
+/// Exp-3: fp16 runs with and without the LayerNorm-ε policy (ρ* = 0.6, cap 1e-2, every 5
+/// steps), matched seeds and so matched data order.
+ExperimentPlan plan_stability_epsilon(const ExperimentOptions& o) {
+  Size size = size_of(o, 240, 32, 1, "fp16", 2);
+  if (o.batch == 0) size.batch = 32;
+  ExperimentPlan plan{.trainer = "vit", .steps = size.steps};
+  for (const std::string& p : size.precisions)
+    for (int64_t seed = 0; seed < size.seeds; ++seed)
+      for (const bool policy : {false, true}) {
+        std::vector<std::string> flags = vit_flags(size, size.dim, seed);
+        if (policy) append(flags, {"--ln-eps-policy", "rho=0.6,cap=1e-2,every=5"});
+        plan.runs.push_back(make_run(concat(p, policy ? "-policy" : "-control", "-s", seed),
+                                     precision_stack(p),
+                                     {{"precision", p},
+                                      {"role", policy ? "intervention" : "control"},
+                                      {"seed", std::to_string(seed)}},
+                                     flags));
+      }
+  return plan;
+}
+
+/// The analyses of tools/analyze.h over the plan's finished runs.
+std::vector<std::string> finished_dirs(const ExperimentPlan& plan, const std::string& role = {}) {
+  std::vector<std::string> dirs;
+  for (const RunConfig& run : plan.runs)
+    if ((role.empty() || value_of(run, "role") == role) &&
+        fs::exists(run_dir(plan, run) / "summary.json"))
+      dirs.push_back(run_dir(plan, run).string());
+  return dirs;
+}
+
+ExperimentReport report_stability(const ExperimentPlan& plan) {
+  ExperimentReport report;
+  if (plan.name == "stability-predictor") {
+    const Exp1Options options{.points = "block"};
+    const Exp1Result result = analyze_exp1(read_runs(finished_dirs(plan)), options);
+    report.markdown = exp1_markdown(result, options);
+    for (const Exp1Row& row : result.rows) {
+      report.values[row.proxy + "/pearson_log"] = row.pearson_log;
+      report.values[row.proxy + "/spearman"] = row.spearman;
+    }
+  } else if (plan.name == "stability-lead-lag") {
+    const Exp2Result result = analyze_exp2(read_runs(finished_dirs(plan)), Exp2Options{});
+    report.markdown = exp2_markdown(result, Exp2Options{});
+    for (const Exp2Row& row : result.rows)
+      if (row.target == "fwd error") report.values[row.run + "/best_lag"] = row.lead_lag.best_lag;
+  } else {
+    const Exp3Result result =
+        analyze_exp3(read_runs(finished_dirs(plan, "control")),
+                     read_runs(finished_dirs(plan, "intervention")), Exp3Options{});
+    report.markdown = exp3_markdown(result, Exp3Options{});
+  }
+  return report;
+}
+
 }  // namespace
 
 ExperimentPlan plan_experiment(const std::string& name, const ExperimentOptions& options) {
@@ -890,6 +991,12 @@ ExperimentPlan plan_experiment(const std::string& name, const ExperimentOptions&
     plan = plan_crossing(options);
   else if (name == "stochastic-rounding")
     plan = plan_stochastic_rounding(options);
+  else if (name == "stability-predictor")
+    plan = plan_stability_runs(options, "fp32,bf16,fp16");
+  else if (name == "stability-lead-lag")
+    plan = plan_stability_runs(options, "bf16,fp16");
+  else if (name == "stability-epsilon")
+    plan = plan_stability_epsilon(options);
   else {
     std::string known;
     for (const std::string& n : kExperimentNames) known += (known.empty() ? "" : ", ") + n;
@@ -907,6 +1014,7 @@ ExperimentReport report_experiment(const ExperimentPlan& plan) {
   if (plan.name == "precision-order") return report_precision_order(plan);
   if (plan.name == "hysteresis") return report_hysteresis(plan);
   if (plan.name == "crossing") return report_crossing(plan);
+  if (plan.name.starts_with("stability-")) return report_stability(plan);
   return report_stochastic_rounding(plan);
 }
 
@@ -962,6 +1070,22 @@ std::vector<std::string> plot_experiment(const ExperimentPlan& plan) {
     keep(plot_runs(plan, {"loss"}, "loss"));
   } else if (plan.name == "hysteresis") {
     keep(plot_runs(plan, {"loss"}, "loss"));
+  } else if (plan.name == "stability-predictor") {
+    plot_exp1(analyze_exp1(read_runs(finished_dirs(plan)), Exp1Options{.points = "block"}),
+              plan.root);
+    keep((fs::path(plan.root) / "exp1.png").string());
+  } else if (plan.name == "stability-lead-lag") {
+    const Exp2Result result = analyze_exp2(read_runs(finished_dirs(plan)), Exp2Options{});
+    plot_exp2(result, plan.root);
+    for (const Exp2Row& row : result.rows)
+      if (row.target == "fwd error")
+        keep((fs::path(plan.root) / ("exp2_" + fs::path(row.run).filename().string() + ".png"))
+                 .string());
+  } else if (plan.name == "stability-epsilon") {
+    plot_exp3(analyze_exp3(read_runs(finished_dirs(plan, "control")),
+                           read_runs(finished_dirs(plan, "intervention")), Exp3Options{}),
+              plan.root);
+    keep((fs::path(plan.root) / "exp3_loss_tails.png").string());
   } else if (plan.name == "crossing") {
     keep(plot_runs(plan, {"loss", "beta"}, "loss-beta"));
     PlotPanel scatter{.title = "progress vs β_t", .x_label = "mean β_t", .y_label = "loss drop"};

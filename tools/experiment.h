@@ -1,6 +1,7 @@
-// `lattice experiment NAME`: the fistful-of-errors paper's experiments (§7) and predictions (§8)
-// as one command each: the llama trainer runs each needs, then its Markdown table and figures
-// built from the run folders (metrics.jsonl with the diagnostics' keys, diagnostics.jsonl,
+// `lattice experiment NAME`: the fistful-of-errors paper's experiments (§7) and predictions (§8),
+// and the forward-stability paper's three experiments (§4), as one command each: the trainer
+// runs each needs (llama; vit for the stability ones), then its Markdown table and figures built
+// from the run folders (metrics.jsonl with the diagnostics' keys, diagnostics.jsonl,
 // summary.json).
 #pragma once
 
@@ -13,7 +14,8 @@
 
 namespace lattice::tools {
 
-/// temperature, head-dim, ffn-width, precision-order, hysteresis, crossing, stochastic-rounding.
+/// temperature, head-dim, ffn-width, precision-order, hysteresis, crossing, stochastic-rounding;
+/// stability-predictor, stability-lead-lag, stability-epsilon.
 extern const std::vector<std::string> kExperimentNames;
 
 /// The precisions of §7, each as the precision-stack spec a run trains under: fp32, bf16 and
@@ -25,12 +27,12 @@ extern const std::vector<std::pair<std::string, std::string>> kExperimentPrecisi
 
 /// The size of an experiment's runs; zeros (and empty strings) take the experiment's defaults.
 struct ExperimentOptions {
-  std::string out = {};           // "" -> runs/experiment-NAME
-  std::string trainer = "llama";  // a name next to the lattice binary, or a path
-  std::string precisions = {};    // comma list of kExperimentPrecisions names
-  int64_t steps = 0;              // optimizer steps per run
-  int64_t seeds = 0;              // seeds 0..seeds-1 per configuration
-  int64_t dim = 0;                // d_model
+  std::string out = {};         // "" -> runs/experiment-NAME
+  std::string trainer = {};     // "" -> the plan's (llama, or vit); a name or a path
+  std::string precisions = {};  // comma list of kExperimentPrecisions names
+  int64_t steps = 0;            // optimizer steps per run
+  int64_t seeds = 0;            // seeds 0..seeds-1 per configuration
+  int64_t dim = 0;              // d_model
   int64_t layers = 0;
   int64_t sequence = 0;
   int64_t batch = 0;
@@ -42,6 +44,7 @@ struct ExperimentOptions {
 /// unknown precision.
 struct ExperimentPlan {
   std::string name = {}, root = {};
+  std::string trainer = "llama";  // the trainer its runs take
   int64_t steps = 0;
   std::vector<RunConfig> runs = {};
   std::vector<std::string> notes = {};  // e.g. head dimensions that do not divide d_model

@@ -618,9 +618,9 @@ struct ExperimentCommand {
 int run_experiment_command(const ExperimentCommand& o) {
   const tools::ExperimentPlan plan = tools::plan_experiment(o.name, o.options);
   for (const std::string& note : plan.notes) std::fprintf(stderr, "%s\n", note.c_str());
+  const std::string trainer = o.options.trainer.empty() ? plan.trainer : o.options.trainer;
   const std::string trainer_path =
-      o.report_only ? o.options.trainer
-                    : tools::resolve_trainer(o.options.trainer, tools::executable_dir());
+      o.report_only ? trainer : tools::resolve_trainer(trainer, tools::executable_dir());
   if (o.dry_run) {
     for (const tools::RunConfig& run : plan.runs)
       std::printf("%s\n",
@@ -851,8 +851,8 @@ int run(int argc, char** argv) {
   ExperimentCommand ex;
   CLI::App* experiment_command = app.add_subcommand(
       "experiment",
-      "Run one of the fistful-of-errors experiments (§7, §8) with the llama trainer and print "
-      "its table.");
+      "Run one of the fistful-of-errors experiments (§7, §8; llama) or the forward-stability "
+      "paper's (§4; vit) and print its table.");
   std::string experiment_names;
   for (const std::string& name : tools::kExperimentNames)
     experiment_names += (experiment_names.empty() ? "" : ", ") + name;
@@ -865,7 +865,7 @@ int run(int argc, char** argv) {
   add_text_option(experiment_command, "--out", ex.options.out, "DIR",
                   "folder of the runs, table and figures (default runs/experiment-NAME)");
   add_text_option(experiment_command, "--trainer", ex.options.trainer, "PATH",
-                  "the llama trainer (default: llama next to lattice)");
+                  "the trainer (default: llama, or vit for stability-*, next to lattice)");
   add_text_option(experiment_command, "--precisions", ex.options.precisions, "P[,P...]",
                   "precisions to train (each experiment has its default; hysteresis: A,B)");
   experiment_command->add_option("--steps", ex.options.steps, "optimizer steps per run")
