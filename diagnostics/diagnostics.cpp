@@ -45,6 +45,8 @@ class HostValues {
       values_ = copy_;
     }
   }
+  HostValues(const HostValues&) = delete;  // values_ may point into copy_
+  HostValues& operator=(const HostValues&) = delete;
   operator std::span<const float>() const {
     return values_;
   }

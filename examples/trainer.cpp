@@ -219,7 +219,8 @@ void add_trainer_flags(CLI::App& app, TrainerFlags& flags) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--diagnostics", flags.diagnostics,
                  "lattice instruments on observed steps, into metrics.jsonl (comma-separated): "
-                 "beta, churn, saturation, cast:FORMAT, attention, snr, default, all");
+                 "beta, churn, saturation, cast:FORMAT, attention, snr, stability, default "
+                 "(beta, attention), all");
   app.add_option("--diagnostics-every", flags.diagnostics_every,
                  "observe every N-th step with the --diagnostics instruments")
       ->capture_default_str()
@@ -337,8 +338,9 @@ class TrainingRun {
       total_steps_ = std::max<int64_t>(1, micro_batches / flags.accumulate);
     }
     schedule_ = optim::parse_schedule(flags.schedule, total_steps_);
+    stack_ = scheduled_stack(0);
     if (!flags.ln_eps_policy.empty()) {
-      // ε_mach of the lattice the norms compute on: the stack's activations (Λa).
+      // ε_mach of the lattice the norms compute on: the first stack's activations (Λa).
       ln_eps_ = std::make_unique<diagnostics::LayerNormEpsilonController>(
           diagnostics::LayerNormEpsilonPolicy::parse(flags.ln_eps_policy),
           stack_.activations.element.epsilon());
@@ -346,7 +348,6 @@ class TrainingRun {
         if (const double* eps = diagnostics::norm_epsilon(*module)) initial_eps_[name] = *eps;
     }
     model_.to(device_);
-    stack_ = scheduled_stack(0);
     optimizer_ = make_optimizer(flags, model_, stack_);
     scaler_ = make_loss_scaler(flags.loss_scale);
   }
@@ -419,8 +420,6 @@ class TrainingRun {
     }
   }
 
-  /// One optimizer step over `--accumulate` micro-batches: each one's loss, divided by their
-  /// count, is backpropagated (gradients add up in the leaves), then clipping and the step.
   /// The ε-policy's end of run: every norm back at the ε it was built with (logged).
   void restore_layer_norm_eps() {
     if (!ln_eps_) return;
@@ -451,6 +450,8 @@ class TrainingRun {
     optimizer_->set_precision(stack_);
   }
 
+  /// One optimizer step over `--accumulate` micro-batches: each one's loss, divided by their
+  /// count, is backpropagated (gradients add up in the leaves), then clipping and the step.
   void train_step() {
     const Clock::time_point start = Clock::now();
     follow_stack_schedule(step_);
