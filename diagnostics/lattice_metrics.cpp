@@ -153,9 +153,9 @@ QuantizerHealth quantizer_health(const Quantizer& q,
   constexpr float kLargest = std::numeric_limits<float>::max();
   int64_t overflowed = 0, underflowed = 0;
   for (size_t i = 0; i < x.size(); ++i) {
-    const bool finite = std::fabs(x[i]) <= kLargest;
-    overflowed += finite & !(std::fabs(y[i]) <= kLargest);
-    underflowed += finite & (x[i] != 0.0f) & (y[i] == 0.0f);
+    const int finite = std::fabs(x[i]) <= kLargest;
+    overflowed += finite & int(!(std::fabs(y[i]) <= kLargest));
+    underflowed += finite & int(x[i] != 0.0f) & int(y[i] == 0.0f);
   }
   out.overflowed = overflowed;
   out.underflowed = underflowed;
