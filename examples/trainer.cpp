@@ -307,7 +307,8 @@ class TrainingRun {
         job_(job),
         model_(*job.model),
         loader_(*job.train),
-        stack_(parse_precision_stack(flags.stack)),
+        base_stack_(parse_precision_stack(flags.stack)),
+        stack_(base_stack_),
         stack_schedule_(parse_stack_schedule(flags.stack_schedule)),
         device_(trainer_device(flags)),
         out_(flags.out.empty() ? "runs/" + job.name : flags.out),
@@ -434,7 +435,7 @@ class TrainingRun {
 
   /// The stack of the schedule's last item at or before `step` (--stack before the first).
   PrecisionStack scheduled_stack(int64_t step) const {
-    PrecisionStack stack = parse_precision_stack(flags_.stack);
+    PrecisionStack stack = base_stack_;
     for (const auto& [first_step, scheduled] : stack_schedule_)
       if (first_step <= step) stack = scheduled;
     return stack;
@@ -703,7 +704,8 @@ class TrainingRun {
   TrainingJob& job_;
   nn::Module& model_;
   data::DataLoader& loader_;
-  PrecisionStack stack_;  // the current one: --stack, or the schedule's item
+  const PrecisionStack base_stack_;  // --stack
+  PrecisionStack stack_;             // the current one: --stack, or the schedule's item
   const std::vector<std::pair<int64_t, PrecisionStack>> stack_schedule_;
   const Device device_;
   const std::filesystem::path out_, metrics_path_;

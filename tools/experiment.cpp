@@ -487,6 +487,29 @@ ExperimentReport report_temperature(const ExperimentPlan& plan) {
   return report;
 }
 
+/// The sweep value with the lowest mean val loss per precision (in first-seen order), into
+/// report.values["<precision>/best_<key>"] and a table: precision, best value, its val loss.
+std::string optimum_table(
+    const std::vector<std::string>& precisions,
+    const std::map<std::string, std::map<int64_t, std::vector<double>>>& losses,
+    const std::string& key,
+    ExperimentReport& report) {
+  std::vector<std::vector<std::string>> rows;
+  for (const std::string& precision : precisions) {
+    double best_loss = kNaN;
+    int64_t best = 0;
+    if (losses.contains(precision))
+      for (const auto& [value, values] : losses.at(precision))
+        if (!(mean(values) >= best_loss)) {
+          best_loss = mean(values);
+          best = value;
+        }
+    report.values[precision + "/best_" + key] = best > 0 ? double(best) : kNaN;
+    rows.push_back({precision, best > 0 ? std::to_string(best) : "-", cell(best_loss)});
+  }
+  return markdown_table({"precision", "best " + key, "val loss"}, rows);
+}
+
 ExperimentReport report_head_dim(const ExperimentPlan& plan) {
   ExperimentReport report;
   std::vector<std::vector<std::string>> rows;
@@ -514,19 +537,6 @@ ExperimentReport report_head_dim(const ExperimentPlan& plan) {
                     value_of(config, "seed"), cell(pre), cell(post), cell(entropy), cell(cast),
                     cell(val_loss), status_of(run)});
   }
-  std::vector<std::vector<std::string>> best_rows;
-  for (const std::string& precision : precisions) {
-    double best_loss = kNaN;
-    int64_t best_head_dim = 0;
-    for (const auto& [head_dim, values] : losses[precision])
-      if (!(mean(values) >= best_loss)) {
-        best_loss = mean(values);
-        best_head_dim = head_dim;
-      }
-    report.values[precision + "/best_d_k"] = best_head_dim > 0 ? double(best_head_dim) : kNaN;
-    best_rows.push_back(
-        {precision, best_head_dim > 0 ? std::to_string(best_head_dim) : "-", cell(best_loss)});
-  }
   std::string notes;
   for (const std::string& note : plan.notes) notes += note + ".\n";
   report.markdown = concat(
@@ -539,42 +549,23 @@ ExperimentReport report_head_dim(const ExperimentPlan& plan) {
                       "entropy", "cast change e4m3", "val loss", "status"},
                      rows),
       "\nOptimum d_k per precision (lowest val loss, mean over seeds):\n\n",
-      markdown_table({"precision", "best d_k", "val loss"}, best_rows));
+      optimum_table(precisions, losses, "d_k", report));
   return report;
 }
 
-/// The ULP-normalised update histogram of all tensors, summed over the observed steps:
-/// `below`, the octave counts and `above`.
-struct SummedUlpHistogram {
-  int lowest_octave = 0;
-  double below = 0, above = 0;
-  std::vector<double> counts = {};
-  double total() const {
-    double sum = below + above;
-    for (double c : counts) sum += c;
-    return sum;
-  }
-  /// Mass with |Δθ|/ULP ≥ 1/2 (§8.1: progress requires mass above 0.5): octaves from 2^-1 up.
-  double mass_above_half() const {
-    double mass = above;
-    for (size_t k = 0; k < counts.size(); ++k)
-      if (int(k) + lowest_octave >= -1) mass += counts[k];
-    return total() > 0 ? mass / total() : kNaN;
-  }
-};
-
-SummedUlpHistogram summed_ulp_histogram(const RunRecord& run) {
-  SummedUlpHistogram sum;
+/// The ULP-normalised update histogram of all tensors, summed over the observed steps.
+UlpHistogram summed_ulp_histogram(const RunRecord& run) {
+  UlpHistogram sum;
   for (const nlohmann::json& line : run.details) {
     if (!line.contains("detail") || !line["detail"].contains("ulp_histogram")) continue;
     const nlohmann::json& histogram = line["detail"]["ulp_histogram"];
     const nlohmann::json& all = histogram["tensors"]["all"];
     sum.lowest_octave = histogram["lowest_octave"].get<int>();
-    const std::vector<double> counts = all["counts"].get<std::vector<double>>();
-    if (sum.counts.size() < counts.size()) sum.counts.resize(counts.size(), 0.0);
+    const std::vector<int64_t> counts = all["counts"].get<std::vector<int64_t>>();
+    if (sum.counts.size() < counts.size()) sum.counts.resize(counts.size(), 0);
     for (size_t k = 0; k < counts.size(); ++k) sum.counts[k] += counts[k];
-    sum.below += all["below"].get<double>();
-    sum.above += all["above"].get<double>();
+    sum.below += all["below"].get<int64_t>();
+    sum.above += all["above"].get<int64_t>();
   }
   return sum;
 }
@@ -601,19 +592,6 @@ ExperimentReport report_ffn_width(const ExperimentPlan& plan) {
                     value_of(config, "seed"), cell(beta), cell(mass), cell(val_loss),
                     status_of(run)});
   }
-  std::vector<std::vector<std::string>> best_rows;
-  for (const std::string& precision : precisions) {
-    double best_loss = kNaN;
-    int64_t best_factor = 0;
-    for (const auto& [factor, values] : losses[precision])
-      if (!(mean(values) >= best_loss)) {
-        best_loss = mean(values);
-        best_factor = factor;
-      }
-    report.values[precision + "/best_k"] = best_factor > 0 ? double(best_factor) : kNaN;
-    best_rows.push_back(
-        {precision, best_factor > 0 ? std::to_string(best_factor) : "-", cell(best_loss)});
-  }
   report.markdown = concat(
       "FFN width sweep (§7.3), hidden = k·d_model, ", plan.steps,
       " steps. β_t: mean over observed steps of the fraction of weights with |Δθ| ≥ ½ ULP_Λw; "
@@ -623,7 +601,7 @@ ExperimentReport report_ffn_width(const ExperimentPlan& plan) {
           {"precision", "k", "hidden", "seed", "mean β_t", "mass ≥ ½ ULP", "val loss", "status"},
           rows),
       "\nOptimum k per precision (lowest val loss, mean over seeds):\n\n",
-      markdown_table({"precision", "best k", "val loss"}, best_rows));
+      optimum_table(precisions, losses, "k", report));
   return report;
 }
 
@@ -1051,11 +1029,11 @@ std::vector<std::string> plot_experiment(const ExperimentPlan& plan) {
                               .y_label = "fraction",
                               .log_y = true};
     for (const RunConfig& run : plan.runs) {
-      const SummedUlpHistogram h = summed_ulp_histogram(read_run(run_dir(plan, run)));
+      const UlpHistogram h = summed_ulp_histogram(read_run(run_dir(plan, run)));
       PlotSeries s{.title = run.id, .style = "lines"};
       for (size_t k = 0; k < h.counts.size(); ++k) {
         s.x.push_back(double(int(k) + h.lowest_octave));
-        s.y.push_back(h.total() > 0 ? h.counts[k] / h.total() : kNaN);
+        s.y.push_back(h.total() > 0 ? double(h.counts[k]) / double(h.total()) : kNaN);
       }
       histogram_panel.series.push_back(s);
     }

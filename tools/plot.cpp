@@ -126,13 +126,17 @@ std::string axis_label(const std::string& name) {
 
 }  // namespace
 
+int64_t UlpHistogram::total() const {
+  int64_t sum = below + above;
+  for (int64_t c : counts) sum += c;
+  return sum;
+}
+
 double UlpHistogram::mass_above_half() const {
-  int64_t total = below + above, crossing = above;
-  for (size_t k = 0; k < counts.size(); ++k) {
-    total += counts[k];
+  int64_t crossing = above;
+  for (size_t k = 0; k < counts.size(); ++k)
     if (int(k) + lowest_octave >= -1) crossing += counts[k];  // [2^-1, ...): at least ½
-  }
-  return total > 0 ? double(crossing) / double(total) : NAN;
+  return total() > 0 ? double(crossing) / double(total()) : NAN;
 }
 
 UlpHistogram read_ulp_histogram(const std::string& dir, int64_t step) {
@@ -185,8 +189,7 @@ void plot_ulp_histograms(const std::vector<PlotRun>& runs,
   std::vector<std::string> plots;
   for (size_t i = 0; i < runs.size(); ++i) {
     const UlpHistogram& h = histograms[i];
-    int64_t total = h.below + h.above;
-    for (int64_t c : h.counts) total += c;
+    const int64_t total = h.total();
     const std::string name = concat("$histogram", i);
     gp << name << " << EOD\n";
     for (size_t k = 0; k < h.counts.size(); ++k)

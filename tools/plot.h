@@ -44,6 +44,8 @@ struct UlpHistogram {
   int lowest_octave = 0;  // counts[k] holds ratios in [2^(k+lowest), 2^(k+lowest+1))
   std::vector<int64_t> counts;
   int64_t below = 0, above = 0;  // ratios below the lowest octave (zero steps too), above all
+  /// Every ratio counted: below, the octaves and above.
+  int64_t total() const;
   /// The fraction of ratios >= ½: the mass that crosses a cell boundary (β_t).
   double mass_above_half() const;
 };
