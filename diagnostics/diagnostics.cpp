@@ -20,11 +20,6 @@ namespace lattice::diagnostics {
 
 namespace {
 
-/// JSON has no NaN or inf: null.
-nlohmann::json number(double value) {
-  return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(nullptr);
-}
-
 double ratio(int64_t part, int64_t whole) {
   return whole > 0 ? double(part) / double(whole) : std::nan("");
 }
@@ -92,14 +87,14 @@ class BoundaryCrossing final : public Instrument {
         histograms[p.name] = histogram_json(stats.histogram);
         overall.histogram.merge(stats.histogram);
       }
-      metrics["beta/" + p.name] = number(stats.crossing_rate());
+      metrics["beta/" + p.name] = metric_value(stats.crossing_rate());
       overall.count += stats.count;
       overall.crossed += stats.crossed;
       cells.count += churn.count;
       cells.changed += churn.changed;
     }
-    metrics["beta"] = number(overall.crossing_rate());
-    metrics["churn/w"] = number(ratio(cells.changed, cells.count));
+    metrics["beta"] = metric_value(overall.crossing_rate());
+    metrics["churn/w"] = metric_value(ratio(cells.changed, cells.count));
     if (!histograms.empty()) {
       histograms["all"] = histogram_json(overall.histogram);
       metrics["detail"]["ulp_histogram"] = {{"lowest_octave", OctaveHistogram::kLowestOctave},
@@ -224,10 +219,10 @@ class CellIdChurn final : public Instrument {
       site.flipped_bits += churn.flipped_bits;
       detail.push_back({after[i].label, churn.changed, churn.flipped_bits, churn.count});
     }
-    metrics["beta_eff"] = number(ratio(changed_tensors, int64_t(after.size())));
+    metrics["beta_eff"] = metric_value(ratio(changed_tensors, int64_t(after.size())));
     for (const auto& [site, churn] : by_site) {
-      metrics["churn/" + site] = number(ratio(churn.changed, churn.count));
-      metrics["churn_bits/" + site] = number(ratio(churn.flipped_bits, churn.count));
+      metrics["churn/" + site] = metric_value(ratio(churn.changed, churn.count));
+      metrics["churn_bits/" + site] = metric_value(ratio(churn.flipped_bits, churn.count));
     }
     metrics["detail"]["cell_churn"] = detail;  // [label, changed, flipped bits, elements]
   }
@@ -255,12 +250,12 @@ class Saturation final : public Instrument {
   void end_step(const StepView&, nlohmann::json& metrics) override {
     observer_.reset();
     for (const auto& [site, h] : by_site_) {
-      metrics["saturation/" + site] = number(ratio(h.saturated, h.count));
-      metrics["overflow/" + site] = number(ratio(h.overflowed, h.count));
-      metrics["underflow/" + site] = number(ratio(h.underflowed, h.count));
+      metrics["saturation/" + site] = metric_value(ratio(h.saturated, h.count));
+      metrics["overflow/" + site] = metric_value(ratio(h.overflowed, h.count));
+      metrics["underflow/" + site] = metric_value(ratio(h.underflowed, h.count));
       if (h.blocks > 0) {
-        metrics["zero_blocks/" + site] = number(ratio(h.zero_blocks, h.blocks));
-        metrics["clipped_blocks/" + site] = number(ratio(h.clipped_blocks, h.blocks));
+        metrics["zero_blocks/" + site] = metric_value(ratio(h.zero_blocks, h.blocks));
+        metrics["clipped_blocks/" + site] = metric_value(ratio(h.clipped_blocks, h.blocks));
       }
     }
   }
@@ -284,13 +279,13 @@ class CastChange final : public Instrument {
     for (const auto& [name, p] : view.model->named_parameters()) {
       const std::vector<float> values = host_values(p);
       const double rate = cast_change_rate(values, target_);
-      metrics[key + "/" + name] = number(rate);
+      metrics[key + "/" + name] = metric_value(rate);
       if (std::isfinite(rate)) {
         changed += rate * double(values.size());
         total += int64_t(values.size());
       }
     }
-    metrics[key] = number(total > 0 ? changed / double(total) : std::nan(""));
+    metrics[key] = metric_value(total > 0 ? changed / double(total) : std::nan(""));
   }
 
  private:
@@ -317,7 +312,7 @@ class AttentionStatistics final : public Instrument {
   }
   void end_step(const StepView&, nlohmann::json& metrics) override {
     for (auto& [name, attention] : modules_) attention->set_probe({});
-    for (const auto& [key, value] : results_) metrics[key] = number(value);
+    for (const auto& [key, value] : results_) metrics[key] = metric_value(value);
   }
 
  private:
@@ -371,10 +366,10 @@ class LayerSnr final : public Instrument {
           found->second.shape() != y_fp.shape())
         continue;
       const std::vector<float> fp = host_values(y_fp), q = host_values(found->second);
-      metrics["snr_db/" + name] = number(snr_db(fp, q));
+      metrics["snr_db/" + name] = metric_value(snr_db(fp, q));
       const std::string leaf = name.substr(name.rfind('.') + 1);
       if (leaf == "attention" || leaf == "feed_forward")
-        metrics["error_corr/" + name] = number(error_correlation(fp, q));
+        metrics["error_corr/" + name] = metric_value(error_correlation(fp, q));
       if (dynamic_cast<const nn::TransformerBlock*>(modules[name])) {
         double error = 0.0, signal = 0.0;
         for (size_t i = 0; i < fp.size(); ++i) {
@@ -382,11 +377,11 @@ class LayerSnr final : public Instrument {
           signal += double(fp[i]) * fp[i];
         }
         const double r = std::sqrt(error / signal);
-        metrics["r_block/" + name] = number(r);
+        metrics["r_block/" + name] = metric_value(r);
         if (!(r <= r_block_max)) r_block_max = r;
       }
     }
-    if (!std::isnan(r_block_max)) metrics["r_block_max"] = number(r_block_max);
+    if (!std::isnan(r_block_max)) metrics["r_block_max"] = metric_value(r_block_max);
   }
 };
 

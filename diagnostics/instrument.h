@@ -3,6 +3,7 @@
 // --diagnostics-every N steps); instruments add flat keys to that step's metrics line.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -27,6 +28,11 @@ struct StepView {
   /// diagnostics::without_a_trace (observe.h), which keeps the run's bits.
   std::function<Tensor(const data::Batch&)> loss;
 };
+
+/// A metric's JSON value: metrics lines have no NaN or ±inf, so those are written as null.
+inline nlohmann::json metric_value(double value) {
+  return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(nullptr);
+}
 
 /// Metric keys: "<metric>" for a run-wide value, "<metric>/<where>" with <where> a module's
 /// or parameter's dotted name ("beta/blocks.0.attention.wq.weight"). NaN is written as null.

@@ -33,11 +33,6 @@ double relative_mismatch(const Tensor& run, const Tensor& reference) {
   return std::sqrt(difference) / std::sqrt(norm);
 }
 
-// A metric value: null for NaN or ±inf (the metrics-line contract).
-nlohmann::json number(double value) {
-  return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(nullptr);
-}
-
 // A running maximum that keeps NaN (a NaN block makes the run-wide maximum NaN, not hidden).
 void update_max(double& maximum, double value) {
   maximum = std::isnan(maximum) || std::isnan(value) ? std::numeric_limits<double>::quiet_NaN()
@@ -120,9 +115,9 @@ nlohmann::json StabilityInstrument::measure(const StepView& view) const {
     const NormInputStatistics statistics =
         norm_input_statistics(input->second.front(), *eps, mean_square);
     norms.emplace(name, statistics);
-    metrics["rho_ln/" + name] =
-        number(layer_norm_rho(statistics.median_variance, *eps, statistics.dim, machine_epsilon));
-    metrics["ln_eps/" + name] = number(*eps);
+    metrics["rho_ln/" + name] = metric_value(
+        layer_norm_rho(statistics.median_variance, *eps, statistics.dim, machine_epsilon));
+    metrics["ln_eps/" + name] = metric_value(*eps);
   }
 
   double kappa_softmax_max = 0, r_block_max = 0, predictor_max = 0, rho_max = 0;
@@ -144,14 +139,14 @@ nlohmann::json StabilityInstrument::measure(const StepView& view) const {
     const BlockStability stability =
         block_stability(*block, attention->second, block_norms, machine_epsilon, options_);
     const double r_block = relative_mismatch(run_output->second, fp32_output->second);
-    metrics["kappa_score/" + name] = number(stability.attention.kappa_score);
-    metrics["kappa_softmax/" + name] = number(stability.attention.kappa_softmax);
-    metrics["kappa_v/" + name] = number(stability.attention.kappa_v);
-    metrics["wo_norm/" + name] = number(stability.wo_norm);
-    metrics["kappa_eff/" + name] = number(stability.kappa_eff);
-    metrics["c_ln/" + name] = number(stability.c_ln);
-    metrics["predictor/" + name] = number(stability.predictor);
-    metrics["r_block/" + name] = number(r_block);
+    metrics["kappa_score/" + name] = metric_value(stability.attention.kappa_score);
+    metrics["kappa_softmax/" + name] = metric_value(stability.attention.kappa_softmax);
+    metrics["kappa_v/" + name] = metric_value(stability.attention.kappa_v);
+    metrics["wo_norm/" + name] = metric_value(stability.wo_norm);
+    metrics["kappa_eff/" + name] = metric_value(stability.kappa_eff);
+    metrics["c_ln/" + name] = metric_value(stability.c_ln);
+    metrics["predictor/" + name] = metric_value(stability.predictor);
+    metrics["r_block/" + name] = metric_value(r_block);
     update_max(kappa_softmax_max, stability.attention.kappa_softmax);
     update_max(r_block_max, r_block);
     update_max(predictor_max, stability.predictor);
@@ -162,24 +157,24 @@ nlohmann::json StabilityInstrument::measure(const StepView& view) const {
     with_gradients_in_fp32(model, [&] {
       rho = residual_jacobian_norm(residual_block, fp32_input->second.front(), options_.residual);
     });
-    metrics["rho/" + name] = number(rho);
-    metrics["unified_term/" + name] = number(stability.unified_term);
+    metrics["rho/" + name] = metric_value(rho);
+    metrics["unified_term/" + name] = metric_value(stability.unified_term);
     update_max(rho_max, rho);
     stacked.push_back(name);
     unified_terms.push_back(stability.unified_term);
     rhos.push_back(rho);
   }
   if (!blocks.empty()) {
-    metrics["kappa_softmax_max"] = number(kappa_softmax_max);
-    metrics["r_block_max"] = number(r_block_max);
-    metrics["predictor_max"] = number(predictor_max);
+    metrics["kappa_softmax_max"] = metric_value(kappa_softmax_max);
+    metrics["r_block_max"] = metric_value(r_block_max);
+    metrics["predictor_max"] = metric_value(predictor_max);
   }
   if (!stacked.empty()) {
-    metrics["rho_max"] = number(rho_max);
+    metrics["rho_max"] = metric_value(rho_max);
     const ForwardBound bound = forward_bound(unified_terms, rhos, machine_epsilon);
     for (size_t layer = 0; layer < stacked.size(); ++layer)
-      metrics["unified_downstream/" + stacked[layer]] = number(bound.downstream[layer]);
-    metrics["forward_bound"] = number(bound.bound);
+      metrics["unified_downstream/" + stacked[layer]] = metric_value(bound.downstream[layer]);
+    metrics["forward_bound"] = metric_value(bound.bound);
   }
   return metrics;
 }

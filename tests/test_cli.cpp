@@ -18,11 +18,13 @@
 #include <vector>
 
 #include "core/philox.h"
+#include "numerics_reference.h"
 #include "process_support.h"
 
 namespace {
 
 using ToolResult = lattice::test::ProgramResult;
+using reference::bits_of;
 
 /// Runs `lattice <args>` with `input` on stdin.
 ToolResult run_tool(const std::string& args, const std::string& input = "") {
@@ -91,12 +93,6 @@ std::vector<float> parse_text(const std::string& text) {
   for (const std::string& line : split_lines(text))
     values.push_back(std::strtof(line.c_str(), nullptr));
   return values;
-}
-
-uint32_t bits_of(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  return u;
 }
 
 float from_bits(uint32_t u) {

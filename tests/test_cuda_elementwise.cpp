@@ -29,7 +29,7 @@ using namespace lattice;
 
 namespace {
 
-using Shape = std::vector<int64_t>;
+using Dims = std::vector<int64_t>;
 
 /// Device memory holding a host array's bytes, freed when it goes out of scope.
 struct DeviceBytes {
@@ -236,10 +236,10 @@ TEST_CASE("without a CUDA device the CUDA elementwise, reduce and fill kernels t
   if (cuda_available()) return;
   // Host pointers: the calls must fail before touching them (no device to launch on).
   float x[4] = {1, 2, 3, 4}, y[4] = {};
-  const Shape shape{4}, strides{1};
+  const Dims shape{4}, strides{1};
   CHECK_THROWS_AS(unary_cuda(UnaryOp::exp, x, y, 4), Error);
   CHECK_THROWS_AS(binary_cuda(BinaryOp::add, x, strides, x, strides, y, shape), Error);
-  CHECK_THROWS_AS(copy_strided_cuda(DType::float32, y, strides, DType::float32, x, Shape{2}, shape),
+  CHECK_THROWS_AS(copy_strided_cuda(DType::float32, y, strides, DType::float32, x, Dims{2}, shape),
                   Error);
   CHECK_THROWS_AS(reduce_rows_cuda(ReduceOp::sum, x, y, 2, 2), Error);
   CHECK_THROWS_AS(sum_leading_cuda(x, y, 2, 2), Error);
@@ -290,7 +290,7 @@ namespace {
 /// One binary case: the shape and the strides of x and y (z is packed).
 struct BinaryCase {
   const char* name;
-  Shape shape, x_strides, y_strides;
+  Dims shape, x_strides, y_strides;
 };
 
 std::vector<BinaryCase> binary_cases() {
@@ -445,7 +445,7 @@ void check_exact_elements(DType dtype,
 
 struct CopyCase {
   const char* name;
-  Shape shape, dst_strides, src_strides;
+  Dims shape, dst_strides, src_strides;
 };
 
 }  // namespace
@@ -514,9 +514,9 @@ namespace {
 struct ViewCase {
   const char* name;
   int64_t storage;
-  Shape view_shape, view_strides;
+  Dims view_shape, view_strides;
   int64_t view_offset;
-  Shape base_shape, base_strides;
+  Dims base_shape, base_strides;
   int64_t base_offset;
 };
 
@@ -567,9 +567,9 @@ TEST_CASE_TEMPLATE("view_gradient_cuda adds in the CPU's order, bit for bit", T,
 
 TEST_CASE_TEMPLATE("reduce_rows_cuda: max bit for bit, sum within its bound", T, float, double) {
   if (!cuda_available()) return;
-  const Shape shapes[] = {{1, 1},     {3, 17},   {33, 257}, {5, 1025}, {2, 5000},
-                          {1, 70001}, {1000, 3}, {7, 4096}, {0, 5}};
-  for (const Shape& shape : shapes) {
+  const Dims shapes[] = {{1, 1},     {3, 17},   {33, 257}, {5, 1025}, {2, 5000},
+                         {1, 70001}, {1000, 3}, {7, 4096}, {0, 5}};
+  for (const Dims& shape : shapes) {
     const int64_t rows = shape[0], length = shape[1], n = rows * length;
     INFO("reduce_rows_cuda rows=", rows, " length=", length,
          " T=", sizeof(T) == 4 ? "float" : "double");
@@ -624,8 +624,8 @@ TEST_CASE_TEMPLATE("reduce_rows_cuda: max bit for bit, sum within its bound", T,
 
 TEST_CASE_TEMPLATE("sum_leading_cuda matches sum_leading_cpu bit for bit", T, float, double) {
   if (!cuda_available()) return;
-  const Shape shapes[] = {{1, 1}, {3, 17}, {257, 33}, {1000, 3}, {5, 1025}, {0, 7}, {7, 0}};
-  for (const Shape& shape : shapes) {
+  const Dims shapes[] = {{1, 1}, {3, 17}, {257, 33}, {1000, 3}, {5, 1025}, {0, 7}, {7, 0}};
+  for (const Dims& shape : shapes) {
     const int64_t leading = shape[0], columns = shape[1];
     INFO("sum_leading_cuda leading=", leading, " columns=", columns,
          " T=", sizeof(T) == 4 ? "float" : "double");

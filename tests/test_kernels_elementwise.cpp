@@ -18,7 +18,7 @@ using namespace lattice;
 
 namespace {
 
-using Strides = std::vector<int64_t>;
+using StrideList = std::vector<int64_t>;
 
 /// n values in [-4, 4), with a few exact ties and zeros among them.
 template <typename T>
@@ -167,10 +167,10 @@ void check_unary_ops(int64_t n) {
 template <typename T>
 std::vector<T> broadcast_reference(BinaryOp op,
                                    const std::vector<T>& x,
-                                   const Strides& xs,
+                                   const StrideList& xs,
                                    const std::vector<T>& y,
-                                   const Strides& ys,
-                                   const Strides& shape,
+                                   const StrideList& ys,
+                                   const StrideList& shape,
                                    double a,
                                    double b) {
   int64_t n = 1;
@@ -190,8 +190,11 @@ std::vector<T> broadcast_reference(BinaryOp op,
 }
 
 template <typename T>
-void check_binary_ops(
-    const Strides& shape, const Strides& xs, const Strides& ys, int64_t x_size, int64_t y_size) {
+void check_binary_ops(const StrideList& shape,
+                      const StrideList& xs,
+                      const StrideList& ys,
+                      int64_t x_size,
+                      int64_t y_size) {
   std::vector<T> x = values<T>(x_size, 21), y = values<T>(y_size, 22);
   if (y_size > 3) y[3] = T(1), y[2] = x[2];  // share_of's pass-through, a tie
   if (x_size > 0) x[0] = std::numeric_limits<T>::quiet_NaN();
@@ -266,46 +269,46 @@ TEST_CASE("copy_strided_cpu converts between dtypes through strided and broadcas
   // A (2, 3) float source read transposed into a packed (3, 2) int32 destination.
   const std::vector<float> src = {0.5f, -1.75f, 2.0f, 3.25f, -4.5f, 5.0f};
   std::vector<int32_t> dst(6, -99);
-  copy_strided_cpu(DType::int32, dst.data(), Strides{2, 1}, DType::float32, src.data(),
-                   Strides{1, 3}, Strides{3, 2});
+  copy_strided_cpu(DType::int32, dst.data(), StrideList{2, 1}, DType::float32, src.data(),
+                   StrideList{1, 3}, StrideList{3, 2});
   for (int64_t i = 0; i < 3; ++i)
     for (int64_t j = 0; j < 2; ++j)
       CHECK(dst[size_t(i * 2 + j)] == convert_value<int32_t>(src[size_t(j * 3 + i)]));
   // A broadcast row (stride 0) of doubles into bool; same dtype takes the memcpy path.
   const std::vector<double> row = {0.0, 2.0, -0.0};
   bool flags[6];
-  copy_strided_cpu(DType::boolean, flags, Strides{3, 1}, DType::float64, row.data(), Strides{0, 1},
-                   Strides{2, 3});
+  copy_strided_cpu(DType::boolean, flags, StrideList{3, 1}, DType::float64, row.data(),
+                   StrideList{0, 1}, StrideList{2, 3});
   CHECK((!flags[0] && flags[1] && !flags[2] && !flags[3] && flags[4] && !flags[5]));
   std::vector<double> copy(3);
-  copy_strided_cpu(DType::float64, copy.data(), Strides{1}, DType::float64, row.data(), Strides{1},
-                   Strides{3});
+  copy_strided_cpu(DType::float64, copy.data(), StrideList{1}, DType::float64, row.data(),
+                   StrideList{1}, StrideList{3});
   CHECK(same_bits(copy, row));
   // Threaded: a transposed 512 x 300 copy.
   const std::vector<float> big = values<float>(512 * 300, 5);
   std::vector<double> transposed(big.size());
-  copy_strided_cpu(DType::float64, transposed.data(), Strides{512, 1}, DType::float32, big.data(),
-                   Strides{1, 300}, Strides{300, 512});
+  copy_strided_cpu(DType::float64, transposed.data(), StrideList{512, 1}, DType::float32,
+                   big.data(), StrideList{1, 300}, StrideList{300, 512});
   bool all = true;
   for (int64_t i = 0; i < 300; ++i)
     for (int64_t j = 0; j < 512; ++j)
       all = all && transposed[size_t(i * 512 + j)] == double(big[size_t(j * 300 + i)]);
   CHECK(all);
   // Empty: nothing is read or written.
-  copy_strided_cpu(DType::float32, nullptr, Strides{4, 1}, DType::int64, nullptr, Strides{4, 1},
-                   Strides{0, 4});
+  copy_strided_cpu(DType::float32, nullptr, StrideList{4, 1}, DType::int64, nullptr,
+                   StrideList{4, 1}, StrideList{0, 4});
 }
 
 TEST_CASE("fill_strided_cpu writes only the strided elements, converted to the dtype") {
   std::vector<int64_t> every_other(7, 0);
-  fill_strided_cpu(DType::int64, every_other.data(), Strides{2}, 3.9, Strides{4});
+  fill_strided_cpu(DType::int64, every_other.data(), StrideList{2}, 3.9, StrideList{4});
   CHECK(every_other ==
         std::vector<int64_t>{convert_value<int64_t>(3.9), 0, convert_value<int64_t>(3.9), 0,
                              convert_value<int64_t>(3.9), 0, convert_value<int64_t>(3.9)});
   std::vector<float> column(6, 0.0f);  // column 1 of a (3, 2) array
-  fill_strided_cpu(DType::float32, column.data() + 1, Strides{2}, -2.5, Strides{3});
+  fill_strided_cpu(DType::float32, column.data() + 1, StrideList{2}, -2.5, StrideList{3});
   CHECK(column == std::vector<float>{0, -2.5f, 0, -2.5f, 0, -2.5f});
-  fill_strided_cpu(DType::float32, nullptr, Strides{1}, 1.0, Strides{0});
+  fill_strided_cpu(DType::float32, nullptr, StrideList{1}, 1.0, StrideList{0});
 }
 
 TEST_CASE("view_gradient_cpu sums overlapping view elements and hands each address to one alias") {
@@ -313,8 +316,8 @@ TEST_CASE("view_gradient_cpu sums overlapping view elements and hands each addre
   // the base is elements 1..3 read twice as (2, 3) with stride 0 rows (an expanded base).
   const std::vector<double> gradient = {1, 2, 3, 4, 5, 6};
   std::vector<double> storage(4, 0.0), base_gradient(6, -1.0);
-  view_gradient_cpu(gradient.data(), Strides{3, 2}, Strides{0, 1}, 1, storage.data(), Strides{2, 3},
-                    Strides{0, 1}, 1, base_gradient.data());
+  view_gradient_cpu(gradient.data(), StrideList{3, 2}, StrideList{0, 1}, 1, storage.data(),
+                    StrideList{2, 3}, StrideList{0, 1}, 1, base_gradient.data());
   // Address 1 gathers 1 + 3 + 5, address 2 gathers 2 + 4 + 6, address 3 nothing; the second
   // base row aliases the first and reads 0.
   CHECK(base_gradient == std::vector<double>{9, 12, 0, 0, 0, 0});

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "process_support.h"
 #include "tools/plot.h"
 #include "tools/slurm.h"
 #include "tools/sweep.h"
@@ -24,28 +25,8 @@ namespace {
 namespace fs = std::filesystem;
 using namespace lattice::tools;
 
-/// A scratch directory removed at exit.
-const fs::path& scratch() {
-  struct Dir {
-    fs::path path = fs::temp_directory_path() / ("lattice_sweep_test_" + std::to_string(getpid()));
-    Dir() {
-      fs::create_directories(path);
-    }
-    ~Dir() {
-      std::error_code ignored;
-      fs::remove_all(path, ignored);
-    }
-  };
-  static const Dir dir;
-  return dir.path;
-}
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+using lattice::test::read_file;
+using lattice::test::scratch_dir;
 
 Expansion expand(const std::string& toml) {
   return expand_sweep(parse_sweep_text(toml, "test.toml"));
@@ -284,7 +265,7 @@ namespace {
 /// short or without a status (what a full disk or a crash leaves). Every start is counted in its
 /// output folder's parent.
 fs::path fake_trainer() {
-  const fs::path path = scratch() / "fake_trainer.sh";
+  const fs::path path = scratch_dir() / "fake_trainer.sh";
   std::ofstream(path) << R"(#!/bin/sh
 out=""; mode=ok
 while [ $# -gt 0 ]; do
@@ -313,7 +294,7 @@ int starts(const fs::path& root) {
 }  // namespace
 
 TEST_CASE("the runner records failed and diverged runs, and a rerun skips runs with a summary") {
-  const fs::path root = scratch() / "runner";
+  const fs::path root = scratch_dir() / "runner";
   const SweepSpec spec = parse_sweep_text(R"(
 trainer = "fake_trainer.sh"
 stack = "pure-fp4-e8m0"
@@ -365,7 +346,7 @@ namespace {
 /// A trainer stand-in that records its arguments (the --out and --threads values as
 /// placeholders) in argv.txt and fails with --mode fail.
 fs::path recording_trainer() {
-  const fs::path path = scratch() / "recording_trainer.sh";
+  const fs::path path = scratch_dir() / "recording_trainer.sh";
   std::ofstream(path) << R"(#!/bin/sh
 out=""; mode=ok; args=""
 while [ $# -gt 0 ]; do
@@ -411,7 +392,7 @@ stack = "bf16"
                                           "fake.toml");
   const Expansion e = expand_sweep(spec);
   REQUIRE(e.runs.size() == 5);
-  const fs::path local = scratch() / "slurm-local", cluster = scratch() / "slurm-cluster";
+  const fs::path local = scratch_dir() / "slurm-local", cluster = scratch_dir() / "slurm-cluster";
   SweepOptions options{.jobs = 2, .out = local.string(), .trainer_path = recording_trainer()};
   CHECK(run_sweep(spec, e, options) == 2);
 
@@ -463,14 +444,14 @@ stack = "bf16"
   CHECK_THROWS_WITH_AS(write_slurm_script(spec, e, options, SlurmOptions{.time = "soon"}),
                        "[sweep] --time \"soon\": expected minutes, HH:MM:SS or D-HH:MM:SS",
                        lattice::Error);
-  options.out = (scratch() / "two words").string();
+  options.out = (scratch_dir() / "two words").string();
   CHECK_THROWS_WITH_AS(write_slurm_script(spec, e, options, resources),
                        doctest::Contains("a Slurm script needs a path without spaces"),
                        lattice::Error);
 }
 
 TEST_CASE("the runner counts a run done only when its summary.json parses and has a status") {
-  const fs::path root = scratch() / "runner-summaries";
+  const fs::path root = scratch_dir() / "runner-summaries";
   const SweepSpec spec = parse_sweep_text(R"(
 trainer = "fake_trainer.sh"
 stack = "pure-fp4-e8m0"
@@ -564,25 +545,14 @@ TEST_CASE("the Pareto frontier keeps the points no cheaper-or-equal point beats"
 
 namespace {
 
-struct ToolRun {
-  int status = -1;
-  std::string out, err;
-};
-
-ToolRun lattice_tool(const std::string& args) {
-  static int call = 0;
-  const fs::path base = scratch() / ("tool" + std::to_string(call++));
-  const std::string command = std::string(LATTICE_TOOL) + " " + args + " >" + base.string() +
-                              ".out 2>" + base.string() + ".err";
-  const int raw = std::system(command.c_str());
-  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, read_file(base.string() + ".out"),
-          read_file(base.string() + ".err")};
+lattice::test::ProgramResult lattice_tool(const std::string& args) {
+  return lattice::test::run_program(LATTICE_TOOL, args);
 }
 
 }  // namespace
 
 TEST_CASE("a tiny regression sweep runs end to end, resumes, and lattice plot draws its runs") {
-  const fs::path dir = scratch() / "e2e";
+  const fs::path dir = scratch_dir() / "e2e";
   fs::create_directories(dir);
   const fs::path file = dir / "tiny.toml";
   std::ofstream(file) << "trainer = \"" << LATTICE_BIN_DIR << "/regression\"\n"
@@ -600,7 +570,7 @@ tensor_scale = [false, true]
 [[baselines]]
 stack = "bf16"
 )";
-  ToolRun run = lattice_tool("sweep " + file.string() + " -j 2");
+  lattice::test::ProgramResult run = lattice_tool("sweep " + file.string() + " -j 2");
   CAPTURE(run.err);
   REQUIRE(run.status == 0);
   CHECK(run.err.find("5 runs, 0 finished before, 5 to run (-j 2") != std::string::npos);
@@ -644,14 +614,14 @@ stack = "bf16"
 }
 
 TEST_CASE("lattice sweep and plot fail with one line and status 2 on bad input") {
-  const fs::path file = scratch() / "bad.toml";
+  const fs::path file = scratch_dir() / "bad.toml";
   std::ofstream(file) << "trainer = \"mnist\"\n[grid]\nlerning_rate = [1, 2]\n";
-  ToolRun run = lattice_tool("sweep " + file.string() + " --dry-run");
+  lattice::test::ProgramResult run = lattice_tool("sweep " + file.string() + " --dry-run");
   CHECK(run.status == 2);
   CHECK(run.err == "lattice: [sweep] " + file.string() +
                        ": grid.lerning_rate: the trainer mnist has no flag --lerning-rate\n");
   // --data is a flag of its own even where --dataset comes first in the trainer's help.
-  const fs::path data_flag = scratch() / "data-flag.toml";
+  const fs::path data_flag = scratch_dir() / "data-flag.toml";
   std::ofstream(data_flag) << "trainer = \"cifar\"\n[flags]\ndata = \"somewhere\"\n";
   run = lattice_tool("sweep " + data_flag.string() + " --dry-run");
   CHECK(run.status == 0);
@@ -659,7 +629,7 @@ TEST_CASE("lattice sweep and plot fail with one line and status 2 on bad input")
   run = lattice_tool("sweep " + file.string() + " --mem 4G");
   CHECK(run.status == 2);
   CHECK(run.err.find("--mem requires --slurm") != std::string::npos);
-  run = lattice_tool("plot " + (scratch() / "no-such-run").string());
+  run = lattice_tool("plot " + (scratch_dir() / "no-such-run").string());
   CHECK(run.status == 2);
   CHECK(run.err.find("metrics.jsonl: no such file") != std::string::npos);
   CHECK(count_lines(run.err) == 1);

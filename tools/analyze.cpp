@@ -21,6 +21,13 @@ namespace lattice::tools {
 
 namespace fs = std::filesystem;
 
+std::string markdown_cell(double value, const char* format) {
+  if (!std::isfinite(value)) return "-";
+  char text[64];
+  std::snprintf(text, sizeof text, format, value);
+  return text;
+}
+
 namespace {
 
 double mean_of(std::span<const double> x) {
@@ -58,13 +65,6 @@ double value_or_nan(const std::map<std::string, double>& line, const std::string
 int64_t step_of(const std::map<std::string, double>& line) {
   const double step = value_or_nan(line, "step");
   return std::isfinite(step) ? int64_t(step) : -1;
-}
-
-std::string cell(double v, const char* format = "%.4f") {
-  if (!std::isfinite(v)) return "-";
-  char text[48];
-  std::snprintf(text, sizeof text, format, v);
-  return text;
 }
 
 /// A run label as a file-name part: letters, digits, '-' and '.' kept, the rest '_'.
@@ -472,15 +472,17 @@ std::string exp1_markdown(const Exp1Result& result, const Exp1Options& options) 
              "positive.\n\n| proxy | points | Pearson (log) | Spearman | R² | slope |\n"
              "|---|--:|--:|--:|--:|--:|\n");
   for (const Exp1Row& row : result.rows)
-    md += concat("| ", row.proxy, " | ", row.points, " | ", cell(row.pearson_log), " | ",
-                 cell(row.spearman), " | ", cell(row.r_squared), " | ", cell(row.slope), " |\n");
+    md += concat("| ", row.proxy, " | ", row.points, " | ", markdown_cell(row.pearson_log), " | ",
+                 markdown_cell(row.spearman), " | ", markdown_cell(row.r_squared), " | ",
+                 markdown_cell(row.slope), " |\n");
   if (options.points == "step") return md;  // one row per block and step is too many to read
   md +=
       "\n| run | block | ε_mach | predictor tail | r_block tail |\n"
       "|---|---|--:|--:|--:|\n";
   for (const Exp1Point& p : result.points)
-    md += concat("| ", p.run, " | ", p.block, " | ", cell(p.epsilon, "%.3g"), " | ",
-                 cell(p.predictor, "%.4g"), " | ", cell(p.r_block, "%.4g"), " |\n");
+    md +=
+        concat("| ", p.run, " | ", p.block, " | ", markdown_cell(p.epsilon, "%.3g"), " | ",
+               markdown_cell(p.predictor, "%.4g"), " | ", markdown_cell(p.r_block, "%.4g"), " |\n");
   return md;
 }
 
@@ -519,8 +521,8 @@ void plot_exp1(const Exp1Result& result, const std::string& out_dir) {
     const LineFit fit = fit_line(log_x, log_y);
     if (!std::isfinite(fit.slope)) return;
     const auto [low, high] = std::minmax_element(log_x.begin(), log_x.end());
-    PlotSeries line{.title = concat(proxy, " fit: slope ", cell(row.slope, "%.3f"), ", R² ",
-                                    cell(row.r_squared, "%.3f")),
+    PlotSeries line{.title = concat(proxy, " fit: slope ", markdown_cell(row.slope, "%.3f"),
+                                    ", R² ", markdown_cell(row.r_squared, "%.3f")),
                     .style = "dashed"};
     for (double lx : {*low, *high}) {
       line.x.push_back(std::pow(10.0, lx));
@@ -611,8 +613,9 @@ std::string exp2_markdown(const Exp2Result& result, const Exp2Options& options) 
   for (const Exp2Row& row : result.rows)
     md += concat("| ", row.run, " | ", row.target, " | ", row.length, " | ", row.lead_lag.best_lag,
                  " | ", row.lead_lag.best_lag * row.step_stride, " | ",
-                 cell(row.lead_lag.best_correlation), " | ", cell(row.lead_lag.p_value), " | ",
-                 row.k, " | ", cell(row.precision.precision), " | ", row.precision.hits, "/",
+                 markdown_cell(row.lead_lag.best_correlation), " | ",
+                 markdown_cell(row.lead_lag.p_value), " | ", row.k, " | ",
+                 markdown_cell(row.precision.precision), " | ", row.precision.hits, "/",
                  row.precision.selected, " |\n");
   for (const std::string target : {"fwd error", "loss"}) {
     std::vector<double> lags, correlations, precisions;
@@ -627,9 +630,9 @@ std::string exp2_markdown(const Exp2Result& result, const Exp2Options& options) 
       const std::vector<double> finite = finite_values(x);
       return finite.empty() ? NAN : mean_of(finite);
     };
-    md +=
-        concat("| mean | ", target, " | | | ", cell(mean_finite(lags), "%.1f"), " | ",
-               cell(mean_finite(correlations)), " | | | ", cell(mean_finite(precisions)), " | |\n");
+    md += concat("| mean | ", target, " | | | ", markdown_cell(mean_finite(lags), "%.1f"), " | ",
+                 markdown_cell(mean_finite(correlations)), " | | | ",
+                 markdown_cell(mean_finite(precisions)), " | |\n");
   }
   return md;
 }
@@ -755,9 +758,11 @@ std::string exp3_markdown(const Exp3Result& result, const Exp3Options& options) 
     p95_change.push_back(c.loss_p95 - i.loss_p95);
     r_change.push_back(c.r_mean - i.r_mean);
     md += concat("| ", pair.seed, " | ", pair.control, " | ", pair.intervention, " | ",
-                 cell(c.loss_mean, "%.6g"), " | ", cell(i.loss_mean, "%.6g"), " | ",
-                 cell(mean_change.back(), "%.4g"), " | ", cell(median_change.back(), "%.4g"), " | ",
-                 cell(p95_change.back(), "%.4g"), " | ", cell(r_change.back(), "%.4g"), " |\n");
+                 markdown_cell(c.loss_mean, "%.6g"), " | ", markdown_cell(i.loss_mean, "%.6g"),
+                 " | ", markdown_cell(mean_change.back(), "%.4g"), " | ",
+                 markdown_cell(median_change.back(), "%.4g"), " | ",
+                 markdown_cell(p95_change.back(), "%.4g"), " | ",
+                 markdown_cell(r_change.back(), "%.4g"), " |\n");
   }
   // Table 4 reports the mean change and its spread over seeds (sample deviation here).
   md += "\n| over seeds | mean | std |\n|---|--:|--:|\n";
@@ -768,8 +773,8 @@ std::string exp3_markdown(const Exp3Result& result, const Exp3Options& options) 
       {"Δ r_block_max", &r_change}};
   for (const auto& [name, values] : changes) {
     const std::vector<double> finite = finite_values(*values);
-    md += concat("| ", name, " | ", cell(finite.empty() ? NAN : mean_of(finite), "%.4g"), " | ",
-                 cell(sample_deviation(finite), "%.4g"), " |\n");
+    md += concat("| ", name, " | ", markdown_cell(finite.empty() ? NAN : mean_of(finite), "%.4g"),
+                 " | ", markdown_cell(sample_deviation(finite), "%.4g"), " |\n");
   }
   return md;
 }

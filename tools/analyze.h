@@ -11,6 +11,9 @@
 
 namespace lattice::tools {
 
+/// A number for a Markdown table cell, printf-formatted; "-" for NaN and ±inf.
+std::string markdown_cell(double value, const char* format = "%.4f");
+
 // ---- Statistics (NaN where a quantity is undefined, e.g. a constant series) ----
 
 /// Pearson correlation of x and y (same length >= 2).

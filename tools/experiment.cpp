@@ -178,11 +178,11 @@ std::vector<double> last_values(const RunRecord& run, const std::string& prefix)
 }
 
 /// (step, value) of every line with `key`.
-struct Series {
+struct KeySeries {
   std::vector<double> steps, values;
 };
-Series series(const RunRecord& run, const std::string& key) {
-  Series s;
+KeySeries series(const RunRecord& run, const std::string& key) {
+  KeySeries s;
   for (const nlohmann::json& line : run.lines)
     if (line.contains(key) && line.contains("step")) {
       s.steps.push_back(number(line, "step"));
@@ -242,13 +242,6 @@ double mean_loss(const RunRecord& run, int64_t first, int64_t last) {
 }
 
 // ---- Markdown ----
-
-std::string cell(double value, int digits = 4) {
-  if (!std::isfinite(value)) return "-";
-  char text[64];
-  std::snprintf(text, sizeof text, "%.*g", digits, value);
-  return text;
-}
 
 std::string markdown_table(const std::vector<std::string>& header,
                            const std::vector<std::vector<std::string>>& rows) {
@@ -474,9 +467,11 @@ ExperimentReport report_temperature(const ExperimentPlan& plan) {
     report.values[config.id + "/tau_std"] = tau_std;
     report.values[config.id + "/val_loss"] = val_loss;
     rows.push_back({value_of(config, "precision"), "`" + config.stack + "`",
-                    value_of(config, "seed"), std::to_string(tau.size()), cell(init),
-                    cell(tau_mean), cell(tau_std), cell(tau_min), cell(tau_max),
-                    cell(tau_mean / init), cell(val_loss), status_of(run)});
+                    value_of(config, "seed"), std::to_string(tau.size()),
+                    markdown_cell(init, "%.4g"), markdown_cell(tau_mean, "%.4g"),
+                    markdown_cell(tau_std, "%.4g"), markdown_cell(tau_min, "%.4g"),
+                    markdown_cell(tau_max, "%.4g"), markdown_cell(tau_mean / init, "%.4g"),
+                    markdown_cell(val_loss, "%.4g"), status_of(run)});
   }
   report.markdown =
       concat("Learned temperature τ_h (§7.1) after ", plan.steps,
@@ -505,7 +500,8 @@ std::string optimum_table(
           best = value;
         }
     report.values[precision + "/best_" + key] = best > 0 ? double(best) : kNaN;
-    rows.push_back({precision, best > 0 ? std::to_string(best) : "-", cell(best_loss)});
+    rows.push_back(
+        {precision, best > 0 ? std::to_string(best) : "-", markdown_cell(best_loss, "%.4g")});
   }
   return markdown_table({"precision", "best " + key, "val loss"}, rows);
 }
@@ -534,8 +530,9 @@ ExperimentReport report_head_dim(const ExperimentPlan& plan) {
       precisions.push_back(precision);
     if (std::isfinite(val_loss)) losses[precision][head_dim].push_back(val_loss);
     rows.push_back({precision, std::to_string(head_dim), value_of(config, "heads"),
-                    value_of(config, "seed"), cell(pre), cell(post), cell(entropy), cell(cast),
-                    cell(val_loss), status_of(run)});
+                    value_of(config, "seed"), markdown_cell(pre, "%.4g"),
+                    markdown_cell(post, "%.4g"), markdown_cell(entropy, "%.4g"),
+                    markdown_cell(cast, "%.4g"), markdown_cell(val_loss, "%.4g"), status_of(run)});
   }
   std::string notes;
   for (const std::string& note : plan.notes) notes += note + ".\n";
@@ -589,8 +586,8 @@ ExperimentReport report_ffn_width(const ExperimentPlan& plan) {
       precisions.push_back(precision);
     if (std::isfinite(val_loss)) losses[precision][factor].push_back(val_loss);
     rows.push_back({precision, std::to_string(factor), value_of(config, "hidden"),
-                    value_of(config, "seed"), cell(beta), cell(mass), cell(val_loss),
-                    status_of(run)});
+                    value_of(config, "seed"), markdown_cell(beta, "%.4g"),
+                    markdown_cell(mass, "%.4g"), markdown_cell(val_loss, "%.4g"), status_of(run)});
   }
   report.markdown = concat(
       "FFN width sweep (§7.3), hidden = k·d_model, ", plan.steps,
@@ -633,7 +630,7 @@ ExperimentReport report_precision_order(const ExperimentPlan& plan) {
     int diverged = 0, finished = 0;
     for (const std::string& p : precisions) {
       const RunRecord& run = cells[key][p];
-      append(row, {status_of(run), cell(number(run.summary, "val_loss"))});
+      append(row, {status_of(run), markdown_cell(number(run.summary, "val_loss"), "%.4g")});
       finished += run.finished;
       diverged += status_of(run) == "diverged";
     }
@@ -673,8 +670,9 @@ ExperimentReport report_hysteresis(const ExperimentPlan& plan) {
       const double other_seed = mean_loss(reseeded, start, end);
       report.values[concat("s", seed, "/gap@", start)] = b - a;
       report.values[concat("s", seed, "/seed_gap@", start)] = other_seed - a;
-      rows.push_back({seed, what, concat(start, "-", end), cell(a), cell(b), cell(b - a),
-                      cell(other_seed - a)});
+      rows.push_back({seed, what, concat(start, "-", end), markdown_cell(a, "%.4g"),
+                      markdown_cell(b, "%.4g"), markdown_cell(b - a, "%.4g"),
+                      markdown_cell(other_seed - a, "%.4g")});
     };
     gap_row("before the swap", std::max<int64_t>(1, swap - kGapWindow + 1));
     gap_row("end of P_B", back - kGapWindow + 1);
@@ -684,8 +682,9 @@ ExperimentReport report_hysteresis(const ExperimentPlan& plan) {
     const double val_a = number(throughout.summary, "val_loss");
     const double val_b = number(swapped.summary, "val_loss");
     report.values[concat("s", seed, "/val_gap")] = val_b - val_a;
-    rows.push_back({seed, "final val loss", "-", cell(val_a), cell(val_b), cell(val_b - val_a),
-                    cell(number(reseeded.summary, "val_loss") - val_a)});
+    rows.push_back({seed, "final val loss", "-", markdown_cell(val_a, "%.4g"),
+                    markdown_cell(val_b, "%.4g"), markdown_cell(val_b - val_a, "%.4g"),
+                    markdown_cell(number(reseeded.summary, "val_loss") - val_a, "%.4g")});
   }
   const RunConfig& first = plan.runs.front();
   report.markdown = concat(
@@ -714,8 +713,8 @@ struct CrossingWindows {
 CrossingWindows crossing_windows(const RunRecord& run, int64_t steps) {
   CrossingWindows windows{.window = progress_window(steps)};
   const int64_t window = windows.window;
-  const Series beta = series(run, "beta"), lr = series(run, "lr");
-  const auto window_mean = [](const Series& s, int64_t first, int64_t last) {
+  const KeySeries beta = series(run, "beta"), lr = series(run, "lr");
+  const auto window_mean = [](const KeySeries& s, int64_t first, int64_t last) {
     std::vector<double> values;
     for (size_t i = 0; i < s.steps.size(); ++i)
       if (s.steps[i] >= double(first) && s.steps[i] <= double(last) && std::isfinite(s.values[i]))
@@ -743,7 +742,8 @@ ExperimentReport report_crossing(const ExperimentPlan& plan) {
     std::vector<double> beta, progress;
     for (size_t i = 0; i < windows.starts.size(); ++i) {
       rows.push_back({concat(windows.starts[i], "-", windows.starts[i] + windows.window - 1),
-                      cell(windows.lr[i]), cell(windows.beta[i]), cell(windows.progress[i])});
+                      markdown_cell(windows.lr[i], "%.4g"), markdown_cell(windows.beta[i], "%.4g"),
+                      markdown_cell(windows.progress[i], "%.4g")});
       if (std::isfinite(windows.beta[i]) && std::isfinite(windows.progress[i])) {
         beta.push_back(windows.beta[i]);
         progress.push_back(windows.progress[i]);
@@ -760,9 +760,10 @@ ExperimentReport report_crossing(const ExperimentPlan& plan) {
     report.values[config.id + "/progress_low_beta"] = mean(low);
     report.values[config.id + "/progress_high_beta"] = mean(high);
     text += concat("Run ", config.id, " (`", config.stack, "`): progress vs β_t over ", beta.size(),
-                   " windows: Pearson ", cell(r, 3), ", Spearman ", cell(rho, 3),
-                   "; mean progress where β_t is below its median ", cell(mean(low), 3), ", above ",
-                   cell(mean(high), 3), ".\n\n",
+                   " windows: Pearson ", markdown_cell(r, "%.3g"), ", Spearman ",
+                   markdown_cell(rho, "%.3g"), "; mean progress where β_t is below its median ",
+                   markdown_cell(mean(low), "%.3g"), ", above ", markdown_cell(mean(high), "%.3g"),
+                   ".\n\n",
                    markdown_table({"steps", "lr", "mean β_t", "progress (loss drop)"}, rows), "\n");
   }
   report.markdown = concat(
@@ -783,8 +784,9 @@ ExperimentReport report_stochastic_rounding(const ExperimentPlan& plan) {
     report.values[config.id + "/churn_mean"] = churn;
     report.values[config.id + "/val_loss"] = val_loss;
     rows.push_back({"`" + config.stack + "`", value_of(config, "rounding"),
-                    value_of(config, "master"), value_of(config, "seed"), cell(beta), cell(churn),
-                    cell(val_loss), status_of(run)});
+                    value_of(config, "master"), value_of(config, "seed"),
+                    markdown_cell(beta, "%.4g"), markdown_cell(churn, "%.4g"),
+                    markdown_cell(val_loss, "%.4g"), status_of(run)});
   }
   report.markdown = concat(
       "Stochastic rounding (§8, prediction 4), ", plan.steps,
@@ -808,7 +810,7 @@ std::string png(const ExperimentPlan& plan, const std::string& stem) {
 PlotPanel curve_panel(const ExperimentPlan& plan, const std::string& key) {
   PlotPanel panel{.title = key, .x_label = "step", .y_label = key};
   for (const RunConfig& run : plan.runs) {
-    const Series s = series(read_run(run_dir(plan, run)), key);
+    const KeySeries s = series(read_run(run_dir(plan, run)), key);
     if (!s.steps.empty())
       panel.series.push_back({.title = run.id, .x = s.steps, .y = s.values, .style = "lines"});
   }

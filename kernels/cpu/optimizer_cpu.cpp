@@ -4,14 +4,13 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/parallel.h"
 #include "kernels/optimizer.h"
 #include "kernels/optimizer_math.h"
 
 namespace lattice {
 namespace {
 
-// Below this many elements a tensor is processed by one thread (small biases, norms).
-constexpr int64_t kParallelMin = int64_t(1) << 15;
 // Reductions run over fixed chunks summed in order.
 constexpr int64_t kReductionChunk = int64_t(1) << 14;
 

@@ -8,14 +8,14 @@
 
 #include "core/scalar/block.h"
 #include "core/scalar/round.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/quantize.h"
 
 namespace lattice {
 namespace {
 
-constexpr int64_t kChunk = 1024;           // elements per task: a multiple of 4 Philox words
-constexpr int64_t kParallelMin = 1 << 15;  // smaller arrays are not worth waking threads
-constexpr int64_t kTileElements = 8192;    // a strided-block tile: 32 KiB, about L1
+constexpr int64_t kChunk = 1024;         // elements per task: a multiple of 4 Philox words
+constexpr int64_t kTileElements = 8192;  // a strided-block tile: 32 KiB, about L1
 
 /// words: (4 * blocks) = random.word(4 * first_block + k), whole Philox blocks at a time.
 /// Blocks are generated lane-wise into four planes, then interleaved (both loops vectorise).

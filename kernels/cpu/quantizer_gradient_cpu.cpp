@@ -9,15 +9,11 @@
 
 #include "core/scalar/block.h"
 #include "core/scalar/round.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/quantizer_gradient.h"
 #include "kernels/quantizer_gradient_math.h"
 
 namespace lattice {
-namespace {
-
-constexpr int64_t kParallelMin = 1 << 15;  // smaller arrays are not worth waking threads
-
-}  // namespace
 
 double step_derivative(StepGradient mode, double u, const Format& element) {
   return step_derivative(mode, u, make_staircase(element));
