@@ -6,7 +6,8 @@
 # behind lattice::lattice) with the two kernel backends as separate static libraries, of which
 # the package's component picks one, so `cpu` links nothing of CUDA; and one shared
 # liblattice.so of every layer with the CPU backend, linked from the same objects, which the
-# pkg-config file lattice.pc names. A CUDA program links the static libraries (component cuda).
+# pkg-config file lattice.pc names. A CUDA program links the static libraries (component cuda,
+# or lattice-cuda.pc).
 include(CMakePackageConfigHelpers)
 
 set(LATTICE_LAYERS core kernels tensor ops autograd nn optim data diagnostics)
@@ -57,3 +58,12 @@ install(FILES ${CMAKE_BINARY_DIR}/latticeConfig.cmake
 file(RELATIVE_PATH LATTICE_PC_PREFIX /prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig /prefix)
 configure_file(cmake/lattice.pc.in ${CMAKE_BINARY_DIR}/lattice.pc @ONLY)
 install(FILES ${CMAKE_BINARY_DIR}/lattice.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+# lattice-cuda.pc: the static libraries with the CUDA backend, and what they link, by path.
+if(LATTICE_CUDA)
+  list(JOIN LAPACK_LIBRARIES " " LATTICE_PC_LAPACK)
+  set(LATTICE_PC_THIRD_PARTY "${DNNL_LIBRARY} ${SENTENCEPIECE_LIBRARY} \
+${SENTENCEPIECE_TRAIN_LIBRARY} ${JPEG_LIBRARIES} ${PNG_LIBRARY} ${ZLIB_LIBRARY} \
+${LATTICE_PC_LAPACK} -L${CUDAToolkit_LIBRARY_DIR} -Wl,-rpath,${CUDAToolkit_LIBRARY_DIR} -lcudart_static -lcublas -ldl -lrt -lpthread")
+  configure_file(cmake/lattice-cuda.pc.in ${CMAKE_BINARY_DIR}/lattice-cuda.pc @ONLY)
+  install(FILES ${CMAKE_BINARY_DIR}/lattice-cuda.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+endif()
