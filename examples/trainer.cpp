@@ -20,6 +20,7 @@
 #include <span>
 
 #include "autograd/autograd.h"
+#include "core/version.h"
 #include "diagnostics/diagnostics.h"
 #include "diagnostics/stability_instrument.h"
 #include "kernels/device_memory.h"
@@ -157,6 +158,8 @@ std::vector<std::pair<int64_t, PrecisionStack>> parse_stack_schedule(const std::
 }
 
 void add_trainer_flags(CLI::App& app, TrainerFlags& flags) {
+  app.set_version_flag("--version",
+                       concat("lattice ", version(), " (git commit ", git_commit(), ")"));
   app.add_option("--stack", flags.stack, "precision stack spec (see README), e.g. gemm=mxfp4")
       ->capture_default_str();
   app.add_option("--stack-schedule", flags.stack_schedule,
@@ -641,6 +644,8 @@ class TrainingRun {
     std::sort(sorted_ms.begin(), sorted_ms.end());
     nlohmann::json summary{
         {"trainer", job_.name},
+        {"lattice_version", version()},
+        {"git_commit", git_commit()},
         {"status", status_},
         {"steps", step_},
         {"epochs", epoch()},

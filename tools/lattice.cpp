@@ -31,6 +31,7 @@
 #include "core/philox.h"
 #include "core/rounding.h"
 #include "core/scalar/bits.h"
+#include "core/version.h"
 #include "tensor/design_space.h"
 #include "tensor/precision_stack.h"
 #include "tensor/quantizer.h"
@@ -686,6 +687,8 @@ int run(int argc, char** argv) {
       "(plot), analyze forward-stability runs (analyze) and run the fistful-of-errors "
       "experiments (experiment).",
       "lattice"};
+  app.set_version_flag("--version",
+                       concat("lattice ", version(), " (git commit ", git_commit(), ")"));
   app.require_subcommand(0, 1);
   app.footer("Run `lattice COMMAND --help` for a command's options.");
 
