@@ -106,6 +106,30 @@ write("safetensors", "offsets_overlap", safetensors(
 write("safetensors", "bad_dtype", safetensors(
     {"a": {"dtype": "F8", "shape": [1], "data_offsets": [0, 1]}}, bytes(1)))
 write("safetensors", "short_header", struct.pack("<Q", 1000) + b"{}")
+write("safetensors", "bf16_f16", safetensors(
+    {"b": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]},
+     "h": {"dtype": "F16", "shape": [2], "data_offsets": [4, 8]}},
+    struct.pack("<4H", 0x3f80, 0xff81, 0x3c00, 0x7c00)))
+
+# ---- npy: magic, version, little-endian header length, dict literal padded to 64 bytes, data.
+def npy(dict_text, data, major=1):
+    length_bytes = 2 if major == 1 else 4
+    unpadded = 8 + length_bytes + len(dict_text) + 1
+    header = dict_text + " " * ((64 - unpadded % 64) % 64) + "\n"
+    length = struct.pack("<H" if major == 1 else "<I", len(header))
+    return b"\x93NUMPY" + bytes([major, 0]) + length + header.encode() + data
+
+
+def npy_dict(descr, shape, fortran="False"):
+    return "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }" % (descr, fortran, shape)
+
+
+write("npy", "float32_2x3", npy(npy_dict("<f4", "(2, 3)"), struct.pack("<6f", 1.5, -2, 0.25, 3, 4, 5)))
+write("npy", "bool_v2", npy(npy_dict("|b1", "(3,)"), bytes([1, 0, 1]), major=2))
+write("npy", "int64_scalar_v3", npy(npy_dict("<i8", "()"), struct.pack("<q", 7), major=3))
+write("npy", "fortran", npy(npy_dict("<f8", "(1, 1)", "True"), struct.pack("<d", 1)))
+write("npy", "big_endian", npy(npy_dict(">f4", "(1,)"), struct.pack(">f", 1)))
+write("npy", "truncated", npy(npy_dict("<i4", "(4,)"), struct.pack("<3i", 1, 2, 3)))
 
 # ---- precision_spec: stack specs, quantizer values and format names.
 for i, spec in enumerate([

@@ -157,9 +157,11 @@ void Module::load_state_dict(const NamedTensors& state, bool strict) {
     const Tensor& source = *found->second;
     LATTICE_CHECK(source.shape() == tensor.shape(), "[load_state_dict] \"", name, "\": shape ",
                   source.shape(), ", expected ", tensor.shape());
-    LATTICE_CHECK(is_floating(source.dtype()) == is_floating(tensor.dtype()),
-                  "[load_state_dict] \"", name, "\": dtype ", dtype_name(source.dtype()),
-                  ", expected ", dtype_name(tensor.dtype()));
+    // No silent conversion: a float64 file loaded into float32 parameters would round every
+    // value, and an integer buffer read from floats would truncate.
+    LATTICE_CHECK(source.dtype() == tensor.dtype(), "[load_state_dict] \"", name, "\": dtype ",
+                  dtype_name(source.dtype()), " in the state, the module's is ",
+                  dtype_name(tensor.dtype()), " (convert with .to(DType) first if intended)");
   }
   if (strict)
     for (const auto& [name, tensor] : state)

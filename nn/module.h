@@ -77,7 +77,8 @@ class Module {
   /// The live tensors (sharing storage with the module).
   NamedTensors state_dict() const;
   /// Copies values in. Throws "[load_state_dict] ..." naming the first missing or unexpected
-  /// key (strict) or the first shape or dtype mismatch; nothing is copied unless all agree.
+  /// key (strict) or the first shape or dtype mismatch (dtypes must be equal: nothing is
+  /// converted); nothing is copied unless all agree.
   void load_state_dict(const NamedTensors& state, bool strict = true);
 
   // ---- Forward hooks.

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -28,18 +29,29 @@ constexpr uint64_t kMaxHeaderBytes = uint64_t(100) << 20;  // safetensors' own l
 // Elements of one tensor: far beyond any real file, and x16 bytes still fits an int64.
 constexpr uint64_t kMaxElements = uint64_t(1) << 56;
 
-struct DTypeName {
-  DType dtype;
+/// A safetensors dtype and how a Tensor holds it: in a dtype of its own, or (BF16, F16) as
+/// float32 values labelled with that lattice, which the file stores as 16-bit codes.
+struct FileDType {
   const char* name;
+  DType dtype;
+  const Format* lattice;  // BF16, F16: the float32 values' format; null for the others
+  uint64_t file_bytes() const {
+    return lattice ? 2 : uint64_t(element_size(dtype));
+  }
 };
-constexpr DTypeName kDTypeNames[] = {{DType::float32, "F32"}, {DType::float64, "F64"},
-                                     {DType::int64, "I64"},   {DType::int32, "I32"},
-                                     {DType::uint8, "U8"},    {DType::boolean, "BOOL"}};
+const FileDType kFileDTypes[] = {
+    {"F32", DType::float32, nullptr}, {"F64", DType::float64, nullptr},
+    {"I64", DType::int64, nullptr},   {"I32", DType::int32, nullptr},
+    {"U8", DType::uint8, nullptr},    {"BOOL", DType::boolean, nullptr},
+    {"BF16", DType::float32, &bf16},  {"F16", DType::float32, &fp16}};
 
-const char* safetensors_dtype(DType dtype) {
-  for (const DTypeName& d : kDTypeNames)
-    if (d.dtype == dtype) return d.name;
-  throw Error(concat("[safetensors] dtype ", dtype_name(dtype), " has no safetensors name"));
+/// The file dtype of `t`: BF16/F16 for float32 tensors labelled bf16/fp16, else its dtype's.
+const FileDType& file_dtype_of(const Tensor& t) {
+  for (const FileDType& d : kFileDTypes)
+    if (d.lattice && t.dtype() == DType::float32 && t.format() == *d.lattice) return d;
+  for (const FileDType& d : kFileDTypes)
+    if (!d.lattice && d.dtype == t.dtype()) return d;
+  throw Error(concat("[safetensors] dtype ", dtype_name(t.dtype()), " has no safetensors name"));
 }
 
 detail::WriteFaultHook& fault_hook() {
@@ -69,7 +81,7 @@ struct FileProblem {
 
 struct Entry {
   std::string name;
-  DType dtype;
+  const FileDType* dtype;
   Shape shape;
   uint64_t begin, end;
 };
@@ -147,9 +159,9 @@ void write_file_atomically(const std::string& path,
   sync_directory(directory.string());
 }
 
-std::vector<uint8_t> read_regular_file(const std::string& path) {
+std::vector<uint8_t> read_regular_file(const std::string& path, const std::string& op) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  LATTICE_CHECK(fd >= 0, "[checkpoint] ", path, ": cannot open: ", std::strerror(errno));
+  LATTICE_CHECK(fd >= 0, "[", op, "] ", path, ": cannot open: ", std::strerror(errno));
   struct FdCloser {
     int fd;
     ~FdCloser() {
@@ -157,18 +169,18 @@ std::vector<uint8_t> read_regular_file(const std::string& path) {
     }
   } closer{fd};
   struct stat info {};
-  LATTICE_CHECK(::fstat(fd, &info) == 0, "[checkpoint] ", path,
+  LATTICE_CHECK(::fstat(fd, &info) == 0, "[", op, "] ", path,
                 ": cannot stat: ", std::strerror(errno));
   // A directory "opens" fine and reports a nonsense size; refuse anything but a regular file.
-  LATTICE_CHECK(S_ISREG(info.st_mode), "[checkpoint] ", path, ": is ",
-                S_ISDIR(info.st_mode) ? "a directory" : "not a regular file",
-                "; expected a checkpoint file");
+  LATTICE_CHECK(S_ISREG(info.st_mode), "[", op, "] ", path, ": is ",
+                S_ISDIR(info.st_mode) ? "a directory" : "not a regular file", "; expected a ", op,
+                " file");
   std::vector<uint8_t> bytes(static_cast<size_t>(info.st_size));
   size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    LATTICE_CHECK(n >= 0, "[checkpoint] ", path, ": read failed: ", std::strerror(errno));
+    LATTICE_CHECK(n >= 0, "[", op, "] ", path, ": read failed: ", std::strerror(errno));
     if (n == 0) break;  // shrank while reading: the size check of whoever parses it reports it
     done += size_t(n);
   }
@@ -180,25 +192,36 @@ std::vector<uint8_t> encode_safetensors(const std::string& path,
                                         const NamedTensors& tensors,
                                         const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();
-  std::vector<Tensor> packed;
-  uint64_t offset = 0;
+  std::vector<uint8_t> data;
   for (const auto& [name, tensor] : tensors) {
     LATTICE_CHECK(tensor.defined(), "[safetensors] ", path, ": tensor \"", name, "\" is undefined");
     LATTICE_CHECK(name != "__metadata__" && !header.contains(name), "[safetensors] ", path,
                   ": tensor name \"", name, "\" repeats or is reserved");
     const Tensor t = tensor.contiguous().to(Device::cpu);
-    const uint64_t bytes = uint64_t(t.numel()) * uint64_t(element_size(t.dtype()));
-    header[name] = {{"dtype", safetensors_dtype(t.dtype())},
+    const FileDType& dtype = file_dtype_of(t);
+    const uint64_t offset = data.size();
+    if (dtype.lattice) {
+      // The format is a label its producer asserts: a value off the lattice would be rounded
+      // by the 16-bit code, so it is refused instead.
+      const float* values = t.data<float>();
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        const uint32_t code = encode(*dtype.lattice, values[i]);
+        const float back = decode(*dtype.lattice, code);
+        LATTICE_CHECK(std::bit_cast<uint32_t>(back) == std::bit_cast<uint32_t>(values[i]) ||
+                          (std::isnan(back) && std::isnan(values[i])),
+                      "[safetensors] ", path, ": tensor \"", name, "\" is labelled ",
+                      format_name(*dtype.lattice), " but element ", i, " (", values[i],
+                      ") is not a ", format_name(*dtype.lattice), " value");
+        data.push_back(uint8_t(code));
+        data.push_back(uint8_t(code >> 8));
+      }
+    } else {
+      const auto* begin = static_cast<const uint8_t*>(t.data_ptr());
+      data.insert(data.end(), begin, begin + t.numel() * element_size(t.dtype()));
+    }
+    header[name] = {{"dtype", dtype.name},
                     {"shape", std::vector<int64_t>(t.shape().begin(), t.shape().end())},
-                    {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
-    packed.push_back(t);
-  }
-  std::vector<uint8_t> data;
-  data.reserve(offset);
-  for (const Tensor& t : packed) {
-    const auto* begin = static_cast<const uint8_t*>(t.data_ptr());
-    data.insert(data.end(), begin, begin + t.numel() * element_size(t.dtype()));
+                    {"data_offsets", {offset, uint64_t(data.size())}}};
   }
   nlohmann::json meta = nlohmann::json::object();
   for (const auto& [key, value] : metadata) meta[key] = value;
@@ -224,7 +247,7 @@ void save_safetensors(const std::string& path,
 
 SafetensorsFile load_safetensors(const std::string& path) {
   const FileProblem fail{path};
-  const std::vector<uint8_t> file = read_regular_file(path);
+  const std::vector<uint8_t> file = read_regular_file(path, "safetensors");
   if (file.size() < 8) fail("file is ", file.size(), " bytes, too short for the header length");
   uint64_t header_length = 0;
   std::memcpy(&header_length, file.data(), 8);
@@ -252,12 +275,12 @@ SafetensorsFile load_safetensors(const std::string& path) {
     if (!value.contains("dtype") || !value["dtype"].is_string())
       fail("tensor \"", name, "\" has no dtype");
     const std::string dtype_text = value["dtype"].get<std::string>();
-    const DTypeName* dtype = nullptr;
-    for (const DTypeName& d : kDTypeNames)
+    const FileDType* dtype = nullptr;
+    for (const FileDType& d : kFileDTypes)
       if (dtype_text == d.name) dtype = &d;
     if (!dtype)
       fail("tensor \"", name, "\" has dtype \"", dtype_text,
-           "\"; expected F32, F64, I64, I32, U8 or BOOL");
+           "\"; expected F32, F64, I64, I32, U8, BOOL, BF16 or F16");
     if (!value.contains("shape") || !value["shape"].is_array())
       fail("tensor \"", name, "\" has no shape array");
     Shape shape;
@@ -282,14 +305,14 @@ SafetensorsFile load_safetensors(const std::string& path) {
         !offsets[1].is_number_unsigned())
       fail("tensor \"", name, "\" has no data_offsets [begin, end]");
     const uint64_t begin = offsets[0].get<uint64_t>(), end = offsets[1].get<uint64_t>();
-    const uint64_t expected = numel * uint64_t(element_size(dtype->dtype));
+    const uint64_t expected = numel * dtype->file_bytes();
     if (end < begin || end - begin != expected)
       fail("tensor \"", name, "\" has data_offsets [", begin, ", ", end, "] (", end - begin,
            " bytes); shape ", value["shape"].dump(), " ", dtype_text, " needs ", expected);
     if (end > data_size)
       fail("tensor \"", name, "\" ends at byte ", end, " of a ", data_size,
            "-byte data section (truncated file?)");
-    entries.push_back({name, dtype->dtype, shape, begin, end});
+    entries.push_back({name, dtype, shape, begin, end});
   }
   std::sort(entries.begin(), entries.end(),
             [](const Entry& a, const Entry& b) { return a.begin < b.begin; });
@@ -307,9 +330,19 @@ SafetensorsFile load_safetensors(const std::string& path) {
       fail("data CRC-32 is ", actual, ", header says ", crc->second, " (corrupted file)");
   }
   for (const Entry& e : entries) {
-    Tensor t = empty(e.shape, e.dtype);
-    if (e.end > e.begin) std::memcpy(t.data_ptr(), data + e.begin, e.end - e.begin);
-    if (e.dtype == DType::boolean) {
+    Tensor t = empty(e.shape, e.dtype->dtype);
+    if (e.dtype->lattice) {
+      // Every 16-bit code is a bf16/fp16 value (NaN and inf included): decoding is exact.
+      float* values = t.data<float>();
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        const uint8_t* code = data + e.begin + 2 * uint64_t(i);
+        values[i] = decode(*e.dtype->lattice, uint32_t(code[0]) | uint32_t(code[1]) << 8);
+      }
+      t = t.with_format(*e.dtype->lattice);
+    } else if (e.end > e.begin) {
+      std::memcpy(t.data_ptr(), data + e.begin, e.end - e.begin);
+    }
+    if (e.dtype->dtype == DType::boolean) {
       const auto* bytes = data + e.begin;
       for (uint64_t i = 0; i < e.end - e.begin; ++i)
         if (bytes[i] > 1) fail("BOOL tensor \"", e.name, "\" holds byte ", int(bytes[i]));

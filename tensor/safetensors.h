@@ -14,11 +14,13 @@
 
 namespace lattice {
 
-/// Writes `tensors` (F32, F64, I64, I32, U8, BOOL; any layout) as a safetensors file readable
-/// by any safetensors reader: 8-byte little-endian header length, JSON header padded to 8
-/// bytes, data in the given order. The header's __metadata__ holds `metadata` plus a CRC-32 of
-/// the data ("lattice.data_crc32"). Atomic: temporary file in the same directory, fsync,
-/// rename, fsync of the directory. Throws lattice::Error on a repeated name or an I/O failure.
+/// Writes `tensors` (F32, F64, I64, I32, U8, BOOL; float32 tensors whose format is bf16 or fp16
+/// as BF16 or F16; any layout) as a safetensors file readable by any safetensors reader: 8-byte
+/// little-endian header length, JSON header padded to 8 bytes, data in the given order. The
+/// header's __metadata__ holds `metadata` plus a CRC-32 of the data ("lattice.data_crc32"). Atomic:
+/// temporary file in the same directory, fsync, rename, fsync of the directory. Throws
+/// lattice::Error on a repeated name, an I/O failure or a bf16/fp16-labelled tensor holding a value
+/// off that lattice.
 void save_safetensors(const std::string& path,
                       const NamedTensors& tensors,
                       const std::map<std::string, std::string>& metadata = {});
@@ -36,8 +38,9 @@ struct SafetensorsFile {
 
 /// Reads a safetensors file after checking the header length, JSON, dtypes, shapes against
 /// data_offsets, offsets within the file without holes or overlaps, the file size and (when
-/// present) the data CRC. Throws a one-line lattice::Error naming the file and the first
-/// problem.
+/// present) the data CRC. Each tensor keeps the file's dtype; BF16 and F16 become float32
+/// tensors of those values with format bf16 or fp16 (exact). Throws a one-line lattice::Error
+/// naming the file and the first problem.
 SafetensorsFile load_safetensors(const std::string& path);
 
 /// Replaces `path` with `bytes` so that a crash leaves the old file or the new one, never a
@@ -49,9 +52,10 @@ void write_file_atomically(const std::string& path,
                            const std::string& op = "checkpoint",
                            const std::string& fault_step = "file");
 
-/// The bytes of the regular file `path`. Throws "[checkpoint] <path>: cannot open: ..." (or
-/// stat, read, "is a directory").
-std::vector<uint8_t> read_regular_file(const std::string& path);
+/// The bytes of the regular file `path`. Throws "[<op>] <path>: cannot open: ..." (or stat,
+/// read, "is a directory; expected a <op> file").
+std::vector<uint8_t> read_regular_file(const std::string& path,
+                                       const std::string& op = "checkpoint");
 
 /// The CRC-32 of `size` bytes as 8 lowercase hex digits.
 std::string crc32_hex(const uint8_t* data, size_t size);

@@ -83,6 +83,23 @@ void zero_grad(const Tensor& t) {
   if (const auto meta = meta_of(t)) meta->grad = Tensor();
 }
 
+void set_grad(const Tensor& t, const Tensor& gradient) {
+  LATTICE_CHECK(t.defined() && gradient.defined(),
+                "[set_grad] the tensor and its gradient must be defined");
+  LATTICE_CHECK(requires_grad(t),
+                "[set_grad] the tensor does not require gradients; call set_requires_grad first");
+  LATTICE_CHECK(gradient.shape() == t.shape(), "[set_grad] gradient shape ", gradient.shape(),
+                ", expected the tensor's ", t.shape());
+  LATTICE_CHECK(gradient.dtype() == t.dtype(), "[set_grad] gradient dtype ",
+                dtype_name(gradient.dtype()), ", expected the tensor's ", dtype_name(t.dtype()));
+  LATTICE_CHECK(gradient.device() == t.device(), "[set_grad] gradient on ",
+                device_name(gradient.device()), ", expected the tensor's device ",
+                device_name(t.device()));
+  // A copy cut from any graph: later in-place changes (clipping, unscaling) stay off the
+  // caller's tensor, and the gradient holds no history.
+  ensure_meta(t).grad = detach(gradient).clone();
+}
+
 void retain_grad(const Tensor& t) {
   LATTICE_CHECK(requires_grad(t), "[retain_grad] the tensor does not require gradients");
   ensure_meta(t).retains_grad = true;

@@ -90,6 +90,11 @@ bool requires_grad(const Tensor& t);
 Tensor grad(const Tensor& t);
 /// Clears the accumulated gradient.
 void zero_grad(const Tensor& t);
+/// Sets t's gradient to a packed copy of `gradient`, replacing what backward accumulated, so that
+/// an optimizer can step on a gradient computed elsewhere (a later backward adds to it). Throws a
+/// one-line lattice::Error unless t requires gradients and `gradient` has t's shape, dtype and
+/// device.
+void set_grad(const Tensor& t, const Tensor& gradient);
 /// Keeps the gradient of a non-leaf after backward.
 void retain_grad(const Tensor& t);
 /// The same values, cut from the graph (shares storage).

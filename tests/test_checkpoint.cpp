@@ -286,8 +286,8 @@ TEST_CASE("truncated and corrupted safetensors files give one-line errors naming
 
   const std::vector<uint8_t> eight = {0, 0, 128, 63, 0, 0, 0, 64};
   check_error(
-      safetensors_bytes(R"({"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}})", {0, 0, 0, 0}),
-      "has dtype \"F16\"; expected F32, F64, I64, I32, U8 or BOOL");
+      safetensors_bytes(R"({"a":{"dtype":"I16","shape":[2],"data_offsets":[0,4]}})", {0, 0, 0, 0}),
+      "has dtype \"I16\"; expected F32, F64, I64, I32, U8, BOOL, BF16 or F16");
   check_error(safetensors_bytes(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", eight),
               "needs 12");
   check_error(safetensors_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
