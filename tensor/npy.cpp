@@ -26,8 +26,6 @@ constexpr size_t kAlignment = 64;  // numpy pads the header so the data start at
 // numpy leaves room for the first axis to grow to 21 digits, so the header can be rewritten in
 // place when an array is appended to; we write the same bytes numpy does.
 constexpr size_t kGrowthAxisDigits = 21;
-// Far beyond any real file, and x8 bytes still fits an int64 (as in the safetensors reader).
-constexpr uint64_t kMaxElements = uint64_t(1) << 56;
 
 struct Descr {
   DType dtype;
@@ -38,15 +36,6 @@ constexpr Descr kDescrs[] = {{DType::float32, "<f4"}, {DType::float64, "<f8"},
                              {DType::int64, "<i8"},   {DType::int32, "<i4"},
                              {DType::uint8, "|u1"},   {DType::boolean, "|b1"},
                              {DType::uint8, "<u1"},   {DType::boolean, "<b1"}};
-
-/// The one-line error of a bad .npy file.
-struct FileProblem {
-  const std::string& path;
-  template <typename... Parts>
-  [[noreturn]] void operator()(const Parts&... parts) const {
-    throw Error(concat("[npy] ", path, ": ", parts...));
-  }
-};
 
 /// The header dictionary's three keys, as parsed.
 struct Header {
@@ -156,7 +145,7 @@ class HeaderParser {
       if (position_ == first_digit)
         fail_("header shape is not a tuple of non-negative integers (at byte ", position_, ")");
       if (position_ < text_.size() && text_[position_] == 'L') ++position_;  // Python 2's long
-      if (std::max<uint64_t>(size, 1) > kMaxElements / stride_span)
+      if (std::max<uint64_t>(size, 1) > kMaxFileElements / stride_span)
         fail_("header shape has too many elements (at most 2^56, zero sizes counted as one)");
       stride_span *= std::max<uint64_t>(size, 1);
       sizes.push_back(int64_t(size));
@@ -223,7 +212,7 @@ void save_npy(const std::string& path, const Tensor& tensor) {
 }
 
 Tensor load_npy(const std::string& path) {
-  const FileProblem fail{path};
+  const FileProblem fail{"npy", path};
   const std::vector<uint8_t> file = read_regular_file(path, "npy");
   if (file.size() < kMagicLength + 4 || std::memcmp(file.data(), kMagic, kMagicLength) != 0)
     fail("does not start with \\x93NUMPY and a version (not an .npy file)");

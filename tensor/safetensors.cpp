@@ -26,8 +26,6 @@ static_assert(std::endian::native == std::endian::little,
 
 constexpr const char* kCrcKey = "lattice.data_crc32";
 constexpr uint64_t kMaxHeaderBytes = uint64_t(100) << 20;  // safetensors' own limit
-// Elements of one tensor: far beyond any real file, and x16 bytes still fits an int64.
-constexpr uint64_t kMaxElements = uint64_t(1) << 56;
 
 /// A safetensors dtype and how a Tensor holds it: in a dtype of its own, or (BF16, F16) as
 /// float32 values labelled with that lattice, which the file stores as 16-bit codes.
@@ -69,15 +67,6 @@ auto io_step(const std::string& step, Call call) -> decltype(call()) {
   }
   return call();
 }
-
-/// The one-line error of a bad safetensors file.
-struct FileProblem {
-  const std::string& path;
-  template <typename... Parts>
-  [[noreturn]] void operator()(const Parts&... parts) const {
-    throw Error(concat("[safetensors] ", path, ": ", parts...));
-  }
-};
 
 struct Entry {
   std::string name;
@@ -246,7 +235,7 @@ void save_safetensors(const std::string& path,
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {
-  const FileProblem fail{path};
+  const FileProblem fail{"safetensors", path};
   const std::vector<uint8_t> file = read_regular_file(path, "safetensors");
   if (file.size() < 8) fail("file is ", file.size(), " bytes, too short for the header length");
   uint64_t header_length = 0;
@@ -292,7 +281,7 @@ SafetensorsFile load_safetensors(const std::string& path) {
         fail("tensor \"", name, "\" has shape ", value["shape"].dump(),
              "; expected sizes in [0, 2^40]");
       const uint64_t s = size.get<uint64_t>();
-      if (std::max<uint64_t>(s, 1) > kMaxElements / stride_span)
+      if (std::max<uint64_t>(s, 1) > kMaxFileElements / stride_span)
         fail("tensor \"", name, "\" has shape ", value["shape"].dump(),
              ", too many elements (at most 2^56, zero sizes counted as one)");
       stride_span *= std::max<uint64_t>(s, 1);

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "tensor/tensor.h"
 
 namespace lattice {
@@ -56,6 +57,20 @@ void write_file_atomically(const std::string& path,
 /// read, "is a directory; expected a <op> file").
 std::vector<uint8_t> read_regular_file(const std::string& path,
                                        const std::string& op = "checkpoint");
+
+/// The most elements one tensor of a file may declare (safetensors, .npy): far beyond any real
+/// file, and x16 bytes still fits an int64.
+constexpr uint64_t kMaxFileElements = uint64_t(1) << 56;
+
+/// Throws the one-line error of a bad tensor file: "[<op>] <path>: <parts...>".
+struct FileProblem {
+  const char* op;
+  const std::string& path;
+  template <typename... Parts>
+  [[noreturn]] void operator()(const Parts&... parts) const {
+    throw Error(concat("[", op, "] ", path, ": ", parts...));
+  }
+};
 
 /// The CRC-32 of `size` bytes as 8 lowercase hex digits.
 std::string crc32_hex(const uint8_t* data, size_t size);
