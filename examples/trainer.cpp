@@ -476,9 +476,13 @@ class TrainingRun {
                          .first = world_.rank() * flags_.accumulate,
                          .count = flags_.accumulate});
     }
-    const Quantizer carry = flags_.allreduce_format.empty()
-                                ? Quantizer{}
-                                : parse_quantizer_spec(flags_.allreduce_format);
+    Quantizer carry;
+    try {
+      if (!flags_.allreduce_format.empty()) carry = parse_quantizer_spec(flags_.allreduce_format);
+    } catch (const Error& e) {
+      throw Error(
+          concat("[trainer] --allreduce-format \"", flags_.allreduce_format, "\": ", e.what()));
+    }
     if (micro_batches_ > 1 || !(carry == Quantizer{}))
       gradient_sum_ = std::make_unique<distributed::OrderedGradientSum>(
           world_, optimizer_->parameters(), carry);
