@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <limits>
 
 #include "core/error.h"
 
@@ -24,6 +25,13 @@ int launched_size() {
 #if LATTICE_MPI
 void check_mpi(int status, const char* call) {
   LATTICE_CHECK(status == MPI_SUCCESS, "[distributed] ", call, " failed with MPI error ", status);
+}
+
+/// An MPI element count (an int): larger messages would need splitting, which no model here needs.
+int message_count(size_t values) {
+  LATTICE_CHECK(values <= size_t(std::numeric_limits<int>::max()), "[distributed] a message of ",
+                values, " values; expected at most 2^31 - 1");
+  return int(values);
 }
 
 void finalize_mpi() {
@@ -60,8 +68,9 @@ Communicator::Communicator() {
 void Communicator::send(std::span<const float> values, int peer) const {
   LATTICE_CHECK(size_ > 1, "[distributed] send to rank ", peer, " in a single-process run");
 #if LATTICE_MPI
-  check_mpi(MPI_Send(values.data(), int(values.size()), MPI_FLOAT, peer, 0, MPI_COMM_WORLD),
-            "MPI_Send");
+  check_mpi(
+      MPI_Send(values.data(), message_count(values.size()), MPI_FLOAT, peer, 0, MPI_COMM_WORLD),
+      "MPI_Send");
 #else
   (void)values;
 #endif
@@ -70,8 +79,8 @@ void Communicator::send(std::span<const float> values, int peer) const {
 void Communicator::receive(std::span<float> values, int peer) const {
   LATTICE_CHECK(size_ > 1, "[distributed] receive from rank ", peer, " in a single-process run");
 #if LATTICE_MPI
-  check_mpi(MPI_Recv(values.data(), int(values.size()), MPI_FLOAT, peer, 0, MPI_COMM_WORLD,
-                     MPI_STATUS_IGNORE),
+  check_mpi(MPI_Recv(values.data(), message_count(values.size()), MPI_FLOAT, peer, 0,
+                     MPI_COMM_WORLD, MPI_STATUS_IGNORE),
             "MPI_Recv");
 #else
   (void)values;
@@ -81,7 +90,7 @@ void Communicator::receive(std::span<float> values, int peer) const {
 void Communicator::broadcast(std::span<float> values, int root) const {
   if (size_ == 1) return;
 #if LATTICE_MPI
-  check_mpi(MPI_Bcast(values.data(), int(values.size()), MPI_FLOAT, root, MPI_COMM_WORLD),
+  check_mpi(MPI_Bcast(values.data(), message_count(values.size()), MPI_FLOAT, root, MPI_COMM_WORLD),
             "MPI_Bcast");
 #else
   (void)values, (void)root;
@@ -97,8 +106,8 @@ void Communicator::all_gather(std::span<const double> mine, std::span<double> al
     return;
   }
 #if LATTICE_MPI
-  check_mpi(MPI_Allgather(mine.data(), int(mine.size()), MPI_DOUBLE, all.data(), int(mine.size()),
-                          MPI_DOUBLE, MPI_COMM_WORLD),
+  check_mpi(MPI_Allgather(mine.data(), message_count(mine.size()), MPI_DOUBLE, all.data(),
+                          message_count(mine.size()), MPI_DOUBLE, MPI_COMM_WORLD),
             "MPI_Allgather");
 #endif
 }
