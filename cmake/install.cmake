@@ -2,7 +2,7 @@
 # their "core/...", "tensor/..." paths), the libraries, the `lattice` tool, the CMake package
 # (find_package(lattice COMPONENTS cpu|cuda)) and pkg-config files.
 #
-# Libraries, kept simple: the static per-layer libraries (lattice::core ... lattice::diagnostics,
+# Libraries, kept simple: the static per-layer libraries (lattice::core ... lattice::distributed,
 # behind lattice::lattice) with the two kernel backends as separate static libraries, of which
 # the package's component picks one, so `cpu` links nothing of CUDA; and one shared
 # liblattice.so of every layer with the CPU backend, linked from the same objects, which the
@@ -10,7 +10,7 @@
 # or lattice-cuda.pc).
 include(CMakePackageConfigHelpers)
 
-set(LATTICE_LAYERS core kernels tensor ops autograd nn optim data diagnostics)
+set(LATTICE_LAYERS core kernels tensor ops autograd nn optim data diagnostics distributed)
 set(LATTICE_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/lattice)
 
 add_library(lattice_shared SHARED)
@@ -23,6 +23,9 @@ target_compile_features(lattice_shared PUBLIC cxx_std_20)
 target_link_libraries(lattice_shared PUBLIC OpenMP::OpenMP_CXX nlohmann_json::nlohmann_json
   PRIVATE ${DNNL_LIBRARY} ZLIB::ZLIB JPEG::JPEG PNG::PNG ${SENTENCEPIECE_LIBRARY}
   ${SENTENCEPIECE_TRAIN_LIBRARY} LAPACK::LAPACK)
+if(LATTICE_MPI)
+  target_link_libraries(lattice_shared PRIVATE MPI::MPI_CXX)
+endif()
 set_target_properties(lattice_shared PROPERTIES OUTPUT_NAME lattice EXPORT_NAME shared
   VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR})
 

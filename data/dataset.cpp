@@ -207,7 +207,7 @@ void DataLoader::worker_loop(LoaderPosition start) {
         order = permutation(position.epoch);
         order_epoch = position.epoch;
       }
-      ready.batch = build_batch(position, order);
+      if (in_shard(position)) ready.batch = build_batch(position, order);
     } catch (...) {
       ready.error = std::current_exception();
     }
@@ -263,6 +263,37 @@ std::optional<Batch> DataLoader::next() {
     ++position_.batch;
     return batch;
   }
+  Ready ready = take_prefetched();
+  // A batch outside the shard was not built ahead; build it here.
+  Batch batch = ready.batch ? std::move(*ready.batch) : batch_at(position_);
+  ++position_.batch;
+  return batch;
+}
+
+bool DataLoader::skip() {
+  if (position_.batch >= batches_per_epoch()) {
+    position_ = {position_.epoch + 1, 0};
+    return false;
+  }
+  if (options_.prefetch > 0) take_prefetched();
+  ++position_.batch;
+  return true;
+}
+
+void DataLoader::set_shard(LoaderShard shard) {
+  LATTICE_CHECK(shard.first >= 0 && shard.count >= 1 && shard.first + shard.count <= shard.period,
+                "[loader] shard (period ", shard.period, ", first ", shard.first, ", count ",
+                shard.count, "): expected 0 <= first, 1 <= count, first + count <= period");
+  stop_worker();
+  shard_ = shard;
+}
+
+bool DataLoader::in_shard(LoaderPosition position) const {
+  const int64_t offset = (position.epoch * batches_per_epoch() + position.batch) % shard_.period;
+  return offset >= shard_.first && offset < shard_.first + shard_.count;
+}
+
+DataLoader::Ready DataLoader::take_prefetched() {
   if (!worker_.joinable() || worker_failed_) start_worker();
   Ready ready;
   {
@@ -279,8 +310,7 @@ std::optional<Batch> DataLoader::next() {
   LATTICE_CHECK(ready.position == position_, "[loader] internal: prefetched batch ",
                 ready.position.batch, " of epoch ", ready.position.epoch, ", expected batch ",
                 position_.batch, " of epoch ", position_.epoch);
-  ++position_.batch;
-  return std::move(ready.batch);
+  return ready;
 }
 
 Batch DataLoader::next_across_epochs() {

@@ -129,6 +129,16 @@ struct LoaderOptions {
   BatchTransform transform = {};
 };
 
+/// A data-parallel process's share of the batches: of every `period` consecutive batches,
+/// counted across epochs from epoch 0's first, it trains on those at offsets [first, first +
+/// count) and passes the others with skip(). Only a hint for the prefetch thread (which then
+/// builds no batch the process skips): next() returns any batch it is asked for.
+struct LoaderShard {
+  int64_t period = 1;
+  int64_t first = 0;
+  int64_t count = 1;
+};
+
 /// Batches of a dataset, epoch after epoch. Epoch e visits the samples in permutation(e), which
 /// depends only on the seed and e (Philox subsequence e), so any batch can be rebuilt from its
 /// position alone. A trainer loop:
@@ -158,6 +168,12 @@ class DataLoader {
   std::optional<Batch> next();
   /// The next batch, moving to the next epoch when one ends. Throws when an epoch is empty.
   Batch next_across_epochs();
+  /// Passes the next batch without returning it (data-parallel training: another process
+  /// trains on it). Returns false, and moves to the next epoch, where next() returns nullopt.
+  bool skip();
+  /// Sets which batches the prefetch thread builds (discards prefetched batches). Throws
+  /// lattice::Error unless 0 <= first, 1 <= count and first + count <= period.
+  void set_shard(LoaderShard shard);
 
   /// Batch `batch_index` of `epoch`, built on the caller's thread (what next() returns there).
   Batch batch_at(LoaderPosition position) const;
@@ -184,12 +200,16 @@ class DataLoader {
     std::exception_ptr error;
   };
   Batch build_batch(LoaderPosition position, const std::vector<int64_t>& order) const;
+  bool in_shard(LoaderPosition position) const;
+  /// The prefetch thread's next entry, which must be at position_ (rethrows its error).
+  Ready take_prefetched();
   void start_worker();
   void stop_worker();
   void worker_loop(LoaderPosition start);
 
   std::shared_ptr<const Dataset> dataset_;
   LoaderOptions options_;
+  LoaderShard shard_;
   LoaderPosition position_;
   // The permutation next() uses without prefetch, computed once per epoch.
   std::vector<int64_t> order_;

@@ -23,6 +23,8 @@
 #include "core/version.h"
 #include "diagnostics/diagnostics.h"
 #include "diagnostics/stability_instrument.h"
+#include "distributed/communicator.h"
+#include "distributed/gradient_sum.h"
 #include "kernels/device_memory.h"
 #include "ops/ops.h"
 #include "optim/checkpoint.h"
@@ -205,6 +207,9 @@ void add_trainer_flags(CLI::App& app, TrainerFlags& flags) {
   app.add_option("--checkpoint-every", flags.checkpoint_every,
                  "write a checkpoint every N steps (and always at the end)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--allreduce-format", flags.allreduce_format,
+                 "data-parallel gradient compression: round each micro-batch's gradient onto "
+                 "this quantizer (e.g. bf16:sr) before the ranks' sum (empty: fp32)");
   app.footer(
       concat("A run stops as \"diverged\" (in summary.json; exit status 0) when its loss is "
              "non-finite, or above ",
@@ -314,6 +319,8 @@ class TrainingRun {
         stack_(base_stack_),
         stack_schedule_(parse_stack_schedule(flags.stack_schedule)),
         device_(trainer_device(flags)),
+        world_(distributed::Communicator::world()),
+        micro_batches_(flags.accumulate * world_.size()),
         out_(flags.out.empty() ? "runs/" + job.name : flags.out),
         metrics_path_(out_ / "metrics.jsonl"),
         diagnostics_(diagnostics::make_instruments(flags.diagnostics),
@@ -330,8 +337,9 @@ class TrainingRun {
     const int64_t batches_per_epoch = loader_.batches_per_epoch();
     LATTICE_CHECK(batches_per_epoch > 0, "[trainer] ", job.name,
                   ": the training set gives no batch of size ", flags.batch);
-    // An epoch is batches_per_epoch micro-batches, so accumulation makes it fewer steps.
-    steps_per_epoch_ = double(batches_per_epoch) / double(flags.accumulate);
+    // An epoch is batches_per_epoch micro-batches, so accumulation (and ranks) make it fewer
+    // steps.
+    steps_per_epoch_ = double(batches_per_epoch) / double(micro_batches_);
     total_steps_ = flags.steps;
     if (total_steps_ == 0) {
       int64_t micro_batches = 0;
@@ -339,7 +347,7 @@ class TrainingRun {
                     "[trainer] --epochs ", flags.epochs, " x ", batches_per_epoch,
                     " batches per epoch overflows the step count; expected at most ",
                     std::numeric_limits<int64_t>::max() / batches_per_epoch, " epochs");
-      total_steps_ = std::max<int64_t>(1, micro_batches / flags.accumulate);
+      total_steps_ = std::max<int64_t>(1, micro_batches / micro_batches_);
     }
     schedule_ = optim::parse_schedule(flags.schedule, total_steps_);
     stack_ = scheduled_stack(0);
@@ -354,13 +362,16 @@ class TrainingRun {
     model_.to(device_);
     optimizer_ = make_optimizer(flags, model_, stack_);
     scaler_ = make_loss_scaler(flags.loss_scale);
+    set_up_data_parallel();
   }
 
   int run() {
     if (!flags_.resume.empty()) resume();
-    metrics_.open(metrics_path_, flags_.resume.empty() ? std::ios::trunc : std::ios::app);
-    LATTICE_CHECK(metrics_.good(), "[trainer] ", metrics_path_.string(),
-                  ": cannot open for writing: ", std::strerror(errno));
+    if (world_.root()) {  // rank 0 writes every output; the other ranks write nothing
+      metrics_.open(metrics_path_, flags_.resume.empty() ? std::ios::trunc : std::ios::app);
+      LATTICE_CHECK(metrics_.good(), "[trainer] ", metrics_path_.string(),
+                    ": cannot open for writing: ", std::strerror(errno));
+    }
     run_start_ = Clock::now();
     model_.train();
     while (step_ < total_steps_) {
@@ -415,7 +426,7 @@ class TrainingRun {
     std::filesystem::path checkpoint_dir = std::filesystem::path(stem).parent_path();
     if (checkpoint_dir.empty()) checkpoint_dir = ".";
     const bool same_run = std::filesystem::equivalent(checkpoint_dir, out_, error);
-    if (same_run && extra.contains("metrics_bytes") &&
+    if (world_.root() && same_run && extra.contains("metrics_bytes") &&
         extra["metrics_bytes"].is_number_unsigned() &&
         std::filesystem::is_regular_file(metrics_path_, error)) {
       const uintmax_t saved = extra["metrics_bytes"].get<uint64_t>();
@@ -448,14 +459,42 @@ class TrainingRun {
   void follow_stack_schedule(int64_t step) {
     PrecisionStack stack = scheduled_stack(step);
     if (stack == stack_) return;
-    std::fprintf(stderr, "%s  step %lld: precision stack %s -> %s\n", job_.name.c_str(),
-                 (long long)step, to_string(stack_).c_str(), to_string(stack).c_str());
+    if (world_.root())
+      std::fprintf(stderr, "%s  step %lld: precision stack %s -> %s\n", job_.name.c_str(),
+                   (long long)step, to_string(stack_).c_str(), to_string(stack).c_str());
     stack_ = std::move(stack);
     optimizer_->set_precision(stack_);
   }
 
-  /// One optimizer step over `--accumulate` micro-batches: each one's loss, divided by their
-  /// count, is backpropagated (gradients add up in the leaves), then clipping and the step.
+  /// Data-parallel training (mpirun -np N): global micro-batch k of a step is rank
+  /// k / --accumulate's, each rank's loader builds only its own, and with several micro-batches
+  /// (or --allreduce-format) gradients meet in the fixed-order sum.
+  void set_up_data_parallel() {
+    if (world_.size() > 1) {
+      LATTICE_CHECK(flags_.diagnostics.empty() && flags_.ln_eps_policy.empty(), "[trainer] ",
+                    world_.size(),
+                    " ranks: --diagnostics and --ln-eps-policy observe one process's batches; "
+                    "expected a single-process run for them");
+      loader_.set_shard({.period = micro_batches_,
+                         .first = world_.rank() * flags_.accumulate,
+                         .count = flags_.accumulate});
+    }
+    Quantizer carry;
+    try {
+      if (!flags_.allreduce_format.empty()) carry = parse_quantizer_spec(flags_.allreduce_format);
+    } catch (const Error& e) {
+      throw Error(
+          concat("[trainer] --allreduce-format \"", flags_.allreduce_format, "\": ", e.what()));
+    }
+    if (micro_batches_ > 1 || !(carry == Quantizer{}))
+      gradient_sum_ = std::make_unique<distributed::OrderedGradientSum>(
+          world_, optimizer_->parameters(), carry);
+  }
+
+  /// One optimizer step over M = --accumulate x ranks micro-batches: each one's loss, divided
+  /// by M, is backpropagated; with M > 1 each micro-batch draws random streams of its own and
+  /// its gradient joins the fixed-order sum (distributed/gradient_sum.h), so that N ranks give
+  /// the bits of one process with --accumulate M. Then clipping and the step.
   void train_step() {
     const Clock::time_point start = Clock::now();
     follow_stack_schedule(step_);
@@ -475,25 +514,43 @@ class TrainingRun {
       clear_op_trace();
       set_op_trace(true, /*backward=*/true);
     }
-    double loss_sum = 0.0;
-    int64_t items = 0, samples = 0;
-    double waiting = 0.0;  // for batches (and an epoch end's evaluation): not step time
+    std::vector<double> totals;  // this rank's micro-batches' loss, items and samples
+    double waiting = 0.0;        // for batches (and an epoch end's evaluation): not step time
     data::Batch batch;
-    for (int64_t micro = 0; micro < flags_.accumulate; ++micro) {
+    const RandomState step_random = default_random_state();
+    for (int64_t micro = 0; micro < micro_batches_; ++micro) {
+      const bool mine = micro / flags_.accumulate == world_.rank();
       const Clock::time_point wait_start = Clock::now();
-      batch = next_batch();
+      std::optional<data::Batch> next = next_batch(mine);
       waiting += seconds_since(wait_start);
+      if (!mine) continue;
+      batch = std::move(*next);
+      if (micro_batches_ > 1)
+        set_default_random_state(distributed::micro_batch_random_state(step_random, micro));
       PrecisionScope scope(stack_);
       const Tensor loss = job_.loss(batch);
-      loss_sum += loss.item<double>();
       // With one micro-batch the loss goes back as it is (no extra rounding on Λa).
-      const Tensor share =
-          flags_.accumulate == 1 ? loss : scale(loss, 1.0 / double(flags_.accumulate));
+      const Tensor share = micro_batches_ == 1 ? loss : scale(loss, 1.0 / double(micro_batches_));
       backward(scaler_.scale_loss(share));
-      items += job_.items ? job_.items(batch) : batch.size();
-      samples += batch.size();
+      if (gradient_sum_) gradient_sum_->take_micro_batch();
+      totals.insert(totals.end(),
+                    {loss.item<double>(), double(job_.items ? job_.items(batch) : batch.size()),
+                     double(batch.size())});
     }
-    if (tracing) write_op_trace(view.step);
+    // The step's own generator moves on by one stream, whatever the micro-batches drew.
+    if (micro_batches_ > 1)
+      set_default_random_state({step_random.seed, step_random.next_subsequence + 1});
+    if (gradient_sum_) gradient_sum_->reduce();
+    std::vector<double> all_totals(totals.size() * size_t(world_.size()));
+    world_.all_gather(totals, all_totals);
+    double loss_sum = 0.0;  // in global micro-batch order, as one process adds them
+    int64_t items = 0, samples = 0;
+    for (size_t i = 0; i < all_totals.size(); i += 3) {
+      loss_sum += all_totals[i];
+      items += int64_t(all_totals[i + 1]);
+      samples += int64_t(all_totals[i + 2]);
+    }
+    if (tracing && world_.root()) write_op_trace(view.step);
     view.batch = &batch;
     if (observed) diagnostics_.before_update(view);
     if (flags_.clip > 0) {
@@ -517,7 +574,7 @@ class TrainingRun {
     items_ += items;
     samples_ += samples;
     ++step_, ++steps_this_session_;
-    record_step(loss_sum / double(flags_.accumulate), stepped, observations);
+    record_step(loss_sum / double(micro_batches_), stepped, observations);
   }
 
   /// The traced step's ops, one JSON line each, to op_trace.jsonl (replacing an earlier one).
@@ -539,12 +596,15 @@ class TrainingRun {
                           "trainer");
   }
 
-  /// The next training batch; an epoch's end evaluates first unless --eval-every sets the
-  /// cadence.
-  data::Batch next_batch() {
+  /// The next training micro-batch, or nullopt for one another rank trains on (passed without
+  /// building it); an epoch's end evaluates first unless --eval-every sets the cadence.
+  std::optional<data::Batch> next_batch(bool mine) {
     for (;;) {
-      if (std::optional<data::Batch> batch = loader_.next())
+      if (!mine) {
+        if (loader_.skip()) return std::nullopt;
+      } else if (std::optional<data::Batch> batch = loader_.next()) {
         return on_device(std::move(*batch), device_);
+      }
       if (flags_.eval_every == 0) evaluate();
     }
   }
@@ -562,7 +622,7 @@ class TrainingRun {
                         {"seconds", seconds_since(run_start_)}};
     line.update(observations);
     log(line);
-    if (step_ % flags_.log_every == 0 || step_ == total_steps_) {
+    if (world_.root() && (step_ % flags_.log_every == 0 || step_ == total_steps_)) {
       const double eta =
           double(total_steps_ - step_) * train_seconds_ / double(steps_this_session_);
       std::fprintf(stderr,
@@ -575,8 +635,9 @@ class TrainingRun {
     bad_steps_ = !std::isfinite(loss) || exploded ? bad_steps_ + 1 : 0;
   }
 
+  /// Rank 0's: evaluation changes no training state, so the other ranks skip it.
   void evaluate() {
-    if (!job_.evaluate || last_evaluated_step_ == step_) return;
+    if (!job_.evaluate || last_evaluated_step_ == step_ || !world_.root()) return;
     model_.eval();
     {
       // Evaluation draws its own random streams (stochastic rounding in a forward quantizer)
@@ -609,6 +670,7 @@ class TrainingRun {
   }
 
   void save() {
+    if (!world_.root()) return;
     std::error_code error;
     const uintmax_t metrics_bytes = std::filesystem::file_size(metrics_path_, error);
     nlohmann::json extra{
@@ -631,12 +693,14 @@ class TrainingRun {
 
   /// Every line is flushed and checked: a full disk fails the run, it does not finish silently.
   void log(const nlohmann::json& line) {
+    if (!world_.root()) return;
     metrics_ << line.dump() << '\n' << std::flush;
     LATTICE_CHECK(metrics_.good(), "[trainer] ", metrics_path_.string(),
                   ": write failed: ", std::strerror(errno));
   }
 
   void write_summary() {
+    if (!world_.root()) return;
     double train_loss = 0.0;
     for (double l : recent_losses_) train_loss += l;
     train_loss /= double(std::max<size_t>(recent_losses_.size(), 1));
@@ -672,6 +736,8 @@ class TrainingRun {
         {"lr", flags_.lr},
         {"batch", flags_.batch},
         {"accumulate", flags_.accumulate},
+        {"ranks", world_.size()},
+        {"allreduce_format", flags_.allreduce_format},
         {"loss_scale", flags_.loss_scale},
         {"seed", flags_.seed},
         {"device", flags_.device},
@@ -713,6 +779,9 @@ class TrainingRun {
   PrecisionStack stack_;             // the current one: --stack, or the schedule's item
   const std::vector<std::pair<int64_t, PrecisionStack>> stack_schedule_;
   const Device device_;
+  const distributed::Communicator& world_;
+  const int64_t micro_batches_;                                    // per step: --accumulate x ranks
+  std::unique_ptr<distributed::OrderedGradientSum> gradient_sum_;  // when micro-batches meet
   const std::filesystem::path out_, metrics_path_;
   int64_t total_steps_ = 0;
   double steps_per_epoch_ = 1.0;
@@ -763,6 +832,7 @@ int trainer_main(const std::string& name,
     return body();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: %s\n", name.c_str(), e.what());
+    distributed::Communicator::abort_run(1);
     return 1;
   }
 }

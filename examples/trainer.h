@@ -42,7 +42,10 @@ struct TrainerFlags {
   std::string resume = {};
   int64_t checkpoint_every = 0;
   int64_t log_every = 50;
-  int64_t accumulate = 1;          // micro-batches of `batch` per optimizer step
+  int64_t accumulate = 1;  // micro-batches of `batch` per optimizer step (and rank)
+  // QUANTIZER: the lattice each micro-batch's gradient is rounded onto before the ranks' sum
+  // (data-parallel gradient compression, e.g. bf16:sr); empty: fp32, no rounding
+  std::string allreduce_format = {};
   int64_t eval_every = 0;          // evaluate every N steps; 0: at each epoch's end
   int64_t eval_batches = 0;        // validation batches per evaluation; 0: all
   std::string diagnostics = {};    // instruments (diagnostics/diagnostics.h); empty: none

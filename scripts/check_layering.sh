@@ -14,9 +14,10 @@ declare -A allowed=(
   [nn]="core kernels tensor ops autograd nn"
   [optim]="core kernels tensor ops autograd optim"
   [data]="core kernels tensor ops data"
+  [distributed]="core kernels tensor ops autograd distributed"
   [diagnostics]="core kernels tensor ops autograd nn optim data diagnostics"
-  [tools]="core kernels tensor ops autograd nn optim data diagnostics tools"
-  [examples]="core kernels tensor ops autograd nn optim data diagnostics examples"
+  [tools]="core kernels tensor ops autograd nn optim data diagnostics distributed tools"
+  [examples]="core kernels tensor ops autograd nn optim data diagnostics distributed examples"
 )
 
 status=0

@@ -9,6 +9,8 @@ packages=(
   doctest-dev libcli11-dev libdnnl-dev
   nlohmann-json3-dev libtomlplusplus-dev zlib1g-dev libstb-dev libjpeg62-turbo-dev libpng-dev
   libsentencepiece-dev liblapack-dev
+  # Data-parallel training (mpirun -np N <trainer>) and its test.
+  openmpi-bin libopenmpi-dev
   gnuplot-nox dataset-fashion-mnist
   # English prose for the llama trainer (fortunes and the King James Bible).
   fortunes bible-kjv
