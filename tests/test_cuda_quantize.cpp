@@ -10,10 +10,6 @@
 #include "kernels/quantize.h"
 #include "tensor/quantizer.h"
 
-#if defined(LATTICE_CUDA)
-#include <cuda_runtime.h>
-#endif
-
 using namespace lattice;
 
 TEST_CASE("without a CUDA device the CUDA kernels throw a clear error instead of crashing") {
@@ -48,14 +44,13 @@ TEST_CASE("CUDA quantize kernels match the CPU kernels bit for bit") {
   if (!cuda_available()) return;
   const int64_t rows = 37, cols = 200, n = rows * cols;
   const std::vector<float> x = test_values(n);
-  float *device_x = nullptr, *device_y = nullptr;
-  REQUIRE(cudaMalloc(&device_x, n * sizeof(float)) == cudaSuccess);
-  REQUIRE(cudaMalloc(&device_y, n * sizeof(float)) == cudaSuccess);
-  REQUIRE(cudaMemcpy(device_x, x.data(), n * sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
+  const int64_t bytes = n * int64_t(sizeof(float));
+  float* device_x = static_cast<float*>(cuda_allocate(bytes));
+  float* device_y = static_cast<float*>(cuda_allocate(bytes));
+  copy_host_to_device(device_x, x.data(), bytes);
   const auto from_device = [&] {
     std::vector<float> y(static_cast<size_t>(n));
-    REQUIRE(cudaMemcpy(y.data(), device_y, n * sizeof(float), cudaMemcpyDeviceToHost) ==
-            cudaSuccess);
+    copy_device_to_host(y.data(), device_y, bytes);
     return y;
   };
   const RandomStream random{.seed = 11, .subsequence = 2};
@@ -100,7 +95,7 @@ TEST_CASE("CUDA quantize kernels match the CPU kernels bit for bit") {
   quantize_blocks_cpu(x.data(), expected.data(), layout, e2m1, Rounding{}, encode, random, nullptr);
   quantize_blocks_cuda(device_x, device_y, layout, e2m1, Rounding{}, encode, random);
   CHECK(same_bits(from_device(), expected));
-  cudaFree(device_x);
-  cudaFree(device_y);
+  cuda_free(device_x);
+  cuda_free(device_y);
 }
 #endif
