@@ -5,6 +5,7 @@
 #include "ops/spatial_ops.h"
 
 #include <algorithm>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -20,6 +21,11 @@ namespace {
 
 void check_image(const Tensor& x, const char* op, const char* what = "x") {
   LATTICE_CHECK(x.rank() == 4, "[", op, "] ", what, " must be (N, C, H, W), got ", x.shape());
+}
+
+/// "2" for an amount equal on both axes, "2x1" otherwise (for messages).
+std::string describe(Size2d amount) {
+  return amount.h == amount.w ? std::to_string(amount.h) : concat(amount.h, "x", amount.w);
 }
 
 /// Output positions along one axis, PyTorch's formula: floor((size + 2*padding - span) /
@@ -43,13 +49,13 @@ Window plan_window(const char* op,
   LATTICE_CHECK(kernel.h >= 1 && kernel.w >= 1 && stride.h >= 1 && stride.w >= 1 &&
                     padding.h >= 0 && padding.w >= 0 && dilation.h >= 1 && dilation.w >= 1,
                 "[", op, "] needs kernel, stride, dilation >= 1 and padding >= 0, got kernel ",
-                kernel.h, "x", kernel.w, ", stride ", stride.h, "x", stride.w, ", padding ",
-                padding.h, "x", padding.w, ", dilation ", dilation.h, "x", dilation.w);
+                kernel.h, "x", kernel.w, ", stride ", describe(stride), ", padding ",
+                describe(padding), ", dilation ", describe(dilation));
   const int64_t span_h = dilation.h * (kernel.h - 1) + 1, span_w = dilation.w * (kernel.w - 1) + 1;
   const int64_t height = image[2], width = image[3];
   LATTICE_CHECK(height + 2 * padding.h >= span_h && width + 2 * padding.w >= span_w, "[", op,
-                "] kernel ", kernel.h, "x", kernel.w, " (dilation ", dilation.h, "x", dilation.w,
-                ") does not fit input ", image, " with padding ", padding.h, "x", padding.w);
+                "] kernel ", kernel.h, "x", kernel.w, " (dilation ", describe(dilation),
+                ") does not fit input ", image, " with padding ", describe(padding));
   return Window{kernel.h,
                 kernel.w,
                 stride.h,
@@ -187,8 +193,7 @@ Window plan_pool(
   if (stride.h == 0) stride.h = kernel.h;
   if (stride.w == 0) stride.w = kernel.w;
   LATTICE_CHECK(padding.h <= kernel.h / 2 && padding.w <= kernel.w / 2, "[", op, "] padding ",
-                padding.h, "x", padding.w, " must be at most half the kernel ", kernel.h, "x",
-                kernel.w);
+                describe(padding), " must be at most half the kernel ", describe(kernel));
   return plan_window(op, x.shape(), kernel, stride, padding, 1, ceil_mode);
 }
 
