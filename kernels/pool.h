@@ -1,4 +1,4 @@
-// Pooling and upsampling kernels, backend-neutral: max pooling of square windows and its
+// Pooling and upsampling kernels, backend-neutral: max pooling of rectangular windows and its
 // backward (the gradient to each window's first maximum), nearest-neighbour upsampling.
 // float and double; raw pointers and sizes only. The CUDA twins are in kernels/cuda/pool_cuda.cu.
 #pragma once
@@ -24,8 +24,9 @@ LATTICE_HD bool max_pool_matches(T v, T m) {
 }
 
 /// x: (planes, height, width) -> maxima: (planes, out_h, out_w), the largest value of each
-/// kernel_h x kernel_h window (g.kernel_w == g.kernel_h, dilation 1); a NaN in a window is its
-/// maximum and padding reads -inf. Needs padding <= kernel_h / 2 (every window holds a pixel).
+/// kernel_h x kernel_w window (dilation 1); a NaN in a window is its maximum and padding reads
+/// -inf. Needs padding_h <= kernel_h / 2, padding_w <= kernel_w / 2 and every window to start
+/// inside the image or its leading padding (each window holds a pixel).
 template <typename T>
 void max_pool_planes_cpu(const T* x, T* maxima, int64_t planes, const Window& g);
 template <typename T>

@@ -1,6 +1,7 @@
 // Layer computations composed from tensor ops; each gets its gradient from the ops' rules.
 #include "nn/functional.h"
 
+#include <limits>
 #include <vector>
 
 #include "kernels/attention.h"
@@ -12,6 +13,7 @@
 #include "ops/rope_ops.h"
 #include "tensor/precision_stack.h"
 #include "tensor/random.h"
+#include "tensor/tape.h"
 
 namespace lattice::nn {
 
@@ -161,19 +163,40 @@ Tensor apply_rope(const Tensor& x, const Tensor& cos, const Tensor& sin) {
   return on_activation_lattice(fused_rope(x, cos, sin), ActivationRounding::recorded);
 }
 
+namespace {
+
+/// The additive (-inf forbids) form of an attention mask checked to broadcast to `scores`
+/// (B, H, T, S): a boolean "may attend" mask becomes 0 / -inf, a float mask is kept.
+Tensor additive_mask(const Tensor& mask, const Tensor& scores) {
+  bool fits = mask.rank() <= 4;
+  for (int i = 1; fits && i <= mask.rank(); ++i)
+    fits = mask.shape(-i) == 1 || mask.shape(-i) == scores.shape(-i);
+  LATTICE_CHECK(fits, "[attention] mask ", mask.shape(),
+                " does not broadcast to the scores (B, H, T, S) ", scores.shape());
+  if (mask.dtype() == DType::boolean)
+    return where(mask, constant_like(scores, 0.0),
+                 constant_like(scores, -std::numeric_limits<double>::infinity()));
+  LATTICE_CHECK(mask.dtype() == scores.dtype(), "[attention] a float mask must be ",
+                dtype_name(scores.dtype()), " as the queries, got ", dtype_name(mask.dtype()));
+  return mask;
+}
+
+}  // namespace
+
 AttentionResult scaled_dot_product_attention(const Tensor& q,
                                              const Tensor& k,
                                              const Tensor& v,
                                              bool causal,
                                              double scale_factor,
-                                             const Tensor& scale_per_head) {
+                                             const Tensor& scale_per_head,
+                                             const AttentionMasking& masking) {
   LATTICE_CHECK(q.rank() == 4 && k.rank() == 4 && v.rank() == 4 && q.shape(-1) == k.shape(-1) &&
                     k.shape(-2) == v.shape(-2) && q.shape(0) == k.shape(0) &&
                     q.shape(1) == k.shape(1) && k.shape(0) == v.shape(0) &&
                     k.shape(1) == v.shape(1),
                 "[attention] q ", q.shape(), ", k ", k.shape(), ", v ", v.shape(),
                 " do not fit (B, H, T, d), (B, H, S, d), (B, H, S, dv)");
-  const int64_t heads = q.shape(1), queries = q.shape(2), keys = k.shape(2);
+  const int64_t batch = q.shape(0), heads = q.shape(1), queries = q.shape(2), keys = k.shape(2);
   LATTICE_CHECK(!scale_per_head.defined() || scale_per_head.numel() == heads,
                 "[attention] per-head scale ", scale_per_head.shape(), " for ", heads, " heads");
   // The scale is applied to q (B, H, T, d) rather than to the scores (B, H, T, S): the same
@@ -181,7 +204,8 @@ AttentionResult scaled_dot_product_attention(const Tensor& q,
   const Tensor scaled_q =
       scale_per_head.defined() ? q * scale_per_head.reshape({heads, 1, 1}) : scale(q, scale_factor);
   const Tensor scores = matmul(scaled_q, k.transpose(-1, -2));
-  Tensor masked = scores;
+  // Everything added to the scores, broadcast to (B, H, T, S).
+  Tensor bias;
   if (causal) {
     LATTICE_CHECK(queries == keys,
                   "[attention] causal attention needs as many queries as keys, "
@@ -189,10 +213,40 @@ AttentionResult scaled_dot_product_attention(const Tensor& q,
                   queries, " and ", keys);
     const Tensor mask = empty({queries, keys}, DType::float32, q.device());
     LATTICE_DISPATCH(mask.device(), causal_mask, mask.data<float>(), queries, keys);
-    masked = scores + mask.to(q.dtype());
+    bias = mask.to(q.dtype());
   }
-  const Tensor probabilities = softmax(masked, -1);
-  return {matmul(probabilities, v), scores, probabilities};
+  const auto add_to_bias = [&](const Tensor& term) { bias = bias.defined() ? bias + term : term; };
+  if (masking.mask.defined()) add_to_bias(additive_mask(masking.mask, scores));
+  if (masking.key_padding_mask.defined()) {
+    const Tensor& padding = masking.key_padding_mask;
+    LATTICE_CHECK(padding.dtype() == DType::boolean && padding.rank() == 2 &&
+                      padding.shape(0) == batch && padding.shape(1) == keys,
+                  "[attention] key padding mask must be boolean (B, S) = (", batch, ", ", keys,
+                  "), got ", dtype_name(padding.dtype()), " ", padding.shape());
+    add_to_bias(where(padding.reshape({batch, 1, 1, keys}),
+                      constant_like(scores, -std::numeric_limits<double>::infinity()),
+                      constant_like(scores, 0.0)));
+  }
+  // A query whose keys are all forbidden: its bias becomes 0 (a finite softmax) and its
+  // probabilities are multiplied by 0 below, so it outputs zeros and passes no gradient (a
+  // softmax of all -inf would be NaN, and NaN through the backward).
+  Tensor live_rows;
+  if (masking.mask.defined() || masking.key_padding_mask.defined()) {
+    Tensor dead;
+    {
+      NoGradGuard no_grad;
+      dead = equal(max(detach(bias), {-1}, true),
+                   constant_like(bias, -std::numeric_limits<double>::infinity()));
+    }
+    bias = where(dead, constant_like(bias, 0.0), bias);
+    live_rows = where(dead, constant_like(bias, 0.0), constant_like(bias, 1.0));
+  }
+  Tensor probabilities = softmax(bias.defined() ? scores + bias : scores, -1);
+  if (live_rows.defined()) probabilities = probabilities * live_rows;
+  const Tensor attended = masking.dropout > 0.0
+                              ? dropout(probabilities, masking.dropout, masking.random)
+                              : probabilities;
+  return {matmul(attended, v), scores, probabilities};
 }
 
 Tensor timestep_embedding(const Tensor& t, int64_t dim, double max_period) {

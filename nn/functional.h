@@ -58,10 +58,28 @@ std::pair<Tensor, Tensor> rope_tables(int64_t positions,
 /// angles); the output is rounded onto the current stack's activation lattice like any op's.
 Tensor apply_rope(const Tensor& x, const Tensor& cos, const Tensor& sin);
 
-/// softmax(q k^T * scale + mask) v for q (B, H, T, d), k, v (B, H, S, d); `scale` is a
-/// constant or, when `scale_per_head` is defined, a (H) tensor (learned temperature). With
-/// `causal`, query t sees keys 0..t (T == S). Returns the output (B, H, T, d) and, for
-/// probes, the scores S and probabilities P (B, H, T, S).
+/// The masks and dropout of one attention call, with PyTorch's semantics.
+struct AttentionMasking {
+  /// Broadcasts to (B, H, T, S). Boolean: true where a query may attend to a key (PyTorch's
+  /// attn_mask). Floating (the queries' dtype): added to the scaled scores (-inf forbids).
+  Tensor mask{};
+  /// (B, S) boolean, true for a padding key that no query attends to (PyTorch's
+  /// key_padding_mask).
+  Tensor key_padding_mask{};
+  /// Probability of zeroing each attention probability (the rest are scaled by 1/(1-p));
+  /// element i of P (B, H, T, S) draws word i of `random`. Pass 0 outside training.
+  double dropout = 0.0;
+  RandomStream random{};
+};
+
+/// softmax(q k^T * scale + mask) v for q (B, H, T, d), k (B, H, S, d), v (B, H, S, dv): keys and
+/// values may come from another sequence than the queries (cross-attention, S != T). `scale` is
+/// a constant or, when `scale_per_head` is defined, a (H) tensor (learned temperature). With
+/// `causal`, query t sees keys 0..t (T == S); `masking` adds a mask, key padding and dropout.
+/// A query whose every key is masked (-inf) gets all-zero probabilities, so a zero output and
+/// no gradient (PyTorch's math SDPA returns NaN there; zeros keep a padded batch trainable).
+/// Returns the output (B, H, T, dv) and, for probes, the scores S (scaled, before masking) and
+/// the probabilities P (B, H, T, S) before dropout.
 struct AttentionResult {
   Tensor output, scores, probabilities;
 };
@@ -70,7 +88,8 @@ AttentionResult scaled_dot_product_attention(const Tensor& q,
                                              const Tensor& v,
                                              bool causal,
                                              double scale,
-                                             const Tensor& scale_per_head = {});
+                                             const Tensor& scale_per_head = {},
+                                             const AttentionMasking& masking = {});
 
 /// DDPM/transformer sinusoidal embedding of timesteps t (N) -> (N, dim): [sin(t f_i), cos(t
 /// f_i)] with f_i = max_period^(-i/(dim/2)), i < dim/2 (dim even).

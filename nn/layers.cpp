@@ -34,20 +34,21 @@ Tensor Linear::forward(const Tensor& x) {
 
 Conv2d::Conv2d(int64_t in_channels,
                int64_t out_channels,
-               int64_t kernel,
-               int64_t stride_,
-               int64_t padding_,
+               Size2d kernel,
+               Size2d stride_,
+               Size2d padding_,
                bool has_bias,
-               int64_t dilation_,
+               Size2d dilation_,
                int64_t groups_)
     : Module("Conv2d"), stride(stride_), padding(padding_), dilation(dilation_), groups(groups_) {
-  LATTICE_CHECK(in_channels > 0 && out_channels > 0 && kernel > 0 && groups > 0 &&
+  LATTICE_CHECK(in_channels > 0 && out_channels > 0 && kernel.h > 0 && kernel.w > 0 && groups > 0 &&
                     in_channels % groups == 0 && out_channels % groups == 0,
-                "[Conv2d] ", in_channels, " -> ", out_channels, " channels, kernel ", kernel,
-                ", groups ", groups, ": sizes must be positive and channels divisible by groups");
-  const int64_t fan_in = in_channels / groups * kernel * kernel;
+                "[Conv2d] ", in_channels, " -> ", out_channels, " channels, kernel ", kernel.h, "x",
+                kernel.w, ", groups ", groups,
+                ": sizes must be positive and channels divisible by groups");
+  const int64_t fan_in = in_channels / groups * kernel.h * kernel.w;
   weight = register_parameter(
-      "weight", fan_in_uniform({out_channels, in_channels / groups, kernel, kernel}, fan_in));
+      "weight", fan_in_uniform({out_channels, in_channels / groups, kernel.h, kernel.w}, fan_in));
   if (has_bias) bias = register_parameter("bias", fan_in_uniform({out_channels}, fan_in));
 }
 
@@ -55,14 +56,20 @@ Tensor Conv2d::forward(const Tensor& x) {
   return conv2d(x, weight, bias, stride, padding, dilation, groups);
 }
 
-Embedding::Embedding(int64_t count, int64_t dim) : Module("Embedding") {
+Embedding::Embedding(int64_t count, int64_t dim, std::optional<int64_t> padding_index_)
+    : Module("Embedding"), padding_index(padding_index_) {
   LATTICE_CHECK(count > 0 && dim > 0, "[Embedding] sizes must be positive, got ", count, " x ",
                 dim);
-  weight = register_parameter("weight", init::normal_(empty({count, dim})));
+  LATTICE_CHECK(!padding_index || (*padding_index >= -count && *padding_index < count),
+                "[Embedding] padding index ", padding_index.value_or(0), " is outside [", -count,
+                ", ", count, ")");
+  Tensor initial = init::normal_(empty({count, dim}));
+  if (padding_index) initial.select(0, (*padding_index + count) % count).fill_(0.0);
+  weight = register_parameter("weight", initial);
 }
 
 Tensor Embedding::forward(const Tensor& indices) {
-  return embedding(weight, indices);
+  return embedding(weight, indices, padding_index);
 }
 
 LayerNorm::LayerNorm(int64_t dim, double eps_, bool affine) : Module("LayerNorm"), eps(eps_) {
@@ -121,18 +128,28 @@ Tensor Dropout::forward(const Tensor& x) {
   return training() ? dropout(x, p, next_random_stream()) : x;
 }
 
-MaxPool2d::MaxPool2d(int64_t kernel_, int64_t stride_, int64_t padding_)
-    : Module("MaxPool2d"), kernel(kernel_), stride(stride_), padding(padding_) {}
+MaxPool2d::MaxPool2d(Size2d kernel_, Size2d stride_, Size2d padding_, bool ceil_mode_)
+    : Module("MaxPool2d"),
+      kernel(kernel_),
+      stride(stride_),
+      padding(padding_),
+      ceil_mode(ceil_mode_) {}
 
 Tensor MaxPool2d::forward(const Tensor& x) {
-  return max_pool2d(x, kernel, stride, padding);
+  return max_pool2d(x, kernel, stride, padding, ceil_mode);
 }
 
-AvgPool2d::AvgPool2d(int64_t kernel_, int64_t stride_, int64_t padding_)
-    : Module("AvgPool2d"), kernel(kernel_), stride(stride_), padding(padding_) {}
+AvgPool2d::AvgPool2d(
+    Size2d kernel_, Size2d stride_, Size2d padding_, bool ceil_mode_, bool count_include_pad_)
+    : Module("AvgPool2d"),
+      kernel(kernel_),
+      stride(stride_),
+      padding(padding_),
+      ceil_mode(ceil_mode_),
+      count_include_pad(count_include_pad_) {}
 
 Tensor AvgPool2d::forward(const Tensor& x) {
-  return avg_pool2d(x, kernel, stride, padding);
+  return avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad);
 }
 
 AdaptivePool2d::AdaptivePool2d(Kind kind_, int64_t out_h_, int64_t out_w_)

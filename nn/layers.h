@@ -3,8 +3,11 @@
 // initialised as PyTorch's layers are, from the default generator (see nn/init.h).
 #pragma once
 
+#include <optional>
+
 #include "nn/functional.h"
 #include "nn/module.h"
+#include "ops/spatial_ops.h"
 
 namespace lattice::nn {
 
@@ -17,29 +20,34 @@ class Linear : public Module {
   Tensor weight, bias;
 };
 
-/// 2-D convolution (N, C, H, W) -> (N, O, OH, OW); weight (O, C/groups, k, k), bias (O),
-/// initialised U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+/// 2-D convolution (N, C, H, W) -> (N, O, OH, OW); weight (O, C/groups, kernel.h, kernel.w),
+/// bias (O), initialised U(-1/sqrt(fan_in), 1/sqrt(fan_in)). Kernel, stride, padding and
+/// dilation are one number or a (height, width) pair each.
 class Conv2d : public Module {
  public:
   Conv2d(int64_t in_channels,
          int64_t out_channels,
-         int64_t kernel,
-         int64_t stride = 1,
-         int64_t padding = 0,
+         Size2d kernel,
+         Size2d stride = 1,
+         Size2d padding = 0,
          bool bias = true,
-         int64_t dilation = 1,
+         Size2d dilation = 1,
          int64_t groups = 1);
   Tensor forward(const Tensor& x) override;
   Tensor weight, bias;
-  int64_t stride, padding, dilation, groups;
+  Size2d stride, padding, dilation;
+  int64_t groups;
 };
 
 /// Rows of weight (count, dim) ~ N(0, 1) looked up by int64 indices: (...) -> (..., dim).
+/// With `padding_index` (PyTorch's padding_idx; negative counts from the end) that row starts
+/// at zero and its lookups pass no gradient back to it.
 class Embedding : public Module {
  public:
-  Embedding(int64_t count, int64_t dim);
+  Embedding(int64_t count, int64_t dim, std::optional<int64_t> padding_index = std::nullopt);
   Tensor forward(const Tensor& indices) override;
   Tensor weight;
+  std::optional<int64_t> padding_index;
 };
 
 /// Normalises the last axis (dim); weight ones, bias zeros. `eps` may be read and changed at
@@ -90,18 +98,26 @@ class Dropout : public Module {
   double p;
 };
 
+/// max_pool2d as a module (ops/spatial_ops.h); stride 0 means the kernel.
 class MaxPool2d : public Module {
  public:
-  explicit MaxPool2d(int64_t kernel, int64_t stride = 0, int64_t padding = 0);
+  explicit MaxPool2d(Size2d kernel, Size2d stride = 0, Size2d padding = 0, bool ceil_mode = false);
   Tensor forward(const Tensor& x) override;
-  int64_t kernel, stride, padding;
+  Size2d kernel, stride, padding;
+  bool ceil_mode;
 };
 
+/// avg_pool2d as a module (ops/spatial_ops.h); stride 0 means the kernel.
 class AvgPool2d : public Module {
  public:
-  explicit AvgPool2d(int64_t kernel, int64_t stride = 0, int64_t padding = 0);
+  explicit AvgPool2d(Size2d kernel,
+                     Size2d stride = 0,
+                     Size2d padding = 0,
+                     bool ceil_mode = false,
+                     bool count_include_pad = true);
   Tensor forward(const Tensor& x) override;
-  int64_t kernel, stride, padding;
+  Size2d kernel, stride, padding;
+  bool ceil_mode, count_include_pad;
 };
 
 /// Adaptive average or max pooling to a fixed (out_h, out_w).

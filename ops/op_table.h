@@ -140,6 +140,12 @@ enum OpCheck : unsigned {
      naive, kGradientCheck | kStridedCheck, (values_any({3, 5})),                                  \
      (cross_entropy(x[0], from_vector<int64_t>({4, -100, 1}, {3}))),                               \
      "row 1 carries the ignore index")                                                             \
+  OP(cross_entropy_spatial, cross_entropy, "composite: gather(log_softmax) (ops/ops.cpp cross_entropy())", \
+     float64_run, kGradientCheck | kStridedCheck, (values_any({2, 4, 3})),                         \
+     (cross_entropy(x[0], from_vector<int64_t>({2, -100, 0, 3, 3, 1}, {2, 3}), -100,               \
+                    Reduction::mean, from_vector<double>({0.5, 2, 1, 0.25}, {4}).to(x[0].dtype()), \
+                    0.2)),                                                                         \
+     "(N, C, d1) logits, class weights, label smoothing 0.2, one ignored target")                  \
   OP(mse, mse, "composite: mean((p - t)^2) (ops/ops.cpp mse())", naive,                            \
      kGradientCheck | kStridedCheck | kBroadcastCheck, (values_any({3, 4}), values_any({4})),      \
      (mse(x[0], x[1])), "")                                                                        \
@@ -150,6 +156,11 @@ enum OpCheck : unsigned {
   OP(embedding, embedding, "composite: index_select of the flat indices (ops/ops.cpp embedding())",\
      naive, kGradientCheck | kStridedCheck, (values_any({5, 3})),                                  \
      (embedding(x[0], from_vector<int64_t>({1, 4, 1, 0}, {2, 2}))), "")                            \
+  OP(embedding_padding, embedding, "composite: where(padding, detached rows, rows) (ops/ops.cpp embedding())", \
+     float64_run, kStridedCheck, (values_any({5, 3})),                                             \
+     (embedding(x[0], from_vector<int64_t>({1, 4, 1, 0}, {2, 2}), 4)),                             \
+     "row 4 is the padding; no gradient check: its zero gradient is PyTorch's rule, not the "      \
+     "derivative (tests/test_api_nn.cpp checks the rule)")                                         \
   OP(gather, gather, "ops/ops.cpp gather()", naive, kGradientCheck | kStridedCheck,                \
      (values_any({2, 4})), (gather(x[0], 1, from_vector<int64_t>({3, 0, 3, 1, 1, 2}, {2, 3}))),    \
      "")                                                                                           \
@@ -176,6 +187,12 @@ enum OpCheck : unsigned {
   OP(matmul, matmul, "ops/quantized_gemm.cpp matmul()", naive, kGradientCheck | kStridedCheck,                \
      (values_any({2, 3, 4}), values_any({4, 5})), (matmul(x[0], x[1])),                            \
      "b broadcast over a's batch")                                                                 \
+  OP(matmul_vector, matmul, "ops/quantized_gemm.cpp matmul() on unsqueezed views", float64_run,    \
+     kGradientCheck | kStridedCheck, (values_any({4}), values_any({2, 4, 5})),                     \
+     (matmul(x[0], x[1])), "a 1-D left operand against a batch: (4) @ (2, 4, 5) -> (2, 5)")       \
+  OP(matmul_dot, matmul, "ops/quantized_gemm.cpp matmul() on unsqueezed views", float64_run,       \
+     kGradientCheck | kStridedCheck, (values_any({4}), values_any({4})), (matmul(x[0], x[1])),     \
+     "two vectors: a 0-D dot product")                                                            \
   OP(matmul_transposed, matmul, "ops/quantized_gemm.cpp matmul()", float64_run,                               \
      kGradientCheck | kStridedCheck,                                                               \
      (values_any({4, 3}), values_any({4, 2})), (matmul(x[0].transpose(0, 1), x[1])),               \
@@ -203,11 +220,23 @@ enum OpCheck : unsigned {
      float64_run, kGradientCheck | kStridedCheck,                                                  \
      (values_any({1, 2, 4, 5}), values_any({3, 2, 2, 3})),                                         \
      (conv2d(x[0], x[1], {}, 1, 2, 2, 1)), "no bias, padding 2, dilation 2")                       \
+  OP(conv2d_per_axis, conv2d, "composite: im2col + matmul (ops/spatial_ops.cpp conv2d())",         \
+     float64_run, kGradientCheck | kStridedCheck,                                                  \
+     (values_any({1, 2, 6, 7}), values_any({3, 2, 3, 2}), values_any({3})),                        \
+     (conv2d(x[0], x[1], x[2], {2, 1}, {1, 2}, {1, 2}, 1)),                                        \
+     "kernel 3x2, stride 2x1, padding 1x2, dilation 1x2")                                          \
   OP(max_pool2d, max_pool2d, "ops/spatial_ops.cpp max_pool2d()", float64_run,                      \
      kGradientCheck | kStridedCheck, (values_any({2, 4, 5, 5})), (max_pool2d(x[0], 3, 2, 1)), "")  \
+  OP(max_pool2d_ceil, max_pool2d, "ops/spatial_ops.cpp max_pool2d()", float64_run,                 \
+     kGradientCheck | kStridedCheck, (values_any({1, 2, 7, 6})),                                   \
+     (max_pool2d(x[0], {3, 2}, {2, 3}, {1, 1}, true)), "kernel 3x2, stride 2x3, ceil_mode")       \
   OP(avg_pool2d, avg_pool2d, "composite: mean of im2col (ops/spatial_ops.cpp avg_pool2d())",       \
      float64_run, kGradientCheck | kStridedCheck, (values_any({2, 4, 5, 5})),                      \
      (avg_pool2d(x[0], 3, 2, 1)), "")                                                              \
+  OP(avg_pool2d_ceil_exclude_pad, avg_pool2d, "composite: sum of im2col over the divisors (ops/spatial_ops.cpp avg_pool2d())", \
+     float64_run, kGradientCheck | kStridedCheck, (values_any({1, 2, 7, 6})),                      \
+     (avg_pool2d(x[0], {3, 2}, {2, 3}, {1, 1}, true, false)),                                      \
+     "kernel 3x2, stride 2x3, ceil_mode, padding not counted")                                     \
   OP(upsample_nearest2d, upsample_nearest2d, "ops/spatial_ops.cpp upsample_nearest2d()",           \
      float64_run, kGradientCheck | kStridedCheck, (values_any({1, 2, 3, 2})),                      \
      (upsample_nearest2d(x[0], 2)), "")                                                            \
@@ -264,6 +293,19 @@ enum OpCheck : unsigned {
      kGradientCheck | kStridedCheck,                                                               \
      (values_any({1, 2, 3, 4}), values_any({1, 2, 3, 4}), values_any({1, 2, 3, 4})),               \
      (nn::scaled_dot_product_attention(x[0], x[1], x[2], true, 0.5).output), "causal")             \
+  OP(scaled_dot_product_attention_masked, scaled_dot_product_attention,                            \
+     "composite: matmul, where, softmax, matmul (nn/functional.cpp)", float64_run,                 \
+     kGradientCheck | kStridedCheck,                                                               \
+     (values_any({2, 2, 3, 4}), values_any({2, 2, 5, 4}), values_any({2, 2, 5, 3})),               \
+     (nn::scaled_dot_product_attention(                                                            \
+          x[0], x[1], x[2], false, 0.5, {},                                                        \
+          {.mask = greater(from_vector<double>({1, 1, 0, 1, 1, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1}, {3, 5}),\
+                           full({}, 0.5, DType::float64)),                                         \
+           .key_padding_mask = greater(from_vector<double>({0, 0, 1, 0, 1, 0, 1, 1, 1, 1}, {2, 5}),\
+                                       full({}, 0.5, DType::float64))})                            \
+          .output),                                                                                \
+     "cross-attention (3 queries, 5 keys), a boolean mask, key padding; batch 1 pads keys 1-4, "   \
+     "so its queries 1 and 2 see no key and output zeros")                                         \
   OP(timestep_embedding, timestep_embedding, "composite: sin, cos (nn/functional.cpp)",            \
      float64_run, kGradientCheck | kStridedCheck, (values_positive({3})),                          \
      (nn::timestep_embedding(x[0], 6)), "")

@@ -4,6 +4,7 @@
 // outputs alive in a cycle.
 #include "ops/ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 #include <numeric>
@@ -418,14 +419,34 @@ Tensor softmax(const Tensor& x, int axis) {
 Tensor cross_entropy(const Tensor& logits,
                      const Tensor& targets,
                      int64_t ignore_index,
-                     Reduction reduction) {
-  LATTICE_CHECK(logits.rank() == 2 && targets.rank() == 1 && targets.shape(0) == logits.shape(0),
-                "[cross_entropy] expects logits (N, C) and targets (N), got ", logits.shape(),
-                " and ", targets.shape());
+                     Reduction reduction,
+                     const Tensor& class_weights,
+                     double label_smoothing) {
+  LATTICE_CHECK(logits.rank() >= 2 && targets.rank() == logits.rank() - 1 &&
+                    targets.shape(0) == logits.shape(0) &&
+                    std::equal(targets.shape().begin() + 1, targets.shape().end(),
+                               logits.shape().begin() + 2),
+                "[cross_entropy] expects logits (N, C, d1, ...) and targets (N, d1, ...), got ",
+                logits.shape(), " and ", targets.shape());
   LATTICE_CHECK(targets.dtype() == DType::int64 || targets.dtype() == DType::int32,
                 "[cross_entropy] targets must be int64 or int32, got ",
                 dtype_name(targets.dtype()));
-  const int64_t rows = logits.shape(0), classes = logits.shape(1);
+  const int64_t classes = logits.shape(1);
+  LATTICE_CHECK(
+      !class_weights.defined() || (class_weights.rank() == 1 && class_weights.shape(0) == classes &&
+                                   class_weights.dtype() == logits.dtype()),
+      "[cross_entropy] class weights must be (", classes, ") of the logits' dtype ",
+      dtype_name(logits.dtype()), ", got ", class_weights.shape(),
+      class_weights.defined() ? concat(" ", dtype_name(class_weights.dtype())) : "");
+  LATTICE_CHECK(label_smoothing >= 0.0 && label_smoothing <= 1.0,
+                "[cross_entropy] label smoothing ", label_smoothing, " is outside [0, 1]");
+  // (N, C, d1, ...) -> (N * d1 * ..., C): the class axis last, one row per target.
+  std::vector<int> class_last(size_t(logits.rank()));
+  std::iota(class_last.begin(), class_last.end(), 0);
+  std::rotate(class_last.begin() + 1, class_last.begin() + 2, class_last.end());
+  const Tensor rows_by_class =
+      logits.rank() == 2 ? logits : logits.permute(class_last).reshape({-1, classes});
+  const int64_t rows = rows_by_class.shape(0);
   std::vector<int64_t> counted_rows, labels;
   const std::vector<int64_t> all_labels = targets.to_vector<int64_t>();
   for (int64_t i = 0; i < rows; ++i) {
@@ -440,13 +461,30 @@ Tensor cross_entropy(const Tensor& logits,
   // The target's log-probability is picked (gathered), never multiplied by a one-hot: a masked
   // logit of -inf has log-probability -inf, and -inf * 0 would be NaN. The picks stay host
   // tensors: the index ops check them there and move them to the logits' device once.
-  const Tensor kept = counted == rows
-                          ? logits
-                          : index_select(logits, 0, from_vector<int64_t>(counted_rows, {counted}));
-  const Tensor picked = gather(log_softmax(kept, 1), 1, from_vector<int64_t>(labels, {counted, 1}));
-  const Tensor total = neg(sum(picked));
+  const Tensor kept = counted == rows ? rows_by_class
+                                      : index_select(rows_by_class, 0,
+                                                     from_vector<int64_t>(counted_rows, {counted}));
+  const Tensor picks = from_vector<int64_t>(labels, {counted});
+  const Tensor log_probabilities = log_softmax(kept, 1);
+  Tensor picked = gather(log_probabilities, 1, picks.reshape({counted, 1}));
+  // w_y per counted target (1 without weights): the weights of the negative log-likelihood and
+  // the mean's denominator.
+  const Tensor target_weights =
+      class_weights.defined() ? index_select(detach(class_weights), 0, picks) : Tensor{};
+  if (target_weights.defined()) picked = mul(picked, target_weights.reshape({counted, 1}));
+  Tensor total = neg(sum(picked));
+  if (label_smoothing > 0.0) {
+    // ε/C Σ_c w_c (-log p_c) per counted target, added to (1 - ε) times the likelihood term.
+    const Tensor spread = class_weights.defined()
+                              ? mul(log_probabilities, detach(class_weights).reshape({1, classes}))
+                              : log_probabilities;
+    total = add(scale(total, 1.0 - label_smoothing),
+                scale(neg(sum(spread)), label_smoothing / double(classes)));
+  }
   if (reduction == Reduction::sum) return total;
-  // Mean over the counted targets; with none counted it is 0/0 = NaN, as in PyTorch.
+  // Mean over the counted targets, weighted by w_y; with none counted it is 0/0 = NaN, as in
+  // PyTorch.
+  if (target_weights.defined()) return div(total, sum(target_weights));
   return scale(total, 1.0 / double(counted));
 }
 
@@ -517,11 +555,24 @@ Tensor index_select(const Tensor& x, int axis, const Tensor& indices) {
   return out;
 }
 
-Tensor embedding(const Tensor& weight, const Tensor& indices) {
+Tensor embedding(const Tensor& weight,
+                 const Tensor& indices,
+                 std::optional<int64_t> padding_index) {
   LATTICE_CHECK(weight.rank() == 2, "[embedding] weight must be (V, D), got ", weight.shape());
+  const int64_t count = weight.shape(0);
   Shape shape = indices.shape();
   shape.push_back(weight.shape(1));
-  return index_select(weight, 0, indices.reshape({indices.numel()})).reshape(shape);
+  const Tensor flat = indices.reshape({indices.numel()});
+  const Tensor rows = index_select(weight, 0, flat);
+  if (!padding_index) return rows.reshape(shape);
+  LATTICE_CHECK(*padding_index >= -count && *padding_index < count, "[embedding] padding index ",
+                *padding_index, " is outside [", -count, ", ", count, ")");
+  const int64_t padding_row = *padding_index < 0 ? *padding_index + count : *padding_index;
+  // The padding lookups take the detached row: the same values, and no gradient flows to it.
+  const Tensor is_padding =
+      equal(flat.to(DType::float64), full({1}, double(padding_row), DType::float64, flat.device()))
+          .reshape({flat.numel(), 1});
+  return where(is_padding, detach(rows), rows).reshape(shape);
 }
 
 Tensor gather(const Tensor& x, int axis, const Tensor& index) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,13 +70,19 @@ Tensor log_softmax(const Tensor& x, int axis = -1);
 Tensor softmax(const Tensor& x, int axis = -1);
 
 enum class Reduction : uint8_t { mean, sum };
-/// Cross entropy of logits (N, C) against int64 class indices (N); targets equal to
-/// `ignore_index` contribute nothing (and are not counted by the mean, which is NaN when no
-/// target counts, as in PyTorch). Masked (-inf) non-target logits give a finite loss.
+/// Cross entropy of logits (N, C) or (N, C, d1, ...) against int64 class indices (N) or
+/// (N, d1, ...), as PyTorch's F.cross_entropy. With class weights w (C) and label smoothing ε,
+/// a counted target y at position n adds (1 - ε) w_y (-log p_y) + ε/C Σ_c w_c (-log p_c);
+/// 'mean' divides the sum by Σ w_y over the counted targets (their count without weights).
+/// Targets equal to `ignore_index` contribute nothing and are not counted (a mean with none
+/// counted is NaN, as in PyTorch). Masked (-inf) non-target logits give a finite loss without
+/// smoothing (with ε > 0 it is +inf, as in PyTorch).
 Tensor cross_entropy(const Tensor& logits,
                      const Tensor& targets,
                      int64_t ignore_index = -100,
-                     Reduction reduction = Reduction::mean);
+                     Reduction reduction = Reduction::mean,
+                     const Tensor& class_weights = {},
+                     double label_smoothing = 0.0);
 /// Mean (or sum) of squared differences; shapes broadcast.
 Tensor mse(const Tensor& prediction, const Tensor& target, Reduction reduction = Reduction::mean);
 
@@ -83,7 +90,11 @@ Tensor mse(const Tensor& prediction, const Tensor& target, Reduction reduction =
 /// x with `axis` replaced by the rows `indices` (1-D) selects; backward scatter-adds.
 Tensor index_select(const Tensor& x, int axis, const Tensor& indices);
 /// weight: (V, D), indices: any shape -> (indices..., D); backward scatter-adds into weight.
-Tensor embedding(const Tensor& weight, const Tensor& indices);
+/// With `padding_index` (in [-V, V); negative counts from the end, as PyTorch's padding_idx)
+/// the lookups of that row pass no gradient back to it.
+Tensor embedding(const Tensor& weight,
+                 const Tensor& indices,
+                 std::optional<int64_t> padding_index = std::nullopt);
 /// out[..., j, ...] = x[..., index[..., j, ...], ...] along `axis`; index has x's shape
 /// except along `axis`. Backward scatter-adds.
 Tensor gather(const Tensor& x, int axis, const Tensor& index);
@@ -101,8 +112,10 @@ Tensor equal(const Tensor& a, const Tensor& b);
 /// condition ? a : b elementwise, all three broadcast; the gradient follows the choice.
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);
 
-/// a: (..., M, K) @ b: (..., K, N) -> (..., M, N), batch axes broadcast; 1-D operands are
-/// not promoted. Throws "[matmul] inner dimensions differ: (4, 3) @ (5, 2)".
+/// a: (..., M, K) @ b: (..., K, N) -> (..., M, N), batch axes broadcast. A 1-D operand follows
+/// PyTorch: a (K) acts as (1, K) and b (K) as (K, 1), the added axis removed from the result, so
+/// (K) @ (K) is a 0-D dot product and (B, M, K) @ (K) is (B, M).
+/// Throws "[matmul] inner dimensions differ: (4, 3) @ (5, 2)".
 Tensor matmul(const Tensor& a, const Tensor& b);
 
 /// A quantizer's backward: the gradient of x from the gradient of Q(x), x and Q(x).

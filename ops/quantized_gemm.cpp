@@ -475,10 +475,18 @@ void random_hadamard(std::span<float> x,
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
-  LATTICE_CHECK(a.rank() >= 2 && b.rank() >= 2, "[matmul] operands need rank >= 2, got ", a.shape(),
+  LATTICE_CHECK(a.rank() >= 1 && b.rank() >= 1, "[matmul] operands need rank >= 1, got ", a.shape(),
                 " @ ", b.shape());
-  LATTICE_CHECK(a.shape(-1) == b.shape(-2), "[matmul] inner dimensions differ: ", a.shape(), " @ ",
-                b.shape());
+  LATTICE_CHECK(a.shape(-1) == b.shape(b.rank() == 1 ? 0 : -2),
+                "[matmul] inner dimensions differ: ", a.shape(), " @ ", b.shape());
+  // PyTorch's promotion of a vector: a (K) is the matrix (1, K), b (K) the matrix (K, 1), and the
+  // axis added is removed from the product (views, so autograd runs through them).
+  if (a.rank() == 1 || b.rank() == 1) {
+    Tensor product = matmul(a.rank() == 1 ? a.unsqueeze(0) : a, b.rank() == 1 ? b.unsqueeze(1) : b);
+    if (b.rank() == 1) product = product.squeeze(-1);
+    if (a.rank() == 1) product = product.squeeze(b.rank() == 1 ? -1 : -2);
+    return product;
+  }
   LATTICE_CHECK(a.dtype() == b.dtype(), "[matmul] operands are ", dtype_name(a.dtype()), " and ",
                 dtype_name(b.dtype()));
   // The stack's GEMM quantizers, each along its operand's reduction axis (K forward; N for

@@ -5,7 +5,9 @@
 #include "ops/spatial_ops.h"
 
 #include <algorithm>
+#include <string>
 #include <type_traits>
+#include <vector>
 
 #include "kernels/conv.h"
 #include "kernels/dispatch.h"
@@ -21,24 +23,51 @@ void check_image(const Tensor& x, const char* op, const char* what = "x") {
   LATTICE_CHECK(x.rank() == 4, "[", op, "] ", what, " must be (N, C, H, W), got ", x.shape());
 }
 
+/// "2" for an amount equal on both axes, "2x1" otherwise (for messages).
+std::string describe(Size2d amount) {
+  return amount.h == amount.w ? std::to_string(amount.h) : concat(amount.h, "x", amount.w);
+}
+
+/// Output positions along one axis, PyTorch's formula: floor((size + 2*padding - span) /
+/// stride) + 1, or with `ceil_mode` the ceiling, less one when the last window would start in
+/// the far padding (so every window starts inside the image or its leading padding).
+int64_t positions_along(
+    int64_t size, int64_t span, int64_t stride, int64_t padding, bool ceil_mode) {
+  const int64_t room = size + 2 * padding - span;
+  int64_t positions = (ceil_mode ? room + stride - 1 : room) / stride + 1;
+  if (ceil_mode && (positions - 1) * stride >= size + padding) --positions;
+  return positions;
+}
+
 Window plan_window(const char* op,
                    const Shape& image,
-                   int64_t kernel_h,
-                   int64_t kernel_w,
-                   int64_t stride,
-                   int64_t padding,
-                   int64_t dilation) {
-  LATTICE_CHECK(kernel_h >= 1 && kernel_w >= 1 && stride >= 1 && padding >= 0 && dilation >= 1, "[",
-                op, "] needs kernel, stride, dilation >= 1 and padding >= 0, got kernel ", kernel_h,
-                "x", kernel_w, ", stride ", stride, ", padding ", padding, ", dilation ", dilation);
-  Window g{kernel_h, kernel_w, stride, padding, dilation, image[2], image[3], 0, 0};
-  const int64_t span_h = dilation * (kernel_h - 1) + 1, span_w = dilation * (kernel_w - 1) + 1;
-  const int64_t room_h = g.height + 2 * padding - span_h, room_w = g.width + 2 * padding - span_w;
-  LATTICE_CHECK(room_h >= 0 && room_w >= 0, "[", op, "] kernel ", kernel_h, "x", kernel_w,
-                " (dilation ", dilation, ") does not fit input ", image, " with padding ", padding);
-  g.out_h = room_h / stride + 1;
-  g.out_w = room_w / stride + 1;
-  return g;
+                   Size2d kernel,
+                   Size2d stride,
+                   Size2d padding,
+                   Size2d dilation,
+                   bool ceil_mode = false) {
+  LATTICE_CHECK(kernel.h >= 1 && kernel.w >= 1 && stride.h >= 1 && stride.w >= 1 &&
+                    padding.h >= 0 && padding.w >= 0 && dilation.h >= 1 && dilation.w >= 1,
+                "[", op, "] needs kernel, stride, dilation >= 1 and padding >= 0, got kernel ",
+                kernel.h, "x", kernel.w, ", stride ", describe(stride), ", padding ",
+                describe(padding), ", dilation ", describe(dilation));
+  const int64_t span_h = dilation.h * (kernel.h - 1) + 1, span_w = dilation.w * (kernel.w - 1) + 1;
+  const int64_t height = image[2], width = image[3];
+  LATTICE_CHECK(height + 2 * padding.h >= span_h && width + 2 * padding.w >= span_w, "[", op,
+                "] kernel ", kernel.h, "x", kernel.w, " (dilation ", describe(dilation),
+                ") does not fit input ", image, " with padding ", describe(padding));
+  return Window{kernel.h,
+                kernel.w,
+                stride.h,
+                stride.w,
+                padding.h,
+                padding.w,
+                dilation.h,
+                dilation.w,
+                height,
+                width,
+                positions_along(height, span_h, stride.h, padding.h, ceil_mode),
+                positions_along(width, span_w, stride.w, padding.w, ceil_mode)};
 }
 
 Tensor image_from_rows(const Tensor& rows, const Window& g, int64_t channels);
@@ -83,11 +112,12 @@ Tensor image_from_rows(const Tensor& rows, const Window& g, int64_t channels) {
 Tensor im2col(const Tensor& x,
               int64_t kernel_h,
               int64_t kernel_w,
-              int64_t stride,
-              int64_t padding,
-              int64_t dilation) {
+              Size2d stride,
+              Size2d padding,
+              Size2d dilation) {
   check_image(x, "im2col");
-  const Window g = plan_window("im2col", x.shape(), kernel_h, kernel_w, stride, padding, dilation);
+  const Window g =
+      plan_window("im2col", x.shape(), {kernel_h, kernel_w}, stride, padding, dilation);
   return patch_rows(x, g).transpose(1, 2);
 }
 
@@ -96,16 +126,16 @@ Tensor col2im(const Tensor& cols,
               int64_t width,
               int64_t kernel_h,
               int64_t kernel_w,
-              int64_t stride,
-              int64_t padding,
-              int64_t dilation) {
+              Size2d stride,
+              Size2d padding,
+              Size2d dilation) {
   LATTICE_CHECK(cols.rank() == 3, "[col2im] cols must be (N, C*KH*KW, L), got ", cols.shape());
   const int64_t taps = kernel_h * kernel_w;
   LATTICE_CHECK(taps >= 1 && cols.shape(1) % taps == 0, "[col2im] cols ", cols.shape(),
                 ": axis 1 is not a multiple of the kernel's ", kernel_h, "x", kernel_w, " taps");
   const int64_t N = cols.shape(0), C = cols.shape(1) / taps;
   const Window g =
-      plan_window("col2im", {N, C, height, width}, kernel_h, kernel_w, stride, padding, dilation);
+      plan_window("col2im", {N, C, height, width}, {kernel_h, kernel_w}, stride, padding, dilation);
   LATTICE_CHECK(cols.shape(2) == g.positions(), "[col2im] cols ", cols.shape(), " has ",
                 cols.shape(2), " positions, the ", height, "x", width, " image gives ", g.out_h,
                 "x", g.out_w);
@@ -115,9 +145,9 @@ Tensor col2im(const Tensor& cols,
 Tensor conv2d(const Tensor& x,
               const Tensor& w,
               const Tensor& bias,
-              int64_t stride,
-              int64_t padding,
-              int64_t dilation,
+              Size2d stride,
+              Size2d padding,
+              Size2d dilation,
               int64_t groups) {
   LATTICE_CHECK(x.rank() == 4 && w.rank() == 4,
                 "[conv2d] x must be (N, C, H, W) and w (O, C/groups, KH, KW), got ", x.shape(),
@@ -136,7 +166,7 @@ Tensor conv2d(const Tensor& x,
   LATTICE_CHECK(!bias.defined() || (bias.rank() == 1 && bias.shape(0) == O), "[conv2d] bias ",
                 bias.shape(), " must be (", O, ") for w ", w.shape());
   const Window g =
-      plan_window("conv2d", x.shape(), w.shape(2), w.shape(3), stride, padding, dilation);
+      plan_window("conv2d", x.shape(), {w.shape(2), w.shape(3)}, stride, padding, dilation);
   const int64_t G = groups, Og = O / G, K = w.shape(1) * g.taps(), L = g.positions();
 
   // Composed from differentiable ops, so the GEMM goes through matmul and with it the
@@ -155,20 +185,22 @@ Tensor conv2d(const Tensor& x,
 
 namespace {
 
-/// The window of a pooling op; padding is limited to half the kernel (as PyTorch), so every
-/// window holds at least one pixel.
-Window plan_pool(const char* op, const Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {
+/// The window of a pooling op; padding is limited to half the kernel per axis (as PyTorch), so
+/// every window holds at least one pixel.
+Window plan_pool(
+    const char* op, const Tensor& x, Size2d kernel, Size2d stride, Size2d padding, bool ceil_mode) {
   check_image(x, op);
-  if (stride == 0) stride = kernel;
-  LATTICE_CHECK(padding <= kernel / 2, "[", op, "] padding ", padding,
-                " must be at most half the kernel ", kernel);
-  return plan_window(op, x.shape(), kernel, kernel, stride, padding, 1);
+  if (stride.h == 0) stride.h = kernel.h;
+  if (stride.w == 0) stride.w = kernel.w;
+  LATTICE_CHECK(padding.h <= kernel.h / 2 && padding.w <= kernel.w / 2, "[", op, "] padding ",
+                describe(padding), " must be at most half the kernel ", describe(kernel));
+  return plan_window(op, x.shape(), kernel, stride, padding, 1, ceil_mode);
 }
 
 }  // namespace
 
-Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {
-  const Window g = plan_pool("max_pool2d", x, kernel, stride, padding);
+Tensor max_pool2d(const Tensor& x, Size2d kernel, Size2d stride, Size2d padding, bool ceil_mode) {
+  const Window g = plan_pool("max_pool2d", x, kernel, stride, padding, ceil_mode);
   const int64_t N = x.shape(0), C = x.shape(1), planes = N * C, plane = g.height * g.width;
   Tensor out = empty({N, C, g.out_h, g.out_w}, x.dtype(), x.device());
   Tensor in;
@@ -195,14 +227,39 @@ Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t paddi
   return out;
 }
 
-Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {
-  const Window g = plan_pool("avg_pool2d", x, kernel, stride, padding);
+Tensor avg_pool2d(const Tensor& x,
+                  Size2d kernel,
+                  Size2d stride,
+                  Size2d padding,
+                  bool ceil_mode,
+                  bool count_include_pad) {
+  const Window g = plan_pool("avg_pool2d", x, kernel, stride, padding, ceil_mode);
   const int64_t N = x.shape(0), C = x.shape(1);
-  // Each window's taps as a column (padding reads zeros), averaged: backward is col2im of the
-  // spread gradient.
-  const Tensor cols =
-      im2col(x.reshape({N * C, 1, g.height, g.width}), kernel, kernel, g.stride, g.padding, 1);
-  return mean(cols, {1}).reshape({N, C, g.out_h, g.out_w});
+  // PyTorch's divisor per output position: the window clipped to the padded image
+  // (count_include_pad) or to the image itself.
+  std::vector<double> reciprocals(size_t(g.positions()));
+  bool uniform = true;
+  for (int64_t oh = 0; oh < g.out_h; ++oh)
+    for (int64_t ow = 0; ow < g.out_w; ++ow) {
+      const int64_t top = oh * g.stride_h - g.padding_h, left = ow * g.stride_w - g.padding_w;
+      const int64_t bottom = std::min(top + g.kernel_h, g.height + g.padding_h),
+                    right = std::min(left + g.kernel_w, g.width + g.padding_w);
+      const int64_t divisor = count_include_pad
+                                  ? (bottom - top) * (right - left)
+                                  : (std::min(bottom, g.height) - std::max<int64_t>(top, 0)) *
+                                        (std::min(right, g.width) - std::max<int64_t>(left, 0));
+      uniform = uniform && divisor == g.taps();
+      reciprocals[size_t(oh * g.out_w + ow)] = 1.0 / double(divisor);
+    }
+  // Each window's taps as a column of patch rows (padding reads zeros), summed; backward is the
+  // fold of the spread gradient. A uniform divisor scales by a constant, as a mean does.
+  const Tensor sums =
+      sum(patch_rows(x.reshape({N * C, 1, g.height, g.width}), g).transpose(1, 2), {1});
+  const Tensor means =
+      uniform ? scale(sums, 1.0 / double(g.taps()))
+              : mul(sums,
+                    from_vector<double>(reciprocals, {g.positions()}).to(x.dtype()).to(x.device()));
+  return means.reshape({N, C, g.out_h, g.out_w});
 }
 
 Tensor upsample_nearest2d(const Tensor& x, int64_t scale) {

@@ -10,15 +10,24 @@
 
 namespace lattice {
 
+/// A (height, width) pair of window sizes, strides, paddings or dilations; one number means the
+/// same along both axes, as PyTorch's int-or-tuple arguments.
+struct Size2d {
+  int64_t h, w;
+  Size2d(int64_t both) : h(both), w(both) {}  // NOLINT(google-explicit-constructor): as PyTorch
+  Size2d(int64_t h_, int64_t w_) : h(h_), w(w_) {}
+};
+
 /// Sliding kernel_h x kernel_w windows of x: (N, C, H, W) -> (N, C*kernel_h*kernel_w, OH*OW),
-/// row c*kh*kw + i*kw + j holding x[n, c, oh*stride - padding + i*dilation, ...] (zero in the
-/// padding); OH = (H + 2*padding - dilation*(kernel_h - 1) - 1) / stride + 1. Backward: col2im.
+/// row c*kh*kw + i*kw + j holding x[n, c, oh*stride.h - padding.h + i*dilation.h, ...] (zero in
+/// the padding); OH = (H + 2*padding.h - dilation.h*(kernel_h - 1) - 1) / stride.h + 1, OW alike.
+/// Backward: col2im.
 Tensor im2col(const Tensor& x,
               int64_t kernel_h,
               int64_t kernel_w,
-              int64_t stride = 1,
-              int64_t padding = 0,
-              int64_t dilation = 1);
+              Size2d stride = 1,
+              Size2d padding = 0,
+              Size2d dilation = 1);
 /// The adjoint of im2col: (N, C*kernel_h*kernel_w, OH*OW) -> (N, C, height, width), each
 /// column entry added back onto the pixel it was read from. Backward: im2col.
 Tensor col2im(const Tensor& cols,
@@ -26,29 +35,40 @@ Tensor col2im(const Tensor& cols,
               int64_t width,
               int64_t kernel_h,
               int64_t kernel_w,
-              int64_t stride = 1,
-              int64_t padding = 0,
-              int64_t dilation = 1);
+              Size2d stride = 1,
+              Size2d padding = 0,
+              Size2d dilation = 1);
 
 /// Cross-correlation as PyTorch's conv2d: x (N, C, H, W), w (O, C/groups, KH, KW), bias (O) or
-/// undefined -> (N, O, OH, OW). float32 runs im2col + the oneDNN GEMM per image and group;
-/// float64 runs exact loops (gradient checks). Throws "[conv2d] ..." naming the shapes when
-/// ranks, channels, groups or dtypes disagree or the output would be empty.
+/// undefined -> (N, O, OH, OW), with stride, padding (each side) and dilation per axis and
+/// OH = (H + 2*padding.h - dilation.h*(KH - 1) - 1) / stride.h + 1. The patch rows (im2col) go
+/// through matmul and so through the precision stack's GEMM quantizers. Throws "[conv2d] ..."
+/// naming the shapes when ranks, channels, groups or dtypes disagree or the output is empty.
 Tensor conv2d(const Tensor& x,
               const Tensor& w,
               const Tensor& bias = {},
-              int64_t stride = 1,
-              int64_t padding = 0,
-              int64_t dilation = 1,
+              Size2d stride = 1,
+              Size2d padding = 0,
+              Size2d dilation = 1,
               int64_t groups = 1);
 
-/// Largest value of each kernel x kernel window, (N, C, H, W) -> (N, C, OH, OW); padding acts
-/// as -inf and must be at most kernel/2; stride 0 means stride = kernel. The gradient goes to
-/// the first maximum of each window (NaN counts as the maximum).
-Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride = 0, int64_t padding = 0);
-/// Mean of each kernel x kernel window, padding counted as zeros (count_include_pad, as
-/// PyTorch's default); padding at most kernel/2; stride 0 means stride = kernel.
-Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride = 0, int64_t padding = 0);
+/// Largest value of each kernel.h x kernel.w window, (N, C, H, W) -> (N, C, OH, OW); padding
+/// acts as -inf and must be at most half the kernel per axis; stride 0 (per axis) means the
+/// kernel. Output sizes are PyTorch's: OH = floor((H + 2*padding.h - kernel.h) / stride.h) + 1,
+/// or ceil with `ceil_mode`, less one when that last window would start in the far padding.
+/// The gradient goes to the first maximum of each window (NaN counts as the maximum).
+Tensor max_pool2d(
+    const Tensor& x, Size2d kernel, Size2d stride = 0, Size2d padding = 0, bool ceil_mode = false);
+/// Mean of each window, the output sizes as max_pool2d's. The divisor is PyTorch's: with
+/// `count_include_pad` the window's size clipped to the padded image (so a ceil_mode window
+/// past the far padding counts only what lies inside it), otherwise the pixels of the image
+/// it covers.
+Tensor avg_pool2d(const Tensor& x,
+                  Size2d kernel,
+                  Size2d stride = 0,
+                  Size2d padding = 0,
+                  bool ceil_mode = false,
+                  bool count_include_pad = true);
 
 /// Each pixel repeated into a scale x scale block: (N, C, H, W) -> (N, C, H*scale, W*scale).
 /// Backward sums each block.

@@ -179,7 +179,8 @@ Window window(int64_t height,
               int64_t stride,
               int64_t padding,
               int64_t dilation) {
-  Window g{kernel_h, kernel_w, stride, padding, dilation, height, width, 0, 0};
+  Window g{kernel_h, kernel_w, stride, stride, padding, padding,
+           dilation, dilation, height, width,  0,       0};
   g.out_h = (height + 2 * padding - dilation * (kernel_h - 1) - 1) / stride + 1;
   g.out_w = (width + 2 * padding - dilation * (kernel_w - 1) - 1) / stride + 1;
   return g;
@@ -188,8 +189,9 @@ Window window(int64_t height,
 std::string describe_window(const std::string& head, const Window& g) {
   std::ostringstream text;
   text << head << " window " << g.height << "x" << g.width << " kernel " << g.kernel_h << "x"
-       << g.kernel_w << " stride " << g.stride << " padding " << g.padding << " dilation "
-       << g.dilation << " -> " << g.out_h << "x" << g.out_w;
+       << g.kernel_w << " stride " << g.stride_h << "x" << g.stride_w << " padding " << g.padding_h
+       << "x" << g.padding_w << " dilation " << g.dilation_h << "x" << g.dilation_w << " -> "
+       << g.out_h << "x" << g.out_w;
   return text.str();
 }
 

@@ -41,7 +41,8 @@ Window window(int64_t height,
               int64_t stride,
               int64_t padding,
               int64_t dilation) {
-  Window g{kernel_h, kernel_w, stride, padding, dilation, height, width, 0, 0};
+  Window g{kernel_h, kernel_w, stride, stride, padding, padding,
+           dilation, dilation, height, width,  0,       0};
   g.out_h = (height + 2 * padding - dilation * (kernel_h - 1) - 1) / stride + 1;
   g.out_w = (width + 2 * padding - dilation * (kernel_w - 1) - 1) / stride + 1;
   return g;
@@ -49,8 +50,8 @@ Window window(int64_t height,
 
 /// The pixel that tap (i, j) of output position (oh, ow) reads, or -1 in the padding.
 int64_t source_pixel(const Window& g, int64_t oh, int64_t ow, int64_t i, int64_t j) {
-  const int64_t ih = oh * g.stride - g.padding + i * g.dilation;
-  const int64_t iw = ow * g.stride - g.padding + j * g.dilation;
+  const int64_t ih = oh * g.stride_h - g.padding_h + i * g.dilation_h;
+  const int64_t iw = ow * g.stride_w - g.padding_w + j * g.dilation_w;
   return ih < 0 || ih >= g.height || iw < 0 || iw >= g.width ? -1 : ih * g.width + iw;
 }
 
@@ -60,7 +61,7 @@ TEST_CASE("unfold_images reads each tap's pixel (zero in the padding); fold_imag
   const int64_t images = 3, channels = 2;
   for (const Window& g :
        {window(7, 6, 3, 2, 2, 1, 2), window(5, 5, 3, 3, 1, 1, 1), window(4, 9, 1, 4, 3, 0, 1)}) {
-    CAPTURE(g.stride);
+    CAPTURE(g.stride_h);
     const int64_t plane = g.height * g.width, width = channels * g.taps();
     const std::vector<double> x = random_values<double>(images * channels * plane, 1);
     std::vector<double> rows(size_t(images * g.positions() * width), NAN);

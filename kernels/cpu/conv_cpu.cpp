@@ -9,11 +9,11 @@
 namespace lattice {
 namespace {
 
-/// The output columns [begin, end) whose tap at horizontal offset `shift` (= j * dilation -
-/// padding) reads a pixel inside a row of `width`: 0 <= ow * stride + shift < width.
+/// The output columns [begin, end) whose tap at horizontal offset `shift` (= j * dilation_w -
+/// padding_w) reads a pixel inside a row of `width`: 0 <= ow * stride_w + shift < width.
 std::pair<int64_t, int64_t> columns_inside(const Window& g, int64_t shift) {
-  const int64_t begin = shift >= 0 ? 0 : (-shift + g.stride - 1) / g.stride;
-  const int64_t end = g.width - shift > 0 ? (g.width - shift - 1) / g.stride + 1 : 0;
+  const int64_t begin = shift >= 0 ? 0 : (-shift + g.stride_w - 1) / g.stride_w;
+  const int64_t end = g.width - shift > 0 ? (g.width - shift - 1) / g.stride_w + 1 : 0;
   return {std::min(begin, g.out_w), std::clamp<int64_t>(end, std::min(begin, g.out_w), g.out_w)};
 }
 
@@ -25,16 +25,17 @@ void unfold_image(const T* x, T* rows, int64_t channels, const Window& g) {
     T* block = rows + oh * g.out_w * width;
     for (int64_t c = 0; c < channels; ++c)
       for (int64_t i = 0; i < g.kernel_h; ++i) {
-        const int64_t ih = oh * g.stride - g.padding + i * g.dilation;
+        const int64_t ih = oh * g.stride_h - g.padding_h + i * g.dilation_h;
         const bool row_inside = ih >= 0 && ih < g.height;
         const T* line = x + (c * g.height + (row_inside ? ih : 0)) * g.width;
         for (int64_t j = 0; j < g.kernel_w; ++j) {
           T* column = block + (c * g.kernel_h + i) * g.kernel_w + j;  // position ow at ow * width
-          const int64_t shift = j * g.dilation - g.padding;
+          const int64_t shift = j * g.dilation_w - g.padding_w;
           const auto [begin, end] =
               row_inside ? columns_inside(g, shift) : std::pair<int64_t, int64_t>{0, 0};
           for (int64_t ow = 0; ow < begin; ++ow) column[ow * width] = T(0);
-          for (int64_t ow = begin; ow < end; ++ow) column[ow * width] = line[ow * g.stride + shift];
+          for (int64_t ow = begin; ow < end; ++ow)
+            column[ow * width] = line[ow * g.stride_w + shift];
           for (int64_t ow = end; ow < g.out_w; ++ow) column[ow * width] = T(0);
         }
       }
@@ -49,15 +50,15 @@ void fold_image(const T* rows, T* x, int64_t channels, const Window& g) {
     const T* block = rows + oh * g.out_w * width;
     for (int64_t c = 0; c < channels; ++c)
       for (int64_t i = 0; i < g.kernel_h; ++i) {
-        const int64_t ih = oh * g.stride - g.padding + i * g.dilation;
+        const int64_t ih = oh * g.stride_h - g.padding_h + i * g.dilation_h;
         if (ih < 0 || ih >= g.height) continue;
         T* line = x + (c * g.height + ih) * g.width;
         for (int64_t j = 0; j < g.kernel_w; ++j) {
           const T* column = block + (c * g.kernel_h + i) * g.kernel_w + j;
-          const int64_t shift = j * g.dilation - g.padding;
+          const int64_t shift = j * g.dilation_w - g.padding_w;
           const auto [begin, end] = columns_inside(g, shift);
           for (int64_t ow = begin; ow < end; ++ow)
-            line[ow * g.stride + shift] += column[ow * width];
+            line[ow * g.stride_w + shift] += column[ow * width];
         }
       }
   }

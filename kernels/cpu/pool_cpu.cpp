@@ -9,30 +9,30 @@
 namespace lattice {
 namespace {
 
-/// The maximum of each kernel x kernel window of one plane: image (height, width) -> values
+/// The maximum of each kernel_h x kernel_w window of one plane: image (height, width) -> values
 /// (out_h, out_w). Taps outside the image are skipped.
 template <typename T>
-void window_maxima(const T* image, T* values, const Window& g, int64_t kernel) {
+void window_maxima(const T* image, T* values, const Window& g) {
   for (int64_t oh = 0; oh < g.out_h; ++oh) {
     T* row = values + oh * g.out_w;
-    const int64_t top = oh * g.stride - g.padding;
+    const int64_t top = oh * g.stride_h - g.padding_h;
     // Each window starts at an in-image pixel of its own (re-comparing it changes nothing).
     const int64_t first_row = std::max<int64_t>(top, 0);
     for (int64_t ow = 0; ow < g.out_w; ++ow)
-      row[ow] = image[first_row * g.width + std::max<int64_t>(ow * g.stride - g.padding, 0)];
-    for (int64_t i = 0; i < kernel; ++i) {
+      row[ow] = image[first_row * g.width + std::max<int64_t>(ow * g.stride_w - g.padding_w, 0)];
+    for (int64_t i = 0; i < g.kernel_h; ++i) {
       const int64_t ih = top + i;
       if (ih < 0 || ih >= g.height) continue;
-      for (int64_t j = 0; j < kernel; ++j) {
+      for (int64_t j = 0; j < g.kernel_w; ++j) {
         // The output columns whose tap (i, j) lies in the image: [ow_begin, ow_end).
-        const int64_t shift = j - g.padding;
-        const int64_t ow_begin = shift >= 0 ? 0 : (-shift + g.stride - 1) / g.stride;
+        const int64_t shift = j - g.padding_w;
+        const int64_t ow_begin = shift >= 0 ? 0 : (-shift + g.stride_w - 1) / g.stride_w;
         const int64_t ow_end = std::min<int64_t>(
-            g.out_w, g.width - shift > 0 ? (g.width - shift - 1) / g.stride + 1 : 0);
+            g.out_w, g.width - shift > 0 ? (g.width - shift - 1) / g.stride_w + 1 : 0);
         const T* line = image + ih * g.width + shift;
 #pragma omp simd
         for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
-          const T v = line[ow * g.stride], current = row[ow];
+          const T v = line[ow * g.stride_w], current = row[ow];
           row[ow] = max_pool_step(v, current);
         }
       }
@@ -45,25 +45,24 @@ void window_maxima(const T* image, T* values, const Window& g, int64_t kernel) {
 /// NaN): best (out_h, out_w). Taps run in reverse order, so the last match written is the
 /// first in window order, and the selects vectorise across a row of windows like the maxima.
 template <typename T>
-void window_argmax(
-    const T* image, const T* maxima, int32_t* best, const Window& g, int64_t kernel) {
+void window_argmax(const T* image, const T* maxima, int32_t* best, const Window& g) {
   for (int64_t oh = 0; oh < g.out_h; ++oh) {
     int32_t* row_best = best + oh * g.out_w;
     const T* row_max = maxima + oh * g.out_w;
-    const int64_t top = oh * g.stride - g.padding;
-    for (int64_t i = kernel; i-- > 0;) {
+    const int64_t top = oh * g.stride_h - g.padding_h;
+    for (int64_t i = g.kernel_h; i-- > 0;) {
       const int64_t ih = top + i;
       if (ih < 0 || ih >= g.height) continue;
-      for (int64_t j = kernel; j-- > 0;) {
-        const int64_t shift = j - g.padding;
-        const int64_t ow_begin = shift >= 0 ? 0 : (-shift + g.stride - 1) / g.stride;
+      for (int64_t j = g.kernel_w; j-- > 0;) {
+        const int64_t shift = j - g.padding_w;
+        const int64_t ow_begin = shift >= 0 ? 0 : (-shift + g.stride_w - 1) / g.stride_w;
         const int64_t ow_end = std::min<int64_t>(
-            g.out_w, g.width - shift > 0 ? (g.width - shift - 1) / g.stride + 1 : 0);
+            g.out_w, g.width - shift > 0 ? (g.width - shift - 1) / g.stride_w + 1 : 0);
         const int64_t line = ih * g.width + shift;
 #pragma omp simd
         for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
-          const T v = image[line + ow * g.stride], m = row_max[ow];
-          row_best[ow] = max_pool_matches(v, m) ? int32_t(line + ow * g.stride) : row_best[ow];
+          const T v = image[line + ow * g.stride_w], m = row_max[ow];
+          row_best[ow] = max_pool_matches(v, m) ? int32_t(line + ow * g.stride_w) : row_best[ow];
         }
       }
     }
@@ -74,22 +73,21 @@ void window_argmax(
 
 template <typename T>
 void max_pool_planes_cpu(const T* x, T* maxima, int64_t planes, const Window& g) {
-  const int64_t plane = g.height * g.width, kernel = g.kernel_h;
+  const int64_t plane = g.height * g.width;
 #pragma omp parallel for if (planes * plane > (1 << 16))
-  for (int64_t p = 0; p < planes; ++p)
-    window_maxima(x + p * plane, maxima + p * g.positions(), g, kernel);
+  for (int64_t p = 0; p < planes; ++p) window_maxima(x + p * plane, maxima + p * g.positions(), g);
 }
 
 template <typename T>
 void max_pool_planes_backward_cpu(
     const T* x, const T* maxima, const T* grad, T* dx, int64_t planes, const Window& g) {
-  const int64_t plane = g.height * g.width, kernel = g.kernel_h;
+  const int64_t plane = g.height * g.width;
 #pragma omp parallel if (planes * plane > (1 << 16))
   {
     std::vector<int32_t> best(static_cast<size_t>(g.positions()));
 #pragma omp for
     for (int64_t p = 0; p < planes; ++p) {
-      window_argmax(x + p * plane, maxima + p * g.positions(), best.data(), g, kernel);
+      window_argmax(x + p * plane, maxima + p * g.positions(), best.data(), g);
       for (int64_t o = 0; o < g.positions(); ++o)
         dx[p * plane + best[size_t(o)]] += grad[p * g.positions() + o];
     }

@@ -22,8 +22,8 @@ __global__ void unfold_images_kernel(
     const int64_t image = k / (width * g.positions());
     const int64_t c = column / g.taps(), i = (column % g.taps()) / g.kernel_w,
                   j = column % g.kernel_w;
-    const int64_t ih = (position / g.out_w) * g.stride - g.padding + i * g.dilation;
-    const int64_t iw = (position % g.out_w) * g.stride - g.padding + j * g.dilation;
+    const int64_t ih = (position / g.out_w) * g.stride_h - g.padding_h + i * g.dilation_h;
+    const int64_t iw = (position % g.out_w) * g.stride_w - g.padding_w + j * g.dilation_w;
     const bool inside = ih >= 0 && ih < g.height && iw >= 0 && iw < g.width;
     rows[k] = inside ? x[((image * channels + c) * g.height + ih) * g.width + iw] : T(0);
   }
@@ -45,15 +45,15 @@ __global__ void fold_images_kernel(
     T total = x[k];
     bool read = false;
     for (int64_t i = g.kernel_h - 1; i >= 0; --i) {
-      const int64_t row_offset = h + g.padding - i * g.dilation;  // oh * stride
-      if (row_offset < 0 || row_offset % g.stride != 0 || row_offset / g.stride >= g.out_h)
+      const int64_t row_offset = h + g.padding_h - i * g.dilation_h;  // oh * stride_h
+      if (row_offset < 0 || row_offset % g.stride_h != 0 || row_offset / g.stride_h >= g.out_h)
         continue;
-      const int64_t oh = row_offset / g.stride;
+      const int64_t oh = row_offset / g.stride_h;
       for (int64_t j = 0; j < g.kernel_w; ++j) {
-        const int64_t column_offset = w + g.padding - j * g.dilation;  // ow * stride
+        const int64_t column_offset = w + g.padding_w - j * g.dilation_w;  // ow * stride_w
         if (column_offset < 0) break;
-        if (column_offset % g.stride != 0 || column_offset / g.stride >= g.out_w) continue;
-        const int64_t position = oh * g.out_w + column_offset / g.stride;
+        if (column_offset % g.stride_w != 0 || column_offset / g.stride_w >= g.out_w) continue;
+        const int64_t position = oh * g.out_w + column_offset / g.stride_w;
         total = total + block[position * width + (c * g.kernel_h + i) * g.kernel_w + j];
         read = true;
       }

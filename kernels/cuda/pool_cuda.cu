@@ -17,17 +17,17 @@ using cuda::kThreads;
 // inside it, as on the CPU.
 template <typename T>
 __global__ void max_pool_kernel(const T* x, T* maxima, int64_t planes, Window g) {
-  const int64_t n = planes * g.positions(), kernel = g.kernel_h;
+  const int64_t n = planes * g.positions();
   for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < n;
        k += int64_t(gridDim.x) * blockDim.x) {
     const int64_t ow = k % g.out_w, oh = (k / g.out_w) % g.out_h, p = k / g.positions();
     const T* image = x + p * g.height * g.width;
-    const int64_t top = oh * g.stride - g.padding, left = ow * g.stride - g.padding;
+    const int64_t top = oh * g.stride_h - g.padding_h, left = ow * g.stride_w - g.padding_w;
     T current = image[max(top, int64_t(0)) * g.width + max(left, int64_t(0))];
-    for (int64_t i = 0; i < kernel; ++i) {
+    for (int64_t i = 0; i < g.kernel_h; ++i) {
       const int64_t ih = top + i;
       if (ih < 0 || ih >= g.height) continue;
-      for (int64_t j = 0; j < kernel; ++j) {
+      for (int64_t j = 0; j < g.kernel_w; ++j) {
         const int64_t iw = left + j;
         if (iw >= 0 && iw < g.width) current = max_pool_step(image[ih * g.width + iw], current);
       }
@@ -42,18 +42,18 @@ __global__ void max_pool_kernel(const T* x, T* maxima, int64_t planes, Window g)
 template <typename T>
 __global__ void max_pool_argmax_kernel(
     const T* x, const T* maxima, int32_t* best, int64_t planes, Window g) {
-  const int64_t n = planes * g.positions(), kernel = g.kernel_h;
+  const int64_t n = planes * g.positions();
   for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < n;
        k += int64_t(gridDim.x) * blockDim.x) {
     const int64_t ow = k % g.out_w, oh = (k / g.out_w) % g.out_h, p = k / g.positions();
     const T* image = x + p * g.height * g.width;
-    const int64_t top = oh * g.stride - g.padding, left = ow * g.stride - g.padding;
+    const int64_t top = oh * g.stride_h - g.padding_h, left = ow * g.stride_w - g.padding_w;
     const T m = maxima[k];
     int32_t found = -1;
-    for (int64_t i = 0; i < kernel && found < 0; ++i) {
+    for (int64_t i = 0; i < g.kernel_h && found < 0; ++i) {
       const int64_t ih = top + i;
       if (ih < 0 || ih >= g.height) continue;
-      for (int64_t j = 0; j < kernel; ++j) {
+      for (int64_t j = 0; j < g.kernel_w; ++j) {
         const int64_t iw = left + j;
         if (iw >= 0 && iw < g.width && max_pool_matches(image[ih * g.width + iw], m)) {
           found = int32_t(ih * g.width + iw);
@@ -84,13 +84,13 @@ __device__ __forceinline__ void covering_windows(int64_t at,
 template <typename T>
 __global__ void max_pool_backward_kernel(
     const int32_t* best, const T* grad, T* dx, int64_t planes, Window g) {
-  const int64_t plane = g.height * g.width, n = planes * plane, kernel = g.kernel_h;
+  const int64_t plane = g.height * g.width, n = planes * plane;
   for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < n;
        k += int64_t(gridDim.x) * blockDim.x) {
     const int64_t w = k % g.width, h = (k / g.width) % g.height, p = k / plane;
     int64_t oh_first, oh_last, ow_first, ow_last;
-    covering_windows(h, kernel, g.stride, g.padding, g.out_h, oh_first, oh_last);
-    covering_windows(w, kernel, g.stride, g.padding, g.out_w, ow_first, ow_last);
+    covering_windows(h, g.kernel_h, g.stride_h, g.padding_h, g.out_h, oh_first, oh_last);
+    covering_windows(w, g.kernel_w, g.stride_w, g.padding_w, g.out_w, ow_first, ow_last);
     const int32_t pixel = int32_t(h * g.width + w);
     const int32_t* plane_best = best + p * g.positions();
     const T* plane_grad = grad + p * g.positions();
