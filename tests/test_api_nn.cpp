@@ -29,7 +29,7 @@ Tensor leaf(const Shape& shape, uint64_t seed) {
   return set_requires_grad(random64(shape, seed));
 }
 
-std::vector<double> values(const Tensor& t) {
+std::vector<double> as_doubles(const Tensor& t) {
   return t.to_vector<double>();
 }
 
@@ -59,13 +59,13 @@ TEST_CASE("matmul of two vectors is their dot product, a 0-D tensor with gradien
   const Tensor a = leaf({4}, 1), b = leaf({4}, 2);
   const Tensor out = matmul(a, b);
   CHECK(out.rank() == 0);
-  const std::vector<double> av = values(a), bv = values(b);
+  const std::vector<double> av = as_doubles(a), bv = as_doubles(b);
   double dot = 0.0;
   for (size_t i = 0; i < 4; ++i) dot += av[i] * bv[i];
   CHECK(out.item<double>() == doctest::Approx(dot).epsilon(1e-14));
   backward(out);
-  check_close(values(grad(a)), bv);
-  check_close(values(grad(b)), av);
+  check_close(as_doubles(grad(a)), bv);
+  check_close(as_doubles(grad(b)), av);
 }
 
 TEST_CASE("matmul promotes a leading vector to a row and a trailing vector to a column") {
@@ -75,7 +75,7 @@ TEST_CASE("matmul promotes a leading vector to a row and a trailing vector to a 
     const Tensor out = matmul(a, b);
     REQUIRE(out.shape() == Shape{B, N});
     const Tensor w = backward_weighted(out, 5);
-    const std::vector<double> av = values(a), bv = values(b), wv = values(w);
+    const std::vector<double> av = as_doubles(a), bv = as_doubles(b), wv = as_doubles(w);
     std::vector<double> expected(size_t(B * N), 0.0), da(size_t(K), 0.0), db(size_t(B * K * N));
     for (int64_t i = 0; i < B; ++i)
       for (int64_t n = 0; n < N; ++n)
@@ -85,16 +85,16 @@ TEST_CASE("matmul promotes a leading vector to a row and a trailing vector to a 
           da[size_t(k)] += wv[size_t(i * N + n)] * bv[at];
           db[at] = av[size_t(k)] * wv[size_t(i * N + n)];
         }
-    check_close(values(out), expected);
-    check_close(values(grad(a)), da);
-    check_close(values(grad(b)), db);
+    check_close(as_doubles(out), expected);
+    check_close(as_doubles(grad(a)), da);
+    check_close(as_doubles(grad(b)), db);
   }
   SUBCASE("(B, M, K) @ (K) -> (B, M)") {
     const Tensor a = leaf({B, M, K}, 6), b = leaf({K}, 7);
     const Tensor out = matmul(a, b);
     REQUIRE(out.shape() == Shape{B, M});
     const Tensor w = backward_weighted(out, 8);
-    const std::vector<double> av = values(a), bv = values(b), wv = values(w);
+    const std::vector<double> av = as_doubles(a), bv = as_doubles(b), wv = as_doubles(w);
     std::vector<double> expected(size_t(B * M), 0.0), da(size_t(B * M * K)), db(size_t(K), 0.0);
     for (int64_t r = 0; r < B * M; ++r)
       for (int64_t k = 0; k < K; ++k) {
@@ -102,9 +102,9 @@ TEST_CASE("matmul promotes a leading vector to a row and a trailing vector to a 
         da[size_t(r * K + k)] = wv[size_t(r)] * bv[size_t(k)];
         db[size_t(k)] += wv[size_t(r)] * av[size_t(r * K + k)];
       }
-    check_close(values(out), expected);
-    check_close(values(grad(a)), da);
-    check_close(values(grad(b)), db);
+    check_close(as_doubles(out), expected);
+    check_close(as_doubles(grad(a)), da);
+    check_close(as_doubles(grad(b)), db);
   }
   SUBCASE("a mismatched vector names both shapes") {
     CHECK_THROWS_WITH(matmul(random64({3}, 1), random64({4, 2}, 2)),
@@ -123,7 +123,7 @@ TEST_CASE("embedding with a padding index returns that row but passes it no grad
     const Tensor out = embedding(weight, indices, padding);
     REQUIRE(out.shape() == Shape{2, 3, 3});
     const Tensor w = backward_weighted(out, 12);
-    const std::vector<double> table = values(weight), wv = values(w);
+    const std::vector<double> table = as_doubles(weight), wv = as_doubles(w);
     const std::vector<int64_t> picks = indices.to_vector<int64_t>();
     std::vector<double> expected, dweight(15, 0.0);
     for (size_t i = 0; i < picks.size(); ++i)
@@ -131,8 +131,8 @@ TEST_CASE("embedding with a padding index returns that row but passes it no grad
         expected.push_back(table[size_t(picks[i]) * 3 + j]);
         if (picks[i] != 4) dweight[size_t(picks[i]) * 3 + j] += wv[i * 3 + j];
       }
-    check_close(values(out), expected);
-    check_close(values(grad(weight)), dweight);
+    check_close(as_doubles(out), expected);
+    check_close(as_doubles(grad(weight)), dweight);
   }
   CHECK_THROWS_WITH(embedding(random64({5, 3}, 1), indices, 5),
                     doctest::Contains("[embedding] padding index 5"));
@@ -140,11 +140,11 @@ TEST_CASE("embedding with a padding index returns that row but passes it no grad
 
 TEST_CASE("Embedding(padding_index) starts the padding row at zero and keeps it there") {
   nn::Embedding table(6, 4, 2);
-  CHECK(values(table.weight.select(0, 2)) == std::vector<double>(4, 0.0));
+  CHECK(as_doubles(table.weight.select(0, 2)) == std::vector<double>(4, 0.0));
   CHECK(max(abs(table.weight.select(0, 1))).item<double>() > 0.0);
   backward(sum(table(from_vector<int64_t>({2, 2, 1}, {3}))));
-  CHECK(values(grad(table.weight).select(0, 2)) == std::vector<double>(4, 0.0));
-  CHECK(values(grad(table.weight).select(0, 1)) == std::vector<double>(4, 1.0));
+  CHECK(as_doubles(grad(table.weight).select(0, 2)) == std::vector<double>(4, 0.0));
+  CHECK(as_doubles(grad(table.weight).select(0, 1)) == std::vector<double>(4, 1.0));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -215,10 +215,10 @@ TEST_CASE("cross_entropy on (N, C, d1) with class weights and label smoothing is
                           weighted ? from_vector<double>(class_weights, {C}) : Tensor{}, smoothing);
         backward(loss);
         const CrossEntropyReference expected = reference_cross_entropy(
-            values(logits), targets, weighted ? class_weights : std::vector<double>(4, 1.0), N, C,
-            D, smoothing, reduction == Reduction::mean);
+            as_doubles(logits), targets, weighted ? class_weights : std::vector<double>(4, 1.0), N,
+            C, D, smoothing, reduction == Reduction::mean);
         CHECK(loss.item<double>() == doctest::Approx(expected.loss).epsilon(1e-12));
-        check_close(values(grad(logits)), expected.gradient);
+        check_close(as_doubles(grad(logits)), expected.gradient);
       }
 }
 
@@ -235,7 +235,7 @@ TEST_CASE("cross_entropy: masked (-inf) classes stay finite, all-ignored mean is
                  row1 = std::log(std::exp(2.0) + std::exp(-1.0)) - 2.0;
     CHECK(loss.item<double>() == doctest::Approx((2 * row0 + row1) / 3).epsilon(1e-14));
     backward(loss);
-    const std::vector<double> g = values(grad(logits));
+    const std::vector<double> g = as_doubles(grad(logits));
     for (double v : g) CHECK(std::isfinite(v));
     CHECK(g[1] == 0.0);
     CHECK(g[4] == 0.0);
@@ -292,7 +292,8 @@ TEST_CASE("conv2d with per-axis stride, padding and dilation is the direct sum, 
                                  false);
   REQUIRE(y.shape() == Shape{N, O, OH, OW});
   const Tensor dy = backward_weighted(y, 34);
-  const std::vector<double> xv = values(x), wv = values(w), bv = values(b), gv = values(dy);
+  const std::vector<double> xv = as_doubles(x), wv = as_doubles(w), bv = as_doubles(b),
+                            gv = as_doubles(dy);
   std::vector<double> expected(size_t(N * O * OH * OW)), dx(xv.size(), 0.0), dw(wv.size(), 0.0),
       db(size_t(O), 0.0);
   for (int64_t n = 0; n < N; ++n)
@@ -316,10 +317,10 @@ TEST_CASE("conv2d with per-axis stride, padding and dilation is the direct sum, 
               }
           expected[out] = total;
         }
-  check_close(values(y), expected);
-  check_close(values(grad(x)), dx);
-  check_close(values(grad(w)), dw);
-  check_close(values(grad(b)), db);
+  check_close(as_doubles(y), expected);
+  check_close(as_doubles(grad(x)), dx);
+  check_close(as_doubles(grad(w)), dw);
+  check_close(as_doubles(grad(b)), db);
 }
 
 TEST_CASE("Conv2d takes a rectangular kernel and per-axis stride, padding and dilation") {
@@ -343,12 +344,12 @@ TEST_CASE("pool output sizes follow PyTorch's floor and ceil_mode formulas (hand
 TEST_CASE("avg_pool2d's divisor: count_include_pad and ceil_mode, a hand-worked 3x3 of ones") {
   const Tensor ones_image = ones({1, 1, 3, 3}, DType::float64);
   // Kernel 2, stride 2, padding 1: the corner window holds 1 pixel of 4, the edge ones 2.
-  CHECK(values(avg_pool2d(ones_image, 2, 2, 1, false, true)) ==
+  CHECK(as_doubles(avg_pool2d(ones_image, 2, 2, 1, false, true)) ==
         std::vector<double>{0.25, 0.5, 0.5, 1.0});
-  CHECK(values(avg_pool2d(ones_image, 2, 2, 1, false, false)) == std::vector<double>(4, 1.0));
+  CHECK(as_doubles(avg_pool2d(ones_image, 2, 2, 1, false, false)) == std::vector<double>(4, 1.0));
   // Kernel 2, stride 2, no padding, ceil_mode: the last windows run past the image, and with
   // no padding to count the divisor is what lies inside, so every mean of ones is 1.
-  CHECK(values(avg_pool2d(ones_image, 2, 2, 0, true, true)) == std::vector<double>(4, 1.0));
+  CHECK(as_doubles(avg_pool2d(ones_image, 2, 2, 0, true, true)) == std::vector<double>(4, 1.0));
 }
 
 TEST_CASE("max_pool2d and avg_pool2d per axis with ceil_mode match the direct definition") {
@@ -369,7 +370,7 @@ TEST_CASE("max_pool2d and avg_pool2d per axis with ceil_mode match the direct de
       REQUIRE(means.shape() == Shape{N, C, OH, OW});
       const Tensor w_max = random64(maxima.shape(), 42), w_mean = random64(means.shape(), 43);
       backward(sum(maxima * w_max) + sum(means * w_mean));
-      const std::vector<double> xv = values(x), wm = values(w_max), wa = values(w_mean);
+      const std::vector<double> xv = as_doubles(x), wm = as_doubles(w_max), wa = as_doubles(w_mean);
       std::vector<double> expected_max, expected_mean, dx(xv.size(), 0.0);
       for (int64_t plane = 0; plane < N * C; ++plane)
         for (int64_t oh = 0; oh < OH; ++oh)
@@ -397,9 +398,9 @@ TEST_CASE("max_pool2d and avg_pool2d per axis with ceil_mode match the direct de
             expected_max.push_back(largest);
             expected_mean.push_back(total / divisor);
           }
-      check_close(values(maxima), expected_max);
-      check_close(values(means), expected_mean);
-      check_close(values(grad(x)), dx);
+      check_close(as_doubles(maxima), expected_max);
+      check_close(as_doubles(means), expected_mean);
+      check_close(as_doubles(grad(x)), dx);
     }
 }
 
@@ -503,17 +504,17 @@ TEST_CASE(
       nn::scaled_dot_product_attention(q, k, v, false, c, {}, masking);
   REQUIRE(result.output.shape() == Shape{B, H, T, e});
   const Tensor w = backward_weighted(result.output, 54);
-  const AttentionReference expected =
-      reference_attention(values(q), values(k), values(v), bias, values(w), B * H, T, S, d, e, c);
-  check_close(values(result.output), expected.output);
-  check_close(values(grad(q)), expected.dq);
-  check_close(values(grad(k)), expected.dk);
-  check_close(values(grad(v)), expected.dv);
+  const AttentionReference expected = reference_attention(
+      as_doubles(q), as_doubles(k), as_doubles(v), bias, as_doubles(w), B * H, T, S, d, e, c);
+  check_close(as_doubles(result.output), expected.output);
+  check_close(as_doubles(grad(q)), expected.dq);
+  check_close(as_doubles(grad(k)), expected.dk);
+  check_close(as_doubles(grad(v)), expected.dv);
   // Batch 1, query 2: zero probabilities and output in both heads.
   for (int64_t h = 0; h < H; ++h) {
-    CHECK(values(result.probabilities.select(0, 1).select(0, h).select(0, 2)) ==
+    CHECK(as_doubles(result.probabilities.select(0, 1).select(0, h).select(0, 2)) ==
           std::vector<double>(size_t(S), 0.0));
-    CHECK(values(result.output.select(0, 1).select(0, h).select(0, 2)) ==
+    CHECK(as_doubles(result.output.select(0, 1).select(0, h).select(0, 2)) ==
           std::vector<double>(size_t(e), 0.0));
   }
 }
@@ -523,7 +524,7 @@ TEST_CASE("an additive float mask adds to the scaled scores, -inf entries includ
   const double c = 1.3;
   const Tensor q = leaf({B, H, T, d}, 61), k = leaf({B, H, S, d}, 62), v = leaf({B, H, S, e}, 63);
   // (H, T, S) broadcast over the batch: random finite biases with -inf in two places.
-  std::vector<double> additive = values(random64({H, T, S}, 64));
+  std::vector<double> additive = as_doubles(random64({H, T, S}, 64));
   additive[1] = -kInfinity;
   additive[size_t(T * S + 5)] = -kInfinity;
   nn::AttentionMasking masking;
@@ -531,12 +532,12 @@ TEST_CASE("an additive float mask adds to the scaled scores, -inf entries includ
   const nn::AttentionResult result =
       nn::scaled_dot_product_attention(q, k, v, false, c, {}, masking);
   const Tensor w = backward_weighted(result.output, 65);
-  const AttentionReference expected = reference_attention(values(q), values(k), values(v), additive,
-                                                          values(w), B * H, T, S, d, e, c);
-  check_close(values(result.output), expected.output);
-  check_close(values(grad(q)), expected.dq);
-  check_close(values(grad(k)), expected.dk);
-  check_close(values(grad(v)), expected.dv);
+  const AttentionReference expected = reference_attention(
+      as_doubles(q), as_doubles(k), as_doubles(v), additive, as_doubles(w), B * H, T, S, d, e, c);
+  check_close(as_doubles(result.output), expected.output);
+  check_close(as_doubles(grad(q)), expected.dq);
+  check_close(as_doubles(grad(k)), expected.dk);
+  check_close(as_doubles(grad(v)), expected.dv);
   CHECK_THROWS_WITH(
       nn::scaled_dot_product_attention(q, k, v, false, c, {}, {.mask = random64({T, S + 1}, 1)}),
       doctest::Contains("[attention] mask (4, 4) does not broadcast"));
@@ -553,8 +554,8 @@ TEST_CASE("attention dropout zeroes probabilities with rate p and scales the res
   const nn::AttentionMasking masking{.dropout = p, .random = RandomStream{.seed = 5}};
   const nn::AttentionResult result =
       nn::scaled_dot_product_attention(q, k, v, false, 0.5, {}, masking);
-  const std::vector<double> kept = values(result.output),
-                            probabilities = values(result.probabilities);
+  const std::vector<double> kept = as_doubles(result.output),
+                            probabilities = as_doubles(result.probabilities);
   int64_t zeros_seen = 0;
   bool each_dropped_or_scaled = true;
   for (size_t i = 0; i < kept.size(); ++i) {
@@ -568,10 +569,11 @@ TEST_CASE("attention dropout zeroes probabilities with rate p and scales the res
   // 3072 Bernoulli(0.25) draws: standard deviation 0.0078, so ±0.04 is 5 sigma.
   CHECK(double(zeros_seen) / double(kept.size()) == doctest::Approx(p).epsilon(0.16));
   // The same stream gives the same mask; another stream another.
-  CHECK(values(nn::scaled_dot_product_attention(q, k, v, false, 0.5, {}, masking).output) == kept);
-  CHECK(values(nn::scaled_dot_product_attention(q, k, v, false, 0.5, {},
-                                                {.dropout = p, .random = RandomStream{.seed = 6}})
-                   .output) != kept);
+  CHECK(as_doubles(nn::scaled_dot_product_attention(q, k, v, false, 0.5, {}, masking).output) ==
+        kept);
+  CHECK(as_doubles(nn::scaled_dot_product_attention(
+                       q, k, v, false, 0.5, {}, {.dropout = p, .random = RandomStream{.seed = 6}})
+                       .output) != kept);
 }
 
 TEST_CASE("MultiHeadAttention attends from x to a context of another length and width") {
@@ -598,9 +600,9 @@ TEST_CASE("MultiHeadAttention attends from x to a context of another length and 
                           heads_of((*attention.wv)(context)), false, 0.5, {}, masking)
                           .output.transpose(1, 2)
                           .reshape({2, 3, 8}));
-  check_close(values(out), values(by_hand));
+  check_close(as_doubles(out), as_doubles(by_hand));
   attention.train();
-  CHECK(values(attention(x, context, {}, padding)) != values(out));
+  CHECK(as_doubles(attention(x, context, {}, padding)) != as_doubles(out));
   attention.eval();
   check_module_gradients(attention, {x, context},
                          [&] { return attention(x, context, {}, padding); });

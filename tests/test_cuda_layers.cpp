@@ -20,6 +20,7 @@
 
 #include "core/error.h"
 #include "core/philox.h"
+#include "cuda_support.h"
 #include "kernels/attention.h"
 #include "kernels/conv.h"
 #include "kernels/device_memory.h"
@@ -29,38 +30,9 @@
 #include "kernels/rope.h"
 
 using namespace lattice;
+using lattice::test::DeviceArray;
 
 namespace {
-
-/// A device copy of a host array, freed when it goes out of scope.
-template <typename T>
-class DeviceArray {
- public:
-  explicit DeviceArray(const std::vector<T>& host)
-      : size_(int64_t(host.size())), data_(static_cast<T*>(cuda_allocate(bytes()))) {
-    if (size_ > 0) copy_host_to_device(data_, host.data(), bytes());
-  }
-  DeviceArray(const DeviceArray&) = delete;
-  DeviceArray& operator=(const DeviceArray&) = delete;
-  ~DeviceArray() {
-    cuda_free(data_);
-  }
-  T* get() const {
-    return data_;
-  }
-  std::vector<T> to_host() const {
-    std::vector<T> host(static_cast<size_t>(size_));
-    if (size_ > 0) copy_device_to_host(host.data(), data_, bytes());
-    return host;
-  }
-
- private:
-  int64_t bytes() const {
-    return size_ * int64_t(sizeof(T));
-  }
-  int64_t size_;
-  T* data_;
-};
 
 /// Uniform values in [low, high) from a Philox stream (never all zeros).
 template <typename T>
@@ -219,29 +191,28 @@ void check_index_kernels() {
     std::vector<T> expected(static_cast<size_t>(outer * count * inner));
     index_select_cpu(x.data(), rows.data(), expected.data(), outer, length, count, inner);
     const DeviceArray<T> selected(poison<T>(outer * count * inner));
-    index_select_cuda(device_x.get(), device_rows.get(), selected.get(), outer, length, count,
-                      inner);
-    check_same_bits(selected.to_host(), expected, describe<T>("index_select", sizes));
+    index_select_cuda(device_x.data, device_rows.data, selected.data, outer, length, count, inner);
+    check_same_bits(selected.download(), expected, describe<T>("index_select", sizes));
 
     gather_cpu(x.data(), index.data(), expected.data(), outer, length, count, inner);
     const DeviceArray<T> gathered(poison<T>(outer * count * inner));
-    gather_cuda(device_x.get(), device_index.get(), gathered.get(), outer, length, count, inner);
-    check_same_bits(gathered.to_host(), expected, describe<T>("gather", sizes));
+    gather_cuda(device_x.data, device_index.data, gathered.data, outer, length, count, inner);
+    check_same_bits(gathered.download(), expected, describe<T>("gather", sizes));
 
     // The adds start from nonzero values and add repeated destinations in index order.
     std::vector<T> added = x;
     index_add_cpu(dy.data(), rows.data(), added.data(), outer, length, count, inner);
     const DeviceArray<T> device_added(x);
-    index_add_cuda(device_dy.get(), device_rows.get(), device_added.get(), outer, length, count,
+    index_add_cuda(device_dy.data, device_rows.data, device_added.data, outer, length, count,
                    inner);
-    check_same_bits(device_added.to_host(), added, describe<T>("index_add", sizes));
+    check_same_bits(device_added.download(), added, describe<T>("index_add", sizes));
 
     std::vector<T> scattered = x;
     scatter_add_cpu(dy.data(), index.data(), scattered.data(), outer, length, count, inner);
     const DeviceArray<T> device_scattered(x);
-    scatter_add_cuda(device_dy.get(), device_index.get(), device_scattered.get(), outer, length,
-                     count, inner);
-    check_same_bits(device_scattered.to_host(), scattered, describe<T>("scatter_add", sizes));
+    scatter_add_cuda(device_dy.data, device_index.data, device_scattered.data, outer, length, count,
+                     inner);
+    check_same_bits(device_scattered.download(), scattered, describe<T>("scatter_add", sizes));
   }
 }
 
@@ -270,25 +241,25 @@ void check_rms_norm() {
 
       const DeviceArray<T> device_x(x), device_g(g), device_weight(weight);
       const DeviceArray<T> device_y(poison<T>(rows * dim)), device_inverse(poison<T>(rows));
-      T* device_w = weighted ? device_weight.get() : nullptr;
-      rms_norm_rows_cuda(device_x.get(), device_w, device_y.get(), device_inverse.get(), rows, dim,
+      T* device_w = weighted ? device_weight.data : nullptr;
+      rms_norm_rows_cuda(device_x.data, device_w, device_y.data, device_inverse.data, rows, dim,
                          eps);
       // r from a double sum of dim squares in another order; y = x r w (two products).
-      check_close(device_inverse.to_host(), inverse_rms, sum_tolerance<T>(dim),
+      check_close(device_inverse.download(), inverse_rms, sum_tolerance<T>(dim),
                   describe<T>("rms_norm_rows inverse_rms", sizes));
-      check_close(device_y.to_host(), y, sum_tolerance<T>(dim),
+      check_close(device_y.download(), y, sum_tolerance<T>(dim),
                   describe<T>("rms_norm_rows y", sizes));
 
       // The backward from the CPU's r, so only its own sums differ.
       const DeviceArray<T> device_r(inverse_rms);
       const DeviceArray<T> device_dx(poison<T>(rows * dim)), device_dweight(poison<T>(dim));
-      rms_norm_rows_backward_cuda(device_g.get(), device_x.get(), device_w, device_r.get(),
-                                  device_dx.get(), weighted ? device_dweight.get() : nullptr, rows,
+      rms_norm_rows_backward_cuda(device_g.data, device_x.data, device_w, device_r.data,
+                                  device_dx.data, weighted ? device_dweight.data : nullptr, rows,
                                   dim);
-      check_close(device_dx.to_host(), dx, sum_tolerance<T>(dim),
+      check_close(device_dx.download(), dx, sum_tolerance<T>(dim),
                   describe<T>("rms_norm_rows_backward dx", sizes));
       if (weighted)
-        check_close(device_dweight.to_host(), dweight, sum_tolerance<T>(rows),
+        check_close(device_dweight.download(), dweight, sum_tolerance<T>(rows),
                     describe<T>("rms_norm_rows_backward dweight", sizes));
     }
 }
@@ -338,35 +309,35 @@ void check_batch_norm() {
                                                                       : fixed_inverse_std);
         const DeviceArray<double> device_variance(std::vector<double>(size_t(channels), 0.0));
         const DeviceArray<T> device_y(poison<T>(n));
-        T* device_w = affine ? device_weight.get() : nullptr;
-        batch_norm_channels_cuda(device_x.get(), device_w, affine ? device_bias.get() : nullptr,
-                                 device_y.get(), device_mean.get(), device_variance.get(),
-                                 device_inverse_std.get(), batch, channels, spatial, eps,
+        T* device_w = affine ? device_weight.data : nullptr;
+        batch_norm_channels_cuda(device_x.data, device_w, affine ? device_bias.data : nullptr,
+                                 device_y.data, device_mean.data, device_variance.data,
+                                 device_inverse_std.data, batch, channels, spatial, eps,
                                  batch_statistics);
         // Statistics: double sums of batch * spatial terms in another order.
-        check_close(device_mean.to_host(), mean, sum_tolerance<double>(count),
+        check_close(device_mean.download(), mean, sum_tolerance<double>(count),
                     describe<T>("batch_norm_channels mean", sizes));
-        check_close(device_variance.to_host(), variance, sum_tolerance<double>(count),
+        check_close(device_variance.download(), variance, sum_tolerance<double>(count),
                     describe<T>("batch_norm_channels variance", sizes));
-        check_close(device_inverse_std.to_host(), inverse_std, sum_tolerance<double>(count),
+        check_close(device_inverse_std.download(), inverse_std, sum_tolerance<double>(count),
                     describe<T>("batch_norm_channels inverse_std", sizes));
         // y = x scale + shift: one multiply-add (fused on the GPU) from those statistics.
-        check_close(device_y.to_host(), y, sum_tolerance<T>(count),
+        check_close(device_y.download(), y, sum_tolerance<T>(count),
                     describe<T>("batch_norm_channels y", sizes));
 
         // The backward from the CPU's statistics, so only its own sums differ.
         const DeviceArray<double> cpu_mean(mean), cpu_inverse_std(inverse_std);
         const DeviceArray<T> device_dx(poison<T>(n)), device_dweight(poison<T>(channels)),
             device_dbias(poison<T>(channels));
-        batch_norm_channels_backward_cuda(device_g.get(), device_x.get(), device_w, cpu_mean.get(),
-                                          cpu_inverse_std.get(), device_dx.get(),
-                                          device_dweight.get(), device_dbias.get(), batch, channels,
-                                          spatial, batch_statistics);
-        check_close(device_dx.to_host(), dx, sum_tolerance<T>(count),
+        batch_norm_channels_backward_cuda(device_g.data, device_x.data, device_w, cpu_mean.data,
+                                          cpu_inverse_std.data, device_dx.data, device_dweight.data,
+                                          device_dbias.data, batch, channels, spatial,
+                                          batch_statistics);
+        check_close(device_dx.download(), dx, sum_tolerance<T>(count),
                     describe<T>("batch_norm_channels_backward dx", sizes));
-        check_close(device_dweight.to_host(), dweight, sum_tolerance<T>(count),
+        check_close(device_dweight.download(), dweight, sum_tolerance<T>(count),
                     describe<T>("batch_norm_channels_backward dweight", sizes));
-        check_close(device_dbias.to_host(), dbias, sum_tolerance<T>(count),
+        check_close(device_dbias.download(), dbias, sum_tolerance<T>(count),
                     describe<T>("batch_norm_channels_backward dbias", sizes));
       }
 }
@@ -409,8 +380,8 @@ TEST_CASE("CUDA inverse_std matches the CPU bit for bit") {
     std::vector<double> expected(static_cast<size_t>(channels));
     inverse_std_cpu(variance.data(), expected.data(), channels, 1e-5);
     const DeviceArray<double> device_variance(variance), device_result(poison<double>(channels));
-    inverse_std_cuda(device_variance.get(), device_result.get(), channels, 1e-5);
-    check_same_bits(device_result.to_host(), expected,
+    inverse_std_cuda(device_variance.data, device_result.data, channels, 1e-5);
+    check_same_bits(device_result.download(), expected,
                     describe<double>("inverse_std", {{"channels", channels}}));
   }
 }
@@ -442,10 +413,11 @@ void check_rotate_pairs() {
                        half, inverse);
       const DeviceArray<T> device_x(x), device_y(poison<T>(n));
       const DeviceArray<float> device_cos(cos), device_sin(sin);
-      rotate_pairs_cuda(device_x.get(), device_y.get(), device_cos.get(), device_sin.get(), batch,
+      rotate_pairs_cuda(device_x.data, device_y.data, device_cos.data, device_sin.data, batch,
                         positions, heads, half, inverse);
       // Two products and an add, which either side may fuse: a few ulps of the inputs' size.
-      check_close(device_y.to_host(), expected, 4 * epsilon<T>, describe<T>("rotate_pairs", sizes));
+      check_close(device_y.download(), expected, 4 * epsilon<T>,
+                  describe<T>("rotate_pairs", sizes));
     }
 }
 
@@ -465,23 +437,23 @@ TEST_CASE("CUDA rope_tables and timestep_frequencies match the CPU within their 
     std::vector<float> cos(static_cast<size_t>(n)), sin(static_cast<size_t>(n));
     rope_tables_cpu(cos.data(), sin.data(), positions, head_dim, 10000.0);
     const DeviceArray<float> device_cos(poison<float>(n)), device_sin(poison<float>(n));
-    rope_tables_cuda(device_cos.get(), device_sin.get(), positions, head_dim, 10000.0);
+    rope_tables_cuda(device_cos.data, device_sin.data, positions, head_dim, 10000.0);
     // Both round a double cos/sin (a few double ulps apart) to fp32: at most one fp32 ulp.
     const auto sizes = {std::pair<const char*, int64_t>{"positions", positions},
                         {"head_dim", head_dim}};
-    check_close(device_cos.to_host(), cos, epsilon<float>,
+    check_close(device_cos.download(), cos, epsilon<float>,
                 describe<float>("rope_tables cos", sizes));
-    check_close(device_sin.to_host(), sin, epsilon<float>,
+    check_close(device_sin.download(), sin, epsilon<float>,
                 describe<float>("rope_tables sin", sizes));
   }
   for (int64_t half : {1, 3, 17, 128, 1001, 0}) {
     std::vector<double> expected(static_cast<size_t>(half));
     timestep_frequencies_cpu(expected.data(), half, 10000.0);
     const DeviceArray<double> device_frequencies(poison<double>(half));
-    timestep_frequencies_cuda(device_frequencies.get(), half, 10000.0);
+    timestep_frequencies_cuda(device_frequencies.data, half, 10000.0);
     // exp of -log(10000) i / half (|argument| <= 9.3): a few double ulps of the argument,
     // relative to each frequency (they span four decades).
-    check_close(device_frequencies.to_host(), expected, 64 * epsilon<double>,
+    check_close(device_frequencies.download(), expected, 64 * epsilon<double>,
                 describe<double>("timestep_frequencies", {{"half", half}}), true);
   }
 }
@@ -493,8 +465,8 @@ TEST_CASE("CUDA causal_mask matches the CPU bit for bit") {
     std::vector<float> expected(static_cast<size_t>(queries * keys));
     causal_mask_cpu(expected.data(), queries, keys);
     const DeviceArray<float> device_mask(poison<float>(queries * keys));
-    causal_mask_cuda(device_mask.get(), queries, keys);
-    check_same_bits(device_mask.to_host(), expected,
+    causal_mask_cuda(device_mask.data, queries, keys);
+    check_same_bits(device_mask.download(), expected,
                     describe<float>("causal_mask", {{"queries", queries}, {"keys", keys}}));
   }
 }
@@ -530,16 +502,16 @@ void check_pool() {
     std::vector<T> maxima(static_cast<size_t>(outputs));
     max_pool_planes_cpu(x.data(), maxima.data(), planes, g);
     const DeviceArray<T> device_x(x), device_maxima(poison<T>(outputs));
-    max_pool_planes_cuda(device_x.get(), device_maxima.get(), planes, g);
-    check_same_bits(device_maxima.to_host(), maxima, what);
+    max_pool_planes_cuda(device_x.data, device_maxima.data, planes, g);
+    check_same_bits(device_maxima.download(), maxima, what);
 
     const std::vector<T> grad = random_values<T>(outputs, 17);
     std::vector<T> dx = random_values<T>(pixels, 18);
     const DeviceArray<T> device_dx(dx), device_grad(grad), cpu_maxima(maxima);
     max_pool_planes_backward_cpu(x.data(), maxima.data(), grad.data(), dx.data(), planes, g);
-    max_pool_planes_backward_cuda(device_x.get(), cpu_maxima.get(), device_grad.get(),
-                                  device_dx.get(), planes, g);
-    check_same_bits(device_dx.to_host(), dx, what + " backward");
+    max_pool_planes_backward_cuda(device_x.data, cpu_maxima.data, device_grad.data, device_dx.data,
+                                  planes, g);
+    check_same_bits(device_dx.download(), dx, what + " backward");
   }
   for (const auto& [rows, width, scale] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1},
                                            {3, 17, 2},
@@ -551,9 +523,9 @@ void check_pool() {
     std::vector<T> expected(static_cast<size_t>(n));
     upsample_nearest_cpu(x.data(), expected.data(), rows, width, scale);
     const DeviceArray<T> device_x(x), device_y(poison<T>(n));
-    upsample_nearest_cuda(device_x.get(), device_y.get(), rows, width, scale);
+    upsample_nearest_cuda(device_x.data, device_y.data, rows, width, scale);
     check_same_bits(
-        device_y.to_host(), expected,
+        device_y.download(), expected,
         describe<T>("upsample_nearest", {{"rows", rows}, {"width", width}, {"scale", scale}}));
   }
 }
@@ -579,16 +551,16 @@ void check_patches() {
     std::vector<T> rows(static_cast<size_t>(entries));
     unfold_images_cpu(x.data(), rows.data(), images, channels, g);
     const DeviceArray<T> device_x(x), device_rows(poison<T>(entries));
-    unfold_images_cuda(device_x.get(), device_rows.get(), images, channels, g);
-    check_same_bits(device_rows.to_host(), rows, what);
+    unfold_images_cuda(device_x.data, device_rows.data, images, channels, g);
+    check_same_bits(device_rows.download(), rows, what);
 
     // fold adds onto nonzero images, overlapping patches in the CPU's order.
     const std::vector<T> patches = random_values<T>(entries, 21);
     std::vector<T> folded = random_values<T>(pixels, 22);
     const DeviceArray<T> device_patches(patches), device_folded(folded);
     fold_images_cpu(patches.data(), folded.data(), images, channels, g);
-    fold_images_cuda(device_patches.get(), device_folded.get(), images, channels, g);
-    check_same_bits(device_folded.to_host(), folded, what + " fold_images");
+    fold_images_cuda(device_patches.data, device_folded.data, images, channels, g);
+    check_same_bits(device_folded.download(), folded, what + " fold_images");
   }
 }
 
