@@ -471,6 +471,24 @@ AttentionReference reference_attention(const std::vector<double>& q,
   return r;
 }
 
+/// The attention output's values and q, k, v's gradients (of sum(output * w)) against
+/// reference_attention.
+void check_attention(const Tensor& output,
+                     const Tensor& q,
+                     const Tensor& k,
+                     const Tensor& v,
+                     const std::vector<double>& bias,
+                     const Tensor& w,
+                     double c) {
+  const AttentionReference expected = reference_attention(
+      as_doubles(q), as_doubles(k), as_doubles(v), bias, as_doubles(w), q.shape(0) * q.shape(1),
+      q.shape(2), k.shape(2), q.shape(3), v.shape(3), c);
+  check_close(as_doubles(output), expected.output);
+  check_close(as_doubles(grad(q)), expected.dq);
+  check_close(as_doubles(grad(k)), expected.dk);
+  check_close(as_doubles(grad(v)), expected.dv);
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -504,12 +522,7 @@ TEST_CASE(
       nn::scaled_dot_product_attention(q, k, v, false, c, {}, masking);
   REQUIRE(result.output.shape() == Shape{B, H, T, e});
   const Tensor w = backward_weighted(result.output, 54);
-  const AttentionReference expected = reference_attention(
-      as_doubles(q), as_doubles(k), as_doubles(v), bias, as_doubles(w), B * H, T, S, d, e, c);
-  check_close(as_doubles(result.output), expected.output);
-  check_close(as_doubles(grad(q)), expected.dq);
-  check_close(as_doubles(grad(k)), expected.dk);
-  check_close(as_doubles(grad(v)), expected.dv);
+  check_attention(result.output, q, k, v, bias, w, c);
   // Batch 1, query 2: zero probabilities and output in both heads.
   for (int64_t h = 0; h < H; ++h) {
     CHECK(as_doubles(result.probabilities.select(0, 1).select(0, h).select(0, 2)) ==
@@ -532,12 +545,7 @@ TEST_CASE("an additive float mask adds to the scaled scores, -inf entries includ
   const nn::AttentionResult result =
       nn::scaled_dot_product_attention(q, k, v, false, c, {}, masking);
   const Tensor w = backward_weighted(result.output, 65);
-  const AttentionReference expected = reference_attention(
-      as_doubles(q), as_doubles(k), as_doubles(v), additive, as_doubles(w), B * H, T, S, d, e, c);
-  check_close(as_doubles(result.output), expected.output);
-  check_close(as_doubles(grad(q)), expected.dq);
-  check_close(as_doubles(grad(k)), expected.dk);
-  check_close(as_doubles(grad(v)), expected.dv);
+  check_attention(result.output, q, k, v, additive, w, c);
   CHECK_THROWS_WITH(
       nn::scaled_dot_product_attention(q, k, v, false, c, {}, {.mask = random64({T, S + 1}, 1)}),
       doctest::Contains("[attention] mask (4, 4) does not broadcast"));
