@@ -56,6 +56,13 @@ Communicator::Communicator() {
   std::atexit(finalize_mpi);
   check_mpi(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI_Comm_rank");
   check_mpi(MPI_Comm_size(MPI_COMM_WORLD, &size_), "MPI_Comm_size");
+  MPI_Comm machine;
+  check_mpi(
+      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &machine),
+      "MPI_Comm_split_type");
+  check_mpi(MPI_Comm_rank(machine, &local_rank_), "MPI_Comm_rank");
+  check_mpi(MPI_Comm_size(machine, &local_size_), "MPI_Comm_size");
+  check_mpi(MPI_Comm_free(&machine), "MPI_Comm_free");
 #else
   LATTICE_CHECK(launched <= 1, "[distributed] launched as ", launched,
                 " processes, but this build has no MPI (configure with LATTICE_MPI=ON and "
@@ -94,6 +101,16 @@ void Communicator::broadcast(std::span<float> values, int root) const {
             "MPI_Bcast");
 #else
   (void)values, (void)root;
+#endif
+}
+
+void Communicator::broadcast(std::span<std::byte> bytes, int root) const {
+  if (size_ == 1) return;
+#if LATTICE_MPI
+  check_mpi(MPI_Bcast(bytes.data(), message_count(bytes.size()), MPI_BYTE, root, MPI_COMM_WORLD),
+            "MPI_Bcast");
+#else
+  (void)bytes, (void)root;
 #endif
 }
 

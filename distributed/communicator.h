@@ -2,6 +2,7 @@
 // the few point-to-point and collective operations the trainer's fixed-order reduction needs.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 
@@ -25,12 +26,21 @@ class Communicator {
   bool root() const {
     return rank_ == 0;
   }
+  /// This process's place among the run's processes on its own machine, and their number (MPI's
+  /// shared-memory split): a rank uses GPU local_rank() mod the machine's device count.
+  int local_rank() const {
+    return local_rank_;
+  }
+  int local_size() const {
+    return local_size_;
+  }
 
   /// Blocking point-to-point transfer of `values` to/from rank `peer` (sizes must match).
   void send(std::span<const float> values, int peer) const;
   void receive(std::span<float> values, int peer) const;
   /// Every rank ends with rank `root`'s `values`.
   void broadcast(std::span<float> values, int root) const;
+  void broadcast(std::span<std::byte> bytes, int root) const;
   /// `all` (size() x mine.size()) holds every rank's `mine`, rank 0's first, on every rank.
   void all_gather(std::span<const double> mine, std::span<double> all) const;
   /// Ends every process of the run with `status` when it runs as several (a failed rank must
@@ -41,6 +51,8 @@ class Communicator {
   Communicator();
   int rank_ = 0;
   int size_ = 1;
+  int local_rank_ = 0;
+  int local_size_ = 1;
 };
 
 }  // namespace lattice::distributed

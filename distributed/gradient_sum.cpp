@@ -40,17 +40,26 @@ OrderedGradientSum::OrderedGradientSum(const Communicator& communicator,
     offsets_.push_back(offset);
     offset += p.numel();
   }
-  sum_.assign(size_t(offset), 0.0f);
+  device_chain_ = DeviceGradientChain::create(communicator_, parameters_);
+  if (!device_chain_) sum_.assign(size_t(offset), 0.0f);
 }
 
 void OrderedGradientSum::take_micro_batch() {
+  std::vector<Tensor> gradients(parameters_.size());
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    gradients[i] = grad(parameters_[i]);
+    zero_grad(parameters_[i]);
+    if (gradients[i].defined() && !(carry_ == Quantizer{}))
+      gradients[i] = quantize(gradients[i], carry_, next_random_stream());
+  }
+  if (device_chain_) {
+    device_chain_->take_micro_batch(std::move(gradients));
+    return;
+  }
   std::vector<float> packed(sum_.size(), 0.0f);
   for (size_t i = 0; i < parameters_.size(); ++i) {
-    Tensor gradient = grad(parameters_[i]);
-    zero_grad(parameters_[i]);
-    if (!gradient.defined()) continue;
-    if (!(carry_ == Quantizer{})) gradient = quantize(gradient, carry_, next_random_stream());
-    const std::vector<float> values = gradient.to_vector<float>();
+    if (!gradients[i].defined()) continue;
+    const std::vector<float> values = gradients[i].to_vector<float>();
     packed[i] = 1.0f;
     std::copy(values.begin(), values.end(), packed.begin() + offsets_[i]);
   }
@@ -75,22 +84,33 @@ void OrderedGradientSum::add_to_sum(const std::vector<float>& micro_batch) {
 }
 
 void OrderedGradientSum::reduce() {
+  if (device_chain_) {
+    set_gradients(device_chain_->reduce());
+    return;
+  }
   const int rank = communicator_.rank(), last = communicator_.size() - 1;
   if (rank > 0) communicator_.receive(sum_, rank - 1);
   for (const std::vector<float>& micro_batch : waiting_) add_to_sum(micro_batch);
   waiting_.clear();
   if (rank < last) communicator_.send(sum_, rank + 1);
   if (last > 0) communicator_.broadcast(sum_, last);
+  std::vector<Tensor> gradients(parameters_.size());
   for (size_t i = 0; i < parameters_.size(); ++i) {
-    zero_grad(parameters_[i]);
     if (sum_[i] == 0.0f) continue;
     const auto begin = sum_.begin() + offsets_[i];
-    const Tensor gradient = from_vector(std::vector<float>(begin, begin + parameters_[i].numel()),
-                                        parameters_[i].shape())
-                                .to(parameters_[i].device());
-    backward(parameters_[i], gradient);  // a leaf's backward sets its gradient
+    gradients[i] = from_vector(std::vector<float>(begin, begin + parameters_[i].numel()),
+                               parameters_[i].shape())
+                       .to(parameters_[i].device());
   }
   std::fill(sum_.begin(), sum_.end(), 0.0f);
+  set_gradients(gradients);
+}
+
+void OrderedGradientSum::set_gradients(const std::vector<Tensor>& gradients) {
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    zero_grad(parameters_[i]);
+    if (gradients[i].defined()) backward(parameters_[i], gradients[i]);  // sets a leaf's gradient
+  }
 }
 
 }  // namespace lattice::distributed

@@ -4,9 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "distributed/communicator.h"
+#include "distributed/device_gradient_chain.h"
 #include "tensor/quantizer.h"
 #include "tensor/random.h"
 #include "tensor/tensor.h"
@@ -22,7 +24,9 @@ RandomState micro_batch_random_state(const RandomState& step, int64_t micro_batc
 /// Collects this rank's micro-batch gradients and sums every rank's in a fixed order: rank 0's
 /// micro-batches, then rank 1's, ..., each rank's in the order it ran them. Each addition is
 /// the one the autograd engine makes when micro-batches accumulate into grad() (fp32,
-/// left to right), and a parameter no micro-batch reached keeps no gradient.
+/// left to right), and a parameter no micro-batch reached keeps no gradient. Parameters on
+/// CUDA in a run of several ranks sum on the GPUs over NCCL (device_gradient_chain.h) when
+/// every rank can load it; otherwise the sum goes through host memory over MPI.
 class OrderedGradientSum {
  public:
   /// `parameters`: fp32 leaves, the same list in the same order on every rank. `carry`: the
@@ -44,6 +48,8 @@ class OrderedGradientSum {
  private:
   /// Adds `micro_batch` (a packed gradient) to the running sum.
   void add_to_sum(const std::vector<float>& micro_batch);
+  /// Gives parameter i gradients[i], or no gradient where it is undefined.
+  void set_gradients(const std::vector<Tensor>& gradients);
 
   const Communicator& communicator_;
   std::vector<Tensor> parameters_;
@@ -53,6 +59,7 @@ class OrderedGradientSum {
   std::vector<int64_t> offsets_;
   std::vector<float> sum_;
   std::vector<std::vector<float>> waiting_;  // a rank > 0's micro-batches, until rank-1's sum
+  std::unique_ptr<DeviceGradientChain> device_chain_;  // when the sum runs on the GPUs
 };
 
 }  // namespace lattice::distributed

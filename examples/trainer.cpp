@@ -254,6 +254,9 @@ Device trainer_device(const TrainerFlags& flags) {
   LATTICE_CHECK(cuda_available(),
                 "[trainer] --device cuda: no usable CUDA device (no GPU, no "
                 "driver, or a build without CUDA)");
+  // Ranks on one machine take its GPUs in turn, before the first allocation picks device 0.
+  const distributed::Communicator& world = distributed::Communicator::world();
+  if (world.size() > 1) cuda_set_device(world.local_rank() % cuda_device_count());
   return Device::cuda;
 }
 

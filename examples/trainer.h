@@ -92,7 +92,8 @@ struct TrainingJob {
 /// "status": "diverged"). Throws lattice::Error on bad flags, files or data.
 int run_training(const TrainerFlags& flags, TrainingJob& job);
 
-/// The device --device names.
+/// The device --device names. With cuda in a run of several ranks it also makes GPU (local rank
+/// mod the machine's device count) this process's device.
 Device trainer_device(const TrainerFlags& flags);
 
 /// The batch's input and target moved to `device`.

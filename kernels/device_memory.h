@@ -11,6 +11,14 @@ namespace lattice {
 /// True when a CUDA device and driver are usable; false (never an error) without either.
 bool cuda_available();
 
+/// The number of CUDA devices this process sees (0 without a device or driver).
+int cuda_device_count();
+/// Makes `device` (0 <= device < cuda_device_count()) the one every later kernel, copy and
+/// allocation uses. Call it before the first cuda_allocate: the allocator's cached blocks
+/// belong to one device. Throws lattice::Error on a bad index, or on a change of device after
+/// an allocation.
+void cuda_set_device(int device);
+
 /// `bytes` bytes of device memory (a non-null pointer even for 0), from the caching allocator:
 /// freed blocks wait in size classes for the next request of their class. On an out-of-memory
 /// error the cache is released and the allocation tried once more before it throws.

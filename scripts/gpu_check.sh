@@ -72,6 +72,36 @@ compare_losses() {  # name cpu_summary cuda_summary
   fi
 }
 
+# Data-parallel on two GPUs: `mpirun -np 2` (a GPU per rank, gradients summed over NCCL in the
+# fixed chain order) must write the checkpoint of one process with --accumulate 2, for fp32 and
+# for an SR stack with bf16:sr gradients. Needs two GPUs and an MPI launcher on the machine (the
+# bundle carries libmpi for the binaries, not mpirun and its plugins).
+check_data_parallel_gpus() {  # bundle_dir out
+  local name="mnist, 2 GPUs over mpirun = --accumulate 2" gpus
+  gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
+  if ((gpus < 2)); then row "$name" skipped "$gpus GPU"; return; fi
+  if ! command -v mpirun >/dev/null; then row "$name" skipped "no mpirun"; return; fi
+  local common=(--device cuda --data "$1/mnist" --steps 20 --batch 32 --seed 3 --log-every 10)
+  local stack run
+  for stack in fp32 'gemm=mxfp4,gemm.bwd=mxfp4:sr,w=bf16:sr'; do
+    run=("${common[@]}")
+    [ "$stack" = fp32 ] || run+=(--stack "$stack" --allreduce-format bf16:sr)
+    timeout 240 "$1/bin/mnist" "${run[@]}" --accumulate 2 --out "$2/dp-$stack-alone" \
+      >"$2/dp-$stack-alone.log" 2>&1
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 240 \
+      mpirun -np 2 -x LD_LIBRARY_PATH "$1/bin/mnist" "${run[@]}" --out "$2/dp-$stack-mpi" \
+      >"$2/dp-$stack-mpi.log" 2>&1
+    local path="over NCCL"
+    grep -q "NCCL not used" "$2/dp-$stack-mpi.log" && path="over the host (NCCL not loaded)"
+    if cmp -s "$(ls "$2/dp-$stack-alone/"checkpoint.*.safetensors 2>/dev/null)" \
+      "$(ls "$2/dp-$stack-mpi/"checkpoint.*.safetensors 2>/dev/null)"; then
+      row "$name, $stack" pass "bit-identical checkpoints, $path"
+    else
+      row "$name, $stack" FAIL "checkpoints differ or missing ($path; see $2/dp-$stack-*.log)"
+    fi
+  done
+}
+
 run_checks() {
   local dir out gpu=1
   tar -xJf "$1" || return 1
@@ -84,7 +114,7 @@ run_checks() {
 
   local tests
   for tests in test_cuda_quantize test_cuda_tensor test_cuda_elementwise test_cuda_layers \
-    test_cuda_gemm test_op_table; do
+    test_cuda_gemm test_cuda_collective test_op_table; do
     if [ ! -f "tests/$tests.cpp" ]; then
       row "$tests" missing "not in this build"
       continue
@@ -141,6 +171,7 @@ run_checks() {
       "$(ls "$out/mnist-mxfp4-cuda-again/"*.safetensors 2>/dev/null)" &&
       row "mnist mxfp4+sr on cuda, run twice" pass "bit-identical checkpoints" ||
       row "mnist mxfp4+sr on cuda, run twice" FAIL "checkpoints differ"
+    check_data_parallel_gpus "$dir" "$out"
     # A checkpoint written on the GPU resumes on the CPU, and the other way round.
     local from to
     for from in cuda cpu; do

@@ -17,6 +17,14 @@ bool cuda_available() {
   return false;
 }
 
+int cuda_device_count() {
+  return 0;
+}
+
+void cuda_set_device(int) {
+  no_cuda("cuda_set_device");
+}
+
 void* cuda_allocate(int64_t) {
   no_cuda("cuda_allocate");
 }

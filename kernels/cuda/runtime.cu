@@ -118,6 +118,30 @@ bool cuda_available() {
   return available;
 }
 
+int cuda_device_count() {
+  if (!cuda_available()) return 0;
+  int count = 0;
+  LATTICE_CUDA_CHECK(cudaGetDeviceCount(&count), "cuda_device_count");
+  return count;
+}
+
+void cuda_set_device(int device) {
+  const int count = cuda_device_count();
+  LATTICE_CHECK(device >= 0 && device < count, "[cuda_set_device] device ", device,
+                ": expected 0 <= device < ", count, " (the CUDA devices this process sees)");
+  int current = 0;
+  LATTICE_CUDA_CHECK(cudaGetDevice(&current), "cuda_set_device");
+  if (device == current) return;
+  {
+    Allocator& a = allocator();
+    std::lock_guard<std::mutex> lock(a.mutex);
+    LATTICE_CHECK(a.stats.allocations == 0, "[cuda_set_device] device ", device, " chosen after ",
+                  a.stats.allocations,
+                  " allocations on the previous one; expected it before the first");
+  }
+  LATTICE_CUDA_CHECK(cudaSetDevice(device), "cuda_set_device");
+}
+
 void* cuda_allocate(int64_t bytes) {
   LATTICE_CHECK(bytes >= 0, "[cuda_allocate] negative size ", bytes);
   if (!cuda_available()) require_device("cuda_allocate");
