@@ -1,5 +1,5 @@
-// Pooling and upsampling kernels, backend-neutral: max pooling of rectangular windows and its
-// backward (the gradient to each window's first maximum), nearest-neighbour upsampling.
+// Pooling and upsampling kernels, backend-neutral: max pooling of rectangular, dilated windows and
+// its backward (the gradient to each window's first maximum), nearest-neighbour upsampling.
 // float and double; raw pointers and sizes only. The CUDA twins are in kernels/cuda/pool_cuda.cu.
 #pragma once
 
@@ -17,6 +17,12 @@ LATTICE_HD T max_pool_step(T v, T current) {
   return ((v > current) | (v != v)) ? v : current;
 }
 
+/// The first of the taps start, start + dilation, start + 2 * dilation, ... that is not before
+/// pixel 0: where a window starting in the leading padding first reads the image.
+LATTICE_HD int64_t first_tap_inside(int64_t start, int64_t dilation) {
+  return start >= 0 ? start : start + (-start + dilation - 1) / dilation * dilation;
+}
+
 /// Whether pixel value v is the window maximum m (NaN matches NaN).
 template <typename T>
 LATTICE_HD bool max_pool_matches(T v, T m) {
@@ -24,9 +30,9 @@ LATTICE_HD bool max_pool_matches(T v, T m) {
 }
 
 /// x: (planes, height, width) -> maxima: (planes, out_h, out_w), the largest value of each
-/// kernel_h x kernel_w window (dilation 1); a NaN in a window is its maximum and padding reads
-/// -inf. Needs padding_h <= kernel_h / 2, padding_w <= kernel_w / 2 and every window to start
-/// inside the image or its leading padding (each window holds a pixel).
+/// kernel_h x kernel_w window of taps dilation_h (dilation_w) apart; a NaN in a window is its
+/// maximum and padding reads -inf. Needs every window to start inside the image or its leading
+/// padding and to hold a pixel (a tap inside the image).
 template <typename T>
 void max_pool_planes_cpu(const T* x, T* maxima, int64_t planes, const Window& g);
 template <typename T>

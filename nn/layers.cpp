@@ -128,15 +128,17 @@ Tensor Dropout::forward(const Tensor& x) {
   return training() ? dropout(x, p, next_random_stream()) : x;
 }
 
-MaxPool2d::MaxPool2d(Size2d kernel_, Size2d stride_, Size2d padding_, bool ceil_mode_)
+MaxPool2d::MaxPool2d(
+    Size2d kernel_, Size2d stride_, Size2d padding_, Size2d dilation_, bool ceil_mode_)
     : Module("MaxPool2d"),
       kernel(kernel_),
       stride(stride_),
       padding(padding_),
+      dilation(dilation_),
       ceil_mode(ceil_mode_) {}
 
 Tensor MaxPool2d::forward(const Tensor& x) {
-  return max_pool2d(x, kernel, stride, padding, ceil_mode);
+  return max_pool2d(x, kernel, stride, padding, dilation, ceil_mode);
 }
 
 AvgPool2d::AvgPool2d(

@@ -98,12 +98,16 @@ class Dropout : public Module {
   double p;
 };
 
-/// max_pool2d as a module (ops/spatial_ops.h); stride 0 means the kernel.
+/// max_pool2d as a module (ops/spatial_ops.h), PyTorch's argument order; stride 0 means the kernel.
 class MaxPool2d : public Module {
  public:
-  explicit MaxPool2d(Size2d kernel, Size2d stride = 0, Size2d padding = 0, bool ceil_mode = false);
+  explicit MaxPool2d(Size2d kernel,
+                     Size2d stride = 0,
+                     Size2d padding = 0,
+                     Size2d dilation = 1,
+                     bool ceil_mode = false);
   Tensor forward(const Tensor& x) override;
-  Size2d kernel, stride, padding;
+  Size2d kernel, stride, padding, dilation;
   bool ceil_mode;
 };
 

@@ -229,7 +229,11 @@ enum OpCheck : unsigned {
      kGradientCheck | kStridedCheck, (values_any({2, 4, 5, 5})), (max_pool2d(x[0], 3, 2, 1)), "")  \
   OP(max_pool2d_ceil, max_pool2d, "ops/spatial_ops.cpp max_pool2d()", float64_run,                 \
      kGradientCheck | kStridedCheck, (values_any({1, 2, 7, 6})),                                   \
-     (max_pool2d(x[0], {3, 2}, {2, 3}, {1, 1}, true)), "kernel 3x2, stride 2x3, ceil_mode")       \
+     (max_pool2d(x[0], {3, 2}, {2, 3}, {1, 1}, 1, true)), "kernel 3x2, stride 2x3, ceil_mode")    \
+  OP(max_pool2d_dilated, max_pool2d, "ops/spatial_ops.cpp max_pool2d()", float64_run,              \
+     kGradientCheck | kStridedCheck, (values_any({1, 2, 8, 7})),                                   \
+     (max_pool2d(x[0], {3, 2}, 2, 1, {2, 3}, true)),                                               \
+     "kernel 3x2, stride 2, padding 1, dilation 2x3, ceil_mode")                                   \
   OP(avg_pool2d, avg_pool2d, "composite: mean of im2col (ops/spatial_ops.cpp avg_pool2d())",       \
      float64_run, kGradientCheck | kStridedCheck, (values_any({2, 4, 5, 5})),                      \
      (avg_pool2d(x[0], 3, 2, 1)), "")                                                              \

@@ -185,22 +185,53 @@ Tensor conv2d(const Tensor& x,
 
 namespace {
 
-/// The window of a pooling op; padding is limited to half the kernel per axis (as PyTorch), so
-/// every window holds at least one pixel.
-Window plan_pool(
-    const char* op, const Tensor& x, Size2d kernel, Size2d stride, Size2d padding, bool ceil_mode) {
+/// Whether some window along one axis of `size` pixels holds only padding: one starting in the
+/// leading padding whose dilated taps step from there over the whole image.
+bool window_misses_image(int64_t size,
+                         int64_t kernel,
+                         int64_t stride,
+                         int64_t padding,
+                         int64_t dilation,
+                         int64_t positions) {
+  for (int64_t o = 0; o < positions && o * stride < padding; ++o) {
+    const int64_t start = o * stride - padding, first = first_tap_inside(start, dilation);
+    if (first >= size || (first - start) / dilation >= kernel) return true;
+  }
+  return false;
+}
+
+/// The window of a pooling op; padding is limited to half the kernel per axis (as PyTorch), and
+/// every window must hold at least one pixel (without dilation the padding limit ensures it).
+Window plan_pool(const char* op,
+                 const Tensor& x,
+                 Size2d kernel,
+                 Size2d stride,
+                 Size2d padding,
+                 Size2d dilation,
+                 bool ceil_mode) {
   check_image(x, op);
   if (stride.h == 0) stride.h = kernel.h;
   if (stride.w == 0) stride.w = kernel.w;
   LATTICE_CHECK(padding.h <= kernel.h / 2 && padding.w <= kernel.w / 2, "[", op, "] padding ",
                 describe(padding), " must be at most half the kernel ", describe(kernel));
-  return plan_window(op, x.shape(), kernel, stride, padding, 1, ceil_mode);
+  const Window g = plan_window(op, x.shape(), kernel, stride, padding, dilation, ceil_mode);
+  LATTICE_CHECK(
+      !window_misses_image(g.height, g.kernel_h, g.stride_h, g.padding_h, g.dilation_h, g.out_h) &&
+          !window_misses_image(g.width, g.kernel_w, g.stride_w, g.padding_w, g.dilation_w, g.out_w),
+      "[", op, "] a window of kernel ", describe(kernel), " with dilation ", describe(dilation),
+      " and padding ", describe(padding), " misses every pixel of input ", x.shape());
+  return g;
 }
 
 }  // namespace
 
-Tensor max_pool2d(const Tensor& x, Size2d kernel, Size2d stride, Size2d padding, bool ceil_mode) {
-  const Window g = plan_pool("max_pool2d", x, kernel, stride, padding, ceil_mode);
+Tensor max_pool2d(const Tensor& x,
+                  Size2d kernel,
+                  Size2d stride,
+                  Size2d padding,
+                  Size2d dilation,
+                  bool ceil_mode) {
+  const Window g = plan_pool("max_pool2d", x, kernel, stride, padding, dilation, ceil_mode);
   const int64_t N = x.shape(0), C = x.shape(1), planes = N * C, plane = g.height * g.width;
   Tensor out = empty({N, C, g.out_h, g.out_w}, x.dtype(), x.device());
   Tensor in;
@@ -233,7 +264,7 @@ Tensor avg_pool2d(const Tensor& x,
                   Size2d padding,
                   bool ceil_mode,
                   bool count_include_pad) {
-  const Window g = plan_pool("avg_pool2d", x, kernel, stride, padding, ceil_mode);
+  const Window g = plan_pool("avg_pool2d", x, kernel, stride, padding, 1, ceil_mode);
   const int64_t N = x.shape(0), C = x.shape(1);
   // PyTorch's divisor per output position: the window clipped to the padded image
   // (count_include_pad) or to the image itself.

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <concepts>
 #include <cstdint>
 
 #include "tensor/tensor.h"
@@ -16,6 +17,10 @@ struct Size2d {
   int64_t h, w;
   Size2d(int64_t both) : h(both), w(both) {}  // NOLINT(google-explicit-constructor): as PyTorch
   Size2d(int64_t h_, int64_t w_) : h(h_), w(w_) {}
+  // A bool is a flag passed one place too early (max_pool2d(x, 2, 2, 0, true) was ceil_mode
+  // before dilation came in PyTorch's order), never a size: refused at compile time.
+  template <std::same_as<bool> Bool>
+  Size2d(Bool) = delete;
 };
 
 /// Sliding kernel_h x kernel_w windows of x: (N, C, H, W) -> (N, C*kernel_h*kernel_w, OH*OW),
@@ -52,13 +57,20 @@ Tensor conv2d(const Tensor& x,
               Size2d dilation = 1,
               int64_t groups = 1);
 
-/// Largest value of each kernel.h x kernel.w window, (N, C, H, W) -> (N, C, OH, OW); padding
-/// acts as -inf and must be at most half the kernel per axis; stride 0 (per axis) means the
-/// kernel. Output sizes are PyTorch's: OH = floor((H + 2*padding.h - kernel.h) / stride.h) + 1,
-/// or ceil with `ceil_mode`, less one when that last window would start in the far padding.
-/// The gradient goes to the first maximum of each window (NaN counts as the maximum).
-Tensor max_pool2d(
-    const Tensor& x, Size2d kernel, Size2d stride = 0, Size2d padding = 0, bool ceil_mode = false);
+/// Largest value of each kernel.h x kernel.w window, (N, C, H, W) -> (N, C, OH, OW), as
+/// PyTorch's max_pool2d: window (oh, ow) reads x[.., oh*stride.h - padding.h + i*dilation.h,
+/// ow*stride.w - padding.w + j*dilation.w]; padding acts as -inf and must be at most half the
+/// kernel per axis; stride 0 (per axis) means the kernel. OH = floor((H + 2*padding.h -
+/// dilation.h*(kernel.h - 1) - 1) / stride.h) + 1, or ceil with `ceil_mode`, less one when that
+/// last window would start in the far padding; OW alike. The gradient goes to the first maximum
+/// of each window in row-major window order (NaN counts as the maximum). Throws "[max_pool2d]
+/// ..." when the dilated window outgrows the padded input or a window holds only padding.
+Tensor max_pool2d(const Tensor& x,
+                  Size2d kernel,
+                  Size2d stride = 0,
+                  Size2d padding = 0,
+                  Size2d dilation = 1,
+                  bool ceil_mode = false);
 /// Mean of each window, the output sizes as max_pool2d's. The divisor is PyTorch's: with
 /// `count_include_pad` the window's size clipped to the padded image (so a ceil_mode window
 /// past the far padding counts only what lies inside it), otherwise the pixels of the image

@@ -332,8 +332,8 @@ TEST_CASE("Conv2d takes a rectangular kernel and per-axis stride, padding and di
 
 TEST_CASE("pool output sizes follow PyTorch's floor and ceil_mode formulas (hand-worked)") {
   // 5 wide, kernel 2, stride 2: floor gives 2, ceil 3 (the last window holds one column).
-  CHECK(max_pool2d(zeros({1, 1, 5, 5}), 2, 2, 0, true).shape() == Shape{1, 1, 3, 3});
-  CHECK(max_pool2d(zeros({1, 1, 5, 5}), 2, 2, 0, false).shape() == Shape{1, 1, 2, 2});
+  CHECK(max_pool2d(zeros({1, 1, 5, 5}), 2, 2, 0, 1, true).shape() == Shape{1, 1, 3, 3});
+  CHECK(max_pool2d(zeros({1, 1, 5, 5}), 2, 2, 0, 1, false).shape() == Shape{1, 1, 2, 2});
   // 5 high, padding 1: ceil((5 + 2 - 2) / 2) + 1 = 4, but window 3 would start at 6 - 1 = 5,
   // in the far padding, so 3.
   CHECK(avg_pool2d(zeros({1, 1, 5, 6}), 2, 2, 1, true).shape() == Shape{1, 1, 3, 4});
@@ -363,7 +363,7 @@ TEST_CASE("max_pool2d and avg_pool2d per axis with ceil_mode match the direct de
                     OW = output_size(W, g.kernel_w, g.stride_w, g.padding_w, ceil_mode);
       const Tensor x = leaf({N, C, H, W}, 41);
       const Tensor maxima = max_pool2d(x, {g.kernel_h, g.kernel_w}, {g.stride_h, g.stride_w},
-                                       {g.padding_h, g.padding_w}, ceil_mode);
+                                       {g.padding_h, g.padding_w}, 1, ceil_mode);
       const Tensor means = avg_pool2d(x, {g.kernel_h, g.kernel_w}, {g.stride_h, g.stride_w},
                                       {g.padding_h, g.padding_w}, ceil_mode, include_pad);
       REQUIRE(maxima.shape() == Shape{N, C, OH, OW});
@@ -408,6 +408,84 @@ TEST_CASE("pooling refuses padding beyond half the kernel on either axis") {
   CHECK_THROWS_WITH(
       max_pool2d(zeros({1, 1, 6, 6}), {4, 2}, 1, {1, 2}),
       doctest::Contains("[max_pool2d] padding 1x2 must be at most half the kernel 4x2"));
+}
+
+TEST_CASE("max_pool2d with dilation: a hand-worked row, the tie going to the first tap") {
+  // Kernel 1x2, dilation 1x3 over one row of 5: windows read columns {0, 3} and {1, 4}.
+  const Tensor x = set_requires_grad(from_vector<double>({5, 0, 0, 5, 1}, {1, 1, 1, 5}));
+  const Tensor y = max_pool2d(x, {1, 2}, 1, 0, {1, 3});
+  CHECK(as_doubles(y) == std::vector<double>{5, 1});
+  backward(sum(y));
+  // Window 0 ties 5 at columns 0 and 3: the gradient goes to column 0, the first in window order.
+  CHECK(as_doubles(grad(x)) == std::vector<double>{1, 0, 0, 0, 1});
+}
+
+TEST_CASE(
+    "max_pool2d with per-axis dilation, padding and ceil_mode matches the direct definition") {
+  const int64_t N = 2, C = 2, H = 8, W = 7;
+  // Values on a grid of 8 levels, so most windows hold ties.
+  std::vector<double> values = as_doubles(random64({N, C, H, W}, 44));
+  for (double& v : values) v = std::floor(4.0 * v) / 4.0;
+  struct Dilated {
+    int64_t kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w;
+  };
+  // ceil_mode adds a window along each axis, except across the first with padding 1, where
+  // that window would start in the far padding (PyTorch's rule drops it).
+  for (const Dilated d : {Dilated{3, 2, 2, 2, 2, 1}, Dilated{3, 2, 2, 2, 1, 3}})
+    for (const int64_t padding : {0, 1})
+      for (const bool ceil_mode : {false, true}) {
+        CAPTURE(d.dilation_h);
+        CAPTURE(d.dilation_w);
+        CAPTURE(padding);
+        CAPTURE(ceil_mode);
+        const int64_t OH = output_size(H, d.dilation_h * (d.kernel_h - 1) + 1, d.stride_h, padding,
+                                       ceil_mode),
+                      OW = output_size(W, d.dilation_w * (d.kernel_w - 1) + 1, d.stride_w, padding,
+                                       ceil_mode);
+        const Tensor x = set_requires_grad(from_vector<double>(values, {N, C, H, W}));
+        nn::MaxPool2d pool({d.kernel_h, d.kernel_w}, {d.stride_h, d.stride_w}, padding,
+                           {d.dilation_h, d.dilation_w}, ceil_mode);
+        const Tensor y = pool(x);
+        REQUIRE(y.shape() == Shape{N, C, OH, OW});
+        const std::vector<double> dy = as_doubles(backward_weighted(y, 45));
+        std::vector<double> expected, dx(values.size(), 0.0);
+        for (int64_t plane = 0; plane < N * C; ++plane)
+          for (int64_t oh = 0; oh < OH; ++oh)
+            for (int64_t ow = 0; ow < OW; ++ow) {
+              // Taps in row-major window order; padding is never a candidate, and the strict >
+              // keeps the first of equal maxima.
+              double largest = -kInfinity;
+              int64_t best = -1;
+              for (int64_t i = 0; i < d.kernel_h; ++i)
+                for (int64_t j = 0; j < d.kernel_w; ++j) {
+                  const int64_t ih = oh * d.stride_h - padding + i * d.dilation_h,
+                                iw = ow * d.stride_w - padding + j * d.dilation_w;
+                  if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                  const int64_t at = (plane * H + ih) * W + iw;
+                  if (values[size_t(at)] > largest) largest = values[size_t(at)], best = at;
+                }
+              REQUIRE(best >= 0);
+              expected.push_back(largest);
+              dx[size_t(best)] += dy[size_t((plane * OH + oh) * OW + ow)];
+            }
+        check_close(as_doubles(y), expected);
+        check_close(as_doubles(grad(x)), dx);
+      }
+}
+
+TEST_CASE(
+    "max_pool2d refuses dilation below 1, a dilated window beyond the padded input and a "
+    "window of padding only") {
+  CHECK_THROWS_WITH(max_pool2d(zeros({1, 1, 4, 4}), 2, 1, 0, {0, 1}),
+                    "[max_pool2d] needs kernel, stride, dilation >= 1 and padding >= 0, got "
+                    "kernel 2x2, stride 1, padding 0, dilation 0x1");
+  // Kernel 3 with dilation 4 spans 9 rows; the padded input has 5 + 2*1.
+  CHECK_THROWS_WITH(max_pool2d(zeros({1, 1, 5, 9}), 3, 1, 1, {4, 1}),
+                    doctest::Contains("[max_pool2d] kernel 3x3 (dilation 4x1) does not fit input"));
+  // Height 2, kernel 2, padding 1, dilation 3: the only row window reads rows -1 and 2.
+  CHECK_THROWS_WITH(max_pool2d(zeros({1, 1, 2, 6}), 2, 1, 1, {3, 1}),
+                    "[max_pool2d] a window of kernel 2 with dilation 3x1 and padding 1 misses "
+                    "every pixel of input (1, 1, 2, 6)");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -489,11 +489,14 @@ struct PoolCase {
 
 template <typename T>
 void check_pool() {
-  // Square kernels, dilation 1, padding <= kernel / 2 (max_pool_planes' contract).
+  // Square kernels, padding <= kernel / 2, every window holding a pixel (max_pool_planes'
+  // contract); the last three dilated.
   const PoolCase cases[] = {{1, window(1, 1, 1, 1, 1, 0, 1)},   {3, window(4, 4, 2, 2, 2, 0, 1)},
                             {2, window(17, 17, 3, 3, 2, 1, 1)}, {4, window(33, 5, 3, 3, 1, 1, 1)},
                             {1, window(31, 37, 5, 5, 3, 2, 1)}, {2, window(7, 9, 2, 2, 1, 1, 1)},
-                            {6, window(9, 11, 4, 4, 4, 2, 1)},  {5, window(3, 1, 3, 3, 1, 1, 1)}};
+                            {6, window(9, 11, 4, 4, 4, 2, 1)},  {5, window(3, 1, 3, 3, 1, 1, 1)},
+                            {3, window(17, 17, 3, 3, 2, 1, 2)}, {2, window(9, 11, 4, 4, 4, 2, 3)},
+                            {4, window(6, 6, 4, 4, 1, 2, 2)}};
   for (const auto& [planes, g] : cases) {
     const std::string what =
         describe_window(describe<T>("max_pool_planes", {{"planes", planes}}), g);

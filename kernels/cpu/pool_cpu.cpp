@@ -9,23 +9,24 @@
 namespace lattice {
 namespace {
 
-/// The maximum of each kernel_h x kernel_w window of one plane: image (height, width) -> values
-/// (out_h, out_w). Taps outside the image are skipped.
+/// The maximum of each kernel_h x kernel_w window (taps dilation_h, dilation_w apart) of one
+/// plane: image (height, width) -> values (out_h, out_w). Taps outside the image are skipped.
 template <typename T>
 void window_maxima(const T* image, T* values, const Window& g) {
   for (int64_t oh = 0; oh < g.out_h; ++oh) {
     T* row = values + oh * g.out_w;
     const int64_t top = oh * g.stride_h - g.padding_h;
     // Each window starts at an in-image pixel of its own (re-comparing it changes nothing).
-    const int64_t first_row = std::max<int64_t>(top, 0);
+    const int64_t first_row = first_tap_inside(top, g.dilation_h);
     for (int64_t ow = 0; ow < g.out_w; ++ow)
-      row[ow] = image[first_row * g.width + std::max<int64_t>(ow * g.stride_w - g.padding_w, 0)];
+      row[ow] = image[first_row * g.width +
+                      first_tap_inside(ow * g.stride_w - g.padding_w, g.dilation_w)];
     for (int64_t i = 0; i < g.kernel_h; ++i) {
-      const int64_t ih = top + i;
+      const int64_t ih = top + i * g.dilation_h;
       if (ih < 0 || ih >= g.height) continue;
       for (int64_t j = 0; j < g.kernel_w; ++j) {
         // The output columns whose tap (i, j) lies in the image: [ow_begin, ow_end).
-        const int64_t shift = j - g.padding_w;
+        const int64_t shift = j * g.dilation_w - g.padding_w;
         const int64_t ow_begin = shift >= 0 ? 0 : (-shift + g.stride_w - 1) / g.stride_w;
         const int64_t ow_end = std::min<int64_t>(
             g.out_w, g.width - shift > 0 ? (g.width - shift - 1) / g.stride_w + 1 : 0);
@@ -51,10 +52,10 @@ void window_argmax(const T* image, const T* maxima, int32_t* best, const Window&
     const T* row_max = maxima + oh * g.out_w;
     const int64_t top = oh * g.stride_h - g.padding_h;
     for (int64_t i = g.kernel_h; i-- > 0;) {
-      const int64_t ih = top + i;
+      const int64_t ih = top + i * g.dilation_h;
       if (ih < 0 || ih >= g.height) continue;
       for (int64_t j = g.kernel_w; j-- > 0;) {
-        const int64_t shift = j - g.padding_w;
+        const int64_t shift = j * g.dilation_w - g.padding_w;
         const int64_t ow_begin = shift >= 0 ? 0 : (-shift + g.stride_w - 1) / g.stride_w;
         const int64_t ow_end = std::min<int64_t>(
             g.out_w, g.width - shift > 0 ? (g.width - shift - 1) / g.stride_w + 1 : 0);

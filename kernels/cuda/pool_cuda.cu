@@ -12,9 +12,9 @@ namespace {
 using cuda::grid_for;
 using cuda::kThreads;
 
-// x: (planes, height, width), maxima: (planes, out_h, out_w). One thread per window; taps
-// outside the image are skipped and the running maximum starts at the window's first pixel
-// inside it, as on the CPU.
+// x: (planes, height, width), maxima: (planes, out_h, out_w). One thread per window of taps
+// dilation_h (dilation_w) apart; taps outside the image are skipped and the running maximum
+// starts at the window's first pixel inside it, as on the CPU.
 template <typename T>
 __global__ void max_pool_kernel(const T* x, T* maxima, int64_t planes, Window g) {
   const int64_t n = planes * g.positions();
@@ -23,12 +23,13 @@ __global__ void max_pool_kernel(const T* x, T* maxima, int64_t planes, Window g)
     const int64_t ow = k % g.out_w, oh = (k / g.out_w) % g.out_h, p = k / g.positions();
     const T* image = x + p * g.height * g.width;
     const int64_t top = oh * g.stride_h - g.padding_h, left = ow * g.stride_w - g.padding_w;
-    T current = image[max(top, int64_t(0)) * g.width + max(left, int64_t(0))];
+    T current =
+        image[first_tap_inside(top, g.dilation_h) * g.width + first_tap_inside(left, g.dilation_w)];
     for (int64_t i = 0; i < g.kernel_h; ++i) {
-      const int64_t ih = top + i;
+      const int64_t ih = top + i * g.dilation_h;
       if (ih < 0 || ih >= g.height) continue;
       for (int64_t j = 0; j < g.kernel_w; ++j) {
-        const int64_t iw = left + j;
+        const int64_t iw = left + j * g.dilation_w;
         if (iw >= 0 && iw < g.width) current = max_pool_step(image[ih * g.width + iw], current);
       }
     }
@@ -51,10 +52,10 @@ __global__ void max_pool_argmax_kernel(
     const T m = maxima[k];
     int32_t found = -1;
     for (int64_t i = 0; i < g.kernel_h && found < 0; ++i) {
-      const int64_t ih = top + i;
+      const int64_t ih = top + i * g.dilation_h;
       if (ih < 0 || ih >= g.height) continue;
       for (int64_t j = 0; j < g.kernel_w; ++j) {
-        const int64_t iw = left + j;
+        const int64_t iw = left + j * g.dilation_w;
         if (iw >= 0 && iw < g.width && max_pool_matches(image[ih * g.width + iw], m)) {
           found = int32_t(ih * g.width + iw);
           break;
@@ -65,16 +66,17 @@ __global__ void max_pool_argmax_kernel(
   }
 }
 
-// The first and last output positions (along one axis of `positions`) whose window of
-// `kernel` taps, `stride` apart starting at o * stride - padding, covers pixel `at`.
+// The first and last output positions (along one axis of `positions`) whose window spanning
+// `span` pixels from o * stride - padding covers pixel `at` (with dilation a window in that
+// range may step over it; those never picked it, so the caller's test skips them).
 __device__ __forceinline__ void covering_windows(int64_t at,
-                                                 int64_t kernel,
+                                                 int64_t span,
                                                  int64_t stride,
                                                  int64_t padding,
                                                  int64_t positions,
                                                  int64_t& first,
                                                  int64_t& last) {
-  const int64_t lowest = at + padding - kernel + 1;
+  const int64_t lowest = at + padding - span + 1;
   first = lowest <= 0 ? 0 : (lowest + stride - 1) / stride;
   last = min((at + padding) / stride, positions - 1);
 }
@@ -89,8 +91,10 @@ __global__ void max_pool_backward_kernel(
        k += int64_t(gridDim.x) * blockDim.x) {
     const int64_t w = k % g.width, h = (k / g.width) % g.height, p = k / plane;
     int64_t oh_first, oh_last, ow_first, ow_last;
-    covering_windows(h, g.kernel_h, g.stride_h, g.padding_h, g.out_h, oh_first, oh_last);
-    covering_windows(w, g.kernel_w, g.stride_w, g.padding_w, g.out_w, ow_first, ow_last);
+    covering_windows(h, g.dilation_h * (g.kernel_h - 1) + 1, g.stride_h, g.padding_h, g.out_h,
+                     oh_first, oh_last);
+    covering_windows(w, g.dilation_w * (g.kernel_w - 1) + 1, g.stride_w, g.padding_w, g.out_w,
+                     ow_first, ow_last);
     const int32_t pixel = int32_t(h * g.width + w);
     const int32_t* plane_best = best + p * g.positions();
     const T* plane_grad = grad + p * g.positions();
