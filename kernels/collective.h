@@ -42,7 +42,8 @@ class NcclCommunicator {
   void broadcast(float* values, int64_t count, int root) const;
 
  private:
-  void* communicator_ = nullptr;  // ncclComm_t
+  // ncclComm_t; unused in builds without NCCL (kernels/cuda/collective_pending.cpp).
+  [[maybe_unused]] void* communicator_ = nullptr;
 };
 
 /// sum[i] = sum[i] + values[i] for i < n, one fp32 addition rounded to nearest even each (the
