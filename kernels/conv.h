@@ -1,6 +1,9 @@
-// Convolution patches, backend-neutral: images unfolded into patch rows (im2col's transpose,
-// the GEMM operand of conv2d) and patch rows folded back onto images (their adjoint).
-// float and double; raw pointers and sizes only. The CUDA twins are in kernels/cuda/conv_cuda.cu.
+// Convolution kernels. Patches, backend-neutral: images unfolded into patch rows (im2col's
+// transpose, the GEMM operand of conv2d) and patch rows folded back onto images (their
+// adjoint); float and double, CUDA twins in kernels/cuda/conv_cuda.cu. Direct convolution,
+// CPU only: oneDNN's forward, backward-data and backward-weights primitives on float32, for the
+// convolutions whose stack quantizes nothing (ops/spatial_ops.cpp chooses; a CUDA tensor takes
+// the patch rows until cuDNN's twin lands). Raw pointers and sizes only.
 #pragma once
 
 #include <cstdint>
@@ -23,5 +26,26 @@ template <typename T>
 void fold_images_cpu(const T* rows, T* x, int64_t images, int64_t channels, const Window& g);
 template <typename T>
 void fold_images_cuda(const T* rows, T* x, int64_t images, int64_t channels, const Window& g);
+
+/// A grouped 2-D convolution: x (images, channels, g.height, g.width), w (out_channels,
+/// channels / groups, g.kernel_h, g.kernel_w), y (images, out_channels, g.out_h, g.out_w), all
+/// dense row-major (NCHW, OIHW). The window pads both sides of an axis equally, as PyTorch.
+struct ConvShape {
+  int64_t images, channels, out_channels, groups;
+  Window window;
+};
+
+/// y = conv(x, w) + bias; bias: (out_channels) or null for none.
+void conv2d_forward_cpu(
+    const ConvShape& s, const float* x, const float* w, const float* bias, float* y);
+/// grad_x (x's shape) = the adjoint of conv(., w) applied to grad_y (y's shape).
+void conv2d_backward_data_cpu(const ConvShape& s,
+                              const float* grad_y,
+                              const float* w,
+                              float* grad_x);
+/// grad_w (w's shape) and grad_bias ((out_channels), or null when not wanted) from x and
+/// grad_y (y's shape).
+void conv2d_backward_weights_cpu(
+    const ConvShape& s, const float* x, const float* grad_y, float* grad_w, float* grad_bias);
 
 }  // namespace lattice

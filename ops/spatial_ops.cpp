@@ -14,6 +14,7 @@
 #include "kernels/pool.h"
 #include "ops/op_support.h"
 #include "ops/ops.h"
+#include "tensor/precision_stack.h"
 #include "tensor/tape.h"
 
 namespace lattice {
@@ -107,6 +108,58 @@ Tensor image_from_rows(const Tensor& rows, const Window& g, int64_t channels) {
   return out;
 }
 
+/// Whether conv2d runs as a direct convolution (kernels/conv.h): float32 on the CPU under a
+/// stack that quantizes none of the GEMM's operands, its accumulator or the activations. Every
+/// other convolution goes through patch rows and matmul, where the quantizers live.
+bool direct_convolution(const Tensor& x, const Tensor& w) {
+  if (x.device() != Device::cpu || x.dtype() != DType::float32 || x.numel() == 0 || w.numel() == 0)
+    return false;
+  const PrecisionStack& stack = current_precision();
+  return stack.gemm == GemmQuantizers{} && stack.accumulator == Accumulator{} &&
+         stack.activations == Quantizer{};
+}
+
+/// conv2d on oneDNN's primitives: one node whose backward runs backward-data (when x needs a
+/// gradient) and backward-weights (when w or the bias does; the bias gradient comes with it).
+Tensor direct_conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const ConvShape& s) {
+  const Tensor xc = x.contiguous(), wc = w.contiguous();
+  const Tensor bc = bias.defined() ? bias.contiguous() : Tensor{};
+  Tensor out = empty({s.images, s.out_channels, s.window.out_h, s.window.out_w});
+  conv2d_forward_cpu(s, xc.data<float>(), wc.data<float>(),
+                     bias.defined() ? bc.data<float>() : nullptr, out.data<float>());
+  trace_op(
+      "conv2d",
+      [&] {
+        return std::vector<std::string>{describe_for_trace(x), describe_for_trace(w)};
+      },
+      out);
+  const bool need_dx = requires_grad(x), need_dw = requires_grad(w),
+             need_dbias = bias.defined() && requires_grad(bias);
+  std::vector<Tensor> inputs{x, w};
+  if (bias.defined()) inputs.push_back(bias);
+  // Each saved operand only where a gradient needs it: x for the weights', w for x's.
+  record_op(
+      "conv2d", out, inputs,
+      [s, need_dx, need_dw, need_dbias, inputs = inputs.size(), x = need_dw ? detach(xc) : Tensor{},
+       w = need_dx ? detach(wc) : Tensor{}](const Tensor& grad) {
+        const Tensor g = grad.contiguous();
+        std::vector<Tensor> grads(inputs);
+        if (need_dx) {
+          grads[0] = empty({s.images, s.channels, s.window.height, s.window.width});
+          conv2d_backward_data_cpu(s, g.data<float>(), w.data<float>(), grads[0].data<float>());
+        }
+        if (need_dw || need_dbias) {
+          grads[1] =
+              empty({s.out_channels, s.channels / s.groups, s.window.kernel_h, s.window.kernel_w});
+          if (need_dbias) grads[2] = empty({s.out_channels});
+          conv2d_backward_weights_cpu(s, x.data<float>(), g.data<float>(), grads[1].data<float>(),
+                                      need_dbias ? grads[2].data<float>() : nullptr);
+        }
+        return grads;
+      });
+  return out;
+}
+
 }  // namespace
 
 Tensor im2col(const Tensor& x,
@@ -167,6 +220,7 @@ Tensor conv2d(const Tensor& x,
                 bias.shape(), " must be (", O, ") for w ", w.shape());
   const Window g =
       plan_window("conv2d", x.shape(), {w.shape(2), w.shape(3)}, stride, padding, dilation);
+  if (direct_convolution(x, w)) return direct_conv2d(x, w, bias, ConvShape{N, C, O, groups, g});
   const int64_t G = groups, Og = O / G, K = w.shape(1) * g.taps(), L = g.positions();
 
   // Composed from differentiable ops, so the GEMM goes through matmul and with it the

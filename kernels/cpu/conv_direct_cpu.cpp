@@ -1,0 +1,161 @@
+// CPU direct convolution through oneDNN: forward, backward-data and backward-weights
+// primitives on float32. The callers' tensors are dense NCHW/OIHW; each primitive picks its own
+// (blocked) layouts and the operands are reordered in and out around it, as PyTorch's mkldnn
+// convolution does. oneDNN's primitive cache keeps the compiled kernels between calls; its
+// static partition of the work over OpenMP threads makes a call reproducible for a given thread
+// count (NUMERICS.md, "Determinism and threads").
+#include <oneapi/dnnl/dnnl.hpp>
+#include <unordered_map>
+
+#include "core/error.h"
+#include "kernels/conv.h"
+
+namespace lattice {
+namespace {
+
+using dnnl::memory;
+using Dims = memory::dims;
+
+dnnl::engine& conv_engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+/// The geometry of one convolution in oneDNN's terms (dilation counts the gaps between taps,
+/// so PyTorch's 1 is oneDNN's 0).
+struct ConvDescription {
+  Dims x, w, bias, y, strides, dilates, padding;
+  memory::desc x_any, w_any, bias_plain, y_any;
+  memory::desc x_plain, w_plain, y_plain;
+};
+
+ConvDescription describe_conv(const ConvShape& s) {
+  const Window& g = s.window;
+  ConvDescription d;
+  d.x = {s.images, s.channels, g.height, g.width};
+  d.y = {s.images, s.out_channels, g.out_h, g.out_w};
+  d.bias = {s.out_channels};
+  const bool grouped = s.groups > 1;
+  d.w = grouped ? Dims{s.groups, s.out_channels / s.groups, s.channels / s.groups, g.kernel_h,
+                       g.kernel_w}
+                : Dims{s.out_channels, s.channels, g.kernel_h, g.kernel_w};
+  d.strides = {g.stride_h, g.stride_w};
+  d.dilates = {g.dilation_h - 1, g.dilation_w - 1};
+  d.padding = {g.padding_h, g.padding_w};
+  const auto f32 = memory::data_type::f32;
+  using tag = memory::format_tag;
+  d.x_any = memory::desc(d.x, f32, tag::any);
+  d.w_any = memory::desc(d.w, f32, tag::any);
+  d.y_any = memory::desc(d.y, f32, tag::any);
+  d.bias_plain = memory::desc(d.bias, f32, tag::x);
+  d.x_plain = memory::desc(d.x, f32, tag::nchw);
+  d.w_plain = memory::desc(d.w, f32, grouped ? tag::goihw : tag::oihw);
+  d.y_plain = memory::desc(d.y, f32, tag::nchw);
+  return d;
+}
+
+dnnl::convolution_forward::primitive_desc forward_plan(const ConvDescription& d, bool bias) {
+  const dnnl::convolution_forward::desc op(
+      dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, d.x_any, d.w_any,
+      bias ? d.bias_plain : memory::desc(), d.y_any, d.strides, d.dilates, d.padding, d.padding);
+  return {op, conv_engine()};
+}
+
+/// A plain operand in the primitive's layout: the caller's memory itself when they agree, a
+/// reordered copy otherwise (`from_plain`: copy in now; otherwise the caller copies out later).
+struct Operand {
+  memory plain, used;
+  Operand(const memory::desc& plain_desc,
+          const memory::desc& wanted,
+          const float* data,
+          dnnl::stream& stream,
+          bool from_plain)
+      : plain(plain_desc, conv_engine(), const_cast<float*>(data)),
+        used(plain_desc == wanted ? plain : memory(wanted, conv_engine())) {
+    if (from_plain && used != plain) dnnl::reorder(plain, used).execute(stream, plain, used);
+  }
+  void copy_out(dnnl::stream& stream) {
+    if (used != plain) dnnl::reorder(used, plain).execute(stream, used, plain);
+  }
+};
+
+/// Runs `body` and turns oneDNN's exceptions into lattice errors naming the op.
+template <typename Body>
+void with_onednn(const char* what, Body&& body) {
+  try {
+    body();
+  } catch (const dnnl::error& e) {
+    throw Error(
+        concat("[conv2d] oneDNN ", what, " failed: ", e.what(), " (status ", int(e.status), ")"));
+  }
+}
+
+}  // namespace
+
+void conv2d_forward_cpu(
+    const ConvShape& s, const float* x, const float* w, const float* bias, float* y) {
+  with_onednn("forward convolution", [&] {
+    const ConvDescription d = describe_conv(s);
+    const auto plan = forward_plan(d, bias != nullptr);
+    dnnl::stream stream(conv_engine());
+    Operand src(d.x_plain, plan.src_desc(), x, stream, true);
+    Operand weights(d.w_plain, plan.weights_desc(), w, stream, true);
+    Operand dst(d.y_plain, plan.dst_desc(), y, stream, false);
+    std::unordered_map<int, memory> args{
+        {DNNL_ARG_SRC, src.used}, {DNNL_ARG_WEIGHTS, weights.used}, {DNNL_ARG_DST, dst.used}};
+    if (bias)
+      args.emplace(DNNL_ARG_BIAS, memory(d.bias_plain, conv_engine(), const_cast<float*>(bias)));
+    dnnl::convolution_forward(plan).execute(stream, args);
+    dst.copy_out(stream);
+    stream.wait();
+  });
+}
+
+void conv2d_backward_data_cpu(const ConvShape& s,
+                              const float* grad_y,
+                              const float* w,
+                              float* grad_x) {
+  with_onednn("backward-data convolution", [&] {
+    const ConvDescription d = describe_conv(s);
+    const dnnl::convolution_backward_data::desc op(dnnl::algorithm::convolution_direct, d.x_any,
+                                                   d.w_any, d.y_any, d.strides, d.dilates,
+                                                   d.padding, d.padding);
+    const dnnl::convolution_backward_data::primitive_desc plan(op, conv_engine(),
+                                                               forward_plan(d, false));
+    dnnl::stream stream(conv_engine());
+    Operand diff_dst(d.y_plain, plan.diff_dst_desc(), grad_y, stream, true);
+    Operand weights(d.w_plain, plan.weights_desc(), w, stream, true);
+    Operand diff_src(d.x_plain, plan.diff_src_desc(), grad_x, stream, false);
+    dnnl::convolution_backward_data(plan).execute(stream, {{DNNL_ARG_DIFF_DST, diff_dst.used},
+                                                           {DNNL_ARG_WEIGHTS, weights.used},
+                                                           {DNNL_ARG_DIFF_SRC, diff_src.used}});
+    diff_src.copy_out(stream);
+    stream.wait();
+  });
+}
+
+void conv2d_backward_weights_cpu(
+    const ConvShape& s, const float* x, const float* grad_y, float* grad_w, float* grad_bias) {
+  with_onednn("backward-weights convolution", [&] {
+    const ConvDescription d = describe_conv(s);
+    const bool bias = grad_bias != nullptr;
+    const dnnl::convolution_backward_weights::desc op(
+        dnnl::algorithm::convolution_direct, d.x_any, d.w_any, bias ? d.bias_plain : memory::desc(),
+        d.y_any, d.strides, d.dilates, d.padding, d.padding);
+    const dnnl::convolution_backward_weights::primitive_desc plan(op, conv_engine(),
+                                                                  forward_plan(d, bias));
+    dnnl::stream stream(conv_engine());
+    Operand src(d.x_plain, plan.src_desc(), x, stream, true);
+    Operand diff_dst(d.y_plain, plan.diff_dst_desc(), grad_y, stream, true);
+    Operand diff_weights(d.w_plain, plan.diff_weights_desc(), grad_w, stream, false);
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src.used},
+                                         {DNNL_ARG_DIFF_DST, diff_dst.used},
+                                         {DNNL_ARG_DIFF_WEIGHTS, diff_weights.used}};
+    if (bias) args.emplace(DNNL_ARG_DIFF_BIAS, memory(d.bias_plain, conv_engine(), grad_bias));
+    dnnl::convolution_backward_weights(plan).execute(stream, args);
+    diff_weights.copy_out(stream);
+    stream.wait();
+  });
+}
+
+}  // namespace lattice
