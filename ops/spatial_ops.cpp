@@ -137,23 +137,33 @@ Tensor direct_conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const
              need_dbias = bias.defined() && requires_grad(bias);
   std::vector<Tensor> inputs{x, w};
   if (bias.defined()) inputs.push_back(bias);
-  // Each saved operand only where a gradient needs it: x for the weights', w for x's.
+  // Each saved operand only where a gradient needs it: x for the weights' (and the bias's,
+  // which comes with them), w for x's.
+  const bool need_weights = need_dw || need_dbias;
   record_op(
       "conv2d", out, inputs,
-      [s, need_dx, need_dw, need_dbias, inputs = inputs.size(), x = need_dw ? detach(xc) : Tensor{},
+      [s, need_dx, need_weights, need_dbias, inputs = inputs.size(),
+       x = need_weights ? detach(xc) : Tensor{},
        w = need_dx ? detach(wc) : Tensor{}](const Tensor& grad) {
         const Tensor g = grad.contiguous();
+        const auto operands = [&](const Tensor& a, const Tensor& b) {
+          return [&] {
+            return std::vector<std::string>{describe_for_trace(a), describe_for_trace(b)};
+          };
+        };
         std::vector<Tensor> grads(inputs);
         if (need_dx) {
           grads[0] = empty({s.images, s.channels, s.window.height, s.window.width});
           conv2d_backward_data_cpu(s, g.data<float>(), w.data<float>(), grads[0].data<float>());
+          trace_op("conv2d.dgrad", operands(g, w), grads[0]);
         }
-        if (need_dw || need_dbias) {
+        if (need_weights) {
           grads[1] =
               empty({s.out_channels, s.channels / s.groups, s.window.kernel_h, s.window.kernel_w});
           if (need_dbias) grads[2] = empty({s.out_channels});
           conv2d_backward_weights_cpu(s, x.data<float>(), g.data<float>(), grads[1].data<float>(),
                                       need_dbias ? grads[2].data<float>() : nullptr);
+          trace_op("conv2d.wgrad", operands(x, g), grads[1]);
         }
         return grads;
       });

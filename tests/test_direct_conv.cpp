@@ -1,0 +1,154 @@
+// conv2d's direct path (oneDNN's primitives, kernels/conv.h): float32 values and gradients
+// against the float64 patch-row path over a table of geometries, which path each stack takes
+// (read from the op trace), gradients only for the inputs that need them, and the same bits
+// from a rerun.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "autograd/autograd.h"
+#include "ops/ops.h"
+#include "ops/spatial_ops.h"
+#include "tensor/precision_stack.h"
+
+using namespace lattice;
+
+namespace {
+
+struct Geometry {
+  const char* what;
+  Shape x, w;
+  bool bias;
+  Size2d stride, padding, dilation;
+  int64_t groups;
+};
+
+const std::vector<Geometry>& geometries() {
+  static const std::vector<Geometry> table{
+      {"a first layer: 3 channels, padding 1", {2, 3, 12, 12}, {8, 3, 3, 3}, true, 1, 1, 1, 1},
+      {"stride 2 over an odd size", {2, 16, 9, 9}, {24, 16, 3, 3}, true, 2, 1, 1, 1},
+      {"1x1 kernel, one image, no bias", {1, 8, 10, 7}, {8, 8, 1, 1}, false, 1, 0, 1, 1},
+      {"per-axis stride, padding and dilation, groups 2",
+       {2, 8, 11, 13},
+       {12, 4, 3, 2},
+       true,
+       {2, 1},
+       {1, 2},
+       {2, 1},
+       2},
+      {"depthwise", {2, 6, 5, 5}, {6, 1, 3, 3}, true, 1, 1, 1, 6},
+      {"the kernel covers the image", {3, 4, 6, 6}, {5, 4, 6, 6}, true, 1, 0, 1, 1},
+      {"stride 3 leaves the far pixels out", {2, 4, 8, 8}, {4, 4, 3, 3}, true, 3, 0, 1, 1},
+      {"dilation 3 with padding 2", {2, 4, 7, 7}, {6, 4, 3, 3}, false, 1, 2, 3, 1},
+  };
+  return table;
+}
+
+Tensor random(const Shape& shape, uint64_t seed, DType dtype) {
+  return uniform(shape, -1.0, 1.0, RandomStream{.seed = seed}).to(dtype);
+}
+
+/// The output and the gradients of x, w (and the bias) for the loss sum(y * r), r fixed.
+std::vector<std::vector<double>> run(const Geometry& g, DType dtype) {
+  const Tensor x = set_requires_grad(random(g.x, 1, dtype)),
+               w = set_requires_grad(random(g.w, 2, dtype)),
+               b = g.bias ? set_requires_grad(random({g.w[0]}, 3, dtype)) : Tensor{};
+  const Tensor y = conv2d(x, w, b, g.stride, g.padding, g.dilation, g.groups);
+  backward(sum(mul(y, random(y.shape(), 4, dtype))));
+  std::vector<std::vector<double>> out{y.to_vector<double>(), grad(x).to_vector<double>(),
+                                       grad(w).to_vector<double>()};
+  if (g.bias) out.push_back(grad(b).to_vector<double>());
+  return out;
+}
+
+/// The names of the ops `body` runs, backward rules included.
+template <typename Body>
+std::vector<std::string> traced_ops(Body&& body) {
+  set_op_trace(true, /*backward=*/true);
+  clear_op_trace();
+  body();
+  set_op_trace(false);
+  std::vector<std::string> names;
+  for (const OpTrace& entry : op_trace()) names.push_back(entry.op);
+  clear_op_trace();
+  return names;
+}
+
+bool contains(const std::vector<std::string>& names, const std::string& name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+}  // namespace
+
+TEST_CASE("direct conv2d's float32 values and gradients match the float64 patch-row path") {
+  for (const Geometry& g : geometries()) {
+    INFO(g.what);
+    std::vector<std::vector<double>> got, expected;
+    const std::vector<std::string> ops = traced_ops([&] { got = run(g, DType::float32); });
+    CHECK(contains(ops, "conv2d"));  // the direct path ran, forward and backward
+    CHECK(contains(ops, "conv2d.dgrad"));
+    CHECK(contains(ops, "conv2d.wgrad"));
+    CHECK(!contains(ops, "matmul"));
+    expected = run(g, DType::float64);
+    REQUIRE(got.size() == expected.size());
+    const char* names[] = {"y", "dx", "dw", "dbias"};
+    for (size_t k = 0; k < got.size(); ++k) {
+      INFO(names[k]);
+      REQUIRE(got[k].size() == expected[k].size());
+      double largest = 0.0;
+      for (double v : expected[k]) largest = std::max(largest, std::fabs(v));
+      for (size_t i = 0; i < got[k].size(); ++i)
+        CHECK(std::fabs(got[k][i] - expected[k][i]) <=
+              1e-5 * (std::fabs(expected[k][i]) + largest));
+    }
+  }
+}
+
+TEST_CASE("conv2d takes the patch rows and matmul wherever the stack quantizes or in float64") {
+  const Tensor x = random({2, 4, 6, 6}, 5, DType::float32),
+               w = random({4, 4, 3, 3}, 6, DType::float32);
+  const auto path = [&](const std::string& stack, DType dtype) {
+    PrecisionScope scope(parse_precision_stack(stack));
+    return traced_ops([&] { conv2d(x.to(dtype), w.to(dtype), {}, 1, 1); });
+  };
+  CHECK(path("fp32", DType::float32) == std::vector<std::string>{"conv2d"});
+  for (const char* stack : {"gemm=mxfp4", "a=bf16", "acc=bf16:k32", "gemm=bf16"}) {
+    INFO(stack);
+    const std::vector<std::string> ops = path(stack, DType::float32);
+    CHECK(contains(ops, "matmul"));
+    CHECK(!contains(ops, "conv2d"));
+  }
+  CHECK(!contains(path("fp32", DType::float64), "conv2d"));
+}
+
+TEST_CASE("direct conv2d computes the gradients its inputs need, the bias's alone too") {
+  const Tensor x = random({2, 3, 5, 5}, 7, DType::float32),
+               w = random({4, 3, 3, 3}, 8, DType::float32),
+               b = set_requires_grad(random({4}, 9, DType::float32));
+  const Tensor y = conv2d(x, w, b, 1, 1);
+  const Tensor r = random(y.shape(), 10, DType::float32);
+  backward(sum(mul(y, r)));
+  // d/dbias_o of sum(y * r) is the sum of r over channel o's positions.
+  const std::vector<float> expected = sum(r, {0, 2, 3}).to_vector<float>(),
+                           got = grad(b).to_vector<float>();
+  REQUIRE(got.size() == expected.size());
+  for (size_t o = 0; o < got.size(); ++o)
+    CHECK(got[o] == doctest::Approx(expected[o]).epsilon(1e-5));
+  CHECK(!grad(x).defined());
+  CHECK(!grad(w).defined());
+
+  const Tensor w2 = set_requires_grad(detach(w));
+  const std::vector<std::string> ops = traced_ops([&] { backward(sum(conv2d(x, w2, {}, 1, 1))); });
+  CHECK(contains(ops, "conv2d.wgrad"));
+  CHECK(!contains(ops, "conv2d.dgrad"));  // x needs no gradient: a first layer's input
+}
+
+TEST_CASE("direct conv2d gives the same bits when run again") {
+  const Geometry& g = geometries()[3];
+  const std::vector<std::vector<double>> first = run(g, DType::float32),
+                                         second = run(g, DType::float32);
+  CHECK(first == second);
+}
