@@ -104,11 +104,11 @@ TEST_CASE("unfold_images on a batch large enough for threads equals the per-imag
 
 TEST_CASE(
     "max_pool_planes takes window maxima (NaN wins, padding skipped); the backward adds "
-    "each window's gradient at its first maximum") {
+    "each window's gradient where PyTorch's loop puts it: the first maximum, the last NaN") {
   const Window g = window(7, 8, 3, 3, 2, 1, 1);
   const int64_t planes = 5, plane = g.height * g.width;
   std::vector<float> x = random_values(planes * plane, 4);
-  x[3] = NAN;                                           // plane 0, row 0
+  x[3] = x[12] = NAN;  // plane 0: two NaNs in the windows of rows -1..1 over columns 3..5
   x[size_t(plane + 9)] = x[size_t(plane + 10)] = 2.0f;  // a tie in plane 1
   std::vector<float> maxima(size_t(planes * g.positions()));
   max_pool_planes_cpu(x.data(), maxima.data(), planes, g);
@@ -123,7 +123,8 @@ TEST_CASE(
         for (int64_t i = 0; i < g.kernel_h; ++i)
           for (int64_t j = 0; j < g.kernel_w; ++j) {
             const int64_t pixel = source_pixel(g, oh, ow, i, j);
-            if (pixel < 0 || std::isnan(best)) continue;
+            if (pixel < 0) continue;
+            // PyTorch's CPU kernel: `if ((val > maxval) || std::isnan(val))`.
             const float v = x[size_t(p * plane + pixel)];
             if (first < 0 || v > best || std::isnan(v)) best = v, first = pixel;
           }

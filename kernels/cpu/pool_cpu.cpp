@@ -41,16 +41,19 @@ void window_maxima(const T* image, T* values, const Window& g) {
   }
 }
 
-/// For each window of one plane, the position in the plane of its first pixel (in row-major
-/// window order) that equals the window's maximum from window_maxima (or is NaN when that is
-/// NaN): best (out_h, out_w). Taps run in reverse order, so the last match written is the
-/// first in window order, and the selects vectorise across a row of windows like the maxima.
+/// For each window of one plane, the position in the plane of the pixel PyTorch's max-pool picks
+/// (in row-major window order): the first one equal to the window's maximum from
+/// window_maxima, or the last NaN when that is NaN (PyTorch replaces its running maximum by
+/// every NaN): best (out_h, out_w). Taps run in reverse order, so the last match written is the
+/// first in window order, a NaN is written only once, and the selects vectorise across a row of
+/// windows like the maxima.
 template <typename T>
 void window_argmax(const T* image, const T* maxima, int32_t* best, const Window& g) {
   for (int64_t oh = 0; oh < g.out_h; ++oh) {
     int32_t* row_best = best + oh * g.out_w;
     const T* row_max = maxima + oh * g.out_w;
     const int64_t top = oh * g.stride_h - g.padding_h;
+    std::fill(row_best, row_best + g.out_w, -1);
     for (int64_t i = g.kernel_h; i-- > 0;) {
       const int64_t ih = top + i * g.dilation_h;
       if (ih < 0 || ih >= g.height) continue;
@@ -63,7 +66,8 @@ void window_argmax(const T* image, const T* maxima, int32_t* best, const Window&
 #pragma omp simd
         for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
           const T v = image[line + ow * g.stride_w], m = row_max[ow];
-          row_best[ow] = max_pool_matches(v, m) ? int32_t(line + ow * g.stride_w) : row_best[ow];
+          const bool taken = max_pool_matches(v, m) & !((m != m) & (row_best[ow] >= 0));
+          row_best[ow] = taken ? int32_t(line + ow * g.stride_w) : row_best[ow];
         }
       }
     }

@@ -38,8 +38,9 @@ __global__ void max_pool_kernel(const T* x, T* maxima, int64_t planes, Window g)
 }
 
 // x: (planes, height, width), maxima: (planes, out_h, out_w) -> best: (planes, out_h, out_w),
-// the in-plane position of each window's first pixel (row-major window order) matching its
-// maximum, or -1 when none does.
+// the in-plane position of each window's first pixel (row-major window order) equal to its
+// maximum, or its last NaN when the maximum is NaN (PyTorch's pick, as on the CPU); -1 when
+// none matches.
 template <typename T>
 __global__ void max_pool_argmax_kernel(
     const T* x, const T* maxima, int32_t* best, int64_t planes, Window g) {
@@ -50,15 +51,18 @@ __global__ void max_pool_argmax_kernel(
     const T* image = x + p * g.height * g.width;
     const int64_t top = oh * g.stride_h - g.padding_h, left = ow * g.stride_w - g.padding_w;
     const T m = maxima[k];
+    // A maximum that is a number ends the search at its first match; a NaN one goes on to the
+    // last NaN.
+    const bool last_match = m != m;
     int32_t found = -1;
-    for (int64_t i = 0; i < g.kernel_h && found < 0; ++i) {
+    for (int64_t i = 0; i < g.kernel_h && (found < 0 || last_match); ++i) {
       const int64_t ih = top + i * g.dilation_h;
       if (ih < 0 || ih >= g.height) continue;
       for (int64_t j = 0; j < g.kernel_w; ++j) {
         const int64_t iw = left + j * g.dilation_w;
         if (iw >= 0 && iw < g.width && max_pool_matches(image[ih * g.width + iw], m)) {
           found = int32_t(ih * g.width + iw);
-          break;
+          if (!last_match) break;
         }
       }
     }
