@@ -146,6 +146,11 @@ enum OpCheck : unsigned {
                     Reduction::mean, from_vector<double>({0.5, 2, 1, 0.25}, {4}).to(x[0].dtype()), \
                     0.2)),                                                                         \
      "(N, C, d1) logits, class weights, label smoothing 0.2, one ignored target")                  \
+  OP(cross_entropy_none, cross_entropy, "composite: gather(log_softmax), index_select of the rows", \
+     float64_run, kGradientCheck | kStridedCheck, (values_any({2, 4, 3})),                         \
+     (cross_entropy(x[0], from_vector<int64_t>({2, -100, 0, 3, 3, 1}, {2, 3}), -100,               \
+                    Reduction::none, {}, 0.2)),                                                    \
+     "reduction none: a (2, 3) loss, 0 at the ignored target; label smoothing 0.2")                \
   OP(mse, mse, "composite: mean((p - t)^2) (ops/ops.cpp mse())", naive,                            \
      kGradientCheck | kStridedCheck | kBroadcastCheck, (values_any({3, 4}), values_any({4})),      \
      (mse(x[0], x[1])), "")                                                                        \

@@ -472,14 +472,27 @@ Tensor cross_entropy(const Tensor& logits,
   const Tensor target_weights =
       class_weights.defined() ? index_select(detach(class_weights), 0, picks) : Tensor{};
   if (target_weights.defined()) picked = mul(picked, target_weights.reshape({counted, 1}));
-  Tensor total = neg(sum(picked));
+  // One loss per counted target, or (for the reductions) their sum.
+  const std::vector<int> rows_axis =
+      reduction == Reduction::none ? std::vector<int>{1} : std::vector<int>{};
+  Tensor total = neg(sum(picked, rows_axis));
   if (label_smoothing > 0.0) {
     // ε/C Σ_c w_c (-log p_c) per counted target, added to (1 - ε) times the likelihood term.
     const Tensor spread = class_weights.defined()
                               ? mul(log_probabilities, detach(class_weights).reshape({1, classes}))
                               : log_probabilities;
     total = add(scale(total, 1.0 - label_smoothing),
-                scale(neg(sum(spread)), label_smoothing / double(classes)));
+                scale(neg(sum(spread, rows_axis)), label_smoothing / double(classes)));
+  }
+  if (reduction == Reduction::none) {
+    // The targets' shape, 0 where a target is ignored (as PyTorch): row i reads its counted
+    // loss, or the zero appended after them.
+    if (counted == rows) return total.reshape(targets.shape());
+    std::vector<int64_t> source(size_t(rows), counted);
+    for (int64_t k = 0; k < counted; ++k) source[size_t(counted_rows[size_t(k)])] = k;
+    const Tensor with_zero = cat({total, zeros({1}, total.dtype(), total.device())}, 0);
+    return index_select(with_zero, 0, from_vector<int64_t>(source, {rows}))
+        .reshape(targets.shape());
   }
   if (reduction == Reduction::sum) return total;
   // Mean over the counted targets, weighted by w_y; with none counted it is 0/0 = NaN, as in
@@ -491,6 +504,7 @@ Tensor cross_entropy(const Tensor& logits,
 Tensor mse(const Tensor& prediction, const Tensor& target, Reduction reduction) {
   const Tensor error = sub(prediction, target);
   const Tensor squares = mul(error, error);
+  if (reduction == Reduction::none) return squares;
   return reduction == Reduction::sum ? sum(squares) : mean(squares);
 }
 

@@ -69,11 +69,14 @@ Tensor log_softmax(const Tensor& x, int axis = -1);
 /// exp(x - max) / sum(exp(x - max)) along `axis`; rows sum to 1 within a few ulp.
 Tensor softmax(const Tensor& x, int axis = -1);
 
-enum class Reduction : uint8_t { mean, sum };
+/// How a loss reduces its per-element terms: their mean, their sum, or none (the terms
+/// themselves).
+enum class Reduction : uint8_t { mean, sum, none };
 /// Cross entropy of logits (N, C) or (N, C, d1, ...) against int64 class indices (N) or
 /// (N, d1, ...), as PyTorch's F.cross_entropy. With class weights w (C) and label smoothing ε,
 /// a counted target y at position n adds (1 - ε) w_y (-log p_y) + ε/C Σ_c w_c (-log p_c);
-/// 'mean' divides the sum by Σ w_y over the counted targets (their count without weights).
+/// 'mean' divides the sum by Σ w_y over the counted targets (their count without weights);
+/// 'none' returns each target's term in the targets' shape, 0 for an ignored one.
 /// Targets equal to `ignore_index` contribute nothing and are not counted (a mean with none
 /// counted is NaN, as in PyTorch). Masked (-inf) non-target logits give a finite loss without
 /// smoothing (with ε > 0 it is +inf, as in PyTorch).
@@ -83,7 +86,7 @@ Tensor cross_entropy(const Tensor& logits,
                      Reduction reduction = Reduction::mean,
                      const Tensor& class_weights = {},
                      double label_smoothing = 0.0);
-/// Mean (or sum) of squared differences; shapes broadcast.
+/// Mean (or sum, or none: each) of squared differences; shapes broadcast.
 Tensor mse(const Tensor& prediction, const Tensor& target, Reduction reduction = Reduction::mean);
 
 // Indexing and joining. Indices are int64 (or int32) tensors; out-of-range indices throw.

@@ -222,6 +222,34 @@ TEST_CASE("cross_entropy on (N, C, d1) with class weights and label smoothing is
       }
 }
 
+TEST_CASE("cross_entropy with reduction none gives each target's term, 0 where ignored") {
+  const int64_t N = 2, C = 4, D = 3;
+  const std::vector<int64_t> targets{2, -100, 0, 3, 3, 1};
+  const std::vector<double> class_weights{0.5, 2.0, 1.0, 0.25};
+  const Tensor logits = leaf({N, C, D}, 22);
+  const Tensor losses =
+      cross_entropy(logits, from_vector<int64_t>(targets, {N, D}), -100, Reduction::none,
+                    from_vector<double>(class_weights, {C}), 0.2);
+  REQUIRE(losses.shape() == Shape{N, D});
+  // The loss of sum(r * losses): each position's term and gradient from the reference with
+  // every other target ignored, weighted by r.
+  const std::vector<double> r{0.5, 1.5, -1.0, 2.0, 0.25, 1.0};
+  backward(sum(mul(losses, from_vector<double>(r, {N, D}))));
+  const std::vector<double> got = as_doubles(losses);
+  std::vector<double> expected_gradient(size_t(N * C * D), 0.0);
+  for (size_t position = 0; position < targets.size(); ++position) {
+    std::vector<int64_t> one(targets.size(), -100);
+    one[position] = targets[position];
+    const CrossEntropyReference term =
+        reference_cross_entropy(as_doubles(logits), one, class_weights, N, C, D, 0.2, false);
+    CHECK(got[position] == doctest::Approx(term.loss).epsilon(1e-12));
+    for (size_t k = 0; k < expected_gradient.size(); ++k)
+      expected_gradient[k] += r[position] * term.gradient[k];
+  }
+  CHECK(got[1] == 0.0);  // the ignored target
+  check_close(as_doubles(grad(logits)), expected_gradient);
+}
+
 TEST_CASE("cross_entropy: masked (-inf) classes stay finite, all-ignored mean is NaN") {
   const Tensor logits =
       set_requires_grad(from_vector<double>({0.5, -kInfinity, 1.5, 2.0, -kInfinity, -1.0}, {2, 3}));
