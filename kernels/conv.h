@@ -38,14 +38,15 @@ struct ConvShape {
 /// y = conv(x, w) + bias; bias: (out_channels) or null for none.
 void conv2d_forward_cpu(
     const ConvShape& s, const float* x, const float* w, const float* bias, float* y);
-/// grad_x (x's shape) = the adjoint of conv(., w) applied to grad_y (y's shape).
-void conv2d_backward_data_cpu(const ConvShape& s,
-                              const float* grad_y,
-                              const float* w,
-                              float* grad_x);
-/// grad_w (w's shape) and grad_bias ((out_channels), or null when not wanted) from x and
-/// grad_y (y's shape).
-void conv2d_backward_weights_cpu(
-    const ConvShape& s, const float* x, const float* grad_y, float* grad_w, float* grad_bias);
+/// The gradients of y = conv(x, w) (+ bias) from grad_y (y's shape), each only where its
+/// pointer is not null: grad_x (x's shape; reads w), grad_w (w's shape; reads x) and with it
+/// grad_bias ((out_channels)). grad_y is brought into the primitives' layout once for both.
+void conv2d_backward_cpu(const ConvShape& s,
+                         const float* x,
+                         const float* w,
+                         const float* grad_y,
+                         float* grad_x,
+                         float* grad_w,
+                         float* grad_bias);
 
 }  // namespace lattice

@@ -152,19 +152,17 @@ Tensor direct_conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const
           };
         };
         std::vector<Tensor> grads(inputs);
-        if (need_dx) {
-          grads[0] = empty({s.images, s.channels, s.window.height, s.window.width});
-          conv2d_backward_data_cpu(s, g.data<float>(), w.data<float>(), grads[0].data<float>());
-          trace_op("conv2d.dgrad", operands(g, w), grads[0]);
-        }
-        if (need_weights) {
+        if (need_dx) grads[0] = empty({s.images, s.channels, s.window.height, s.window.width});
+        if (need_weights)
           grads[1] =
               empty({s.out_channels, s.channels / s.groups, s.window.kernel_h, s.window.kernel_w});
-          if (need_dbias) grads[2] = empty({s.out_channels});
-          conv2d_backward_weights_cpu(s, x.data<float>(), g.data<float>(), grads[1].data<float>(),
-                                      need_dbias ? grads[2].data<float>() : nullptr);
-          trace_op("conv2d.wgrad", operands(x, g), grads[1]);
-        }
+        if (need_dbias) grads[2] = empty({s.out_channels});
+        const auto out_of = [](const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; };
+        conv2d_backward_cpu(s, need_weights ? x.data<float>() : nullptr,
+                            need_dx ? w.data<float>() : nullptr, g.data<float>(), out_of(grads[0]),
+                            out_of(grads[1]), need_dbias ? grads[2].data<float>() : nullptr);
+        if (need_dx) trace_op("conv2d.dgrad", operands(g, w), grads[0]);
+        if (need_weights) trace_op("conv2d.wgrad", operands(x, g), grads[1]);
         return grads;
       });
   return out;

@@ -29,6 +29,14 @@ struct Geometry {
 const std::vector<Geometry>& geometries() {
   static const std::vector<Geometry> table{
       {"a first layer: 3 channels, padding 1", {2, 3, 12, 12}, {8, 3, 3, 3}, true, 1, 1, 1, 1},
+      {"a grayscale first layer: one channel (plain layouts)",
+       {2, 1, 9, 9},
+       {4, 1, 3, 3},
+       true,
+       1,
+       1,
+       1,
+       1},
       {"stride 2 over an odd size", {2, 16, 9, 9}, {24, 16, 3, 3}, true, 2, 1, 1, 1},
       {"1x1 kernel, one image, no bias", {1, 8, 10, 7}, {8, 8, 1, 1}, false, 1, 0, 1, 1},
       {"per-axis stride, padding and dilation, groups 2",
