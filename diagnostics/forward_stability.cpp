@@ -631,12 +631,8 @@ double* norm_epsilon(nn::Module& module) {
   return nullptr;
 }
 
-LayerNormEpsilonController::LayerNormEpsilonController(LayerNormEpsilonPolicy policy,
-                                                       double machine_epsilon)
-    : policy_(policy), machine_epsilon_(machine_epsilon) {
-  LATTICE_CHECK(machine_epsilon > 0 && machine_epsilon < 1,
-                "[ln-eps-policy] machine epsilon must lie in (0, 1), got ", machine_epsilon);
-}
+LayerNormEpsilonController::LayerNormEpsilonController(LayerNormEpsilonPolicy policy)
+    : policy_(policy) {}
 
 namespace {
 
@@ -650,7 +646,11 @@ std::map<std::string, double*> norm_epsilons(nn::Module& model) {
 }  // namespace
 
 std::vector<EpsilonChange> LayerNormEpsilonController::apply(
-    nn::Module& model, const std::map<std::string, NormInputStatistics>& statistics) {
+    nn::Module& model,
+    const std::map<std::string, NormInputStatistics>& statistics,
+    double machine_epsilon) {
+  LATTICE_CHECK(machine_epsilon > 0 && machine_epsilon < 1,
+                "[ln-eps-policy] machine epsilon must lie in (0, 1), got ", machine_epsilon);
   const std::map<std::string, double*> epsilons = norm_epsilons(model);
   std::vector<EpsilonChange> changes;
   for (const auto& [name, input] : statistics) {
@@ -658,11 +658,11 @@ std::vector<EpsilonChange> LayerNormEpsilonController::apply(
     LATTICE_CHECK(found != epsilons.end(), "[ln-eps-policy] \"", name,
                   "\" is not a LayerNorm or RMSNorm of the model");
     double& eps = *found->second;
-    const std::optional<double> proposed = proposed_epsilon(policy_, input, eps, machine_epsilon_);
+    const std::optional<double> proposed = proposed_epsilon(policy_, input, eps, machine_epsilon);
     if (!proposed) continue;
     original_eps_.emplace(name, eps);  // keeps the first (original) value
     changes.push_back({name, eps, *proposed,
-                       layer_norm_rho(input.median_variance, eps, input.dim, machine_epsilon_)});
+                       layer_norm_rho(input.median_variance, eps, input.dim, machine_epsilon)});
     eps = *proposed;
   }
   return changes;

@@ -294,13 +294,16 @@ double* norm_epsilon(nn::Module& module);
 /// restore() puts them back at the end of the run.
 class LayerNormEpsilonController {
  public:
-  LayerNormEpsilonController(LayerNormEpsilonPolicy policy, double machine_epsilon);
+  explicit LayerNormEpsilonController(LayerNormEpsilonPolicy policy);
 
   /// For every module of `model` named in `statistics` (from measure_norm_inputs): proposed_
-  /// epsilon with the module's current ε, set when it returns a value. Returns the changes.
-  /// Throws when a name is not a LayerNorm/RMSNorm of `model`.
+  /// epsilon with the module's current ε and `machine_epsilon`, that of the lattice the norms
+  /// compute on now (a stack schedule may change it), set when it returns a value. Returns
+  /// the changes. Throws when a name is not a LayerNorm/RMSNorm of `model` or machine_epsilon
+  /// is outside (0, 1).
   std::vector<EpsilonChange> apply(nn::Module& model,
-                                   const std::map<std::string, NormInputStatistics>& statistics);
+                                   const std::map<std::string, NormInputStatistics>& statistics,
+                                   double machine_epsilon);
   /// Sets every changed module back to its original ε; returns what was undone (rho_ln NaN).
   std::vector<EpsilonChange> restore(nn::Module& model);
 
@@ -310,7 +313,6 @@ class LayerNormEpsilonController {
 
  private:
   LayerNormEpsilonPolicy policy_;
-  double machine_epsilon_;
   std::map<std::string, double> original_eps_;
 };
 

@@ -201,7 +201,7 @@ std::vector<EpsilonChange> apply_layer_norm_epsilon_policy(LayerNormEpsilonContr
       view.loss(sample);
     });
   });
-  return controller.apply(model, statistics);
+  return controller.apply(model, statistics, view.stack->activations.element.epsilon());
 }
 
 }  // namespace lattice::diagnostics

@@ -54,7 +54,9 @@ class StabilityInstrument : public Instrument {
 /// Algorithm 1 at an observed step: when controller.policy().due(view.step), measures every
 /// LayerNorm/RMSNorm input on the first policy().sample examples of the step's batch (one eval
 /// forward under the run's stack inside without_a_trace, so the run keeps its bits) and lets
-/// the controller raise ε where the rule says. Returns the changes (none on other steps).
+/// the controller raise ε where the rule says, with ε_mach of the step's activation lattice
+/// (Λa of view.stack, which follows a stack schedule). Returns the changes (none on other
+/// steps).
 std::vector<EpsilonChange> apply_layer_norm_epsilon_policy(LayerNormEpsilonController& controller,
                                                            const StepView& view);
 

@@ -355,10 +355,9 @@ class TrainingRun {
     schedule_ = optim::parse_schedule(flags.schedule, total_steps_);
     stack_ = scheduled_stack(0);
     if (!flags.ln_eps_policy.empty()) {
-      // ε_mach of the lattice the norms compute on: the first stack's activations (Λa).
+      // ε_mach comes from each observed step's stack (its Λa), so it follows a schedule.
       ln_eps_ = std::make_unique<diagnostics::LayerNormEpsilonController>(
-          diagnostics::LayerNormEpsilonPolicy::parse(flags.ln_eps_policy),
-          stack_.activations.element.epsilon());
+          diagnostics::LayerNormEpsilonPolicy::parse(flags.ln_eps_policy));
       for (auto& [name, module] : model_.named_modules())
         if (const double* eps = diagnostics::norm_epsilon(*module)) initial_eps_[name] = *eps;
     }

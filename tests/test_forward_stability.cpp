@@ -562,8 +562,7 @@ TEST_CASE(
   auto rms_norm = std::make_shared<nn::RMSNorm>(64, 1e-7);
   auto untouched = std::make_shared<nn::LayerNorm>(64, 1e-5);
   nn::Sequential model({layer_norm, rms_norm, untouched});
-  LayerNormEpsilonController controller(LayerNormEpsilonPolicy::parse("rho=0.6,cap=1e-2,every=5"),
-                                        fp16);
+  LayerNormEpsilonController controller(LayerNormEpsilonPolicy::parse("rho=0.6,cap=1e-2,every=5"));
   // "0": ρ_LN = 0.0128 / 1e-3 · 64 · 2^-10 = 0.8 in (ρ*, 1): ε -> 0.0128 · 64 · 2^-10 / 0.6.
   // "1": σ² = 1e-12 gives a candidate below the floor: ε 1e-7 -> the floor 1e-6.
   // "2": σ² = 1 gives ρ_LN = 6250 >= 1: not dominated, unchanged.
@@ -571,7 +570,7 @@ TEST_CASE(
       {"0", {.dim = 64, .rows = 16, .median_variance = 0.0128, .eps = 1e-3}},
       {"1", {.dim = 64, .rows = 16, .median_variance = 1e-12, .eps = 1e-7}},
       {"2", {.dim = 64, .rows = 16, .median_variance = 1.0, .eps = 1e-5}}};
-  const std::vector<EpsilonChange> changes = controller.apply(model, statistics);
+  const std::vector<EpsilonChange> changes = controller.apply(model, statistics, fp16);
   REQUIRE(changes.size() == 2);
   const double raised = 0.0128 * 64 * fp16 / 0.6;
   CHECK(changes[0].module == "0");
@@ -585,18 +584,17 @@ TEST_CASE(
   CHECK(untouched->eps == 1e-5);
 
   // Again with the same statistics: ρ_LN now equals ρ*, the candidate equals ε, nothing moves.
-  CHECK(controller.apply(model, statistics).empty());
+  CHECK(controller.apply(model, statistics, fp16).empty());
   // A smaller variance gives a smaller candidate: ε is never lowered.
   const std::map<std::string, NormInputStatistics> quieter = {
       {"0", {.dim = 64, .rows = 16, .median_variance = 1e-3, .eps = raised}}};
-  CHECK(controller.apply(model, quieter).empty());
+  CHECK(controller.apply(model, quieter, fp16).empty());
   CHECK(layer_norm->eps == doctest::Approx(raised).epsilon(1e-14));
   // The cap clips the candidate.
-  LayerNormEpsilonController capped(LayerNormEpsilonPolicy::parse("rho=0.5,cap=2e-3,every=1"),
-                                    fp16);
+  LayerNormEpsilonController capped(LayerNormEpsilonPolicy::parse("rho=0.5,cap=2e-3,every=1"));
   const std::map<std::string, NormInputStatistics> louder = {
       {"0", {.dim = 64, .rows = 16, .median_variance = 0.0196, .eps = raised}}};
-  REQUIRE(capped.apply(model, louder).size() == 1);  // ρ_LN 0.897, candidate 2.45e-3
+  REQUIRE(capped.apply(model, louder, fp16).size() == 1);  // ρ_LN 0.897, candidate 2.45e-3
   CHECK(layer_norm->eps == 2e-3);
 
   const std::vector<EpsilonChange> undone = controller.restore(model);
@@ -605,7 +603,25 @@ TEST_CASE(
   CHECK(rms_norm->eps == 1e-7);
   CHECK(capped.restore(model).size() == 1);
   CHECK(layer_norm->eps == doctest::Approx(raised).epsilon(1e-14));  // capped's original
-  CHECK_THROWS_WITH_AS(controller.apply(model, {{"head", statistics.at("0")}}),
+  CHECK_THROWS_WITH_AS(controller.apply(model, {{"head", statistics.at("0")}}, fp16),
                        "[ln-eps-policy] \"head\" is not a LayerNorm or RMSNorm of the model",
                        Error);
+}
+
+TEST_CASE("Algorithm 1 judges each step with the ε_mach it is given (a stack schedule's lattice)") {
+  auto layer_norm = std::make_shared<nn::LayerNorm>(64, 1e-3);
+  nn::Sequential model({layer_norm});
+  LayerNormEpsilonController controller(LayerNormEpsilonPolicy::parse("rho=0.6,cap=1e-2,every=1"));
+  const std::map<std::string, NormInputStatistics> statistics = {
+      {"0", {.dim = 64, .rows = 16, .median_variance = 0.0128, .eps = 1e-3}}};
+  // Under bf16 (2^-7): ρ_LN = 0.0128 / 1e-3 · 64 · 2^-7 = 6.4 >= 1, not ε-dominated.
+  CHECK(controller.apply(model, statistics, std::ldexp(1.0, -7)).empty());
+  CHECK(layer_norm->eps == 1e-3);
+  // The same statistics after a switch to fp16 (2^-10): ρ_LN = 0.8, raised.
+  const std::vector<EpsilonChange> changes =
+      controller.apply(model, statistics, std::ldexp(1.0, -10));
+  REQUIRE(changes.size() == 1);
+  CHECK(changes[0].rho_ln == doctest::Approx(0.8).epsilon(1e-14));
+  CHECK_THROWS_WITH_AS(controller.apply(model, statistics, 0.0),
+                       "[ln-eps-policy] machine epsilon must lie in (0, 1), got 0", Error);
 }

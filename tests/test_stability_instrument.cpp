@@ -284,7 +284,7 @@ TEST_CASE(
   }
   const double fp16 = std::ldexp(1.0, -10);
   LayerNormEpsilonController controller(
-      LayerNormEpsilonPolicy::parse("rho=0.6,cap=1e-2,every=5,floor=1e-5,sample=2"), fp16);
+      LayerNormEpsilonPolicy::parse("rho=0.6,cap=1e-2,every=5,floor=1e-5,sample=2"));
   StepView view = step.view();
   view.step = 3;
   CHECK(apply_layer_norm_epsilon_policy(controller, view).empty());
