@@ -9,6 +9,8 @@
 #include "core/scalar/block.h"
 #include "core/scalar/round.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/philox_words_cpu.h"
+#include "kernels/cpu/round_to_lattice_avx2.h"
 #include "kernels/quantize.h"
 
 namespace lattice {
@@ -16,29 +18,6 @@ namespace {
 
 constexpr int64_t kChunk = 1024;         // elements per task: a multiple of 4 Philox words
 constexpr int64_t kTileElements = 8192;  // a strided-block tile: 32 KiB, about L1
-
-/// words: (4 * blocks) = random.word(4 * first_block + k), whole Philox blocks at a time.
-/// Blocks are generated lane-wise into four planes, then interleaved (both loops vectorise).
-void fill_random_words(const RandomStream& random,
-                       int64_t first_block,
-                       int64_t blocks,
-                       uint32_t* words) {
-  constexpr int64_t kPlane = kChunk / 4;
-  const RandomStream stream = random;  // a private copy, so its fields are loop invariants
-  for (int64_t start = 0; start < blocks; start += kPlane) {
-    const int64_t count = std::min(kPlane, blocks - start);
-    uint32_t plane[4][kPlane];
-#pragma omp simd
-    for (int64_t b = 0; b < count; ++b) {
-      const PhiloxBlock block = stream.block(uint64_t(first_block + start + b));
-      plane[0][b] = block.word[0], plane[1][b] = block.word[1];
-      plane[2][b] = block.word[2], plane[3][b] = block.word[3];
-    }
-    uint32_t* out = words + 4 * start;
-    for (int64_t b = 0; b < count; ++b)
-      for (int j = 0; j < 4; ++j) out[4 * b + j] = plane[j][b];
-  }
-}
 
 /// Calls body(tag) with the plan's rounding mode as a compile-time constant (tag's ::value),
 /// so that each inner loop carries only its own mode's arithmetic.
@@ -102,17 +81,36 @@ void quantize_elementwise_cpu(const float* x,
   const RoundingPlan plan = make_rounding_plan(format, rounding);
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   const bool stochastic = is_stochastic(rounding);
+#if defined(__AVX2__)
+  const bool vector_rounding = fits_round_to_lattice_avx2(plan, plan.mode_class);
+  const RoundingPlanAvx2 vector_plan = make_rounding_plan_avx2(plan);
+#endif
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t begin = c * kChunk, count = std::min(kChunk, n - begin);
     uint32_t words[kChunk];
-    if (stochastic) fill_random_words(random, begin / 4, (count + 3) / 4, words);
-    dispatch_mode(plan, [&](auto mode) {
+    if (stochastic) fill_philox_words(random, begin / 4, (count + 3) / 4, words);
+    int64_t done = 0;
+#if defined(__AVX2__)
+    if (vector_rounding) {
+      for (; done + 8 <= count; done += 8) {
+        const __m256 value = _mm256_loadu_ps(x + begin + done);
+        const __m256 rounded =
+            stochastic ? round_to_lattice_avx2<ModeClass::stochastic>(
+                             value, vector_plan,
+                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(words + done)))
+                       : round_to_lattice_avx2<ModeClass::nearest>(value, vector_plan,
+                                                                   _mm256_setzero_si256());
+        _mm256_storeu_ps(y + begin + done, rounded);
+      }
+    }
+#endif
+    dispatch_mode(plan, [&](auto mode) {  // the vector loop's tail, or every element
       constexpr ModeClass kMode = decltype(mode)::value;
       const RoundingPlan local = plan;  // a private copy: the compiler knows y cannot alias it
       dispatch_general(local, [&](auto general) {
 #pragma omp simd
-        for (int64_t i = 0; i < count; ++i)
+        for (int64_t i = done; i < count; ++i)
           y[begin + i] = round_to_lattice<kMode, decltype(general)::value>(
               x[begin + i], local, kMode == ModeClass::stochastic ? words[i] : 0u);
       });
@@ -192,7 +190,7 @@ void quantize_blocks_cpu(const float* x,
           count += rows;
         }
         if (stochastic_scales)  // from the Philox block holding scale word g
-          fill_random_words(scale_random, g / 4, (g % 4 + group_blocks + 3) / 4,
+          fill_philox_words(scale_random, g / 4, (g % 4 + group_blocks + 3) / 4,
                             scale_words.data());
         dispatch_block(plan, [&](auto rule, auto mode, auto general) {
           constexpr ScaleRule kRule = decltype(rule)::value;
@@ -214,7 +212,7 @@ void quantize_blocks_cpu(const float* x,
                         element_multiplier<kRule>(scale, local));
           }
           if (kMode == ModeClass::stochastic)  // from the Philox block holding word `first`
-            fill_random_words(random, first / 4, (first % 4 + count + 3) / 4, words.data());
+            fill_philox_words(random, first / 4, (first % 4 + count + 3) / 4, words.data());
           const uint32_t* group_words = words.data() + first % 4;
           // Unconditional stores keep the loop free of control flow.
           float* xq_out = element_out ? element_out + first : discarded.data();
@@ -268,12 +266,12 @@ void quantize_blocks_cpu(const float* x,
       }
       const int64_t first_block = slab * inner + c0;
       if (stochastic_scales)  // from the Philox block holding scale word first_block
-        fill_random_words(scale_random, first_block / 4, (first_block % 4 + width + 3) / 4,
+        fill_philox_words(scale_random, first_block / 4, (first_block % 4 + width + 3) / 4,
                           scale_words.data());
       if (stochastic_elements)  // each row from the Philox block holding its first word
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t start = first + r * inner;
-          fill_random_words(random, start / 4, (start % 4 + width + 3) / 4,
+          fill_philox_words(random, start / 4, (start % 4 + width + 3) / 4,
                             words.data() + r * row_words);
         }
       dispatch_block(plan, [&](auto rule, auto mode, auto general) {

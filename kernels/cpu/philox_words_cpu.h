@@ -1,0 +1,96 @@
+// Runs of Philox4x32-10 stream words for the CPU kernels: with AVX2, eight counters go through
+// the ten rounds side by side (one counter per 32-bit lane) and the four result planes are
+// transposed into stream order; core/philox.h's scalar evaluation takes the tail.
+#pragma once
+
+#include <cstdint>
+
+#include "core/philox.h"
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+namespace lattice {
+
+#if defined(__AVX2__)
+namespace philox_avx2 {
+
+/// hi, lo = the high and low halves of a * multiplier in each 32-bit lane. vpmuludq multiplies
+/// the even lanes into 64-bit products; the odd lanes are shifted down to take their turn.
+inline void multiply_high_low(__m256i a, __m256i multiplier, __m256i& hi, __m256i& lo) {
+  const __m256i even = _mm256_mul_epu32(a, multiplier);
+  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), multiplier);
+  hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+  lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+}
+
+}  // namespace philox_avx2
+#endif
+
+/// words[0 .. 4 * blocks) = stream.block(first_block + b).word[j] at 4 * b + j: whole Philox
+/// blocks, bit-identical to the scalar RandomStream.
+inline void fill_philox_words(const RandomStream& stream,
+                              uint64_t first_block,
+                              int64_t blocks,
+                              uint32_t* words) {
+  int64_t b = 0;
+#if defined(__AVX2__)
+  const uint64_t subsequence = stream.subsequence;
+  __m256i key0[10], key1[10];
+  uint32_t k0 = uint32_t(stream.seed), k1 = uint32_t(stream.seed >> 32);
+  for (int round = 0; round < 10; ++round) {
+    key0[round] = _mm256_set1_epi32(int(k0));
+    key1[round] = _mm256_set1_epi32(int(k1));
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  const __m256i multiplier0 = _mm256_set1_epi32(int(0xD2511F53u));
+  const __m256i multiplier1 = _mm256_set1_epi32(int(0xCD9E8D57u));
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i subsequence_low = _mm256_set1_epi32(int(uint32_t(subsequence)));
+  const __m256i subsequence_high = _mm256_set1_epi32(int(uint32_t(subsequence >> 32)));
+  for (; b + 8 <= blocks; b += 8) {
+    // Counter words 0-1 of lane k: the 64-bit offset + first_block + b + k, carry included.
+    const uint64_t base = stream.offset + first_block + uint64_t(b);
+    const __m256i base_low = _mm256_set1_epi32(int(uint32_t(base)));
+    const __m256i low = _mm256_add_epi32(base_low, lane);
+    const __m256i no_carry = _mm256_cmpeq_epi32(_mm256_max_epu32(low, base_low), low);
+    __m256i c0 = low;
+    __m256i c1 = _mm256_add_epi32(_mm256_set1_epi32(int(uint32_t(base >> 32))),
+                                  _mm256_andnot_si256(no_carry, one));
+    __m256i c2 = subsequence_low, c3 = subsequence_high;
+    for (int round = 0; round < 10; ++round) {
+      __m256i hi0, lo0, hi1, lo1;
+      philox_avx2::multiply_high_low(c0, multiplier0, hi0, lo0);
+      philox_avx2::multiply_high_low(c2, multiplier1, hi1, lo1);
+      c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), key0[round]);
+      c1 = lo1;
+      c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), key1[round]);
+      c3 = lo0;
+    }
+    // Planes c0..c3 hold word j of blocks 0..7; a 4x4 transpose per 128-bit half puts blocks
+    // (0, 4), (1, 5), (2, 6), (3, 7) in order, and the cross-half permutes pair them up.
+    const __m256i words01_low = _mm256_unpacklo_epi32(c0, c1);
+    const __m256i words01_high = _mm256_unpackhi_epi32(c0, c1);
+    const __m256i words23_low = _mm256_unpacklo_epi32(c2, c3);
+    const __m256i words23_high = _mm256_unpackhi_epi32(c2, c3);
+    const __m256i blocks04 = _mm256_unpacklo_epi64(words01_low, words23_low);
+    const __m256i blocks15 = _mm256_unpackhi_epi64(words01_low, words23_low);
+    const __m256i blocks26 = _mm256_unpacklo_epi64(words01_high, words23_high);
+    const __m256i blocks37 = _mm256_unpackhi_epi64(words01_high, words23_high);
+    __m256i* out = reinterpret_cast<__m256i*>(words + 4 * b);
+    _mm256_storeu_si256(out + 0, _mm256_permute2x128_si256(blocks04, blocks15, 0x20));
+    _mm256_storeu_si256(out + 1, _mm256_permute2x128_si256(blocks26, blocks37, 0x20));
+    _mm256_storeu_si256(out + 2, _mm256_permute2x128_si256(blocks04, blocks15, 0x31));
+    _mm256_storeu_si256(out + 3, _mm256_permute2x128_si256(blocks26, blocks37, 0x31));
+  }
+#endif
+  for (; b < blocks; ++b) {
+    const PhiloxBlock block = stream.block(first_block + uint64_t(b));
+    for (int j = 0; j < 4; ++j) words[4 * b + j] = block.word[j];
+  }
+}
+
+}  // namespace lattice
