@@ -66,8 +66,63 @@ void dispatch_block(const BlockPlan& plan, const Body& body) {
   });
 }
 
+/// Asks for x[begin, begin + count) (clipped to n) to be brought into cache. The kernels read
+/// their input in page-sized tasks, and the hardware prefetcher stops at every page, so a task
+/// asks for the next one's input before it starts on its own (a pure load loop such as block
+/// maxima would otherwise wait on memory at every page).
+void prefetch_quantize_input(const float* x, int64_t begin, int64_t count, int64_t n) {
+  constexpr int64_t kLineFloats = 16;  // a 64-byte cache line
+  for (int64_t i = begin; i < std::min(n, begin + count); i += kLineFloats)
+    __builtin_prefetch(x + i);
+}
+
 bool is_stochastic(const Rounding& r) {
   return r.mode == RoundingMode::stochastic;
+}
+
+/// The vectorised part of a run of block elements with their blocks' multipliers and scales
+/// (one per element): xq_out[k] = scale_to_element(x[k]), y[k] = element_to_value(xq_out[k]).
+/// Returns how many leading elements it did (a multiple of 8); the caller's scalar loop does
+/// the rest, and all of them when the element plan does not fit the eight-lane rounding.
+template <ScaleRule kRule, ModeClass kMode>
+int64_t quantize_block_elements_avx2([[maybe_unused]] const float* x,
+                                     [[maybe_unused]] const float* multipliers,
+                                     [[maybe_unused]] const float* scales,
+                                     [[maybe_unused]] const uint32_t* words,
+                                     [[maybe_unused]] float* xq_out,
+                                     [[maybe_unused]] float* y,
+                                     [[maybe_unused]] int64_t count,
+                                     [[maybe_unused]] const BlockPlan& plan,
+                                     [[maybe_unused]] bool vector_rounding) {
+  int64_t k = 0;
+#if defined(__AVX2__)
+  if constexpr (kMode == ModeClass::nearest || kMode == ModeClass::stochastic) {
+    if (!vector_rounding) return 0;
+    const RoundingPlanAvx2 element_plan = make_rounding_plan_avx2(plan.element);
+    const __m256 tensor_encode = _mm256_set1_ps(plan.tensor_encode);
+    const __m256 tensor_decode = _mm256_set1_ps(plan.tensor_decode);
+    for (; k + 8 <= count; k += 8) {
+      const __m256 multiplier = _mm256_loadu_ps(multipliers + k);
+      const __m256 scale = _mm256_loadu_ps(scales + k);
+      __m256 scaled = _mm256_mul_ps(_mm256_loadu_ps(x + k), multiplier);
+      if constexpr (kRule == ScaleRule::encode) scaled = _mm256_div_ps(scaled, tensor_encode);
+      const __m256i random = kMode == ModeClass::stochastic
+                                 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(words + k))
+                                 : _mm256_setzero_si256();
+      const __m256 xq = round_to_lattice_avx2<kMode>(scaled, element_plan, random);
+      _mm256_storeu_ps(xq_out + k, xq);
+      __m256 value;
+      if constexpr (kRule == ScaleRule::mx)
+        value = _mm256_mul_ps(xq, scale);
+      else if constexpr (kRule == ScaleRule::nvfp4)
+        value = _mm256_mul_ps(_mm256_mul_ps(xq, scale), tensor_decode);
+      else
+        value = _mm256_div_ps(_mm256_mul_ps(tensor_encode, xq), scale);
+      _mm256_storeu_ps(y + k, value);
+    }
+  }
+#endif
+  return k;
 }
 
 }  // namespace
@@ -88,6 +143,7 @@ void quantize_elementwise_cpu(const float* x,
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t begin = c * kChunk, count = std::min(kChunk, n - begin);
+    prefetch_quantize_input(x, begin + kChunk, kChunk, n);
     uint32_t words[kChunk];
     if (stochastic) fill_philox_words(random, begin / 4, (count + 3) / 4, words);
     int64_t done = 0;
@@ -136,6 +192,7 @@ void quantize_blocks_cpu(const float* x,
     for (int64_t c = 0; c < chunks; ++c) {
       uint32_t chunk_amax = 0;
       const int64_t begin = c * kChunk, end = std::min(n, begin + kChunk);
+      prefetch_quantize_input(x, begin + kChunk, kChunk, n);
 #pragma omp simd reduction(max : chunk_amax)
       for (int64_t i = begin; i < end; ++i)
         chunk_amax = std::max(chunk_amax, finite_magnitude_bits(x[i]));
@@ -155,6 +212,11 @@ void quantize_blocks_cpu(const float* x,
   float* scale_out = parts ? parts->scales : nullptr;
   const int64_t bs = layout.block_size, inner = layout.inner;
   const int64_t per_column = layout.blocks_per_column();
+#if defined(__AVX2__)
+  const bool vector_rounding = fits_round_to_lattice_avx2(plan.element, plan.element.mode_class);
+#else
+  const bool vector_rounding = false;
+#endif
 
   if (inner == 1) {  // blocks are contiguous runs
     // A task takes a group of whole blocks: their maxima, then all their scales in one
@@ -168,6 +230,8 @@ void quantize_blocks_cpu(const float* x,
       std::vector<uint32_t> scale_words(static_cast<size_t>(group + 8));
       std::vector<uint32_t> block_amax(static_cast<size_t>(group));
       std::vector<float> block_scales(static_cast<size_t>(group));
+      std::vector<float> block_multipliers(static_cast<size_t>(group));
+      std::vector<int64_t> block_rows(static_cast<size_t>(group));
       std::vector<float> scale_per_element(static_cast<size_t>(capacity));
       std::vector<float> multiplier_per_element(static_cast<size_t>(capacity));
       std::vector<float> discarded(static_cast<size_t>(capacity));  // xq when not wanted
@@ -176,13 +240,14 @@ void quantize_blocks_cpu(const float* x,
         // Consecutive blocks are consecutive in memory, ragged column ends included.
         const int64_t group_blocks = std::min(group, blocks - g);
         const int64_t first = (g / per_column) * layout.length + (g % per_column) * bs;
-        const auto rows_of = [&](int64_t b) {
-          return std::min(bs, layout.length - (b % per_column) * bs);
-        };
-        int64_t count = 0;
+        prefetch_quantize_input(x, first + group * bs, group * bs, n);
+        // Block rows: bs, or fewer at a column's end; counted without a division per block.
+        int64_t count = 0, column_block = g % per_column;
         for (int64_t i = 0; i < group_blocks; ++i) {
           const float* xb = x + first + count;
-          const int64_t rows = rows_of(g + i);
+          const int64_t rows = std::min(bs, layout.length - column_block * bs);
+          column_block = column_block + 1 == per_column ? 0 : column_block + 1;
+          block_rows[size_t(i)] = rows;
           uint32_t amax = 0;
 #pragma omp simd reduction(max : amax)
           for (int64_t k = 0; k < rows; ++k) amax = std::max(amax, float_bits(xb[k]) & 0x7FFFFFFFu);
@@ -201,15 +266,17 @@ void quantize_blocks_cpu(const float* x,
           const uint32_t* group_scale_words = scale_words.data() + g % 4;
           const uint32_t* amax_of = block_amax.data();
           float* scale_of = block_scales.data();
+          float* multiplier_of = block_multipliers.data();
 #pragma omp simd
-          for (int64_t i = 0; i < group_blocks; ++i)
+          for (int64_t i = 0; i < group_blocks; ++i) {
             scale_of[i] = block_scale<kRule>(amax_of[i], local, group_scale_words[i]);
+            multiplier_of[i] = element_multiplier<kRule>(scale_of[i], local);
+          }
           if (scale_out) std::copy_n(block_scales.data(), group_blocks, scale_out + g);
-          for (int64_t i = 0, offset = 0; i < group_blocks; offset += rows_of(g + i), ++i) {
-            const float scale = block_scales[size_t(i)];
-            std::fill_n(scale_per_element.data() + offset, rows_of(g + i), scale);
-            std::fill_n(multiplier_per_element.data() + offset, rows_of(g + i),
-                        element_multiplier<kRule>(scale, local));
+          for (int64_t i = 0, offset = 0; i < group_blocks; offset += block_rows[size_t(i)], ++i) {
+            std::fill_n(scale_per_element.data() + offset, block_rows[size_t(i)], scale_of[i]);
+            std::fill_n(multiplier_per_element.data() + offset, block_rows[size_t(i)],
+                        multiplier_of[i]);
           }
           if (kMode == ModeClass::stochastic)  // from the Philox block holding word `first`
             fill_philox_words(random, first / 4, (first % 4 + count + 3) / 4, words.data());
@@ -218,8 +285,11 @@ void quantize_blocks_cpu(const float* x,
           float* xq_out = element_out ? element_out + first : discarded.data();
           const float* scales = scale_per_element.data();
           const float* multipliers = multiplier_per_element.data();
+          const int64_t done = quantize_block_elements_avx2<kRule, kMode>(
+              x + first, multipliers, scales, group_words, xq_out, y + first, count, local,
+              vector_rounding);
 #pragma omp simd
-          for (int64_t k = 0; k < count; ++k) {
+          for (int64_t k = done; k < count; ++k) {
             const float xq = scale_to_element<kRule, kMode, kGeneral>(
                 x[first + k], multipliers[k], local,
                 kMode == ModeClass::stochastic ? group_words[k] : 0u);
@@ -297,8 +367,10 @@ void quantize_blocks_cpu(const float* x,
           // Unconditional stores keep the loop free of control flow.
           float* xq_row = element_out ? element_out + start : discarded.data() + r * tile;
           const uint32_t* row_word = words.data() + r * row_words + start % 4;
+          const int64_t done = quantize_block_elements_avx2<kRule, kMode>(
+              xr, multiplier_of, scale_of, row_word, xq_row, yr, width, local, vector_rounding);
 #pragma omp simd
-          for (int64_t i = 0; i < width; ++i) {
+          for (int64_t i = done; i < width; ++i) {
             const float xq = scale_to_element<kRule, kMode, kGeneral>(
                 xr[i], multiplier_of[i], local, kMode == ModeClass::stochastic ? row_word[i] : 0u);
             xq_row[i] = xq;
