@@ -2,6 +2,7 @@
 // core/philox.h's scalar stream, word for word.
 #include <doctest/doctest.h>
 
+#include <cstddef>
 #include <vector>
 
 #include "core/philox.h"

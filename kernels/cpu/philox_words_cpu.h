@@ -22,7 +22,7 @@ inline void multiply_high_low(__m256i a, __m256i multiplier, __m256i& hi, __m256
   const __m256i even = _mm256_mul_epu32(a, multiplier);
   const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), multiplier);
   hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
-  lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+  lo = _mm256_mullo_epi32(a, multiplier);
 }
 
 }  // namespace philox_avx2
@@ -49,19 +49,29 @@ inline void fill_philox_words(const RandomStream& stream,
   const __m256i multiplier1 = _mm256_set1_epi32(int(0xCD9E8D57u));
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256i one = _mm256_set1_epi32(1);
-  const __m256i subsequence_low = _mm256_set1_epi32(int(uint32_t(subsequence)));
-  const __m256i subsequence_high = _mm256_set1_epi32(int(uint32_t(subsequence >> 32)));
+  // Counter words 2-3 (the subsequence) are the same in every lane, so round 0's second
+  // product is too: its halves, with the keys they meet, are computed once.
+  const uint64_t first_product = uint64_t(0xCD9E8D57u) * uint32_t(subsequence);
+  const __m256i round0_hi1_key0 =
+      _mm256_set1_epi32(int(uint32_t(first_product >> 32) ^ uint32_t(stream.seed)));
+  const __m256i round0_lo1 = _mm256_set1_epi32(int(uint32_t(first_product)));
+  const __m256i round0_c3_key1 =
+      _mm256_set1_epi32(int(uint32_t(subsequence >> 32) ^ uint32_t(stream.seed >> 32)));
   for (; b + 8 <= blocks; b += 8) {
     // Counter words 0-1 of lane k: the 64-bit offset + first_block + b + k, carry included.
     const uint64_t base = stream.offset + first_block + uint64_t(b);
     const __m256i base_low = _mm256_set1_epi32(int(uint32_t(base)));
     const __m256i low = _mm256_add_epi32(base_low, lane);
     const __m256i no_carry = _mm256_cmpeq_epi32(_mm256_max_epu32(low, base_low), low);
-    __m256i c0 = low;
-    __m256i c1 = _mm256_add_epi32(_mm256_set1_epi32(int(uint32_t(base >> 32))),
-                                  _mm256_andnot_si256(no_carry, one));
-    __m256i c2 = subsequence_low, c3 = subsequence_high;
-    for (int round = 0; round < 10; ++round) {
+    const __m256i counter_high = _mm256_add_epi32(_mm256_set1_epi32(int(uint32_t(base >> 32))),
+                                                  _mm256_andnot_si256(no_carry, one));
+    __m256i hi0, lo0;
+    philox_avx2::multiply_high_low(low, multiplier0, hi0, lo0);
+    __m256i c0 = _mm256_xor_si256(round0_hi1_key0, counter_high);
+    __m256i c1 = round0_lo1;
+    __m256i c2 = _mm256_xor_si256(hi0, round0_c3_key1);
+    __m256i c3 = lo0;
+    for (int round = 1; round < 10; ++round) {
       __m256i hi0, lo0, hi1, lo1;
       philox_avx2::multiply_high_low(c0, multiplier0, hi0, lo0);
       philox_avx2::multiply_high_low(c2, multiplier1, hi1, lo1);

@@ -80,14 +80,16 @@ bool is_stochastic(const Rounding& r) {
   return r.mode == RoundingMode::stochastic;
 }
 
-/// The vectorised part of a run of block elements with their blocks' multipliers and scales
-/// (one per element): xq_out[k] = scale_to_element(x[k]), y[k] = element_to_value(xq_out[k]).
-/// Returns how many leading elements it did (a multiple of 8); the caller's scalar loop does
-/// the rest, and all of them when the element plan does not fit the eight-lane rounding.
+/// The vectorised part of a run of block elements: xq_out[k] = scale_to_element(x[k]),
+/// y[k] = element_to_value(xq_out[k]), where elements [j * run, (j + 1) * run) share
+/// multipliers[j] and scales[j] (run: 1, or a multiple of 8 for whole blocks). Returns how many
+/// leading elements it did (a multiple of 8); the caller's scalar loop does the rest, and all
+/// of them when the element plan does not fit the eight-lane rounding.
 template <ScaleRule kRule, ModeClass kMode>
 int64_t quantize_block_elements_avx2([[maybe_unused]] const float* x,
                                      [[maybe_unused]] const float* multipliers,
                                      [[maybe_unused]] const float* scales,
+                                     [[maybe_unused]] int64_t run,
                                      [[maybe_unused]] const uint32_t* words,
                                      [[maybe_unused]] float* xq_out,
                                      [[maybe_unused]] float* y,
@@ -101,16 +103,14 @@ int64_t quantize_block_elements_avx2([[maybe_unused]] const float* x,
     const RoundingPlanAvx2 element_plan = make_rounding_plan_avx2(plan.element);
     const __m256 tensor_encode = _mm256_set1_ps(plan.tensor_encode);
     const __m256 tensor_decode = _mm256_set1_ps(plan.tensor_decode);
-    for (; k + 8 <= count; k += 8) {
-      const __m256 multiplier = _mm256_loadu_ps(multipliers + k);
-      const __m256 scale = _mm256_loadu_ps(scales + k);
-      __m256 scaled = _mm256_mul_ps(_mm256_loadu_ps(x + k), multiplier);
+    const auto eight = [&](int64_t at, __m256 multiplier, __m256 scale) {
+      __m256 scaled = _mm256_mul_ps(_mm256_loadu_ps(x + at), multiplier);
       if constexpr (kRule == ScaleRule::encode) scaled = _mm256_div_ps(scaled, tensor_encode);
       const __m256i random = kMode == ModeClass::stochastic
-                                 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(words + k))
+                                 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(words + at))
                                  : _mm256_setzero_si256();
       const __m256 xq = round_to_lattice_avx2<kMode>(scaled, element_plan, random);
-      _mm256_storeu_ps(xq_out + k, xq);
+      _mm256_storeu_ps(xq_out + at, xq);
       __m256 value;
       if constexpr (kRule == ScaleRule::mx)
         value = _mm256_mul_ps(xq, scale);
@@ -118,12 +118,37 @@ int64_t quantize_block_elements_avx2([[maybe_unused]] const float* x,
         value = _mm256_mul_ps(_mm256_mul_ps(xq, scale), tensor_decode);
       else
         value = _mm256_div_ps(_mm256_mul_ps(tensor_encode, xq), scale);
-      _mm256_storeu_ps(y + k, value);
+      _mm256_storeu_ps(y + at, value);
+    };
+    if (run == 1) {
+      for (; k + 8 <= count; k += 8)
+        eight(k, _mm256_loadu_ps(multipliers + k), _mm256_loadu_ps(scales + k));
+    } else {
+      for (int64_t j = 0; k + run <= count; ++j) {
+        const __m256 multiplier = _mm256_set1_ps(multipliers[j]), scale = _mm256_set1_ps(scales[j]);
+        for (const int64_t end = k + run; k < end; k += 8) eight(k, multiplier, scale);
+      }
     }
   }
 #endif
   return k;
 }
+
+#if defined(__AVX2__)
+/// Largest magnitude bits of x[0, count), count a multiple of 8.
+uint32_t block_amax_bits_avx2(const float* x, int64_t count) {
+  const __m256i magnitude_mask = _mm256_set1_epi32(0x7FFFFFFF);
+  __m256i amax = _mm256_setzero_si256();
+  for (int64_t k = 0; k < count; k += 8)
+    amax = _mm256_max_epu32(
+        amax, _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + k)),
+                               magnitude_mask));
+  __m128i half = _mm_max_epu32(_mm256_castsi256_si128(amax), _mm256_extracti128_si256(amax, 1));
+  half = _mm_max_epu32(half, _mm_shuffle_epi32(half, 0x4E));
+  half = _mm_max_epu32(half, _mm_shuffle_epi32(half, 0xB1));
+  return uint32_t(_mm_cvtsi128_si32(half));
+}
+#endif
 
 }  // namespace
 
@@ -249,8 +274,16 @@ void quantize_blocks_cpu(const float* x,
           column_block = column_block + 1 == per_column ? 0 : column_block + 1;
           block_rows[size_t(i)] = rows;
           uint32_t amax = 0;
+#if defined(__AVX2__)
+          if (rows % 8 == 0) {
+            amax = block_amax_bits_avx2(xb, rows);
+          } else
+#endif
+          {
 #pragma omp simd reduction(max : amax)
-          for (int64_t k = 0; k < rows; ++k) amax = std::max(amax, float_bits(xb[k]) & 0x7FFFFFFFu);
+            for (int64_t k = 0; k < rows; ++k)
+              amax = std::max(amax, float_bits(xb[k]) & 0x7FFFFFFFu);
+          }
           block_amax[size_t(i)] = amax;
           count += rows;
         }
@@ -273,11 +306,16 @@ void quantize_blocks_cpu(const float* x,
             multiplier_of[i] = element_multiplier<kRule>(scale_of[i], local);
           }
           if (scale_out) std::copy_n(block_scales.data(), group_blocks, scale_out + g);
-          for (int64_t i = 0, offset = 0; i < group_blocks; offset += block_rows[size_t(i)], ++i) {
-            std::fill_n(scale_per_element.data() + offset, block_rows[size_t(i)], scale_of[i]);
-            std::fill_n(multiplier_per_element.data() + offset, block_rows[size_t(i)],
-                        multiplier_of[i]);
-          }
+          // Whole blocks of a multiple of 8 take their block's scale in each vector; otherwise
+          // the scales are spread per element.
+          const bool whole_blocks = vector_rounding && bs % 8 == 0 && count == group_blocks * bs;
+          if (!whole_blocks)
+            for (int64_t i = 0, offset = 0; i < group_blocks;
+                 offset += block_rows[size_t(i)], ++i) {
+              std::fill_n(scale_per_element.data() + offset, block_rows[size_t(i)], scale_of[i]);
+              std::fill_n(multiplier_per_element.data() + offset, block_rows[size_t(i)],
+                          multiplier_of[i]);
+            }
           if (kMode == ModeClass::stochastic)  // from the Philox block holding word `first`
             fill_philox_words(random, first / 4, (first % 4 + count + 3) / 4, words.data());
           const uint32_t* group_words = words.data() + first % 4;
@@ -285,9 +323,13 @@ void quantize_blocks_cpu(const float* x,
           float* xq_out = element_out ? element_out + first : discarded.data();
           const float* scales = scale_per_element.data();
           const float* multipliers = multiplier_per_element.data();
-          const int64_t done = quantize_block_elements_avx2<kRule, kMode>(
-              x + first, multipliers, scales, group_words, xq_out, y + first, count, local,
-              vector_rounding);
+          const int64_t done = whole_blocks
+                                   ? quantize_block_elements_avx2<kRule, kMode>(
+                                         x + first, multiplier_of, scale_of, bs, group_words,
+                                         xq_out, y + first, count, local, vector_rounding)
+                                   : quantize_block_elements_avx2<kRule, kMode>(
+                                         x + first, multipliers, scales, 1, group_words, xq_out,
+                                         y + first, count, local, vector_rounding);
 #pragma omp simd
           for (int64_t k = done; k < count; ++k) {
             const float xq = scale_to_element<kRule, kMode, kGeneral>(
@@ -368,7 +410,7 @@ void quantize_blocks_cpu(const float* x,
           float* xq_row = element_out ? element_out + start : discarded.data() + r * tile;
           const uint32_t* row_word = words.data() + r * row_words + start % 4;
           const int64_t done = quantize_block_elements_avx2<kRule, kMode>(
-              xr, multiplier_of, scale_of, row_word, xq_row, yr, width, local, vector_rounding);
+              xr, multiplier_of, scale_of, 1, row_word, xq_row, yr, width, local, vector_rounding);
 #pragma omp simd
           for (int64_t i = done; i < width; ++i) {
             const float xq = scale_to_element<kRule, kMode, kGeneral>(
