@@ -26,58 +26,54 @@ inline void multiply_high_low(__m256i a, __m256i multiplier, __m256i& hi, __m256
 }
 
 }  // namespace philox_avx2
-#endif
 
-/// words[0 .. 4 * blocks) = stream.block(first_block + b).word[j] at 4 * b + j: whole Philox
-/// blocks, bit-identical to the scalar RandomStream.
-inline void fill_philox_words(const RandomStream& stream,
-                              uint64_t first_block,
-                              int64_t blocks,
-                              uint32_t* words) {
-  int64_t b = 0;
-#if defined(__AVX2__)
-  const uint64_t subsequence = stream.subsequence;
-  __m256i key0[10], key1[10];
-  uint32_t k0 = uint32_t(stream.seed), k1 = uint32_t(stream.seed >> 32);
-  for (int round = 0; round < 10; ++round) {
-    key0[round] = _mm256_set1_epi32(int(k0));
-    key1[round] = _mm256_set1_epi32(int(k1));
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
+/// Eight consecutive Philox blocks of one stream per call, as four vectors of 32 words in
+/// stream order. Holds the stream's round keys and first-round constants as vectors.
+class PhiloxEightBlocksAvx2 {
+ public:
+  explicit PhiloxEightBlocksAvx2(const RandomStream& stream) : offset_(stream.offset) {
+    uint32_t k0 = uint32_t(stream.seed), k1 = uint32_t(stream.seed >> 32);
+    for (int round = 0; round < 10; ++round) {
+      key0_[round] = _mm256_set1_epi32(int(k0));
+      key1_[round] = _mm256_set1_epi32(int(k1));
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    // Counter words 2-3 (the subsequence) are the same in every lane, so round 0's second
+    // product is too: its halves, with the keys they meet, are computed once.
+    const uint64_t first_product = uint64_t(0xCD9E8D57u) * uint32_t(stream.subsequence);
+    round0_hi1_key0_ =
+        _mm256_set1_epi32(int(uint32_t(first_product >> 32) ^ uint32_t(stream.seed)));
+    round0_lo1_ = _mm256_set1_epi32(int(uint32_t(first_product)));
+    round0_c3_key1_ =
+        _mm256_set1_epi32(int(uint32_t(stream.subsequence >> 32) ^ uint32_t(stream.seed >> 32)));
   }
-  const __m256i multiplier0 = _mm256_set1_epi32(int(0xD2511F53u));
-  const __m256i multiplier1 = _mm256_set1_epi32(int(0xCD9E8D57u));
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256i one = _mm256_set1_epi32(1);
-  // Counter words 2-3 (the subsequence) are the same in every lane, so round 0's second
-  // product is too: its halves, with the keys they meet, are computed once.
-  const uint64_t first_product = uint64_t(0xCD9E8D57u) * uint32_t(subsequence);
-  const __m256i round0_hi1_key0 =
-      _mm256_set1_epi32(int(uint32_t(first_product >> 32) ^ uint32_t(stream.seed)));
-  const __m256i round0_lo1 = _mm256_set1_epi32(int(uint32_t(first_product)));
-  const __m256i round0_c3_key1 =
-      _mm256_set1_epi32(int(uint32_t(subsequence >> 32) ^ uint32_t(stream.seed >> 32)));
-  for (; b + 8 <= blocks; b += 8) {
-    // Counter words 0-1 of lane k: the 64-bit offset + first_block + b + k, carry included.
-    const uint64_t base = stream.offset + first_block + uint64_t(b);
+
+  /// words[k] (k = 0..3) = words 8k .. 8k + 7 of blocks first_block .. first_block + 7.
+  void generate(uint64_t first_block, __m256i words[4]) const {
+    const __m256i multiplier0 = _mm256_set1_epi32(int(0xD2511F53u));
+    const __m256i multiplier1 = _mm256_set1_epi32(int(0xCD9E8D57u));
+    // Counter words 0-1 of lane k: the 64-bit offset + first_block + k, carry included.
+    const uint64_t base = offset_ + first_block;
     const __m256i base_low = _mm256_set1_epi32(int(uint32_t(base)));
-    const __m256i low = _mm256_add_epi32(base_low, lane);
+    const __m256i low = _mm256_add_epi32(base_low, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     const __m256i no_carry = _mm256_cmpeq_epi32(_mm256_max_epu32(low, base_low), low);
-    const __m256i counter_high = _mm256_add_epi32(_mm256_set1_epi32(int(uint32_t(base >> 32))),
-                                                  _mm256_andnot_si256(no_carry, one));
-    __m256i hi0, lo0;
-    philox_avx2::multiply_high_low(low, multiplier0, hi0, lo0);
-    __m256i c0 = _mm256_xor_si256(round0_hi1_key0, counter_high);
-    __m256i c1 = round0_lo1;
-    __m256i c2 = _mm256_xor_si256(hi0, round0_c3_key1);
-    __m256i c3 = lo0;
+    const __m256i counter_high =
+        _mm256_add_epi32(_mm256_set1_epi32(int(uint32_t(base >> 32))),
+                         _mm256_andnot_si256(no_carry, _mm256_set1_epi32(1)));
+    __m256i first_hi0, first_lo0;
+    philox_avx2::multiply_high_low(low, multiplier0, first_hi0, first_lo0);
+    __m256i c0 = _mm256_xor_si256(round0_hi1_key0_, counter_high);
+    __m256i c1 = round0_lo1_;
+    __m256i c2 = _mm256_xor_si256(first_hi0, round0_c3_key1_);
+    __m256i c3 = first_lo0;
     for (int round = 1; round < 10; ++round) {
       __m256i hi0, lo0, hi1, lo1;
       philox_avx2::multiply_high_low(c0, multiplier0, hi0, lo0);
       philox_avx2::multiply_high_low(c2, multiplier1, hi1, lo1);
-      c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), key0[round]);
+      c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), key0_[round]);
       c1 = lo1;
-      c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), key1[round]);
+      c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), key1_[round]);
       c3 = lo0;
     }
     // Planes c0..c3 hold word j of blocks 0..7; a 4x4 transpose per 128-bit half puts blocks
@@ -90,11 +86,33 @@ inline void fill_philox_words(const RandomStream& stream,
     const __m256i blocks15 = _mm256_unpackhi_epi64(words01_low, words23_low);
     const __m256i blocks26 = _mm256_unpacklo_epi64(words01_high, words23_high);
     const __m256i blocks37 = _mm256_unpackhi_epi64(words01_high, words23_high);
-    __m256i* out = reinterpret_cast<__m256i*>(words + 4 * b);
-    _mm256_storeu_si256(out + 0, _mm256_permute2x128_si256(blocks04, blocks15, 0x20));
-    _mm256_storeu_si256(out + 1, _mm256_permute2x128_si256(blocks26, blocks37, 0x20));
-    _mm256_storeu_si256(out + 2, _mm256_permute2x128_si256(blocks04, blocks15, 0x31));
-    _mm256_storeu_si256(out + 3, _mm256_permute2x128_si256(blocks26, blocks37, 0x31));
+    words[0] = _mm256_permute2x128_si256(blocks04, blocks15, 0x20);
+    words[1] = _mm256_permute2x128_si256(blocks26, blocks37, 0x20);
+    words[2] = _mm256_permute2x128_si256(blocks04, blocks15, 0x31);
+    words[3] = _mm256_permute2x128_si256(blocks26, blocks37, 0x31);
+  }
+
+ private:
+  uint64_t offset_;
+  __m256i key0_[10], key1_[10];
+  __m256i round0_hi1_key0_, round0_lo1_, round0_c3_key1_;
+};
+#endif
+
+/// words[0 .. 4 * blocks) = stream.block(first_block + b).word[j] at 4 * b + j: whole Philox
+/// blocks, bit-identical to the scalar RandomStream.
+inline void fill_philox_words(const RandomStream& stream,
+                              uint64_t first_block,
+                              int64_t blocks,
+                              uint32_t* words) {
+  int64_t b = 0;
+#if defined(__AVX2__)
+  const PhiloxEightBlocksAvx2 generator(stream);
+  for (; b + 8 <= blocks; b += 8) {
+    __m256i eight[4];
+    generator.generate(first_block + uint64_t(b), eight);
+    for (int k = 0; k < 4; ++k)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(words + 4 * b + 8 * k), eight[k]);
   }
 #endif
   for (; b < blocks; ++b) {

@@ -164,14 +164,30 @@ void quantize_elementwise_cpu(const float* x,
 #if defined(__AVX2__)
   const bool vector_rounding = fits_round_to_lattice_avx2(plan, plan.mode_class);
   const RoundingPlanAvx2 vector_plan = make_rounding_plan_avx2(plan);
+  const PhiloxEightBlocksAvx2 generator(random);
 #endif
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t begin = c * kChunk, count = std::min(kChunk, n - begin);
     prefetch_quantize_input(x, begin + kChunk, kChunk, n);
-    uint32_t words[kChunk];
-    if (stochastic) fill_philox_words(random, begin / 4, (count + 3) / 4, words);
     int64_t done = 0;
+#if defined(__AVX2__)
+    // Stochastic rounding takes 32 words from the generator straight into four roundings:
+    // Philox's multiplies then overlap the loads and stores.
+    if (vector_rounding && stochastic)
+      for (; done + 32 <= count; done += 32) {
+        __m256i eight[4];
+        generator.generate(uint64_t(begin + done) / 4, eight);
+        for (int k = 0; k < 4; ++k)
+          _mm256_storeu_ps(y + begin + done + 8 * k,
+                           round_to_lattice_avx2<ModeClass::stochastic>(
+                               _mm256_loadu_ps(x + begin + done + 8 * k), vector_plan, eight[k]));
+      }
+#endif
+    // words[i]: element begin + i's word (begin + done is a multiple of 4, a block's start).
+    uint32_t words[kChunk];
+    if (stochastic)
+      fill_philox_words(random, uint64_t(begin + done) / 4, (count - done + 3) / 4, words + done);
 #if defined(__AVX2__)
     if (vector_rounding) {
       for (; done + 8 <= count; done += 8) {
