@@ -84,13 +84,17 @@ bool is_stochastic(const Rounding& r) {
 /// y[k] = element_to_value(xq_out[k]), where elements [j * run, (j + 1) * run) share
 /// multipliers[j] and scales[j] (run: 1, or a multiple of 8 for whole blocks). Returns how many
 /// leading elements it did (a multiple of 8); the caller's scalar loop does the rest, and all
-/// of them when the element plan does not fit the eight-lane rounding.
+/// of them when the element plan does not fit the eight-lane rounding. With `draw_from`
+/// (stochastic whole blocks, x[0] at a stream index `first` that is a multiple of 4) the words
+/// come from that stream, 32 at a time, and `words` is not read.
 template <ScaleRule kRule, ModeClass kMode>
 int64_t quantize_block_elements_avx2([[maybe_unused]] const float* x,
                                      [[maybe_unused]] const float* multipliers,
                                      [[maybe_unused]] const float* scales,
                                      [[maybe_unused]] int64_t run,
                                      [[maybe_unused]] const uint32_t* words,
+                                     [[maybe_unused]] const RandomStream* draw_from,
+                                     [[maybe_unused]] int64_t first,
                                      [[maybe_unused]] float* xq_out,
                                      [[maybe_unused]] float* y,
                                      [[maybe_unused]] int64_t count,
@@ -103,12 +107,20 @@ int64_t quantize_block_elements_avx2([[maybe_unused]] const float* x,
     const RoundingPlanAvx2 element_plan = make_rounding_plan_avx2(plan.element);
     const __m256 tensor_encode = _mm256_set1_ps(plan.tensor_encode);
     const __m256 tensor_decode = _mm256_set1_ps(plan.tensor_decode);
+    const PhiloxEightBlocksAvx2 generator(draw_from ? *draw_from : RandomStream{});
+    __m256i drawn[4];  // the generator's last 32 words
     const auto eight = [&](int64_t at, __m256 multiplier, __m256 scale) {
       __m256 scaled = _mm256_mul_ps(_mm256_loadu_ps(x + at), multiplier);
       if constexpr (kRule == ScaleRule::encode) scaled = _mm256_div_ps(scaled, tensor_encode);
-      const __m256i random = kMode == ModeClass::stochastic
-                                 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(words + at))
-                                 : _mm256_setzero_si256();
+      __m256i random = _mm256_setzero_si256();
+      if constexpr (kMode == ModeClass::stochastic) {
+        if (draw_from) {
+          if ((at & 31) == 0) generator.generate(uint64_t(first + at) / 4, drawn);
+          random = drawn[(at >> 3) & 3];
+        } else {
+          random = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(words + at));
+        }
+      }
       const __m256 xq = round_to_lattice_avx2<kMode>(scaled, element_plan, random);
       _mm256_storeu_ps(xq_out + at, xq);
       __m256 value;
@@ -332,7 +344,9 @@ void quantize_blocks_cpu(const float* x,
               std::fill_n(multiplier_per_element.data() + offset, block_rows[size_t(i)],
                           multiplier_of[i]);
             }
-          if (kMode == ModeClass::stochastic)  // from the Philox block holding word `first`
+          // Whole blocks starting on a Philox block draw their words inside the element loop.
+          const bool draw_inside = whole_blocks && first % 4 == 0;
+          if (kMode == ModeClass::stochastic && !draw_inside)  // from the block holding `first`
             fill_philox_words(random, first / 4, (first % 4 + count + 3) / 4, words.data());
           const uint32_t* group_words = words.data() + first % 4;
           // Unconditional stores keep the loop free of control flow.
@@ -342,10 +356,11 @@ void quantize_blocks_cpu(const float* x,
           const int64_t done = whole_blocks
                                    ? quantize_block_elements_avx2<kRule, kMode>(
                                          x + first, multiplier_of, scale_of, bs, group_words,
-                                         xq_out, y + first, count, local, vector_rounding)
+                                         draw_inside ? &random : nullptr, first, xq_out, y + first,
+                                         count, local, vector_rounding)
                                    : quantize_block_elements_avx2<kRule, kMode>(
-                                         x + first, multipliers, scales, 1, group_words, xq_out,
-                                         y + first, count, local, vector_rounding);
+                                         x + first, multipliers, scales, 1, group_words, nullptr,
+                                         first, xq_out, y + first, count, local, vector_rounding);
 #pragma omp simd
           for (int64_t k = done; k < count; ++k) {
             const float xq = scale_to_element<kRule, kMode, kGeneral>(
@@ -426,7 +441,8 @@ void quantize_blocks_cpu(const float* x,
           float* xq_row = element_out ? element_out + start : discarded.data() + r * tile;
           const uint32_t* row_word = words.data() + r * row_words + start % 4;
           const int64_t done = quantize_block_elements_avx2<kRule, kMode>(
-              xr, multiplier_of, scale_of, 1, row_word, xq_row, yr, width, local, vector_rounding);
+              xr, multiplier_of, scale_of, 1, row_word, nullptr, start, xq_row, yr, width, local,
+              vector_rounding);
 #pragma omp simd
           for (int64_t i = done; i < width; ++i) {
             const float xq = scale_to_element<kRule, kMode, kGeneral>(
