@@ -1,7 +1,7 @@
-// CPU quantize kernels (OpenMP threads, loops the compiler vectorises): elementwise rounding
-// and block quantization over an (outer, length, inner) array. The scalar math is shared with
-// CUDA through core/scalar/; random bits are tied to element and block indices, so results
-// do not depend on the thread count.
+// CPU quantize kernels: elementwise rounding and block quantization over an (outer, length,
+// inner) array; AVX2 loops for Philox and nearest-even / stochastic rounding, vectorised scalar
+// loops for other modes and tails (the scalar math is core/scalar/'s, shared with CUDA). Random
+// bits are tied to element and block indices: results never depend on threads or loop paths.
 #include <algorithm>
 #include <type_traits>
 #include <vector>
