@@ -13,7 +13,7 @@ using namespace lattice;
 namespace {
 
 /// Fills `blocks` blocks from `first_block` and compares every word with stream.word().
-void check_run(const RandomStream& stream, uint64_t first_block, int64_t blocks) {
+void check_philox_word_run(const RandomStream& stream, uint64_t first_block, int64_t blocks) {
   std::vector<uint32_t> words(size_t(4 * blocks) + 1, 0xA5A5A5A5u);
   fill_philox_words(stream, first_block, blocks, words.data());
   int64_t mismatches = 0;
@@ -27,7 +27,7 @@ void check_run(const RandomStream& stream, uint64_t first_block, int64_t blocks)
 
 TEST_CASE("philox word runs equal the scalar stream for every length 0..40 (vector tails)") {
   const RandomStream stream{.seed = 0x299f31d0a4093822ull, .subsequence = 0x0370734413198a2eull};
-  for (int64_t blocks = 0; blocks <= 40; ++blocks) check_run(stream, 3, blocks);
+  for (int64_t blocks = 0; blocks <= 40; ++blocks) check_philox_word_run(stream, 3, blocks);
 }
 
 TEST_CASE("philox word runs equal the scalar stream over many seeds, subsequences and offsets") {
@@ -40,14 +40,14 @@ TEST_CASE("philox word runs equal the scalar stream over many seeds, subsequence
     for (uint64_t seed : seeds)
       for (uint64_t subsequence : subsequences) {
         const RandomStream stream{.seed = seed, .subsequence = subsequence, .offset = offset};
-        check_run(stream, 0, 19);
-        check_run(stream, 5, 8);
-        check_run(stream, 1000003, 33);
+        check_philox_word_run(stream, 0, 19);
+        check_philox_word_run(stream, 5, 8);
+        check_philox_word_run(stream, 1000003, 33);
       }
 }
 
 TEST_CASE("a forked stream's word runs equal its scalar words") {
   const RandomStream stream = RandomStream{.seed = 7, .subsequence = 3, .offset = 11}.fork();
-  check_run(stream, 0, 64);
-  check_run(stream, 7, 13);
+  check_philox_word_run(stream, 0, 64);
+  check_philox_word_run(stream, 7, 13);
 }

@@ -20,7 +20,7 @@ namespace {
 
 /// Values over twelve binades with both signs, some tiny (target subnormals and zeros after
 /// scaling), and one all-zero block's worth of zeros.
-std::vector<float> spread_values(int64_t n) {
+std::vector<float> vector_kernel_inputs(int64_t n) {
   const RandomStream stream{.seed = 1234};
   std::vector<float> x(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i)
@@ -36,7 +36,7 @@ int64_t block_mismatches(const BlockLayout& layout,
                          const Rounding& rounding,
                          const BlockScaling& scaling) {
   const int64_t n = layout.outer * layout.length * layout.inner;
-  const std::vector<float> x = spread_values(n);
+  const std::vector<float> x = vector_kernel_inputs(n);
   std::vector<float> y(x.size());
   const RandomStream random{.seed = 77, .subsequence = 2, .offset = 5};
   quantize_blocks_cpu(x.data(), y.data(), layout, element, rounding, scaling, random, nullptr);
@@ -67,20 +67,20 @@ int64_t block_mismatches(const BlockLayout& layout,
   return mismatches;
 }
 
-const Rounding kNearest{};
-const Rounding kStochastic{.mode = RoundingMode::stochastic};
-const Rounding kStochastic8{.mode = RoundingMode::stochastic, .random_bits = 8};
+const Rounding kVectorNearest{};
+const Rounding kVectorStochastic{.mode = RoundingMode::stochastic};
+const Rounding kVectorStochastic8{.mode = RoundingMode::stochastic, .random_bits = 8};
 
 }  // namespace
 
 TEST_CASE("elementwise kernels over several chunks with a ragged tail equal the scalar rounding") {
   const int64_t n = 5 * 1024 + 13;
-  const std::vector<float> x = spread_values(n);
+  const std::vector<float> x = vector_kernel_inputs(n);
   std::vector<float> y(x.size());
   const RandomStream random{.seed = 9, .subsequence = 4, .offset = 3};
   for (const Format& format : {bf16, fp16, e4m3, e2m1, int8})
-    for (const Rounding& rounding :
-         {kNearest, kStochastic, kStochastic8, Rounding{.mode = RoundingMode::nearest_away}}) {
+    for (const Rounding& rounding : {kVectorNearest, kVectorStochastic, kVectorStochastic8,
+                                     Rounding{.mode = RoundingMode::nearest_away}}) {
       quantize_elementwise_cpu(x.data(), y.data(), n, format, rounding, random);
       const RoundingPlan plan = make_rounding_plan(format, rounding);
       int64_t mismatches = 0;
@@ -102,7 +102,7 @@ TEST_CASE(
   // nvfp4 {5, 999, 1, 16}: rows start off a Philox block; {2, 64, 300, *}: strided blocks.
   const BlockLayout mx_layouts[] = {{3, 4096, 1, 32}, {2, 1000, 1, 32}, {2, 64, 300, 32}};
   const BlockLayout nvfp4_layouts[] = {{3, 4096, 1, 16}, {5, 999, 1, 16}, {2, 64, 300, 16}};
-  for (const Rounding& rounding : {kNearest, kStochastic, kStochastic8}) {
+  for (const Rounding& rounding : {kVectorNearest, kVectorStochastic, kVectorStochastic8}) {
     for (const BlockLayout& layout : mx_layouts)
       for (const Format& element : {e2m1, e4m3, e5m2, int8}) {
         CAPTURE(layout.length);

@@ -42,7 +42,7 @@ std::vector<float> rounding_inputs(const Format& format) {
 
 /// Number of inputs where the vector and scalar roundings differ in any bit.
 template <ModeClass kMode>
-int64_t mismatches(const Format& format, const Rounding& rounding) {
+int64_t avx2_rounding_mismatches(const Format& format, const Rounding& rounding) {
   const RoundingPlan plan = make_rounding_plan(format, rounding);
   REQUIRE(fits_round_to_lattice_avx2(plan, kMode));
   const RoundingPlanAvx2 vector_plan = make_rounding_plan_avx2(plan);
@@ -68,8 +68,9 @@ int64_t mismatches(const Format& format, const Rounding& rounding) {
 TEST_CASE("eight-lane round to nearest even equals the scalar rounding bit for bit") {
   for (const Format& format : {bf16, fp16, tf32, e5m2, e4m3, e3m2, e2m3, e2m1, int8}) {
     CAPTURE(format.bits());
-    CHECK(mismatches<ModeClass::nearest>(format, Rounding{}) == 0);
-    CHECK(mismatches<ModeClass::nearest>(format, Rounding{.overflow = Overflow::saturate}) == 0);
+    CHECK(avx2_rounding_mismatches<ModeClass::nearest>(format, Rounding{}) == 0);
+    CHECK(avx2_rounding_mismatches<ModeClass::nearest>(
+              format, Rounding{.overflow = Overflow::saturate}) == 0);
   }
 }
 
@@ -78,8 +79,9 @@ TEST_CASE("eight-lane stochastic rounding equals the scalar rounding for 1..32 r
     for (int random_bits : {1, 3, 8, 16, 23, 24, 31, 32}) {
       CAPTURE(format.bits());
       CAPTURE(random_bits);
-      CHECK(mismatches<ModeClass::stochastic>(format, Rounding{.mode = RoundingMode::stochastic,
-                                                               .random_bits = random_bits}) == 0);
+      CHECK(avx2_rounding_mismatches<ModeClass::stochastic>(
+                format, Rounding{.mode = RoundingMode::stochastic, .random_bits = random_bits}) ==
+            0);
     }
 }
 
