@@ -1,7 +1,7 @@
-// CPU quantize kernels (OpenMP threads, loops the compiler vectorises): elementwise rounding
-// and block quantization over an (outer, length, inner) array. The scalar math is shared with
-// CUDA through core/scalar/; random bits are tied to element and block indices, so results
-// do not depend on the thread count.
+// CPU quantize kernels: elementwise rounding and block quantization over an (outer, length,
+// inner) array; AVX2 loops for Philox and nearest-even / stochastic rounding, vectorised scalar
+// loops for other modes and tails (the scalar math is core/scalar/'s, shared with CUDA). Random
+// bits are tied to element and block indices: results never depend on threads or loop paths.
 #include <algorithm>
 #include <type_traits>
 #include <vector>
@@ -9,6 +9,8 @@
 #include "core/scalar/block.h"
 #include "core/scalar/round.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/philox_words_cpu.h"
+#include "kernels/cpu/round_to_lattice_avx2.h"
 #include "kernels/quantize.h"
 
 namespace lattice {
@@ -16,29 +18,6 @@ namespace {
 
 constexpr int64_t kChunk = 1024;         // elements per task: a multiple of 4 Philox words
 constexpr int64_t kTileElements = 8192;  // a strided-block tile: 32 KiB, about L1
-
-/// words: (4 * blocks) = random.word(4 * first_block + k), whole Philox blocks at a time.
-/// Blocks are generated lane-wise into four planes, then interleaved (both loops vectorise).
-void fill_random_words(const RandomStream& random,
-                       int64_t first_block,
-                       int64_t blocks,
-                       uint32_t* words) {
-  constexpr int64_t kPlane = kChunk / 4;
-  const RandomStream stream = random;  // a private copy, so its fields are loop invariants
-  for (int64_t start = 0; start < blocks; start += kPlane) {
-    const int64_t count = std::min(kPlane, blocks - start);
-    uint32_t plane[4][kPlane];
-#pragma omp simd
-    for (int64_t b = 0; b < count; ++b) {
-      const PhiloxBlock block = stream.block(uint64_t(first_block + start + b));
-      plane[0][b] = block.word[0], plane[1][b] = block.word[1];
-      plane[2][b] = block.word[2], plane[3][b] = block.word[3];
-    }
-    uint32_t* out = words + 4 * start;
-    for (int64_t b = 0; b < count; ++b)
-      for (int j = 0; j < 4; ++j) out[4 * b + j] = plane[j][b];
-  }
-}
 
 /// Calls body(tag) with the plan's rounding mode as a compile-time constant (tag's ::value),
 /// so that each inner loop carries only its own mode's arithmetic.
@@ -87,9 +66,101 @@ void dispatch_block(const BlockPlan& plan, const Body& body) {
   });
 }
 
+/// Asks for x[begin, begin + count) (clipped to n) to be brought into cache. The kernels read
+/// their input in page-sized tasks, and the hardware prefetcher stops at every page, so a task
+/// asks for the next one's input before it starts on its own (a pure load loop such as block
+/// maxima would otherwise wait on memory at every page).
+void prefetch_quantize_input(const float* x, int64_t begin, int64_t count, int64_t n) {
+  constexpr int64_t kLineFloats = 16;  // a 64-byte cache line
+  for (int64_t i = begin; i < std::min(n, begin + count); i += kLineFloats)
+    __builtin_prefetch(x + i);
+}
+
 bool is_stochastic(const Rounding& r) {
   return r.mode == RoundingMode::stochastic;
 }
+
+/// The vectorised part of a run of block elements: xq_out[k] = scale_to_element(x[k]),
+/// y[k] = element_to_value(xq_out[k]), where elements [j * run, (j + 1) * run) share
+/// multipliers[j] and scales[j] (run: 1, or a multiple of 8 for whole blocks). Returns how many
+/// leading elements it did (a multiple of 8); the caller's scalar loop does the rest, and all
+/// of them when the element plan does not fit the eight-lane rounding. With `draw_from`
+/// (stochastic whole blocks, x[0] at a stream index `first` that is a multiple of 4) the words
+/// come from that stream, 32 at a time, and `words` is not read.
+template <ScaleRule kRule, ModeClass kMode>
+int64_t quantize_block_elements_avx2([[maybe_unused]] const float* x,
+                                     [[maybe_unused]] const float* multipliers,
+                                     [[maybe_unused]] const float* scales,
+                                     [[maybe_unused]] int64_t run,
+                                     [[maybe_unused]] const uint32_t* words,
+                                     [[maybe_unused]] const RandomStream* draw_from,
+                                     [[maybe_unused]] int64_t first,
+                                     [[maybe_unused]] float* xq_out,
+                                     [[maybe_unused]] float* y,
+                                     [[maybe_unused]] int64_t count,
+                                     [[maybe_unused]] const BlockPlan& plan,
+                                     [[maybe_unused]] bool vector_rounding) {
+  int64_t k = 0;
+#if defined(__AVX2__)
+  if constexpr (kMode == ModeClass::nearest || kMode == ModeClass::stochastic) {
+    if (!vector_rounding) return 0;
+    const RoundingPlanAvx2 element_plan = make_rounding_plan_avx2(plan.element);
+    const __m256 tensor_encode = _mm256_set1_ps(plan.tensor_encode);
+    const __m256 tensor_decode = _mm256_set1_ps(plan.tensor_decode);
+    const PhiloxEightBlocksAvx2 generator(draw_from ? *draw_from : RandomStream{});
+    __m256i drawn[4];  // the generator's last 32 words
+    const auto eight = [&](int64_t at, __m256 multiplier, __m256 scale) {
+      __m256 scaled = _mm256_mul_ps(_mm256_loadu_ps(x + at), multiplier);
+      if constexpr (kRule == ScaleRule::encode) scaled = _mm256_div_ps(scaled, tensor_encode);
+      __m256i random = _mm256_setzero_si256();
+      if constexpr (kMode == ModeClass::stochastic) {
+        if (draw_from) {
+          if ((at & 31) == 0) generator.generate(uint64_t(first + at) / 4, drawn);
+          random = drawn[(at >> 3) & 3];
+        } else {
+          random = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(words + at));
+        }
+      }
+      const __m256 xq = round_to_lattice_avx2<kMode>(scaled, element_plan, random);
+      _mm256_storeu_ps(xq_out + at, xq);
+      __m256 value;
+      if constexpr (kRule == ScaleRule::mx)
+        value = _mm256_mul_ps(xq, scale);
+      else if constexpr (kRule == ScaleRule::nvfp4)
+        value = _mm256_mul_ps(_mm256_mul_ps(xq, scale), tensor_decode);
+      else
+        value = _mm256_div_ps(_mm256_mul_ps(tensor_encode, xq), scale);
+      _mm256_storeu_ps(y + at, value);
+    };
+    if (run == 1) {
+      for (; k + 8 <= count; k += 8)
+        eight(k, _mm256_loadu_ps(multipliers + k), _mm256_loadu_ps(scales + k));
+    } else {
+      for (int64_t j = 0; k + run <= count; ++j) {
+        const __m256 multiplier = _mm256_set1_ps(multipliers[j]), scale = _mm256_set1_ps(scales[j]);
+        for (const int64_t end = k + run; k < end; k += 8) eight(k, multiplier, scale);
+      }
+    }
+  }
+#endif
+  return k;
+}
+
+#if defined(__AVX2__)
+/// Largest magnitude bits of x[0, count), count a multiple of 8.
+uint32_t block_amax_bits_avx2(const float* x, int64_t count) {
+  const __m256i magnitude_mask = _mm256_set1_epi32(0x7FFFFFFF);
+  __m256i amax = _mm256_setzero_si256();
+  for (int64_t k = 0; k < count; k += 8)
+    amax = _mm256_max_epu32(
+        amax, _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + k)),
+                               magnitude_mask));
+  __m128i half = _mm_max_epu32(_mm256_castsi256_si128(amax), _mm256_extracti128_si256(amax, 1));
+  half = _mm_max_epu32(half, _mm_shuffle_epi32(half, 0x4E));
+  half = _mm_max_epu32(half, _mm_shuffle_epi32(half, 0xB1));
+  return uint32_t(_mm_cvtsi128_si32(half));
+}
+#endif
 
 }  // namespace
 
@@ -102,17 +173,53 @@ void quantize_elementwise_cpu(const float* x,
   const RoundingPlan plan = make_rounding_plan(format, rounding);
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   const bool stochastic = is_stochastic(rounding);
+#if defined(__AVX2__)
+  const bool vector_rounding = fits_round_to_lattice_avx2(plan, plan.mode_class);
+  const RoundingPlanAvx2 vector_plan = make_rounding_plan_avx2(plan);
+  const PhiloxEightBlocksAvx2 generator(random);
+#endif
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t begin = c * kChunk, count = std::min(kChunk, n - begin);
+    prefetch_quantize_input(x, begin + kChunk, kChunk, n);
+    int64_t done = 0;
+#if defined(__AVX2__)
+    // Stochastic rounding takes 32 words from the generator straight into four roundings:
+    // Philox's multiplies then overlap the loads and stores.
+    if (vector_rounding && stochastic)
+      for (; done + 32 <= count; done += 32) {
+        __m256i eight[4];
+        generator.generate(uint64_t(begin + done) / 4, eight);
+        for (int k = 0; k < 4; ++k)
+          _mm256_storeu_ps(y + begin + done + 8 * k,
+                           round_to_lattice_avx2<ModeClass::stochastic>(
+                               _mm256_loadu_ps(x + begin + done + 8 * k), vector_plan, eight[k]));
+      }
+#endif
+    // words[i]: element begin + i's word (begin + done is a multiple of 4, a block's start).
     uint32_t words[kChunk];
-    if (stochastic) fill_random_words(random, begin / 4, (count + 3) / 4, words);
-    dispatch_mode(plan, [&](auto mode) {
+    if (stochastic)
+      fill_philox_words(random, uint64_t(begin + done) / 4, (count - done + 3) / 4, words + done);
+#if defined(__AVX2__)
+    if (vector_rounding) {
+      for (; done + 8 <= count; done += 8) {
+        const __m256 value = _mm256_loadu_ps(x + begin + done);
+        const __m256 rounded =
+            stochastic ? round_to_lattice_avx2<ModeClass::stochastic>(
+                             value, vector_plan,
+                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(words + done)))
+                       : round_to_lattice_avx2<ModeClass::nearest>(value, vector_plan,
+                                                                   _mm256_setzero_si256());
+        _mm256_storeu_ps(y + begin + done, rounded);
+      }
+    }
+#endif
+    dispatch_mode(plan, [&](auto mode) {  // the vector loop's tail, or every element
       constexpr ModeClass kMode = decltype(mode)::value;
       const RoundingPlan local = plan;  // a private copy: the compiler knows y cannot alias it
       dispatch_general(local, [&](auto general) {
 #pragma omp simd
-        for (int64_t i = 0; i < count; ++i)
+        for (int64_t i = done; i < count; ++i)
           y[begin + i] = round_to_lattice<kMode, decltype(general)::value>(
               x[begin + i], local, kMode == ModeClass::stochastic ? words[i] : 0u);
       });
@@ -138,6 +245,7 @@ void quantize_blocks_cpu(const float* x,
     for (int64_t c = 0; c < chunks; ++c) {
       uint32_t chunk_amax = 0;
       const int64_t begin = c * kChunk, end = std::min(n, begin + kChunk);
+      prefetch_quantize_input(x, begin + kChunk, kChunk, n);
 #pragma omp simd reduction(max : chunk_amax)
       for (int64_t i = begin; i < end; ++i)
         chunk_amax = std::max(chunk_amax, finite_magnitude_bits(x[i]));
@@ -157,6 +265,11 @@ void quantize_blocks_cpu(const float* x,
   float* scale_out = parts ? parts->scales : nullptr;
   const int64_t bs = layout.block_size, inner = layout.inner;
   const int64_t per_column = layout.blocks_per_column();
+#if defined(__AVX2__)
+  const bool vector_rounding = fits_round_to_lattice_avx2(plan.element, plan.element.mode_class);
+#else
+  const bool vector_rounding = false;
+#endif
 
   if (inner == 1) {  // blocks are contiguous runs
     // A task takes a group of whole blocks: their maxima, then all their scales in one
@@ -170,6 +283,8 @@ void quantize_blocks_cpu(const float* x,
       std::vector<uint32_t> scale_words(static_cast<size_t>(group + 8));
       std::vector<uint32_t> block_amax(static_cast<size_t>(group));
       std::vector<float> block_scales(static_cast<size_t>(group));
+      std::vector<float> block_multipliers(static_cast<size_t>(group));
+      std::vector<int64_t> block_rows(static_cast<size_t>(group));
       std::vector<float> scale_per_element(static_cast<size_t>(capacity));
       std::vector<float> multiplier_per_element(static_cast<size_t>(capacity));
       std::vector<float> discarded(static_cast<size_t>(capacity));  // xq when not wanted
@@ -178,21 +293,30 @@ void quantize_blocks_cpu(const float* x,
         // Consecutive blocks are consecutive in memory, ragged column ends included.
         const int64_t group_blocks = std::min(group, blocks - g);
         const int64_t first = (g / per_column) * layout.length + (g % per_column) * bs;
-        const auto rows_of = [&](int64_t b) {
-          return std::min(bs, layout.length - (b % per_column) * bs);
-        };
-        int64_t count = 0;
+        prefetch_quantize_input(x, first + group * bs, group * bs, n);
+        // Block rows: bs, or fewer at a column's end; counted without a division per block.
+        int64_t count = 0, column_block = g % per_column;
         for (int64_t i = 0; i < group_blocks; ++i) {
           const float* xb = x + first + count;
-          const int64_t rows = rows_of(g + i);
+          const int64_t rows = std::min(bs, layout.length - column_block * bs);
+          column_block = column_block + 1 == per_column ? 0 : column_block + 1;
+          block_rows[size_t(i)] = rows;
           uint32_t amax = 0;
+#if defined(__AVX2__)
+          if (rows % 8 == 0) {
+            amax = block_amax_bits_avx2(xb, rows);
+          } else
+#endif
+          {
 #pragma omp simd reduction(max : amax)
-          for (int64_t k = 0; k < rows; ++k) amax = std::max(amax, float_bits(xb[k]) & 0x7FFFFFFFu);
+            for (int64_t k = 0; k < rows; ++k)
+              amax = std::max(amax, float_bits(xb[k]) & 0x7FFFFFFFu);
+          }
           block_amax[size_t(i)] = amax;
           count += rows;
         }
         if (stochastic_scales)  // from the Philox block holding scale word g
-          fill_random_words(scale_random, g / 4, (g % 4 + group_blocks + 3) / 4,
+          fill_philox_words(scale_random, g / 4, (g % 4 + group_blocks + 3) / 4,
                             scale_words.data());
         dispatch_block(plan, [&](auto rule, auto mode, auto general) {
           constexpr ScaleRule kRule = decltype(rule)::value;
@@ -203,25 +327,42 @@ void quantize_blocks_cpu(const float* x,
           const uint32_t* group_scale_words = scale_words.data() + g % 4;
           const uint32_t* amax_of = block_amax.data();
           float* scale_of = block_scales.data();
+          float* multiplier_of = block_multipliers.data();
 #pragma omp simd
-          for (int64_t i = 0; i < group_blocks; ++i)
+          for (int64_t i = 0; i < group_blocks; ++i) {
             scale_of[i] = block_scale<kRule>(amax_of[i], local, group_scale_words[i]);
-          if (scale_out) std::copy_n(block_scales.data(), group_blocks, scale_out + g);
-          for (int64_t i = 0, offset = 0; i < group_blocks; offset += rows_of(g + i), ++i) {
-            const float scale = block_scales[size_t(i)];
-            std::fill_n(scale_per_element.data() + offset, rows_of(g + i), scale);
-            std::fill_n(multiplier_per_element.data() + offset, rows_of(g + i),
-                        element_multiplier<kRule>(scale, local));
+            multiplier_of[i] = element_multiplier<kRule>(scale_of[i], local);
           }
-          if (kMode == ModeClass::stochastic)  // from the Philox block holding word `first`
-            fill_random_words(random, first / 4, (first % 4 + count + 3) / 4, words.data());
+          if (scale_out) std::copy_n(block_scales.data(), group_blocks, scale_out + g);
+          // Whole blocks of a multiple of 8 take their block's scale in each vector; otherwise
+          // the scales are spread per element.
+          const bool whole_blocks = vector_rounding && bs % 8 == 0 && count == group_blocks * bs;
+          if (!whole_blocks)
+            for (int64_t i = 0, offset = 0; i < group_blocks;
+                 offset += block_rows[size_t(i)], ++i) {
+              std::fill_n(scale_per_element.data() + offset, block_rows[size_t(i)], scale_of[i]);
+              std::fill_n(multiplier_per_element.data() + offset, block_rows[size_t(i)],
+                          multiplier_of[i]);
+            }
+          // Whole blocks starting on a Philox block draw their words inside the element loop.
+          const bool draw_inside = whole_blocks && first % 4 == 0;
+          if (kMode == ModeClass::stochastic && !draw_inside)  // from the block holding `first`
+            fill_philox_words(random, first / 4, (first % 4 + count + 3) / 4, words.data());
           const uint32_t* group_words = words.data() + first % 4;
           // Unconditional stores keep the loop free of control flow.
           float* xq_out = element_out ? element_out + first : discarded.data();
           const float* scales = scale_per_element.data();
           const float* multipliers = multiplier_per_element.data();
+          const int64_t done = whole_blocks
+                                   ? quantize_block_elements_avx2<kRule, kMode>(
+                                         x + first, multiplier_of, scale_of, bs, group_words,
+                                         draw_inside ? &random : nullptr, first, xq_out, y + first,
+                                         count, local, vector_rounding)
+                                   : quantize_block_elements_avx2<kRule, kMode>(
+                                         x + first, multipliers, scales, 1, group_words, nullptr,
+                                         first, xq_out, y + first, count, local, vector_rounding);
 #pragma omp simd
-          for (int64_t k = 0; k < count; ++k) {
+          for (int64_t k = done; k < count; ++k) {
             const float xq = scale_to_element<kRule, kMode, kGeneral>(
                 x[first + k], multipliers[k], local,
                 kMode == ModeClass::stochastic ? group_words[k] : 0u);
@@ -268,12 +409,12 @@ void quantize_blocks_cpu(const float* x,
       }
       const int64_t first_block = slab * inner + c0;
       if (stochastic_scales)  // from the Philox block holding scale word first_block
-        fill_random_words(scale_random, first_block / 4, (first_block % 4 + width + 3) / 4,
+        fill_philox_words(scale_random, first_block / 4, (first_block % 4 + width + 3) / 4,
                           scale_words.data());
       if (stochastic_elements)  // each row from the Philox block holding its first word
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t start = first + r * inner;
-          fill_random_words(random, start / 4, (start % 4 + width + 3) / 4,
+          fill_philox_words(random, start / 4, (start % 4 + width + 3) / 4,
                             words.data() + r * row_words);
         }
       dispatch_block(plan, [&](auto rule, auto mode, auto general) {
@@ -299,8 +440,11 @@ void quantize_blocks_cpu(const float* x,
           // Unconditional stores keep the loop free of control flow.
           float* xq_row = element_out ? element_out + start : discarded.data() + r * tile;
           const uint32_t* row_word = words.data() + r * row_words + start % 4;
+          const int64_t done = quantize_block_elements_avx2<kRule, kMode>(
+              xr, multiplier_of, scale_of, 1, row_word, nullptr, start, xq_row, yr, width, local,
+              vector_rounding);
 #pragma omp simd
-          for (int64_t i = 0; i < width; ++i) {
+          for (int64_t i = done; i < width; ++i) {
             const float xq = scale_to_element<kRule, kMode, kGeneral>(
                 xr[i], multiplier_of[i], local, kMode == ModeClass::stochastic ? row_word[i] : 0u);
             xq_row[i] = xq;

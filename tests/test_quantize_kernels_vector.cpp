@@ -1,0 +1,119 @@
+// The CPU quantize kernels over arrays long enough for their eight-lane paths (whole-block
+// groups, Philox words drawn inside the loops, chunk tails, rows starting off a Philox block)
+// against the per-element scalar formulas of core/scalar/, which test_rounding.cpp and
+// test_block.cpp check against the reference lattices and the OCP / TransformerEngine rules.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "core/philox.h"
+#include "core/scalar/block.h"
+#include "core/scalar/round.h"
+#include "kernels/quantize.h"
+
+using namespace lattice;
+
+namespace {
+
+/// Values over twelve binades with both signs, some tiny (target subnormals and zeros after
+/// scaling), and one all-zero block's worth of zeros.
+std::vector<float> vector_kernel_inputs(int64_t n) {
+  const RandomStream stream{.seed = 1234};
+  std::vector<float> x(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i)
+    x[size_t(i)] = (float(stream.word(uint64_t(i))) / 4294967296.0f - 0.5f) * float(1 << (i % 12)) *
+                   (i % 97 == 0 ? 1e-30f : 1.0f);
+  std::fill_n(x.begin() + std::min<int64_t>(n, 64), std::min<int64_t>(n - 64, 32), 0.0f);
+  return x;
+}
+
+/// Elements where y differs in any bit from the scalar block formula with the stream's words.
+int64_t block_mismatches(const BlockLayout& layout,
+                         const Format& element,
+                         const Rounding& rounding,
+                         const BlockScaling& scaling) {
+  const int64_t n = layout.outer * layout.length * layout.inner;
+  const std::vector<float> x = vector_kernel_inputs(n);
+  std::vector<float> y(x.size());
+  const RandomStream random{.seed = 77, .subsequence = 2, .offset = 5};
+  quantize_blocks_cpu(x.data(), y.data(), layout, element, rounding, scaling, random, nullptr);
+
+  uint32_t tensor_amax_bits = 0;
+  for (float v : x) tensor_amax_bits = std::max(tensor_amax_bits, finite_magnitude_bits(v));
+  const BlockPlan plan =
+      make_block_plan(element, rounding, scaling, float_from_bits(tensor_amax_bits));
+  const int64_t per_column = layout.blocks_per_column(), bs = layout.block_size;
+  int64_t mismatches = 0;
+  for (int64_t o = 0; o < layout.outer; ++o)
+    for (int64_t j = 0; j < per_column; ++j)
+      for (int64_t c = 0; c < layout.inner; ++c) {
+        const int64_t rows = std::min(bs, layout.length - j * bs);
+        const auto flat = [&](int64_t r) {
+          return (o * layout.length + j * bs + r) * layout.inner + c;
+        };
+        uint32_t amax_bits = 0;
+        for (int64_t r = 0; r < rows; ++r)
+          amax_bits = std::max(amax_bits, float_bits(x[size_t(flat(r))]) & 0x7FFFFFFFu);
+        const float scale = block_scale(amax_bits, plan, 0u);  // nearest-even scales
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t i = flat(r);
+          const float want = quantize_in_block(x[size_t(i)], scale, plan, random.word(uint64_t(i)));
+          mismatches += float_bits(y[size_t(i)]) != float_bits(want);
+        }
+      }
+  return mismatches;
+}
+
+const Rounding kVectorNearest{};
+const Rounding kVectorStochastic{.mode = RoundingMode::stochastic};
+const Rounding kVectorStochastic8{.mode = RoundingMode::stochastic, .random_bits = 8};
+
+}  // namespace
+
+TEST_CASE("elementwise kernels over several chunks with a ragged tail equal the scalar rounding") {
+  const int64_t n = 5 * 1024 + 13;
+  const std::vector<float> x = vector_kernel_inputs(n);
+  std::vector<float> y(x.size());
+  const RandomStream random{.seed = 9, .subsequence = 4, .offset = 3};
+  for (const Format& format : {bf16, fp16, e4m3, e2m1, int8})
+    for (const Rounding& rounding : {kVectorNearest, kVectorStochastic, kVectorStochastic8,
+                                     Rounding{.mode = RoundingMode::nearest_away}}) {
+      quantize_elementwise_cpu(x.data(), y.data(), n, format, rounding, random);
+      const RoundingPlan plan = make_rounding_plan(format, rounding);
+      int64_t mismatches = 0;
+      for (int64_t i = 0; i < n; ++i)
+        mismatches += float_bits(y[size_t(i)]) !=
+                      float_bits(round_to_lattice(x[size_t(i)], plan, random.word(uint64_t(i))));
+      CAPTURE(format.bits());
+      CAPTURE(int(rounding.mode));
+      CHECK(mismatches == 0);
+    }
+}
+
+TEST_CASE(
+    "block kernels over many whole-block groups, ragged columns and strided blocks equal "
+    "the scalar block formula") {
+  const BlockScaling mx32{.block_size = 32};
+  const BlockScaling nvfp4{.block_size = 16, .scale_format = ue4m3, .rule = ScaleRule::nvfp4};
+  // {3, 4096, 1, 32}: twelve whole groups; {2, 1000, 1, 32}: a ragged block per column;
+  // nvfp4 {5, 999, 1, 16}: rows start off a Philox block; {2, 64, 300, *}: strided blocks.
+  const BlockLayout mx_layouts[] = {{3, 4096, 1, 32}, {2, 1000, 1, 32}, {2, 64, 300, 32}};
+  const BlockLayout nvfp4_layouts[] = {{3, 4096, 1, 16}, {5, 999, 1, 16}, {2, 64, 300, 16}};
+  for (const Rounding& rounding : {kVectorNearest, kVectorStochastic, kVectorStochastic8}) {
+    for (const BlockLayout& layout : mx_layouts)
+      for (const Format& element : {e2m1, e4m3, e5m2, int8}) {
+        CAPTURE(layout.length);
+        CAPTURE(element.bits());
+        CAPTURE(int(rounding.mode));
+        CHECK(block_mismatches(layout, element, rounding, mx32) == 0);
+      }
+    for (const BlockLayout& layout : nvfp4_layouts) {
+      CAPTURE(layout.length);
+      CAPTURE(int(rounding.mode));
+      CHECK(block_mismatches(layout, e2m1, rounding, nvfp4) == 0);
+    }
+  }
+}
