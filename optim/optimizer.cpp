@@ -36,13 +36,6 @@ void round_in_place(const Quantizer& q, const Tensor& t) {
   std::copy(rounded.begin(), rounded.end(), values.begin());
 }
 
-// Master weights are kept in fp32 by default; a coarser master format rounds to nearest even.
-Quantizer master_quantizer(const PrecisionStack& stack) {
-  Quantizer q;
-  q.element = stack.master_weights;
-  return q;
-}
-
 void check_parameter(const NamedParameter& p) {
   LATTICE_CHECK(p.tensor.defined(), "[optimizer] parameter \"", p.name, "\" is undefined");
   LATTICE_CHECK(p.tensor.dtype() == DType::float32, "[optimizer] parameter \"", p.name, "\" is ",
@@ -70,6 +63,7 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, PrecisionStack stack)
     : groups_(std::move(groups)), stack_(std::move(stack)) {
   if (!is_identity(stack_.weights)) validate(stack_.weights);
   if (!is_identity(stack_.optimizer_state)) validate(stack_.optimizer_state);
+  if (!is_identity(stack_.master_weights)) validate(stack_.master_weights);
   std::set<std::string> names;
   for (const ParamGroup& group : groups_) {
     LATTICE_CHECK(group.lr >= 0 && std::isfinite(group.lr), "[optimizer] learning rate ", group.lr,
@@ -105,13 +99,14 @@ void Optimizer::place_on_weight_lattice(size_t group, size_t index) {
   // The fp32 copy is the truth the updates accumulate into; the working weights are its
   // projection onto Λw, from the first forward on.
   if (!master.defined()) master = p.tensor.clone();
-  if (stack_.master_weights != fp32) round_in_place(master_quantizer(stack_), master);
+  if (!is_identity(stack_.master_weights)) round_in_place(stack_.master_weights, master);
   write_back_weights(lattice, master, p.tensor);
 }
 
 void Optimizer::set_precision(PrecisionStack stack) {
   if (!is_identity(stack.weights)) validate(stack.weights);
   if (!is_identity(stack.optimizer_state)) validate(stack.optimizer_state);
+  if (!is_identity(stack.master_weights)) validate(stack.master_weights);
   stack_ = std::move(stack);
   for (size_t g = 0; g < groups_.size(); ++g)
     for (size_t i = 0; i < groups_[g].params.size(); ++i) place_on_weight_lattice(g, i);
@@ -187,7 +182,8 @@ void Optimizer::step() {
       if (!is_identity(stack_.optimizer_state))
         for (const Tensor& b : state.buffers) round_in_place(stack_.optimizer_state, b);
       if (state.master.defined()) {
-        if (stack_.master_weights != fp32) round_in_place(master_quantizer(stack_), state.master);
+        if (!is_identity(stack_.master_weights))
+          round_in_place(stack_.master_weights, state.master);
         write_back_weights(weight_lattice(p), state.master, p.tensor);
       }
     }

@@ -49,7 +49,8 @@ class Optimizer {
   /// Throws lattice::Error when a parameter is not a contiguous float32 tensor, or a name
   /// repeats. Where Λw (stack.weights, or a parameter's own) is not fp32 the working weights
   /// are rounded onto it here, and fp32 master copies are kept (rounded onto
-  /// stack.master_weights when that is not fp32).
+  /// stack.master_weights, with its rounding, when that is not fp32: `master=bf16:sr` rounds
+  /// each updated master stochastically).
   Optimizer(std::vector<ParamGroup> groups, PrecisionStack stack);
   virtual ~Optimizer() = default;
   Optimizer(const Optimizer&) = delete;

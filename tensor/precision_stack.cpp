@@ -413,11 +413,14 @@ const std::vector<StackKey>& stack_keys() {
        }},
       {"opt", [](PrecisionStack& s, Value v) { s.optimizer_state = parse_quantizer_spec(v); },
        [](const PrecisionStack& s) { return unless_fp32(s.optimizer_state); }},
-      {"master", [](PrecisionStack& s, Value v) { s.master_weights = parse_format(v); },
-       [](const PrecisionStack& s) -> Printed {
-         if (s.master_weights == fp32) return std::nullopt;
-         return format_name(s.master_weights);
-       }},
+      {"master",
+       [](PrecisionStack& s, Value v) {
+         s.master_weights = parse_quantizer_spec(v);
+         LATTICE_CHECK(!s.master_weights.scaling,
+                       "master takes an element FORMAT with its rounding (e.g. bf16:sr), not a "
+                       "block-scaled one");
+       },
+       [](const PrecisionStack& s) { return unless_fp32(s.master_weights); }},
   };
   return keys;
 }

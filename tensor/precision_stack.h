@@ -41,9 +41,10 @@ struct PrecisionStack {
   Quantizer activations;  // Λa: op outputs are rounded onto it
   Quantizer gradients;    // Λg: gradients flowing backward are rounded onto it
   GemmQuantizers gemm;
-  Accumulator accumulator;       // Γacc
-  Quantizer optimizer_state;     // Γopt: m, v rounded onto it after each update
-  Format master_weights = fp32;  // the optimizer's copy of non-fp32 weights
+  Accumulator accumulator;    // Γacc
+  Quantizer optimizer_state;  // Γopt: m, v rounded onto it after each update
+  Quantizer master_weights;   // the optimizer's copy of non-fp32 weights: an element format
+                              // and its rounding (fp32: no rounding)
 
   friend bool operator==(const PrecisionStack&, const PrecisionStack&) = default;
 };

@@ -529,3 +529,35 @@ TEST_CASE("a non-fp32 master format rounds the masters; working weights follow Î
   CHECK(master.to_vector<float>() == std::vector<float>{1.015625f, 2.703125f});
   CHECK(p.to_vector<float>() == std::vector<float>{1.0f, 2.75f});  // e4m3: 1, ..., 2.75, 3
 }
+
+TEST_CASE(
+    "master=bf16:sr rounds each updated master stochastically: a quarter-ULP step is kept "
+    "on average, where round-to-nearest loses it") {
+  // 1 + 2^-9 is a quarter of bf16's ULP at 1 (2^-7) above it: RNE rounds every master back to
+  // 1, SR rounds a quarter of them up to 1 + 2^-7.
+  const int64_t n = 4096;
+  const double step = std::ldexp(1.0, -9), ulp = std::ldexp(1.0, -7);
+  for (const char* rounding : {"", ":sr"}) {
+    CAPTURE(rounding);
+    manual_seed(3);
+    Tensor p = parameter(std::vector<float>(size_t(n), 1.0f));
+    Sgd sgd(one_group({{"w", p}}, 1.0), SgdOptions{},
+            parse_precision_stack(std::string("w=bf16,master=bf16") + rounding));
+    set_grad(p, std::vector<float>(size_t(n), -float(step)));
+    sgd.step();
+    const std::vector<float> master = sgd.state().tensors[0].second.to_vector<float>();
+    int64_t up = 0;
+    for (float v : master) {
+      CHECK((v == 1.0f || v == float(1.0 + ulp)));
+      up += v != 1.0f;
+    }
+    if (*rounding) {
+      // Binomial(4096, 1/4): mean 1024, standard deviation 27.7; 5 of them either side.
+      CHECK(up > 1024 - 139);
+      CHECK(up < 1024 + 139);
+      CHECK(p.to_vector<float>() == master);  // bf16 masters are on Î›w already
+    } else {
+      CHECK(up == 0);
+    }
+  }
+}

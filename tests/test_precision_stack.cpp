@@ -150,7 +150,7 @@ TEST_CASE("parse(print(s)) == s and print is a fixed point, for every key, base 
        {"gemm.sr=all", "gemm.sr=backward", "gemm.sr=intelfp4", "gemm.hadamard=all",
         "gemm.hadamard=backward", "gemm.max=absmax", "gemm.max=softsoftmax", "gemm.alpha=12.5",
         "gemm.step_grad=spline", "gemm.scale_grad=baseline", "gemm.ts_grad=absmax", "acc=bf16",
-        "acc=e5m2:k4", "master=bf16", "master=e8m00"})
+        "acc=e5m2:k4", "master=bf16", "master=e8m00", "master=bf16:sr", "master=fp16:rtz"})
     check_round_trip(std::string("gemm=mxfp4,") + recipe);
   for (const NamedStack& named : named_stacks()) check_round_trip(named.name);
   CHECK(round_trips > 5000);  // most of the grid above is valid
@@ -173,6 +173,9 @@ TEST_CASE("a malformed spec names the spec, the bad item and what was expected")
   CHECK(test::stack_error("gemm=e2m1:scale=ue4m3").find("mx rule takes ue8m0") !=
         std::string::npos);
   CHECK(test::stack_error("acc=bf16:32").find("acc takes FORMAT[:k<N>]") != std::string::npos);
+  CHECK(test::stack_error("master=mxfp4")
+            .find("master takes an element FORMAT with its "
+                  "rounding") != std::string::npos);
   CHECK(test::stack_error("w=bf16:sr99").find("1 to 32 random bits") != std::string::npos);
   // Λa and Λg round scalars too (the loss): block scaling there is refused when parsed, not at
   // the first step with a message about rank-0 arrays.

@@ -419,16 +419,19 @@ ExperimentPlan plan_crossing(const ExperimentOptions& o) {
   return plan;
 }
 
-// Per format: round-to-nearest weights with no master (sub-half-ULP updates lost), and
-// round-to-nearest vs stochastic rounding of the working weights from an fp32 master (the
-// stack's `master` takes no rounding option, so SR reaches Λw's write-back only).
+// Per format: round-to-nearest weights with no master (sub-half-ULP updates lost),
+// round-to-nearest vs stochastic rounding of the working weights from an fp32 master (SR in
+// Λw's write-back only), and stochastic rounding of the update itself with no fp32 master (the
+// master on the format, `master=FORMAT:sr`: the paper's SR accumulation).
 struct RoundingVariant {
   std::string id, stack, rounding, master;
 };
 std::vector<RoundingVariant> rounding_variants(const std::string& format) {
   return {{format + "-rne-nomaster", concat("w=", format, ",master=", format), "RNE", format},
           {format + "-rne", "w=" + format, "RNE", "fp32"},
-          {format + "-sr", concat("w=", format, ":sr"), "SR", "fp32"}};
+          {format + "-sr", concat("w=", format, ":sr"), "SR", "fp32"},
+          {format + "-sr-nomaster", concat("w=", format, ":sr,master=", format, ":sr"), "SR",
+           format}};
 }
 
 ExperimentPlan plan_stochastic_rounding(const ExperimentOptions& o) {
