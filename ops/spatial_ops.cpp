@@ -140,31 +140,34 @@ Tensor direct_conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const
   // Each saved operand only where a gradient needs it: x for the weights' (and the bias's,
   // which comes with them), w for x's.
   const bool need_weights = need_dw || need_dbias;
-  record_op(
-      "conv2d", out, inputs,
-      [s, need_dx, need_weights, need_dbias, inputs = inputs.size(),
-       x = need_weights ? detach(xc) : Tensor{},
-       w = need_dx ? detach(wc) : Tensor{}](const Tensor& grad) {
-        const Tensor g = grad.contiguous();
-        const auto operands = [&](const Tensor& a, const Tensor& b) {
-          return [&] {
-            return std::vector<std::string>{describe_for_trace(a), describe_for_trace(b)};
-          };
-        };
-        std::vector<Tensor> grads(inputs);
-        if (need_dx) grads[0] = empty({s.images, s.channels, s.window.height, s.window.width});
-        if (need_weights)
-          grads[1] =
-              empty({s.out_channels, s.channels / s.groups, s.window.kernel_h, s.window.kernel_w});
-        if (need_dbias) grads[2] = empty({s.out_channels});
-        const auto out_of = [](const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; };
-        conv2d_backward_cpu(s, need_weights ? x.data<float>() : nullptr,
-                            need_dx ? w.data<float>() : nullptr, g.data<float>(), out_of(grads[0]),
-                            out_of(grads[1]), need_dbias ? grads[2].data<float>() : nullptr);
-        if (need_dx) trace_op("conv2d.dgrad", operands(g, w), grads[0]);
-        if (need_weights) trace_op("conv2d.wgrad", operands(x, g), grads[1]);
-        return grads;
-      });
+  record_op("conv2d", out, inputs,
+            [s, need_dx, need_weights, need_dbias, inputs = inputs.size(),
+             x = need_weights ? detach(xc) : Tensor{},
+             w = need_dx ? detach(wc) : Tensor{}](const Tensor& grad) {
+              const Tensor g = grad.contiguous();
+              const auto operands = [&](const Tensor& a, const Tensor& b) {
+                return [&] {
+                  return std::vector<std::string>{describe_for_trace(a), describe_for_trace(b)};
+                };
+              };
+              std::vector<Tensor> grads(inputs);
+              if (need_dx)
+                grads[0] = empty({s.images, s.channels, s.window.height, s.window.width});
+              if (need_weights)
+                grads[1] = empty(
+                    {s.out_channels, s.channels / s.groups, s.window.kernel_h, s.window.kernel_w});
+              if (need_dbias) grads[2] = empty({s.out_channels});
+              // Undefined (not needed, not saved) tensors go to the kernel as null.
+              const auto data_or_null = [](const Tensor& t) {
+                return t.defined() ? t.data<float>() : nullptr;
+              };
+              conv2d_backward_cpu(s, data_or_null(x), data_or_null(w), g.data<float>(),
+                                  data_or_null(grads[0]), data_or_null(grads[1]),
+                                  need_dbias ? grads[2].data<float>() : nullptr);
+              if (need_dx) trace_op("conv2d.dgrad", operands(g, w), grads[0]);
+              if (need_weights) trace_op("conv2d.wgrad", operands(x, g), grads[1]);
+              return grads;
+            });
   return out;
 }
 
