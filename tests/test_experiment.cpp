@@ -133,10 +133,10 @@ TEST_CASE("each experiment's runs carry the flags of its sweep and the precision
   const ExperimentPlan rounding = plan_experiment("stochastic-rounding", {});
   std::vector<std::string> rounding_stacks;
   for (const RunConfig& run : rounding.runs) rounding_stacks.push_back(run.stack);
-  CHECK(rounding_stacks ==
-        std::vector<std::string>{"w=bf16,master=bf16", "w=bf16", "w=bf16:sr",
-                                 "w=bf16:sr,master=bf16:sr", "w=e4m3,master=e4m3", "w=e4m3",
-                                 "w=e4m3:sr", "w=e4m3:sr,master=e4m3:sr"});
+  CHECK(rounding_stacks == std::vector<std::string>{"w=bf16,master=bf16", "w=bf16", "w=bf16:sr",
+                                                    "w=bf16:sr,master=bf16:sr",
+                                                    "w=e4m3,master=e4m3", "w=e4m3", "w=e4m3:sr",
+                                                    "w=e4m3:sr,master=e4m3:sr"});
 
   CHECK_THROWS_WITH_AS(plan_experiment("temperature", {.precisions = "fp8"}),
                        doctest::Contains("unknown precision \"fp8\""), lattice::Error);

@@ -427,11 +427,11 @@ struct RoundingVariant {
   std::string id, stack, rounding, master;
 };
 std::vector<RoundingVariant> rounding_variants(const std::string& format) {
-  return {{format + "-rne-nomaster", concat("w=", format, ",master=", format), "RNE", format},
-          {format + "-rne", "w=" + format, "RNE", "fp32"},
-          {format + "-sr", concat("w=", format, ":sr"), "SR", "fp32"},
-          {format + "-sr-nomaster", concat("w=", format, ":sr,master=", format, ":sr"), "SR",
-           format}};
+  return {
+      {format + "-rne-nomaster", concat("w=", format, ",master=", format), "RNE", format},
+      {format + "-rne", "w=" + format, "RNE", "fp32"},
+      {format + "-sr", concat("w=", format, ":sr"), "SR", "fp32"},
+      {format + "-sr-nomaster", concat("w=", format, ":sr,master=", format, ":sr"), "SR", format}};
 }
 
 ExperimentPlan plan_stochastic_rounding(const ExperimentOptions& o) {
