@@ -69,7 +69,10 @@ Tensor random_timesteps(int64_t count, int64_t steps, const RandomStream& random
 }
 
 /// DDPM ancestral sampling (Ho et al. 2020, Algorithm 2, σ_t² = β_t): `count` images from
-/// pure noise, every timestep from T-1 down to 0, mapped back to [0, 1].
+/// pure noise, every timestep from T-1 down to 0, mapped back to [0, 1]. As in the paper's
+/// reference code (clip_denoised), each step's mean is the posterior mean of q(x_{t-1} | x_t, x̂_0)
+/// with the predicted x̂_0 = (x_t - √(1-ᾱ_t) ε̂) / √ᾱ_t clipped to the data range [-1, 1];
+/// unclipped it is Algorithm 2's mean exactly.
 Tensor sample_images(models::Unet& model,
                      const nn::NoiseSchedule& schedule,
                      int64_t count,
@@ -83,10 +86,15 @@ Tensor sample_images(models::Unet& model,
   Tensor x = randn({count, channels, size, size}, start, DType::float32, device);
   for (int64_t t = schedule.steps() - 1; t >= 0; --t) {
     const double alpha_bar = schedule.alpha_bar(t);
-    const double alpha = t > 0 ? alpha_bar / schedule.alpha_bar(t - 1) : alpha_bar;
+    const double alpha_bar_before = t > 0 ? schedule.alpha_bar(t - 1) : 1.0;
+    const double alpha = alpha_bar / alpha_bar_before;
     const double beta = 1.0 - alpha;
     const Tensor noise = model(x, full({count}, double(t), DType::int64, device));
-    x = scale(sub(x, scale(noise, beta / std::sqrt(1.0 - alpha_bar))), 1.0 / std::sqrt(alpha));
+    const Tensor x0 =
+        clamp(scale(sub(x, scale(noise, std::sqrt(1.0 - alpha_bar))), 1.0 / std::sqrt(alpha_bar)),
+              -1.0, 1.0);
+    x = add(scale(x0, std::sqrt(alpha_bar_before) * beta / (1.0 - alpha_bar)),
+            scale(x, std::sqrt(alpha) * (1.0 - alpha_bar_before) / (1.0 - alpha_bar)));
     if (t > 0)
       x = add(x, scale(randn(x.shape(), RandomStream{.seed = seed, .subsequence = uint64_t(t)},
                              DType::float32, device),

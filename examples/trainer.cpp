@@ -241,6 +241,11 @@ void add_trainer_flags(CLI::App& app, TrainerFlags& flags) {
                  "raise the ε of ε-dominated LayerNorm/RMSNorm layers toward ρ_LN = ρ* every N "
                  "steps, never lowering it, restored at the end (forward-stability Algorithm 1): "
                  "rho=0.6,cap=1e-2,every=5[,floor=1e-6][,sample=16]");
+  app.add_option("--ema", flags.ema,
+                 "keep an exponential moving average of the weights with this decay (e.g. "
+                 "0.999; step n uses min(DECAY, (1 + n) / (10 + n))): evaluations and the "
+                 "trained model use the average; 0: off")
+      ->check(CLI::Range(0.0, 0.999999999));
   app.add_option("--eval-batches", flags.eval_batches,
                  "evaluate on the first N validation batches only (0: all; for trainers whose "
                  "validation runs in batches)")
@@ -362,6 +367,11 @@ class TrainingRun {
         if (const double* eps = diagnostics::norm_epsilon(*module)) initial_eps_[name] = *eps;
     }
     model_.to(device_);
+    if (flags.ema > 0) {
+      NoGradGuard no_grad;
+      for (const auto& [name, parameter] : model_.named_parameters())
+        ema_.push_back({name, parameter, parameter.clone()});
+    }
     optimizer_ = make_optimizer(flags, model_, stack_);
     scaler_ = make_loss_scaler(flags.loss_scale);
     set_up_data_parallel();
@@ -395,6 +405,7 @@ class TrainingRun {
     evaluate();
     save();
     write_summary();
+    swap_ema_weights();  // the caller gets the averaged model (samples, exports)
     return 0;
   }
 
@@ -402,8 +413,19 @@ class TrainingRun {
   void resume() {
     const std::string stem = checkpoint_stem(flags_.resume);
     if (!stack_schedule_.empty()) follow_stack_schedule(optim::checkpoint_step(stem));
-    const optim::TrainingState state =
-        optim::load_checkpoint(stem, model_.state_dict(), *optimizer_, &scaler_);
+    const bool saved_ema = optim::checkpoint_extra(stem).contains("ema_decay");
+    LATTICE_CHECK(!saved_ema || !ema_.empty(), "[trainer] --resume ", stem,
+                  ": the checkpoint keeps an average of the weights; expected --ema to go on "
+                  "with it");
+    const optim::TrainingState state = optim::load_checkpoint(
+        stem, saved_ema ? tensors_to_save() : model_.state_dict(), *optimizer_, &scaler_);
+    if (!saved_ema && !ema_.empty()) {
+      NoGradGuard no_grad;
+      for (EmaEntry& entry : ema_) entry.average.copy_(entry.parameter);
+      if (world_.root())
+        std::fprintf(stderr, "%s  --ema: the average starts from the checkpoint's weights\n",
+                     job_.name.c_str());
+    }
     try {
       loader_.load_state(state.data_loader);
     } catch (const std::exception& e) {
@@ -434,6 +456,34 @@ class TrainingRun {
       const uintmax_t saved = extra["metrics_bytes"].get<uint64_t>();
       if (std::filesystem::file_size(metrics_path_) > saved)
         std::filesystem::resize_file(metrics_path_, saved);
+    }
+  }
+
+  /// The model's state dict and, with --ema, each average as "ema.<parameter>".
+  NamedTensors tensors_to_save() const {
+    NamedTensors tensors = model_.state_dict();
+    for (const EmaEntry& entry : ema_) tensors.emplace_back("ema." + entry.name, entry.average);
+    return tensors;
+  }
+
+  /// average <- d average + (1 - d) parameter after the optimizer's n-th step, with
+  /// d = min(--ema, (1 + n) / (10 + n)): early averages forget the random initialisation fast.
+  void update_ema() {
+    if (ema_.empty()) return;
+    const double n = double(step_);
+    const double decay = std::min(flags_.ema, (1.0 + n) / (10.0 + n));
+    NoGradGuard no_grad;
+    for (EmaEntry& entry : ema_)
+      entry.average.copy_(add(scale(entry.average, decay), scale(entry.parameter, 1.0 - decay)));
+  }
+
+  /// Exchanges the model's weights and their averages (bit for bit; twice restores both).
+  void swap_ema_weights() {
+    NoGradGuard no_grad;
+    for (EmaEntry& entry : ema_) {
+      const Tensor weights = entry.parameter.clone();
+      entry.parameter.copy_(entry.average);
+      entry.average.copy_(weights);
     }
   }
 
@@ -576,6 +626,7 @@ class TrainingRun {
     items_ += items;
     samples_ += samples;
     ++step_, ++steps_this_session_;
+    if (stepped) update_ema();
     record_step(loss_sum / double(micro_batches_), stepped, observations);
   }
 
@@ -647,7 +698,9 @@ class TrainingRun {
       // that was not (a resumed run against a straight one) train on the same random bits.
       const RandomState training_random = default_random_state();
       PrecisionScope scope(stack_);
+      swap_ema_weights();
       last_evaluation_ = job_.evaluate();
+      swap_ema_weights();
       set_default_random_state(training_random);
     }
     model_.train();
@@ -685,7 +738,8 @@ class TrainingRun {
       extra["layer_norm_eps"] = eps;
     }
     if (!error) extra["metrics_bytes"] = metrics_bytes;
-    optim::save_checkpoint((out_ / "checkpoint").string(), model_.state_dict(), *optimizer_,
+    if (!ema_.empty()) extra["ema_decay"] = flags_.ema;
+    optim::save_checkpoint((out_ / "checkpoint").string(), tensors_to_save(), *optimizer_,
                            optim::TrainingState{.step = step_,
                                                 .schedule = flags_.schedule,
                                                 .data_loader = loader_.state(),
@@ -729,6 +783,7 @@ class TrainingRun {
         {"stack", to_string(stack_)},
         {"stack_schedule", flags_.stack_schedule},
         {"ln_eps_policy", ln_eps_ ? ln_eps_->policy().spec() : std::string()},
+        {"ema", flags_.ema},
         {"overrides", flags_.overrides},
         {"complexity_points",
          complexity_points(stack_, {.loss_scaling = flags_.loss_scale != "none",
@@ -794,6 +849,11 @@ class TrainingRun {
   diagnostics::Diagnostics diagnostics_;
   std::unique_ptr<diagnostics::LayerNormEpsilonController> ln_eps_;  // --ln-eps-policy
   std::map<std::string, double> initial_eps_;  // each norm's ε as built, restored at the end
+  struct EmaEntry {
+    std::string name;
+    Tensor parameter, average;
+  };
+  std::vector<EmaEntry> ema_;  // --ema: every parameter with its moving average
 
   int64_t step_ = 0, steps_this_session_ = 0, samples_ = 0, items_ = 0;
   std::optional<double> first_loss_;  // the divergence test's reference

@@ -52,6 +52,7 @@ struct TrainerFlags {
   int64_t diagnostics_every = 10;  // observe every N-th step
   int64_t trace_step = 0;          // log every op of this step, forward and backward; 0: none
   std::string ln_eps_policy = {};  // the LayerNorm-ε bump (forward-stability Algorithm 1)
+  double ema = 0.0;                // decay of an exponential moving average of the weights; 0: none
 };
 
 /// A --stack-schedule: (first step, stack) items in increasing steps. Items are separated by
@@ -89,7 +90,9 @@ struct TrainingJob {
 
 /// Trains `job` as `flags` say and writes its outputs. Returns the process exit status: 0 when
 /// the run finished (a run whose loss diverged to NaN/inf also finishes, recorded as
-/// "status": "diverged"). Throws lattice::Error on bad flags, files or data.
+/// "status": "diverged"). Throws lattice::Error on bad flags, files or data. With --ema the
+/// evaluations use the averaged weights, and the model holds them when this returns (the
+/// checkpoint keeps both).
 int run_training(const TrainerFlags& flags, TrainingJob& job);
 
 /// The device --device names. With cuda in a run of several ranks it also makes GPU (local rank

@@ -62,6 +62,12 @@ std::vector<std::filesystem::path> stale_files(const std::filesystem::path& dire
   return stale;
 }
 
+/// <path>.json parsed; a file that is not JSON gives a discarded value (is_object() false).
+nlohmann::json read_checkpoint_json(const std::string& json_path) {
+  const std::vector<uint8_t> bytes = read_regular_file(json_path);
+  return nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
+}
+
 }  // namespace
 
 void save_checkpoint(const std::string& path,
@@ -124,8 +130,7 @@ void save_checkpoint(const std::string& path,
 
 int64_t checkpoint_step(const std::string& path) {
   const std::string json_path = path + ".json";
-  const std::vector<uint8_t> bytes = read_regular_file(json_path);
-  const nlohmann::json json = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
+  const nlohmann::json json = read_checkpoint_json(json_path);
   const bool valid = json.is_object() && json.contains("step") &&
                      json["step"].is_number_integer() &&
                      (json["step"].is_number_unsigned() || json["step"].get<int64_t>() >= 0) &&
@@ -133,6 +138,16 @@ int64_t checkpoint_step(const std::string& path) {
   LATTICE_CHECK(valid, "[checkpoint] ", json_path,
                 ": no valid \"step\" (expected an integer in [0, 2^63))");
   return json["step"].get<int64_t>();
+}
+
+nlohmann::json checkpoint_extra(const std::string& path) {
+  const std::string json_path = path + ".json";
+  const nlohmann::json json = read_checkpoint_json(json_path);
+  LATTICE_CHECK(json.is_object(), "[checkpoint] ", json_path, ": not a JSON object");
+  if (!json.contains("extra")) return nlohmann::json::object();
+  LATTICE_CHECK(json["extra"].is_object(), "[checkpoint] ", json_path,
+                ": \"extra\" is not a JSON object");
+  return json["extra"];
 }
 
 TrainingState load_checkpoint(const std::string& path,

@@ -41,6 +41,11 @@ void save_checkpoint(const std::string& path,
 /// naming the file when it cannot be read or has no valid step.
 int64_t checkpoint_step(const std::string& path);
 
+/// The caller's `extra` of the checkpoint at <path>.json (an empty object when it has none),
+/// read before the run that loads it is set up (which tensors it holds may depend on it).
+/// Throws a one-line lattice::Error naming the file when it cannot be read.
+nlohmann::json checkpoint_extra(const std::string& path);
+
 /// Restores a checkpoint written by save_checkpoint from <path>.json and the tensor file it
 /// names (checkpoints from before generations name <path>.safetensors and load too): copies the
 /// model tensors into `model` (names, dtypes and shapes must match), loads the optimizer state, the

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <tuple>
 #include <vector>
@@ -421,4 +422,71 @@ TEST_CASE("--override reaches the optimizer's Λw of the matched module's parame
   CHECK(!on_bf16(weights["5.weight"]));
   CHECK(weights.count("optimizer.3.weight.master") == 1);  // a master copy for Λw only there
   CHECK(weights.count("optimizer.1.weight.master") == 0);
+}
+
+TEST_CASE(
+    "--ema averages the weights without changing training, evaluates with the average, "
+    "and resumes it bit for bit") {
+  const auto tensors_of = [](const fs::path& run) {
+    std::map<std::string, std::vector<float>> out;
+    for (const auto& entry : fs::directory_iterator(run))
+      if (entry.path().extension() == ".safetensors")
+        for (const auto& [name, tensor] : lattice::load_safetensors(entry.path().string()).tensors)
+          out[name] = tensor.to_vector<float>();
+    return out;
+  };
+  const std::string common =
+      tiny_data_flags() + "--optimizer sgd --lr 0.1 --schedule constant --seed 3 ";
+  const fs::path plain = scratch_dir() / "ema-plain", two = scratch_dir() / "ema-two",
+                 three = scratch_dir() / "ema-three", resumed = scratch_dir() / "ema-resumed";
+  for (const fs::path& run : {plain, two, three, resumed}) fs::remove_all(run);
+  const auto train = [&](const std::string& flags, const fs::path& out) {
+    const auto result =
+        run_program(trainer("mnist"), common + flags + " --out '" + out.string() + "'");
+    INFO(result.err);
+    REQUIRE(result.status == 0);
+    return result;
+  };
+  train("--steps 3", plain);
+  train("--steps 2 --ema 0.9", two);
+  train("--steps 3 --ema 0.9", three);
+  const auto losses = [](const fs::path& run) {
+    std::vector<double> out;
+    for (const auto& line : metrics(run))
+      if (line.contains("loss")) out.push_back(line["loss"]);
+    return out;
+  };
+  CHECK(losses(three) == losses(plain));  // the average never feeds back into training
+  CHECK(summary(three)["ema"] == 0.9);
+  CHECK(summary(three)["val_loss"] != summary(plain)["val_loss"]);  // evaluated on the average
+
+  // Step 3 averages with d = min(0.9, (1 + 3) / (10 + 3)).
+  const auto after_two = tensors_of(two), after_three = tensors_of(three),
+             weights = tensors_of(plain);
+  const double decay = 4.0 / 13.0;
+  for (const std::string name : {"1.weight", "1.bias", "5.weight"}) {
+    CAPTURE(name);
+    REQUIRE(after_three.count("ema." + name) == 1);
+    CHECK(after_three.at(name) == weights.at(name));
+    const std::vector<float>&average = after_three.at("ema." + name),
+          &before = after_two.at("ema." + name), &w = after_three.at(name);
+    for (size_t i = 0; i < average.size(); ++i)
+      CHECK(average[i] == doctest::Approx(decay * before[i] + (1 - decay) * w[i]).epsilon(1e-6));
+  }
+
+  train("--steps 3 --ema 0.9 --resume '" + (two / "checkpoint").string() + "'", resumed);
+  CHECK(checkpoint_tensors(resumed) == checkpoint_tensors(three));
+  CHECK(summary(resumed)["val_loss"] == summary(three)["val_loss"]);
+
+  // Without --ema a checkpoint holding an average is refused in one line; with it a checkpoint
+  // without one starts the average from its weights.
+  const auto refused =
+      run_program(trainer("mnist"), common + "--steps 3 --out '" + resumed.string() +
+                                        "' --resume '" + (two / "checkpoint").string() + "'");
+  CHECK(refused.status == 1);
+  CHECK(refused.err.find("expected --ema") != std::string::npos);
+  CHECK(line_count(refused.err) == 1);
+  const auto started =
+      train("--steps 4 --ema 0.9 --resume '" + (plain / "checkpoint").string() + "'", resumed);
+  CHECK(started.err.find("the average starts from the checkpoint's weights") != std::string::npos);
 }
