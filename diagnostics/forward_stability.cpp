@@ -12,6 +12,7 @@
 
 #include "autograd/autograd.h"
 #include "core/error.h"
+#include "diagnostics/linear_algebra.h"
 #include "ops/ops.h"
 #include "tensor/tape.h"
 
@@ -359,20 +360,6 @@ BlockStability block_stability(const nn::TransformerBlock& block,
 
 namespace {
 
-// The power iteration's fixed start in [-1, 1): splitmix64 of the index (Steele et al.), as
-// linear_algebra's, so a start orthogonal to the top singular vector is practically impossible.
-std::vector<double> pseudo_random_start(size_t n) {
-  std::vector<double> v(n);
-  for (size_t i = 0; i < n; ++i) {
-    uint64_t z = uint64_t(i + 1) * 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    v[i] = double(z >> 11) * 0x1.0p-52 - 1.0;
-  }
-  return v;
-}
-
 double dot(const std::vector<double>& a, const std::vector<double>& b) {
   double sum = 0;
   for (size_t i = 0; i < a.size(); ++i) sum += a[i] * b[i];
@@ -471,7 +458,7 @@ double jacobian_spectral_norm(const std::function<Tensor(const Tensor&)>& map,
   // B_ij = <J^T u_i, v_j>; for orthonormal U, V it never exceeds ||J||2, however inexact the
   // differences that chose U, and it grows with the step count.
   std::vector<std::vector<double>> inputs, outputs, transposed;  // v_j, u_i, J^T u_i
-  std::vector<double> next = pseudo_random_start(center.size());
+  std::vector<double> next = power_iteration_start(int64_t(center.size()));
   double estimate = 0;
   for (int iteration = 0; iteration < settings.iterations; ++iteration) {
     if (!orthonormalize(next, inputs)) break;  // J^T J's Krylov space is exhausted

@@ -51,21 +51,6 @@ int lapack_size(int64_t n, const char* op) {
   return int(n);
 }
 
-// A fixed start vector in [-1, 1): splitmix64 of the index (Steele et al.), portable and
-// without the symmetry of a constant vector, which is orthogonal to (1, -1)-like singular
-// vectors.
-std::vector<double> start_vector(int64_t n) {
-  std::vector<double> v(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    uint64_t z = uint64_t(i + 1) * 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    v[size_t(i)] = double(z >> 11) * 0x1.0p-52 - 1.0;
-  }
-  return v;
-}
-
 // y = A x for A (rows, cols), x (cols).
 void multiply(const DenseMatrix& a, std::span<const double> x, std::vector<double>& y) {
   y.assign(size_t(a.rows), 0.0);
@@ -98,7 +83,7 @@ double power_iterate(
     int64_t n,
     PowerIteration settings,
     const std::function<double(const std::vector<double>&, std::vector<double>&)>& step) {
-  std::vector<double> x = start_vector(n), image;
+  std::vector<double> x = power_iteration_start(n), image;
   const double start_norm = euclidean_norm(x);
   for (double& value : x) value /= start_norm;
   double estimate = 0;
@@ -114,6 +99,18 @@ double power_iterate(
 }
 
 }  // namespace
+
+std::vector<double> power_iteration_start(int64_t n) {
+  std::vector<double> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    uint64_t z = uint64_t(i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    v[size_t(i)] = double(z >> 11) * 0x1.0p-52 - 1.0;
+  }
+  return v;
+}
 
 DenseMatrix to_dense(const Tensor& matrix) {
   LATTICE_CHECK(matrix.defined(), "[linear_algebra] expects a defined tensor");

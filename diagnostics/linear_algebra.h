@@ -43,6 +43,11 @@ struct PowerIteration {
   double tolerance = 1e-12;
 };
 
+/// The power iterations' fixed start vector of n values in [-1, 1): splitmix64 of the index
+/// (Steele et al.), portable and without the symmetry of a constant vector, which is orthogonal
+/// to (1, -1)-like singular vectors.
+std::vector<double> power_iteration_start(int64_t n);
+
 /// ||A||_2 = σmax(A) of matrix (rows, cols) by power iteration on A^T A; the estimate
 /// ||A v|| / ||v|| never exceeds σmax. A zero matrix gives 0.
 double spectral_norm(const Tensor& matrix, PowerIteration settings = {});

@@ -145,11 +145,6 @@ Tensor direct_conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const
              x = need_weights ? detach(xc) : Tensor{},
              w = need_dx ? detach(wc) : Tensor{}](const Tensor& grad) {
               const Tensor g = grad.contiguous();
-              const auto operands = [&](const Tensor& a, const Tensor& b) {
-                return [&] {
-                  return std::vector<std::string>{describe_for_trace(a), describe_for_trace(b)};
-                };
-              };
               std::vector<Tensor> grads(inputs);
               if (need_dx)
                 grads[0] = empty({s.images, s.channels, s.window.height, s.window.width});
@@ -164,8 +159,15 @@ Tensor direct_conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const
               conv2d_backward_cpu(s, data_or_null(x), data_or_null(w), g.data<float>(),
                                   data_or_null(grads[0]), data_or_null(grads[1]),
                                   need_dbias ? grads[2].data<float>() : nullptr);
-              if (need_dx) trace_op("conv2d.dgrad", operands(g, w), grads[0]);
-              if (need_weights) trace_op("conv2d.wgrad", operands(x, g), grads[1]);
+              const auto described = [](const Tensor& a, const Tensor& b) {
+                return std::vector<std::string>{describe_for_trace(a), describe_for_trace(b)};
+              };
+              if (need_dx)
+                trace_op(
+                    "conv2d.dgrad", [&] { return described(g, w); }, grads[0]);
+              if (need_weights)
+                trace_op(
+                    "conv2d.wgrad", [&] { return described(x, g); }, grads[1]);
               return grads;
             });
   return out;

@@ -29,6 +29,7 @@ using reference::hex_bits;
 using reference::kInf;
 using reference::kNan;
 using reference::same_value;
+using reference::SplitMix;
 using reference::Tally;
 
 namespace {
@@ -251,19 +252,6 @@ void compare_blocks(Tally& t, const Blocks& got, const Blocks& want, const std::
            hex_bits(want.tensor_scale);
   });
 }
-
-struct SplitMix {
-  uint64_t state;
-  uint64_t next() {
-    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double uniform() {
-    return double(next() >> 11) * 0x1p-53;
-  }
-};
 
 /// Random blocks over the whole fp32 range: each block column segment draws a base exponent in
 /// [-149, 127] and elements base * 2^-k * (1 + u); some blocks are all zero, some hold fp32

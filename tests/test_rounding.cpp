@@ -25,6 +25,7 @@ using reference::hex_bits;
 using reference::kInf;
 using reference::kNan;
 using reference::same_value;
+using reference::SplitMix;
 using reference::Tally;
 
 namespace {
@@ -32,20 +33,6 @@ namespace {
 float round_to(const Format& f, float x, const Rounding& r = {}, uint32_t word = 0) {
   return round_to_lattice(x, make_rounding_plan(f, r), word);
 }
-
-/// SplitMix64: a fast, seedable source of test inputs (not of rounding bits).
-struct SplitMix {
-  uint64_t state;
-  uint64_t next() {
-    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double uniform() {  // [0, 1) with 53 bits
-    return double(next() >> 11) * 0x1p-53;
-  }
-};
 
 /// ±0, ±min subnormal, ±FLT_MAX, ±inf and NaNs with assorted payloads and signs.
 std::vector<float> fp32_edges() {
