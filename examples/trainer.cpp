@@ -245,7 +245,7 @@ void add_trainer_flags(CLI::App& app, TrainerFlags& flags) {
                  "keep an exponential moving average of the weights with this decay (e.g. "
                  "0.999; step n uses min(DECAY, (1 + n) / (10 + n))): evaluations and the "
                  "trained model use the average; 0: off")
-      ->check(CLI::Range(0.0, 0.999999999));
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--eval-batches", flags.eval_batches,
                  "evaluate on the first N validation batches only (0: all; for trainers whose "
                  "validation runs in batches)")
@@ -367,6 +367,8 @@ class TrainingRun {
         if (const double* eps = diagnostics::norm_epsilon(*module)) initial_eps_[name] = *eps;
     }
     model_.to(device_);
+    LATTICE_CHECK(flags.ema >= 0 && flags.ema < 1, "[trainer] --ema ", flags.ema,
+                  ": expected a decay in [0, 1)");
     if (flags.ema > 0) {
       NoGradGuard no_grad;
       for (const auto& [name, parameter] : model_.named_parameters())

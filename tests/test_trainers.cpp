@@ -217,6 +217,10 @@ TEST_CASE("trainers reject bad flags, specs and data with one line") {
       run_program(trainer("regression"), "--rows 64 --features 4 --stack gemm=mxfp5");
   CHECK(bad_stack.status == 1);
   CHECK(bad_stack.err.rfind("regression: [stack]", 0) == 0);
+
+  const auto bad_ema = run_program(trainer("regression"), "--rows 64 --features 4 --ema 1");
+  CHECK(bad_ema.status == 1);
+  CHECK(bad_ema.err == "regression: [trainer] --ema 1: expected a decay in [0, 1)\n");
 }
 
 TEST_CASE("a resumed run cuts metrics.jsonl back to its checkpoint, so no step is logged twice") {
