@@ -411,11 +411,7 @@ TEST_CASE("--override reaches the optimizer's Λw of the matched module's parame
                             "' --override '3:w=bf16' --out '" + run.string() + "'");
   INFO(result.err);
   REQUIRE(result.status == 0);
-  std::map<std::string, std::vector<float>> weights;
-  for (const auto& entry : fs::directory_iterator(run))
-    if (entry.path().extension() == ".safetensors")
-      for (const auto& [name, tensor] : lattice::load_safetensors(entry.path().string()).tensors)
-        weights[name] = tensor.to_vector<float>();
+  std::map<std::string, std::vector<float>> weights = checkpoint_values(run);
   const auto on_bf16 = [](const std::vector<float>& values) {
     return values == lattice::cast(lattice::from_vector(values), lattice::bf16).to_vector<float>();
   };
@@ -431,14 +427,6 @@ TEST_CASE("--override reaches the optimizer's Λw of the matched module's parame
 TEST_CASE(
     "--ema averages the weights without changing training, evaluates with the average, "
     "and resumes it bit for bit") {
-  const auto tensors_of = [](const fs::path& run) {
-    std::map<std::string, std::vector<float>> out;
-    for (const auto& entry : fs::directory_iterator(run))
-      if (entry.path().extension() == ".safetensors")
-        for (const auto& [name, tensor] : lattice::load_safetensors(entry.path().string()).tensors)
-          out[name] = tensor.to_vector<float>();
-    return out;
-  };
   const std::string common =
       tiny_data_flags() + "--optimizer sgd --lr 0.1 --schedule constant --seed 3 ";
   const fs::path plain = scratch_dir() / "ema-plain", two = scratch_dir() / "ema-two",
@@ -465,8 +453,8 @@ TEST_CASE(
   CHECK(summary(three)["val_loss"] != summary(plain)["val_loss"]);  // evaluated on the average
 
   // Step 3 averages with d = min(0.9, (1 + 3) / (10 + 3)).
-  const auto after_two = tensors_of(two), after_three = tensors_of(three),
-             weights = tensors_of(plain);
+  const auto after_two = checkpoint_values(two), after_three = checkpoint_values(three),
+             weights = checkpoint_values(plain);
   const double decay = 4.0 / 13.0;
   for (const std::string name : {"1.weight", "1.bias", "5.weight"}) {
     CAPTURE(name);

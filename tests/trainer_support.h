@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -14,6 +15,7 @@
 
 #include "data/idx.h"
 #include "process_support.h"
+#include "tensor/safetensors.h"
 
 namespace lattice::test {
 
@@ -68,6 +70,16 @@ inline std::string checkpoint_tensors(const fs::path& run) {
     if (entry.path().extension() == ".safetensors") files.push_back(entry.path());
   REQUIRE(files.size() == 1);
   return read_file(files[0]);
+}
+
+/// The values of the run's checkpoint tensors by name (as float32).
+inline std::map<std::string, std::vector<float>> checkpoint_values(const fs::path& run) {
+  std::map<std::string, std::vector<float>> values;
+  for (const auto& entry : fs::directory_iterator(run))
+    if (entry.path().extension() == ".safetensors")
+      for (const auto& [name, tensor] : lattice::load_safetensors(entry.path().string()).tensors)
+        values[name] = tensor.to_vector<float>();
+  return values;
 }
 
 /// A tiny WikiText-format folder: wiki.train.raw and wiki.valid.raw of short repetitive
