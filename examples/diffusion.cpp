@@ -129,8 +129,9 @@ int main(int argc, char** argv) {
   std::string config_name = "small", dataset;
   int64_t timesteps = 1000, folder_size = 64, sample = 0;
   app.add_option("--config", config_name,
-                 "small (base 32, Table 11: batch 512, lr 1e-3, 20 epochs) or big (base 128, "
-                 "batch 20, lr 1e-4, 3 epochs)")
+                 "small (32, 64, 64 channels at sides S, S/2, S/4; Table 11: batch 512, lr "
+                 "1e-3, 20 epochs) or big (128, 256, 256, 256 channels at S .. S/8; batch 20, lr "
+                 "1e-4, 3 epochs); self-attention at S/4 and in the middle")
       ->capture_default_str()
       ->check(CLI::IsMember({"small", "big"}));
   app.add_option("--dataset", dataset,
@@ -155,15 +156,18 @@ int main(int argc, char** argv) {
     }
     manual_seed(flags.seed);
     const Images images = load_images(dataset, flags.data, folder_size);
-    LATTICE_CHECK(images.size % 2 == 0,
-                  "[diffusion] the U-Net halves the image once: the side "
-                  "must be even, got ",
-                  images.size);
-    const models::UnetConfig config{.channels = images.channels,
-                                    .base = big ? 128 : 32,
-                                    .time_dim = big ? 256 : 128,
-                                    .groups = 8,
-                                    .heads = big ? 4 : 1};
+    const models::UnetConfig config{
+        .channels = images.channels,
+        .base = big ? 128 : 32,
+        .multipliers = big ? std::vector<int64_t>{1, 2, 2, 2} : std::vector<int64_t>{1, 2, 2},
+        .attention_levels = {2},
+        .time_dim = big ? 256 : 128,
+        .groups = 8,
+        .heads = big ? 4 : 1};
+    const int64_t divisor = int64_t(1) << (config.multipliers.size() - 1);
+    LATTICE_CHECK(images.size % divisor == 0, "[diffusion] the ", config_name,
+                  " U-Net halves the image ", config.multipliers.size() - 1,
+                  " times: the side must be divisible by ", divisor, ", got ", images.size);
     models::Unet model(config);
     const nn::NoiseSchedule schedule(timesteps);
     const int pad = images.pad;
@@ -212,6 +216,7 @@ int main(int argc, char** argv) {
                    {"image_size", images.size},
                    {"channels", images.channels},
                    {"base", config.base},
+                   {"multipliers", config.multipliers},
                    {"timesteps", timesteps},
                    {"data", flags.data}},
         .unit = "images"};

@@ -232,4 +232,42 @@ TEST_CASE("a tiny U-Net's noise-prediction loss falls") {
       test::sgd_steps(unet, 12, 0.05, [&] { return noise_prediction_loss(unet(noisy, t), noise); });
   CHECK(test::parameters_without_gradient(unet).empty());
   CHECK(losses.back() < 0.8 * losses.front());
+  // Three levels halve the side twice: 6 does not divide by 4.
+  CHECK_THROWS_WITH_AS(unet(randn({1, 1, 6, 6}, 17), from_vector<int64_t>({3})),
+                       "[Unet] expects images (N, C, H, W) with H and W divisible by 4 (it halves "
+                       "them 2 times), got (1, 1, 6, 6)",
+                       Error);
+}
+
+TEST_CASE("the U-Net's levels: channels, attention and skips follow the config") {
+  manual_seed(18);
+  models::Unet unet({.channels = 1,
+                     .base = 4,
+                     .multipliers = {1, 2, 3, 3},
+                     .attention_levels = {1, 3},
+                     .time_dim = 8,
+                     .groups = 2});
+  CHECK(unet.encoder->size() == 4);
+  CHECK(unet.downsamples->size() == 3);
+  CHECK(unet.upsamples->size() == 3);
+  const auto level = [](nn::ModuleList& list, size_t i) -> models::UnetLevel& {
+    return static_cast<models::UnetLevel&>(list[i]);
+  };
+  // Encoder level i maps the previous width to base x multiplier[i]; the decoder runs the
+  // levels backwards, each block taking its input's and the skip's channels.
+  CHECK(level(*unet.encoder, 0).block->conv1->weight.shape() == Shape{4, 4, 3, 3});
+  CHECK(level(*unet.encoder, 2).block->conv1->weight.shape() == Shape{12, 8, 3, 3});
+  CHECK(level(*unet.decoder, 0).block->conv1->weight.shape() == Shape{12, 24, 3, 3});
+  CHECK(level(*unet.decoder, 1).block->conv1->weight.shape() == Shape{12, 24, 3, 3});
+  CHECK(level(*unet.decoder, 2).block->conv1->weight.shape() == Shape{8, 20, 3, 3});
+  CHECK(level(*unet.decoder, 3).block->conv1->weight.shape() == Shape{4, 12, 3, 3});
+  // Attention where named: encoder levels 1 and 3, and their mirrors (decoder 2 and 0).
+  CHECK(level(*unet.encoder, 0).attention == nullptr);
+  CHECK(level(*unet.encoder, 1).attention != nullptr);
+  CHECK(level(*unet.encoder, 3).attention != nullptr);
+  CHECK(level(*unet.decoder, 0).attention != nullptr);
+  CHECK(level(*unet.decoder, 1).attention == nullptr);
+  CHECK(level(*unet.decoder, 2).attention != nullptr);
+  const Tensor out = unet(randn({2, 1, 16, 8}, 19), from_vector<int64_t>({1, 7}));
+  CHECK(out.shape() == Shape{2, 1, 16, 8});
 }
