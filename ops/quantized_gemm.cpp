@@ -6,6 +6,7 @@
 #include "ops/quantized_gemm.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -170,6 +171,18 @@ std::optional<MatrixOperand> gemm_layout(const Tensor& m) {
   return std::nullopt;
 }
 
+/// `m` as the GEMM reads it: in place where its layout allows, else packed in the orientation
+/// of its smaller stride. A strided copy of a transposed matrix is packed transposed again, so
+/// the GEMM sees the same operand layout, and gives the same bits, as for its dense twin (some
+/// sgemm kernels accumulate a transposed operand in another order).
+std::pair<Tensor, MatrixOperand> gemm_operand(const Tensor& m) {
+  if (const std::optional<MatrixOperand> layout = gemm_layout(m)) return {m, *layout};
+  if (std::abs(m.stride(-2)) < std::abs(m.stride(-1)))
+    return {m.transpose(-1, -2).contiguous().transpose(-1, -2),
+            MatrixOperand{true, std::max<int64_t>(m.shape(-2), 1)}};
+  return {m.contiguous(), MatrixOperand{false, std::max<int64_t>(m.shape(-1), 1)}};
+}
+
 /// a @ b with batch axes broadcast, no autograd and no quantization. float32 operands whose
 /// matrices are row- or column-major views (transposes, head splits, broadcast batches) go to
 /// the GEMM in place, all batch entries in one batched call; others are packed first.
@@ -188,12 +201,10 @@ Tensor batched_product(const Tensor& a, const Tensor& b) {
   Tensor out = empty(out_shape, a.dtype(), same_device("matmul", {&a, &b}));
   const int64_t batches = numel(batch);
   if (a.dtype() == DType::float32) {
-    Tensor lhs = a.expand(a_full), rhs = b.expand(b_full);
-    std::optional<MatrixOperand> la = gemm_layout(lhs), lb = gemm_layout(rhs);
-    if (!la) lhs = lhs.contiguous(), la = MatrixOperand{false, std::max<int64_t>(K, 1)};
-    if (!lb) rhs = rhs.contiguous(), lb = MatrixOperand{false, std::max<int64_t>(N, 1)};
+    const auto [lhs, la] = gemm_operand(a.expand(a_full));
+    const auto [rhs, lb] = gemm_operand(b.expand(b_full));
     const GemmShape shape{
-        M, N, K, la->transposed, lb->transposed, la->ld, lb->ld, std::max<int64_t>(N, 1)};
+        M, N, K, la.transposed, lb.transposed, la.ld, lb.ld, std::max<int64_t>(N, 1)};
     const float* x = lhs.data<float>();
     const float* w = rhs.data<float>();
     float* y = out.data<float>();
