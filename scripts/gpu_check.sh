@@ -119,10 +119,11 @@ run_checks() {
       row "$tests" missing "not in this build"
       continue
     fi
-    # Debug-sync mode: a kernel's error is reported at its own launch. Of the op table only its
-    # device case runs: the CPU cases are CI's.
+    # Debug-sync mode: a kernel's error is reported at its own launch. Of the op table its
+    # device case runs, and of the CPU cases (CI's) the strided-input bits: they depend on the
+    # processor's sgemm kernels, and the device machine's Xeon has others than CI's.
     local only_case='*'
-    [ "$tests" = test_op_table ] && only_case='*other device*'
+    [ "$tests" = test_op_table ] && only_case='*other device*,*same bits from strided inputs*'
     if (cd "$dir/bin" && LATTICE_CUDA_SYNC=1 timeout 120 ./lattice_tests \
       --source-file="*$tests.cpp" --test-case="$only_case" --no-intro) \
       >"$out/$tests.log" 2>&1; then
