@@ -138,24 +138,12 @@ TEST_CASE("cifar trains the CNN and ResNet-20 on CIFAR-10 files and on an image 
     CHECK(s["config"]["model"] == model);
     CHECK(s["val_accuracy"].get<double>() >= 0.0);
   }
-  // An ImageNet-style folder: two classes of generated PNGs in train/ and val/.
-  const fs::path folder = scratch_dir() / "image-folder";
-  for (const char* split : {"train", "val"})
-    for (const char* label : {"cats", "dogs"}) {
-      fs::create_directories(folder / split / label);
-      for (int i = 0; i < 4; ++i) {
-        std::vector<uint8_t> pixels(20 * 20 * 3);
-        for (size_t k = 0; k < pixels.size(); ++k)
-          pixels[k] = uint8_t((k * 7 + size_t(i) * 31 + (label[0] == 'c' ? 0 : 128)) & 255);
-        lattice::data::write_png((folder / split / label / (std::to_string(i) + ".png")).string(),
-                                 {.width = 20, .height = 20, .channels = 3, .pixels = pixels});
-      }
-    }
   const fs::path out = scratch_dir() / "cifar-folder";
-  const auto result = run_program(trainer("cifar"),
-                                  "--dataset folder --size 16 --batch 4 "
-                                  "--steps 2 --data '" +
-                                      folder.string() + "' --out '" + out.string() + "'");
+  const auto result =
+      run_program(trainer("cifar"),
+                  "--dataset folder --size 16 --batch 4 "
+                  "--steps 2 --data '" +
+                      tiny_image_folder().string() + "' --out '" + out.string() + "'");
   INFO(result.err);
   REQUIRE(result.status == 0);
   CHECK(summary(out)["config"]["classes"] == 2);
@@ -205,6 +193,14 @@ TEST_CASE("diffusion trains the small U-Net, validates on fixed noise and writes
   const auto folder = run_program(trainer("diffusion"), "--config big --steps 1");
   CHECK(folder.status == 1);
   CHECK(folder.err.rfind("diffusion: [diffusion] --dataset folder needs --data DIR", 0) == 0);
+  const auto odd_size =
+      run_program(trainer("diffusion"), "--config big --size 12 --steps 1 --data '" +
+                                            tiny_image_folder().string() + "' --out '" +
+                                            (scratch_dir() / "diffusion-odd").string() + "'");
+  CHECK(odd_size.status == 1);
+  CHECK(odd_size.err.rfind("diffusion: [diffusion] the big U-Net halves the image 3 times: the "
+                           "side must be divisible by 8, got 12",
+                           0) == 0);
 }
 
 TEST_CASE(

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "data/file_io.h"
 #include "data/idx.h"
 #include "process_support.h"
 #include "tensor/safetensors.h"
@@ -116,6 +117,27 @@ inline const fs::path& tiny_cifar() {
       }
       std::ofstream(d / name, std::ios::binary) << bytes;
     }
+    return d;
+  }();
+  return dir;
+}
+
+/// An ImageNet-style folder: two classes ("cats", "dogs") of four generated 20x20 RGB PNGs each
+/// in train/ and val/.
+inline const fs::path& tiny_image_folder() {
+  static const fs::path dir = [] {
+    const fs::path d = scratch_dir() / "image-folder";
+    for (const char* split : {"train", "val"})
+      for (const char* label : {"cats", "dogs"}) {
+        fs::create_directories(d / split / label);
+        for (int i = 0; i < 4; ++i) {
+          std::vector<uint8_t> pixels(20 * 20 * 3);
+          for (size_t k = 0; k < pixels.size(); ++k)
+            pixels[k] = uint8_t((k * 7 + size_t(i) * 31 + (label[0] == 'c' ? 0 : 128)) & 255);
+          data::write_png((d / split / label / (std::to_string(i) + ".png")).string(),
+                          {.width = 20, .height = 20, .channels = 3, .pixels = pixels});
+        }
+      }
     return d;
   }();
   return dir;
