@@ -164,10 +164,10 @@ int main(int argc, char** argv) {
         .time_dim = big ? 256 : 128,
         .groups = 8,
         .heads = big ? 4 : 1};
-    const int64_t divisor = int64_t(1) << (config.multipliers.size() - 1);
-    LATTICE_CHECK(images.size % divisor == 0, "[diffusion] the ", config_name,
+    LATTICE_CHECK(images.size % config.side_divisor() == 0, "[diffusion] the ", config_name,
                   " U-Net halves the image ", config.multipliers.size() - 1,
-                  " times: the side must be divisible by ", divisor, ", got ", images.size);
+                  " times: the side must be divisible by ", config.side_divisor(), ", got ",
+                  images.size);
     models::Unet model(config);
     const nn::NoiseSchedule schedule(timesteps);
     const int pad = images.pad;

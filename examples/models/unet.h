@@ -24,6 +24,11 @@ struct UnetConfig {
   std::vector<int64_t> attention_levels = {2};
   int64_t time_dim = 128, groups = 8, heads = 1;
   double dropout = 0.0;
+
+  /// What an image side must divide by: the U-Net halves it levels - 1 times.
+  int64_t side_divisor() const {
+    return multipliers.size() > 1 ? int64_t(1) << (multipliers.size() - 1) : 1;
+  }
 };
 
 /// One level of the U-Net: a residual block, then self-attention where the level has it.
@@ -50,7 +55,10 @@ class UnetLevel : public nn::Module {
 class Unet : public nn::Module {
  public:
   explicit Unet(const UnetConfig& config)
-      : Module("Unet"), time_dim(config.time_dim), levels(int64_t(config.multipliers.size())) {
+      : Module("Unet"),
+        time_dim(config.time_dim),
+        levels(int64_t(config.multipliers.size())),
+        side_divisor(config.side_divisor()) {
     LATTICE_CHECK(levels > 0, "[Unet] needs at least one level multiplier");
     const auto attends = [&](int64_t level) {
       return std::find(config.attention_levels.begin(), config.attention_levels.end(), level) !=
@@ -106,9 +114,8 @@ class Unet : public nn::Module {
   // instead of being hidden by the overload.
   using Module::forward;
   Tensor forward(const Tensor& x, const Tensor& t) {
-    const int64_t divisor = int64_t(1) << (levels - 1);
-    LATTICE_CHECK(x.rank() == 4 && x.shape(2) % divisor == 0 && x.shape(3) % divisor == 0,
-                  "[Unet] expects images (N, C, H, W) with H and W divisible by ", divisor,
+    LATTICE_CHECK(x.rank() == 4 && x.shape(2) % side_divisor == 0 && x.shape(3) % side_divisor == 0,
+                  "[Unet] expects images (N, C, H, W) with H and W divisible by ", side_divisor,
                   " (it halves them ", levels - 1, " times), got ", x.shape());
     const Tensor embedding =
         (*time2)(silu((*time1)(nn::timestep_embedding(t, time_dim).to(x.dtype()))));
@@ -127,7 +134,7 @@ class Unet : public nn::Module {
     return (*output)(silu((*out_norm)(h)));
   }
 
-  int64_t time_dim, levels;
+  int64_t time_dim, levels, side_divisor;
   std::shared_ptr<nn::Linear> time1, time2;
   std::shared_ptr<nn::Conv2d> input, output;
   std::shared_ptr<nn::ModuleList> encoder, downsamples, decoder, upsamples;
