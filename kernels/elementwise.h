@@ -26,6 +26,8 @@ enum class UnaryOp {
   cos,
   gelu,             // x Phi(x), with the exact (erf) Phi
   gelu_derivative,  // Phi(x) + x phi(x)
+  silu,             // x sigmoid(x)
+  silu_derivative,  // sigmoid(x) (1 + x (1 - sigmoid(x)))
   zero_infinities,  // 0 where x is +-inf, else x
   scale,            // x * a
   pow,              // x ^ a

@@ -63,6 +63,15 @@ LATTICE_HD T unary_value(T v, T a, T b) {
     const T cdf = T(0.5) * (T(1) + std::erf(v * T(1.0 / std::numbers::sqrt2)));
     const T pdf = std::exp(T(-0.5) * v * v) * T(0.3989422804014327);
     return cdf + v * pdf;
+  } else if constexpr (op == UnaryOp::silu) {
+    return v / (T(1) + std::exp(-v));  // PyTorch's form: one rounding after exp
+  } else if constexpr (op == UnaryOp::silu_derivative) {
+    // PyTorch's form s (1 + v (1 - s)), NaN at +-inf as there, with its multiply-add written
+    // out so that every loop and device rounds it alike. A NaN input is returned as it is: the
+    // formula would combine it with exp(-v), a NaN of the other sign, in an order the compiler
+    // picks.
+    const T s = T(1) / (T(1) + std::exp(-v));
+    return std::isnan(v) ? v : s * std::fma(v, T(1) - s, T(1));
   } else if constexpr (op == UnaryOp::zero_infinities) {
     return std::isinf(v) ? T(0) : v;
   } else if constexpr (op == UnaryOp::scale) {
@@ -119,7 +128,7 @@ template <typename F>
 void with_unary_op(UnaryOp op, F&& f) {
   using enum UnaryOp;
   with_op<UnaryOp, neg, exp, log, tanh, relu, sqrt, rsqrt, sign, abs, sigmoid, sin, cos, gelu,
-          gelu_derivative, zero_infinities, scale, pow, clamp>(op, f);
+          gelu_derivative, silu, silu_derivative, zero_infinities, scale, pow, clamp>(op, f);
 }
 
 template <typename F>

@@ -204,13 +204,16 @@ AttentionResult scaled_dot_product_attention(const Tensor& q,
   const Tensor scaled_q =
       scale_per_head.defined() ? q * scale_per_head.reshape({heads, 1, 1}) : scale(q, scale_factor);
   const Tensor scores = matmul(scaled_q, k.transpose(-1, -2));
-  // Everything added to the scores, broadcast to (B, H, T, S).
-  Tensor bias;
-  if (causal) {
+  if (causal)
     LATTICE_CHECK(queries == keys,
                   "[attention] causal attention needs as many queries as keys, "
                   "got ",
                   queries, " and ", keys);
+  const bool other_masks = masking.mask.defined() || masking.key_padding_mask.defined();
+  // Everything added to the scores, broadcast to (B, H, T, S). The causal mask alone is never
+  // materialised: causal_softmax skips the hidden keys.
+  Tensor bias;
+  if (causal && other_masks) {
     const Tensor mask = empty({queries, keys}, DType::float32, q.device());
     LATTICE_DISPATCH(mask.device(), causal_mask, mask.data<float>(), queries, keys);
     bias = mask.to(q.dtype());
@@ -231,7 +234,7 @@ AttentionResult scaled_dot_product_attention(const Tensor& q,
   // probabilities are multiplied by 0 below, so it outputs zeros and passes no gradient (a
   // softmax of all -inf would be NaN, and NaN through the backward).
   Tensor live_rows;
-  if (masking.mask.defined() || masking.key_padding_mask.defined()) {
+  if (other_masks) {
     Tensor dead;
     {
       NoGradGuard no_grad;
@@ -241,7 +244,9 @@ AttentionResult scaled_dot_product_attention(const Tensor& q,
     bias = where(dead, constant_like(bias, 0.0), bias);
     live_rows = where(dead, constant_like(bias, 0.0), constant_like(bias, 1.0));
   }
-  Tensor probabilities = softmax(bias.defined() ? scores + bias : scores, -1);
+  Tensor probabilities = causal && !other_masks
+                             ? causal_softmax(scores)
+                             : softmax(bias.defined() ? scores + bias : scores, -1);
   if (live_rows.defined()) probabilities = probabilities * live_rows;
   const Tensor attended = masking.dropout > 0.0
                               ? dropout(probabilities, masking.dropout, masking.random)

@@ -103,8 +103,8 @@ enum OpCheck : unsigned {
      (values_away_from_zero({3, 4})), (sign(x[0])), "the gradient is zero, as the differences")    \
   OP(sigmoid, sigmoid, "ops/ops.cpp sigmoid()", naive, kGradientCheck | kStridedCheck,             \
      (values_any({3, 4})), (sigmoid(x[0])), "")                                                    \
-  OP(silu, silu, "composite: x * sigmoid(x) (ops/ops.cpp silu())", naive,                          \
-     kGradientCheck | kStridedCheck, (values_any({3, 4})), (silu(x[0])), "")                       \
+  OP(silu, silu, "ops/ops.cpp silu()", naive, kGradientCheck | kStridedCheck,                      \
+     (values_any({3, 4})), (silu(x[0])), "")                                                       \
   OP(sin, sin, "ops/ops.cpp sin()", naive, kGradientCheck | kStridedCheck, (values_any({3, 4})),   \
      (sin(x[0])), "")                                                                              \
   OP(cos, cos, "ops/ops.cpp cos()", naive, kGradientCheck | kStridedCheck, (values_any({3, 4})),   \
@@ -132,10 +132,12 @@ enum OpCheck : unsigned {
      kGradientCheck | kStridedCheck, (values_any({3, 4})), (var(x[0], {1}, true)), "")             \
   OP(logsumexp, logsumexp, "composite: log(sum(exp(x - max))) + max (ops/ops.cpp logsumexp())",    \
      naive, kGradientCheck | kStridedCheck, (values_any({3, 4})), (logsumexp(x[0], {1})), "")      \
-  OP(log_softmax, log_softmax, "composite: (x - max) - log(sum(exp)) (ops/ops.cpp log_softmax())", \
-     naive, kGradientCheck | kStridedCheck, (values_any({3, 4})), (log_softmax(x[0], 1)), "")      \
-  OP(softmax, softmax, "composite: exp(x - max) / sum (ops/ops.cpp softmax())", naive,             \
-     kGradientCheck | kStridedCheck, (values_any({3, 4})), (softmax(x[0], 0)), "")                 \
+  OP(log_softmax, log_softmax, "ops/ops.cpp softmax_along()", naive,                               \
+     kGradientCheck | kStridedCheck, (values_any({3, 4})), (log_softmax(x[0], 1)), "")             \
+  OP(softmax, softmax, "ops/ops.cpp softmax_along()", naive, kGradientCheck | kStridedCheck,       \
+     (values_any({3, 4})), (softmax(x[0], 0)), "")                                                 \
+  OP(causal_softmax, causal_softmax, "ops/ops.cpp softmax_along()", naive,                         \
+     kGradientCheck | kStridedCheck, (values_any({2, 4, 4})), (causal_softmax(x[0])), "")          \
   OP(cross_entropy, cross_entropy, "composite: gather(log_softmax) (ops/ops.cpp cross_entropy())", \
      naive, kGradientCheck | kStridedCheck, (values_any({3, 5})),                                  \
      (cross_entropy(x[0], from_vector<int64_t>({4, -100, 1}, {3}))),                               \

@@ -68,6 +68,10 @@ Tensor logsumexp(const Tensor& x, const std::vector<int>& axes, bool keepdim = f
 Tensor log_softmax(const Tensor& x, int axis = -1);
 /// exp(x - max) / sum(exp(x - max)) along `axis`; rows sum to 1 within a few ulp.
 Tensor softmax(const Tensor& x, int axis = -1);
+/// softmax over the last axis of attention scores (..., T, T) where query t sees keys 0..t
+/// only: the same values and gradients as softmax(scores + mask) with a causal mask of -inf
+/// above the diagonal, without the mask (the hidden probabilities are 0).
+Tensor causal_softmax(const Tensor& scores);
 
 /// How a loss reduces its per-element terms: their mean, their sum, or none (the terms
 /// themselves).

@@ -187,6 +187,8 @@ const char* unary_name(UnaryOp op) {
                                    "cos",
                                    "gelu",
                                    "gelu_derivative",
+                                   "silu",
+                                   "silu_derivative",
                                    "zero_infinities",
                                    "scale",
                                    "pow",

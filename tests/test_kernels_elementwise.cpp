@@ -74,6 +74,12 @@ T unary_reference(UnaryOp op, T v, double a, double b) {
       const T pdf = std::exp(T(-0.5) * v * v) * T(0.3989422804014327);
       return cdf + v * pdf;
     }
+    case UnaryOp::silu:
+      return v / (T(1) + std::exp(-v));
+    case UnaryOp::silu_derivative: {
+      const T s = T(1) / (T(1) + std::exp(-v));
+      return std::isnan(v) ? v : s * std::fma(v, T(1) - s, T(1));
+    }
     case UnaryOp::zero_infinities:
       return std::isinf(v) ? T(0) : v;
     case UnaryOp::scale:
@@ -131,6 +137,8 @@ constexpr UnaryOp all_unary[] = {UnaryOp::neg,
                                  UnaryOp::cos,
                                  UnaryOp::gelu,
                                  UnaryOp::gelu_derivative,
+                                 UnaryOp::silu,
+                                 UnaryOp::silu_derivative,
                                  UnaryOp::zero_infinities,
                                  UnaryOp::scale,
                                  UnaryOp::pow,

@@ -341,6 +341,19 @@ const std::map<std::string, Naive>& naive_references() {
            return out;
          });
        }},
+      {"causal_softmax",
+       [](const V& x) {
+         // (2, 4, 4) scores: row t of each 4 x 4 block over keys 0..t, 0 after.
+         Ref out{x[0].shape, std::vector<double>(x[0].values.size(), 0.0)};
+         for (size_t row = 0; row < 8; ++row) {
+           const size_t t = row % 4;
+           const std::vector<double> seen(x[0].values.begin() + long(row * 4),
+                                          x[0].values.begin() + long(row * 4 + t + 1));
+           for (size_t s = 0; s <= t; ++s)
+             out.values[row * 4 + s] = std::exp(seen[s] - line_logsumexp(seen));
+         }
+         return out;
+       }},
       {"cross_entropy",
        [](const V& x) {
          // targets {4, -100, 1}: rows 0 and 2 count
