@@ -152,6 +152,43 @@ TEST_CASE("softmax and log_softmax keep fp32 accuracy for large logits (exp(x - 
   CHECK(std::abs(row_sum - 1.0) < 3e-7);
 }
 
+TEST_CASE("causal_softmax is softmax with a causal mask of -inf, in values and gradients") {
+  const float inf = INFINITY;
+  const Tensor scores = random({2, 3, 5, 5}, 41, -4.0, 4.0);
+  std::vector<float> upper(25, 0.0f);  // -inf at key s > query t
+  for (size_t i = 0; i < upper.size(); ++i)
+    if (i % 5 > i / 5) upper[i] = -inf;
+  const Tensor mask = from_vector<float>(upper, {5, 5});
+  const Tensor g = random({2, 3, 5, 5}, 42);
+  const auto value_and_gradient = [&](bool fused) {
+    const Tensor s = set_requires_grad(scores.clone());
+    const Tensor p = fused ? causal_softmax(s) : softmax(add(s, mask));
+    backward(p, g);
+    return std::pair{p.to_vector<float>(), grad(s).to_vector<float>()};
+  };
+  const auto [p, dp] = value_and_gradient(true);
+  const auto [q, dq] = value_and_gradient(false);
+  for (size_t i = 0; i < p.size(); ++i) {
+    CHECK(p[i] == doctest::Approx(q[i]).epsilon(1e-6));
+    CHECK(dp[i] == doctest::Approx(dq[i]).epsilon(1e-5));
+    if (i % 5 > (i / 5) % 5) CHECK((p[i] == 0.0f && dp[i] == 0.0f));  // a key after the query
+  }
+  check_gradients([](auto& v) { return causal_softmax(v[0]); }, {random({3, 4, 4}, 43)});
+  CHECK_THROWS_WITH_AS(causal_softmax(random({3, 4}, 44)),
+                       "[causal_softmax] expects scores (..., T, T), got (3, 4)", Error);
+}
+
+TEST_CASE("softmax of a row of -inf is NaN, as in PyTorch; an empty axis gives an empty result") {
+  const float inf = INFINITY;
+  const std::vector<float> p = softmax(values({-inf, -inf, 0, -inf}, {2, 2})).to_vector<float>();
+  CHECK((std::isnan(p[0]) && std::isnan(p[1]) && p[2] == 1.0f && p[3] == 0.0f));
+  const std::vector<float> log_p =
+      log_softmax(values({-inf, -inf, 0, -inf}, {2, 2})).to_vector<float>();
+  CHECK((std::isnan(log_p[0]) && log_p[2] == 0.0f && log_p[3] == -inf));
+  CHECK(softmax(zeros({3, 0})).shape() == Shape{3, 0});
+  CHECK(log_softmax(zeros({0, 4}), 0).shape() == Shape{0, 4});
+}
+
 TEST_CASE("cross_entropy with a masked (-inf) non-target logit is finite, as in PyTorch") {
   const float inf = INFINITY;
   const Tensor logits = set_requires_grad(values({2, -inf, 0, -inf, 1, 3}, {2, 3}));
