@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "core/host_device.h"
+#include "core/scalar/exp.h"
 #include "kernels/elementwise.h"
 
 namespace lattice {
@@ -34,7 +35,7 @@ LATTICE_HD T unary_value(T v, T a, T b) {
   if constexpr (op == UnaryOp::neg) {
     return -v;
   } else if constexpr (op == UnaryOp::exp) {
-    return std::exp(v);
+    return exponential(v);
   } else if constexpr (op == UnaryOp::log) {
     return std::log(v);
   } else if constexpr (op == UnaryOp::tanh) {
@@ -50,7 +51,7 @@ LATTICE_HD T unary_value(T v, T a, T b) {
   } else if constexpr (op == UnaryOp::abs) {
     return std::fabs(v);
   } else if constexpr (op == UnaryOp::sigmoid) {
-    return T(1) / (T(1) + std::exp(-v));
+    return T(1) / (T(1) + exponential(-v));
   } else if constexpr (op == UnaryOp::sin) {
     return std::sin(v);
   } else if constexpr (op == UnaryOp::cos) {
@@ -58,20 +59,17 @@ LATTICE_HD T unary_value(T v, T a, T b) {
   } else if constexpr (op == UnaryOp::gelu) {
     return v * T(0.5) * (T(1) + std::erf(v * T(1.0 / std::numbers::sqrt2)));
   } else if constexpr (op == UnaryOp::gelu_derivative) {
-    // Two statements, as tests/test_kernels_elementwise.cpp's reference writes them: a compiler
-    // fuses `cdf + v * pdf` into an FMA the same way in both only if it sees the same statements.
+    // cdf + v pdf as an explicit fma, so that every loop and device rounds it alike.
     const T cdf = T(0.5) * (T(1) + std::erf(v * T(1.0 / std::numbers::sqrt2)));
-    const T pdf = std::exp(T(-0.5) * v * v) * T(0.3989422804014327);
-    return cdf + v * pdf;
+    const T pdf = exponential(T(-0.5) * v * v) * T(0.3989422804014327);
+    return std::fma(v, pdf, cdf);
   } else if constexpr (op == UnaryOp::silu) {
-    return v / (T(1) + std::exp(-v));  // PyTorch's form: one rounding after exp
+    return v / (T(1) + exponential(-v));  // PyTorch's form: one rounding after exp
   } else if constexpr (op == UnaryOp::silu_derivative) {
-    // PyTorch's form s (1 + v (1 - s)), NaN at +-inf as there, with its multiply-add written
-    // out so that every loop and device rounds it alike. A NaN input is returned as it is: the
-    // formula would combine it with exp(-v), a NaN of the other sign, in an order the compiler
-    // picks.
-    const T s = T(1) / (T(1) + std::exp(-v));
-    return std::isnan(v) ? v : s * std::fma(v, T(1) - s, T(1));
+    // PyTorch's form s (1 + v (1 - s)), NaN at +-inf as there, its multiply-add an explicit
+    // fma so that every loop and device rounds it alike.
+    const T s = T(1) / (T(1) + exponential(-v));
+    return s * std::fma(v, T(1) - s, T(1));
   } else if constexpr (op == UnaryOp::zero_infinities) {
     return std::isinf(v) ? T(0) : v;
   } else if constexpr (op == UnaryOp::scale) {

@@ -8,24 +8,15 @@
 #include <cstdint>
 
 #include "core/host_device.h"
+#include "core/scalar/exp.h"
 
 namespace lattice {
-
-/// The largest of x[0], x[first], x[first + step], ... below x[n], a NaN winning (as the max
-/// reduction). n > first.
-template <typename T>
-LATTICE_HD T row_maximum(const T* x, int64_t first, int64_t n, int64_t step) {
-  T best = x[first];
-  for (int64_t k = first + step; k < n; k += step)
-    best = std::isnan(best) || x[k] <= best ? best : x[k];
-  return best;
-}
 
 /// One input gradient from the output y, its gradient g and the row's sum, rounded to T, of
 /// g y (softmax) or of g (log-softmax): y (g - sum) or g - exp(y) sum.
 template <typename T>
 LATTICE_HD T softmax_gradient(T y, T g, T total, bool log) {
-  return log ? g - std::exp(y) * total : y * (g - total);
+  return log ? g - exponential(y) * total : y * (g - total);
 }
 
 /// The number of leading entries row `row` of softmax_rows sees: all n, or with `causal` the
@@ -35,10 +26,10 @@ LATTICE_HD int64_t visible_entries(int64_t row, int64_t n, bool causal) {
 }
 
 /// x, y: (rows, n) packed. Per row, over its visible entries (visible_entries), with m their
-/// maximum and s = sum exp(x - m) accumulated in double in index order: y = exp(x - m) / s, or
-/// with `log` y = (x - m) - log(s). Entries a causal row does not see get y = 0 (log: -inf),
-/// as a mask of -inf added to them would give. A row holding NaN, or only -inf, gives NaN (as
-/// PyTorch).
+/// maximum and s = sum exp(x - m) (core/scalar/exp.h) accumulated in double: y =
+/// exp(x - m) / s, or with `log` y = (x - m) - log(s). Entries a causal row does not see get y = 0
+/// (log: -inf), as a mask of -inf added to them would give. A row holding NaN, or only -inf, gives
+/// NaN (as PyTorch).
 template <typename T>
 void softmax_rows_cpu(const T* x, T* y, int64_t rows, int64_t n, bool log, bool causal);
 template <typename T>

@@ -407,8 +407,8 @@ Tensor rows_along(const Tensor& t, int axis) {
 
 /// softmax (or with `log` log_softmax) of x along `axis`: the maximum, the sum and the outputs
 /// in one kernel pass over the rows, and the backward in one more, instead of a chain of five
-/// or six ops each way. On the CPU its float outputs are that chain's bits (kernels/softmax.h).
-/// `causal` hides the keys after each query of (..., T, T) scores (kernels/softmax.h).
+/// or six ops each way. `causal` hides the keys after each query of (..., T, T) scores
+/// (kernels/softmax.h).
 Tensor softmax_along(const char* op, const Tensor& x, int axis, bool log, bool causal = false) {
   axis = normalize_axis(axis, x.rank(), op);
   const bool last = axis == x.rank() - 1;

@@ -13,6 +13,15 @@ using cuda::kThreads;
 
 constexpr int kWarp = 32;
 
+// The largest of x[first], x[first + step], ... below x[n], a NaN winning. n > first.
+template <typename T>
+__device__ T row_maximum(const T* x, int64_t first, int64_t n, int64_t step) {
+  T best = x[first];
+  for (int64_t k = first + step; k < n; k += step)
+    best = std::isnan(best) || x[k] <= best ? best : x[k];
+  return best;
+}
+
 // The largest of the warp's values, a NaN winning, returned to every lane.
 template <typename T>
 __device__ T warp_maximum(T value) {
@@ -52,7 +61,7 @@ __global__ void softmax_rows_kernel(
         warp_maximum(lane < visible ? row_maximum(in, lane, visible, kWarp) : T(-INFINITY));
     double total = 0.0;
     for (int64_t k = lane; k < visible; k += kWarp) {
-      const T e = std::exp(in[k] - maximum);
+      const T e = exponential(in[k] - maximum);
       if (!log) out[k] = e;
       total += double(e);
     }
