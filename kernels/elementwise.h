@@ -80,6 +80,13 @@ void compare_cpu(CompareOp op, const double* x, const double* y, bool* z, int64_
 template <typename T>
 void where_cpu(const T* pick, const T* x, const T* y, T* z, int64_t n);
 
+/// SwiGLU's gated product and its backward, elementwise. a (the gate), b, y, g, da, db: (n).
+/// y = silu(a) b; da = g b silu'(a), db = g silu(a) (unary_value's silu and silu_derivative).
+template <typename T>
+void swiglu_cpu(const T* a, const T* b, T* y, int64_t n);
+template <typename T>
+void swiglu_backward_cpu(const T* g, const T* a, const T* b, T* da, T* db, int64_t n);
+
 /// dst = convert_value(src) elementwise over `shape`, between any two dtypes. dst: `shape`
 /// with dst_strides; src: `shape` with src_strides (0 repeats an element); they must not overlap.
 void copy_strided_cpu(DType dst_dtype,
@@ -131,6 +138,10 @@ void binary_cuda(BinaryOp op,
 void compare_cuda(CompareOp op, const double* x, const double* y, bool* z, int64_t n);
 template <typename T>
 void where_cuda(const T* pick, const T* x, const T* y, T* z, int64_t n);
+template <typename T>
+void swiglu_cuda(const T* a, const T* b, T* y, int64_t n);
+template <typename T>
+void swiglu_backward_cuda(const T* g, const T* a, const T* b, T* da, T* db, int64_t n);
 void copy_strided_cuda(DType dst_dtype,
                        void* dst,
                        std::span<const int64_t> dst_strides,

@@ -82,6 +82,21 @@ LATTICE_HD T unary_value(T v, T a, T b) {
   }
 }
 
+/// SwiGLU's output silu(a) b, and its gradients g b silu'(a) and g silu(a).
+template <typename T>
+LATTICE_HD T swiglu_value(T a, T b) {
+  return unary_value<UnaryOp::silu>(a, T(0), T(0)) * b;
+}
+template <typename T>
+struct SwigluGradient {
+  T a, b;
+};
+template <typename T>
+LATTICE_HD SwigluGradient<T> swiglu_gradient(T g, T a, T b) {
+  return {g * b * unary_value<UnaryOp::silu_derivative>(a, T(0), T(0)),
+          g * unary_value<UnaryOp::silu>(a, T(0), T(0))};
+}
+
 /// op(u, v) with the scalars a and b (already converted to T) of `pass_where_within`.
 template <BinaryOp op, typename T>
 LATTICE_HD T binary_value(T u, T v, T a, T b) {

@@ -15,7 +15,7 @@ SwiGLU::SwiGLU(int64_t dim, int64_t hidden, bool smooth_)
 }
 
 Tensor SwiGLU::forward(const Tensor& x) {
-  const Tensor h = silu((*w1)(x)) * (*w3)(x);
+  const Tensor h = swiglu((*w1)(x), (*w3)(x));
   if (!smooth) return (*w2)(h);
   std::vector<int> token_axes;
   for (int i = 0; i + 1 < h.rank(); ++i) token_axes.push_back(i);

@@ -105,6 +105,8 @@ enum OpCheck : unsigned {
      (values_any({3, 4})), (sigmoid(x[0])), "")                                                    \
   OP(silu, silu, "ops/ops.cpp silu()", naive, kGradientCheck | kStridedCheck,                      \
      (values_any({3, 4})), (silu(x[0])), "")                                                       \
+  OP(swiglu, swiglu, "ops/ops.cpp swiglu()", naive, kGradientCheck | kStridedCheck,                \
+     (values_any({3, 4}), values_any({3, 4})), (swiglu(x[0], x[1])), "")                           \
   OP(sin, sin, "ops/ops.cpp sin()", naive, kGradientCheck | kStridedCheck, (values_any({3, 4})),   \
      (sin(x[0])), "")                                                                              \
   OP(cos, cos, "ops/ops.cpp cos()", naive, kGradientCheck | kStridedCheck, (values_any({3, 4})),   \

@@ -195,6 +195,40 @@ Tensor silu(const Tensor& x) {
   return out;
 }
 
+Tensor swiglu(const Tensor& gate, const Tensor& up) {
+  LATTICE_CHECK(gate.shape() == up.shape() && gate.dtype() == up.dtype(),
+                "[swiglu] gate and up must have one shape and dtype, got ", gate.shape(), " ",
+                dtype_name(gate.dtype()), " and ", up.shape(), " ", dtype_name(up.dtype()));
+  const Device device = same_device("swiglu", {&gate, &up});
+  Tensor a, b, out;
+  {
+    NoGradGuard no_grad;  // the packed copies are internal temporaries
+    a = detach(gate).contiguous(), b = detach(up).contiguous();
+    out = empty(gate.shape(), gate.dtype(), device);
+    visit_floating(gate, "swiglu", [&]<typename T>(std::type_identity<T>) {
+      LATTICE_DISPATCH(device, swiglu, a.data<T>(), b.data<T>(), out.data<T>(), out.numel());
+    });
+    out = on_activation_lattice(out);
+  }
+  trace_op(
+      "swiglu",
+      [&] {
+        return std::vector<std::string>{describe_for_trace(gate), describe_for_trace(up)};
+      },
+      out);
+  record_op("swiglu", out, {gate, up}, [a, b](const Tensor& g_out) {
+    const Tensor g = g_out.contiguous();
+    const Tensor da = empty(a.shape(), a.dtype(), a.device()),
+                 db = empty(b.shape(), b.dtype(), b.device());
+    visit_floating(a, "swiglu", [&]<typename T>(std::type_identity<T>) {
+      LATTICE_DISPATCH(a.device(), swiglu_backward, g.data<T>(), a.data<T>(), b.data<T>(),
+                       da.data<T>(), db.data<T>(), a.numel());
+    });
+    return std::vector<Tensor>{da, db};
+  });
+  return out;
+}
+
 Tensor sin(const Tensor& x) {
   Tensor out = map_unary("sin", x, UnaryOp::sin);
   record_op("sin", out, {x},

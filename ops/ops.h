@@ -34,6 +34,8 @@ Tensor abs(const Tensor& x);
 Tensor sign(const Tensor& x);  // -1, 0 or 1; zero gradient
 Tensor sigmoid(const Tensor& x);
 Tensor silu(const Tensor& x);  // x * sigmoid(x)
+/// silu(gate) * up for gate and up of one shape: SwiGLU's gated product in one kernel each way.
+Tensor swiglu(const Tensor& gate, const Tensor& up);
 Tensor sin(const Tensor& x);
 Tensor cos(const Tensor& x);
 /// x^p for a constant exponent p.

@@ -293,6 +293,7 @@ const std::map<std::string, Naive>& naive_references() {
       {"sign", unary([](double a) { return double((a > 0) - (a < 0)); })},
       {"sigmoid", unary(naive_sigmoid)},
       {"silu", unary([](double a) { return a * naive_sigmoid(a); })},
+      {"swiglu", binary([](double a, double b) { return a * naive_sigmoid(a) * b; })},
       {"sin", unary([](double a) { return std::sin(a); })},
       {"cos", unary([](double a) { return std::cos(a); })},
       {"pow", unary([](double a) { return std::pow(a, 1.5); })},

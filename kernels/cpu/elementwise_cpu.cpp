@@ -124,6 +124,22 @@ void where_cpu(const T* pick, const T* x, const T* y, T* z, int64_t n) {
   for (int64_t i = 0; i < n; ++i) z[i] = pick[i] != T(0) ? x[i] : y[i];
 }
 
+template <typename T>
+void swiglu_cpu(const T* a, const T* b, T* y, int64_t n) {
+#pragma omp parallel for simd if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) y[i] = swiglu_value(a[i], b[i]);
+}
+
+template <typename T>
+void swiglu_backward_cpu(const T* g, const T* a, const T* b, T* da, T* db, int64_t n) {
+#pragma omp parallel for simd if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) {
+    const SwigluGradient<T> d = swiglu_gradient(g[i], a[i], b[i]);
+    da[i] = d.a;
+    db[i] = d.b;
+  }
+}
+
 void copy_strided_cpu(DType dst_dtype,
                       void* dst,
                       std::span<const int64_t> dst_strides,
@@ -212,6 +228,8 @@ void view_gradient_cpu(const T* gradient,
                            std::span<const int64_t>, T*, std::span<const int64_t>, double,         \
                            double);                                                                \
   template void where_cpu(const T*, const T*, const T*, T*, int64_t);                              \
+  template void swiglu_cpu(const T*, const T*, T*, int64_t);                                       \
+  template void swiglu_backward_cpu(const T*, const T*, const T*, T*, T*, int64_t);                \
   template void view_gradient_cpu(const T*, std::span<const int64_t>, std::span<const int64_t>,    \
                                   int64_t, T*, std::span<const int64_t>, std::span<const int64_t>, \
                                   int64_t, T*);

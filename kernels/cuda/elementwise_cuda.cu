@@ -99,6 +99,23 @@ __global__ void where_kernel(const T* pick, const T* x, const T* y, T* z, int64_
   for (int64_t i = first_index(); i < n; i += index_step()) z[i] = pick[i] != T(0) ? x[i] : y[i];
 }
 
+// a, b, y: (n).
+template <typename T>
+__global__ void swiglu_kernel(const T* a, const T* b, T* y, int64_t n) {
+  for (int64_t i = first_index(); i < n; i += index_step()) y[i] = swiglu_value(a[i], b[i]);
+}
+
+// g, a, b, da, db: (n).
+template <typename T>
+__global__ void swiglu_backward_kernel(
+    const T* g, const T* a, const T* b, T* da, T* db, int64_t n) {
+  for (int64_t i = first_index(); i < n; i += index_step()) {
+    const SwigluGradient<T> d = swiglu_gradient(g[i], a[i], b[i]);
+    da[i] = d.a;
+    db[i] = d.b;
+  }
+}
+
 // dst, src: the space's operands 0 and 1.
 template <typename Dst, typename Src>
 __global__ void copy_strided_kernel(Dst* dst, const Src* src, StridedSpace space) {
@@ -308,6 +325,20 @@ void where_cuda(const T* pick, const T* x, const T* y, T* z, int64_t n) {
   LATTICE_CUDA_LAUNCHED("where_cuda");
 }
 
+template <typename T>
+void swiglu_cuda(const T* a, const T* b, T* y, int64_t n) {
+  if (n <= 0) return;
+  swiglu_kernel<<<grid_for(n), kThreads, 0, cuda::stream()>>>(a, b, y, n);
+  LATTICE_CUDA_LAUNCHED("swiglu_cuda");
+}
+
+template <typename T>
+void swiglu_backward_cuda(const T* g, const T* a, const T* b, T* da, T* db, int64_t n) {
+  if (n <= 0) return;
+  swiglu_backward_kernel<<<grid_for(n), kThreads, 0, cuda::stream()>>>(g, a, b, da, db, n);
+  LATTICE_CUDA_LAUNCHED("swiglu_backward_cuda");
+}
+
 void copy_strided_cuda(DType dst_dtype,
                        void* dst,
                        std::span<const int64_t> dst_strides,
@@ -397,6 +428,8 @@ void view_gradient_cuda(const T* gradient,
                             std::span<const int64_t>, T*, std::span<const int64_t>, double,      \
                             double);                                                             \
   template void where_cuda(const T*, const T*, const T*, T*, int64_t);                           \
+  template void swiglu_cuda(const T*, const T*, T*, int64_t);                                    \
+  template void swiglu_backward_cuda(const T*, const T*, const T*, T*, T*, int64_t);             \
   template void view_gradient_cuda(const T*, std::span<const int64_t>, std::span<const int64_t>, \
                                    int64_t, T*, std::span<const int64_t>,                        \
                                    std::span<const int64_t>, int64_t, T*);

@@ -31,6 +31,16 @@ void where_cuda(const T*, const T*, const T*, T*, int64_t) {
   throw_pending_cuda("where");
 }
 
+template <typename T>
+void swiglu_cuda(const T*, const T*, T*, int64_t) {
+  throw_pending_cuda("swiglu");
+}
+
+template <typename T>
+void swiglu_backward_cuda(const T*, const T*, const T*, T*, T*, int64_t) {
+  throw_pending_cuda("swiglu_backward");
+}
+
 void copy_strided_cuda(DType,
                        void*,
                        std::span<const int64_t>,
@@ -64,6 +74,8 @@ void view_gradient_cuda(const T*,
                             std::span<const int64_t>, T*, std::span<const int64_t>, double,      \
                             double);                                                             \
   template void where_cuda(const T*, const T*, const T*, T*, int64_t);                           \
+  template void swiglu_cuda(const T*, const T*, T*, int64_t);                                    \
+  template void swiglu_backward_cuda(const T*, const T*, const T*, T*, T*, int64_t);             \
   template void view_gradient_cuda(const T*, std::span<const int64_t>, std::span<const int64_t>, \
                                    int64_t, T*, std::span<const int64_t>,                        \
                                    std::span<const int64_t>, int64_t, T*);
