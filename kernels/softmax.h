@@ -26,10 +26,10 @@ LATTICE_HD int64_t visible_entries(int64_t row, int64_t n, bool causal) {
 }
 
 /// x, y: (rows, n) packed. Per row, over its visible entries (visible_entries), with m their
-/// maximum and s = sum exp(x - m) (core/scalar/exp.h) accumulated in double: y =
-/// exp(x - m) / s, or with `log` y = (x - m) - log(s). Entries a causal row does not see get y = 0
-/// (log: -inf), as a mask of -inf added to them would give. A row holding NaN, or only -inf, gives
-/// NaN (as PyTorch).
+/// maximum and s = sum exp(x - m) accumulated in double (exp: core/scalar/exp.h):
+/// y = exp(x - m) / s, or with `log` y = (x - m) - log(s). Entries a causal row does not see
+/// get y = 0 (log: -inf), as a mask of -inf added to them would give. A row holding NaN, or
+/// only -inf, gives NaN (as PyTorch).
 template <typename T>
 void softmax_rows_cpu(const T* x, T* y, int64_t rows, int64_t n, bool log, bool causal);
 template <typename T>

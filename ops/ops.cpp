@@ -186,8 +186,7 @@ Tensor sigmoid(const Tensor& x) {
 }
 
 Tensor silu(const Tensor& x) {
-  // One kernel each way instead of sigmoid, a product and their backward's five ops: SwiGLU
-  // calls it on every hidden activation of a LLaMA block.
+  // One kernel each way instead of sigmoid, a product and their backward's five ops.
   Tensor out = map_unary("silu", x, UnaryOp::silu);
   record_op("silu", out, {x}, [x = detach(x)](const Tensor& g) {
     return std::vector<Tensor>{mul(g, map_unary("silu", x, UnaryOp::silu_derivative))};
@@ -461,10 +460,10 @@ Tensor softmax_along(const char* op, const Tensor& x, int axis, bool log, bool c
   }
   trace_op(
       op, [&] { return std::vector<std::string>{describe_for_trace(x)}; }, out);
-  record_op(op, out, {x}, [y = detach(out), axis, last, rows, n, log, causal](const Tensor& g) {
+  record_op(op, out, {x}, [op, y = detach(out), axis, last, rows, n, log, causal](const Tensor& g) {
     const Tensor y_rows = rows_along(y, axis), g_rows = rows_along(g, axis);
     Tensor dx = empty(y_rows.shape(), y.dtype(), y.device());
-    visit_floating(y, "softmax", [&]<typename T>(std::type_identity<T>) {
+    visit_floating(y, op, [&]<typename T>(std::type_identity<T>) {
       LATTICE_DISPATCH(y.device(), softmax_rows_backward, y_rows.data<T>(), g_rows.data<T>(),
                        dx.data<T>(), rows, n, log, causal);
     });

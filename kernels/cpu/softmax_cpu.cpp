@@ -49,7 +49,7 @@ void softmax_rows_cpu(const T* x, T* y, int64_t rows, int64_t n, bool log, bool 
     T* out = y + r * n;
     const int64_t visible = visible_entries(r, n, causal);
     const T maximum = row_maximum(in, visible);
-    // exp in a loop of its own, which vectorises; the sum after it, in order.
+    // exp in a loop of its own, which vectorises; the sum after it (row_sum).
 #pragma omp simd
     for (int64_t k = 0; k < visible; ++k) out[k] = exponential(in[k] - maximum);
     const double total = row_sum(visible, [&](int64_t k) { return double(out[k]); });
