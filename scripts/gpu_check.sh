@@ -18,7 +18,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 readonly LOSS_TOLERANCE=0.01  # relative; GEMM and reduction order differ between devices
-readonly BINARIES=(lattice_tests mnist vit diffusion llama bench_mlp bench_llama)
+readonly BINARIES=(lattice_tests mnist vit diffusion llama bench_mlp bench_llama bench_ops)
 
 bundle() {
   local dir=gpu_bundle
@@ -207,6 +207,14 @@ run_checks() {
       row "${line%% *} ${line#* --device cuda}" "$([ $? = 0 ] && echo ran || echo FAIL)" \
         "$(grep -oE 'median [0-9.]+ ms/step' "$out/bench.log" | tail -1)"
     done
+    if timeout 60 "$dir/bin/bench_ops" --device cuda --steps 20 --warmup 5 >"$out/bench_ops.log" 2>&1
+    then
+      while IFS='|' read -r _ name ms _; do
+        row "bench_ops $(echo $name)" ran "$(echo $ms) ms forward and backward"
+      done < <(grep '^|' "$out/bench_ops.log")
+    else
+      row "bench_ops --device cuda" FAIL "see $out/bench_ops.log"
+    fi
     if timeout 180 python3 bench/peers/torch_gpu_bench.py --steps 50 --warmup 10 \
       >"$out/torch.log" 2>&1; then
       while read -r line; do
