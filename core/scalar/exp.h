@@ -1,9 +1,9 @@
 // The exponential of every float kernel, on both devices: exp(x) = 2^n e^r with n = round(x /
 // ln 2), r = x - n ln 2 in two steps (Cody and Waite), and Cephes' degree-5 polynomial for e^r
-// on |r| <= ln 2 / 2; at most 2 ulp from exp (tests/test_rounding.cpp sweeps it), subnormal
-// results included. Written without a library call or a branch, and with every multiply-add an
-// explicit fma: the CPU loops calling it vectorise (glibc's expf is a call per element), and the
-// CPU and the GPU compute the same bits. Double stays on the library's exp.
+// on |r| <= ln 2 / 2; within 1 ulp of exp (tests/test_kernels_elementwise.cpp sweeps it),
+// subnormal results included. Written without a library call or a branch, and with every
+// multiply-add an explicit fma: the CPU loops calling it vectorise (glibc's expf is a call per
+// element), and the CPU and the GPU compute the same bits. Double stays on the library's exp.
 #pragma once
 
 #include <cmath>
