@@ -3,7 +3,8 @@
 // on |r| <= ln 2 / 2; within 1 ulp of exp (tests/test_kernels_elementwise.cpp sweeps it),
 // subnormal results included. Written without a library call or a branch, and with every
 // multiply-add an explicit fma: the CPU loops calling it vectorise (glibc's expf is a call per
-// element), and the CPU and the GPU compute the same bits. Double stays on the library's exp.
+// element), and the GPU computes the CPU's bits (tests/test_cuda_elementwise.cpp checks that
+// where a GPU is present; it has not run on one yet). Double stays on the library's exp.
 #pragma once
 
 #include <cmath>
