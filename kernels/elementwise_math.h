@@ -29,6 +29,24 @@ LATTICE_HD T share(T x, T y) {
   return x == y ? T(0.5) : T((take_larger ? x > y : x < y) ? 1 : 0);
 }
 
+/// silu(v) = v / d and its derivative s (1 + v (1 - s)) with s = 1 / d, both from the
+/// denominator d = 1 + exp(-v), so that SwiGLU's backward computes exp once for the two.
+/// PyTorch's forms; the derivative is NaN at +-inf as there, its multiply-add an explicit fma
+/// so that every loop and device rounds it alike.
+template <typename T>
+LATTICE_HD T silu_denominator(T v) {
+  return T(1) + exponential(-v);
+}
+template <typename T>
+LATTICE_HD T silu_from(T v, T denominator) {
+  return v / denominator;
+}
+template <typename T>
+LATTICE_HD T silu_derivative_from(T v, T denominator) {
+  const T s = T(1) / denominator;
+  return s * std::fma(v, T(1) - s, T(1));
+}
+
 /// op(v) with the scalars a and b (already converted to T) of `scale`, `pow` and `clamp`.
 template <UnaryOp op, typename T>
 LATTICE_HD T unary_value(T v, T a, T b) {
@@ -64,12 +82,9 @@ LATTICE_HD T unary_value(T v, T a, T b) {
     const T pdf = exponential(T(-0.5) * v * v) * T(0.3989422804014327);
     return std::fma(v, pdf, cdf);
   } else if constexpr (op == UnaryOp::silu) {
-    return v / (T(1) + exponential(-v));  // PyTorch's form: one rounding after exp
+    return silu_from(v, silu_denominator(v));
   } else if constexpr (op == UnaryOp::silu_derivative) {
-    // PyTorch's form s (1 + v (1 - s)), NaN at +-inf as there, its multiply-add an explicit
-    // fma so that every loop and device rounds it alike.
-    const T s = T(1) / (T(1) + exponential(-v));
-    return s * std::fma(v, T(1) - s, T(1));
+    return silu_derivative_from(v, silu_denominator(v));
   } else if constexpr (op == UnaryOp::zero_infinities) {
     return std::isinf(v) ? T(0) : v;
   } else if constexpr (op == UnaryOp::scale) {
@@ -85,7 +100,7 @@ LATTICE_HD T unary_value(T v, T a, T b) {
 /// SwiGLU's output silu(a) b, and its gradients g b silu'(a) and g silu(a).
 template <typename T>
 LATTICE_HD T swiglu_value(T a, T b) {
-  return unary_value<UnaryOp::silu>(a, T(0), T(0)) * b;
+  return silu_from(a, silu_denominator(a)) * b;
 }
 template <typename T>
 struct SwigluGradient {
@@ -93,8 +108,8 @@ struct SwigluGradient {
 };
 template <typename T>
 LATTICE_HD SwigluGradient<T> swiglu_gradient(T g, T a, T b) {
-  return {g * b * unary_value<UnaryOp::silu_derivative>(a, T(0), T(0)),
-          g * unary_value<UnaryOp::silu>(a, T(0), T(0))};
+  const T denominator = silu_denominator(a);
+  return {g * b * silu_derivative_from(a, denominator), g * silu_from(a, denominator)};
 }
 
 /// op(u, v) with the scalars a and b (already converted to T) of `pass_where_within`.

@@ -446,11 +446,11 @@ Tensor softmax_along(const char* op, const Tensor& x, int axis, bool log, bool c
   axis = normalize_axis(axis, x.rank(), op);
   const bool last = axis == x.rank() - 1;
   const int64_t n = x.shape(axis), rows = n > 0 ? x.numel() / n : 0;
-  Tensor out;
+  Tensor packed, out;
   {
     NoGradGuard no_grad;  // the packed rows are internal temporaries
     const Tensor in = rows_along(x, axis);
-    Tensor packed = empty(in.shape(), x.dtype(), x.device());
+    packed = empty(in.shape(), x.dtype(), x.device());
     visit_floating(x, op, [&]<typename T>(std::type_identity<T>) {
       LATTICE_DISPATCH(x.device(), softmax_rows, in.data<T>(), packed.data<T>(), rows, n, log,
                        causal);
@@ -460,15 +460,17 @@ Tensor softmax_along(const char* op, const Tensor& x, int axis, bool log, bool c
   }
   trace_op(
       op, [&] { return std::vector<std::string>{describe_for_trace(x)}; }, out);
-  record_op(op, out, {x}, [op, y = detach(out), axis, last, rows, n, log, causal](const Tensor& g) {
-    const Tensor y_rows = rows_along(y, axis), g_rows = rows_along(g, axis);
-    Tensor dx = empty(y_rows.shape(), y.dtype(), y.device());
-    visit_floating(y, op, [&]<typename T>(std::type_identity<T>) {
-      LATTICE_DISPATCH(y.device(), softmax_rows_backward, y_rows.data<T>(), g_rows.data<T>(),
-                       dx.data<T>(), rows, n, log, causal);
-    });
-    return std::vector<Tensor>{last ? dx : dx.transpose(axis, -1).contiguous()};
-  });
+  // The backward reads the output in its packed rows, as the forward wrote it.
+  record_op(op, out, {x},
+            [op, y_rows = detach(packed), axis, last, rows, n, log, causal](const Tensor& g) {
+              const Tensor g_rows = rows_along(g, axis);
+              Tensor dx = empty(y_rows.shape(), y_rows.dtype(), y_rows.device());
+              visit_floating(y_rows, op, [&]<typename T>(std::type_identity<T>) {
+                LATTICE_DISPATCH(y_rows.device(), softmax_rows_backward, y_rows.data<T>(),
+                                 g_rows.data<T>(), dx.data<T>(), rows, n, log, causal);
+              });
+              return std::vector<Tensor>{last ? dx : dx.transpose(axis, -1).contiguous()};
+            });
   return out;
 }
 
