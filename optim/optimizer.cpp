@@ -98,7 +98,7 @@ void Optimizer::place_on_weight_lattice(size_t group, size_t index) {
   }
   // The fp32 copy is the truth the updates accumulate into; the working weights are its
   // projection onto Λw, from the first forward on.
-  if (!master.defined()) master = p.tensor.clone();
+  if (!master.defined()) master = p.tensor.clone().with_format(fp32);
   if (!is_identity(stack_.master_weights)) round_in_place(stack_.master_weights, master);
   write_back_weights(lattice, master, p.tensor);
 }
@@ -134,6 +134,8 @@ void Optimizer::write_back_weights(const Quantizer& lattice,
   quantize(lattice, std::span<const float>(master.data<float>(), n),
            std::span<float>(param.data<float>(), n), param.shape(), next_random_stream(),
            param.device());
+  // The label lets matmul read the weights' lattice (a GEMM of bf16 values may run in bf16).
+  param.impl()->format = lattice.scaling ? fp32 : lattice.element;
   observe_quantizer(QuantizerSite::weight, lattice, master, param);
 }
 

@@ -529,6 +529,7 @@ const Tensor& Tensor::fill_(double value) const {
   const TensorImpl& t = checked("fill_");
   LATTICE_DISPATCH(t.storage->device(), fill_strided, t.dtype, element_address(t), t.strides, value,
                    t.shape);
+  impl_->format = fp32;  // the value need not lie on the lattice the label named
   return *this;
 }
 
@@ -540,6 +541,8 @@ const Tensor& Tensor::copy_(const Tensor& src) const {
   // A source sharing storage may overlap the destination; read it from a private copy.
   const Tensor source = same_storage(*this, src) ? src.clone() : src;
   copy_elements(t, *source.expand(t.shape).impl());
+  // The values are now the source's, so is their lattice.
+  impl_->format = t.dtype == DType::float32 && src.dtype() == DType::float32 ? src.format() : fp32;
   return *this;
 }
 

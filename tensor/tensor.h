@@ -145,12 +145,14 @@ class Tensor {
   /// Differentiable: the gradient returns to this tensor's device.
   Tensor to(Device device) const;
 
-  // ---- Writes through to the storage (seen by every view); no format rounding.
+  // ---- Writes through to the storage (seen by every view); no format rounding. The handle's
+  // label follows the values (views made before keep theirs).
 
-  /// Every element = convert_value(value). Returns *this.
+  /// Every element = convert_value(value); the label becomes fp32. Returns *this.
   const Tensor& fill_(double value) const;
-  /// Every element = the matching element of src broadcast to shape(), converted to dtype().
-  /// src must not overlap this tensor's elements. Returns *this.
+  /// Every element = the matching element of src broadcast to shape(), converted to dtype();
+  /// the label becomes src's (fp32 unless both are float32). src must not overlap this
+  /// tensor's elements. Returns *this.
   const Tensor& copy_(const Tensor& src) const;
 
  private:

@@ -328,6 +328,28 @@ TEST_CASE("working weights are projected onto Λw at construction; fp32 stacks k
   CHECK(plain.state().tensors.empty());
 }
 
+TEST_CASE("working weights carry Λw's label, which copy_ and fill_ replace with their values'") {
+  // The label is what lets matmul run bf16 weights as a bf16 GEMM, so it must follow the values.
+  Tensor p = parameter({1.0f + 1.0f / 512, 3.14159f});
+  Sgd sgd(one_group({{"w", p}}, 0.1), SgdOptions{}, parse_precision_stack("w=bf16"));
+  CHECK(p.format() == bf16);
+  set_grad(p, {0.5f, 0.25f});
+  sgd.step();
+  CHECK(p.format() == bf16);
+  p.copy_(from_vector<float>({1.0f / 3, 4.0f}));  // fp32 values loaded from elsewhere
+  CHECK(p.format() == fp32);
+  p.copy_(cast(from_vector<float>({1.0f / 3, 4.0f}), e4m3));
+  CHECK(p.format() == e4m3);
+  p.fill_(0.1);
+  CHECK(p.format() == fp32);
+  sgd.set_precision(parse_precision_stack("w=mxfp8"));  // block values: no elementwise label
+  CHECK(p.format() == fp32);
+  sgd.set_precision(parse_precision_stack("w=e4m3"));
+  CHECK(p.format() == e4m3);
+  sgd.set_precision(PrecisionStack{});  // the fp32 masters come back, labelled fp32
+  CHECK(p.format() == fp32);
+}
+
 TEST_CASE("optimizer state is rounded onto Γopt after each update") {
   Tensor p = parameter(to_floats(kStart));
   AdamW opt(one_group({{"p", p}}, 0.01), AdamOptions{}, parse_precision_stack("opt=bf16"));
