@@ -3,6 +3,7 @@
 // cross entropy; AdamW lr 3e-4, wd 0.1) — the model ../shared/peers/torch_bench.py times in PyTorch
 // — with an optional precision stack. Reports median ms/step, tokens/s and peak resident memory.
 // Usage: bench_llama [--steps N] [--warmup N] [--stack SPEC] [--device D] [--batch B] [--seq T]
+//                    [--gemm auto|exact-fp32]
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -51,10 +52,10 @@ int main(int argc, char** argv) {
   std::printf(
       "llama d256 L4 H4 b%lldx%lld adamw, %lld params, stack %s, %s: median %.1f ms/step (min "
       "%.1f, "
-      "max %.1f) over %lld steps, %.0f tokens/s, peak RSS %.1f MiB, final loss %.4f\n",
+      "max %.1f) over %lld steps, %.0f tokens/s, peak RSS %.1f MiB, final loss %.4f, GEMMs: %s\n",
       (long long)batch, (long long)length, (long long)llama.parameter_count(),
       to_string(stack).c_str(), device_name(flags->device), median, times.front(), times.back(),
       (long long)flags->steps, double(batch * length) / (median / 1000.0), bench::peak_rss_mib(),
-      loss_value);
+      loss_value, describe_gemm_path().c_str());
   return 0;
 }

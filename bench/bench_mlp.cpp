@@ -3,6 +3,7 @@
 // stack's median as a ratio to the first's. H = 256 is the model ../shared/peers/torch_bench.py
 // times in PyTorch; H = 512 is the mnist trainer's MLP. Reports peak resident memory too.
 // Usage: bench_mlp [--steps N] [--warmup N] [--hidden H] [--stacks SPEC;SPEC;...] [--device D]
+//                  [--gemm auto|exact-fp32]
 //   e.g. bench_mlp --hidden 512 --stacks 'fp32;mxfp4'   (MXFP4 step time / fp32 step time)
 #include <algorithm>
 #include <chrono>
@@ -37,9 +38,10 @@ struct Run {
 
 int main(int argc, char** argv) {
   const char* program = "bench_mlp";
-  bench::Flags flags{
-      {"steps", "20"}, {"warmup", "3"}, {"hidden", "256"}, {"stacks", "fp32"}, {"device", "cpu"}};
-  if (!bench::parse_flags(argc, argv, program, flags)) return 2;
+  bench::Flags flags{{"steps", "20"},    {"warmup", "3"},   {"hidden", "256"},
+                     {"stacks", "fp32"}, {"device", "cpu"}, {"gemm", "auto"}};
+  if (!bench::parse_flags(argc, argv, program, flags) || !bench::apply_gemm_flag(flags, program))
+    return 2;
   const std::optional<int64_t> steps = bench::integer_flag(flags, "steps", program, 1);
   const std::optional<int64_t> warmup = bench::integer_flag(flags, "warmup", program, 0);
   const std::optional<int64_t> hidden = bench::integer_flag(flags, "hidden", program, 1);
@@ -98,6 +100,7 @@ int main(int argc, char** argv) {
         device_name(*device), median, run.times.front(), run.times.back(), (long long)*steps,
         double(batch) / (median / 1000.0), median / first_median, run.loss);
   }
-  std::printf("peak RSS %.1f MiB\n", bench::peak_rss_mib());
+  std::printf("peak RSS %.1f MiB, GEMMs: %s\n", bench::peak_rss_mib(),
+              describe_gemm_path().c_str());
   return 0;
 }

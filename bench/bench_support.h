@@ -17,6 +17,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "kernels/device_memory.h"
+#include "ops/quantized_gemm.h"
 #include "tensor/precision_stack.h"
 
 namespace lattice::bench {
@@ -73,6 +74,18 @@ inline std::optional<Device> device_flag(const Flags& flags, const char* program
 
 /// The flags of a single-stack step benchmark: --steps, --warmup, --stack, --device, and the
 /// benchmark's own (`all` holds every flag's text).
+/// Sets the process's GEMM path from flags["gemm"] (auto or exact-fp32, ops/quantized_gemm.h);
+/// prints "<program>: ..." and returns false on another value.
+inline bool apply_gemm_flag(const Flags& flags, const char* program) {
+  try {
+    set_gemm_path(parse_gemm_path(flags.at("gemm")));
+    return true;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s: --gemm: %s\n", program, e.what());
+    return false;
+  }
+}
+
 struct StepFlags {
   int64_t steps = 0, warmup = 0;
   PrecisionStack stack;
@@ -80,7 +93,7 @@ struct StepFlags {
   Flags all;
 };
 
-/// Parses --steps (>= 1), --warmup (>= 0), --stack SPEC, --device and the benchmark's own
+/// Parses --steps (>= 1), --warmup (>= 0), --stack SPEC, --device, --gemm and the benchmark's own
 /// `extra` flags with these defaults; prints "<program>: ..." and returns nullopt on any error.
 inline std::optional<StepFlags> parse_step_flags(int argc,
                                                  char** argv,
@@ -92,8 +105,10 @@ inline std::optional<StepFlags> parse_step_flags(int argc,
   flags.insert({{"steps", std::to_string(default_steps)},
                 {"warmup", std::to_string(default_warmup)},
                 {"stack", "fp32"},
-                {"device", "cpu"}});
-  if (!parse_flags(argc, argv, program, flags)) return std::nullopt;
+                {"device", "cpu"},
+                {"gemm", "auto"}});
+  if (!parse_flags(argc, argv, program, flags) || !apply_gemm_flag(flags, program))
+    return std::nullopt;
   const std::optional<int64_t> steps = integer_flag(flags, "steps", program, 1);
   const std::optional<int64_t> warmup = integer_flag(flags, "warmup", program, 0);
   const std::optional<Device> device = device_flag(flags, program);

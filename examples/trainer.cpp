@@ -27,6 +27,7 @@
 #include "distributed/gradient_sum.h"
 #include "kernels/device_memory.h"
 #include "ops/ops.h"
+#include "ops/quantized_gemm.h"
 #include "optim/checkpoint.h"
 #include "optim/loss_scaler.h"
 #include "optim/optimizer.h"
@@ -199,6 +200,11 @@ void add_trainer_flags(CLI::App& app, TrainerFlags& flags) {
   app.add_option("--device", flags.device, "where to train: cpu or cuda")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--gemm", flags.gemm,
+                 "auto: GEMMs of bf16-exact operands (bf16, fp8, fp6, fp4, MX) run in bf16 where "
+                 "the CPU has native bf16; exact-fp32: always fp32")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "exact-fp32"}));
   app.add_option("--out", flags.out, "output directory (metrics.jsonl, summary.json, checkpoint)")
       ->capture_default_str();
   app.add_option("--threads", flags.threads, "CPU threads (0: all; at most 1024 or 4x the cores)")
@@ -800,6 +806,7 @@ class TrainingRun {
         {"loss_scale", flags_.loss_scale},
         {"seed", flags_.seed},
         {"device", flags_.device},
+        {"gemm", describe_gemm_path()},
         {"parameters", model_.parameter_count()},
         {"config", job_.config}};
     if (last_evaluation_.accuracy) summary["val_accuracy"] = *last_evaluation_.accuracy;
@@ -879,6 +886,7 @@ int run_training(const TrainerFlags& flags, TrainingJob& job) {
   LATTICE_CHECK(flags.threads <= max_threads, "[trainer] --threads ", flags.threads,
                 ": expected at most ", max_threads, " (1024 or 4x the cores)");
   if (flags.threads > 0) omp_set_num_threads(flags.threads);
+  set_gemm_path(parse_gemm_path(flags.gemm));
   return TrainingRun(flags, job).run();
 }
 

@@ -1,7 +1,9 @@
 // GEMM, backend-neutral: C = alpha * op(A) @ op(B) + beta * C on row-major fp32 matrices, the
 // engine behind matmul, linear and convolution (ops/quantized_gemm.cpp calls it), and the
 // float64 batched product of gradient checks. The CPU version calls oneDNN's sgemm (the fastest
-// measured here); gemm_reference_cpu is the plain triple loop tests check it against.
+// measured here); gemm_reference_cpu is the plain triple loop tests check it against. Operands
+// whose values are all bf16 values can run as oneDNN's bf16 matmul instead (gemm_bf16_batched_cpu,
+// where the CPU multiplies bf16 natively), which computes the same products.
 #pragma once
 
 #include <cstdint>
@@ -48,6 +50,21 @@ void gemm_batched_cuda(const GemmShape& shape,
                        float beta,
                        float* const* c,
                        int64_t count);
+
+/// Whether oneDNN multiplies bf16 natively on this CPU (AVX512-BF16 or AMX; it also honours
+/// ONEDNN_MAX_CPU_ISA), the condition for gemm_bf16_batched_cpu.
+bool native_bf16_gemm_cpu();
+
+/// C_i = op(A_i) @ op(B_i) for i < count, on fp32 operands every value of which is a bf16 value
+/// (at most 8 significant bits): each operand is narrowed to bf16 exactly (its low 16 bits are
+/// zero) and oneDNN's bf16 matmul sums the products, which are exact, in fp32. The result is
+/// the fp32 GEMM's sum in another order, except that the instructions flush bf16 subnormals
+/// (|v| < 2^-126) in the operands and the partial sums to zero (NUMERICS.md). a, b: host arrays
+/// of `count` pointers laid out as in gemm_batched_cpu (an operand whose pointers are all equal
+/// is narrowed once); c: (count, M, N) packed, so shape.ldc must be N. Throws lattice::Error
+/// "[gemm] ..." where native_bf16_gemm_cpu() is false.
+void gemm_bf16_batched_cpu(
+    const GemmShape& shape, const float* const* a, const float* const* b, float* c, int64_t count);
 
 /// c = a @ b per batch entry in float64, each sum in k order (gradient checks want the exact
 /// loop, not a blocked one). a: (batches, M, K), b: (batches, K, N), c: (batches, M, N).

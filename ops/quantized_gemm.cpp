@@ -47,10 +47,12 @@ std::optional<std::vector<int>> packed_order(const Tensor& t) {
 }
 
 /// Q(t) as plain values, outside autograd and the trace: the kernels' quantize-dequantize
-/// labelled with an elementwise quantizer's format.
+/// labelled with an elementwise quantizer's format. Values already labelled with q's lattice
+/// come back as they are (a handle on the same storage), since q leaves them unchanged.
 Tensor quantized_values(const Tensor& t, const Quantizer& q, const RandomStream& random) {
   LATTICE_CHECK(t.dtype() == DType::float32, "[quantize] expects float32, got ",
                 dtype_name(t.dtype()));
+  if (leaves_unchanged(q, t.format())) return detach(t);
   NoGradGuard no_grad;  // the packed copy is an internal temporary
   if (const std::optional<std::vector<int>> order = packed_order(t); order && !t.is_contiguous()) {
     // A permuted view of packed values (a transposed weight): quantize them in place in their
@@ -183,10 +185,28 @@ std::pair<Tensor, MatrixOperand> gemm_operand(const Tensor& m) {
   return {m.contiguous(), MatrixOperand{false, std::max<int64_t>(m.shape(-1), 1)}};
 }
 
+/// Whether the GEMM operand `t`, quantized by `q` (the identity: as it is), holds only bf16
+/// values, by its lattice: q's, or the format t is labelled with.
+bool bf16_operand(const Tensor& t, const Quantizer& q) {
+  return t.dtype() == DType::float32 && (is_identity(q) ? within_bf16(t.format()) : within_bf16(q));
+}
+
+GemmPath& gemm_path_setting() {
+  static GemmPath path = GemmPath::automatic;
+  return path;
+}
+
+/// Whether a CPU GEMM of bf16 operands runs as a bf16 GEMM here.
+bool bf16_gemm_runs() {
+  return gemm_path_setting() == GemmPath::automatic && native_bf16_gemm_cpu();
+}
+
 /// a @ b with batch axes broadcast, no autograd and no quantization. float32 operands whose
 /// matrices are row- or column-major views (transposes, head splits, broadcast batches) go to
-/// the GEMM in place, all batch entries in one batched call; others are packed first.
-Tensor batched_product(const Tensor& a, const Tensor& b) {
+/// the GEMM in place, all batch entries in one batched call; others are packed first. When
+/// `bf16_operands` (every value of both is a bf16 value, by their lattices) and the CPU
+/// multiplies bf16 natively, the GEMM is the bf16 one (kernels/gemm.h).
+Tensor batched_product(const Tensor& a, const Tensor& b, bool bf16_operands) {
   const int64_t M = a.shape(-2), K = a.shape(-1), N = b.shape(-1);
   LATTICE_CHECK(is_floating(a.dtype()), "[matmul] expects float32 or float64, got ",
                 dtype_name(a.dtype()));
@@ -220,8 +240,11 @@ Tensor batched_product(const Tensor& a, const Tensor& b) {
                         ys.push_back(y + int64_t(ys.size()) * M * N);  // packed in batch order
                       }
                     });
-    LATTICE_DISPATCH(out.device(), gemm_batched, shape, 1.0f, xs.data(), ws.data(), 0.0f, ys.data(),
-                     int64_t(ys.size()));
+    if (bf16_operands && out.device() == Device::cpu && bf16_gemm_runs())
+      gemm_bf16_batched_cpu(shape, xs.data(), ws.data(), y, int64_t(ys.size()));
+    else
+      LATTICE_DISPATCH(out.device(), gemm_batched, shape, 1.0f, xs.data(), ws.data(), 0.0f,
+                       ys.data(), int64_t(ys.size()));
     return out;
   }
   // float64 (gradient checks): the exact loop on packed operands.
@@ -235,15 +258,19 @@ Tensor batched_product(const Tensor& a, const Tensor& b) {
 
 /// a @ b through the stack's accumulator: fp32 by default; otherwise the running sum is
 /// rounded onto acc.format after every acc.round_every products along K (or once at the end).
-Tensor accumulated_product(const Tensor& a, const Tensor& b, const Accumulator& acc) {
-  if (acc == Accumulator{} || a.dtype() != DType::float32) return batched_product(a, b);
+Tensor accumulated_product(const Tensor& a,
+                           const Tensor& b,
+                           const Accumulator& acc,
+                           bool bf16_operands) {
+  if (acc == Accumulator{} || a.dtype() != DType::float32)
+    return batched_product(a, b, bf16_operands);
   NoGradGuard no_grad;  // slices of the operands are internal temporaries
   const int64_t K = a.shape(-1), chunk = acc.round_every > 0 ? acc.round_every : K;
   const Quantizer onto{acc.format, Rounding{}, std::nullopt};
   Tensor total;
   for (int64_t k = 0; k < std::max<int64_t>(K, 1); k += chunk) {
     const int64_t end = std::min(K, k + chunk);
-    Tensor partial = batched_product(a.slice(-1, k, end), b.slice(-2, k, end));
+    Tensor partial = batched_product(a.slice(-1, k, end), b.slice(-2, k, end), bf16_operands);
     if (total.defined())
       LATTICE_DISPATCH(partial.device(), add_running_sum, partial.data<float>(),
                        total.data<float>(), partial.numel());
@@ -358,7 +385,8 @@ Tensor recipe_matmul(const Tensor& a,
   const RecipeOperand w = recipe_operand(q.weight, -2, sr == StochasticRounding::all);
   const Tensor out = on_activation_lattice(
       accumulated_product(quantized_by(at, x, recipe, QuantizerSite::gemm_input),
-                          quantized_by(bt, w, recipe, QuantizerSite::gemm_weight), acc));
+                          quantized_by(bt, w, recipe, QuantizerSite::gemm_weight), acc,
+                          bf16_operand(at, x.quantizer) && bf16_operand(bt, w.quantizer)));
   trace_matmul("matmul", a, x.quantizer, b, w.quantizer, out, acc);
   record_op(
       "matmul", out, {a, b},
@@ -378,7 +406,7 @@ Tensor recipe_matmul(const Tensor& a,
         const Tensor grad_qa = accumulated_product(
             quantized_by(g_d, dy_d, recipe, QuantizerSite::gemm_output_grad),
             quantized_by(w_d, saved_w, recipe, QuantizerSite::gemm_saved_weight).transpose(-1, -2),
-            acc);
+            acc, bf16_operand(g_d, dy_d.quantizer) && bf16_operand(w_d, saved_w.quantizer));
         trace_matmul("matmul.dgrad", g_d, dy_d.quantizer, w_d, saved_w.quantizer, grad_qa, acc);
         // wgrad: reduces over M.
         const RandomStream wgrad_signs = backward_hadamard ? next_random_stream() : RandomStream{};
@@ -390,7 +418,8 @@ Tensor recipe_matmul(const Tensor& a,
         const RecipeOperand dy_w = recipe_operand(q.output_grad, -2, sr_dy);
         const Tensor grad_qb = accumulated_product(
             quantized_by(a_w, saved_x, recipe, QuantizerSite::gemm_saved_input).transpose(-1, -2),
-            quantized_by(g_w, dy_w, recipe, QuantizerSite::gemm_output_grad), acc);
+            quantized_by(g_w, dy_w, recipe, QuantizerSite::gemm_output_grad), acc,
+            bf16_operand(a_w, saved_x.quantizer) && bf16_operand(g_w, dy_w.quantizer));
         trace_matmul("matmul.wgrad", a_w, saved_x.quantizer, g_w, dy_w.quantizer, grad_qb, acc);
         Tensor da = estimated_gradient(grad_qa, at, x, recipe);
         Tensor db = estimated_gradient(grad_qb, bt, w, recipe);
@@ -485,6 +514,24 @@ void random_hadamard(std::span<float> x,
   hadamard_on(Device::cpu, x, shape, axis, block, signs, inverse);
 }
 
+void set_gemm_path(GemmPath path) {
+  gemm_path_setting() = path;
+}
+
+GemmPath gemm_path() {
+  return gemm_path_setting();
+}
+
+GemmPath parse_gemm_path(const std::string& text) {
+  if (text == "auto") return GemmPath::automatic;
+  if (text == "exact-fp32") return GemmPath::exact_fp32;
+  throw Error(concat("[gemm] unknown GEMM path \"", text, "\" (expected auto or exact-fp32)"));
+}
+
+std::string describe_gemm_path() {
+  return bf16_gemm_runs() ? "bf16 for bf16 operands, else fp32" : "fp32";
+}
+
 Tensor matmul(const Tensor& a, const Tensor& b) {
   LATTICE_CHECK(a.rank() >= 1 && b.rank() >= 1, "[matmul] operands need rank >= 1, got ", a.shape(),
                 " @ ", b.shape());
@@ -508,7 +555,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     return recipe_matmul(a, b, q, acc);
   const Tensor out = on_activation_lattice(
       accumulated_product(quantized_operand(a, q.input, -1, QuantizerSite::gemm_input),
-                          quantized_operand(b, q.weight, -2, QuantizerSite::gemm_weight), acc));
+                          quantized_operand(b, q.weight, -2, QuantizerSite::gemm_weight), acc,
+                          bf16_operand(a, q.input) && bf16_operand(b, q.weight)));
   trace_matmul("matmul", a, q.input, b, q.weight, out, acc);
   // Only the gradients some input needs are computed (a network's first layer needs no dgrad).
   const bool need_da = requires_grad(a), need_db = requires_grad(b);
@@ -522,14 +570,15 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                     quantized_operand(g, q.output_grad, -1, QuantizerSite::gemm_output_grad),
                     quantized_operand(b, q.saved_weight, -1, QuantizerSite::gemm_saved_weight)
                         .transpose(-1, -2),
-                    acc);
+                    acc, bf16_operand(g, q.output_grad) && bf16_operand(b, q.saved_weight));
                 trace_matmul("matmul.dgrad", g, q.output_grad, b, q.saved_weight, da, acc);
               }
               if (need_db) {
                 db = accumulated_product(
                     quantized_operand(a, q.saved_input, -2, QuantizerSite::gemm_saved_input)
                         .transpose(-1, -2),
-                    quantized_operand(g, q.output_grad, -2, QuantizerSite::gemm_output_grad), acc);
+                    quantized_operand(g, q.output_grad, -2, QuantizerSite::gemm_output_grad), acc,
+                    bf16_operand(a, q.saved_input) && bf16_operand(g, q.output_grad));
                 trace_matmul("matmul.wgrad", a, q.saved_input, g, q.output_grad, db, acc);
               }
               return std::vector<Tensor>{da, db};

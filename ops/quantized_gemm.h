@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 
 #include "core/philox.h"
 #include "tensor/gemm_recipe.h"
@@ -15,6 +16,26 @@
 #include "tensor/tensor.h"
 
 namespace lattice {
+
+/// How a CPU GEMM runs when every value of both operands is a bf16 value, which matmul reads
+/// off their lattices (within_bf16: the quantizer it applies, or the lattice an unquantized
+/// operand is labelled with), never off the values.
+enum class GemmPath {
+  /// oneDNN's bf16 matmul (exact products, fp32 sums) where this CPU multiplies bf16 natively
+  /// (native_bf16_gemm_cpu: AVX512-BF16 or AMX), fp32 sgemm elsewhere. The default.
+  automatic,
+  /// Always fp32 sgemm: the sums of a machine without native bf16 (NUMERICS.md).
+  exact_fp32,
+};
+
+/// The process-wide GEMM path (trainers' and benchmarks' --gemm).
+void set_gemm_path(GemmPath path);
+GemmPath gemm_path();
+/// "auto" or "exact-fp32"; throws lattice::Error "[gemm] ..." naming them otherwise.
+GemmPath parse_gemm_path(const std::string& text);
+/// What the path does on this machine, for run summaries: "bf16 for bf16 operands, else fp32"
+/// or "fp32".
+std::string describe_gemm_path();
 
 /// How an op's output reaches the current stack's activation lattice (Λa).
 enum class ActivationRounding {

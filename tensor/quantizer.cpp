@@ -119,6 +119,29 @@ void validate(const Quantizer& q) {
   if (q.scaling) validate(*q.scaling, q.element);
 }
 
+bool leaves_unchanged(const Quantizer& q, const Format& label) {
+  return !q.scaling && q.element == label && label != fp32 &&
+         q.rounding.overflow == Overflow::standard && q.rounding.subnormals == Subnormals::keep;
+}
+
+bool within_bf16(const Format& format) {
+  const int significant_bits = format.kind == FormatKind::floating  ? format.mantissa_bits + 1
+                               : format.kind == FormatKind::integer ? format.mantissa_bits
+                                                                    : 1;
+  return significant_bits <= 8;
+}
+
+bool within_bf16(const Quantizer& q) {
+  if (!within_bf16(q.element)) return false;
+  if (!q.scaling) return true;
+  const BlockScaling& s = *q.scaling;
+  // MX: element times 2^k. Encode: g * element / scale, exact for a power-of-two scale when g
+  // is 1 (no tensor scale). NVFP4: element times an e4m3 scale times an fp32 tensor factor.
+  return s.rule == ScaleRule::mx ||
+         (s.rule == ScaleRule::encode && s.scale_format.kind == FormatKind::exponent &&
+          !s.tensor_scale);
+}
+
 BlockLayout block_layout(const BlockScaling& s, std::span<const int64_t> shape) {
   const int64_t rank = int64_t(shape.size());
   const int64_t axis = s.axis < 0 ? s.axis + rank : s.axis;

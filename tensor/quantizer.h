@@ -41,6 +41,23 @@ Quantizer parse_quantizer(const std::string& name);
 /// Throws lattice::Error when the quantizer cannot run (bad format, scaling or rounding).
 void validate(const Quantizer& q);
 
+/// Whether q returns every value of a tensor labelled `label` unchanged, so that quantizing it
+/// can be skipped: q is elementwise onto that very lattice, keeps subnormals and overflows as
+/// the format does (a label asserts that every value, inf and NaN included, is the lattice's,
+/// and every rounding mode, stochastic included, maps a lattice point to itself).
+bool leaves_unchanged(const Quantizer& q, const Format& label);
+
+/// Whether every finite value on `format`'s lattice has at most 8 significant bits, so is a
+/// bf16 value (bf16 spans fp32's exponents): bf16, fp8, fp6, fp4, integers of up to 9 bits and
+/// power-of-two formats; not fp32, tf32 or fp16.
+bool within_bf16(const Format& format);
+/// The same for every value q produces, read off its lattices (not its values): an
+/// elementwise format within bf16, or such elements times power-of-two block scales (the MX
+/// rule, or the encode rule with power-of-two scales and no tensor scale). A scale with more
+/// significant bits (NVFP4's e4m3) or a tensor scale (an arbitrary fp32 factor) makes values
+/// that are not bf16 values.
+bool within_bf16(const Quantizer& q);
+
 /// Blocks of `q.scaling` laid over an array of `shape` along its axis (negative counts from
 /// the end). Throws when the axis is out of range.
 BlockLayout block_layout(const BlockScaling& s, std::span<const int64_t> shape);

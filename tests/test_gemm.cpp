@@ -1,8 +1,10 @@
 // CPU GEMM (oneDNN) against the fp64-accumulating reference loop, for every transpose
-// combination, padded leading dimensions, alpha/beta and empty sizes.
+// combination, padded leading dimensions, alpha/beta and empty sizes; the bf16 GEMM of bf16
+// operands likewise where the CPU has it, and its refusal where it does not.
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "core/error.h"
@@ -63,4 +65,111 @@ TEST_CASE("gemm_cpu rejects leading dimensions smaller than the rows they hold")
   s.lda = 3;
   std::vector<float> m(16);
   CHECK_THROWS_AS(gemm_cpu(s, 1.0f, m.data(), m.data(), 0.0f, m.data()), Error);
+}
+
+namespace {
+
+/// A random matrix of bf16 values in [-1, 1): each fp32 value with its low 16 bits cleared.
+std::vector<float> random_bf16_matrix(int64_t count, uint64_t seed) {
+  std::vector<float> m = random_matrix(count, seed);
+  for (float& v : m) {
+    uint32_t bits = 0;
+    std::memcpy(&bits, &v, 4);
+    bits &= 0xFFFF0000u;
+    std::memcpy(&v, &bits, 4);
+  }
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("gemm_bf16_batched_cpu equals the reference on bf16 operands, batched and broadcast") {
+  if (!native_bf16_gemm_cpu()) {
+    // Elsewhere it refuses rather than running oneDNN's slow emulation.
+    const std::vector<float> a(4), b(4);
+    const float* as[] = {a.data()};
+    const float* bs[] = {b.data()};
+    std::vector<float> c(4);
+    CHECK_THROWS_WITH_AS(
+        gemm_bf16_batched_cpu(dense_gemm(2, 2, 2, false, false), as, bs, c.data(), 1),
+        doctest::Contains("[gemm] this CPU has no native bf16 GEMM"), Error);
+    return;
+  }
+  const int64_t M = 37, N = 53, K = 71, pad = 5, count = 3;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (bool shared_a : {false, true}) {
+        CAPTURE(ta);
+        CAPTURE(tb);
+        CAPTURE(shared_a);
+        GemmShape s = dense_gemm(M, N, K, ta, tb);
+        s.lda += pad, s.ldb += pad;  // strided rows (the output is packed)
+        const int64_t a_size = (ta ? K : M) * s.lda, b_size = (tb ? N : K) * s.ldb;
+        const std::vector<float> a = random_bf16_matrix(count * a_size, 1);
+        const std::vector<float> b = random_bf16_matrix(count * b_size, 2);
+        std::vector<const float*> as, bs;
+        for (int64_t i = 0; i < count; ++i) {
+          as.push_back(a.data() + (shared_a ? 0 : i * a_size));  // one A for every entry
+          bs.push_back(b.data() + i * b_size);
+        }
+        std::vector<float> c(size_t(count * M * N), NAN);
+        gemm_bf16_batched_cpu(s, as.data(), bs.data(), c.data(), count);
+        double worst = 0.0;
+        for (int64_t i = 0; i < count; ++i) {
+          std::vector<float> expected(size_t(M * N));
+          GemmShape packed = s;
+          packed.ldc = N;
+          gemm_reference_cpu(packed, 1.0f, as[size_t(i)], bs[size_t(i)], 0.0f, expected.data());
+          for (int64_t j = 0; j < M * N; ++j)
+            worst = std::max(
+                worst, std::fabs(double(c[size_t(i * M * N + j)]) - double(expected[size_t(j)])));
+        }
+        // The products are exact; only the fp32 sums of K terms of size <= 1 round.
+        CHECK(worst < double(K) * 6e-8 + 1e-6);
+      }
+}
+
+TEST_CASE("gemm_bf16_batched_cpu sums exactly where fp32 can, and keeps NaN and inf") {
+  if (!native_bf16_gemm_cpu()) return;  // the refusal is tested above
+  // Multiples of 1/16 in [-2, 2): every partial sum is exact in fp32, so any order gives the
+  // reference's bits.
+  const int64_t M = 19, N = 23, K = 300;
+  std::vector<float> a(size_t(M * K)), b(size_t(K * N));
+  for (size_t i = 0; i < a.size(); ++i) a[i] = float(int(i * 7 % 64) - 32) / 16.0f;
+  for (size_t i = 0; i < b.size(); ++i) b[i] = float(int(i * 5 % 64) - 32) / 16.0f;
+  a[size_t(2 * K + 3)] = NAN;       // row 2 of the product
+  b[size_t(5 * N + 4)] = INFINITY;  // column 4
+  const GemmShape s = dense_gemm(M, N, K, false, false);
+  const float* as[] = {a.data()};
+  const float* bs[] = {b.data()};
+  std::vector<float> c(size_t(M * N)), expected(size_t(M * N));
+  gemm_bf16_batched_cpu(s, as, bs, c.data(), 1);
+  gemm_reference_cpu(s, 1.0f, a.data(), b.data(), 0.0f, expected.data());
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      CAPTURE(i);
+      CAPTURE(j);
+      const float got = c[size_t(i * N + j)], want = expected[size_t(i * N + j)];
+      if (std::isnan(want))
+        CHECK(std::isnan(got));
+      else
+        CHECK(got == want);
+    }
+  CHECK(std::isnan(c[size_t(2 * N)]));
+  CHECK(std::isinf(c[size_t(4)]));
+}
+
+TEST_CASE("gemm_bf16_batched_cpu: K = 0 writes zeros, empty sizes are no-ops, strided C refused") {
+  if (!native_bf16_gemm_cpu()) return;
+  const std::vector<float> a = {1, 2}, b = {1, 2};
+  const float* as[] = {a.data()};
+  const float* bs[] = {b.data()};
+  std::vector<float> c = {NAN, NAN, NAN, NAN};
+  gemm_bf16_batched_cpu(dense_gemm(2, 2, 0, false, false), as, bs, c.data(), 1);
+  CHECK(c == std::vector<float>{0, 0, 0, 0});
+  gemm_bf16_batched_cpu(dense_gemm(0, 2, 1, false, false), as, bs, c.data(), 1);
+  GemmShape strided = dense_gemm(1, 1, 2, false, true);
+  strided.ldc = 2;
+  CHECK_THROWS_WITH_AS(gemm_bf16_batched_cpu(strided, as, bs, c.data(), 1),
+                       doctest::Contains("[gemm] the bf16 GEMM writes packed output"), Error);
 }

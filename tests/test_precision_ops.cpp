@@ -1,13 +1,16 @@
 // The precision stack inside ops: activation and gradient lattices, GEMM operand quantizers
-// forward and backward along their reduction axes, scope lifetime and seeded determinism.
+// forward and backward along their reduction axes, scope lifetime and seeded determinism; the
+// lattice reasoning that skips re-quantization and picks the bf16 GEMM.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "autograd/autograd.h"
 #include "kernels/gemm.h"
 #include "ops/ops.h"
+#include "ops/quantized_gemm.h"
 #include "ops/spatial_ops.h"
 #include "precision_support.h"
 #include "tensor/precision_stack.h"
@@ -145,4 +148,105 @@ TEST_CASE("Λg follows the stack each op ran under, so a module's override reach
   zero_grad(w);
   backward(sum(mul(tanh(matmul(x, w)), tanh(matmul(x, w)))));
   CHECK(!on_lattice(grad(x), bf16));
+}
+
+TEST_CASE("within_bf16 reads bf16 exactness off a lattice, never off values") {
+  for (const Format& f :
+       {bf16, e5m2, e4m3, e3m2, e2m3, e2m1, e8m3, int8, int4, ue8m0, Format::integer(9)})
+    CHECK(within_bf16(f));
+  for (const Format& f : {fp32, tf32, fp16, Format::integer(10)}) CHECK(!within_bf16(f));
+  for (const char* name : {"bf16", "e4m3", "mxfp8", "mxfp6", "mxfp4", "mxint8"})
+    CHECK_MESSAGE(within_bf16(parse_quantizer(name)), name);
+  // NVFP4's e4m3 scales and fp32 tensor scale make values with more significant bits.
+  for (const char* name : {"fp16", "fp32", "nvfp4"})
+    CHECK_MESSAGE(!within_bf16(parse_quantizer(name)), name);
+  // The encode rule divides by its scale: exact for power-of-two scales without tensor scale.
+  CHECK(within_bf16(parse_precision_stack("pure-fp4-e8m0").gemm.input));
+  CHECK(!within_bf16(parse_precision_stack("pure-fp4-e4m3").gemm.input));
+  CHECK(!within_bf16(parse_precision_stack("ue5m3-fp4").gemm.input));
+}
+
+TEST_CASE("quantizing values already on the quantizer's lattice returns them, sharing storage") {
+  const Tensor x = set_requires_grad(randn({4, 64}, RandomStream{.seed = 21}));
+  const Tensor on_bf16 = cast(x, bf16);
+  const Tensor again = cast(on_bf16, bf16, Rounding{.mode = RoundingMode::stochastic});
+  CHECK(same_storage(again, on_bf16));
+  CHECK(again.format() == bf16);
+  backward(sum(again));  // a node of its own: no cycle through the shared input
+  CHECK(grad(x).to_vector<float>() == std::vector<float>(4 * 64, 1.0f));
+  // The claim the skip rests on: every rounding mode maps a lattice point to itself, which the
+  // kernels confirm on these values.
+  for (const Format& f : {bf16, e4m3, e2m1}) {
+    const std::vector<float> values = cast(x, f).to_vector<float>();
+    for (RoundingMode mode : {RoundingMode::nearest_even, RoundingMode::stochastic,
+                              RoundingMode::toward_zero, RoundingMode::toward_positive}) {
+      const Quantizer q{f, Rounding{.mode = mode}, std::nullopt};
+      CHECK(leaves_unchanged(q, f));
+      std::vector<float> out(values.size());
+      quantize(q, values, out, std::vector<int64_t>{4, 64}, RandomStream{.seed = 5});
+      CHECK(out == values);
+    }
+  }
+  // Flushing, saturating or another lattice may change them: those run the kernel.
+  CHECK(!leaves_unchanged(Quantizer{bf16, Rounding{.subnormals = Subnormals::flush}, std::nullopt},
+                          bf16));
+  CHECK(!leaves_unchanged(Quantizer{bf16, Rounding{.overflow = Overflow::saturate}, std::nullopt},
+                          bf16));
+  CHECK(!leaves_unchanged(Quantizer{e4m3, Rounding{}, std::nullopt}, bf16));
+  CHECK(!leaves_unchanged(parse_quantizer("mxfp8"), e4m3));
+  CHECK(!same_storage(cast(on_bf16, e4m3), on_bf16));
+}
+
+namespace {
+
+/// Sets the process's GEMM path for a scope.
+struct GemmPathScope {
+  GemmPath before = gemm_path();
+  explicit GemmPathScope(GemmPath path) {
+    set_gemm_path(path);
+  }
+  ~GemmPathScope() {
+    set_gemm_path(before);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("matmul runs bf16 operands as the bf16 GEMM where the CPU has one, and exact-fp32 not") {
+  // 2^-130 is a bf16 subnormal: the bf16 instructions flush it, which tells the paths apart.
+  const float tiny = std::ldexp(1.0f, -130);
+  const Tensor a = full({1, 1}, tiny).with_format(bf16), b = ones({1, 1}).with_format(bf16);
+  {
+    GemmPathScope path(GemmPath::automatic);
+    CHECK(matmul(a, b).item<float>() == (native_bf16_gemm_cpu() ? 0.0f : tiny));
+    CHECK(matmul(a.with_format(fp32), b).item<float>() == tiny);  // fp32 label: fp32 GEMM
+  }
+  {
+    GemmPathScope path(GemmPath::exact_fp32);
+    CHECK(matmul(a, b).item<float>() == tiny);
+  }
+  // Under an MXFP8 stack every GEMM (forward, dgrad, wgrad) may run in bf16; both paths agree
+  // to fp32 summation order.
+  const Tensor x = set_requires_grad(randn({33, 200}, RandomStream{.seed = 22}));
+  const Tensor w = set_requires_grad(randn({200, 17}, RandomStream{.seed = 23}));
+  const auto run = [&](GemmPath p) {
+    GemmPathScope path(p);
+    zero_grad(x), zero_grad(w);
+    manual_seed(3);
+    PrecisionScope scope(parse_precision_stack("gemm=mxfp8"));
+    const Tensor y = matmul(x, w);
+    backward(sum(mul(y, y)));
+    return std::vector<std::vector<float>>{y.to_vector<float>(), grad(x).to_vector<float>(),
+                                           grad(w).to_vector<float>()};
+  };
+  const auto fast = run(GemmPath::automatic), exact = run(GemmPath::exact_fp32);
+  for (size_t t = 0; t < fast.size(); ++t)
+    for (size_t i = 0; i < fast[t].size(); ++i) {
+      const float tolerance = 1e-5f * std::max(1.0f, std::fabs(exact[t][i]));
+      REQUIRE(std::fabs(fast[t][i] - exact[t][i]) <= tolerance);
+    }
+  CHECK(parse_gemm_path("auto") == GemmPath::automatic);
+  CHECK(parse_gemm_path("exact-fp32") == GemmPath::exact_fp32);
+  CHECK_THROWS_WITH_AS(parse_gemm_path("fast"),
+                       "[gemm] unknown GEMM path \"fast\" (expected auto or exact-fp32)", Error);
 }

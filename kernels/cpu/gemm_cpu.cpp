@@ -1,10 +1,18 @@
-// CPU GEMM through oneDNN's dnnl_sgemm (row-major, OpenMP threads), the float64 batched loop and
-// the reference loop.
-#include <oneapi/dnnl/dnnl.h>
+// CPU GEMM through oneDNN's dnnl_sgemm (row-major, OpenMP threads), the bf16 GEMM of operands on
+// bf16 lattices through oneDNN's matmul primitive, the float64 batched loop and the reference
+// loop.
+#include <omp.h>
 
 #include <algorithm>
+#include <map>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <tuple>
+#include <vector>
 
 #include "core/error.h"
+#include "core/scalar/bits.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/gemm.h"
 
 namespace lattice {
@@ -53,6 +61,118 @@ void gemm_batched_cpu(const GemmShape& shape,
                       float* const* c,
                       int64_t count) {
   for (int64_t i = 0; i < count; ++i) gemm_cpu(shape, alpha, a[i], b[i], beta, c[i]);
+}
+
+bool native_bf16_gemm_cpu() {
+  static const bool native = [] {
+    const auto bf16 = unsigned(dnnl_cpu_isa_avx512_core_bf16);  // AMX's mask contains it
+    return (unsigned(dnnl_get_effective_cpu_isa()) & bf16) == bf16;
+  }();
+  return native;
+}
+
+namespace {
+
+/// The bf16 bits of v, a bf16 value or NaN: the high half of its fp32 bits, with a NaN kept a
+/// quiet NaN (a NaN whose payload lies in the low half would otherwise become inf).
+inline uint16_t bf16_bits(float v) {
+  const uint32_t bits = float_bits(v);
+  const bool nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;
+  return uint16_t((bits >> 16) | (nan ? 0x40u : 0u));
+}
+
+/// One GEMM operand of a batch: `count` matrices of rows x cols stored with leading dimension
+/// ld (or one, when every pointer is the same), narrowed into dense bf16 matrices, one after
+/// another in `out`. Returns the number of matrices narrowed.
+int64_t narrow_operand(const float* const* x,
+                       int64_t count,
+                       int64_t rows,
+                       int64_t cols,
+                       int64_t ld,
+                       std::vector<uint16_t>& out) {
+  const bool shared = std::all_of(x, x + count, [&](const float* p) { return p == x[0]; });
+  const int64_t matrices = shared ? 1 : count, total_rows = matrices * rows;
+  if (out.size() < size_t(total_rows * cols)) out.resize(size_t(total_rows * cols));
+  uint16_t* y = out.data();
+#pragma omp parallel for schedule(static) if (total_rows * cols >= kParallelMin)
+  for (int64_t r = 0; r < total_rows; ++r) {
+    const float* row = x[r / rows] + (r % rows) * ld;
+    uint16_t* narrowed = y + r * cols;
+    for (int64_t j = 0; j < cols; ++j) narrowed[j] = bf16_bits(row[j]);
+  }
+  return matrices;
+}
+
+/// The matmul primitive of one geometry (its operands' batch counts, sizes and orientations),
+/// built once per thread count: oneDNN plans a primitive's split over the threads it has when
+/// the primitive is created.
+dnnl::matmul bf16_matmul(const GemmShape& s,
+                         int64_t a_count,
+                         int64_t b_count,
+                         int64_t count,
+                         const dnnl::memory::desc& a,
+                         const dnnl::memory::desc& b,
+                         const dnnl::memory::desc& c,
+                         const dnnl::engine& engine) {
+  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool, int>;
+  static std::mutex mutex;
+  static std::map<Key, dnnl::matmul> plans;
+  const Key key{
+      a_count, b_count, count, s.M, s.N, s.K, s.transpose_a, s.transpose_b, omp_get_max_threads()};
+  const std::lock_guard<std::mutex> lock(mutex);
+  auto found = plans.find(key);
+  if (found == plans.end())
+    found = plans
+                .emplace(key, dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c),
+                                                                        engine)))
+                .first;
+  return found->second;
+}
+
+}  // namespace
+
+void gemm_bf16_batched_cpu(
+    const GemmShape& s, const float* const* a, const float* const* b, float* c, int64_t count) {
+  check_gemm_shape(s);
+  LATTICE_CHECK(count >= 0, "[gemm] negative batch count ", count);
+  LATTICE_CHECK(s.ldc == std::max<int64_t>(1, s.N),
+                "[gemm] the bf16 GEMM writes packed output (ldc ", s.N, "), got ldc ", s.ldc);
+  LATTICE_CHECK(native_bf16_gemm_cpu(),
+                "[gemm] this CPU has no native bf16 GEMM (AVX512-BF16 or AMX) for oneDNN to run");
+  if (s.M == 0 || s.N == 0 || count == 0) return;
+  if (s.K == 0) {
+    std::fill(c, c + count * s.M * s.N, 0.0f);
+    return;
+  }
+  // Each operand narrowed in its stored orientation (no transposing copy): op(A) is the
+  // (M, K) matrix with strides (K, 1), or (1, M) when A is stored transposed; so for B.
+  thread_local std::vector<uint16_t> a_bf16, b_bf16;
+  const int64_t a_count =
+      narrow_operand(a, count, s.transpose_a ? s.K : s.M, s.transpose_a ? s.M : s.K, s.lda, a_bf16);
+  const int64_t b_count =
+      narrow_operand(b, count, s.transpose_b ? s.N : s.K, s.transpose_b ? s.K : s.N, s.ldb, b_bf16);
+  using dnnl::memory;
+  const auto matrices = [](int64_t batch, int64_t rows, int64_t cols, bool transposed,
+                           memory::data_type type) {
+    return memory::desc(
+        {batch, rows, cols}, type,
+        transposed ? memory::dims{rows * cols, 1, rows} : memory::dims{rows * cols, cols, 1});
+  };
+  const memory::desc a_desc = matrices(a_count, s.M, s.K, s.transpose_a, memory::data_type::bf16);
+  const memory::desc b_desc = matrices(b_count, s.K, s.N, s.transpose_b, memory::data_type::bf16);
+  const memory::desc c_desc = matrices(count, s.M, s.N, false, memory::data_type::f32);
+  try {
+    static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+    dnnl::stream stream(engine);
+    bf16_matmul(s, a_count, b_count, count, a_desc, b_desc, c_desc, engine)
+        .execute(stream, {{DNNL_ARG_SRC, memory(a_desc, engine, a_bf16.data())},
+                          {DNNL_ARG_WEIGHTS, memory(b_desc, engine, b_bf16.data())},
+                          {DNNL_ARG_DST, memory(c_desc, engine, c)}});
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    throw Error(
+        concat("[gemm] oneDNN bf16 matmul failed: ", e.what(), " (status ", int(e.status), ")"));
+  }
 }
 
 void batched_gemm_f64_cpu(
