@@ -568,3 +568,26 @@ TEST_CASE(
   }
   CHECK_MESSAGE(t.ok(), t.summary());
 }
+
+TEST_CASE("round_to_bf16_nearest_even and the bf16 cast kernel give round_to_lattice's bits") {
+  const RoundingPlan plan = make_rounding_plan(bf16, Rounding{});
+  // Every high half with the low halves where rounding decides (just below, at and above the
+  // tie, and the ends), which covers zeros, subnormals, the largest values, inf and NaNs; then
+  // a stride through all 2^32 patterns.
+  std::vector<float> inputs;
+  for (uint32_t high = 0; high < 0x10000u; ++high)
+    for (uint32_t low : {0x0000u, 0x0001u, 0x7FFFu, 0x8000u, 0x8001u, 0xFFFFu})
+      inputs.push_back(float_from_bits((high << 16) | low));
+  for (uint64_t bits = 0; bits < (uint64_t(1) << 32); bits += 65521)
+    inputs.push_back(float_from_bits(uint32_t(bits)));
+  std::vector<float> cast(inputs.size());
+  quantize_elementwise_cpu(inputs.data(), cast.data(), int64_t(inputs.size()), bf16, Rounding{},
+                           RandomStream{});
+  size_t mismatches = 0;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const uint32_t expected = float_bits(round_to_lattice(inputs[i], plan, 0u));
+    mismatches += float_bits(round_to_bf16_nearest_even(inputs[i])) != expected;
+    mismatches += float_bits(cast[i]) != expected;
+  }
+  CHECK(mismatches == 0);
+}

@@ -171,6 +171,18 @@ LATTICE_HD float round_to_lattice(float x, const RoundingPlan& p, uint32_t rando
   return float_from_bits(out);
 }
 
+/// round_to_lattice onto bf16 with nearest-even, standard overflow and subnormals kept, by
+/// the bit identity it reduces to there: bf16 is fp32 with the low 16 bits dropped (subnormals
+/// alike), so adding 0x7FFF plus the kept part's last bit carries exactly when the dropped half
+/// rounds up, into the exponent when the mantissa overflows and into inf past the largest
+/// value. A NaN is quieted with its payload kept, as round_to_lattice does. Branch-free, so
+/// a loop of it vectorises at memory speed.
+LATTICE_HD float round_to_bf16_nearest_even(float x) {
+  const uint32_t bits = float_bits(x);
+  const uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u;
+  return float_from_bits((bits & 0x7FFFFFFFu) > 0x7F800000u ? bits | 0x00400000u : rounded);
+}
+
 /// Code of a lattice value v (v must already lie on the lattice; NaN maps to the format's
 /// NaN code, or to 0 where it has none). Layout: sign | exponent | mantissa, integers
 /// sign | magnitude, exponent formats the biased exponent.
