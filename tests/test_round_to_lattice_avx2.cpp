@@ -1,4 +1,5 @@
-// The CPU kernels' eight-lane rounding (kernels/cpu/round_to_lattice_avx2.h) against the scalar
+// The CPU kernels' eight-lane rounding (kernels/cpu/round_to_lattice_avx2.h) and, where the
+// compiler targets AVX-512, the sixteen-lane one (round_to_lattice_avx512.h) against the scalar
 // round_to_lattice of core/scalar/round.h, bit for bit, over every fp32 class: zeros, fp32
 // subnormals, target subnormals, ties, overflow, inf and NaN, for each format and mode it takes.
 #include <doctest/doctest.h>
@@ -10,6 +11,7 @@
 #include "core/philox.h"
 #include "core/scalar/round.h"
 #include "kernels/cpu/round_to_lattice_avx2.h"
+#include "kernels/cpu/round_to_lattice_avx512.h"
 
 using namespace lattice;
 
@@ -36,11 +38,12 @@ std::vector<float> rounding_inputs(const Format& format) {
   for (uint32_t bits : {0x00000000u, 0x80000000u, 0x00000001u, 0x807FFFFFu, 0x7F800000u,
                         0xFF800000u, 0x7F800001u, 0xFFC00000u, 0x7F7FFFFFu})
     inputs.push_back(float_from_bits(bits));
-  while (inputs.size() % 8 != 0) inputs.push_back(0.0f);
+  while (inputs.size() % 16 != 0) inputs.push_back(0.0f);
   return inputs;
 }
 
-/// Number of inputs where the vector and scalar roundings differ in any bit.
+/// Number of inputs where a vector rounding (eight lanes, and sixteen with AVX-512) and the
+/// scalar one differ in any bit.
 template <ModeClass kMode>
 int64_t avx2_rounding_mismatches(const Format& format, const Rounding& rounding) {
   const RoundingPlan plan = make_rounding_plan(format, rounding);
@@ -60,6 +63,19 @@ int64_t avx2_rounding_mismatches(const Format& format, const Rounding& rounding)
       count += got[k] !=
                float_bits(round_to_lattice<kMode, false>(inputs[i + size_t(k)], plan, words[k]));
   }
+#if defined(__AVX512F__)
+  const RoundingPlanAvx512 wide_plan = make_rounding_plan_avx512(plan);
+  for (size_t i = 0; i < inputs.size(); i += 16) {
+    uint32_t words[16], got[16];
+    for (int k = 0; k < 16; ++k) words[k] = stream.word(i + size_t(k));
+    const __m512 rounded = round_to_lattice_avx512<kMode>(_mm512_loadu_ps(&inputs[i]), wide_plan,
+                                                          _mm512_loadu_si512(words));
+    _mm512_storeu_si512(got, _mm512_castps_si512(rounded));
+    for (int k = 0; k < 16; ++k)
+      count += got[k] !=
+               float_bits(round_to_lattice<kMode, false>(inputs[i + size_t(k)], plan, words[k]));
+  }
+#endif
   return count;
 }
 

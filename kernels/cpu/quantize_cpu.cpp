@@ -11,6 +11,7 @@
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/philox_words_cpu.h"
 #include "kernels/cpu/round_to_lattice_avx2.h"
+#include "kernels/cpu/round_to_lattice_avx512.h"
 #include "kernels/quantize.h"
 
 namespace lattice {
@@ -185,11 +186,32 @@ void quantize_elementwise_cpu(const float* x,
   const RoundingPlanAvx2 vector_plan = make_rounding_plan_avx2(plan);
   const PhiloxEightBlocksAvx2 generator(random);
 #endif
+#if defined(__AVX512F__)
+  const RoundingPlanAvx512 wide_plan = make_rounding_plan_avx512(plan);
+  const PhiloxSixteenBlocksAvx512 sixteen_blocks(random);
+#endif
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t begin = c * kChunk, count = std::min(kChunk, n - begin);
     prefetch_quantize_input(x, begin + kChunk, kChunk, n);
     int64_t done = 0;
+#if defined(__AVX512F__)
+    // With AVX-512, sixteen lanes: the generator's 64 words feed four roundings.
+    if (vector_rounding && stochastic)
+      for (; done + 64 <= count; done += 64) {
+        __m512i sixteen[4];
+        sixteen_blocks.generate(uint64_t(begin + done) / 4, sixteen);
+        for (int k = 0; k < 4; ++k)
+          _mm512_storeu_ps(y + begin + done + 16 * k,
+                           round_to_lattice_avx512<ModeClass::stochastic>(
+                               _mm512_loadu_ps(x + begin + done + 16 * k), wide_plan, sixteen[k]));
+      }
+    if (vector_rounding && !stochastic)
+      for (; done + 16 <= count; done += 16)
+        _mm512_storeu_ps(y + begin + done, round_to_lattice_avx512<ModeClass::nearest>(
+                                               _mm512_loadu_ps(x + begin + done), wide_plan,
+                                               _mm512_setzero_si512()));
+#endif
 #if defined(__AVX2__)
     // Stochastic rounding takes 32 words from the generator straight into four roundings:
     // Philox's multiplies then overlap the loads and stores.
