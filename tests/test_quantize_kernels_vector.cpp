@@ -1,4 +1,4 @@
-// The CPU quantize kernels over arrays long enough for their eight-lane paths (whole-block
+// The CPU quantize kernels over arrays long enough for their vector paths (whole-block
 // groups, Philox words drawn inside the loops, chunk tails, rows starting off a Philox block)
 // against the per-element scalar formulas of core/scalar/, which test_rounding.cpp and
 // test_block.cpp check against the reference lattices and the OCP / TransformerEngine rules.
@@ -114,6 +114,15 @@ TEST_CASE(
       CAPTURE(layout.length);
       CAPTURE(int(rounding.mode));
       CHECK(block_mismatches(layout, e2m1, rounding, nvfp4) == 0);
+      // The design space's encode rule (g * x / s), with and without a tensor scale.
+      for (bool tensor_scale : {false, true}) {
+        const BlockScaling encode{.block_size = 16,
+                                  .scale_format = ue5m3,
+                                  .rule = ScaleRule::encode,
+                                  .tensor_scale = tensor_scale};
+        CAPTURE(tensor_scale);
+        CHECK(block_mismatches(layout, e2m1, rounding, encode) == 0);
+      }
     }
   }
 }

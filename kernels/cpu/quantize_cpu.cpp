@@ -83,11 +83,12 @@ bool is_stochastic(const Rounding& r) {
 
 /// The vectorised part of a run of block elements: xq_out[k] = scale_to_element(x[k]),
 /// y[k] = element_to_value(xq_out[k]), where elements [j * run, (j + 1) * run) share
-/// multipliers[j] and scales[j] (run: 1, or a multiple of 8 for whole blocks). Returns how many
-/// leading elements it did (a multiple of 8); the caller's scalar loop does the rest, and all
-/// of them when the element plan does not fit the eight-lane rounding. With `draw_from`
+/// multipliers[j] and scales[j] (run: 1, or a multiple of 8 for whole blocks; with AVX-512,
+/// runs of 1 or 16n go sixteen lanes at a time). Returns how many leading elements it did (a
+/// multiple of 8); the caller's scalar loop does the rest, and all of them when the element
+/// plan does not fit the vector rounding. With `draw_from`
 /// (stochastic whole blocks, x[0] at a stream index `first` that is a multiple of 4) the words
-/// come from that stream, 32 at a time, and `words` is not read.
+/// come from that stream, 32 (or 64) at a time, and `words` is not read.
 template <ScaleRule kRule, ModeClass kMode>
 int64_t quantize_block_elements_avx2([[maybe_unused]] const float* x,
                                      [[maybe_unused]] const float* multipliers,
@@ -102,6 +103,52 @@ int64_t quantize_block_elements_avx2([[maybe_unused]] const float* x,
                                      [[maybe_unused]] const BlockPlan& plan,
                                      [[maybe_unused]] bool vector_rounding) {
   int64_t k = 0;
+#if defined(__AVX512F__)
+  // Sixteen lanes where the runs allow (element-wise multipliers, or whole runs of 16n).
+  if constexpr (kMode == ModeClass::nearest || kMode == ModeClass::stochastic) {
+    if (vector_rounding && (run == 1 || run % 16 == 0)) {
+      const RoundingPlanAvx512 element_plan = make_rounding_plan_avx512(plan.element);
+      const __m512 tensor_encode = _mm512_set1_ps(plan.tensor_encode);
+      const __m512 tensor_decode = _mm512_set1_ps(plan.tensor_decode);
+      const PhiloxSixteenBlocksAvx512 generator(draw_from ? *draw_from : RandomStream{});
+      __m512i drawn[4];  // the generator's last 64 words
+      const auto sixteen = [&](int64_t at, __m512 multiplier, __m512 scale) {
+        __m512 scaled = _mm512_mul_ps(_mm512_loadu_ps(x + at), multiplier);
+        if constexpr (kRule == ScaleRule::encode) scaled = _mm512_div_ps(scaled, tensor_encode);
+        __m512i random = _mm512_setzero_si512();
+        if constexpr (kMode == ModeClass::stochastic) {
+          if (draw_from) {
+            if ((at & 63) == 0) generator.generate(uint64_t(first + at) / 4, drawn);
+            random = drawn[(at >> 4) & 3];
+          } else {
+            random = _mm512_loadu_si512(words + at);
+          }
+        }
+        const __m512 xq = round_to_lattice_avx512<kMode>(scaled, element_plan, random);
+        _mm512_storeu_ps(xq_out + at, xq);
+        __m512 value;
+        if constexpr (kRule == ScaleRule::mx)
+          value = _mm512_mul_ps(xq, scale);
+        else if constexpr (kRule == ScaleRule::nvfp4)
+          value = _mm512_mul_ps(_mm512_mul_ps(xq, scale), tensor_decode);
+        else
+          value = _mm512_div_ps(_mm512_mul_ps(tensor_encode, xq), scale);
+        _mm512_storeu_ps(y + at, value);
+      };
+      if (run == 1) {
+        for (; k + 16 <= count; k += 16)
+          sixteen(k, _mm512_loadu_ps(multipliers + k), _mm512_loadu_ps(scales + k));
+      } else {
+        for (int64_t j = 0; k + run <= count; ++j) {
+          const __m512 multiplier = _mm512_set1_ps(multipliers[j]),
+                       scale = _mm512_set1_ps(scales[j]);
+          for (const int64_t end = k + run; k < end; k += 16) sixteen(k, multiplier, scale);
+        }
+      }
+      return k;
+    }
+  }
+#endif
 #if defined(__AVX2__)
   if constexpr (kMode == ModeClass::nearest || kMode == ModeClass::stochastic) {
     if (!vector_rounding) return 0;
@@ -208,9 +255,9 @@ void quantize_elementwise_cpu(const float* x,
       }
     if (vector_rounding && !stochastic)
       for (; done + 16 <= count; done += 16)
-        _mm512_storeu_ps(y + begin + done, round_to_lattice_avx512<ModeClass::nearest>(
-                                               _mm512_loadu_ps(x + begin + done), wide_plan,
-                                               _mm512_setzero_si512()));
+        _mm512_storeu_ps(y + begin + done,
+                         round_to_lattice_avx512<ModeClass::nearest>(
+                             _mm512_loadu_ps(x + begin + done), wide_plan, _mm512_setzero_si512()));
 #endif
 #if defined(__AVX2__)
     // Stochastic rounding takes 32 words from the generator straight into four roundings:

@@ -78,8 +78,8 @@ inline __m512 round_to_lattice_avx512(__m512 x, const RoundingPlanAvx512& p, __m
   const __mmask16 is_normal = _mm512_cmpgt_epi32_mask(quantum_biased, _mm512_setzero_si512());
   const __m512i quantum_subnormal =
       _mm512_sllv_epi32(one, _mm512_add_epi32(quantum_biased, _mm512_set1_epi32(22)));
-  const __m512 quantum = _mm512_castsi512_ps(_mm512_mask_blend_epi32(
-      is_normal, quantum_subnormal, _mm512_slli_epi32(quantum_biased, 23)));
+  const __m512 quantum = _mm512_castsi512_ps(
+      _mm512_mask_blend_epi32(is_normal, quantum_subnormal, _mm512_slli_epi32(quantum_biased, 23)));
   __m512 y = _mm512_mul_ps(_mm512_cvtepi32_ps(kept), quantum);
   y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, p.max, _CMP_GT_OQ), y, p.overflow);
   const __m512i infinity = _mm512_set1_epi32(0x7F800000);
