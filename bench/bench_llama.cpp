@@ -1,10 +1,15 @@
 // Training-step time of the tiny LLaMA (vocab 256, dim 256, 4 layers, 4 heads, SwiGLU 688,
 // RMSNorm, RoPE, causal attention, untied head; batch 16 x 128 random tokens by default; next-token
 // cross entropy; AdamW lr 3e-4, wd 0.1) — the model ../shared/peers/torch_bench.py times in PyTorch
-// — with an optional precision stack. Reports median ms/step, tokens/s and peak resident memory.
-// Usage: bench_llama [--steps N] [--warmup N] [--stack SPEC] [--device D] [--batch B] [--seq T]
-//                    [--gemm auto|exact-fp32]
+// — under one or more precision stacks, interleaved step by step in one run, each median with
+// its ratio to the first stack's. Reports median ms/step, tokens/s and peak resident memory.
+// Usage: bench_llama [--steps N] [--warmup N] [--stack SPEC[;SPEC...]] [--device D] [--batch B]
+//                    [--seq T] [--gemm auto|exact-fp32]
+//   e.g. bench_llama --stack 'fp32;bf16;mxfp4'   (each stack's step time / the fp32 step's)
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -18,44 +23,74 @@
 
 using namespace lattice;
 
+namespace {
+
+/// One stack's model, optimizer and step times.
+struct Run {
+  PrecisionStack stack;
+  std::unique_ptr<models::Llama> llama = {};
+  std::unique_ptr<optim::AdamW> adamw = {};
+  std::vector<double> times = {};
+  float loss = 0.0f;
+};
+
+}  // namespace
+
 int main(int argc, char** argv) {
   const char* program = "bench_llama";
-  const std::optional<bench::StepFlags> flags =
-      bench::parse_step_flags(argc, argv, program, 10, 2, {{"batch", "16"}, {"seq", "128"}});
+  const std::optional<bench::StepFlags> flags = bench::parse_step_flags(
+      argc, argv, program, 10, 2, {{"batch", "16"}, {"seq", "128"}}, /*several_stacks=*/true);
   if (!flags) return 2;
   const std::optional<int64_t> batch_flag = bench::integer_flag(flags->all, "batch", program, 1);
   const std::optional<int64_t> seq_flag = bench::integer_flag(flags->all, "seq", program, 1);
   if (!batch_flag || !seq_flag) return 2;
-  const PrecisionStack& stack = flags->stack;
   const int64_t batch = *batch_flag, length = *seq_flag, vocab = 256;
-  manual_seed(0);
-  models::Llama llama(models::LlamaConfig{});
-  llama.to(flags->device);
   const Tensor tokens =
       clamp(scale(uniform({batch, length + 1}, 0.0, 1.0, RandomStream{.seed = 1}), vocab), 0,
             vocab - 1)
           .to(DType::int64);
   const Tensor input = tokens.narrow(1, 0, length).contiguous().to(flags->device);
   const Tensor target = tokens.narrow(1, 1, length).reshape({-1}).to(flags->device);
-  optim::AdamW adamw(optim::one_group(llama.named_parameters(), 3e-4, 0.1), {}, stack);
+  std::vector<Run> runs;
+  for (const PrecisionStack& stack : flags->stacks) {
+    Run run{.stack = stack};
+    manual_seed(0);
+    run.llama = std::make_unique<models::Llama>(models::LlamaConfig{});
+    run.llama->to(flags->device);
+    run.adamw = std::make_unique<optim::AdamW>(
+        optim::one_group(run.llama->named_parameters(), 3e-4, 0.1), optim::AdamOptions{}, stack);
+    runs.push_back(std::move(run));
+  }
 
-  PrecisionScope scope(stack);
-  float loss_value = 0.0f;
-  const std::vector<double> times = bench::time_steps(flags->warmup, flags->steps, [&] {
-    llama.zero_grad();
-    const Tensor loss = cross_entropy(llama(input).reshape({-1, vocab}), target);
-    backward(loss);
-    adamw.step();
-    loss_value = loss.item<float>();
-  });
-  const double median = bench::median(times);
-  std::printf(
-      "llama d256 L4 H4 b%lldx%lld adamw, %lld params, stack %s, %s: median %.1f ms/step (min "
-      "%.1f, "
-      "max %.1f) over %lld steps, %.0f tokens/s, peak RSS %.1f MiB, final loss %.4f, GEMMs: %s\n",
-      (long long)batch, (long long)length, (long long)llama.parameter_count(),
-      to_string(stack).c_str(), device_name(flags->device), median, times.front(), times.back(),
-      (long long)flags->steps, double(batch * length) / (median / 1000.0), bench::peak_rss_mib(),
-      loss_value, describe_gemm_path().c_str());
+  // Stacks take turns step by step, so drift in the machine's speed hits them alike.
+  for (int64_t step = 0; step < flags->warmup + flags->steps; ++step)
+    for (Run& run : runs) {
+      PrecisionScope scope(run.stack);
+      const auto start = std::chrono::steady_clock::now();
+      run.llama->zero_grad();
+      const Tensor loss = cross_entropy((*run.llama)(input).reshape({-1, vocab}), target);
+      backward(loss);
+      run.adamw->step();
+      run.loss = loss.item<float>();
+      const std::chrono::duration<double, std::milli> elapsed =
+          std::chrono::steady_clock::now() - start;
+      if (step >= flags->warmup) run.times.push_back(elapsed.count());
+    }
+  double first_median = 0.0;
+  for (Run& run : runs) {
+    std::sort(run.times.begin(), run.times.end());
+    const double median = bench::median(run.times);
+    if (first_median == 0.0) first_median = median;
+    std::printf(
+        "llama d256 L4 H4 b%lldx%lld adamw, %lld params, stack %s, %s: median %.1f ms/step (min "
+        "%.1f, max %.1f) over %lld steps, %.0f tokens/s, %.2fx the first stack, final loss "
+        "%.4f\n",
+        (long long)batch, (long long)length, (long long)run.llama->parameter_count(),
+        to_string(run.stack).c_str(), device_name(flags->device), median, run.times.front(),
+        run.times.back(), (long long)flags->steps, double(batch * length) / (median / 1000.0),
+        median / first_median, run.loss);
+  }
+  std::printf("peak RSS %.1f MiB, GEMMs: %s\n", bench::peak_rss_mib(),
+              describe_gemm_path().c_str());
   return 0;
 }

@@ -16,6 +16,7 @@
 
 #include "core/device.h"
 #include "core/error.h"
+#include "core/text.h"
 #include "kernels/device_memory.h"
 #include "ops/quantized_gemm.h"
 #include "tensor/precision_stack.h"
@@ -88,19 +89,22 @@ inline bool apply_gemm_flag(const Flags& flags, const char* program) {
 
 struct StepFlags {
   int64_t steps = 0, warmup = 0;
-  PrecisionStack stack;
+  PrecisionStack stack;                // the first of `stacks`
+  std::vector<PrecisionStack> stacks;  // --stack SPEC;SPEC;... where the benchmark takes several
   Device device = Device::cpu;
   Flags all;
 };
 
 /// Parses --steps (>= 1), --warmup (>= 0), --stack SPEC, --device, --gemm and the benchmark's own
 /// `extra` flags with these defaults; prints "<program>: ..." and returns nullopt on any error.
+/// With `several_stacks`, --stack takes specs separated by ';'.
 inline std::optional<StepFlags> parse_step_flags(int argc,
                                                  char** argv,
                                                  const char* program,
                                                  int64_t default_steps,
                                                  int64_t default_warmup,
-                                                 Flags extra = {}) {
+                                                 Flags extra = {},
+                                                 bool several_stacks = false) {
   Flags flags = std::move(extra);
   flags.insert({{"steps", std::to_string(default_steps)},
                 {"warmup", std::to_string(default_warmup)},
@@ -114,7 +118,12 @@ inline std::optional<StepFlags> parse_step_flags(int argc,
   const std::optional<Device> device = device_flag(flags, program);
   if (!steps || !warmup || !device) return std::nullopt;
   try {
-    return StepFlags{*steps, *warmup, parse_precision_stack(flags["stack"]), *device, flags};
+    std::vector<PrecisionStack> stacks;
+    for (const std::string& spec :
+         several_stacks ? split(flags["stack"], ';') : std::vector<std::string>{flags["stack"]})
+      stacks.push_back(parse_precision_stack(spec));
+    LATTICE_CHECK(!stacks.empty(), "[bench] --stack names no stack");
+    return StepFlags{*steps, *warmup, stacks.front(), stacks, *device, flags};
   } catch (const Error& e) {
     std::fprintf(stderr, "%s: %s\n", program, e.what());
     return std::nullopt;
