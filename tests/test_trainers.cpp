@@ -221,6 +221,29 @@ TEST_CASE("trainers reject bad flags, specs and data with one line") {
   const auto bad_ema = run_program(trainer("regression"), "--rows 64 --features 4 --ema 1");
   CHECK(bad_ema.status == 1);
   CHECK(bad_ema.err == "regression: [trainer] --ema 1: expected a decay in [0, 1)\n");
+
+  const auto bad_gemm = run_program(trainer("regression"), "--rows 64 --features 4 --gemm fast");
+  CHECK(bad_gemm.status != 0);
+  CHECK(bad_gemm.err.starts_with("--gemm: fast not in {auto,exact-fp32}\n"));
+}
+
+TEST_CASE("--gemm exact-fp32 is recorded in the summary, and bf16 GEMMs leave the loss close") {
+  // Under a bf16 stack the regression's hidden GEMMs qualify for the bf16 GEMM: on a CPU with
+  // native bf16 the two paths sum in different orders, elsewhere they are the same path.
+  std::vector<double> losses;
+  for (const std::string path : {"exact-fp32", "auto"}) {
+    const fs::path out = scratch_dir() / ("regression-gemm-" + path);
+    const auto result = run_program(trainer("regression"),
+                                    "--rows 256 --features 8 --batch 32 --steps 5 --stack bf16 "
+                                    "--gemm " +
+                                        path + " --out '" + out.string() + "'");
+    INFO(result.err);
+    REQUIRE(result.status == 0);
+    const nlohmann::json s = summary(out);
+    if (path == "exact-fp32") CHECK(s["gemm"] == "fp32");
+    losses.push_back(s["train_loss"].get<double>());
+  }
+  CHECK(losses[1] == doctest::Approx(losses[0]).epsilon(1e-2));
 }
 
 TEST_CASE("a resumed run cuts metrics.jsonl back to its checkpoint, so no step is logged twice") {

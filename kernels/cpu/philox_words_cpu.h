@@ -103,8 +103,10 @@ class PhiloxEightBlocksAvx2 {
 #if defined(__AVX512F__)
 // GCC 12 reports the _mm512_undefined_epi32() inside its own intrinsics as maybe-uninitialized
 // (GCC bug 105593).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 /// Sixteen consecutive Philox blocks of one stream per call, as four vectors of 64 words in
 /// stream order: PhiloxEightBlocksAvx2's rounds on 16 lanes.
 class PhiloxSixteenBlocksAvx512 {
@@ -185,7 +187,9 @@ class PhiloxSixteenBlocksAvx512 {
   __m512i key0_[10], key1_[10];
   __m512i round0_hi1_key0_, round0_lo1_, round0_c3_key1_;
 };
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 #endif
 
 /// words[0 .. 4 * blocks) = stream.block(first_block + b).word[j] at 4 * b + j: whole Philox

@@ -12,8 +12,10 @@
 
 // GCC 12 reports the _mm512_undefined_epi32() inside its own intrinsics as maybe-uninitialized
 // (GCC bug 105593).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace lattice {
 
@@ -94,5 +96,7 @@ inline __m512 round_to_lattice_avx512(__m512 x, const RoundingPlanAvx512& p, __m
 
 }  // namespace lattice
 
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 #endif
