@@ -98,10 +98,11 @@ TEST_CASE("gemm_bf16_batched_cpu equals the reference on bf16 operands, batched 
   const int64_t M = 37, N = 53, K = 71, pad = 5, count = 3;
   for (bool ta : {false, true})
     for (bool tb : {false, true})
-      for (bool shared_a : {false, true}) {
+      for (int shared : {0, 1, 2, 3}) {  // bit 0: one A for every entry; bit 1: one B
+        const bool shared_a = shared & 1, shared_b = shared & 2;
         CAPTURE(ta);
         CAPTURE(tb);
-        CAPTURE(shared_a);
+        CAPTURE(shared);
         GemmShape s = dense_gemm(M, N, K, ta, tb);
         s.lda += pad, s.ldb += pad;  // strided rows (the output is packed)
         const int64_t a_size = (ta ? K : M) * s.lda, b_size = (tb ? N : K) * s.ldb;
@@ -109,8 +110,8 @@ TEST_CASE("gemm_bf16_batched_cpu equals the reference on bf16 operands, batched 
         const std::vector<float> b = random_bf16_matrix(count * b_size, 2);
         std::vector<const float*> as, bs;
         for (int64_t i = 0; i < count; ++i) {
-          as.push_back(a.data() + (shared_a ? 0 : i * a_size));  // one A for every entry
-          bs.push_back(b.data() + i * b_size);
+          as.push_back(a.data() + (shared_a ? 0 : i * a_size));
+          bs.push_back(b.data() + (shared_b ? 0 : i * b_size));
         }
         std::vector<float> c(size_t(count * M * N), NAN);
         gemm_bf16_batched_cpu(s, as.data(), bs.data(), c.data(), count);

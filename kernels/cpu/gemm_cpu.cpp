@@ -82,15 +82,17 @@ inline uint16_t bf16_bits(float v) {
 }
 
 /// One GEMM operand of a batch: `count` matrices of rows x cols stored with leading dimension
-/// ld (or one, when every pointer is the same), narrowed into dense bf16 matrices, one after
-/// another in `out`. Returns the number of matrices narrowed.
+/// ld (or one, when `may_share` and every pointer is the same), narrowed into dense bf16
+/// matrices, one after another in `out`. Returns the number of matrices narrowed.
 int64_t narrow_operand(const float* const* x,
                        int64_t count,
                        int64_t rows,
                        int64_t cols,
                        int64_t ld,
+                       bool may_share,
                        std::vector<uint16_t>& out) {
-  const bool shared = std::all_of(x, x + count, [&](const float* p) { return p == x[0]; });
+  const bool shared =
+      may_share && std::all_of(x, x + count, [&](const float* p) { return p == x[0]; });
   const int64_t matrices = shared ? 1 : count, total_rows = matrices * rows;
   if (out.size() < size_t(total_rows * cols)) out.resize(size_t(total_rows * cols));
   uint16_t* y = out.data();
@@ -105,7 +107,8 @@ int64_t narrow_operand(const float* const* x,
 
 /// The matmul primitive of one geometry (its operands' batch counts, sizes and orientations),
 /// built once per thread count: oneDNN plans a primitive's split over the threads it has when
-/// the primitive is created.
+/// the primitive is created. The cache forgets everything past kMaxPlans geometries (sampling
+/// with a growing sequence meets a new one per token), so it stays bounded.
 dnnl::matmul bf16_matmul(const GemmShape& s,
                          int64_t a_count,
                          int64_t b_count,
@@ -120,7 +123,9 @@ dnnl::matmul bf16_matmul(const GemmShape& s,
   const Key key{
       a_count, b_count, count, s.M, s.N, s.K, s.transpose_a, s.transpose_b, omp_get_max_threads()};
   const std::lock_guard<std::mutex> lock(mutex);
+  constexpr size_t kMaxPlans = 512;
   auto found = plans.find(key);
+  if (found == plans.end() && plans.size() >= kMaxPlans) plans.clear();
   if (found == plans.end())
     found = plans
                 .emplace(key, dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c),
@@ -147,10 +152,11 @@ void gemm_bf16_batched_cpu(
   // Each operand narrowed in its stored orientation (no transposing copy): op(A) is the
   // (M, K) matrix with strides (K, 1), or (1, M) when A is stored transposed; so for B.
   thread_local std::vector<uint16_t> a_bf16, b_bf16;
-  const int64_t a_count =
-      narrow_operand(a, count, s.transpose_a ? s.K : s.M, s.transpose_a ? s.M : s.K, s.lda, a_bf16);
-  const int64_t b_count =
-      narrow_operand(b, count, s.transpose_b ? s.N : s.K, s.transpose_b ? s.K : s.N, s.ldb, b_bf16);
+  // oneDNN broadcasts one operand's single matrix over the batch, not both.
+  const int64_t a_count = narrow_operand(a, count, s.transpose_a ? s.K : s.M,
+                                         s.transpose_a ? s.M : s.K, s.lda, true, a_bf16);
+  const int64_t b_count = narrow_operand(b, count, s.transpose_b ? s.N : s.K,
+                                         s.transpose_b ? s.K : s.N, s.ldb, a_count > 1, b_bf16);
   using dnnl::memory;
   const auto matrices = [](int64_t batch, int64_t rows, int64_t cols, bool transposed,
                            memory::data_type type) {
