@@ -2,6 +2,7 @@
 """PyTorch peer of `build/bin/llama`: the same model and optimizer, for the step time.
 
   python3 bench/peers/torch_llama.py [--config 9m] [--batch 16] [--seq 128] [--threads 2]
+                                     [--keep-openblas-env]
 
 The model is examples/models/llama.h: token embedding, pre-norm blocks (RMSNorm eps 1e-5,
 causal attention with interleaved RoPE of base 10000, SwiGLU), a final RMSNorm and an untied
@@ -24,14 +25,17 @@ OPENBLAS_DIR = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
 CONFIGS = {"9m": dict(vocab=4096, dim=256, layers=8, heads=4, hidden=768)}
 
 
-def use_openblas():
+def use_openblas(keep_openblas_env):
     if os.environ.get("_TORCH_LLAMA_REEXEC") == "1" or not os.path.isdir(OPENBLAS_DIR):
         return
     env = dict(os.environ, _TORCH_LLAMA_REEXEC="1")
     env["LD_LIBRARY_PATH"] = OPENBLAS_DIR + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
-    # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, where a machine sets them, force a slower kernel.
-    env.pop("OPENBLAS_CORETYPE", None)
-    env.pop("OPENBLAS_L2_SIZE", None)
+    # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, where a machine sets them, force a slower kernel;
+    # but on a CPU Debian's OpenBLAS 0.3.21 does not know (a Xeon with AMX) it falls back to its
+    # generic Prescott kernels unless OPENBLAS_CORETYPE=SkylakeX is given and kept.
+    if not keep_openblas_env:
+        env.pop("OPENBLAS_CORETYPE", None)
+        env.pop("OPENBLAS_L2_SIZE", None)
     os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 
@@ -99,8 +103,10 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--keep-openblas-env", action="store_true",
+                        help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (dropped by default)")
     args = parser.parse_args()
-    use_openblas()
+    use_openblas(args.keep_openblas_env)
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
