@@ -6,8 +6,6 @@
 // Usage: bench_llama [--steps N] [--warmup N] [--stack SPEC[;SPEC...]] [--device D] [--batch B]
 //                    [--seq T] [--gemm auto|exact-fp32]
 //   e.g. bench_llama --stack 'fp32;bf16;mxfp4'   (each stack's step time / the fp32 step's)
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -22,19 +20,6 @@
 #include "tensor/random.h"
 
 using namespace lattice;
-
-namespace {
-
-/// One stack's model, optimizer and step times.
-struct Run {
-  PrecisionStack stack;
-  std::unique_ptr<models::Llama> llama = {};
-  std::unique_ptr<optim::AdamW> adamw = {};
-  std::vector<double> times = {};
-  float loss = 0.0f;
-};
-
-}  // namespace
 
 int main(int argc, char** argv) {
   const char* program = "bench_llama";
@@ -51,44 +36,35 @@ int main(int argc, char** argv) {
           .to(DType::int64);
   const Tensor input = tokens.narrow(1, 0, length).contiguous().to(flags->device);
   const Tensor target = tokens.narrow(1, 1, length).reshape({-1}).to(flags->device);
-  std::vector<Run> runs;
+  std::vector<std::unique_ptr<models::Llama>> llamas;
+  std::vector<std::unique_ptr<optim::AdamW>> optimizers;
   for (const PrecisionStack& stack : flags->stacks) {
-    Run run{.stack = stack};
     manual_seed(0);
-    run.llama = std::make_unique<models::Llama>(models::LlamaConfig{});
-    run.llama->to(flags->device);
-    run.adamw = std::make_unique<optim::AdamW>(
-        optim::one_group(run.llama->named_parameters(), 3e-4, 0.1), optim::AdamOptions{}, stack);
-    runs.push_back(std::move(run));
+    llamas.push_back(std::make_unique<models::Llama>(models::LlamaConfig{}));
+    llamas.back()->to(flags->device);
+    optimizers.push_back(std::make_unique<optim::AdamW>(
+        optim::one_group(llamas.back()->named_parameters(), 3e-4, 0.1), optim::AdamOptions{},
+        stack));
   }
-
-  // Stacks take turns step by step, so drift in the machine's speed hits them alike.
-  for (int64_t step = 0; step < flags->warmup + flags->steps; ++step)
-    for (Run& run : runs) {
-      PrecisionScope scope(run.stack);
-      const auto start = std::chrono::steady_clock::now();
-      run.llama->zero_grad();
-      const Tensor loss = cross_entropy((*run.llama)(input).reshape({-1, vocab}), target);
-      backward(loss);
-      run.adamw->step();
-      run.loss = loss.item<float>();
-      const std::chrono::duration<double, std::milli> elapsed =
-          std::chrono::steady_clock::now() - start;
-      if (step >= flags->warmup) run.times.push_back(elapsed.count());
-    }
-  double first_median = 0.0;
-  for (Run& run : runs) {
-    std::sort(run.times.begin(), run.times.end());
-    const double median = bench::median(run.times);
-    if (first_median == 0.0) first_median = median;
+  std::vector<float> losses(flags->stacks.size());
+  const std::vector<std::vector<double>> times =
+      bench::time_interleaved_steps(flags->stacks, flags->warmup, flags->steps, [&](size_t i) {
+        llamas[i]->zero_grad();
+        const Tensor loss = cross_entropy((*llamas[i])(input).reshape({-1, vocab}), target);
+        backward(loss);
+        optimizers[i]->step();
+        losses[i] = loss.item<float>();
+      });
+  for (size_t i = 0; i < times.size(); ++i) {
+    const double median = bench::median(times[i]);
     std::printf(
         "llama d256 L4 H4 b%lldx%lld adamw, %lld params, stack %s, %s: median %.1f ms/step (min "
         "%.1f, max %.1f) over %lld steps, %.0f tokens/s, %.2fx the first stack, final loss "
         "%.4f\n",
-        (long long)batch, (long long)length, (long long)run.llama->parameter_count(),
-        to_string(run.stack).c_str(), device_name(flags->device), median, run.times.front(),
-        run.times.back(), (long long)flags->steps, double(batch * length) / (median / 1000.0),
-        median / first_median, run.loss);
+        (long long)batch, (long long)length, (long long)llamas[i]->parameter_count(),
+        to_string(flags->stacks[i]).c_str(), device_name(flags->device), median, times[i].front(),
+        times[i].back(), (long long)flags->steps, double(batch * length) / (median / 1000.0),
+        median / bench::median(times[0]), losses[i]);
   }
   std::printf("peak RSS %.1f MiB, GEMMs: %s\n", bench::peak_rss_mib(),
               describe_gemm_path().c_str());

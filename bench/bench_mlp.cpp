@@ -5,8 +5,6 @@
 // Usage: bench_mlp [--steps N] [--warmup N] [--hidden H] [--stacks SPEC;SPEC;...] [--device D]
 //                  [--gemm auto|exact-fp32]
 //   e.g. bench_mlp --hidden 512 --stacks 'fp32;mxfp4'   (MXFP4 step time / fp32 step time)
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -22,19 +20,6 @@
 #include "tensor/random.h"
 
 using namespace lattice;
-
-namespace {
-
-/// One model and optimizer trained under one stack.
-struct Run {
-  PrecisionStack stack;
-  std::unique_ptr<nn::Sequential> mlp = {};
-  std::unique_ptr<optim::Adam> adam = {};
-  std::vector<double> times = {};
-  float loss = 0.0f;
-};
-
-}  // namespace
 
 int main(int argc, char** argv) {
   const char* program = "bench_mlp";
@@ -53,52 +38,46 @@ int main(int argc, char** argv) {
   for (int64_t i = 0; i < batch; ++i) labels.push_back(i % 10);
   const Tensor targets = from_vector<int64_t>(labels, {batch}).to(*device);
 
-  std::vector<Run> runs;
+  std::vector<PrecisionStack> stacks;
+  std::vector<std::unique_ptr<nn::Sequential>> mlps;
+  std::vector<std::unique_ptr<optim::Adam>> optimizers;
   try {
     for (const std::string& spec : split(flags["stacks"], ';')) {
-      Run run{.stack = parse_precision_stack(spec)};
+      stacks.push_back(parse_precision_stack(spec));
       manual_seed(0);
-      run.mlp = std::make_unique<nn::Sequential>(std::vector<std::shared_ptr<nn::Module>>{
+      mlps.push_back(std::make_unique<nn::Sequential>(std::vector<std::shared_ptr<nn::Module>>{
           std::make_shared<nn::Linear>(784, *hidden),
           std::make_shared<nn::Activation>(nn::Activation::Kind::relu),
           std::make_shared<nn::Linear>(*hidden, *hidden),
           std::make_shared<nn::Activation>(nn::Activation::Kind::relu),
-          std::make_shared<nn::Linear>(*hidden, 10)});
-      run.mlp->to(*device);
-      run.adam = std::make_unique<optim::Adam>(optim::one_group(run.mlp->named_parameters(), 1e-3),
-                                               optim::AdamOptions{}, run.stack);
-      runs.push_back(std::move(run));
+          std::make_shared<nn::Linear>(*hidden, 10)}));
+      mlps.back()->to(*device);
+      optimizers.push_back(
+          std::make_unique<optim::Adam>(optim::one_group(mlps.back()->named_parameters(), 1e-3),
+                                        optim::AdamOptions{}, stacks.back()));
     }
   } catch (const Error& e) {
     std::fprintf(stderr, "%s: %s\n", program, e.what());
     return 2;
   }
 
-  // Stacks take turns step by step, so drift in the machine's speed hits them alike.
-  for (int64_t step = 0; step < *warmup + *steps; ++step)
-    for (Run& run : runs) {
-      PrecisionScope scope(run.stack);
-      const auto start = std::chrono::steady_clock::now();
-      run.adam->zero_grad();
-      const Tensor loss = cross_entropy((*run.mlp)(x), targets);
-      backward(loss);
-      run.adam->step();
-      run.loss = loss.item<float>();
-      const std::chrono::duration<double, std::milli> elapsed =
-          std::chrono::steady_clock::now() - start;
-      if (step >= *warmup) run.times.push_back(elapsed.count());
-    }
-  double first_median = 0.0;
-  for (Run& run : runs) {
-    std::sort(run.times.begin(), run.times.end());
-    const double median = bench::median(run.times);
-    if (first_median == 0.0) first_median = median;
+  std::vector<float> losses(stacks.size());
+  const std::vector<std::vector<double>> times =
+      bench::time_interleaved_steps(stacks, *warmup, *steps, [&](size_t i) {
+        optimizers[i]->zero_grad();
+        const Tensor loss = cross_entropy((*mlps[i])(x), targets);
+        backward(loss);
+        optimizers[i]->step();
+        losses[i] = loss.item<float>();
+      });
+  for (size_t i = 0; i < times.size(); ++i) {
+    const double median = bench::median(times[i]);
     std::printf(
         "mlp 784-%lld-%lld-10 b%lld adam, stack %s, %s: median %.2f ms/step (min %.2f, max %.2f) "
         "over %lld steps, %.0f samples/s, %.2fx the first stack, final loss %.4f\n",
-        (long long)*hidden, (long long)*hidden, (long long)batch, to_string(run.stack).c_str(),
-        device_name(*device), median, run.times.front(), run.times.back(), (long long)*steps,
-        double(batch) / (median / 1000.0), median / first_median, run.loss);
+        (long long)*hidden, (long long)*hidden, (long long)batch, to_string(stacks[i]).c_str(),
+        device_name(*device), median, times[i].front(), times[i].back(), (long long)*steps,
+        double(batch) / (median / 1000.0), median / bench::median(times[0]), losses[i]);
   }
   std::printf("peak RSS %.1f MiB, GEMMs: %s\n", bench::peak_rss_mib(),
               describe_gemm_path().c_str());

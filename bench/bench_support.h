@@ -145,6 +145,28 @@ std::vector<double> time_steps(int64_t warmup, int64_t steps, Step&& step) {
   return times;
 }
 
+/// Runs step(i), the step of stacks[i] under that stack's scope, for every stack in turn,
+/// warmup + steps rounds, so that drift in the machine's speed hits the stacks alike. Returns
+/// each stack's counted milliseconds, sorted.
+template <typename Step>
+std::vector<std::vector<double>> time_interleaved_steps(const std::vector<PrecisionStack>& stacks,
+                                                        int64_t warmup,
+                                                        int64_t steps,
+                                                        Step&& step) {
+  std::vector<std::vector<double>> times(stacks.size());
+  for (int64_t round = 0; round < warmup + steps; ++round)
+    for (size_t i = 0; i < stacks.size(); ++i) {
+      PrecisionScope scope(stacks[i]);
+      const auto start = std::chrono::steady_clock::now();
+      step(i);
+      const std::chrono::duration<double, std::milli> elapsed =
+          std::chrono::steady_clock::now() - start;
+      if (round >= warmup) times[i].push_back(elapsed.count());
+    }
+  for (std::vector<double>& run : times) std::sort(run.begin(), run.end());
+  return times;
+}
+
 inline double median(const std::vector<double>& sorted) {
   return sorted[sorted.size() / 2];
 }
