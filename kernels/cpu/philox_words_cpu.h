@@ -14,6 +14,28 @@
 
 namespace lattice {
 
+/// A stream's per-round keys and the round-0 values that are the same in every lane: counter
+/// words 2-3 (the subsequence) are shared by all blocks of a run, so round 0's second product
+/// is too, and its halves meet their keys once. The vector generators broadcast these.
+struct PhiloxLaneConstants {
+  uint32_t key0[10], key1[10];
+  uint32_t round0_hi1_key0, round0_lo1, round0_c3_key1;
+
+  explicit PhiloxLaneConstants(const RandomStream& stream) {
+    uint32_t k0 = uint32_t(stream.seed), k1 = uint32_t(stream.seed >> 32);
+    for (int round = 0; round < 10; ++round) {
+      key0[round] = k0;
+      key1[round] = k1;
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    const uint64_t first_product = uint64_t(0xCD9E8D57u) * uint32_t(stream.subsequence);
+    round0_hi1_key0 = uint32_t(first_product >> 32) ^ uint32_t(stream.seed);
+    round0_lo1 = uint32_t(first_product);
+    round0_c3_key1 = uint32_t(stream.subsequence >> 32) ^ uint32_t(stream.seed >> 32);
+  }
+};
+
 #if defined(__AVX2__)
 namespace philox_avx2 {
 
@@ -33,21 +55,14 @@ inline void multiply_high_low(__m256i a, __m256i multiplier, __m256i& hi, __m256
 class PhiloxEightBlocksAvx2 {
  public:
   explicit PhiloxEightBlocksAvx2(const RandomStream& stream) : offset_(stream.offset) {
-    uint32_t k0 = uint32_t(stream.seed), k1 = uint32_t(stream.seed >> 32);
+    const PhiloxLaneConstants constants(stream);
     for (int round = 0; round < 10; ++round) {
-      key0_[round] = _mm256_set1_epi32(int(k0));
-      key1_[round] = _mm256_set1_epi32(int(k1));
-      k0 += 0x9E3779B9u;
-      k1 += 0xBB67AE85u;
+      key0_[round] = _mm256_set1_epi32(int(constants.key0[round]));
+      key1_[round] = _mm256_set1_epi32(int(constants.key1[round]));
     }
-    // Counter words 2-3 (the subsequence) are the same in every lane, so round 0's second
-    // product is too: its halves, with the keys they meet, are computed once.
-    const uint64_t first_product = uint64_t(0xCD9E8D57u) * uint32_t(stream.subsequence);
-    round0_hi1_key0_ =
-        _mm256_set1_epi32(int(uint32_t(first_product >> 32) ^ uint32_t(stream.seed)));
-    round0_lo1_ = _mm256_set1_epi32(int(uint32_t(first_product)));
-    round0_c3_key1_ =
-        _mm256_set1_epi32(int(uint32_t(stream.subsequence >> 32) ^ uint32_t(stream.seed >> 32)));
+    round0_hi1_key0_ = _mm256_set1_epi32(int(constants.round0_hi1_key0));
+    round0_lo1_ = _mm256_set1_epi32(int(constants.round0_lo1));
+    round0_c3_key1_ = _mm256_set1_epi32(int(constants.round0_c3_key1));
   }
 
   /// words[k] (k = 0..3) = words 8k .. 8k + 7 of blocks first_block .. first_block + 7.
@@ -112,19 +127,14 @@ class PhiloxEightBlocksAvx2 {
 class PhiloxSixteenBlocksAvx512 {
  public:
   explicit PhiloxSixteenBlocksAvx512(const RandomStream& stream) : offset_(stream.offset) {
-    uint32_t k0 = uint32_t(stream.seed), k1 = uint32_t(stream.seed >> 32);
+    const PhiloxLaneConstants constants(stream);
     for (int round = 0; round < 10; ++round) {
-      key0_[round] = _mm512_set1_epi32(int(k0));
-      key1_[round] = _mm512_set1_epi32(int(k1));
-      k0 += 0x9E3779B9u;
-      k1 += 0xBB67AE85u;
+      key0_[round] = _mm512_set1_epi32(int(constants.key0[round]));
+      key1_[round] = _mm512_set1_epi32(int(constants.key1[round]));
     }
-    const uint64_t first_product = uint64_t(0xCD9E8D57u) * uint32_t(stream.subsequence);
-    round0_hi1_key0_ =
-        _mm512_set1_epi32(int(uint32_t(first_product >> 32) ^ uint32_t(stream.seed)));
-    round0_lo1_ = _mm512_set1_epi32(int(uint32_t(first_product)));
-    round0_c3_key1_ =
-        _mm512_set1_epi32(int(uint32_t(stream.subsequence >> 32) ^ uint32_t(stream.seed >> 32)));
+    round0_hi1_key0_ = _mm512_set1_epi32(int(constants.round0_hi1_key0));
+    round0_lo1_ = _mm512_set1_epi32(int(constants.round0_lo1));
+    round0_c3_key1_ = _mm512_set1_epi32(int(constants.round0_c3_key1));
   }
 
   /// words[k] (k = 0..3) = words 16k .. 16k + 15 of blocks first_block .. first_block + 15.
