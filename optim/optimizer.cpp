@@ -94,6 +94,9 @@ void Optimizer::place_on_weight_lattice(size_t group, size_t index) {
   if (is_identity(lattice)) {
     if (master.defined()) p.tensor.copy_(master);
     master = Tensor();
+    // The updates write fp32 values in place from now on, whatever lattice the weights held
+    // (a bf16 checkpoint, say), so their label must not promise one.
+    p.tensor.impl()->format = fp32;
     return;
   }
   // The fp32 copy is the truth the updates accumulate into; the working weights are its
@@ -187,6 +190,8 @@ void Optimizer::step() {
         if (!is_identity(stack_.master_weights))
           round_in_place(stack_.master_weights, state.master);
         write_back_weights(weight_lattice(p), state.master, p.tensor);
+      } else {
+        p.tensor.impl()->format = fp32;  // updated in place in fp32, whatever was loaded into it
       }
     }
   }

@@ -348,6 +348,18 @@ TEST_CASE("working weights carry Λw's label, which copy_ and fill_ replace with
   CHECK(p.format() == e4m3);
   sgd.set_precision(PrecisionStack{});  // the fp32 masters come back, labelled fp32
   CHECK(p.format() == fp32);
+  // Weights loaded with a label (from a BF16 checkpoint) and then trained in fp32 lose it: the
+  // updates write fp32 values in place.
+  Tensor q = parameter({1.0f, 2.0f});
+  q.copy_(cast(from_vector<float>({1.0f, 2.0f}), bf16));
+  REQUIRE(q.format() == bf16);
+  Sgd plain(one_group({{"q", q}}, 0.1));
+  CHECK(q.format() == fp32);
+  // So do weights loaded after the optimizer was made, at its first update.
+  q.copy_(cast(from_vector<float>({1.0f, 2.0f}), bf16));
+  set_grad(q, {0.01f, 0.01f});
+  plain.step();
+  CHECK(q.format() == fp32);
 }
 
 TEST_CASE("optimizer state is rounded onto Γopt after each update") {
