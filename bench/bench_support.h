@@ -73,8 +73,6 @@ inline std::optional<Device> device_flag(const Flags& flags, const char* program
   return std::nullopt;
 }
 
-/// The flags of a single-stack step benchmark: --steps, --warmup, --stack, --device, and the
-/// benchmark's own (`all` holds every flag's text).
 /// Sets the process's GEMM path from flags["gemm"] (auto or exact-fp32, ops/quantized_gemm.h);
 /// prints "<program>: ..." and returns false on another value.
 inline bool apply_gemm_flag(const Flags& flags, const char* program) {
@@ -87,6 +85,9 @@ inline bool apply_gemm_flag(const Flags& flags, const char* program) {
   }
 }
 
+/// The flags of a step benchmark: --steps, --warmup, --stack (one stack, or several where the
+/// benchmark interleaves them), --device, --gemm, and the benchmark's own (`all` holds every
+/// flag's text).
 struct StepFlags {
   int64_t steps = 0, warmup = 0;
   PrecisionStack stack;                // the first of `stacks`
