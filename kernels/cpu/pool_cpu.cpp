@@ -2,7 +2,13 @@
 // output columns innermost, so the compares of one tap across a row of windows are independent
 // and vectorise.
 #include <algorithm>
+#include <cstdint>
+#include <type_traits>
 #include <vector>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include "kernels/pool.h"
 
@@ -91,6 +97,117 @@ void window_argmax(const T* image, const T* maxima, int32_t* best, const Window&
   }
 }
 
+/// True for plain 2 x 2 pooling with stride 2 (no padding, no dilation): every window lies in
+/// the image and no two share a pixel, which add_at_argmax_2x2 relies on.
+bool plain_2x2(const Window& g) {
+  return g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2 &&
+         g.dilation_h == 1 && g.dilation_w == 1 && g.padding_h == 0 && g.padding_w == 0;
+}
+
+/// The pick of window_argmax among a window's taps a, b (top row), c, d (bottom row) with
+/// maximum m: taps visited in reverse, a later match overwrites, except that once a NaN
+/// maximum has its match no earlier NaN replaces it. Returns 0..3 for a..d.
+template <typename T>
+int32_t pick_2x2(T a, T b, T c, T d, T m) {
+  const bool nan_max = m != m;
+  int32_t pick = max_pool_matches(d, m) ? 3 : -1;
+  pick = max_pool_matches(c, m) && !(nan_max && pick >= 0) ? 2 : pick;
+  pick = max_pool_matches(b, m) && !(nan_max && pick >= 0) ? 1 : pick;
+  return max_pool_matches(a, m) && !(nan_max && pick >= 0) ? 0 : pick;
+}
+
+/// Windows [ow_begin, out_w) of one row of plain_2x2 windows: dx += grad at each pick.
+template <typename T>
+void add_at_argmax_2x2_scalar(const T* top,
+                              const T* bottom,
+                              const T* row_max,
+                              const T* row_grad,
+                              T* dx_top,
+                              T* dx_bottom,
+                              int64_t ow_begin,
+                              int64_t out_w) {
+  for (int64_t ow = ow_begin; ow < out_w; ++ow) {
+    const int32_t pick =
+        pick_2x2(top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1], row_max[ow]);
+    T* target = (pick < 2 ? dx_top : dx_bottom) + 2 * ow + (pick & 1);
+    *target += row_grad[ow];
+  }
+}
+
+#if defined(__AVX2__)
+/// Sixteen floats (columns 2k, 2k + 1 of eight windows) as the eight even and eight odd ones.
+inline void deinterleave(const float* x, __m256& even, __m256& odd) {
+  const __m256 low = _mm256_loadu_ps(x), high = _mm256_loadu_ps(x + 8);
+  even = _mm256_castpd_ps(
+      _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(low, high, 0x88)), 0xD8));
+  odd = _mm256_castpd_ps(
+      _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(low, high, 0xDD)), 0xD8));
+}
+
+/// The inverse of deinterleave, stored to x[0, 16).
+inline void interleave(__m256 even, __m256 odd, float* x) {
+  const __m256 e = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), 0xD8));
+  const __m256 o = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(odd), 0xD8));
+  // e holds e0 e1 e4 e5 | e2 e3 e6 e7 (and o alike), so the lane-wise unpacks give columns
+  // 0..7 and 8..15 in order.
+  _mm256_storeu_ps(x, _mm256_unpacklo_ps(e, o));
+  _mm256_storeu_ps(x + 8, _mm256_unpackhi_ps(e, o));
+}
+#endif
+
+/// The backward of max pooling for plain_2x2 windows of one plane in one pass, without the
+/// argmax buffer and the scatter: pick_2x2's choice for eight windows at a time (their columns
+/// deinterleaved), then dx += grad there as a select between "plus the gradient" and
+/// "unchanged", since windows share no pixel. image, dx: (height, width); maxima, grad:
+/// (out_h, out_w).
+template <typename T>
+void add_at_argmax_2x2(const T* image, const T* maxima, const T* grad, T* dx, const Window& g) {
+  for (int64_t oh = 0; oh < g.out_h; ++oh) {
+    const T* top = image + 2 * oh * g.width;
+    const T* bottom = top + g.width;
+    T* dx_top = dx + 2 * oh * g.width;
+    T* dx_bottom = dx_top + g.width;
+    const T* row_max = maxima + oh * g.out_w;
+    const T* row_grad = grad + oh * g.out_w;
+    int64_t ow = 0;
+#if defined(__AVX2__)
+    if constexpr (std::is_same_v<T, float>) {
+      for (; ow + 8 <= g.out_w; ow += 8) {
+        __m256 a, b, c, d, da, db, dc, dd;
+        deinterleave(top + 2 * ow, a, b);
+        deinterleave(bottom + 2 * ow, c, d);
+        const __m256 m = _mm256_loadu_ps(row_max + ow), gradient = _mm256_loadu_ps(row_grad + ow);
+        const __m256 nan_max = _mm256_cmp_ps(m, m, _CMP_UNORD_Q);
+        const auto matches = [&](__m256 v) {
+          return _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_EQ_OQ),
+                              _mm256_and_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q), nan_max));
+        };
+        // taken_t as pick_2x2 sets them, d first; the pick is the last one taken.
+        const __m256 taken_d = matches(d);
+        __m256 have = taken_d;
+        const __m256 taken_c = _mm256_andnot_ps(_mm256_and_ps(nan_max, have), matches(c));
+        have = _mm256_or_ps(have, taken_c);
+        const __m256 taken_b = _mm256_andnot_ps(_mm256_and_ps(nan_max, have), matches(b));
+        have = _mm256_or_ps(have, taken_b);
+        const __m256 pick_a = _mm256_andnot_ps(_mm256_and_ps(nan_max, have), matches(a));
+        const __m256 pick_b = _mm256_andnot_ps(pick_a, taken_b);
+        const __m256 pick_c = _mm256_andnot_ps(_mm256_or_ps(pick_a, taken_b), taken_c);
+        const __m256 pick_d =
+            _mm256_andnot_ps(_mm256_or_ps(_mm256_or_ps(pick_a, taken_b), taken_c), taken_d);
+        deinterleave(dx_top + 2 * ow, da, db);
+        deinterleave(dx_bottom + 2 * ow, dc, dd);
+        const auto add_where = [&](__m256 old, __m256 picked) {
+          return _mm256_blendv_ps(old, _mm256_add_ps(old, gradient), picked);
+        };
+        interleave(add_where(da, pick_a), add_where(db, pick_b), dx_top + 2 * ow);
+        interleave(add_where(dc, pick_c), add_where(dd, pick_d), dx_bottom + 2 * ow);
+      }
+    }
+#endif
+    add_at_argmax_2x2_scalar(top, bottom, row_max, row_grad, dx_top, dx_bottom, ow, g.out_w);
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -109,6 +226,11 @@ void max_pool_planes_backward_cpu(
     std::vector<int32_t> best(static_cast<size_t>(g.positions()));
 #pragma omp for
     for (int64_t p = 0; p < planes; ++p) {
+      if (plain_2x2(g)) {
+        add_at_argmax_2x2(x + p * plane, maxima + p * g.positions(), grad + p * g.positions(),
+                          dx + p * plane, g);
+        continue;
+      }
       window_argmax(x + p * plane, maxima + p * g.positions(), best.data(), g);
       for (int64_t o = 0; o < g.positions(); ++o)
         dx[p * plane + best[size_t(o)]] += grad[p * g.positions() + o];
