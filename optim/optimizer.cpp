@@ -101,7 +101,10 @@ void Optimizer::place_on_weight_lattice(size_t group, size_t index) {
   }
   // The fp32 copy is the truth the updates accumulate into; the working weights are its
   // projection onto Λw, from the first forward on.
-  if (!master.defined()) master = p.tensor.clone().with_format(fp32);
+  if (!master.defined()) {
+    master = p.tensor.clone();
+    master.impl()->format = fp32;  // updated in fp32 in place, whatever the weights were labelled
+  }
   if (!is_identity(stack_.master_weights)) round_in_place(stack_.master_weights, master);
   write_back_weights(lattice, master, p.tensor);
 }
