@@ -166,8 +166,10 @@ Tensor apply_rope(const Tensor& x, const Tensor& cos, const Tensor& sin) {
 namespace {
 
 /// The additive (-inf forbids) form of an attention mask checked to broadcast to `scores`
-/// (B, H, T, S): a boolean "may attend" mask becomes 0 / -inf, a float mask is kept.
-Tensor additive_mask(const Tensor& mask, const Tensor& scores) {
+/// (B, H, T, S), on the scores' device (a mask, like a label tensor, may be built on the host):
+/// a boolean "may attend" mask becomes 0 / -inf, a float mask is kept.
+Tensor additive_mask(const Tensor& given, const Tensor& scores) {
+  const Tensor mask = given.to(scores.device());
   bool fits = mask.rank() <= 4;
   for (int i = 1; fits && i <= mask.rank(); ++i)
     fits = mask.shape(-i) == 1 || mask.shape(-i) == scores.shape(-i);
@@ -226,7 +228,7 @@ AttentionResult scaled_dot_product_attention(const Tensor& q,
                       padding.shape(0) == batch && padding.shape(1) == keys,
                   "[attention] key padding mask must be boolean (B, S) = (", batch, ", ", keys,
                   "), got ", dtype_name(padding.dtype()), " ", padding.shape());
-    add_to_bias(where(padding.reshape({batch, 1, 1, keys}),
+    add_to_bias(where(padding.to(scores.device()).reshape({batch, 1, 1, keys}),
                       constant_like(scores, -std::numeric_limits<double>::infinity()),
                       constant_like(scores, 0.0)));
   }

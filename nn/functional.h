@@ -58,7 +58,8 @@ std::pair<Tensor, Tensor> rope_tables(int64_t positions,
 /// angles); the output is rounded onto the current stack's activation lattice like any op's.
 Tensor apply_rope(const Tensor& x, const Tensor& cos, const Tensor& sin);
 
-/// The masks and dropout of one attention call, with PyTorch's semantics.
+/// The masks and dropout of one attention call, with PyTorch's semantics. The masks may live on
+/// either device; they are moved to the queries'.
 struct AttentionMasking {
   /// Broadcasts to (B, H, T, S). Boolean: true where a query may attend to a key (PyTorch's
   /// attn_mask). Floating (the queries' dtype): added to the scaled scores (-inf forbids).

@@ -548,8 +548,10 @@ Tensor cross_entropy(const Tensor& logits,
   Tensor picked = gather(log_probabilities, 1, picks.reshape({counted, 1}));
   // w_y per counted target (1 without weights): the weights of the negative log-likelihood and
   // the mean's denominator.
-  const Tensor target_weights =
-      class_weights.defined() ? index_select(detach(class_weights), 0, picks) : Tensor{};
+  // The class weights, like the targets, may live on either device; they join the logits'.
+  const Tensor weights =
+      class_weights.defined() ? detach(class_weights).to(logits.device()) : Tensor{};
+  const Tensor target_weights = weights.defined() ? index_select(weights, 0, picks) : Tensor{};
   if (target_weights.defined()) picked = mul(picked, target_weights.reshape({counted, 1}));
   // One loss per counted target, or (for the reductions) their sum.
   const std::vector<int> rows_axis =
@@ -557,9 +559,8 @@ Tensor cross_entropy(const Tensor& logits,
   Tensor total = neg(sum(picked, rows_axis));
   if (label_smoothing > 0.0) {
     // ε/C Σ_c w_c (-log p_c) per counted target, added to (1 - ε) times the likelihood term.
-    const Tensor spread = class_weights.defined()
-                              ? mul(log_probabilities, detach(class_weights).reshape({1, classes}))
-                              : log_probabilities;
+    const Tensor spread = weights.defined() ? mul(log_probabilities, weights.reshape({1, classes}))
+                                            : log_probabilities;
     total = add(scale(total, 1.0 - label_smoothing),
                 scale(neg(sum(spread, rows_axis)), label_smoothing / double(classes)));
   }
@@ -662,9 +663,10 @@ Tensor embedding(const Tensor& weight,
                 *padding_index, " is outside [", -count, ", ", count, ")");
   const int64_t padding_row = *padding_index < 0 ? *padding_index + count : *padding_index;
   // The padding lookups take the detached row: the same values, and no gradient flows to it.
-  const Tensor is_padding =
-      equal(flat.to(DType::float64), full({1}, double(padding_row), DType::float64, flat.device()))
-          .reshape({flat.numel(), 1});
+  // The indices may be host tensors (as for index_select); the comparison runs beside the rows.
+  const Tensor is_padding = equal(flat.to(DType::float64).to(weight.device()),
+                                  full({1}, double(padding_row), DType::float64, weight.device()))
+                                .reshape({flat.numel(), 1});
   return where(is_padding, detach(rows), rows).reshape(shape);
 }
 

@@ -85,7 +85,8 @@ enum class Reduction : uint8_t { mean, sum, none };
 /// 'none' returns each target's term in the targets' shape, 0 for an ignored one.
 /// Targets equal to `ignore_index` contribute nothing and are not counted (a mean with none
 /// counted is NaN, as in PyTorch). Masked (-inf) non-target logits give a finite loss without
-/// smoothing (with ε > 0 it is +inf, as in PyTorch).
+/// smoothing (with ε > 0 it is +inf, as in PyTorch). Targets and class weights may live on
+/// either device.
 Tensor cross_entropy(const Tensor& logits,
                      const Tensor& targets,
                      int64_t ignore_index = -100,
