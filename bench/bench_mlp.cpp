@@ -80,6 +80,6 @@ int main(int argc, char** argv) {
         double(batch) / (median / 1000.0), median / bench::median(times[0]), losses[i]);
   }
   std::printf("peak RSS %.1f MiB, GEMMs: %s\n", bench::peak_rss_mib(),
-              describe_gemm_path().c_str());
+              describe_gemm_path(*device).c_str());
   return 0;
 }

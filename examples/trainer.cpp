@@ -806,7 +806,7 @@ class TrainingRun {
         {"loss_scale", flags_.loss_scale},
         {"seed", flags_.seed},
         {"device", flags_.device},
-        {"gemm", device_ == Device::cpu ? describe_gemm_path() : std::string("fp32")},
+        {"gemm", describe_gemm_path(device_)},
         {"parameters", model_.parameter_count()},
         {"config", job_.config}};
     if (last_evaluation_.accuracy) summary["val_accuracy"] = *last_evaluation_.accuracy;

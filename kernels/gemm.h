@@ -65,6 +65,11 @@ bool native_bf16_gemm_cpu();
 /// "[gemm] ..." where native_bf16_gemm_cpu() is false.
 void gemm_bf16_batched_cpu(
     const GemmShape& shape, const float* const* a, const float* const* b, float* c, int64_t count);
+/// The CUDA twin: operands narrowed on the device, cuBLAS's bf16 GEMM on the tensor cores with
+/// fp32 sums (entries at equal distances, the layout every caller makes; others run the fp32
+/// GEMM, the same products).
+void gemm_bf16_batched_cuda(
+    const GemmShape& shape, const float* const* a, const float* const* b, float* c, int64_t count);
 
 /// c = a @ b per batch entry in float64, each sum in k order (gradient checks want the exact
 /// loop, not a blocked one). a: (batches, M, K), b: (batches, K, N), c: (batches, M, N).

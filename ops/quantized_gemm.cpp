@@ -196,9 +196,11 @@ GemmPath& gemm_path_setting() {
   return path;
 }
 
-/// Whether a CPU GEMM of bf16 operands runs as a bf16 GEMM here.
-bool bf16_gemm_runs() {
-  return gemm_path_setting() == GemmPath::automatic && native_bf16_gemm_cpu();
+/// Whether a GEMM of bf16 operands on `device` runs as a bf16 GEMM: on a GPU always (its tensor
+/// cores multiply bf16), on a CPU where it multiplies bf16 natively.
+bool bf16_gemm_runs(Device device) {
+  return gemm_path_setting() == GemmPath::automatic &&
+         (device == Device::cuda || native_bf16_gemm_cpu());
 }
 
 /// a @ b with batch axes broadcast, no autograd and no quantization. float32 operands whose
@@ -240,8 +242,9 @@ Tensor batched_product(const Tensor& a, const Tensor& b, bool bf16_operands) {
                         ys.push_back(y + int64_t(ys.size()) * M * N);  // packed in batch order
                       }
                     });
-    if (bf16_operands && out.device() == Device::cpu && bf16_gemm_runs())
-      gemm_bf16_batched_cpu(shape, xs.data(), ws.data(), y, int64_t(ys.size()));
+    if (bf16_operands && bf16_gemm_runs(out.device()))
+      LATTICE_DISPATCH(out.device(), gemm_bf16_batched, shape, xs.data(), ws.data(), y,
+                       int64_t(ys.size()));
     else
       LATTICE_DISPATCH(out.device(), gemm_batched, shape, 1.0f, xs.data(), ws.data(), 0.0f,
                        ys.data(), int64_t(ys.size()));
@@ -528,8 +531,8 @@ GemmPath parse_gemm_path(const std::string& text) {
   throw Error(concat("[gemm] unknown GEMM path \"", text, "\" (expected auto or exact-fp32)"));
 }
 
-std::string describe_gemm_path() {
-  return bf16_gemm_runs() ? "bf16 for bf16 operands, else fp32" : "fp32";
+std::string describe_gemm_path(Device device) {
+  return bf16_gemm_runs(device) ? "bf16 for bf16 operands, else fp32" : "fp32";
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b) {

@@ -17,12 +17,13 @@
 
 namespace lattice {
 
-/// How a CPU GEMM runs when every value of both operands is a bf16 value, which matmul reads
-/// off their lattices (within_bf16: the quantizer it applies, or the lattice an unquantized
-/// operand is labelled with), never off the values.
+/// How a GEMM runs when every value of both operands is a bf16 value, which matmul reads off
+/// their lattices (within_bf16: the quantizer it applies, or the lattice an unquantized operand
+/// is labelled with), never off the values.
 enum class GemmPath {
-  /// oneDNN's bf16 matmul (exact products, fp32 sums) where this CPU multiplies bf16 natively
-  /// (native_bf16_gemm_cpu: AVX512-BF16 or AMX), fp32 sgemm elsewhere. The default.
+  /// A bf16 GEMM (exact products, fp32 sums): cuBLAS's on a GPU, oneDNN's where this CPU
+  /// multiplies bf16 natively (native_bf16_gemm_cpu: AVX512-BF16 or AMX); fp32 sgemm on other
+  /// CPUs. The default.
   automatic,
   /// Always fp32 sgemm: the sums of a machine without native bf16 (NUMERICS.md).
   exact_fp32,
@@ -33,9 +34,9 @@ void set_gemm_path(GemmPath path);
 GemmPath gemm_path();
 /// "auto" or "exact-fp32"; throws lattice::Error "[gemm] ..." naming them otherwise.
 GemmPath parse_gemm_path(const std::string& text);
-/// What the path does on this machine, for run summaries: "bf16 for bf16 operands, else fp32"
-/// or "fp32".
-std::string describe_gemm_path();
+/// What the path does on `device` of this machine, for run summaries: "bf16 for bf16 operands,
+/// else fp32" or "fp32".
+std::string describe_gemm_path(Device device);
 
 /// How an op's output reaches the current stack's activation lattice (Λa).
 enum class ActivationRounding {

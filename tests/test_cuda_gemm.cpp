@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "core/philox.h"
+#include "core/scalar/round.h"
 #include "cuda_support.h"
 #include "kernels/device_memory.h"
 #include "kernels/gemm.h"
@@ -31,6 +32,9 @@ TEST_CASE("without a CUDA device the GEMM-family CUDA kernels throw instead of c
   if (cuda_available()) return;
   float x[4] = {1, 2, 3, 4}, y[4] = {};
   CHECK_THROWS_AS(gemm_cuda(dense_gemm(2, 2, 1, false, false), 1.0f, x, x, 0.0f, y), Error);
+  const float* operands[1] = {x};
+  CHECK_THROWS_AS(
+      gemm_bf16_batched_cuda(dense_gemm(2, 2, 1, false, false), operands, operands, y, 1), Error);
   CHECK_THROWS_AS(add_running_sum_cuda(y, x, 4), Error);
   CHECK_THROWS_AS(sgd_update_cuda(y, x, nullptr, 4, SgdStep{.lr = 0.1f}), Error);
   CHECK_THROWS_AS(max_abs_cuda(x, 4), Error);
@@ -95,8 +99,11 @@ TEST_CASE("CUDA gemm matches the reference GEMM (TF32 off) over shapes, transpos
   struct Case {
     int64_t M, N, K;
   };
-  const Case cases[] = {{1, 1, 1},      {3, 17, 33}, {17, 3, 257}, {33, 257, 3}, {64, 64, 64},
-                        {65, 33, 1001}, {1, 300, 7}, {5, 7, 0},    {0, 5, 3},    {4, 0, 3}};
+  // Few output tiles and a long K (17 x 3 x 257, 65 x 33 x 1001, 40 x 24 x 4096,
+  // 200 x 130 x 600) run as chunks of K, the last one shorter or not.
+  const Case cases[] = {{1, 1, 1},    {3, 17, 33},    {17, 3, 257},   {33, 257, 3},
+                        {64, 64, 64}, {65, 33, 1001}, {40, 24, 4096}, {200, 130, 600},
+                        {1, 300, 7},  {5, 7, 0},      {0, 5, 3},      {4, 0, 3}};
   const float alphas_betas[][2] = {{1.0f, 0.0f}, {0.5f, -1.25f}, {-2.0f, 1.0f}};
   uint64_t seed = 1;
   for (const Case& c : cases)
@@ -145,33 +152,91 @@ TEST_CASE("CUDA gemm matches the reference GEMM (TF32 off) over shapes, transpos
 
 TEST_CASE("CUDA gemm_batched runs every entry of a batch like gemm_cpu on each, in one call") {
   if (!cuda_available()) return;
-  // Entries at irregular offsets of shared buffers (attention's heads are views), transposed B.
-  for (const int64_t count : {1, 5, 64}) {
-    const GemmShape s = dense_gemm(17, 9, 33, false, true);
-    const int64_t a_size = s.M * s.lda, b_size = s.N * s.ldb, c_size = s.M * s.ldc;
-    const std::vector<float> a = uniform(count * a_size + 7, -1, 1, 31);
-    const std::vector<float> b = uniform(count * b_size + 3, -1, 1, 32);
-    DeviceArray<float> da(a), db(b), dc(count * c_size);
-    dc.poison();
-    std::vector<const float*> host_a, host_b, device_a, device_b;
-    std::vector<float*> device_c;
-    std::vector<float> expected(static_cast<size_t>(count * c_size));
-    for (int64_t i = 0; i < count; ++i) {
-      // Entry i reads A at (i * 7) % 5 + i * a_size and B at (count - 1 - i) * b_size.
-      const int64_t a_at = i * a_size + (i * 7) % 5, b_at = (count - 1 - i) * b_size;
-      gemm_cpu(s, 1.0f, a.data() + a_at, b.data() + b_at, 0.0f, expected.data() + i * c_size);
-      device_a.push_back(da.data + a_at);
-      device_b.push_back(db.data + b_at);
-      device_c.push_back(dc.data + i * c_size);
+  // Entries at irregular offsets of shared buffers (attention's heads are views), transposed B;
+  // and entries at equal distances with one B for all (the strided-batched call).
+  for (const bool equal_distances : {false, true})
+    for (const int64_t count : {1, 5, 64}) {
+      const GemmShape s = dense_gemm(17, 9, 33, false, true);
+      const int64_t a_size = s.M * s.lda, b_size = s.N * s.ldb, c_size = s.M * s.ldc;
+      const std::vector<float> a = uniform(count * a_size + 7, -1, 1, 31);
+      const std::vector<float> b = uniform(count * b_size + 3, -1, 1, 32);
+      DeviceArray<float> da(a), db(b), dc(count * c_size);
+      dc.poison();
+      std::vector<const float*> host_a, host_b, device_a, device_b;
+      std::vector<float*> device_c;
+      std::vector<float> expected(static_cast<size_t>(count * c_size));
+      for (int64_t i = 0; i < count; ++i) {
+        // Entry i reads A at (i * 7) % 5 + i * a_size and B at (count - 1 - i) * b_size, or A at
+        // i * a_size and B at 0.
+        const int64_t a_at = i * a_size + (equal_distances ? 0 : (i * 7) % 5);
+        const int64_t b_at = equal_distances ? 0 : (count - 1 - i) * b_size;
+        gemm_cpu(s, 1.0f, a.data() + a_at, b.data() + b_at, 0.0f, expected.data() + i * c_size);
+        device_a.push_back(da.data + a_at);
+        device_b.push_back(db.data + b_at);
+        device_c.push_back(dc.data + i * c_size);
+      }
+      gemm_batched_cuda(s, 1.0f, device_a.data(), device_b.data(), 0.0f, device_c.data(), count);
+      const std::vector<float> got = dc.download();
+      INFO("gemm_batched count=", count, " equal_distances=", equal_distances);
+      // |a|, |b| <= 1, so sum_k |a b| <= K.
+      const int64_t bad =
+          first_mismatch(got, expected, [&](int64_t) { return 1e-5 * double(s.K); });
+      CAPTURE(bad);
+      CHECK(bad == -1);
     }
-    gemm_batched_cuda(s, 1.0f, device_a.data(), device_b.data(), 0.0f, device_c.data(), count);
-    const std::vector<float> got = dc.download();
-    INFO("gemm_batched count=", count);
-    // |a|, |b| <= 1, so sum_k |a b| <= K.
-    const int64_t bad = first_mismatch(got, expected, [&](int64_t) { return 1e-5 * double(s.K); });
-    CAPTURE(bad);
-    CHECK(bad == -1);
-  }
+}
+
+TEST_CASE("CUDA gemm_bf16_batched on bf16 values computes the fp32 GEMM's products") {
+  if (!cuda_available()) return;
+  struct Case {
+    int64_t M, N, K, count;
+    bool shared_a, shared_b, equal_distances;
+  };
+  // One entry with a long K (the chunked path), batches with one operand shared (a linear
+  // layer's weight, or attention's heads), and entries at irregular offsets (the fp32 fallback).
+  const Case cases[] = {
+      {3, 17, 33, 1, false, false, true},    {40, 24, 4096, 1, false, false, true},
+      {65, 33, 1001, 1, false, false, true}, {17, 9, 33, 5, false, true, true},
+      {17, 9, 33, 5, true, false, true},     {128, 64, 128, 8, false, false, true},
+      {17, 9, 33, 4, false, false, false},   {5, 7, 0, 3, false, false, true}};
+  uint64_t seed = 100;
+  for (const Case& c : cases)
+    for (int transposes = 0; transposes < 4; ++transposes) {
+      GemmShape s = dense_gemm(c.M, c.N, c.K, transposes & 1, transposes & 2);
+      s.lda += 3, s.ldb += 1;  // the narrowing reads strided rows; C is packed
+      const int64_t a_size = (s.transpose_a ? c.K : c.M) * s.lda;
+      const int64_t b_size = (s.transpose_b ? c.N : c.K) * s.ldb;
+      // bf16 values in [-1, 1): every product is exact in fp32.
+      std::vector<float> a = uniform(c.count * a_size + 5, -1, 1, ++seed);
+      std::vector<float> b = uniform(c.count * b_size + 5, -1, 1, ++seed);
+      for (float& v : a) v = round_to_bf16_nearest_even(v);
+      for (float& v : b) v = round_to_bf16_nearest_even(v);
+      DeviceArray<float> da(a), db(b), dc(c.count * c.M * c.N);
+      dc.poison();
+      std::vector<const float*> device_a, device_b;
+      std::vector<float> expected(static_cast<size_t>(c.count * c.M * c.N));
+      for (int64_t i = 0; i < c.count; ++i) {
+        const int64_t skew = c.equal_distances ? 0 : (i * 3) % 5;
+        const int64_t a_at = c.shared_a ? 0 : i * a_size + skew;
+        const int64_t b_at = c.shared_b ? 0 : i * b_size + skew;
+        gemm_reference_cpu(s, 1.0f, a.data() + a_at, b.data() + b_at, 0.0f,
+                           expected.data() + i * c.M * c.N);
+        device_a.push_back(da.data + a_at);
+        device_b.push_back(db.data + b_at);
+      }
+      gemm_bf16_batched_cuda(s, device_a.data(), device_b.data(), dc.data, c.count);
+      const std::vector<float> got = dc.download();
+      INFO("gemm_bf16_batched M=", c.M, " N=", c.N, " K=", c.K, " count=", c.count,
+           " transpose_a=", s.transpose_a, " transpose_b=", s.transpose_b, " shared_a=", c.shared_a,
+           " shared_b=", c.shared_b, " equal_distances=", c.equal_distances);
+      // The products are exact; only the order of the fp32 sums differs: |a|, |b| < 1, so
+      // sum_k |a b| < K.
+      const int64_t bad =
+          first_mismatch(got, expected, [&](int64_t) { return 1e-5 * double(c.K); });
+      CAPTURE(bad);
+      CHECK(bad == -1);
+      if (bad >= 0) MESSAGE("got ", got[size_t(bad)], ", want ", expected[size_t(bad)]);
+    }
 }
 
 TEST_CASE("CUDA batched_gemm_f64 sums in k order like the CPU") {

@@ -29,6 +29,15 @@ LATTICE_HD float float_from_bits(uint32_t u) {
 #endif
 }
 
+/// The bf16 bits of v, a bf16 value or NaN (the bf16 GEMMs' operands): the high half of its
+/// fp32 bits, with a NaN kept a quiet NaN (a NaN whose payload lies in the low half would
+/// otherwise become inf).
+LATTICE_HD uint16_t bf16_bits(float v) {
+  const uint32_t bits = float_bits(v);
+  const bool nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;
+  return uint16_t((bits >> 16) | (nan ? 0x40u : 0u));
+}
+
 /// 2^e exactly for e in [-149, 127] (the caller keeps e there); below -126 the result is an
 /// fp32 subnormal. One select, no branch, so loops calling it vectorise.
 LATTICE_HD float exp2_int(int e) {

@@ -73,14 +73,6 @@ bool native_bf16_gemm_cpu() {
 
 namespace {
 
-/// The bf16 bits of v, a bf16 value or NaN: the high half of its fp32 bits, with a NaN kept a
-/// quiet NaN (a NaN whose payload lies in the low half would otherwise become inf).
-inline uint16_t bf16_bits(float v) {
-  const uint32_t bits = float_bits(v);
-  const bool nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;
-  return uint16_t((bits >> 16) | (nan ? 0x40u : 0u));
-}
-
 /// One GEMM operand of a batch: `count` matrices of rows x cols stored with leading dimension
 /// ld (or one, when `may_share` and every pointer is the same), narrowed into dense bf16
 /// matrices, one after another in `out`. Returns the number of matrices narrowed.

@@ -18,6 +18,11 @@ void gemm_batched_cuda(const GemmShape&,
   throw_pending_cuda("gemm_batched");
 }
 
+void gemm_bf16_batched_cuda(
+    const GemmShape&, const float* const*, const float* const*, float*, int64_t) {
+  throw_pending_cuda("gemm_bf16_batched");
+}
+
 void batched_gemm_f64_cuda(
     const double*, const double*, double*, int64_t, int64_t, int64_t, int64_t) {
   throw_pending_cuda("batched_gemm_f64");
