@@ -56,8 +56,9 @@ EOF
 declare -a ROWS=()
 row() { ROWS+=("$(printf '| %-44s | %-9s | %s |' "$1" "$2" "$3")"); }
 
-# The training loss summary.json recorded.
-train_loss() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["train_loss"])' "$1"; }
+# A field of a run's summary.json, and its training loss.
+summary_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+train_loss() { summary_field "$1" train_loss; }
 
 compare_losses() {  # name cpu_summary cuda_summary
   local cpu cuda
@@ -215,8 +216,19 @@ run_checks() {
     else
       row "bench_ops --device cuda" FAIL "see $out/bench_ops.log"
     fi
+    # An epoch of the mnist MLP over the bundle's training images, beside PyTorch's below: the
+    # trainer's seconds per epoch (training steps, loader waits excluded) over 4 epochs.
+    if timeout 120 "$dir/bin/mnist" --device cuda --data "$dir/mnist" --hidden 256 --batch 512 \
+      --epochs 4 --seed 3 --log-every 100 --out "$out/mnist-epochs" >"$out/mnist-epochs.log" 2>&1
+    then
+      row "mnist mlp epoch, cuda" ran "$(printf '%.4f s/epoch, median step %.3f ms' \
+        "$(summary_field "$out/mnist-epochs/summary.json" seconds_per_epoch)" \
+        "$(summary_field "$out/mnist-epochs/summary.json" step_ms_median)")"
+    else
+      row "mnist mlp epoch, cuda" FAIL "see $out/mnist-epochs.log"
+    fi
     if timeout 180 python3 bench/peers/torch_gpu_bench.py --steps 50 --warmup 10 \
-      >"$out/torch.log" 2>&1; then
+      --mnist-epoch "$dir/mnist" >"$out/torch.log" 2>&1; then
       while read -r line; do
         row "${line%%:*}" ran "${line#*: }"
       done < <(grep median "$out/torch.log")

@@ -3,11 +3,16 @@
 --device cuda, for side-by-side GPU numbers (scripts/gpu_check.sh runs both on one card).
 
   python3 bench/peers/torch_gpu_bench.py [--steps 50] [--warmup 10] [--models mlp,llama]
+                                         [--mnist-epoch DIR]
 
 mlp   : 784-256-256-10, ReLU, batch 512, cross entropy, Adam(lr=1e-3), float32
 llama : vocab 256, dim 256, 4 layers, 4 heads, SwiGLU hidden 688, RMSNorm, RoPE (interleaved
         pairs, base 10000), causal attention, untied head, seq 128, batch 16, AdamW(3e-4, wd 0.1);
         float32 (TF32 off, as Lattice's GEMMs) and bf16 autocast
+mnist epoch (--mnist-epoch DIR, the IDX files train-images-idx3-ubyte and train-labels-idx1-ubyte
+        in DIR): the mlp above over every training image once in shuffled batches of 512 from
+        a pinned host tensor (normalised as Lattice's mnist trainer does), as
+        `mnist --device cuda --hidden 256` trains; the median of 3 epochs after one warm-up epoch
 One step = zero_grad + forward + loss + backward + optimizer step + loss.item() (Lattice's
 benchmarks read the loss every step too). Prints the median ms per step after the warm-up.
 Optional: PyTorch is not a dependency of Lattice.
@@ -90,11 +95,43 @@ def time_steps(step, warmup, steps):
     return statistics.median(times)
 
 
+def read_idx(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
+    return torch.frombuffer(bytearray(data[4 + 4 * dims:]), dtype=torch.uint8).reshape(shape)
+
+
+def mnist_epoch_seconds(directory, device):
+    images = read_idx(f"{directory}/train-images-idx3-ubyte").reshape(-1, 784).float() / 255
+    images = ((images - 0.2860) / 0.3530).pin_memory()
+    labels = read_idx(f"{directory}/train-labels-idx1-ubyte").long().pin_memory()
+    mlp = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
+                        nn.Linear(256, 10)).to(device)
+    adam = torch.optim.Adam(mlp.parameters(), lr=1e-3)
+
+    def epoch():
+        order = torch.randperm(len(labels))
+        for start in range(0, len(labels), 512):
+            batch = order[start:start + 512]
+            x = images[batch].to(device, non_blocking=True)
+            y = labels[batch].to(device, non_blocking=True)
+            adam.zero_grad()
+            loss = F.cross_entropy(mlp(x), y)
+            loss.backward()
+            adam.step()
+            loss.item()
+
+    return len(labels), time_steps(epoch, 1, 3) / 1e3
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--models", default="mlp,llama")
+    parser.add_argument("--mnist-epoch", metavar="DIR")
     args = parser.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -102,6 +139,9 @@ def main():
     torch.manual_seed(0)
     print(f"torch {torch.__version__} on {torch.cuda.get_device_name()}")
     models = args.models.split(",")
+    if args.mnist_epoch:
+        images, seconds = mnist_epoch_seconds(args.mnist_epoch, device)
+        print(f"torch mnist mlp epoch ({images} images, b512): median {seconds:.4f} s/epoch")
     if "mlp" in models:
         mlp = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
                             nn.Linear(256, 10)).to(device)
