@@ -292,6 +292,17 @@ TEST_CASE_TEMPLATE("unary_cuda matches unary_cpu for every op", T, float, double
   unary_cpu(UnaryOp::neg, x.data(), x.data(), 1001);
   INFO("unary_cuda neg in place");
   check_exact(device_x.read<T>(), x);
+  // Arrays one element past a 16-byte boundary take the scalar kernel; aligned ones the vector
+  // kernel, whose last n % (16 / sizeof(T)) elements go one per thread: the same values.
+  const DeviceBytes device_y(1001 * int64_t(sizeof(T)));
+  unary_cuda(UnaryOp::exp, device_x.as<T>(), device_y.as<T>(), 1001);
+  const std::vector<T> gpu_aligned = device_y.read<T>();
+  device_y.poison();
+  unary_cuda(UnaryOp::exp, device_x.as<T>() + 1, device_y.as<T>() + 1, 1000);
+  const std::vector<T> gpu_offset = device_y.read<T>();
+  INFO("unary_cuda exp at a 16-byte boundary and one element past it");
+  check_exact(std::vector<T>(gpu_offset.begin() + 1, gpu_offset.end()),
+              std::vector<T>(gpu_aligned.begin() + 1, gpu_aligned.end()));
 }
 
 namespace {
@@ -342,6 +353,18 @@ TEST_CASE_TEMPLATE("binary_cuda matches binary_cpu bit for bit, broadcast and tr
       check_exact(device_z.read<T>(), cpu);
     }
   }
+  // Packed operands one element past a 16-byte boundary take the scalar kernel.
+  const std::vector<T> x = coarse_values<T>(1001, 9), y = coarse_values<T>(1001, 10);
+  const DeviceBytes device_x(x), device_y(y), device_z(1001 * int64_t(sizeof(T)));
+  const Dims shape{1000}, strides{1};
+  std::vector<T> cpu(1000);
+  binary_cpu(BinaryOp::mul, x.data() + 1, strides, y.data() + 1, strides, cpu.data(), shape);
+  device_z.poison();
+  binary_cuda(BinaryOp::mul, device_x.as<T>() + 1, strides, device_y.as<T>() + 1, strides,
+              device_z.as<T>() + 1, shape);
+  const std::vector<T> gpu = device_z.read<T>();
+  INFO("binary_cuda mul one element past a 16-byte boundary");
+  check_exact(std::vector<T>(gpu.begin() + 1, gpu.end()), cpu);
 }
 
 TEST_CASE("compare_cuda and where_cuda match their CPU twins bit for bit") {

@@ -69,6 +69,56 @@ __global__ void binary_packed_kernel(const T* x, const T* y, T* z, int64_t n, T 
     z[i] = binary_value<op>(x[i], y[i], a, b);
 }
 
+/// 16 bytes of T, the unit of the vector kernels: one 128-bit load or store instead of four
+/// (float), two (double) or more, so fewer memory instructions carry the same bytes.
+template <typename T>
+struct alignas(16) Lanes {
+  static constexpr int kCount = 16 / int(sizeof(T));
+  T value[kCount];
+};
+
+/// Whether the vector kernels may read and write these arrays: every pointer 16-byte aligned
+/// (views at odd offsets take the scalar kernels).
+bool aligned_16(std::initializer_list<const void*> pointers) {
+  for (const void* p : pointers)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return true;
+}
+
+// x, y: (n), 16-byte aligned; y may be x. unary_kernel's values: whole groups of Lanes first,
+// then the last n % Lanes::kCount elements one per thread.
+template <UnaryOp op, typename T>
+__global__ void unary_vector_kernel(const T* x, T* y, int64_t n, T a, T b) {
+  using Group = Lanes<T>;
+  const int64_t groups = n / Group::kCount;
+  for (int64_t g = first_index(); g < groups; g += index_step()) {
+    Group v = reinterpret_cast<const Group*>(x)[g];
+#pragma unroll
+    for (int k = 0; k < Group::kCount; ++k) v.value[k] = unary_value<op>(v.value[k], a, b);
+    reinterpret_cast<Group*>(y)[g] = v;
+  }
+  for (int64_t i = groups * Group::kCount + first_index(); i < n; i += index_step())
+    y[i] = unary_value<op>(x[i], a, b);
+}
+
+// x, y, z: (n), packed and 16-byte aligned. binary_packed_kernel's values, grouped as in
+// unary_vector_kernel.
+template <BinaryOp op, typename T>
+__global__ void binary_vector_kernel(const T* x, const T* y, T* z, int64_t n, T a, T b) {
+  using Group = Lanes<T>;
+  const int64_t groups = n / Group::kCount;
+  for (int64_t g = first_index(); g < groups; g += index_step()) {
+    const Group u = reinterpret_cast<const Group*>(x)[g];
+    Group v = reinterpret_cast<const Group*>(y)[g];
+#pragma unroll
+    for (int k = 0; k < Group::kCount; ++k)
+      v.value[k] = binary_value<op>(u.value[k], v.value[k], a, b);
+    reinterpret_cast<Group*>(z)[g] = v;
+  }
+  for (int64_t i = groups * Group::kCount + first_index(); i < n; i += index_step())
+    z[i] = binary_value<op>(x[i], y[i], a, b);
+}
+
 // z: (space.count) packed; x, y: the space's operands 0 and 1 (strided, broadcast by stride 0).
 template <BinaryOp op, typename T>
 __global__ void binary_strided_kernel(const T* x, const T* y, T* z, StridedSpace space, T a, T b) {
@@ -272,8 +322,12 @@ template <typename T>
 void unary_cuda(UnaryOp op, const T* x, T* y, int64_t n, double a, double b) {
   if (n <= 0) return;
   with_unary_op(op, [&](auto tag) {
-    unary_kernel<decltype(tag)::value, T>
-        <<<grid_for(n), kThreads, 0, cuda::stream()>>>(x, y, n, T(a), T(b));
+    constexpr UnaryOp kOp = decltype(tag)::value;
+    if (aligned_16({x, y}))
+      unary_vector_kernel<kOp, T>
+          <<<grid_for(n / Lanes<T>::kCount), kThreads, 0, cuda::stream()>>>(x, y, n, T(a), T(b));
+    else
+      unary_kernel<kOp, T><<<grid_for(n), kThreads, 0, cuda::stream()>>>(x, y, n, T(a), T(b));
     LATTICE_CUDA_LAUNCHED("unary_cuda");
   });
 }
@@ -298,7 +352,10 @@ void binary_cuda(BinaryOp op,
   if (n == 0) return;
   with_binary_op(op, [&](auto tag) {
     constexpr BinaryOp kOp = decltype(tag)::value;
-    if (packed) {
+    if (packed && aligned_16({x, y, z})) {
+      binary_vector_kernel<kOp, T>
+          <<<grid_for(n / Lanes<T>::kCount), kThreads, 0, cuda::stream()>>>(x, y, z, n, T(a), T(b));
+    } else if (packed) {
       binary_packed_kernel<kOp, T>
           <<<grid_for(n), kThreads, 0, cuda::stream()>>>(x, y, z, n, T(a), T(b));
     } else {
