@@ -18,7 +18,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 readonly LOSS_TOLERANCE=0.01  # relative; GEMM and reduction order differ between devices
-readonly BINARIES=(lattice_tests mnist vit diffusion llama bench_mlp bench_llama bench_ops)
+readonly BINARIES=(lattice_tests mnist vit diffusion llama bench_mlp bench_llama bench_ops
+  bench_block_gemm)
 
 bundle() {
   local dir=gpu_bundle
@@ -115,7 +116,7 @@ run_checks() {
 
   local tests
   for tests in test_cuda_quantize test_cuda_tensor test_cuda_elementwise test_cuda_layers \
-    test_cuda_gemm test_cuda_collective test_op_table; do
+    test_cuda_gemm test_cuda_block_gemm test_cuda_collective test_op_table; do
     if [ ! -f "tests/$tests.cpp" ]; then
       row "$tests" missing "not in this build"
       continue
@@ -215,6 +216,16 @@ run_checks() {
       done < <(grep '^|' "$out/bench_ops.log")
     else
       row "bench_ops --device cuda" FAIL "see $out/bench_ops.log"
+    fi
+    # Block-scaled FP8 GEMM beside cuBLAS bf16 and fp32, and pack_fp8 beside a copy: one row per
+    # table line (those with a time).
+    if timeout 90 "$dir/bin/bench_block_gemm" >"$out/bench_block_gemm.log" 2>&1; then
+      while IFS='|' read -r _ problem method ms throughput ratio _; do
+        row "bench_block_gemm $(echo $problem), $(echo $method)" ran \
+          "$(echo $ms) ms, $(echo $throughput), $(echo $ratio) the table's baseline"
+      done < <(grep -E '^\| .*\| +[0-9.]+ \|' "$out/bench_block_gemm.log")
+    else
+      row "bench_block_gemm" FAIL "see $out/bench_block_gemm.log"
     fi
     # An epoch of the mnist MLP over the bundle's training images, beside PyTorch's below: the
     # trainer's seconds per epoch (training steps, loader waits excluded) over 4 epochs.

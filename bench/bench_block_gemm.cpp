@@ -1,0 +1,309 @@
+// Block-scaled FP8 GEMM throughput on the GPU (kernels/block_scaled_gemm.h): MXFP8 (e4m3 codes,
+// block 32) and MXFP4 elements carried as e4m3, beside cuBLAS bf16 (bf16 in, fp32 out and
+// accumulation) and cuBLAS fp32 sgemm (TF32 off) on the same shapes in the same run: 4096^3 and
+// the linear layers of llama 60M and 350M at 8192 tokens. Then pack_fp8's throughput beside a
+// device-to-device cudaMemcpy of the same input. Times come from CUDA events: warm-up calls,
+// then the median of --repeats calls alternating between two input sets (so no call finds its
+// operands in L2 from the previous one). Without a GPU it says so and exits 0.
+// Usage: bench_block_gemm [--repeats R] [--warmup W]
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bench/bench_support.h"
+#include "core/philox.h"
+#include "kernels/block_scaled_gemm.h"
+#include "kernels/device_memory.h"
+
+#if defined(LATTICE_CUDA)
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#endif
+
+using namespace lattice;
+
+#if defined(LATTICE_CUDA)
+namespace {
+
+void check_cuda_call(cudaError_t status, const char* what) {
+  if (status != cudaSuccess)
+    throw Error(concat("[bench_block_gemm] ", what, ": ", cudaGetErrorString(status)));
+}
+void check_cublas_call(cublasStatus_t status, const char* what) {
+  if (status != CUBLAS_STATUS_SUCCESS)
+    throw Error(concat("[bench_block_gemm] ", what, ": cuBLAS status ", int(status)));
+}
+
+/// Device memory for the benchmark's lifetime.
+struct DeviceBuffer {
+  void* data = nullptr;
+  explicit DeviceBuffer(int64_t bytes) : data(cuda_allocate(bytes)) {}
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& other) noexcept : data(std::exchange(other.data, nullptr)) {}
+  ~DeviceBuffer() {
+    if (data) cuda_free(data);
+  }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(data);
+  }
+};
+
+template <typename T>
+DeviceBuffer upload(const std::vector<T>& host) {
+  DeviceBuffer buffer(int64_t(host.size() * sizeof(T)));
+  copy_host_to_device(buffer.data, host.data(), int64_t(host.size() * sizeof(T)));
+  return buffer;
+}
+
+/// Milliseconds of each of `repeats` calls of run(i % 2) after `warmup` untimed ones, sorted.
+std::vector<double> time_on_device(int64_t warmup,
+                                   int64_t repeats,
+                                   const std::function<void(int)>& run) {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  check_cuda_call(cudaEventCreate(&start), "cudaEventCreate");
+  check_cuda_call(cudaEventCreate(&stop), "cudaEventCreate");
+  for (int64_t i = 0; i < warmup; ++i) run(int(i % 2));
+  std::vector<double> times;
+  for (int64_t i = 0; i < repeats; ++i) {
+    check_cuda_call(cudaEventRecord(start, nullptr), "cudaEventRecord");
+    run(int(i % 2));
+    check_cuda_call(cudaEventRecord(stop, nullptr), "cudaEventRecord");
+    check_cuda_call(cudaEventSynchronize(stop), "cudaEventSynchronize");
+    float ms = 0.0f;
+    check_cuda_call(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+    times.push_back(double(ms));
+  }
+  check_cuda_call(cudaEventDestroy(start), "cudaEventDestroy");
+  check_cuda_call(cudaEventDestroy(stop), "cudaEventDestroy");
+  std::sort(times.begin(), times.end());
+  return times;
+}
+
+/// n values of a random stream in [0, 1).
+std::vector<double> random_units(int64_t n, uint64_t seed) {
+  const RandomStream random{.seed = seed, .subsequence = 3};
+  std::vector<double> u(static_cast<size_t>(n));
+#pragma omp parallel for
+  for (int64_t i = 0; i < n; ++i) u[size_t(i)] = double(random.word(uint64_t(i))) / 4294967296.0;
+  return u;
+}
+
+/// (rows, K) FP8 e4m3 codes of random element-lattice values: MXFP8 (every finite e4m3 value
+/// of magnitude up to 448, uniform in log) or MXFP4 (the e2m1 values), packed by pack_fp8_cpu.
+std::vector<uint8_t> random_codes(int64_t rows, int64_t K, bool fp4, uint64_t seed) {
+  static const float kE2m1[] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+  const std::vector<double> u = random_units(rows * K, seed);
+  std::vector<float> values(u.size());
+#pragma omp parallel for
+  for (size_t i = 0; i < u.size(); ++i) {
+    const double sign = (uint64_t(u[i] * 4294967296.0) & 1) ? -1.0 : 1.0;
+    values[i] = fp4 ? float(sign) * kE2m1[size_t(u[i] * 8) % 8]
+                    : float(sign * std::exp2(std::floor(u[i] * 17.0) - 8.0));  // 2^-8 .. 2^8
+  }
+  std::vector<uint8_t> codes(values.size());
+  uint64_t inexact = 0;
+  pack_fp8_cpu(values.data(), codes.data(), int64_t(values.size()), Fp8Format::e4m3, &inexact);
+  if (inexact != 0) throw Error("[bench_block_gemm] random element values off the e4m3 lattice");
+  return codes;
+}
+
+/// (rows, blocks) power-of-two scales 2^-4 .. 2^4 (UE8M0 values).
+std::vector<float> random_scales(int64_t rows, int64_t blocks, uint64_t seed) {
+  const std::vector<double> u = random_units(rows * blocks, seed);
+  std::vector<float> scales(u.size());
+  for (size_t i = 0; i < u.size(); ++i) scales[i] = float(std::exp2(std::floor(u[i] * 9.0) - 4.0));
+  return scales;
+}
+
+/// bf16 bits of values uniform in (-1, 1) (truncated from fp32; the timing does not care).
+std::vector<uint16_t> random_bf16(int64_t n, uint64_t seed) {
+  const std::vector<double> u = random_units(n, seed);
+  std::vector<uint16_t> bits(u.size());
+  for (size_t i = 0; i < u.size(); ++i) {
+    const float x = float(2.0 * u[i] - 1.0);
+    uint32_t word;
+    std::memcpy(&word, &x, sizeof word);
+    bits[i] = uint16_t(word >> 16);
+  }
+  return bits;
+}
+
+std::vector<float> random_fp32(int64_t n, uint64_t seed) {
+  const std::vector<double> u = random_units(n, seed);
+  std::vector<float> x(u.size());
+  for (size_t i = 0; i < u.size(); ++i) x[i] = float(2.0 * u[i] - 1.0);
+  return x;
+}
+
+struct Problem {
+  const char* name;
+  int64_t M, N, K;
+};
+
+/// One table row: | problem | method | median ms | throughput | ratio to the baseline |.
+void print_row(const std::string& problem,
+               const std::string& method,
+               double ms,
+               const std::string& throughput,
+               double ratio) {
+  std::printf("| %-34s | %-30s | %8.3f | %-15s | %6.2fx |\n", problem.c_str(), method.c_str(), ms,
+              throughput.c_str(), ratio);
+}
+
+std::string format_rate(double value, const char* unit) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.1f %s", value, unit);
+  return text;
+}
+
+void bench_gemms(cublasHandle_t cublas, int64_t warmup, int64_t repeats) {
+  const Problem problems[] = {
+      {"4096^3", 4096, 4096, 4096},
+      {"llama 60M ffn up 8192x1376x512", 8192, 1376, 512},
+      {"llama 60M ffn down 8192x512x1376", 8192, 512, 1376},
+      {"llama 350M attn 8192x1024x1024", 8192, 1024, 1024},
+      {"llama 350M ffn up 8192x2736x1024", 8192, 2736, 1024},
+      {"llama 350M ffn down 8192x1024x2736", 8192, 1024, 2736},
+  };
+  std::printf(
+      "block-scaled FP8 GEMM (mma.sync m16n8k32, per-block promotion) vs cuBLAS, C = A B^T, "
+      "median of %lld calls over 2 input sets\n",
+      (long long)repeats);
+  std::printf("| %-34s | %-30s | %8s | %-15s | %7s |\n|%s|%s|%s|%s|%s|\n", "problem", "method",
+              "ms", "throughput", "vs bf16", "------------------------------------",
+              "--------------------------------", "----------", "-----------------", "---------");
+  uint64_t seed = 1;
+  for (const Problem& p : problems) {
+    const double flops = 2.0 * double(p.M) * double(p.N) * double(p.K);
+    // MX blocks are 32 wide: a K off that grid (2736) is zero-padded, at the padded K's cost.
+    const int64_t padded_k = (p.K + 31) / 32 * 32;
+    std::vector<DeviceBuffer> bf16_a, bf16_b, fp32_a, fp32_b;
+    for (int set = 0; set < 2; ++set) {
+      bf16_a.push_back(upload(random_bf16(p.M * p.K, ++seed)));
+      bf16_b.push_back(upload(random_bf16(p.N * p.K, ++seed)));
+      fp32_a.push_back(upload(random_fp32(p.M * p.K, ++seed)));
+      fp32_b.push_back(upload(random_fp32(p.N * p.K, ++seed)));
+    }
+    DeviceBuffer c(p.M * p.N * int64_t(sizeof(float)));
+    const float one = 1.0f, zero = 0.0f;
+    // Row-major C = A B^T is column-major C^T = B A^T: B's rows read as columns, transposed.
+    const double bf16_ms = bench::median(time_on_device(warmup, repeats, [&](int set) {
+      check_cublas_call(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, int(p.N), int(p.M), int(p.K),
+                                     &one, bf16_b[size_t(set)].data, CUDA_R_16BF, int(p.K),
+                                     bf16_a[size_t(set)].data, CUDA_R_16BF, int(p.K), &zero, c.data,
+                                     CUDA_R_32F, int(p.N), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                        "cublasGemmEx bf16");
+    }));
+    const double fp32_ms = bench::median(time_on_device(warmup, repeats, [&](int set) {
+      check_cublas_call(
+          cublasSgemm(cublas, CUBLAS_OP_T, CUBLAS_OP_N, int(p.N), int(p.M), int(p.K), &one,
+                      fp32_b[size_t(set)].as<float>(), int(p.K), fp32_a[size_t(set)].as<float>(),
+                      int(p.K), &zero, c.as<float>(), int(p.N)),
+          "cublasSgemm");
+    }));
+    bf16_a.clear(), bf16_b.clear(), fp32_a.clear(), fp32_b.clear();
+    const std::string problem = padded_k == p.K
+                                    ? std::string(p.name)
+                                    : std::string(p.name) + " (K " + std::to_string(padded_k) + ")";
+    print_row(p.name, "cuBLAS bf16 (fp32 accumulate)", bf16_ms,
+              format_rate(flops / bf16_ms / 1e9, "TFLOP/s"), 1.0);
+    print_row(p.name, "cuBLAS fp32 sgemm", fp32_ms, format_rate(flops / fp32_ms / 1e9, "TFLOP/s"),
+              bf16_ms / fp32_ms);
+    for (const bool fp4 : {false, true}) {
+      std::vector<DeviceBuffer> a, b, scale_a, scale_b;
+      for (int set = 0; set < 2; ++set) {
+        a.push_back(upload(random_codes(p.M, padded_k, fp4, ++seed)));
+        b.push_back(upload(random_codes(p.N, padded_k, fp4, ++seed)));
+        scale_a.push_back(upload(random_scales(p.M, padded_k / 32, ++seed)));
+        scale_b.push_back(upload(random_scales(p.N, padded_k / 32, ++seed)));
+      }
+      const BlockScaledGemm shape{.M = p.M, .N = p.N, .K = padded_k, .block_size = 32};
+      const double ms = bench::median(time_on_device(warmup, repeats, [&](int set) {
+        block_scaled_gemm_cuda(shape, a[size_t(set)].as<uint8_t>(),
+                               scale_a[size_t(set)].as<float>(), b[size_t(set)].as<uint8_t>(),
+                               scale_b[size_t(set)].as<float>(), c.as<float>());
+      }));
+      print_row(problem, fp4 ? "block-scaled mxfp4 as e4m3" : "block-scaled mxfp8 e4m3", ms,
+                format_rate(flops / ms / 1e9, "TFLOP/s"), bf16_ms / ms);
+    }
+  }
+}
+
+void bench_pack(int64_t warmup, int64_t repeats) {
+  const int64_t n = int64_t(4096) * 4096;
+  std::vector<DeviceBuffer> values;
+  for (int set = 0; set < 2; ++set) {
+    // MXFP4 elements (on the e4m3 lattice), as pack_fp8 receives them from a quantizer.
+    const std::vector<uint8_t> codes = random_codes(1, n, true, 900 + uint64_t(set));
+    std::vector<float> host(codes.size());
+    const Format f = format_of(Fp8Format::e4m3);
+    for (size_t i = 0; i < codes.size(); ++i) host[i] = decode(f, codes[i]);
+    values.push_back(upload(host));
+  }
+  DeviceBuffer codes(n), copy(n * int64_t(sizeof(float))), inexact(sizeof(uint64_t));
+  check_cuda_call(cudaMemset(inexact.data, 0, sizeof(uint64_t)), "cudaMemset");
+  const double memcpy_ms = bench::median(time_on_device(warmup, repeats, [&](int set) {
+    copy_device_to_device(copy.data, values[size_t(set)].data, n * int64_t(sizeof(float)));
+  }));
+  const double pack_ms = bench::median(time_on_device(warmup, repeats, [&](int set) {
+    pack_fp8_cuda(values[size_t(set)].as<float>(), codes.as<uint8_t>(), n, Fp8Format::e4m3,
+                  inexact.as<uint64_t>());
+  }));
+  uint64_t inexact_count = 0;
+  copy_device_to_host(&inexact_count, inexact.data, sizeof inexact_count);
+  if (inexact_count != 0) throw Error("[bench_block_gemm] pack_fp8 found values off the lattice");
+  // Bytes moved: the copy reads and writes 4 per value, pack_fp8 reads 4 and writes 1.
+  const double copy_rate = 8.0 * double(n) / memcpy_ms / 1e6,
+               pack_rate = 5.0 * double(n) / pack_ms / 1e6;
+  std::printf("\npack_fp8 on %lld fp32 values (bytes read + written), median of %lld calls\n",
+              (long long)n, (long long)repeats);
+  std::printf("| %-34s | %-30s | %8s | %-15s | %7s |\n|%s|%s|%s|%s|%s|\n", "problem", "method",
+              "ms", "throughput", "vs copy", "------------------------------------",
+              "--------------------------------", "----------", "-----------------", "---------");
+  print_row("pack_fp8 4096x4096", "cudaMemcpy device to device", memcpy_ms,
+            format_rate(copy_rate, "GB/s"), 1.0);
+  print_row("pack_fp8 4096x4096", "pack_fp8 e4m3", pack_ms, format_rate(pack_rate, "GB/s"),
+            pack_rate / copy_rate);
+}
+
+}  // namespace
+#endif
+
+int main(int argc, char** argv) {
+  const char* program = "bench_block_gemm";
+  bench::Flags flags{{"repeats", "30"}, {"warmup", "5"}};
+  if (!bench::parse_flags(argc, argv, program, flags)) return 2;
+  const std::optional<int64_t> repeats = bench::integer_flag(flags, "repeats", program, 20);
+  const std::optional<int64_t> warmup = bench::integer_flag(flags, "warmup", program, 0);
+  if (!repeats || !warmup) return 2;
+#if defined(LATTICE_CUDA)
+  if (!cuda_available()) {
+    std::printf("%s: no CUDA device, skipped\n", program);
+    return 0;
+  }
+  try {
+    cublasHandle_t cublas = nullptr;
+    check_cublas_call(cublasCreate(&cublas), "cublasCreate");
+    // Full fp32 products and sums in sgemm (no TF32), as gemm_cuda runs it.
+    check_cublas_call(cublasSetMathMode(cublas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+    bench_gemms(cublas, *warmup, *repeats);
+    bench_pack(*warmup, *repeats);
+    check_cublas_call(cublasDestroy(cublas), "cublasDestroy");
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s: %s\n", program, e.what());
+    return 1;
+  }
+#else
+  std::printf("%s: built without CUDA, skipped\n", program);
+#endif
+  return 0;
+}

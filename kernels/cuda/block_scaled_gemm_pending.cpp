@@ -1,0 +1,16 @@
+// The block-scaled GEMM family's CUDA twins in builds without nvcc (kernels/cuda/pending.h).
+#include "kernels/block_scaled_gemm.h"
+#include "kernels/cuda/pending.h"
+
+namespace lattice {
+
+void block_scaled_gemm_cuda(
+    const BlockScaledGemm&, const uint8_t*, const float*, const uint8_t*, const float*, float*) {
+  throw_pending_cuda("block_scaled_gemm");
+}
+
+void pack_fp8_cuda(const float*, uint8_t*, int64_t, Fp8Format, uint64_t*) {
+  throw_pending_cuda("pack_fp8");
+}
+
+}  // namespace lattice

@@ -1,0 +1,469 @@
+// Block-scaled FP8 GEMM and FP8 packing (kernels/block_scaled_gemm.h). On the CPU, always: the
+// golden model against a float64 evaluation of its formula and against the fp32 GEMM of the
+// dequantized operands, on operands from the real MX and NVFP4 quantizers; pack_fp8 against
+// core's encode. On a GPU: the CUDA kernels against the CPU over a table of shapes, bitwise where
+// every block's partial sum is exact (FP4 elements), within a stated bound of the tensor core's
+// internal precision otherwise. Without a GPU the CUDA entry points must throw.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/format.h"
+#include "core/philox.h"
+#include "cuda_support.h"
+#include "kernels/block_scaled_gemm.h"
+#include "kernels/device_memory.h"
+#include "kernels/gemm.h"
+#include "kernels/quantize.h"
+#include "tensor/quantizer.h"
+
+using namespace lattice;
+using lattice::test::DeviceArray;
+
+namespace {
+
+constexpr double kBlockGemmFp32Unit = 0x1p-24;  // u, fp32's unit roundoff
+
+/// One operand as a block-scaled GEMM reads it, from a quantizer's BlockParts.
+struct BlockGemmOperand {
+  std::vector<uint8_t> codes;      // (rows, K) FP8 codes of the element-lattice values
+  std::vector<float> scales;       // (rows, K / block) block scales as values
+  std::vector<float> dequantized;  // (rows, K) the quantizer's own output
+  float tensor_scale = 1.0f;       // NVFP4's s_dec, else 1
+  uint64_t inexact_codes = 0;      // pack_fp8_cpu's count (0 when the carrier holds the lattice)
+};
+
+/// (rows, cols) values uniform in (-1, 1) times 2^e, e in [-6, 6] drawn per block of 16, so that
+/// block scales differ; every 13th value is zero.
+std::vector<float> block_gemm_random_input(int64_t rows, int64_t cols, uint64_t seed) {
+  const RandomStream random{.seed = seed, .subsequence = 11};
+  std::vector<float> x(static_cast<size_t>(rows * cols));
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    const double unit = double(random.word(uint64_t(2 * i))) / 4294967296.0 * 2.0 - 1.0;
+    const int64_t block = (i / cols) * cols + (i % cols) / 16;
+    const int exponent = int(random.fork().word(uint64_t(block)) % 13) - 6;
+    x[size_t(i)] = i % 13 == 5 ? 0.0f : float(std::ldexp(unit, exponent));
+  }
+  return x;
+}
+
+BlockGemmOperand quantize_block_gemm_operand(
+    const std::vector<float>& x, int64_t rows, int64_t K, const Quantizer& q, Fp8Format carrier) {
+  const BlockScaling& scaling = *q.scaling;
+  const BlockLayout layout{rows, K, 1, scaling.block_size};
+  BlockGemmOperand operand;
+  if (K == 0) return operand;
+  std::vector<float> elements(x.size());
+  operand.scales.resize(static_cast<size_t>(rows * (K / scaling.block_size)));
+  operand.dequantized.resize(x.size());
+  BlockParts parts{elements.data(), operand.scales.data()};
+  quantize_blocks_cpu(x.data(), operand.dequantized.data(), layout, q.element, q.rounding, scaling,
+                      RandomStream{}, &parts);
+  operand.tensor_scale = parts.tensor_scale;
+  operand.codes.resize(x.size());
+  pack_fp8_cpu(elements.data(), operand.codes.data(), int64_t(x.size()), carrier,
+               &operand.inexact_codes);
+  return operand;
+}
+
+/// A quantizer pair carried as FP8, with the alpha the caller passes (tensor scales times
+/// `extra_alpha`).
+struct BlockGemmRecipe {
+  const char* name;
+  const char* a_quantizer;
+  const char* b_quantizer;
+  Fp8Format a_format, b_format;
+  float extra_alpha;
+  bool fp4_elements;  // every block's partial sum is exact in fp32 (e2m1 products, <= 32 terms)
+};
+
+const BlockGemmRecipe kBlockGemmRecipes[] = {
+    {"mxfp8 e4m3", "mxfp8", "mxfp8", Fp8Format::e4m3, Fp8Format::e4m3, 1.0f, false},
+    {"mxfp4 as e4m3", "mxfp4", "mxfp4", Fp8Format::e4m3, Fp8Format::e4m3, 1.0f, true},
+    {"nvfp4 as e4m3, block 16, alpha", "nvfp4", "nvfp4", Fp8Format::e4m3, Fp8Format::e4m3, 1.0f,
+     true},
+    {"mxfp6 e2m3 as e4m3", "mxfp6", "mxfp6", Fp8Format::e4m3, Fp8Format::e4m3, 1.0f, false},
+    {"mxfp8 e4m3 x e5m2, alpha -1.5", "mxfp8", "mxfp8_e5m2", Fp8Format::e4m3, Fp8Format::e5m2,
+     -1.5f, false},
+    {"mxfp8 e5m2", "mxfp8_e5m2", "mxfp8_e5m2", Fp8Format::e5m2, Fp8Format::e5m2, 1.0f, false},
+};
+
+/// The operands and shape of one case of a recipe.
+struct BlockGemmCase {
+  BlockScaledGemm shape;
+  BlockGemmOperand a, b;
+};
+
+BlockGemmCase make_block_gemm_case(
+    const BlockGemmRecipe& recipe, int64_t M, int64_t N, int64_t K, uint64_t seed) {
+  const Quantizer qa = parse_quantizer(recipe.a_quantizer);
+  const Quantizer qb = parse_quantizer(recipe.b_quantizer);
+  REQUIRE(qa.scaling->block_size == qb.scaling->block_size);
+  BlockGemmCase c;
+  c.a = quantize_block_gemm_operand(block_gemm_random_input(M, K, seed), M, K, qa, recipe.a_format);
+  c.b = quantize_block_gemm_operand(block_gemm_random_input(N, K, seed + 1000), N, K, qb,
+                                    recipe.b_format);
+  c.shape = BlockScaledGemm{.M = M,
+                            .N = N,
+                            .K = K,
+                            .block_size = qa.scaling->block_size,
+                            .a_format = recipe.a_format,
+                            .b_format = recipe.b_format,
+                            .alpha = c.a.tensor_scale * c.b.tensor_scale * recipe.extra_alpha};
+  return c;
+}
+
+/// The formula of kernels/block_scaled_gemm.h in float64 from the codes' values (exact in
+/// float64, as are the products), and the magnitude sum_kb |alpha sa sb| sum_k |a b| of each
+/// output, the scale of every rounding error.
+struct Float64Product {
+  std::vector<double> value, magnitude;  // (M, N) each
+};
+
+Float64Product block_gemm_float64(const BlockGemmCase& c) {
+  const BlockScaledGemm& s = c.shape;
+  const int64_t blocks = s.block_size == 0 ? 0 : s.K / s.block_size;
+  const Format fa = format_of(s.a_format), fb = format_of(s.b_format);
+  Float64Product out{std::vector<double>(size_t(s.M * s.N)),
+                     std::vector<double>(size_t(s.M * s.N))};
+  for (int64_t m = 0; m < s.M; ++m)
+    for (int64_t n = 0; n < s.N; ++n) {
+      double total = 0.0, magnitude = 0.0;
+      for (int64_t kb = 0; kb < blocks; ++kb) {
+        double partial = 0.0, partial_magnitude = 0.0;
+        for (int64_t k = kb * s.block_size; k < (kb + 1) * s.block_size; ++k) {
+          const double product = double(decode(fa, c.a.codes[size_t(m * s.K + k)])) *
+                                 double(decode(fb, c.b.codes[size_t(n * s.K + k)]));
+          partial += product;
+          partial_magnitude += std::fabs(product);
+        }
+        const double scale = double(c.a.scales[size_t(m * blocks + kb)]) *
+                             double(c.b.scales[size_t(n * blocks + kb)]);
+        total += scale * partial;
+        magnitude += std::fabs(scale) * partial_magnitude;
+      }
+      out.value[size_t(m * s.N + n)] = double(s.alpha) * total;
+      out.magnitude[size_t(m * s.N + n)] = std::fabs(double(s.alpha)) * magnitude;
+    }
+  return out;
+}
+
+/// The first index where |got - want| > bound(i), NaN on one side only included; -1 if none.
+template <typename Got, typename Want, typename Bound>
+int64_t block_gemm_first_mismatch(const std::vector<Got>& got,
+                                  const std::vector<Want>& want,
+                                  Bound bound) {
+  for (size_t i = 0; i < want.size(); ++i)
+    if (!(std::fabs(double(got[i]) - double(want[i])) <= bound(int64_t(i)))) return int64_t(i);
+  return -1;
+}
+
+}  // namespace
+
+TEST_CASE("pack_fp8 returns every FP8 code from its value, NaN codes as the format's NaN") {
+  for (const Fp8Format carrier : {Fp8Format::e4m3, Fp8Format::e5m2}) {
+    const Format f = format_of(carrier);
+    std::vector<float> values(256);
+    for (uint32_t code = 0; code < 256; ++code) values[code] = decode(f, code);
+    std::vector<uint8_t> codes(256, 0xAB);
+    uint64_t inexact = 0;
+    pack_fp8_cpu(values.data(), codes.data(), 256, carrier, &inexact);
+    INFO("format ", format_name(f));
+    CHECK(inexact == 0);
+    for (uint32_t code = 0; code < 256; ++code) {
+      CAPTURE(code);
+      if (std::isnan(values[code])) {
+        CHECK(std::isnan(decode(f, codes[code])));
+      } else {
+        CHECK(codes[code] == code);
+        CHECK(codes[code] == encode(f, values[code]));
+      }
+    }
+  }
+}
+
+TEST_CASE("pack_fp8 counts values off the lattice and rounds them to nearest-even") {
+  const float inf = std::numeric_limits<float>::infinity();
+  // e4m3: 1.0625 ties to 1 (even), 1.1 rounds to 1.125, 500 overflows to NaN (no inf), 2^-12
+  // (below half the smallest subnormal 2^-9) to 0, inf has no code; 448 and -2^-9 are exact.
+  const std::vector<float> e4m3_values = {1.0625f, 1.1f, 500.0f, 0x1p-12f, inf, 448.0f, -0x1p-9f};
+  std::vector<uint8_t> codes(e4m3_values.size());
+  uint64_t inexact = 0;
+  pack_fp8_cpu(e4m3_values.data(), codes.data(), int64_t(codes.size()), Fp8Format::e4m3, &inexact);
+  CHECK(inexact == 5);
+  CHECK(decode(e4m3, codes[0]) == 1.0f);
+  CHECK(decode(e4m3, codes[1]) == 1.125f);
+  CHECK(std::isnan(decode(e4m3, codes[2])));
+  CHECK(decode(e4m3, codes[3]) == 0.0f);
+  CHECK(decode(e4m3, codes[5]) == 448.0f);
+  CHECK(decode(e4m3, codes[6]) == -0x1p-9f);
+  // e5m2 has inf; 1.125 needs three mantissa bits. The counter accumulates across calls.
+  const std::vector<float> e5m2_values = {inf, -inf, 1.125f, 57344.0f};
+  pack_fp8_cpu(e5m2_values.data(), codes.data(), 4, Fp8Format::e5m2, &inexact);
+  CHECK(inexact == 6);
+  CHECK(decode(e5m2, codes[0]) == inf);
+  CHECK(decode(e5m2, codes[1]) == -inf);
+  CHECK(decode(e5m2, codes[2]) == 1.0f);  // the tie between 1 and 1.25 goes to even
+  CHECK(decode(e5m2, codes[3]) == 57344.0f);
+}
+
+TEST_CASE(
+    "pack_fp8 holds MXFP8, MXFP6, MXFP4 and NVFP4 elements in e4m3 exactly, e2m3 not in e5m2") {
+  const std::vector<float> x = block_gemm_random_input(8, 256, 3);
+  for (const char* name : {"mxfp8", "mxfp6", "mxfp6_e3m2", "mxfp4", "nvfp4"}) {
+    const BlockGemmOperand operand =
+        quantize_block_gemm_operand(x, 8, 256, parse_quantizer(name), Fp8Format::e4m3);
+    INFO("quantizer ", name);
+    CHECK(operand.inexact_codes == 0);
+  }
+  // e2m3 has a third mantissa bit that e5m2 lacks: some elements must be reported.
+  const BlockGemmOperand e2m3_in_e5m2 =
+      quantize_block_gemm_operand(x, 8, 256, parse_quantizer("mxfp6"), Fp8Format::e5m2);
+  CHECK(e2m3_in_e5m2.inexact_codes > 0);
+}
+
+TEST_CASE("the CPU block-scaled GEMM equals its formula in float64 within its fp32 rounding") {
+  // Bound: a block's partial is a sequential fp32 sum of block_size exact products, at most
+  // (block_size - 1) u of sum |a b|; each of the K / block_size promotions rounds once, at most
+  // u of the running sum of |scaled partials|; alpha rounds once more. So |C - C64| <=
+  // (block_size + blocks + 2) u sum_kb |alpha sa sb| sum_k |a b| (float64's own error is ~2^-29
+  // of that).
+  struct Shape {
+    int64_t M, N, K;
+  };
+  uint64_t seed = 100;
+  for (const BlockGemmRecipe& recipe : kBlockGemmRecipes)
+    for (const Shape shape : {Shape{1, 1, 32}, Shape{17, 33, 96}, Shape{24, 40, 512},
+                              Shape{3, 5, 2048}, Shape{4, 3, 0}}) {
+      const BlockGemmCase c = make_block_gemm_case(recipe, shape.M, shape.N, shape.K, ++seed);
+      REQUIRE(c.a.inexact_codes == 0);  // every recipe's carrier holds its element lattice
+      REQUIRE(c.b.inexact_codes == 0);
+      std::vector<float> got(size_t(shape.M * shape.N), std::numeric_limits<float>::quiet_NaN());
+      block_scaled_gemm_cpu(c.shape, c.a.codes.data(), c.a.scales.data(), c.b.codes.data(),
+                            c.b.scales.data(), got.data());
+      const Float64Product want = block_gemm_float64(c);
+      const double relative =
+          double(c.shape.block_size + shape.K / c.shape.block_size + 2) * kBlockGemmFp32Unit;
+      INFO("recipe ", recipe.name, " M=", shape.M, " N=", shape.N, " K=", shape.K,
+           " alpha=", c.shape.alpha);
+      const int64_t bad = block_gemm_first_mismatch(
+          got, want.value, [&](int64_t i) { return relative * want.magnitude[size_t(i)]; });
+      CAPTURE(bad);
+      CHECK(bad == -1);
+      if (bad >= 0) MESSAGE("got ", got[size_t(bad)], ", want ", want.value[size_t(bad)]);
+    }
+}
+
+TEST_CASE("the CPU block-scaled GEMM agrees with the fp32 GEMM of the dequantized operands") {
+  // Both approximate the same exact sum: the dequantized values are sa * a (exact for MX; NVFP4
+  // rounds (a * sa) * s_dec once, as alpha = s_dec_a * s_dec_b does), and sgemm sums K exact
+  // products in some order, within K u of sum |products| (any order, fused or not). Together:
+  // (K + block_size + blocks + 6) u sum_kb |alpha sa sb| sum_k |a b|.
+  struct Shape {
+    int64_t M, N, K;
+  };
+  uint64_t seed = 200;
+  for (const BlockGemmRecipe& recipe : kBlockGemmRecipes)
+    for (const Shape shape : {Shape{9, 7, 64}, Shape{33, 17, 1024}}) {
+      BlockGemmCase c = make_block_gemm_case(recipe, shape.M, shape.N, shape.K, ++seed);
+      std::vector<float> got(size_t(shape.M * shape.N));
+      block_scaled_gemm_cpu(c.shape, c.a.codes.data(), c.a.scales.data(), c.b.codes.data(),
+                            c.b.scales.data(), got.data());
+      std::vector<float> fp32_gemm(got.size());
+      gemm_cpu(dense_gemm(shape.M, shape.N, shape.K, false, true), recipe.extra_alpha,
+               c.a.dequantized.data(), c.b.dequantized.data(), 0.0f, fp32_gemm.data());
+      const Float64Product reference = block_gemm_float64(c);
+      const double relative =
+          double(shape.K + c.shape.block_size + shape.K / c.shape.block_size + 6) *
+          kBlockGemmFp32Unit;
+      INFO("recipe ", recipe.name, " M=", shape.M, " N=", shape.N, " K=", shape.K);
+      const int64_t bad = block_gemm_first_mismatch(
+          got, fp32_gemm, [&](int64_t i) { return relative * reference.magnitude[size_t(i)]; });
+      CAPTURE(bad);
+      CHECK(bad == -1);
+      if (bad >= 0)
+        MESSAGE("block-scaled ", got[size_t(bad)], ", fp32 GEMM ", fp32_gemm[size_t(bad)]);
+    }
+}
+
+TEST_CASE("the block-scaled GEMM refuses bad block sizes and K off the block grid") {
+  const uint8_t codes[32] = {};
+  const float scales[2] = {1.0f, 1.0f};
+  float c[1];
+  CHECK_THROWS_AS(block_scaled_gemm_cpu(BlockScaledGemm{.M = 1, .N = 1, .K = 48}, codes, scales,
+                                        codes, scales, c),
+                  Error);
+  CHECK_THROWS_AS(block_scaled_gemm_cpu(BlockScaledGemm{.M = 1, .N = 1, .K = 32, .block_size = 8},
+                                        codes, scales, codes, scales, c),
+                  Error);
+  CHECK_THROWS_AS(block_scaled_gemm_cpu(BlockScaledGemm{.M = -1, .N = 1, .K = 32}, codes, scales,
+                                        codes, scales, c),
+                  Error);
+}
+
+TEST_CASE("without a CUDA device the block-scaled GEMM kernels throw instead of crashing") {
+  if (cuda_available()) return;
+  alignas(16) const uint8_t codes[32] = {};
+  const float scales[1] = {1.0f};
+  float c[1] = {};
+  const float values[4] = {1, 2, 3, 4};
+  alignas(16) uint8_t packed[4] = {};
+  uint64_t inexact = 0;
+  CHECK_THROWS_AS(block_scaled_gemm_cuda(BlockScaledGemm{.M = 1, .N = 1, .K = 32}, codes, scales,
+                                         codes, scales, c),
+                  Error);
+  CHECK_THROWS_AS(pack_fp8_cuda(values, packed, 4, Fp8Format::e4m3, &inexact), Error);
+  MESSAGE("no CUDA device here: the block-scaled GEMM parity tests skip");
+}
+
+#if defined(LATTICE_CUDA)
+namespace {
+
+/// Runs the CUDA GEMM of case c on poisoned (NaN) output and returns C.
+std::vector<float> block_gemm_on_device(const BlockGemmCase& c) {
+  DeviceArray<uint8_t> a(c.a.codes), b(c.b.codes);
+  DeviceArray<float> scale_a(c.a.scales), scale_b(c.b.scales), out(c.shape.M * c.shape.N);
+  out.poison();
+  block_scaled_gemm_cuda(c.shape, a.data, scale_a.data, b.data, scale_b.data, out.data);
+  return out.download();
+}
+
+/// sum_kb |alpha sa sb| sum_k |a b| per output, by the CPU GEMM on the magnitudes (sign bits of
+/// the codes cleared); fp32's rounding of a sum of non-negative terms is far below the bounds.
+std::vector<float> block_gemm_magnitudes(const BlockGemmCase& c) {
+  std::vector<uint8_t> a(c.a.codes), b(c.b.codes);
+  for (uint8_t& code : a) code &= 0x7F;
+  for (uint8_t& code : b) code &= 0x7F;
+  std::vector<float> scale_a(c.a.scales), scale_b(c.b.scales);
+  for (float& s : scale_a) s = std::fabs(s);
+  for (float& s : scale_b) s = std::fabs(s);
+  BlockScaledGemm shape = c.shape;
+  shape.alpha = std::fabs(shape.alpha);
+  std::vector<float> magnitude(size_t(shape.M * shape.N));
+  block_scaled_gemm_cpu(shape, a.data(), scale_a.data(), b.data(), scale_b.data(),
+                        magnitude.data());
+  return magnitude;
+}
+
+struct BlockGemmShape {
+  int64_t M, N, K;
+};
+
+// Odd sizes (a single row or column, past a 128 tile by one or two, K past a 128-byte stage by
+// a block), K = 0, and two large ones; 16 and 48 only for block 16.
+const BlockGemmShape kBlockGemmDeviceShapes[] = {
+    {1, 1, 32},      {1, 33, 64},  {17, 33, 96}, {33, 1, 32},      {5, 7, 0},
+    {129, 130, 160}, {40, 24, 16}, {17, 9, 48},  {1000, 777, 512}, {256, 256, 4096}};
+
+}  // namespace
+
+TEST_CASE("CUDA block-scaled GEMM matches the CPU within the tensor core's summation error") {
+  if (!cuda_available()) return;
+  // The tensor core sums a block's 32 exact products inside the instruction, in its own order
+  // and with a fixed-point window of at least ~13 fraction bits below the largest product
+  // (DeepSeek-V3 reports ~14 bits retained on Hopper): at most 32 * 2^-12 = 2^-7 of the block's
+  // largest |product|, so of sum |a b|. The promotions on each side add (blocks + 1) u and the
+  // CPU's partials (block_size - 1) u: |C_cuda - C_cpu| <= (2^-7 + (block_size + 2 blocks + 4) u)
+  // sum_kb |alpha sa sb| sum_k |a b|.
+  uint64_t seed = 300;
+  for (const BlockGemmRecipe& recipe : kBlockGemmRecipes)
+    for (const BlockGemmShape& shape : kBlockGemmDeviceShapes) {
+      const Quantizer q = parse_quantizer(recipe.a_quantizer);
+      if (shape.K % q.scaling->block_size != 0) continue;
+      const BlockGemmCase c = make_block_gemm_case(recipe, shape.M, shape.N, shape.K, ++seed);
+      std::vector<float> want(size_t(shape.M * shape.N));
+      block_scaled_gemm_cpu(c.shape, c.a.codes.data(), c.a.scales.data(), c.b.codes.data(),
+                            c.b.scales.data(), want.data());
+      const std::vector<float> got = block_gemm_on_device(c);
+      const std::vector<float> magnitude = block_gemm_magnitudes(c);
+      const int64_t blocks = shape.K / c.shape.block_size;
+      const double relative =
+          0x1p-7 + double(c.shape.block_size + 2 * blocks + 4) * kBlockGemmFp32Unit;
+      INFO("recipe ", recipe.name, " M=", shape.M, " N=", shape.N, " K=", shape.K,
+           " alpha=", c.shape.alpha);
+      const int64_t bad = block_gemm_first_mismatch(
+          got, want, [&](int64_t i) { return relative * double(magnitude[size_t(i)]); });
+      CAPTURE(bad);
+      CHECK(bad == -1);
+      if (bad >= 0) MESSAGE("got ", got[size_t(bad)], ", want ", want[size_t(bad)]);
+      int64_t identical = 0;
+      double worst = 0.0;  // the largest |C_cuda - C_cpu| / magnitude seen
+      for (size_t i = 0; i < want.size(); ++i) {
+        identical += std::memcmp(&got[i], &want[i], sizeof(float)) == 0;
+        if (magnitude[i] > 0)
+          worst = std::max(worst, std::fabs(double(got[i]) - double(want[i])) / magnitude[i]);
+      }
+      if (shape.M * shape.N >= 100000)
+        MESSAGE("block_scaled_gemm ", recipe.name, " ", shape.M, "x", shape.N, "x", shape.K, ": ",
+                identical, " of ", want.size(), " entries bit-identical to the CPU, worst error ",
+                worst, " of sum |products|");
+    }
+}
+
+TEST_CASE("CUDA block-scaled GEMM gives the CPU's bits where every block's partial sum is exact") {
+  if (!cuda_available()) return;
+  // FP4 (e2m1) elements: products are multiples of 1/4 up to 36, a block's sum at most 1152, so
+  // both the CPU and any tensor core with 13 or more bits of window sum each block exactly; the
+  // promotions are then the same fused multiply-adds in the same order on both devices.
+  uint64_t seed = 400;
+  for (const BlockGemmRecipe& recipe : kBlockGemmRecipes) {
+    if (!recipe.fp4_elements) continue;
+    for (const BlockGemmShape& shape : kBlockGemmDeviceShapes) {
+      const Quantizer q = parse_quantizer(recipe.a_quantizer);
+      if (shape.K % q.scaling->block_size != 0) continue;
+      const BlockGemmCase c = make_block_gemm_case(recipe, shape.M, shape.N, shape.K, ++seed);
+      std::vector<float> want(size_t(shape.M * shape.N));
+      block_scaled_gemm_cpu(c.shape, c.a.codes.data(), c.a.scales.data(), c.b.codes.data(),
+                            c.b.scales.data(), want.data());
+      const std::vector<float> got = block_gemm_on_device(c);
+      INFO("recipe ", recipe.name, " M=", shape.M, " N=", shape.N, " K=", shape.K);
+      const int64_t bad = block_gemm_first_mismatch(got, want, [](int64_t) { return 0.0; });
+      CAPTURE(bad);
+      CHECK(bad == -1);
+      if (bad >= 0) MESSAGE("got ", got[size_t(bad)], ", want ", want[size_t(bad)]);
+    }
+  }
+}
+
+TEST_CASE("CUDA pack_fp8 gives the CPU's codes and inexact count, aligned or not") {
+  if (!cuda_available()) return;
+  for (const Fp8Format carrier : {Fp8Format::e4m3, Fp8Format::e5m2})
+    for (const int64_t n : {int64_t(1), int64_t(3), int64_t(1001), int64_t(1) << 20})
+      for (const int64_t offset : {int64_t(0), int64_t(1)}) {
+        // Lattice values (mxfp8 elements) with every 7th value off the lattice, plus specials.
+        std::vector<float> values = block_gemm_random_input(1, n + offset, 500 + uint64_t(n));
+        const std::vector<float> inputs = values;
+        std::vector<float> elements(values.size());
+        quantize_elementwise_cpu(inputs.data(), elements.data(), int64_t(values.size()),
+                                 format_of(carrier), Rounding{}, RandomStream{});
+        for (size_t i = 0; i < values.size(); ++i)
+          values[i] = i % 7 == 3 ? inputs[i] * 1.01f : elements[i];
+        if (n > 100) {
+          values[10] = std::numeric_limits<float>::infinity();
+          values[11] = std::numeric_limits<float>::quiet_NaN();
+          values[12] = 1e6f;
+          values[13] = -0.0f;
+        }
+        std::vector<uint8_t> want(values.size());
+        uint64_t want_inexact = 0;
+        pack_fp8_cpu(values.data() + offset, want.data() + offset, n, carrier, &want_inexact);
+        DeviceArray<float> device_values(values);
+        DeviceArray<uint8_t> device_codes(int64_t(values.size()));
+        device_codes.upload(std::vector<uint8_t>(values.size(), 0xAB));
+        DeviceArray<uint64_t> device_inexact(std::vector<uint64_t>{0});
+        pack_fp8_cuda(device_values.data + offset, device_codes.data + offset, n, carrier,
+                      device_inexact.data);
+        std::vector<uint8_t> got = device_codes.download();
+        INFO("pack_fp8 ", format_name(format_of(carrier)), " n=", n, " offset=", offset);
+        CHECK(std::equal(got.begin() + offset, got.end(), want.begin() + offset));
+        CHECK(device_inexact.download()[0] == want_inexact);
+        if (n > 100) CHECK(want_inexact > 0);
+      }
+}
+#endif
