@@ -4,7 +4,7 @@
 // — under one or more precision stacks, interleaved step by step in one run, each median with
 // its ratio to the first stack's. Reports median ms/step, tokens/s and peak resident memory.
 // Usage: bench_llama [--steps N] [--warmup N] [--stack SPEC[;SPEC...]] [--device D] [--batch B]
-//                    [--seq T] [--gemm auto|exact-fp32]
+//                    [--seq T] [--gemm auto|exact-fp32|fp8-blocks]
 //   e.g. bench_llama --stack 'fp32;bf16;mxfp4'   (each stack's step time / the fp32 step's)
 #include <cstdio>
 #include <memory>

@@ -3,7 +3,7 @@
 // stack's median as a ratio to the first's. H = 256 is the model ../shared/peers/torch_bench.py
 // times in PyTorch; H = 512 is the mnist trainer's MLP. Reports peak resident memory too.
 // Usage: bench_mlp [--steps N] [--warmup N] [--hidden H] [--stacks SPEC;SPEC;...] [--device D]
-//                  [--gemm auto|exact-fp32]
+//                  [--gemm auto|exact-fp32|fp8-blocks]
 //   e.g. bench_mlp --hidden 512 --stacks 'fp32;mxfp4'   (MXFP4 step time / fp32 step time)
 #include <cstdio>
 #include <memory>

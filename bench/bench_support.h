@@ -73,8 +73,8 @@ inline std::optional<Device> device_flag(const Flags& flags, const char* program
   return std::nullopt;
 }
 
-/// Sets the process's GEMM path from flags["gemm"] (auto or exact-fp32, ops/quantized_gemm.h);
-/// prints "<program>: ..." and returns false on another value.
+/// Sets the process's GEMM path from flags["gemm"] (auto, exact-fp32 or fp8-blocks,
+/// ops/quantized_gemm.h); prints "<program>: ..." and returns false on another value.
 inline bool apply_gemm_flag(const Flags& flags, const char* program) {
   try {
     set_gemm_path(parse_gemm_path(flags.at("gemm")));

@@ -201,10 +201,12 @@ void add_trainer_flags(CLI::App& app, TrainerFlags& flags) {
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--gemm", flags.gemm,
-                 "auto: GEMMs of bf16-exact operands (bf16, fp8, fp6, fp4, MX) run in bf16 where "
-                 "the CPU has native bf16; exact-fp32: always fp32")
+                 "auto: GEMMs of bf16-exact operands (bf16, fp8, fp6, fp4, MX) run in bf16 on a "
+                 "GPU and where the CPU has native bf16, of MXFP8/6/4 operands as the "
+                 "block-scaled FP8 GEMM on a GPU; exact-fp32: always fp32; fp8-blocks: auto, "
+                 "and the FP8 GEMM's golden model on the CPU too (slow)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "exact-fp32"}));
+      ->check(CLI::IsMember({"auto", "exact-fp32", "fp8-blocks"}));
   app.add_option("--out", flags.out, "output directory (metrics.jsonl, summary.json, checkpoint)")
       ->capture_default_str();
   app.add_option("--threads", flags.threads, "CPU threads (0: all; at most 1024 or 4x the cores)")

@@ -39,7 +39,7 @@ struct TrainerFlags {
   std::string out = {};
   int threads = 0;             // 0: OpenMP's default
   std::string device = "cpu";  // cpu or cuda: where the model, batches and updates live
-  std::string gemm = "auto";   // auto | exact-fp32 (ops/quantized_gemm.h, GemmPath)
+  std::string gemm = "auto";   // auto | exact-fp32 | fp8-blocks (ops/quantized_gemm.h, GemmPath)
   std::string resume = {};
   int64_t checkpoint_every = 0;
   int64_t log_every = 50;

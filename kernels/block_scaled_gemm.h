@@ -59,6 +59,35 @@ void block_scaled_gemm_cuda(const BlockScaledGemm& shape,
                             const float* scale_b,
                             float* c);
 
+/// One GEMM operand for block_scaled_gemm from its values: x holds `rows` rows of K values,
+/// value (r, k) at x[r * row_stride + k * k_stride] (any orientation, so a transposed view
+/// packs without a copy). Each block of 32 along K takes scale block_code_scale(max |x|,
+/// target_exponent) and codes x / scale: codes (rows, K), scales (rows, K / 32), both packed.
+/// Exact for values an MX quantizer produced whose element lattice, shifted to put its top
+/// exponent at target_exponent, lies on `format`'s (ops/quantized_gemm.cpp decides by the
+/// lattice); inexact values are rounded and counted as in pack_fp8 (inexact_count may be null).
+/// K must be a multiple of 32.
+void pack_fp8_blocks_cpu(const float* x,
+                         int64_t rows,
+                         int64_t K,
+                         int64_t row_stride,
+                         int64_t k_stride,
+                         int target_exponent,
+                         Fp8Format format,
+                         uint8_t* codes,
+                         float* scales,
+                         uint64_t* inexact_count);
+void pack_fp8_blocks_cuda(const float* x,
+                          int64_t rows,
+                          int64_t K,
+                          int64_t row_stride,
+                          int64_t k_stride,
+                          int target_exponent,
+                          Fp8Format format,
+                          uint8_t* codes,
+                          float* scales,
+                          uint64_t* inexact_count);
+
 /// codes[i] = the FP8 code of values[i]. values: (n) fp32, codes: (n) bytes. A value on the
 /// format's lattice (inf only in e5m2; NaN in both) gets its exact code; any other value is
 /// rounded to nearest-even with the format's standard overflow (e4m3: NaN, e5m2: inf) and

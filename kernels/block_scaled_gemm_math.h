@@ -33,6 +33,25 @@ LATTICE_HD float fp8_value(uint8_t code, const Format& format) {
   return decode_lattice(code, format);
 }
 
+/// max(largest, |v|) over finite v: NaN and inf leave it (they have codes of their own: NaN's
+/// exact, inf's rounded to e4m3's NaN and counted).
+LATTICE_HD float fmax_finite(float largest, float v) {
+  const float magnitude = float_from_bits(float_bits(v) & 0x7FFFFFFFu);
+  return magnitude > largest && magnitude <= 3.4028235e38f ? magnitude : largest;
+}
+
+/// The scale of a block of MX-quantized values for block_scaled_gemm: 2^(E - target), E the
+/// exponent of the block's largest finite magnitude, so that the block's largest code takes
+/// exponent `target`. An MX block's largest element has the element format's top exponent
+/// (its scale was 2^(floor(log2 amax) - emax) and elements saturate), so this recovers the MX
+/// scale shifted by a constant, and every value / scale is an element value shifted by that
+/// constant. A block with no finite nonzero value, or one below 2^(target - 149), takes 1.
+LATTICE_HD float block_code_scale(float largest_magnitude, int target_exponent) {
+  const bool usable = largest_magnitude > 0.0f && largest_magnitude <= 3.4028235e38f;
+  const int e = usable ? exponent_of(largest_magnitude) - target_exponent : 0;
+  return exp2_int(e >= -149 ? e : 0);
+}
+
 /// acc + (scale_a * scale_b) * partial with one rounding of the sum (a fused multiply-add). The
 /// scale product is exact for the scale formats in use (two UE8M0 or two E4M3 values).
 LATTICE_HD float promote_block(float acc, float scale_a, float scale_b, float partial) {

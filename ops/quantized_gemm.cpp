@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/block_scaled_gemm.h"
 #include "kernels/dispatch.h"
 #include "kernels/gemm.h"
 #include "kernels/hadamard.h"
@@ -191,6 +192,63 @@ bool bf16_operand(const Tensor& t, const Quantizer& q) {
   return t.dtype() == DType::float32 && (is_identity(q) ? within_bf16(t.format()) : within_bf16(q));
 }
 
+/// How an operand enters the block-scaled FP8 GEMM (kernels/block_scaled_gemm.h): the FP8
+/// format its elements fit in and the exponent its blocks' largest code takes.
+struct Fp8Operand {
+  Fp8Format format;
+  int target_exponent;
+};
+
+/// For an operand quantized by `q` along the GEMM's reduction axis: how the FP8 GEMM reads it,
+/// when q is the MX rule with blocks of 32 and elements whose lattice, its top exponent moved
+/// to e4m3's (to one below where its top significand exceeds e4m3's 1.75), or else to e5m2's,
+/// lies on that format's lattice (MXFP8, MXFP6 and MXFP4 do). Read off the lattice, never off
+/// values.
+std::optional<Fp8Operand> fp8_operand(const Quantizer& q) {
+  if (!q.scaling || q.scaling->rule != ScaleRule::mx || q.scaling->block_size != 32)
+    return std::nullopt;
+  const Format& element = q.element;
+  if (element.kind != FormatKind::floating || !element.is_signed) return std::nullopt;
+  const auto top_significand = [](const Format& f) {
+    return 1.0 + double(f.max_mantissa_field()) / double(1u << f.mantissa_bits);
+  };
+  for (const Fp8Format candidate : {Fp8Format::e4m3, Fp8Format::e5m2}) {
+    const Format fp8 = format_of(candidate);
+    const int target =
+        fp8.max_exponent() - (top_significand(element) > top_significand(fp8) ? 1 : 0);
+    // Shifted by target - top, the element's finest quantum must stay on fp8's grid.
+    const int shift = target - element.max_exponent();
+    if (element.mantissa_bits <= fp8.mantissa_bits &&
+        element.min_exponent() - element.mantissa_bits + shift >=
+            fp8.min_exponent() - fp8.mantissa_bits)
+      return Fp8Operand{candidate, target};
+  }
+  return std::nullopt;
+}
+
+/// What the GEMM may assume of its two operands, read off their lattices.
+struct OperandLattices {
+  bool bf16 = false;                       // every value of both is a bf16 value
+  std::optional<Fp8Operand> fp8_a, fp8_b;  // both FP8-exact MX blocks along K
+};
+
+/// The lattices of the GEMM operands a and b, quantized by qa and qb (identity: as they are)
+/// along the reduction axis.
+OperandLattices operand_lattices(const Tensor& a,
+                                 const Quantizer& qa,
+                                 const Tensor& b,
+                                 const Quantizer& qb) {
+  return {bf16_operand(a, qa) && bf16_operand(b, qb), fp8_operand(qa), fp8_operand(qb)};
+}
+
+/// Lattices that allow at most the bf16 GEMM: where the operands may hold no whole MX blocks
+/// along K (the recipe's Hadamard-mixed or encode-rule operands, the accumulator's K chunks).
+OperandLattices bf16_only(bool bf16) {
+  OperandLattices lattices;
+  lattices.bf16 = bf16;
+  return lattices;
+}
+
 GemmPath& gemm_path_setting() {
   static GemmPath path = GemmPath::automatic;
   return path;
@@ -199,16 +257,57 @@ GemmPath& gemm_path_setting() {
 /// Whether a GEMM of bf16 operands on `device` runs as a bf16 GEMM: on a GPU always (its tensor
 /// cores multiply bf16), on a CPU where it multiplies bf16 natively.
 bool bf16_gemm_runs(Device device) {
-  return gemm_path_setting() == GemmPath::automatic &&
+  return gemm_path_setting() != GemmPath::exact_fp32 &&
          (device == Device::cuda || native_bf16_gemm_cpu());
+}
+
+/// Whether a GEMM of FP8-exact MX operands on `device` runs as the block-scaled FP8 GEMM: on a
+/// GPU by default (its FP8 tensor cores), on a CPU only when asked (its golden model, slow).
+bool fp8_gemm_runs(Device device) {
+  return gemm_path_setting() == GemmPath::fp8_blocks ||
+         (gemm_path_setting() == GemmPath::automatic && device == Device::cuda);
+}
+
+/// op(A) @ op(B) -> c (M, N) packed, through the block-scaled FP8 GEMM: each operand packed,
+/// read in place (x: op(A) (M, K) laid out as `la`; w: op(B) (K, N) laid out as `lb`), into FP8
+/// codes and per-block scales along K, then C = A B^T with each block's partial sums promoted
+/// by its two scales. K must be a multiple of 32.
+void fp8_block_product(Device device,
+                       const float* x,
+                       MatrixOperand la,
+                       Fp8Operand fa,
+                       const float* w,
+                       MatrixOperand lb,
+                       Fp8Operand fb,
+                       int64_t M,
+                       int64_t N,
+                       int64_t K,
+                       float* c) {
+  const Tensor a_codes = empty({M, K}, DType::uint8, device);
+  const Tensor b_codes = empty({N, K}, DType::uint8, device);
+  const Tensor a_scales = empty({M, K / 32}, DType::float32, device);
+  const Tensor b_scales = empty({N, K / 32}, DType::float32, device);
+  // op(A)'s (m, k) at m * ld + k, or k * ld + m when transposed; op(B)'s (k, n), read as row n
+  // of B^T, at k * ld + n, or n * ld + k when transposed.
+  LATTICE_DISPATCH(device, pack_fp8_blocks, x, M, K, la.transposed ? 1 : la.ld,
+                   la.transposed ? la.ld : 1, fa.target_exponent, fa.format,
+                   a_codes.data<uint8_t>(), a_scales.data<float>(), nullptr);
+  LATTICE_DISPATCH(device, pack_fp8_blocks, w, N, K, lb.transposed ? lb.ld : 1,
+                   lb.transposed ? 1 : lb.ld, fb.target_exponent, fb.format,
+                   b_codes.data<uint8_t>(), b_scales.data<float>(), nullptr);
+  LATTICE_DISPATCH(device, block_scaled_gemm,
+                   BlockScaledGemm{M, N, K, 32, fa.format, fb.format, 1.0f},
+                   a_codes.data<uint8_t>(), a_scales.data<float>(), b_codes.data<uint8_t>(),
+                   b_scales.data<float>(), c);
 }
 
 /// a @ b with batch axes broadcast, no autograd and no quantization. float32 operands whose
 /// matrices are row- or column-major views (transposes, head splits, broadcast batches) go to
-/// the GEMM in place, all batch entries in one batched call; others are packed first. When
-/// `bf16_operands` (every value of both is a bf16 value, by their lattices) and the CPU
-/// multiplies bf16 natively, the GEMM is the bf16 one (kernels/gemm.h).
-Tensor batched_product(const Tensor& a, const Tensor& b, bool bf16_operands) {
+/// the GEMM in place, all batch entries in one batched call; others are packed first. By the
+/// operands' lattices, a single matrix product of FP8-exact MX operands runs as the
+/// block-scaled FP8 GEMM where fp8_gemm_runs, and a product of bf16 values as the bf16 GEMM
+/// where bf16_gemm_runs (kernels/gemm.h).
+Tensor batched_product(const Tensor& a, const Tensor& b, const OperandLattices& lattices) {
   const int64_t M = a.shape(-2), K = a.shape(-1), N = b.shape(-1);
   LATTICE_CHECK(is_floating(a.dtype()), "[matmul] expects float32 or float64, got ",
                 dtype_name(a.dtype()));
@@ -242,7 +341,11 @@ Tensor batched_product(const Tensor& a, const Tensor& b, bool bf16_operands) {
                         ys.push_back(y + int64_t(ys.size()) * M * N);  // packed in batch order
                       }
                     });
-    if (bf16_operands && bf16_gemm_runs(out.device()))
+    if (lattices.fp8_a && lattices.fp8_b && ys.size() == 1 && K > 0 && K % 32 == 0 &&
+        fp8_gemm_runs(out.device()))
+      fp8_block_product(out.device(), xs[0], la, *lattices.fp8_a, ws[0], lb, *lattices.fp8_b, M, N,
+                        K, y);
+    else if (lattices.bf16 && bf16_gemm_runs(out.device()))
       LATTICE_DISPATCH(out.device(), gemm_bf16_batched, shape, xs.data(), ws.data(), y,
                        int64_t(ys.size()));
     else
@@ -264,16 +367,17 @@ Tensor batched_product(const Tensor& a, const Tensor& b, bool bf16_operands) {
 Tensor accumulated_product(const Tensor& a,
                            const Tensor& b,
                            const Accumulator& acc,
-                           bool bf16_operands) {
-  if (acc == Accumulator{} || a.dtype() != DType::float32)
-    return batched_product(a, b, bf16_operands);
+                           const OperandLattices& lattices) {
+  if (acc == Accumulator{} || a.dtype() != DType::float32) return batched_product(a, b, lattices);
   NoGradGuard no_grad;  // slices of the operands are internal temporaries
   const int64_t K = a.shape(-1), chunk = acc.round_every > 0 ? acc.round_every : K;
   const Quantizer onto{acc.format, Rounding{}, std::nullopt};
   Tensor total;
   for (int64_t k = 0; k < std::max<int64_t>(K, 1); k += chunk) {
     const int64_t end = std::min(K, k + chunk);
-    Tensor partial = batched_product(a.slice(-1, k, end), b.slice(-2, k, end), bf16_operands);
+    // Chunks need not align with the MX blocks, so the FP8 GEMM stays out.
+    Tensor partial =
+        batched_product(a.slice(-1, k, end), b.slice(-2, k, end), bf16_only(lattices.bf16));
     if (total.defined())
       LATTICE_DISPATCH(partial.device(), add_running_sum, partial.data<float>(),
                        total.data<float>(), partial.numel());
@@ -386,10 +490,10 @@ Tensor recipe_matmul(const Tensor& a,
   const Tensor bt = forward_hadamard ? hadamard_along(b, -2, forward_block, forward_signs) : b;
   const RecipeOperand x = recipe_operand(q.input, -1, sr == StochasticRounding::all);
   const RecipeOperand w = recipe_operand(q.weight, -2, sr == StochasticRounding::all);
-  const Tensor out = on_activation_lattice(
-      accumulated_product(quantized_by(at, x, recipe, QuantizerSite::gemm_input),
-                          quantized_by(bt, w, recipe, QuantizerSite::gemm_weight), acc,
-                          bf16_operand(at, x.quantizer) && bf16_operand(bt, w.quantizer)));
+  const Tensor out = on_activation_lattice(accumulated_product(
+      quantized_by(at, x, recipe, QuantizerSite::gemm_input),
+      quantized_by(bt, w, recipe, QuantizerSite::gemm_weight), acc,
+      bf16_only(bf16_operand(at, x.quantizer) && bf16_operand(bt, w.quantizer))));
   trace_matmul("matmul", a, x.quantizer, b, w.quantizer, out, acc);
   record_op(
       "matmul", out, {a, b},
@@ -409,7 +513,8 @@ Tensor recipe_matmul(const Tensor& a,
         const Tensor grad_qa = accumulated_product(
             quantized_by(g_d, dy_d, recipe, QuantizerSite::gemm_output_grad),
             quantized_by(w_d, saved_w, recipe, QuantizerSite::gemm_saved_weight).transpose(-1, -2),
-            acc, bf16_operand(g_d, dy_d.quantizer) && bf16_operand(w_d, saved_w.quantizer));
+            acc,
+            bf16_only(bf16_operand(g_d, dy_d.quantizer) && bf16_operand(w_d, saved_w.quantizer)));
         trace_matmul("matmul.dgrad", g_d, dy_d.quantizer, w_d, saved_w.quantizer, grad_qa, acc);
         // wgrad: reduces over M.
         const RandomStream wgrad_signs = backward_hadamard ? next_random_stream() : RandomStream{};
@@ -422,7 +527,7 @@ Tensor recipe_matmul(const Tensor& a,
         const Tensor grad_qb = accumulated_product(
             quantized_by(a_w, saved_x, recipe, QuantizerSite::gemm_saved_input).transpose(-1, -2),
             quantized_by(g_w, dy_w, recipe, QuantizerSite::gemm_output_grad), acc,
-            bf16_operand(a_w, saved_x.quantizer) && bf16_operand(g_w, dy_w.quantizer));
+            bf16_only(bf16_operand(a_w, saved_x.quantizer) && bf16_operand(g_w, dy_w.quantizer)));
         trace_matmul("matmul.wgrad", a_w, saved_x.quantizer, g_w, dy_w.quantizer, grad_qb, acc);
         Tensor da = estimated_gradient(grad_qa, at, x, recipe);
         Tensor db = estimated_gradient(grad_qb, bt, w, recipe);
@@ -528,11 +633,15 @@ GemmPath gemm_path() {
 GemmPath parse_gemm_path(const std::string& text) {
   if (text == "auto") return GemmPath::automatic;
   if (text == "exact-fp32") return GemmPath::exact_fp32;
-  throw Error(concat("[gemm] unknown GEMM path \"", text, "\" (expected auto or exact-fp32)"));
+  if (text == "fp8-blocks") return GemmPath::fp8_blocks;
+  throw Error(
+      concat("[gemm] unknown GEMM path \"", text, "\" (expected auto, exact-fp32 or fp8-blocks)"));
 }
 
 std::string describe_gemm_path(Device device) {
-  return bf16_gemm_runs(device) ? "bf16 for bf16 operands, else fp32" : "fp32";
+  std::string paths = fp8_gemm_runs(device) ? "block-scaled fp8 for MX operands, " : "";
+  if (bf16_gemm_runs(device)) paths += "bf16 for bf16 operands, ";
+  return paths.empty() ? "fp32" : paths + "else fp32";
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
@@ -559,7 +668,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   const Tensor out = on_activation_lattice(
       accumulated_product(quantized_operand(a, q.input, -1, QuantizerSite::gemm_input),
                           quantized_operand(b, q.weight, -2, QuantizerSite::gemm_weight), acc,
-                          bf16_operand(a, q.input) && bf16_operand(b, q.weight)));
+                          operand_lattices(a, q.input, b, q.weight)));
   trace_matmul("matmul", a, q.input, b, q.weight, out, acc);
   // Only the gradients some input needs are computed (a network's first layer needs no dgrad).
   const bool need_da = requires_grad(a), need_db = requires_grad(b);
@@ -573,7 +682,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                     quantized_operand(g, q.output_grad, -1, QuantizerSite::gemm_output_grad),
                     quantized_operand(b, q.saved_weight, -1, QuantizerSite::gemm_saved_weight)
                         .transpose(-1, -2),
-                    acc, bf16_operand(g, q.output_grad) && bf16_operand(b, q.saved_weight));
+                    acc, operand_lattices(g, q.output_grad, b, q.saved_weight));
                 trace_matmul("matmul.dgrad", g, q.output_grad, b, q.saved_weight, da, acc);
               }
               if (need_db) {
@@ -581,7 +690,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                     quantized_operand(a, q.saved_input, -2, QuantizerSite::gemm_saved_input)
                         .transpose(-1, -2),
                     quantized_operand(g, q.output_grad, -2, QuantizerSite::gemm_output_grad), acc,
-                    bf16_operand(a, q.saved_input) && bf16_operand(g, q.output_grad));
+                    operand_lattices(a, q.saved_input, g, q.output_grad));
                 trace_matmul("matmul.wgrad", a, q.saved_input, g, q.output_grad, db, acc);
               }
               return std::vector<Tensor>{da, db};

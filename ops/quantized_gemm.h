@@ -17,25 +17,33 @@
 
 namespace lattice {
 
-/// How a GEMM runs when every value of both operands is a bf16 value, which matmul reads off
-/// their lattices (within_bf16: the quantizer it applies, or the lattice an unquantized operand
-/// is labelled with), never off the values.
+/// How a GEMM runs when its operands' lattices allow a narrower one, which matmul reads off
+/// them (the quantizer it applies, or the lattice an unquantized operand is labelled with),
+/// never off the values.
 enum class GemmPath {
-  /// A bf16 GEMM (exact products, fp32 sums): cuBLAS's on a GPU, oneDNN's where this CPU
-  /// multiplies bf16 natively (native_bf16_gemm_cpu: AVX512-BF16 or AMX); fp32 sgemm on other
-  /// CPUs. The default.
+  /// When every value of both operands is a bf16 value (within_bf16), a bf16 GEMM (exact
+  /// products, fp32 sums): cuBLAS's on a GPU, oneDNN's where this CPU multiplies bf16 natively
+  /// (native_bf16_gemm_cpu: AVX512-BF16 or AMX); fp32 sgemm on other CPUs. On a GPU, a single
+  /// GEMM of FP8-exact MX operands runs as the block-scaled FP8 GEMM (fp8_blocks). The default.
   automatic,
   /// Always fp32 sgemm: the sums of a machine without native bf16 (NUMERICS.md).
   exact_fp32,
+  /// automatic, and on every device a single GEMM of two operands MX-quantized along K into
+  /// FP8-exact blocks of 32 (MXFP8, MXFP6, MXFP4) as the block-scaled FP8 GEMM
+  /// (kernels/block_scaled_gemm.h: codes and per-block scales, each block's partial sum
+  /// promoted by its scales), which automatic runs on GPUs only: on a CPU its golden model
+  /// shows the GPU's sums, slowly.
+  fp8_blocks,
 };
 
 /// The process-wide GEMM path (trainers' and benchmarks' --gemm).
 void set_gemm_path(GemmPath path);
 GemmPath gemm_path();
-/// "auto" or "exact-fp32"; throws lattice::Error "[gemm] ..." naming them otherwise.
+/// "auto", "exact-fp32" or "fp8-blocks"; throws lattice::Error "[gemm] ..." naming them
+/// otherwise.
 GemmPath parse_gemm_path(const std::string& text);
-/// What the path does on `device` of this machine, for run summaries: "bf16 for bf16 operands,
-/// else fp32" or "fp32".
+/// What the path does on `device` of this machine, for run summaries, e.g. "block-scaled fp8 for
+/// MX operands, bf16 for bf16 operands, else fp32" or "fp32".
 std::string describe_gemm_path(Device device);
 
 /// How an op's output reaches the current stack's activation lattice (Λa).

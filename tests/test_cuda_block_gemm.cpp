@@ -11,6 +11,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -18,6 +19,7 @@
 #include "core/philox.h"
 #include "cuda_support.h"
 #include "kernels/block_scaled_gemm.h"
+#include "kernels/block_scaled_gemm_math.h"
 #include "kernels/device_memory.h"
 #include "kernels/gemm.h"
 #include "kernels/quantize.h"
@@ -307,6 +309,91 @@ TEST_CASE("the block-scaled GEMM refuses bad block sizes and K off the block gri
                   Error);
 }
 
+namespace {
+
+/// An MX quantizer and how pack_fp8_blocks carries its blocks: the FP8 format and the exponent
+/// of each block's largest code (the element format's top exponent, one lower for e2m3, whose
+/// top significand 1.875 exceeds e4m3's 1.75 there).
+struct MxCarrier {
+  const char* quantizer;
+  Fp8Format format;
+  int target_exponent;
+};
+const MxCarrier kMxCarriers[] = {{"mxfp8", Fp8Format::e4m3, 8},
+                                 {"mxfp8_e5m2", Fp8Format::e5m2, 15},
+                                 {"mxfp6", Fp8Format::e4m3, 7},
+                                 {"mxfp6_e3m2", Fp8Format::e4m3, 8},
+                                 {"mxfp4", Fp8Format::e4m3, 8}};
+
+/// x (rows, K) MX-quantized along K: the dequantized values and the MX scales (rows, K / 32).
+std::pair<std::vector<float>, std::vector<float>> mx_values_and_scales(const Quantizer& q,
+                                                                       int64_t rows,
+                                                                       int64_t K,
+                                                                       uint64_t seed) {
+  const std::vector<float> x = block_gemm_random_input(rows, K, seed);
+  std::vector<float> values(x.size()), elements(x.size()), scales(size_t(rows * K / 32));
+  BlockParts parts{elements.data(), scales.data()};
+  quantize_blocks_cpu(x.data(), values.data(), BlockLayout{rows, K, 1, 32}, q.element, q.rounding,
+                      *q.scaling, RandomStream{}, &parts);
+  return {values, scales};
+}
+
+/// (rows, cols) row-major -> (cols, rows) row-major.
+std::vector<float> transposed(const std::vector<float>& x, int64_t rows, int64_t cols) {
+  std::vector<float> t(x.size());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) t[size_t(c * rows + r)] = x[size_t(r * cols + c)];
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("pack_fp8_blocks carries MX-quantized values exactly as codes times block scales") {
+  const int64_t rows = 37, K = 96;
+  for (const MxCarrier& carrier : kMxCarriers) {
+    const Quantizer q = parse_quantizer(carrier.quantizer);
+    const auto [values, mx_scales] = mx_values_and_scales(q, rows, K, 71);
+    const Format fp8 = format_of(carrier.format);
+    const int shift = q.element.max_exponent() - carrier.target_exponent;
+    // Read row by row, and from the transposed copy (a column-major view of the same matrix).
+    for (const bool column_major : {false, true}) {
+      const std::vector<float> stored = column_major ? transposed(values, rows, K) : values;
+      std::vector<uint8_t> codes(size_t(rows * K), 0xAB);
+      std::vector<float> scales(size_t(rows * K / 32), -1.0f);
+      uint64_t inexact = 0;
+      pack_fp8_blocks_cpu(stored.data(), rows, K, column_major ? 1 : K, column_major ? rows : 1,
+                          carrier.target_exponent, carrier.format, codes.data(), scales.data(),
+                          &inexact);
+      INFO(carrier.quantizer, column_major ? ", column-major" : ", row-major");
+      CHECK(inexact == 0);
+      int64_t off = 0, wrong_scales = 0;
+      for (int64_t i = 0; i < rows * K; ++i)
+        off += fp8_value(codes[size_t(i)], fp8) * scales[size_t(i / 32)] != values[size_t(i)];
+      // A block with a nonzero value recovers its MX scale, shifted by the carrier's exponent.
+      for (int64_t block = 0; block < rows * K / 32; ++block) {
+        bool nonzero = false;
+        for (int64_t k = 0; k < 32; ++k) nonzero |= values[size_t(block * 32 + k)] != 0.0f;
+        wrong_scales +=
+            nonzero && scales[size_t(block)] != std::ldexp(mx_scales[size_t(block)], shift);
+      }
+      CHECK(off == 0);
+      CHECK(wrong_scales == 0);
+    }
+  }
+  // A value off the carrier's lattice is rounded and counted.
+  std::vector<float> x(32, 0.5f);
+  x[3] = 0.5f + 0x1p-12f;
+  std::vector<uint8_t> codes(32);
+  std::vector<float> scales(1);
+  uint64_t inexact = 0;
+  pack_fp8_blocks_cpu(x.data(), 1, 32, 32, 1, 8, Fp8Format::e4m3, codes.data(), scales.data(),
+                      &inexact);
+  CHECK(inexact == 1);
+  CHECK_THROWS_AS(pack_fp8_blocks_cpu(x.data(), 1, 16, 16, 1, 8, Fp8Format::e4m3, codes.data(),
+                                      scales.data(), nullptr),
+                  Error);
+}
+
 TEST_CASE("without a CUDA device the block-scaled GEMM kernels throw instead of crashing") {
   if (cuda_available()) return;
   alignas(16) const uint8_t codes[32] = {};
@@ -319,6 +406,12 @@ TEST_CASE("without a CUDA device the block-scaled GEMM kernels throw instead of 
                                          codes, scales, c),
                   Error);
   CHECK_THROWS_AS(pack_fp8_cuda(values, packed, 4, Fp8Format::e4m3, &inexact), Error);
+  float block[32] = {};
+  float scale = 0.0f;
+  alignas(16) uint8_t block_codes[32] = {};
+  CHECK_THROWS_AS(
+      pack_fp8_blocks_cuda(block, 1, 32, 32, 1, 8, Fp8Format::e4m3, block_codes, &scale, &inexact),
+      Error);
   MESSAGE("no CUDA device here: the block-scaled GEMM parity tests skip");
 }
 
@@ -465,5 +558,37 @@ TEST_CASE("CUDA pack_fp8 gives the CPU's codes and inexact count, aligned or not
         CHECK(device_inexact.download()[0] == want_inexact);
         if (n > 100) CHECK(want_inexact > 0);
       }
+}
+
+TEST_CASE("CUDA pack_fp8_blocks gives the CPU's codes and scales in either orientation") {
+  if (!cuda_available()) return;
+  const int64_t rows = 1000, K = 256;
+  for (const MxCarrier& carrier : kMxCarriers) {
+    const Quantizer q = parse_quantizer(carrier.quantizer);
+    std::vector<float> values = mx_values_and_scales(q, rows, K, 72).first;
+    values[5] = std::numeric_limits<float>::quiet_NaN();
+    values[40] = std::numeric_limits<float>::infinity();  // e4m3 has no inf: counted
+    for (const bool column_major : {false, true}) {
+      const std::vector<float> stored = column_major ? transposed(values, rows, K) : values;
+      const int64_t row_stride = column_major ? 1 : K, k_stride = column_major ? rows : 1;
+      std::vector<uint8_t> want_codes(size_t(rows * K));
+      std::vector<float> want_scales(size_t(rows * K / 32));
+      uint64_t want_inexact = 0;
+      pack_fp8_blocks_cpu(stored.data(), rows, K, row_stride, k_stride, carrier.target_exponent,
+                          carrier.format, want_codes.data(), want_scales.data(), &want_inexact);
+      DeviceArray<float> device_values(stored), device_scales(rows * K / 32);
+      DeviceArray<uint8_t> device_codes(std::vector<uint8_t>(size_t(rows * K), 0xAB));
+      DeviceArray<uint64_t> device_inexact(std::vector<uint64_t>{0});
+      device_scales.poison();
+      pack_fp8_blocks_cuda(device_values.data, rows, K, row_stride, k_stride,
+                           carrier.target_exponent, carrier.format, device_codes.data,
+                           device_scales.data, device_inexact.data);
+      INFO("pack_fp8_blocks ", carrier.quantizer, column_major ? ", column-major" : ", row-major");
+      CHECK(device_codes.download() == want_codes);
+      const std::vector<float> got_scales = device_scales.download();
+      CHECK(std::memcmp(got_scales.data(), want_scales.data(), want_scales.size() * 4) == 0);
+      CHECK(device_inexact.download()[0] == want_inexact);
+    }
+  }
 }
 #endif

@@ -5,9 +5,11 @@
 
 #include <cmath>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "autograd/autograd.h"
+#include "kernels/block_scaled_gemm.h"
 #include "kernels/gemm.h"
 #include "ops/ops.h"
 #include "ops/quantized_gemm.h"
@@ -247,6 +249,63 @@ TEST_CASE("matmul runs bf16 operands as the bf16 GEMM where the CPU has one, and
     }
   CHECK(parse_gemm_path("auto") == GemmPath::automatic);
   CHECK(parse_gemm_path("exact-fp32") == GemmPath::exact_fp32);
-  CHECK_THROWS_WITH_AS(parse_gemm_path("fast"),
-                       "[gemm] unknown GEMM path \"fast\" (expected auto or exact-fp32)", Error);
+  CHECK(parse_gemm_path("fp8-blocks") == GemmPath::fp8_blocks);
+  CHECK_THROWS_WITH_AS(
+      parse_gemm_path("fast"),
+      "[gemm] unknown GEMM path \"fast\" (expected auto, exact-fp32 or fp8-blocks)", Error);
+}
+
+TEST_CASE("matmul of MX operands runs the block-scaled FP8 GEMM on the fp8-blocks path") {
+  // x (64, 96) @ w (96, 32), w a transposed view as nn::Linear's weight: the forward (K = 96),
+  // dgrad (K = 32) and wgrad (K = 64) all reduce over multiples of 32.
+  const Tensor x = set_requires_grad(randn({64, 96}, RandomStream{.seed = 31}));
+  const Tensor w_stored = set_requires_grad(randn({32, 96}, RandomStream{.seed = 32}));
+  for (const char* format : {"mxfp8", "mxfp8_e5m2", "mxfp6", "mxfp6_e3m2", "mxfp4"}) {
+    const auto run = [&](GemmPath p) {
+      GemmPathScope path(p);
+      zero_grad(x), zero_grad(w_stored);
+      manual_seed(3);
+      PrecisionScope scope(parse_precision_stack(std::string("gemm=") + format));
+      const Tensor y = matmul(x, w_stored.t());
+      backward(sum(mul(y, y)));
+      return std::vector<std::vector<float>>{y.to_vector<float>(), grad(x).to_vector<float>(),
+                                             grad(w_stored).to_vector<float>()};
+    };
+    const auto blocks = run(GemmPath::fp8_blocks), exact = run(GemmPath::exact_fp32);
+    INFO(format);
+    // The same products summed in another order: within 1e-5 of each tensor's largest value.
+    for (size_t t = 0; t < blocks.size(); ++t) {
+      float largest = 0.0f;
+      for (const float v : exact[t]) largest = std::max(largest, std::fabs(v));
+      for (size_t i = 0; i < blocks[t].size(); ++i)
+        REQUIRE(std::fabs(blocks[t][i] - exact[t][i]) <= 1e-5f * largest);
+    }
+    // The forward is the kernels' block-scaled GEMM of the quantized operands, to the bit.
+    const Quantizer q = parse_quantizer(format);
+    Quantizer along_k = q;
+    const Tensor xq = quantize(detach(x), along_k);
+    along_k.scaling->axis = 0;
+    const Tensor wq = quantize(detach(w_stored).t(), along_k).contiguous();
+    const bool e5m2 = std::string(format) == "mxfp8_e5m2";
+    const Fp8Format carrier = e5m2 ? Fp8Format::e5m2 : Fp8Format::e4m3;
+    const int target = e5m2 ? 15 : std::string(format) == "mxfp6" ? 7 : 8;
+    std::vector<uint8_t> a_codes(64 * 96), b_codes(32 * 96);
+    std::vector<float> a_scales(64 * 3), b_scales(32 * 3), y(64 * 32);
+    pack_fp8_blocks_cpu(xq.data<float>(), 64, 96, 96, 1, target, carrier, a_codes.data(),
+                        a_scales.data(), nullptr);
+    pack_fp8_blocks_cpu(wq.data<float>(), 32, 96, 1, 32, target, carrier, b_codes.data(),
+                        b_scales.data(), nullptr);
+    block_scaled_gemm_cpu(BlockScaledGemm{64, 32, 96, 32, carrier, carrier, 1.0f}, a_codes.data(),
+                          a_scales.data(), b_codes.data(), b_scales.data(), y.data());
+    CHECK(std::memcmp(y.data(), blocks[0].data(), y.size() * sizeof(float)) == 0);
+  }
+  // NVFP4 (e4m3 scales times a tensor scale) and block sizes other than 32 keep the fp32 GEMM:
+  // the same bits as exact-fp32.
+  const auto forward = [&](GemmPath p, const char* stack) {
+    GemmPathScope path(p);
+    PrecisionScope scope(parse_precision_stack(stack));
+    return matmul(detach(x), detach(w_stored).t()).to_vector<float>();
+  };
+  for (const char* stack : {"gemm=nvfp4", "gemm=mxfp4:b16"})
+    CHECK(forward(GemmPath::fp8_blocks, stack) == forward(GemmPath::exact_fp32, stack));
 }

@@ -63,6 +63,39 @@ void block_scaled_gemm_cpu(const BlockScaledGemm& s,
   }
 }
 
+void pack_fp8_blocks_cpu(const float* x,
+                         int64_t rows,
+                         int64_t K,
+                         int64_t row_stride,
+                         int64_t k_stride,
+                         int target_exponent,
+                         Fp8Format format,
+                         uint8_t* codes,
+                         float* scales,
+                         uint64_t* inexact_count) {
+  LATTICE_CHECK(rows >= 0 && K >= 0 && K % 32 == 0,
+                "[pack_fp8_blocks] expects K a multiple of 32, got rows=", rows, " K=", K);
+  const Format f = format_of(format);
+  const RoundingPlan nearest = make_rounding_plan(f, Rounding{});
+  const int64_t blocks = K / 32;
+  uint64_t inexact = 0;
+#pragma omp parallel for reduction(+ : inexact) if (rows * K > kParallelMin)
+  for (int64_t block = 0; block < rows * blocks; ++block) {
+    const int64_t r = block / blocks, k0 = (block % blocks) * 32;
+    const float* row = x + r * row_stride;
+    float largest = 0.0f;
+    for (int64_t k = k0; k < k0 + 32; ++k) largest = fmax_finite(largest, row[k * k_stride]);
+    const float scale = block_code_scale(largest, target_exponent);
+    scales[block] = scale;
+    for (int64_t k = k0; k < k0 + 32; ++k) {
+      const Fp8Code packed = fp8_code(row[k * k_stride] / scale, f, nearest);
+      codes[r * K + k] = packed.code;
+      inexact += packed.inexact;
+    }
+  }
+  if (inexact_count) *inexact_count += inexact;
+}
+
 void pack_fp8_cpu(
     const float* values, uint8_t* codes, int64_t n, Fp8Format format, uint64_t* inexact_count) {
   const Format f = format_of(format);

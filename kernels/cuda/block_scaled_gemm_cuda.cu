@@ -318,6 +318,48 @@ __global__ void pack_fp8_kernel(const float* values,
   if (threadIdx.x % 32 == 0 && inexact != 0) atomicAdd(inexact_count, inexact);
 }
 
+// x: value (r, k) at x[r * row_stride + k * k_stride]; codes: (rows, K); scales: (rows, K / 32);
+// inexact_count: () on the device, or null. One thread per block of 32: its largest finite
+// magnitude, its scale, then its 32 codes, stored as eight 4-byte words.
+__global__ void pack_fp8_blocks_kernel(const float* x,
+                                       int64_t rows,
+                                       int64_t K,
+                                       int64_t row_stride,
+                                       int64_t k_stride,
+                                       int target_exponent,
+                                       Format format,
+                                       RoundingPlan nearest,
+                                       uint8_t* codes,
+                                       float* scales,
+                                       unsigned long long* inexact_count) {
+  const int64_t blocks = K / 32;
+  unsigned long long inexact = 0;
+  for (int64_t block = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; block < rows * blocks;
+       block += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = block / blocks, k0 = (block % blocks) * 32;
+    const float* values = x + r * row_stride + k0 * k_stride;
+    float largest = 0.0f;
+    for (int k = 0; k < 32; ++k) largest = fmax_finite(largest, values[k * k_stride]);
+    const float scale = block_code_scale(largest, target_exponent);
+    scales[block] = scale;
+    auto* words = reinterpret_cast<uint32_t*>(codes + r * K + k0);
+    for (int word = 0; word < 8; ++word) {
+      uint32_t packed = 0;
+      for (int byte = 0; byte < 4; ++byte) {
+        const Fp8Code code =
+            fp8_code(__fdiv_rn(values[(4 * word + byte) * k_stride], scale), format, nearest);
+        packed |= uint32_t(code.code) << (8 * byte);
+        inexact += code.inexact;
+      }
+      words[word] = packed;
+    }
+  }
+  if (inexact_count == nullptr) return;
+  for (int offset = 16; offset > 0; offset /= 2)
+    inexact += __shfl_down_sync(0xFFFFFFFFu, inexact, offset);
+  if (threadIdx.x % 32 == 0 && inexact != 0) atomicAdd(inexact_count, inexact);
+}
+
 }  // namespace
 
 void block_scaled_gemm_cuda(const BlockScaledGemm& s,
@@ -349,6 +391,27 @@ void block_scaled_gemm_cuda(const BlockScaledGemm& s,
     launch_for_formats<32>(g, s.a_format, s.b_format);
   else
     launch_for_formats<16>(g, s.a_format, s.b_format);
+}
+
+void pack_fp8_blocks_cuda(const float* x,
+                          int64_t rows,
+                          int64_t K,
+                          int64_t row_stride,
+                          int64_t k_stride,
+                          int target_exponent,
+                          Fp8Format format,
+                          uint8_t* codes,
+                          float* scales,
+                          uint64_t* inexact_count) {
+  LATTICE_CHECK(rows >= 0 && K >= 0 && K % 32 == 0,
+                "[pack_fp8_blocks] expects K a multiple of 32, got rows=", rows, " K=", K);
+  const int64_t blocks = rows * (K / 32);
+  if (blocks == 0) return;
+  const Format f = format_of(format);
+  pack_fp8_blocks_kernel<<<grid_for(blocks), kThreads, 0, cuda::stream()>>>(
+      x, rows, K, row_stride, k_stride, target_exponent, f, make_rounding_plan(f, Rounding{}),
+      codes, scales, reinterpret_cast<unsigned long long*>(inexact_count));
+  LATTICE_CUDA_LAUNCHED("pack_fp8_blocks");
 }
 
 void pack_fp8_cuda(
