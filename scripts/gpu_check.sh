@@ -201,13 +201,24 @@ run_checks() {
         row "$name checkpoint, cpu vs cuda" info "weights differ in their bits"
       fi
     done
-    local line
-    for line in "bench_mlp --device cuda --steps 50 --warmup 10" \
-      "bench_llama --device cuda --steps 20 --warmup 5" \
-      "bench_llama --device cuda --steps 20 --warmup 5 --stack gemm=bf16"; do
-      timeout 120 "$dir/bin/"$line >>"$out/bench.log" 2>&1
-      row "${line%% *} ${line#* --device cuda}" "$([ $? = 0 ] && echo ran || echo FAIL)" \
-        "$(grep -oE 'median [0-9.]+ ms/step' "$out/bench.log" | tail -1)"
+    # One row per stack: the GEMM paths (bf16 GEMMs, the block-scaled FP8 GEMM for mxfp4)
+    # against fp32 sgemm for the same stacks.
+    local line stack_line suffix
+    for line in "bench_mlp --device cuda --steps 50 --warmup 10 --stacks fp32;mxfp4" \
+      "bench_llama --device cuda --steps 20 --warmup 5 --stack fp32;bf16;gemm=bf16;mxfp4" \
+      "bench_llama --device cuda --steps 20 --warmup 5 --stack bf16;mxfp4 --gemm exact-fp32"; do
+      read -ra args <<<"$line"
+      suffix=""
+      [[ $line == *"--gemm exact-fp32"* ]] && suffix=", --gemm exact-fp32"
+      if timeout 120 "$dir/bin/${args[@]}" >"$out/bench-line.log" 2>&1; then
+        while read -r stack_line; do
+          row "${args[0]} $(sed -E 's/.*(stack .*), cuda: .*/\1/' <<<"$stack_line")$suffix" ran \
+            "$(grep -oE 'median [0-9.]+ ms/step' <<<"$stack_line")"
+        done < <(grep median "$out/bench-line.log")
+      else
+        row "${args[0]} ${line#* --device cuda}" FAIL "see $out/bench.log"
+      fi
+      cat "$out/bench-line.log" >>"$out/bench.log"
     done
     if timeout 60 "$dir/bin/bench_ops" --device cuda --steps 20 --warmup 5 >"$out/bench_ops.log" 2>&1
     then
@@ -238,6 +249,11 @@ run_checks() {
     else
       row "mnist mlp epoch, cuda" FAIL "see $out/mnist-epochs.log"
     fi
+    # Where the llama step's time goes: step times over batch and sequence sizes, debug-sync
+    # mode, and Nsight Compute's time per kernel.
+    timeout 200 bench/gpu_profile.sh "$dir" >"$out/profile.log" 2>&1
+    row "bench/gpu_profile.sh" "$([ $? = 0 ] && echo ran || echo FAIL)" \
+      "$(grep -m1 '^ncu' "$out/profile.log"); see $out/profile.log"
     if timeout 180 python3 bench/peers/torch_gpu_bench.py --steps 50 --warmup 10 \
       --mnist-epoch "$dir/mnist" >"$out/torch.log" 2>&1; then
       while read -r line; do
