@@ -120,7 +120,7 @@ struct KSplit {
 /// for 0.41 ms each (ncu on bench_llama), three quarters of the step. Such a GEMM runs as
 /// chunks of K side by side, aiming at about 128 output tiles of 128 x 128 in all with chunks
 /// of at least 128, and sum_k_chunks_kernel adds the chunks' products in order. The plan depends
-/// on the shape alone, so a seeded run repeats its bits on any GPU.
+/// on the shape alone (not on the GPU's load or SM count), so a seeded run repeats its bits.
 KSplit plan_k_split(int64_t M, int64_t N, int64_t K) {
   constexpr int64_t kTile = 128, kTargetTiles = 128, kMinChunk = 128;
   const int64_t tiles = ((M + kTile - 1) / kTile) * ((N + kTile - 1) / kTile);
@@ -154,13 +154,14 @@ int64_t b_k_step(const GemmShape& s) {
   return s.transpose_b ? 1 : s.ldb;
 }
 
-/// The distance between consecutive pointers when it is the same for all (0 for one matrix
-/// repeated), nullopt otherwise.
+/// The distance between consecutive pointers when it is the same non-negative one for all (0
+/// for one matrix repeated), nullopt otherwise.
 template <typename T>
 std::optional<int64_t> uniform_stride(const T* const* pointers, int64_t count) {
   const int64_t stride = count > 1 ? pointers[1] - pointers[0] : 0;
   for (int64_t i = 2; i < count; ++i)
     if (pointers[i] - pointers[i - 1] != stride) return std::nullopt;
+  if (stride < 0) return std::nullopt;
   return stride;
 }
 
