@@ -25,6 +25,20 @@ GemmShape dense_gemm(int64_t M, int64_t N, int64_t K, bool transpose_a, bool tra
 /// rows they hold (both backends check shapes with it).
 void check_gemm_shape(const GemmShape& shape);
 
+/// A GEMM's K cut into consecutive ranges of `chunk` (the last may be shorter), `chunks` in all.
+struct KSplit {
+  int64_t chunks = 1, chunk = 0;
+};
+
+/// How the GPU GEMM splits K. cuBLAS gives a GEMM about as many CTAs as it has output tiles,
+/// however long K is: the tiny LLaMA's weight gradients, (256, 256) summed over 2048 tokens,
+/// ran on 2 of the H100's 132 SMs for 0.41 ms each (ncu on bench_llama), three quarters of the
+/// step. A GEMM of fewer than 64 tiles of 128 x 128 whose K allows runs as chunks of K side by
+/// side, about 128 tiles in all, chunks a multiple of 32 and at least 128 long, whose products
+/// are then added in chunk order; otherwise {1, K}. The plan depends on the shape alone (not
+/// on the GPU's load or SM count), so a seeded run repeats its bits.
+KSplit plan_k_split(int64_t M, int64_t N, int64_t K);
+
 /// C = alpha * op(A) @ op(B) + beta * C. Throws lattice::Error on inconsistent shapes. The CUDA
 /// twins (kernels/cuda/gemm_cuda.cu): gemm_cuda on cuBLAS sgemm with TF32 off.
 void gemm_cpu(

@@ -49,6 +49,30 @@ TEST_CASE("gemm_cpu equals the reference within fp32 accumulation error for all 
   }
 }
 
+TEST_CASE("plan_k_split cuts long K of few-tile GEMMs into whole chunks covering K once") {
+  // The tiny LLaMA's weight gradients and FFN down projection, a 1 x 1 output, and shapes with
+  // enough tiles or too short a K, which stay whole.
+  struct Case {
+    int64_t M, N, K, chunks;
+  };
+  for (const Case c : {Case{256, 256, 2048, 16}, Case{688, 256, 2048, 11}, Case{2048, 256, 688, 4},
+                       Case{1, 1, 100000, 125}, Case{1, 1, 255, 1}, Case{2048, 2048, 4096, 1},
+                       Case{1024, 1024, 8192, 2}, Case{0, 5, 4096, 32}, Case{5, 7, 0, 1}}) {
+    const KSplit split = plan_k_split(c.M, c.N, c.K);
+    INFO("M=", c.M, " N=", c.N, " K=", c.K);
+    CHECK(split.chunks == c.chunks);
+    if (split.chunks == 1) {
+      CHECK(split.chunk == c.K);
+      continue;
+    }
+    CHECK(split.chunk % 32 == 0);
+    CHECK(split.chunk >= 128);
+    // Every k in exactly one chunk: the chunks before the last are whole, the last is not empty.
+    CHECK((split.chunks - 1) * split.chunk < c.K);
+    CHECK(split.chunks * split.chunk >= c.K);
+  }
+}
+
 TEST_CASE("gemm_cpu with beta = 0 overwrites C, and empty sizes are no-ops") {
   const GemmShape s = dense_gemm(2, 2, 3, false, false);
   const std::vector<float> a = {1, 2, 3, 4, 5, 6}, b = {1, 0, 0, 1, 1, 1};

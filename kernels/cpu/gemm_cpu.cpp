@@ -27,6 +27,16 @@ void check_gemm_shape(const GemmShape& s) {
                 ") are smaller than the rows they hold (", a_cols, ", ", b_cols, ", ", s.N, ")");
 }
 
+KSplit plan_k_split(int64_t M, int64_t N, int64_t K) {
+  constexpr int64_t kTile = 128, kTargetTiles = 128, kMinChunk = 128;
+  const int64_t tiles = ((M + kTile - 1) / kTile) * ((N + kTile - 1) / kTile);
+  const int64_t wanted =
+      std::min(K / kMinChunk, (kTargetTiles + tiles - 1) / std::max<int64_t>(tiles, 1));
+  if (tiles * 2 > kTargetTiles || wanted < 2) return {1, K};
+  const int64_t chunk = ((K + wanted - 1) / wanted + 31) / 32 * 32;
+  return {(K + chunk - 1) / chunk, chunk};
+}
+
 GemmShape dense_gemm(int64_t M, int64_t N, int64_t K, bool transpose_a, bool transpose_b) {
   return GemmShape{M,
                    N,

@@ -3,7 +3,7 @@
 // bf16 values (narrowed exactly, multiplied on the tensor cores with fp32 sums), and the float64
 // batched product as a plain loop, one thread per output summing in k order like
 // batched_gemm_f64_cpu. A GEMM with few output tiles and a long K runs as chunks of K side by
-// side (plan_k_split).
+// side (plan_k_split, kernels/gemm.h).
 #include <cublas_v2.h>
 
 #include <algorithm>
@@ -108,26 +108,6 @@ __global__ void narrow_to_bf16_kernel(const float* src,
     const int64_t col = e % cols, row = (e / cols) % rows, i = e / (rows * cols);
     dst[e] = bf16_bits(src[i * stride + row * ld + col]);
   }
-}
-
-/// A GEMM's K cut into consecutive ranges of `chunk` (the last may be shorter), `chunks` in all.
-struct KSplit {
-  int64_t chunks = 1, chunk = 0;
-};
-
-/// cuBLAS gives a GEMM about as many CTAs as it has output tiles, however long K is: the tiny
-/// LLaMA's weight gradients, (256, 256) summed over 2048 tokens, ran on 2 of the H100's 132 SMs
-/// for 0.41 ms each (ncu on bench_llama), three quarters of the step. Such a GEMM runs as
-/// chunks of K side by side, aiming at about 128 output tiles of 128 x 128 in all with chunks
-/// of at least 128, and sum_k_chunks_kernel adds the chunks' products in order. The plan depends
-/// on the shape alone (not on the GPU's load or SM count), so a seeded run repeats its bits.
-KSplit plan_k_split(int64_t M, int64_t N, int64_t K) {
-  constexpr int64_t kTile = 128, kTargetTiles = 128, kMinChunk = 128;
-  const int64_t tiles = ((M + kTile - 1) / kTile) * ((N + kTile - 1) / kTile);
-  const int64_t wanted = std::min(K / kMinChunk, (kTargetTiles + tiles - 1) / tiles);
-  if (tiles * 2 > kTargetTiles || wanted < 2) return {1, K};
-  const int64_t chunk = ((K + wanted - 1) / wanted + 31) / 32 * 32;
-  return {(K + chunk - 1) / chunk, chunk};
 }
 
 /// Runs the GEMM of `s` over the chunks of `split` and sums them into c (alpha, beta as in
