@@ -59,6 +59,10 @@ void block_scaled_gemm_cuda(const BlockScaledGemm& shape,
                             const float* scale_b,
                             float* c);
 
+/// Throws lattice::Error "[pack_fp8_blocks] ..." on negative rows or K not a multiple of 32
+/// (both backends check with it).
+void check_pack_fp8_blocks(int64_t rows, int64_t K);
+
 /// One GEMM operand for block_scaled_gemm from its values: x holds `rows` rows of K values,
 /// value (r, k) at x[r * row_stride + k * k_stride] (any orientation, so a transposed view
 /// packs without a copy). Each block of 32 along K takes scale block_code_scale(max |x|,

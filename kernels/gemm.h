@@ -24,6 +24,9 @@ GemmShape dense_gemm(int64_t M, int64_t N, int64_t K, bool transpose_a, bool tra
 /// Throws lattice::Error "[gemm] ..." on negative sizes or leading dimensions smaller than the
 /// rows they hold (both backends check shapes with it).
 void check_gemm_shape(const GemmShape& shape);
+/// check_gemm_shape, and a batch of `count` >= 0 written packed (ldc = N), as the bf16 GEMMs
+/// write C.
+void check_bf16_gemm(const GemmShape& shape, int64_t count);
 
 /// A GEMM's K cut into consecutive ranges of `chunk` (the last may be shorter), `chunks` in all.
 struct KSplit {

@@ -34,6 +34,11 @@ void check_block_scaled_gemm(const BlockScaledGemm& s) {
                 " is not a multiple of the block size ", s.block_size);
 }
 
+void check_pack_fp8_blocks(int64_t rows, int64_t K) {
+  LATTICE_CHECK(rows >= 0 && K >= 0 && K % 32 == 0,
+                "[pack_fp8_blocks] expects K a multiple of 32, got rows=", rows, " K=", K);
+}
+
 void block_scaled_gemm_cpu(const BlockScaledGemm& s,
                            const uint8_t* a,
                            const float* scale_a,
@@ -73,8 +78,7 @@ void pack_fp8_blocks_cpu(const float* x,
                          uint8_t* codes,
                          float* scales,
                          uint64_t* inexact_count) {
-  LATTICE_CHECK(rows >= 0 && K >= 0 && K % 32 == 0,
-                "[pack_fp8_blocks] expects K a multiple of 32, got rows=", rows, " K=", K);
+  check_pack_fp8_blocks(rows, K);
   const Format f = format_of(format);
   const RoundingPlan nearest = make_rounding_plan(f, Rounding{});
   const int64_t blocks = K / 32;

@@ -27,6 +27,13 @@ void check_gemm_shape(const GemmShape& s) {
                 ") are smaller than the rows they hold (", a_cols, ", ", b_cols, ", ", s.N, ")");
 }
 
+void check_bf16_gemm(const GemmShape& s, int64_t count) {
+  check_gemm_shape(s);
+  LATTICE_CHECK(count >= 0, "[gemm] negative batch count ", count);
+  LATTICE_CHECK(s.ldc == std::max<int64_t>(1, s.N),
+                "[gemm] the bf16 GEMM writes packed output (ldc ", s.N, "), got ldc ", s.ldc);
+}
+
 KSplit plan_k_split(int64_t M, int64_t N, int64_t K) {
   constexpr int64_t kTile = 128, kTargetTiles = 128, kMinChunk = 128;
   const int64_t tiles = ((M + kTile - 1) / kTile) * ((N + kTile - 1) / kTile);
@@ -140,10 +147,7 @@ dnnl::matmul bf16_matmul(const GemmShape& s,
 
 void gemm_bf16_batched_cpu(
     const GemmShape& s, const float* const* a, const float* const* b, float* c, int64_t count) {
-  check_gemm_shape(s);
-  LATTICE_CHECK(count >= 0, "[gemm] negative batch count ", count);
-  LATTICE_CHECK(s.ldc == std::max<int64_t>(1, s.N),
-                "[gemm] the bf16 GEMM writes packed output (ldc ", s.N, "), got ldc ", s.ldc);
+  check_bf16_gemm(s, count);
   LATTICE_CHECK(native_bf16_gemm_cpu(),
                 "[gemm] this CPU has no native bf16 GEMM (AVX512-BF16 or AMX) for oneDNN to run");
   if (s.M == 0 || s.N == 0 || count == 0) return;

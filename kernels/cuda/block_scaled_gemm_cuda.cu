@@ -403,8 +403,7 @@ void pack_fp8_blocks_cuda(const float* x,
                           uint8_t* codes,
                           float* scales,
                           uint64_t* inexact_count) {
-  LATTICE_CHECK(rows >= 0 && K >= 0 && K % 32 == 0,
-                "[pack_fp8_blocks] expects K a multiple of 32, got rows=", rows, " K=", K);
+  check_pack_fp8_blocks(rows, K);
   const int64_t blocks = rows * (K / 32);
   if (blocks == 0) return;
   const Format f = format_of(format);

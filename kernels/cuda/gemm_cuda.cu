@@ -225,10 +225,7 @@ void gemm_batched_cuda(const GemmShape& s,
 
 void gemm_bf16_batched_cuda(
     const GemmShape& s, const float* const* a, const float* const* b, float* c, int64_t count) {
-  check_gemm_shape(s);
-  LATTICE_CHECK(count >= 0, "[gemm] negative batch count ", count);
-  LATTICE_CHECK(s.ldc == std::max<int64_t>(1, s.N),
-                "[gemm] the bf16 GEMM writes packed output (ldc ", s.N, "), got ldc ", s.ldc);
+  check_bf16_gemm(s, count);
   if (s.M == 0 || s.N == 0 || count == 0) return;
   const auto a_stride = uniform_stride(a, count), b_stride = uniform_stride(b, count);
   if (s.K == 0 || !a_stride || !b_stride) {
