@@ -224,7 +224,7 @@ TEST_CASE("trainers reject bad flags, specs and data with one line") {
 
   const auto bad_gemm = run_program(trainer("regression"), "--rows 64 --features 4 --gemm fast");
   CHECK(bad_gemm.status != 0);
-  CHECK(bad_gemm.err.starts_with("--gemm: fast not in {auto,exact-fp32}\n"));
+  CHECK(bad_gemm.err.starts_with("--gemm: fast not in {auto,exact-fp32,fp8-blocks}\n"));
 }
 
 TEST_CASE("--gemm exact-fp32 is recorded in the summary, and bf16 GEMMs leave the loss close") {
