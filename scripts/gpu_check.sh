@@ -57,6 +57,9 @@ EOF
 declare -a ROWS=()
 row() { ROWS+=("$(printf '| %-44s | %-9s | %s |' "$1" "$2" "$3")"); }
 
+# A table cell without its surrounding blanks (unquoted echo would expand a `*` in it).
+trim() { sed -E 's/^ +| +$//g' <<<"$1"; }
+
 # A field of a run's summary.json, and its training loss.
 summary_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 train_loss() { summary_field "$1" train_loss; }
@@ -223,7 +226,7 @@ run_checks() {
     if timeout 60 "$dir/bin/bench_ops" --device cuda --steps 20 --warmup 5 >"$out/bench_ops.log" 2>&1
     then
       while IFS='|' read -r _ name ms _; do
-        row "bench_ops $(echo $name)" ran "$(echo $ms) ms forward and backward"
+        row "bench_ops $(trim "$name")" ran "$(trim "$ms") ms forward and backward"
       done < <(grep '^|' "$out/bench_ops.log")
     else
       row "bench_ops --device cuda" FAIL "see $out/bench_ops.log"
@@ -232,8 +235,8 @@ run_checks() {
     # table line (those with a time).
     if timeout 90 "$dir/bin/bench_block_gemm" >"$out/bench_block_gemm.log" 2>&1; then
       while IFS='|' read -r _ problem method ms throughput ratio _; do
-        row "bench_block_gemm $(echo $problem), $(echo $method)" ran \
-          "$(echo $ms) ms, $(echo $throughput), $(echo $ratio) the table's baseline"
+        row "bench_block_gemm $(trim "$problem"), $(trim "$method")" ran \
+          "$(trim "$ms") ms, $(trim "$throughput"), $(trim "$ratio") the table's baseline"
       done < <(grep -E '^\| .*\| +[0-9.]+ \|' "$out/bench_block_gemm.log")
     else
       row "bench_block_gemm" FAIL "see $out/bench_block_gemm.log"
