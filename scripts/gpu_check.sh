@@ -150,6 +150,11 @@ run_checks() {
       timeout 240 "$dir/bin/mnist" --device "$device" --data "$dir/mnist" --steps 200 --batch 32 \
         --stack 'gemm=mxfp4,gemm.bwd=mxfp4:sr,a=bf16:sr,w=bf16:sr' --seed 3 --log-every 50 \
         --out "$out/mnist-mxfp4-$device" >"$out/mnist-mxfp4-$device.log" 2>&1
+      # The same through the block-scaled FP8 GEMM on both devices (on the CPU its golden model),
+      # wherever K is a multiple of 32 (all but the first layer's forward).
+      timeout 240 "$dir/bin/mnist" --device "$device" --data "$dir/mnist" --steps 200 --batch 32 \
+        --stack 'gemm=mxfp4,gemm.bwd=mxfp4:sr,a=bf16:sr,w=bf16:sr' --gemm fp8-blocks --seed 3 \
+        --log-every 50 --out "$out/mnist-fp8-$device" >"$out/mnist-fp8-$device.log" 2>&1
       timeout 240 "$dir/bin/vit" --device "$device" --dataset fashion-mnist --data "$dir/mnist" \
         --steps 20 --batch 32 --eval-batches 2 --seed 3 --log-every 10 --out "$out/vit-$device" \
         >"$out/vit-$device.log" 2>&1
@@ -164,6 +169,8 @@ run_checks() {
     compare_losses "mnist mlp, 200 steps" "$out/mnist-cpu/summary.json" "$out/mnist-cuda/summary.json"
     compare_losses "mnist mlp mxfp4+sr, 200 steps" "$out/mnist-mxfp4-cpu/summary.json" \
       "$out/mnist-mxfp4-cuda/summary.json"
+    compare_losses "mnist mlp mxfp4+sr --gemm fp8-blocks, 200 steps" \
+      "$out/mnist-fp8-cpu/summary.json" "$out/mnist-fp8-cuda/summary.json"
     compare_losses "llama 9m, 40 steps" "$out/llama-cpu/summary.json" "$out/llama-cuda/summary.json"
     compare_losses "vit on fashion-mnist, 20 steps" "$out/vit-cpu/summary.json" \
       "$out/vit-cuda/summary.json"
@@ -193,7 +200,7 @@ run_checks() {
     done
     local name
     local cpu_checkpoint cuda_checkpoint
-    for name in mnist mnist-mxfp4 llama; do
+    for name in mnist mnist-mxfp4 mnist-fp8 llama; do
       cpu_checkpoint=$(ls "$out/$name-cpu/"*.safetensors 2>/dev/null)
       cuda_checkpoint=$(ls "$out/$name-cuda/"*.safetensors 2>/dev/null)
       if [ -z "$cpu_checkpoint" ] || [ -z "$cuda_checkpoint" ]; then
