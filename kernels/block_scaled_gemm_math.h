@@ -45,10 +45,10 @@ LATTICE_HD float fmax_finite(float largest, float v) {
 /// exponent `target`. An MX block's largest element has the element format's top exponent
 /// (its scale was 2^(floor(log2 amax) - emax) and elements saturate), so this recovers the MX
 /// scale shifted by a constant, and every value / scale is an element value shifted by that
-/// constant. A block with no finite nonzero value, or one below 2^(target - 149), takes 1.
+/// constant. `largest_magnitude` comes from fmax_finite; a block with no finite nonzero value,
+/// or one below 2^(target - 149), takes 1.
 LATTICE_HD float block_code_scale(float largest_magnitude, int target_exponent) {
-  const bool usable = largest_magnitude > 0.0f && largest_magnitude <= 3.4028235e38f;
-  const int e = usable ? exponent_of(largest_magnitude) - target_exponent : 0;
+  const int e = largest_magnitude > 0.0f ? exponent_of(largest_magnitude) - target_exponent : 0;
   return exp2_int(e >= -149 ? e : 0);
 }
 
