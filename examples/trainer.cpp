@@ -396,8 +396,13 @@ class TrainingRun {
     }
     run_start_ = Clock::now();
     model_.train();
+    // Whole epochs are timed from their first step: a resumed run's partial epoch is not one.
+    epoch_timed_ = std::fmod(double(step_), steps_per_epoch_) == 0.0;
     while (step_ < total_steps_) {
+      const Clock::time_point step_start = Clock::now();
+      const double evaluated_before = evaluation_seconds_;
       train_step();
+      time_epoch(seconds_since(step_start) - (evaluation_seconds_ - evaluated_before));
       if (flags_.eval_every > 0 && step_ % flags_.eval_every == 0) evaluate();
       // Saved after the step's divergence bookkeeping, which the checkpoint carries.
       if (flags_.checkpoint_every > 0 && step_ % flags_.checkpoint_every == 0) save();
@@ -698,9 +703,31 @@ class TrainingRun {
     bad_steps_ = !std::isfinite(loss) || exploded ? bad_steps_ + 1 : 0;
   }
 
+  /// An epoch's wall time adds its steps' whole iterations (batch waits, the host-to-device
+  /// copy, logging) and leaves out evaluations, as an epoch loop of PyTorch without one would.
+  void time_epoch(double step_seconds) {
+    epoch_wall_seconds_ += step_seconds;
+    const auto epoch_of = [&](int64_t step) { return std::floor(double(step) / steps_per_epoch_); };
+    if (epoch_of(step_) == epoch_of(step_ - 1)) return;
+    if (epoch_timed_) epoch_seconds_.push_back(epoch_wall_seconds_);
+    epoch_wall_seconds_ = 0.0;
+    epoch_timed_ = true;
+  }
+
+  /// The median whole epoch, the first left out when there are more (it pays the one-time
+  /// costs: library start-up, the allocator's first requests, the loader's first batches).
+  std::optional<double> epoch_seconds_median() const {
+    if (epoch_seconds_.empty()) return std::nullopt;
+    std::vector<double> sorted(epoch_seconds_.begin() + (epoch_seconds_.size() > 1 ? 1 : 0),
+                               epoch_seconds_.end());
+    std::sort(sorted.begin(), sorted.end());
+    return sorted[sorted.size() / 2];
+  }
+
   /// Rank 0's: evaluation changes no training state, so the other ranks skip it.
   void evaluate() {
     if (!job_.evaluate || last_evaluated_step_ == step_ || !world_.root()) return;
+    const Clock::time_point start = Clock::now();
     model_.eval();
     {
       // Evaluation draws its own random streams (stochastic rounding in a forward quantizer)
@@ -732,6 +759,7 @@ class TrainingRun {
                      ? concat("  val accuracy ", 100.0 * *last_evaluation_.accuracy, "%").c_str()
                      : "",
                  more.c_str());
+    evaluation_seconds_ += seconds_since(start);
   }
 
   void save() {
@@ -786,6 +814,9 @@ class TrainingRun {
         {"seconds_per_epoch",
          train_seconds_ * steps_per_epoch_ / double(std::max<int64_t>(steps_this_session_, 1))},
         {"step_ms_median", sorted_ms.empty() ? 0.0 : sorted_ms[sorted_ms.size() / 2]},
+        {"epoch_seconds", epoch_seconds_},
+        {"epoch_seconds_median",
+         epoch_seconds_median() ? nlohmann::json(*epoch_seconds_median()) : nlohmann::json()},
         {"samples_per_second", double(samples_) / std::max(train_seconds_, 1e-9)},
         {job_.unit + "_per_second", throughput()},
         {"throughput_unit", job_.unit},
@@ -874,7 +905,11 @@ class TrainingRun {
   int64_t last_evaluated_step_ = -1;
   Clock::time_point run_start_ = Clock::now();
   double train_seconds_ = 0.0;
-  std::deque<double> recent_losses_;  // the last log_every losses, for the summary's train loss
+  double evaluation_seconds_ = 0.0;    // this session's, left out of the epochs' wall time
+  double epoch_wall_seconds_ = 0.0;    // of the epoch under way
+  bool epoch_timed_ = false;           // whether it began in this session
+  std::vector<double> epoch_seconds_;  // this session's whole epochs
+  std::deque<double> recent_losses_;   // the last log_every losses, for the summary's train loss
   std::vector<double> step_ms_;
 };
 

@@ -249,13 +249,15 @@ run_checks() {
       row "bench_block_gemm" FAIL "see $out/bench_block_gemm.log"
     fi
     # An epoch of the mnist MLP over the bundle's training images, beside PyTorch's below: the
-    # trainer's seconds per epoch (training steps, loader waits excluded) over 4 epochs.
+    # median wall time of epochs 2-4 (batch waits, copies and logging in, evaluations out), as
+    # the peer times its epochs after a warm-up one.
+    local lattice_epoch=""
     if timeout 120 "$dir/bin/mnist" --device cuda --data "$dir/mnist" --hidden 256 --batch 512 \
       --epochs 4 --seed 3 --log-every 100 --out "$out/mnist-epochs" >"$out/mnist-epochs.log" 2>&1
     then
-      row "mnist mlp epoch, cuda" ran "$(printf '%.4f s/epoch, median step %.3f ms' \
-        "$(summary_field "$out/mnist-epochs/summary.json" seconds_per_epoch)" \
-        "$(summary_field "$out/mnist-epochs/summary.json" step_ms_median)")"
+      lattice_epoch=$(summary_field "$out/mnist-epochs/summary.json" epoch_seconds_median)
+      row "mnist mlp epoch, cuda" ran "$(printf '%.4f s/epoch (median of epochs 2-4), median step %.3f ms' \
+        "$lattice_epoch" "$(summary_field "$out/mnist-epochs/summary.json" step_ms_median)")"
     else
       row "mnist mlp epoch, cuda" FAIL "see $out/mnist-epochs.log"
     fi
@@ -269,6 +271,18 @@ run_checks() {
       while read -r line; do
         row "${line%%:*}" ran "${line#*: }"
       done < <(grep median "$out/torch.log")
+      # The issue's goals, as ratios of this run's numbers: the mnist epoch against PyTorch's,
+      # and the llama step (fp32) against PyTorch's bf16 autocast step.
+      local torch_epoch torch_llama lattice_llama
+      torch_epoch=$(grep -oP 'mnist mlp epoch.*median \K[0-9.]+' "$out/torch.log")
+      torch_llama=$(grep -oP 'llama .* bf16: median \K[0-9.]+' "$out/torch.log")
+      lattice_llama=$(grep -m1 -oP '^llama .*stack fp32, cuda: median \K[0-9.]+' "$out/bench.log")
+      [ -n "$lattice_epoch" ] && [ -n "$torch_epoch" ] &&
+        row "goal: mnist epoch <= 0.5x PyTorch" info \
+          "$(python3 -c "print(f'{$lattice_epoch / $torch_epoch:.2f}x ($lattice_epoch s / $torch_epoch s)')")"
+      [ -n "$lattice_llama" ] && [ -n "$torch_llama" ] &&
+        row "goal: llama step <= 0.8x PyTorch bf16" info \
+          "$(python3 -c "print(f'{$lattice_llama / $torch_llama:.2f}x ($lattice_llama ms fp32 / $torch_llama ms)')")"
     else
       row "pytorch peer" FAIL "see $out/torch.log"
     fi
