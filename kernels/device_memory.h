@@ -37,7 +37,10 @@ struct CudaMemoryStats {
 };
 CudaMemoryStats cuda_memory_stats();
 
-/// Copies `bytes` bytes; returns when the destination holds them. dst and src must not overlap.
+/// Copies `bytes` bytes; dst and src must not overlap. To the device: returns once src may be
+/// reused (the bytes wait in pinned staging memory), and every later kernel and copy sees them;
+/// the copy does not wait for the kernels queued before it. To the host: returns when dst holds
+/// them (after every kernel queued before). On the device: ordered with the kernels.
 void copy_host_to_device(void* dst, const void* src, int64_t bytes);
 void copy_device_to_host(void* dst, const void* src, int64_t bytes);
 void copy_device_to_device(void* dst, const void* src, int64_t bytes);

@@ -87,9 +87,10 @@ void stable_spam_update_cuda(float* weights,
 void scale_in_place_cpu(float* x, int64_t n, float factor);
 void scale_in_place_cuda(float* x, int64_t n, float factor);
 
-/// Whether every x_i of x: (n) is finite.
-bool all_finite_cpu(const float* x, int64_t n);
-bool all_finite_cuda(const float* x, int64_t n);
+/// Whether every value of the `count` arrays xs[a]: (sizes[a]) is finite: one answer for all
+/// of them (on CUDA a single read back to the host, however many arrays).
+bool all_finite_cpu(const float* const* xs, const int64_t* sizes, int64_t count);
+bool all_finite_cuda(const float* const* xs, const int64_t* sizes, int64_t count);
 
 /// Σ x_i² in double over x: (n).
 double sum_of_squares_cpu(const float* x, int64_t n);

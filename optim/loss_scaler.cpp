@@ -65,11 +65,11 @@ Tensor LossScaler::scale_loss(const Tensor& loss) const {
 bool LossScaler::unscale(Optimizer& optimizer) {
   if (unscaled_) return finite_;
   const float inverse = float(1.0 / scale_);
-  bool finite = true;
-  edit_gradients(optimizer.parameters(), [&](Device device, float* g, int64_t n) {
-    if (scale_ != 1.0) LATTICE_DISPATCH(device, scale_in_place, g, n, inverse);
-    finite = LATTICE_DISPATCH(device, all_finite, g, n) && finite;
-  });
+  if (scale_ != 1.0)
+    edit_gradients(optimizer.parameters(), [&](Device device, float* g, int64_t n) {
+      LATTICE_DISPATCH(device, scale_in_place, g, n, inverse);
+    });
+  const bool finite = gradients_finite(optimizer.parameters());
   unscaled_ = true;
   finite_ = finite;
   return finite;
@@ -164,11 +164,27 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
 }
 
 bool gradients_finite(const std::vector<Tensor>& params) {
-  bool finite = true;
-  edit_gradients(params, [&](Device device, float* g, int64_t n) {
-    finite = LATTICE_DISPATCH(device, all_finite, g, n) && finite;
-  });
-  return finite;
+  // One check per device over all its gradients: a GPU answers with a single read back.
+  std::vector<Tensor> gradients[2];
+  for (const Tensor& p : params) {
+    const Tensor g = lattice::grad(p);
+    if (!g.defined()) continue;
+    LATTICE_CHECK(g.dtype() == DType::float32, "[grad] gradient is ", dtype_name(g.dtype()),
+                  "; expected float32");
+    gradients[size_t(g.device())].push_back(g.contiguous());
+  }
+  for (Device device : {Device::cpu, Device::cuda}) {
+    std::vector<const float*> arrays;
+    std::vector<int64_t> sizes;
+    for (const Tensor& g : gradients[size_t(device)]) {
+      arrays.push_back(g.data<float>());
+      sizes.push_back(g.numel());
+    }
+    if (!arrays.empty() &&
+        !LATTICE_DISPATCH(device, all_finite, arrays.data(), sizes.data(), int64_t(arrays.size())))
+      return false;
+  }
+  return true;
 }
 
 }  // namespace lattice::optim

@@ -366,7 +366,9 @@ TEST_CASE("CUDA optimizer reductions: max_abs, all_finite, scale_in_place bitwis
     DeviceArray<float> dx(x);
     INFO("optimizer reductions n=", n);
     CHECK(max_abs_cuda(dx.data, n) == max_abs_cpu(x.data(), n));
-    CHECK(all_finite_cuda(dx.data, n) == all_finite_cpu(x.data(), n));
+    const float* host_array = x.data();
+    const float* device_array = dx.data;
+    CHECK(all_finite_cuda(&device_array, &n, 1) == all_finite_cpu(&host_array, &n, 1));
     // The CPU and GPU both sum in double, over different trees: n eps of the sum bounds it.
     const double bound = double(n) * 0x1p-52;
     const double sum = sum_of_squares_cpu(x.data(), n);
@@ -383,8 +385,13 @@ TEST_CASE("CUDA optimizer reductions: max_abs, all_finite, scale_in_place bitwis
         x[1002] = bad;
         dx.upload(x);
         CAPTURE(bad);
-        CHECK(all_finite_cpu(x.data(), n) == false);
-        CHECK(all_finite_cuda(dx.data, n) == false);
+        CHECK(all_finite_cpu(&host_array, &n, 1) == false);
+        CHECK(all_finite_cuda(&device_array, &n, 1) == false);
+        // The bad array among finite ones: one answer for all of them.
+        const float* device_arrays[] = {dx.data, dx.data + 1002, dx.data + 1003};
+        const int64_t sizes[] = {1002, 1, n - 1003};
+        CHECK(all_finite_cuda(device_arrays, sizes, 3) == false);
+        CHECK(all_finite_cuda(device_arrays + 2, sizes + 2, 1) == true);
       }
     }
   }

@@ -366,16 +366,21 @@ TEST_CASE("the loss-scaling kernels scale, find a non-finite value anywhere and 
   const int64_t n = 90001;
   std::vector<float> x = random_values(n, 19);
   const std::vector<float> original = x;
-  CHECK(all_finite_cpu(x.data(), n));
+  // all_finite_cpu over the array split in three: one answer for all of them.
+  const float* arrays[] = {x.data(), x.data() + 40000, x.data() + 40001};
+  const int64_t sizes[] = {40000, 1, n - 40001};
+  CHECK(all_finite_cpu(arrays, sizes, 3));
   scale_in_place_cpu(x.data(), n, 0.5f);
   for (int64_t i = 0; i < n; ++i) CHECK(x[size_t(i)] == original[size_t(i)] * 0.5f);
   double expected = 0.0;
   for (float v : x) expected += double(v) * double(v);
   CHECK(sum_of_squares_cpu(x.data(), n) == doctest::Approx(expected));
   x[size_t(n - 1)] = std::numeric_limits<float>::infinity();
-  CHECK_FALSE(all_finite_cpu(x.data(), n));
+  CHECK_FALSE(all_finite_cpu(arrays, sizes, 3));
+  CHECK(all_finite_cpu(arrays, sizes, 2));
   x[size_t(n - 1)] = 0.0f, x[40000] = NAN;
-  CHECK_FALSE(all_finite_cpu(x.data(), n));
+  CHECK_FALSE(all_finite_cpu(arrays, sizes, 3));
+  CHECK_FALSE(all_finite_cpu(arrays + 1, sizes + 1, 1));
 }
 
 TEST_CASE("a CUDA twin not written yet fails with one line naming its kernel") {

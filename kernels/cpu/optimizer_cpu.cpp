@@ -120,10 +120,14 @@ void scale_in_place_cpu(float* x, int64_t n, float factor) {
   for (int64_t i = 0; i < n; ++i) x[i] *= factor;
 }
 
-bool all_finite_cpu(const float* x, int64_t n) {
+bool all_finite_cpu(const float* const* xs, const int64_t* sizes, int64_t count) {
   int bad = 0;
+  for (int64_t a = 0; a < count && bad == 0; ++a) {
+    const float* x = xs[a];
+    const int64_t n = sizes[a];
 #pragma omp parallel for simd schedule(static) reduction(| : bad) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) bad |= std::isfinite(x[i]) ? 0 : 1;
+    for (int64_t i = 0; i < n; ++i) bad |= std::isfinite(x[i]) ? 0 : 1;
+  }
   return bad == 0;
 }
 

@@ -203,12 +203,14 @@ void scale_in_place_cuda(float* x, int64_t n, float factor) {
   LATTICE_CUDA_LAUNCHED("scale_in_place");
 }
 
-bool all_finite_cuda(const float* x, int64_t n) {
-  if (n == 0) return true;
+bool all_finite_cuda(const float* const* xs, const int64_t* sizes, int64_t count) {
   auto* bad = static_cast<int*>(cuda_allocate(sizeof(int)));
   LATTICE_CUDA_CHECK(cudaMemsetAsync(bad, 0, sizeof(int), cuda::stream()), "all_finite");
-  all_finite_kernel<<<grid_for(n), kThreads, 0, cuda::stream()>>>(x, n, bad);
-  LATTICE_CUDA_LAUNCHED("all_finite");
+  for (int64_t a = 0; a < count; ++a) {
+    if (sizes[a] == 0) continue;
+    all_finite_kernel<<<grid_for(sizes[a]), kThreads, 0, cuda::stream()>>>(xs[a], sizes[a], bad);
+    LATTICE_CUDA_LAUNCHED("all_finite");
+  }
   int result = 0;
   copy_device_to_host(&result, bad, sizeof result);
   cuda_free(bad);

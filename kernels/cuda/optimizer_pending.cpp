@@ -28,7 +28,7 @@ void scale_in_place_cuda(float*, int64_t, float) {
   throw_pending_cuda("scale_in_place");
 }
 
-bool all_finite_cuda(const float*, int64_t) {
+bool all_finite_cuda(const float* const*, const int64_t*, int64_t) {
   throw_pending_cuda("all_finite");
 }
 

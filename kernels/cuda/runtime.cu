@@ -1,6 +1,7 @@
 // The CUDA runtime of kernels/device_memory.h and kernels/cuda/runtime.h: device detection,
 // the caching allocator, host<->device copies, error checks and debug-sync mode.
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -199,10 +200,78 @@ CudaMemoryStats cuda_memory_stats() {
   return a.stats;
 }
 
+namespace {
+
+// Pinned staging for host-to-device copies. cudaMemcpy from pageable memory first waits for
+// every kernel queued before it, so each upload (a batch, an index vector, a scalar) would drain
+// the GPU and leave it idle while the host queues the next kernels. The bytes are copied into a
+// pinned block instead and the DMA is queued behind those kernels; the block is reused once the
+// event recorded after its copy has passed.
+struct StagingBlock {
+  void* host = nullptr;
+  int64_t bytes = 0;
+  cudaEvent_t copied = nullptr;
+};
+
+struct Staging {
+  std::mutex mutex;
+  std::vector<StagingBlock> blocks;
+  int64_t pinned_bytes = 0;
+};
+
+Staging& staging() {
+  static Staging* instance = new Staging;  // never destroyed, like the allocator
+  return *instance;
+}
+
+// Copies larger than this (whole datasets moved at once) go through cudaMemcpy, and staging
+// never pins more than kStagingLimit bytes: past it, a copy waits for a block to come free.
+constexpr int64_t kLargestStagedCopy = int64_t(64) << 20;
+constexpr int64_t kStagingLimit = int64_t(256) << 20;
+
+/// A free pinned block of at least `bytes` (the caller holds the mutex).
+StagingBlock& staging_block(Staging& s, int64_t bytes) {
+  StagingBlock* waiting = nullptr;
+  for (StagingBlock& block : s.blocks) {
+    if (block.bytes < bytes) continue;
+    const cudaError_t status = cudaEventQuery(block.copied);
+    if (status == cudaSuccess) return block;
+    LATTICE_CUDA_CHECK(status == cudaErrorNotReady ? cudaSuccess : status, "copy_host_to_device");
+    if (waiting == nullptr || block.bytes < waiting->bytes) waiting = &block;
+  }
+  if (waiting != nullptr && s.pinned_bytes + bytes > kStagingLimit) {
+    LATTICE_CUDA_CHECK(cudaEventSynchronize(waiting->copied), "copy_host_to_device");
+    return *waiting;
+  }
+  int64_t rounded = int64_t(64) << 10;
+  while (rounded < bytes) rounded *= 2;
+  StagingBlock block{.bytes = rounded};
+  LATTICE_CUDA_CHECK(cudaMallocHost(&block.host, size_t(rounded)), "copy_host_to_device");
+  LATTICE_CUDA_CHECK(cudaEventCreateWithFlags(&block.copied, cudaEventDisableTiming),
+                     "copy_host_to_device");
+  s.pinned_bytes += rounded;
+  s.blocks.push_back(block);
+  return s.blocks.back();
+}
+
+}  // namespace
+
 void copy_host_to_device(void* dst, const void* src, int64_t bytes) {
-  if (bytes > 0)
+  if (bytes <= 0) return;
+  if (bytes > kLargestStagedCopy) {
     LATTICE_CUDA_CHECK(cudaMemcpy(dst, src, size_t(bytes), cudaMemcpyHostToDevice),
                        "copy_host_to_device");
+    return;
+  }
+  Staging& s = staging();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  StagingBlock& block = staging_block(s, bytes);
+  std::memcpy(block.host, src, size_t(bytes));
+  LATTICE_CUDA_CHECK(
+      cudaMemcpyAsync(dst, block.host, size_t(bytes), cudaMemcpyHostToDevice, cuda::stream()),
+      "copy_host_to_device");
+  LATTICE_CUDA_CHECK(cudaEventRecord(block.copied, cuda::stream()), "copy_host_to_device");
+  if (cuda::debug_sync()) LATTICE_CUDA_CHECK(cudaDeviceSynchronize(), "copy_host_to_device");
 }
 
 void copy_device_to_host(void* dst, const void* src, int64_t bytes) {
