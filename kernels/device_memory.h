@@ -45,7 +45,9 @@ void copy_host_to_device(void* dst, const void* src, int64_t bytes);
 void copy_device_to_host(void* dst, const void* src, int64_t bytes);
 void copy_device_to_device(void* dst, const void* src, int64_t bytes);
 
-/// Waits for every queued kernel, and throws the first error one of them raised.
+/// Waits for every queued kernel, and throws the first error one of them raised (or the first
+/// failed check made on the GPU, such as an index out of range). A read back to the host throws
+/// those checks too.
 void cuda_synchronize();
 
 }  // namespace lattice

@@ -9,6 +9,28 @@
 
 namespace lattice {
 
+/// out[i] = indices[i] for 0 <= indices[i] < size. indices, out: (n) int64; kept: (n) or null.
+/// With kept, an index equal to `ignored` (cross_entropy's ignore_index) passes too, as
+/// out[i] = 0 and kept[i] = false (true for the others). The CPU version throws "[op] index V at
+/// position i is out of range [0, size)" at the first other index outside; the CUDA version writes
+/// 0 there (so the kernels after it read in bounds) and records the failure, thrown at the next
+/// read back to the host (kernels/cuda/runtime.h, DeviceFault): reading the indices back at once
+/// would wait for the GPU. `op` must be a string literal.
+void check_indices_cpu(const int64_t* indices,
+                       int64_t* out,
+                       bool* kept,
+                       int64_t n,
+                       int64_t size,
+                       int64_t ignored,
+                       const char* op);
+void check_indices_cuda(const int64_t* indices,
+                        int64_t* out,
+                        bool* kept,
+                        int64_t n,
+                        int64_t size,
+                        int64_t ignored,
+                        const char* op);
+
 /// y[o, j, i] = x[o, rows[j], i]. x: (outer, length, inner), rows: (count),
 /// y: (outer, count, inner).
 template <typename T>

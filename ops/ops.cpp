@@ -8,6 +8,7 @@
 #include <cmath>
 #include <numbers>
 #include <numeric>
+#include <optional>
 
 #include "kernels/dispatch.h"
 #include "kernels/elementwise.h"
@@ -526,34 +527,44 @@ Tensor cross_entropy(const Tensor& logits,
   const Tensor rows_by_class =
       logits.rank() == 2 ? logits : logits.permute(class_last).reshape({-1, classes});
   const int64_t rows = rows_by_class.shape(0);
-  std::vector<int64_t> counted_rows, labels;
-  const std::vector<int64_t> all_labels = targets.to_vector<int64_t>();
-  for (int64_t i = 0; i < rows; ++i) {
-    const int64_t label = all_labels[size_t(i)];
-    if (label == ignore_index) continue;
-    LATTICE_CHECK(label >= 0 && label < classes, "[cross_entropy] target ", label, " at row ", i,
-                  " is outside [0, ", classes, ")");
-    counted_rows.push_back(i);
-    labels.push_back(label);
+  // Each row's target, checked where it lives (on a GPU without waiting for it): picks in
+  // [0, C), and `kept` false for a row whose target is ignore_index (it picks class 0, and is
+  // masked out of every sum below).
+  Tensor picks, kept;
+  std::optional<int64_t> counted;  // known on the host unless the targets live on a GPU
+  {
+    NoGradGuard no_grad;
+    const Tensor labels = targets.to(DType::int64).contiguous();
+    picks = empty({rows}, DType::int64, labels.device());
+    kept = empty({rows, 1}, DType::boolean, labels.device());
+    LATTICE_DISPATCH(labels.device(), check_indices, labels.data<int64_t>(), picks.data<int64_t>(),
+                     kept.data<bool>(), rows, classes, ignore_index, "cross_entropy");
+    if (labels.device() == Device::cpu)
+      counted = std::count(kept.data<bool>(), kept.data<bool>() + rows, true);
+    picks = picks.to(logits.device());
+    kept = kept.to(logits.device());
   }
-  const int64_t counted = int64_t(labels.size());
-  // The target's log-probability is picked (gathered), never multiplied by a one-hot: a masked
-  // logit of -inf has log-probability -inf, and -inf * 0 would be NaN. The picks stay host
-  // tensors: the index ops check them there and move them to the logits' device once.
-  const Tensor kept = counted == rows ? rows_by_class
-                                      : index_select(rows_by_class, 0,
-                                                     from_vector<int64_t>(counted_rows, {counted}));
-  const Tensor picks = from_vector<int64_t>(labels, {counted});
-  const Tensor log_probabilities = log_softmax(kept, 1);
-  Tensor picked = gather(log_probabilities, 1, picks.reshape({counted, 1}));
-  // w_y per counted target (1 without weights): the weights of the negative log-likelihood and
-  // the mean's denominator.
+  // x: (rows) or (rows, k), with the ignored rows' entries 0. Rows known to be all kept skip
+  // the mask: no op joins the graph, so a stochastic gradient lattice draws the streams it drew
+  // before the mask existed.
+  const bool all_kept = counted && *counted == rows;
+  const auto kept_only = [&](const Tensor& x) {
+    return all_kept ? x : where(x.rank() == 1 ? kept.reshape({rows}) : kept, x, zeros_like(x));
+  };
+  // The target's log-probability is picked (gathered), never multiplied by a one-hot, and
+  // ignored rows are masked with where, never multiplied by 0: a masked logit of -inf has
+  // log-probability -inf, and -inf * 0 would be NaN.
+  const Tensor log_probabilities = log_softmax(rows_by_class, 1);
+  Tensor picked = kept_only(gather(log_probabilities, 1, picks.reshape({rows, 1})));
+  // w_y per row (0 for an ignored one; 1 without weights): the weights of the negative
+  // log-likelihood and the mean's denominator.
   // The class weights, like the targets, may live on either device; they join the logits'.
   const Tensor weights =
       class_weights.defined() ? detach(class_weights).to(logits.device()) : Tensor{};
-  const Tensor target_weights = weights.defined() ? index_select(weights, 0, picks) : Tensor{};
-  if (target_weights.defined()) picked = mul(picked, target_weights.reshape({counted, 1}));
-  // One loss per counted target, or (for the reductions) their sum.
+  const Tensor target_weights =
+      weights.defined() ? kept_only(index_select(weights, 0, picks).reshape({rows, 1})) : Tensor{};
+  if (target_weights.defined()) picked = mul(picked, target_weights);
+  // One loss per row, or (for the reductions) their sum.
   const std::vector<int> rows_axis =
       reduction == Reduction::none ? std::vector<int>{1} : std::vector<int>{};
   Tensor total = neg(sum(picked, rows_axis));
@@ -562,23 +573,16 @@ Tensor cross_entropy(const Tensor& logits,
     const Tensor spread = weights.defined() ? mul(log_probabilities, weights.reshape({1, classes}))
                                             : log_probabilities;
     total = add(scale(total, 1.0 - label_smoothing),
-                scale(neg(sum(spread, rows_axis)), label_smoothing / double(classes)));
+                scale(neg(sum(kept_only(spread), rows_axis)), label_smoothing / double(classes)));
   }
-  if (reduction == Reduction::none) {
-    // The targets' shape, 0 where a target is ignored (as PyTorch): row i reads its counted
-    // loss, or the zero appended after them.
-    if (counted == rows) return total.reshape(targets.shape());
-    std::vector<int64_t> source(size_t(rows), counted);
-    for (int64_t k = 0; k < counted; ++k) source[size_t(counted_rows[size_t(k)])] = k;
-    const Tensor with_zero = cat({total, zeros({1}, total.dtype(), total.device())}, 0);
-    return index_select(with_zero, 0, from_vector<int64_t>(source, {rows}))
-        .reshape(targets.shape());
-  }
+  // The targets' shape, 0 where a target is ignored (as PyTorch).
+  if (reduction == Reduction::none) return kept_only(total).reshape(targets.shape());
   if (reduction == Reduction::sum) return total;
   // Mean over the counted targets, weighted by w_y; with none counted it is 0/0 = NaN, as in
-  // PyTorch.
+  // PyTorch. Their number is known on the host unless the targets live on a GPU.
   if (target_weights.defined()) return div(total, sum(target_weights));
-  return scale(total, 1.0 / double(counted));
+  if (counted) return scale(total, 1.0 / double(*counted));
+  return div(total, sum(kept.to(total.dtype())));
 }
 
 Tensor mse(const Tensor& prediction, const Tensor& target, Reduction reduction) {
@@ -590,18 +594,19 @@ Tensor mse(const Tensor& prediction, const Tensor& target, Reduction reduction) 
 
 namespace {
 
-/// The indices as a packed int64 tensor on `device`, each checked to lie in [0, size) (on the
-/// host: an out-of-range index must be a clear error, not a wild read on either device).
+/// The indices as a packed int64 tensor on `device`, each checked to lie in [0, size): an
+/// out-of-range index is a clear error, never a wild read. Indices are checked where they live:
+/// on the host at once, on a GPU by a kernel whose failure is thrown at the next read back
+/// (reading them back here would wait for the GPU every step). `op`: a string literal.
 Tensor checked_indices(const Tensor& indices, int64_t size, Device device, const char* op) {
   LATTICE_CHECK(indices.dtype() == DType::int64 || indices.dtype() == DType::int32, "[", op,
                 "] indices must be int64 or int32, got ", dtype_name(indices.dtype()));
+  NoGradGuard no_grad;
   const Tensor packed = indices.to(DType::int64).contiguous();
-  const Tensor host = packed.to(Device::cpu);
-  const int64_t* values = host.data<int64_t>();
-  for (int64_t i = 0; i < host.numel(); ++i)
-    LATTICE_CHECK(values[i] >= 0 && values[i] < size, "[", op, "] index ", values[i],
-                  " is out of range [0, ", size, ")");
-  return packed.to(device);
+  const Tensor checked = empty(packed.shape(), DType::int64, packed.device());
+  LATTICE_DISPATCH(packed.device(), check_indices, packed.data<int64_t>(), checked.data<int64_t>(),
+                   nullptr, packed.numel(), size, 0, op);
+  return checked.to(device);
 }
 
 /// x seen as (outer, length, inner) around `axis`.

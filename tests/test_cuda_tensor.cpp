@@ -1,9 +1,12 @@
 // Tensors on the GPU: storage from the caching allocator, copies between devices (strided and
 // converting ones too), reads of device values, modules moved with to(Device), gradients that
-// flow back across a device copy, and the one-line errors without a GPU or across devices.
-// Without a CUDA device only the error cases run.
+// flow back across a device copy, and the one-line errors without a GPU or across devices;
+// uploads that do not wait for the GPU, indices checked on it (their failure thrown at the next
+// read back), and cross entropy with its targets there. Without a CUDA device only the error
+// cases run.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -133,4 +136,77 @@ TEST_CASE("a module moved to the GPU trains there like on the CPU") {
                              b = gpu_params[i].to_vector<float>();
     for (size_t k = 0; k < a.size(); ++k) CHECK(b[k] == doctest::Approx(a[k]).epsilon(1e-4));
   }
+}
+
+TEST_CASE("uploads do not wait for the GPU: the source is reusable at once, the order is kept") {
+  if (!cuda_available()) return;
+  // Each upload's host buffer is overwritten right after the call, while the kernels queued
+  // before it may still run; every device tensor must hold what the buffer held at its call.
+  std::vector<float> buffer(1000);
+  std::vector<Tensor> uploaded;
+  Tensor running = zeros({1000}, DType::float32, Device::cuda);
+  for (int k = 0; k < 40; ++k) {
+    for (size_t i = 0; i < buffer.size(); ++i) buffer[i] = float(k * 1000 + int(i));
+    uploaded.push_back(from_vector<float>(buffer, {1000}).to(Device::cuda));
+    running = add(running, uploaded.back());  // a kernel queued between uploads
+    std::fill(buffer.begin(), buffer.end(), -1.0f);
+  }
+  std::vector<float> expected_sum(1000, 0.0f);
+  for (int k = 0; k < 40; ++k) {
+    const std::vector<float> values = uploaded[size_t(k)].to_vector<float>();
+    for (size_t i = 0; i < values.size(); ++i) {
+      REQUIRE(values[i] == float(k * 1000 + int(i)));
+      expected_sum[i] += values[i];
+    }
+  }
+  CHECK(same_floats(running.to_vector<float>(), expected_sum));
+}
+
+TEST_CASE("an index out of range on the GPU is thrown at the next read back, then forgotten") {
+  if (!cuda_available()) return;
+  const Tensor x = arange(0, 6).reshape({2, 3}).to(Device::cuda);
+  const Tensor bad = from_vector<int64_t>({0, 7, 1, 2}, {2, 2}).to(Device::cuda);
+  const Tensor picked = gather(x, 1, bad);  // queued: no read back, so no error yet
+  CHECK_THROWS_WITH_AS(picked.to_vector<float>(),
+                       doctest::Contains("[gather] index 7 at position 1 is out of range [0, 3)"),
+                       Error);
+  const Tensor good = from_vector<int64_t>({0, 2, 1, 1}, {2, 2}).to(Device::cuda);
+  CHECK(gather(x, 1, good).to_vector<float>() == std::vector<float>{0, 2, 4, 4});
+  // Host indices are checked at once, wherever the data lives.
+  CHECK_THROWS_WITH_AS(gather(x, 1, from_vector<int64_t>({0, 3, 1, 1}, {2, 2})),
+                       doctest::Contains("[gather] index 3 at position 1 is out of range"), Error);
+}
+
+TEST_CASE("cross entropy with targets on the GPU: ignored rows, weights, smoothing as on the CPU") {
+  if (!cuda_available()) return;
+  const Tensor logits = randn({6, 4}, RandomStream{.seed = 5});
+  const Tensor targets = from_vector<int64_t>({1, -100, 3, 0, -100, 2}, {6});
+  const Tensor weights = from_vector<float>({0.5f, 2.0f, 1.0f, 0.25f}, {4});
+  for (Reduction reduction : {Reduction::mean, Reduction::sum, Reduction::none})
+    for (bool weighted : {false, true})
+      for (double smoothing : {0.0, 0.1}) {
+        CAPTURE(int(reduction));
+        CAPTURE(weighted);
+        CAPTURE(smoothing);
+        const Tensor cpu_logits = set_requires_grad(detach(logits));
+        const Tensor gpu_logits = set_requires_grad(detach(logits).to(Device::cuda));
+        const Tensor cpu = cross_entropy(cpu_logits, targets, -100, reduction,
+                                         weighted ? weights : Tensor{}, smoothing);
+        const Tensor gpu = cross_entropy(gpu_logits, targets.to(Device::cuda), -100, reduction,
+                                         weighted ? weights.to(Device::cuda) : Tensor{}, smoothing);
+        const std::vector<float> a = cpu.to_vector<float>(), b = gpu.to_vector<float>();
+        REQUIRE(a.size() == b.size());
+        for (size_t i = 0; i < a.size(); ++i) CHECK(b[i] == doctest::Approx(a[i]).epsilon(1e-6));
+        backward(sum(cpu));
+        backward(sum(gpu));
+        const std::vector<float> ga = grad(cpu_logits).to_vector<float>(),
+                                 gb = grad(gpu_logits).to_vector<float>();
+        for (size_t i = 0; i < ga.size(); ++i) CHECK(gb[i] == doctest::Approx(ga[i]).epsilon(1e-6));
+      }
+  // A target outside [0, C) that is not ignore_index: thrown at the loss's read back.
+  const Tensor loss = cross_entropy(logits.to(Device::cuda),
+                                    from_vector<int64_t>({1, 4, 0, 0, 0, 0}, {6}).to(Device::cuda));
+  CHECK_THROWS_WITH_AS(
+      loss.item<float>(),
+      doctest::Contains("[cross_entropy] index 4 at position 1 is out of range [0, 4)"), Error);
 }

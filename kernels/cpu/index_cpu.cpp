@@ -1,8 +1,26 @@
 // CPU index kernels: one loop nest (move_rows) moves rows between two (outer, *, inner) arrays,
 // in index order on one thread, so repeated indices of a scatter-add sum in a fixed order.
+#include "core/error.h"
 #include "kernels/index.h"
 
 namespace lattice {
+
+void check_indices_cpu(const int64_t* indices,
+                       int64_t* out,
+                       bool* kept,
+                       int64_t n,
+                       int64_t size,
+                       int64_t ignored,
+                       const char* op) {
+  for (int64_t i = 0; i < n; ++i) {
+    const bool skipped = kept != nullptr && indices[i] == ignored;
+    LATTICE_CHECK(skipped || (indices[i] >= 0 && indices[i] < size), "[", op, "] index ",
+                  indices[i], " at position ", i, " is out of range [0, ", size, ")");
+    out[i] = skipped ? 0 : indices[i];
+    if (kept != nullptr) kept[i] = !skipped;
+  }
+}
+
 namespace {
 
 /// to[o, destination(o, j, i), i] (+)= from[o, source(o, j, i), i] for j < count, from:

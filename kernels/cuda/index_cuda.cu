@@ -16,6 +16,31 @@ namespace {
 using cuda::grid_for;
 using cuda::kThreads;
 
+// indices, out, kept (or null): (n). The first bad index to take the record wins it.
+__global__ void check_indices_kernel(const int64_t* indices,
+                                     int64_t* out,
+                                     bool* kept,
+                                     int64_t n,
+                                     int64_t size,
+                                     int64_t ignored,
+                                     int site,
+                                     cuda::DeviceFault* fault) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t index = indices[i];
+    const bool skipped = kept != nullptr && index == ignored;
+    const bool inside = index >= 0 && index < size;
+    out[i] = inside && !skipped ? index : 0;
+    if (kept != nullptr) kept[i] = !skipped;
+    if (!inside && !skipped && atomicCAS(&fault->raised, 0, 1) == 0) {
+      fault->site = site;
+      fault->value = index;
+      fault->position = i;
+      fault->limit = size;
+    }
+  }
+}
+
 // x: (outer, length, inner), rows: (count), y: (outer, count, inner).
 template <typename T>
 __global__ void index_select_kernel(const T* x,
@@ -113,6 +138,19 @@ int row_bits(int64_t length) {
 }
 
 }  // namespace
+
+void check_indices_cuda(const int64_t* indices,
+                        int64_t* out,
+                        bool* kept,
+                        int64_t n,
+                        int64_t size,
+                        int64_t ignored,
+                        const char* op) {
+  if (n == 0) return;
+  check_indices_kernel<<<grid_for(n), kThreads, 0, cuda::stream()>>>(
+      indices, out, kept, n, size, ignored, cuda::fault_site(op), cuda::device_fault());
+  LATTICE_CUDA_LAUNCHED(op);
+}
 
 template <typename T>
 void index_select_cuda(const T* x,

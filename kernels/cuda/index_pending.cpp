@@ -4,6 +4,10 @@
 
 namespace lattice {
 
+void check_indices_cuda(const int64_t*, int64_t*, bool*, int64_t, int64_t, int64_t, const char*) {
+  throw_pending_cuda("check_indices");
+}
+
 template <typename T>
 void index_select_cuda(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t) {
   throw_pending_cuda("index_select");

@@ -36,7 +36,9 @@ bool debug_sync() {
 
 void check_launch(const char* op, const char* file, int line) {
   check(cudaGetLastError(), op, file, line);
-  if (debug_sync()) check(cudaDeviceSynchronize(), op, file, line);
+  if (!debug_sync()) return;
+  check(cudaDeviceSynchronize(), op, file, line);
+  check_device_faults();
 }
 
 StridedSpace strided_space(std::span<const int64_t> shape,
@@ -61,6 +63,60 @@ StridedSpace strided_space(std::span<const int64_t> shape,
     space.count *= space.size[axis];
   }
   return space;
+}
+
+namespace {
+
+struct FaultSites {
+  std::mutex mutex;
+  std::vector<const char*> ops;
+};
+
+FaultSites& fault_sites() {
+  static FaultSites* instance = new FaultSites;
+  return *instance;
+}
+
+}  // namespace
+
+DeviceFault* device_fault() {
+  static DeviceFault* record = [] {
+    void* mapped = nullptr;
+    LATTICE_CUDA_CHECK(cudaHostAlloc(&mapped, sizeof(DeviceFault), cudaHostAllocMapped),
+                       "device_fault");
+    auto* fault = static_cast<DeviceFault*>(mapped);
+    *fault = DeviceFault{};
+    return fault;
+  }();
+  return record;
+}
+
+int fault_site(const char* op) {
+  FaultSites& sites = fault_sites();
+  std::lock_guard<std::mutex> lock(sites.mutex);
+  for (size_t i = 0; i < sites.ops.size(); ++i)
+    if (std::strcmp(sites.ops[i], op) == 0) return int(i);
+  sites.ops.push_back(op);
+  return int(sites.ops.size() - 1);
+}
+
+void check_device_faults() {
+  FaultSites& sites = fault_sites();
+  {
+    std::lock_guard<std::mutex> lock(sites.mutex);
+    if (sites.ops.empty()) return;  // no check was ever launched
+  }
+  volatile DeviceFault* fault = device_fault();
+  if (fault->raised == 0) return;
+  const DeviceFault found{1, fault->site, fault->value, fault->position, fault->limit};
+  fault->raised = 0;
+  std::lock_guard<std::mutex> lock(sites.mutex);
+  const char* op = found.site >= 0 && size_t(found.site) < sites.ops.size()
+                       ? sites.ops[size_t(found.site)]
+                       : "index";
+  throw Error(concat("[", op, "] index ", found.value, " at position ", found.position,
+                     " is out of range [0, ", found.limit,
+                     ") (found on the GPU, reported at the next read back)"));
 }
 
 }  // namespace cuda
@@ -275,9 +331,10 @@ void copy_host_to_device(void* dst, const void* src, int64_t bytes) {
 }
 
 void copy_device_to_host(void* dst, const void* src, int64_t bytes) {
-  if (bytes > 0)
-    LATTICE_CUDA_CHECK(cudaMemcpy(dst, src, size_t(bytes), cudaMemcpyDeviceToHost),
-                       "copy_device_to_host");
+  if (bytes <= 0) return;
+  LATTICE_CUDA_CHECK(cudaMemcpy(dst, src, size_t(bytes), cudaMemcpyDeviceToHost),
+                     "copy_device_to_host");
+  cuda::check_device_faults();
 }
 
 void copy_device_to_device(void* dst, const void* src, int64_t bytes) {
@@ -288,6 +345,7 @@ void copy_device_to_device(void* dst, const void* src, int64_t bytes) {
 
 void cuda_synchronize() {
   LATTICE_CUDA_CHECK(cudaDeviceSynchronize(), "cuda_synchronize");
+  cuda::check_device_faults();
 }
 
 }  // namespace lattice

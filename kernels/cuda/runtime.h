@@ -30,6 +30,24 @@ inline cudaStream_t stream() {
 
 inline constexpr int kThreads = 256;
 
+/// A check made on the GPU that failed (an index out of range): kernels record the first
+/// failure here rather than have the host read the data back, which would wait for the GPU.
+/// The record lives in mapped host memory; the next read back to the host or synchronisation
+/// throws it (check_device_faults). `site` names the op (fault_site).
+struct DeviceFault {
+  int raised;
+  int site;
+  long long value, position, limit;
+};
+
+/// The record, as a pointer kernels may write (and the host read).
+DeviceFault* device_fault();
+/// A number for `op` (a string literal) to put in DeviceFault::site.
+int fault_site(const char* op);
+/// After a synchronisation: throws "[op] index V at position P is out of range [0, L) (found on
+/// the GPU, ...)" for a recorded failure, and clears the record.
+void check_device_faults();
+
 /// Blocks for a grid-stride loop over `work` items: enough to fill the device, at least one.
 inline int grid_for(int64_t work, int threads = kThreads) {
   const int64_t blocks = (work + threads - 1) / threads;
