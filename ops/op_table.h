@@ -257,6 +257,23 @@ enum OpCheck : unsigned {
      (values_any({1, 2, 3, 2})), (pad(x[0], {2, 1, 0, 3}, 0.5)), "")                               \
   OP(pad_crop, pad, "ops/spatial_ops.cpp pad()", float64_run, kGradientCheck | kStridedCheck,      \
      (values_any({1, 2, 4, 3})), (pad(x[0], {-1, 1, 2, -2})), "negative amounts crop")             \
+  /* ops/attention_ops.h */                                                                        \
+  OP(fused_attention, fused_attention, "ops/attention_ops.cpp fused_attention()", float64_run,     \
+     kGradientCheck | kStridedCheck,                                                               \
+     (values_any({1, 2, 5, 4}), values_any({1, 2, 5, 4}), values_any({1, 2, 5, 4})),               \
+     (fused_attention(x[0], x[1], x[2], true, 0.5)), "causal")                                     \
+  OP(fused_attention_cross, fused_attention, "ops/attention_ops.cpp fused_attention()",            \
+     float64_run, kGradientCheck | kStridedCheck,                                                  \
+     (values_any({2, 2, 3, 4}), values_any({2, 2, 5, 4}), values_any({2, 2, 5, 3})),               \
+     (fused_attention(x[0], x[1], x[2], false, 0.7)), "3 queries, 5 keys, dv 3 != d 4")            \
+  OP(fused_attention_one_query, fused_attention, "ops/attention_ops.cpp fused_attention()",        \
+     float64_run, kGradientCheck | kStridedCheck,                                                  \
+     (values_any({1, 2, 1, 2}), values_any({1, 2, 6, 2}), values_any({1, 2, 6, 5})),               \
+     (fused_attention(x[0], x[1], x[2], false, 1.0)), "one query, 6 keys, d 2, dv 5")              \
+  OP(fused_attention_dim_one, fused_attention, "ops/attention_ops.cpp fused_attention()",          \
+     float64_run, kGradientCheck | kStridedCheck,                                                  \
+     (values_any({1, 1, 4, 1}), values_any({1, 1, 4, 1}), values_any({1, 1, 4, 2})),               \
+     (fused_attention(x[0], x[1], x[2], true, 2.0)), "causal, d 1, dv 2")                          \
   /* nn/functional.h (moving to ops/) */                                                           \
   OP(linear, linear, "composite: matmul + add (nn/functional.cpp linear())", float64_run,          \
      kGradientCheck | kStridedCheck, (values_any({2, 3, 4}), values_any({5, 4}), values_any({5})), \
