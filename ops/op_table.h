@@ -336,6 +336,21 @@ enum OpCheck : unsigned {
           .output),                                                                                \
      "cross-attention (3 queries, 5 keys), a boolean mask, key padding; batch 1 pads keys 1-4, "   \
      "so its queries 1 and 2 see no key and output zeros")                                         \
+  OP(scaled_dot_product_attention_output_only, scaled_dot_product_attention,                       \
+     "fused_attention on CUDA (ops/attention_ops.cpp), composite on the CPU", float64_run,         \
+     kGradientCheck | kStridedCheck,                                                               \
+     (values_any({2, 2, 6, 8}), values_any({2, 2, 6, 8}), values_any({2, 2, 6, 8}),                \
+      values_positive({2})),                                                                       \
+     (nn::scaled_dot_product_attention(x[0], x[1], x[2], true, 0.0, x[3], {},                      \
+                                       nn::AttentionOutputs::output_only).output),                 \
+     "causal, a learned per-head scale; on CUDA the fused kernel against the CPU's composite")     \
+  OP(scaled_dot_product_attention_output_only_cross, scaled_dot_product_attention,                 \
+     "fused_attention on CUDA (ops/attention_ops.cpp), composite on the CPU", float64_run,         \
+     kGradientCheck | kStridedCheck,                                                               \
+     (values_any({1, 3, 3, 8}), values_any({1, 3, 7, 8}), values_any({1, 3, 7, 5})),               \
+     (nn::scaled_dot_product_attention(x[0], x[1], x[2], false, 0.35, {}, {},                      \
+                                       nn::AttentionOutputs::output_only).output),                 \
+     "cross-attention, 3 queries, 7 keys, dv 5; on CUDA the fused kernel")                         \
   OP(timestep_embedding, timestep_embedding, "composite: sin, cos (nn/functional.cpp)",            \
      float64_run, kGradientCheck | kStridedCheck, (values_positive({3})),                          \
      (nn::timestep_embedding(x[0], 6)), "")
