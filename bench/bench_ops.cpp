@@ -1,7 +1,9 @@
 // Forward-and-backward time of the transformer's non-GEMM ops at the 9m LLaMA's shapes (batch 16
-// x 128 tokens): causal attention (4 heads of 64; its two batched GEMMs included), the head's
-// cross entropy over 4096 classes, and SwiGLU's gated product silu(a) * b over 768 channels.
-// Each case reports its median ms per forward and backward.
+// x 128 tokens): causal attention (4 heads of 64) as a layer without a probe runs it (on CUDA
+// the fused kernel, ops/attention_ops.h) and composed with its two batched GEMMs (what a probe
+// or a quantizing stack gets), the head's cross entropy over 4096 classes, and SwiGLU's gated
+// product silu(a) * b over 768 channels. Each case reports its median ms per forward and
+// backward.
 // Usage: bench_ops [--steps N] [--warmup N] [--stack SPEC] [--device D]
 #include <cstdio>
 #include <functional>
@@ -43,6 +45,12 @@ int main(int argc, char** argv) {
   };
   const std::vector<Case> cases = {
       {"causal attention (16 x 4 heads, 128 x 64)",
+       [&] {
+         return sum(nn::scaled_dot_product_attention(q, k, v, true, 0.125, {}, {},
+                                                     nn::AttentionOutputs::output_only)
+                        .output);
+       }},
+      {"causal attention, composed (scores kept)",
        [&] { return sum(nn::scaled_dot_product_attention(q, k, v, true, 0.125).output); }},
       {"cross entropy (2048 x 4096)", [&] { return cross_entropy(logits, targets); }},
       {"silu(a) * b (2048 x 768)", [&] { return sum(silu(gate) * up); }},

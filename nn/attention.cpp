@@ -99,7 +99,8 @@ Tensor MultiHeadAttention::forward(const Tensor& x,
                                  dropout > 0.0 ? next_random_stream() : RandomStream{}};
   const AttentionResult attention = scaled_dot_product_attention(
       q, k, v, options.causal, 1.0 / std::sqrt(double(head_dim)),
-      log_temperature.defined() ? exp(neg(log_temperature)) : Tensor{}, masking);
+      log_temperature.defined() ? exp(neg(log_temperature)) : Tensor{}, masking,
+      probe_ ? AttentionOutputs::all : AttentionOutputs::output_only);
   if (probe_) probe_({q, k, v, attention.scores, attention.probabilities});
   return (*wo)(attention.output.transpose(1, 2).reshape({batch, length, heads * head_dim}));
 }

@@ -7,6 +7,7 @@
 #include "kernels/attention.h"
 #include "kernels/dispatch.h"
 #include "kernels/rope.h"
+#include "ops/attention_ops.h"
 #include "ops/norm_ops.h"
 #include "ops/ops.h"
 #include "ops/quantized_gemm.h"
@@ -183,6 +184,30 @@ Tensor additive_mask(const Tensor& given, const Tensor& scores) {
   return mask;
 }
 
+/// Whether attention runs as one fused_attention call: float32 CUDA tensors with head dims the
+/// kernels take, no mask but the causal one, no dropout, a caller that reads only the output,
+/// and a stack under which the composed ops would round nothing (no GEMM operand, accumulator,
+/// activation or gradient quantized), so the two paths differ only in fp32 summation order.
+bool runs_fused(const Tensor& q,
+                const Tensor& k,
+                const Tensor& v,
+                const AttentionMasking& masking,
+                AttentionOutputs outputs) {
+  if (outputs != AttentionOutputs::output_only || q.device() != Device::cuda ||
+      k.device() != Device::cuda || v.device() != Device::cuda)
+    return false;
+  if (q.dtype() != DType::float32 || k.dtype() != DType::float32 || v.dtype() != DType::float32)
+    return false;
+  if (q.shape(-1) > kFusedAttentionMaxHeadDim || v.shape(-1) > kFusedAttentionMaxHeadDim ||
+      q.shape(-1) == 0 || v.shape(-1) == 0)
+    return false;
+  if (masking.mask.defined() || masking.key_padding_mask.defined() || masking.dropout > 0.0)
+    return false;
+  const PrecisionStack& stack = current_precision();
+  return stack.gemm == GemmQuantizers{} && stack.accumulator == Accumulator{} &&
+         stack.activations == Quantizer{} && stack.gradients == Quantizer{};
+}
+
 }  // namespace
 
 AttentionResult scaled_dot_product_attention(const Tensor& q,
@@ -191,7 +216,8 @@ AttentionResult scaled_dot_product_attention(const Tensor& q,
                                              bool causal,
                                              double scale_factor,
                                              const Tensor& scale_per_head,
-                                             const AttentionMasking& masking) {
+                                             const AttentionMasking& masking,
+                                             AttentionOutputs outputs) {
   LATTICE_CHECK(q.rank() == 4 && k.rank() == 4 && v.rank() == 4 && q.shape(-1) == k.shape(-1) &&
                     k.shape(-2) == v.shape(-2) && q.shape(0) == k.shape(0) &&
                     q.shape(1) == k.shape(1) && k.shape(0) == v.shape(0) &&
@@ -201,16 +227,22 @@ AttentionResult scaled_dot_product_attention(const Tensor& q,
   const int64_t batch = q.shape(0), heads = q.shape(1), queries = q.shape(2), keys = k.shape(2);
   LATTICE_CHECK(!scale_per_head.defined() || scale_per_head.numel() == heads,
                 "[attention] per-head scale ", scale_per_head.shape(), " for ", heads, " heads");
+  LATTICE_CHECK(!causal || queries == keys,
+                "[attention] causal attention needs as many queries as keys, got ", queries,
+                " and ", keys);
+  if (runs_fused(q, k, v, masking, outputs)) {
+    // A per-head scale multiplies q, as below; a constant one goes into the kernel.
+    const Tensor output =
+        scale_per_head.defined()
+            ? fused_attention(q * scale_per_head.reshape({heads, 1, 1}), k, v, causal, 1.0)
+            : fused_attention(q, k, v, causal, scale_factor);
+    return {output, Tensor{}, Tensor{}};
+  }
   // The scale is applied to q (B, H, T, d) rather than to the scores (B, H, T, S): the same
   // product, on d/S as many elements.
   const Tensor scaled_q =
       scale_per_head.defined() ? q * scale_per_head.reshape({heads, 1, 1}) : scale(q, scale_factor);
   const Tensor scores = matmul(scaled_q, k.transpose(-1, -2));
-  if (causal)
-    LATTICE_CHECK(queries == keys,
-                  "[attention] causal attention needs as many queries as keys, "
-                  "got ",
-                  queries, " and ", keys);
   const bool other_masks = masking.mask.defined() || masking.key_padding_mask.defined();
   // Everything added to the scores, broadcast to (B, H, T, S). The causal mask alone is never
   // materialised: causal_softmax skips the hidden keys.

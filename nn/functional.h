@@ -73,6 +73,11 @@ struct AttentionMasking {
   RandomStream random{};
 };
 
+/// What a caller of scaled_dot_product_attention reads: the scores and probabilities too (all),
+/// or the output only, which lets a CUDA call run the fused kernel (ops/attention_ops.h) that
+/// never forms them.
+enum class AttentionOutputs : uint8_t { all, output_only };
+
 /// softmax(q k^T * scale + mask) v for q (B, H, T, d), k (B, H, S, d), v (B, H, S, dv): keys and
 /// values may come from another sequence than the queries (cross-attention, S != T). `scale` is
 /// a constant or, when `scale_per_head` is defined, a (H) tensor (learned temperature). With
@@ -80,7 +85,10 @@ struct AttentionMasking {
 /// A query whose every key is masked (-inf) gets all-zero probabilities, so a zero output and
 /// no gradient (PyTorch's math SDPA returns NaN there; zeros keep a padded batch trainable).
 /// Returns the output (B, H, T, dv) and, for probes, the scores S (scaled, before masking) and
-/// the probabilities P (B, H, T, S) before dropout.
+/// the probabilities P (B, H, T, S) before dropout. With AttentionOutputs::output_only, float32
+/// CUDA tensors with d, dv <= 128, no mask but the causal one, no dropout, and a stack that
+/// quantizes no GEMM operand, accumulator, activation or gradient run fused_attention instead:
+/// scores and probabilities are then undefined. The CPU always composes the ops.
 struct AttentionResult {
   Tensor output, scores, probabilities;
 };
@@ -90,7 +98,8 @@ AttentionResult scaled_dot_product_attention(const Tensor& q,
                                              bool causal,
                                              double scale,
                                              const Tensor& scale_per_head = {},
-                                             const AttentionMasking& masking = {});
+                                             const AttentionMasking& masking = {},
+                                             AttentionOutputs outputs = AttentionOutputs::all);
 
 /// DDPM/transformer sinusoidal embedding of timesteps t (N) -> (N, dim): [sin(t f_i), cos(t
 /// f_i)] with f_i = max_period^(-i/(dim/2)), i < dim/2 (dim even).

@@ -257,6 +257,23 @@ enum OpCheck : unsigned {
      (values_any({1, 2, 3, 2})), (pad(x[0], {2, 1, 0, 3}, 0.5)), "")                               \
   OP(pad_crop, pad, "ops/spatial_ops.cpp pad()", float64_run, kGradientCheck | kStridedCheck,      \
      (values_any({1, 2, 4, 3})), (pad(x[0], {-1, 1, 2, -2})), "negative amounts crop")             \
+  /* ops/attention_ops.h */                                                                        \
+  OP(fused_attention, fused_attention, "ops/attention_ops.cpp fused_attention()", float64_run,     \
+     kGradientCheck | kStridedCheck,                                                               \
+     (values_any({1, 2, 5, 4}), values_any({1, 2, 5, 4}), values_any({1, 2, 5, 4})),               \
+     (fused_attention(x[0], x[1], x[2], true, 0.5)), "causal")                                     \
+  OP(fused_attention_cross, fused_attention, "ops/attention_ops.cpp fused_attention()",            \
+     float64_run, kGradientCheck | kStridedCheck,                                                  \
+     (values_any({2, 2, 3, 4}), values_any({2, 2, 5, 4}), values_any({2, 2, 5, 3})),               \
+     (fused_attention(x[0], x[1], x[2], false, 0.7)), "3 queries, 5 keys, dv 3 != d 4")            \
+  OP(fused_attention_one_query, fused_attention, "ops/attention_ops.cpp fused_attention()",        \
+     float64_run, kGradientCheck | kStridedCheck,                                                  \
+     (values_any({1, 2, 1, 2}), values_any({1, 2, 6, 2}), values_any({1, 2, 6, 5})),               \
+     (fused_attention(x[0], x[1], x[2], false, 1.0)), "one query, 6 keys, d 2, dv 5")              \
+  OP(fused_attention_dim_one, fused_attention, "ops/attention_ops.cpp fused_attention()",          \
+     float64_run, kGradientCheck | kStridedCheck,                                                  \
+     (values_any({1, 1, 4, 1}), values_any({1, 1, 4, 1}), values_any({1, 1, 4, 2})),               \
+     (fused_attention(x[0], x[1], x[2], true, 2.0)), "causal, d 1, dv 2")                          \
   /* nn/functional.h (moving to ops/) */                                                           \
   OP(linear, linear, "composite: matmul + add (nn/functional.cpp linear())", float64_run,          \
      kGradientCheck | kStridedCheck, (values_any({2, 3, 4}), values_any({5, 4}), values_any({5})), \
@@ -319,6 +336,21 @@ enum OpCheck : unsigned {
           .output),                                                                                \
      "cross-attention (3 queries, 5 keys), a boolean mask, key padding; batch 1 pads keys 1-4, "   \
      "so its queries 1 and 2 see no key and output zeros")                                         \
+  OP(scaled_dot_product_attention_output_only, scaled_dot_product_attention,                       \
+     "fused_attention on CUDA (ops/attention_ops.cpp), composite on the CPU", float64_run,         \
+     kGradientCheck | kStridedCheck,                                                               \
+     (values_any({2, 2, 6, 8}), values_any({2, 2, 6, 8}), values_any({2, 2, 6, 8}),                \
+      values_positive({2})),                                                                       \
+     (nn::scaled_dot_product_attention(x[0], x[1], x[2], true, 0.0, x[3], {},                      \
+                                       nn::AttentionOutputs::output_only).output),                 \
+     "causal, a learned per-head scale; on CUDA the fused kernel against the CPU's composite")     \
+  OP(scaled_dot_product_attention_output_only_cross, scaled_dot_product_attention,                 \
+     "fused_attention on CUDA (ops/attention_ops.cpp), composite on the CPU", float64_run,         \
+     kGradientCheck | kStridedCheck,                                                               \
+     (values_any({1, 3, 3, 8}), values_any({1, 3, 7, 8}), values_any({1, 3, 7, 5})),               \
+     (nn::scaled_dot_product_attention(x[0], x[1], x[2], false, 0.35, {}, {},                      \
+                                       nn::AttentionOutputs::output_only).output),                 \
+     "cross-attention, 3 queries, 7 keys, dv 5; on CUDA the fused kernel")                         \
   OP(timestep_embedding, timestep_embedding, "composite: sin, cos (nn/functional.cpp)",            \
      float64_run, kGradientCheck | kStridedCheck, (values_positive({3})),                          \
      (nn::timestep_embedding(x[0], 6)), "")

@@ -22,6 +22,7 @@
 #include "gradcheck_support.h"
 #include "kernels/device_memory.h"
 #include "nn/functional.h"
+#include "ops/attention_ops.h"
 #include "ops/norm_ops.h"
 #include "ops/op_table.h"
 #include "ops/ops.h"
