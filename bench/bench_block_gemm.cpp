@@ -1,7 +1,8 @@
 // Block-scaled FP8 GEMM throughput on the GPU (kernels/block_scaled_gemm.h): MXFP8 (e4m3 codes,
-// block 32) and MXFP4 elements carried as e4m3, beside cuBLAS bf16 (bf16 in, fp32 out and
-// accumulation) and cuBLAS fp32 sgemm (TF32 off) on the same shapes in the same run: 4096^3 and
-// the linear layers of llama 60M and 350M at 8192 tokens. Then pack_fp8's throughput beside a
+// block 32) and MXFP4 elements carried as e4m3, by the mma.sync kernel and, on sm_90, the wgmma
+// kernel on the same operands (with their largest difference), beside cuBLAS bf16 (bf16 in, fp32
+// out and accumulation) and cuBLAS fp32 sgemm (TF32 off) on the same shapes in the same run: 4096^3
+// and the linear layers of llama 60M and 350M at 8192 tokens. Then pack_fp8's throughput beside a
 // device-to-device cudaMemcpy of the same input. Times come from CUDA events: warm-up calls,
 // then the median of --repeats calls alternating between two input sets (so no call finds its
 // operands in L2 from the previous one). Without a GPU it says so and exits 0.
@@ -165,6 +166,35 @@ std::string format_rate(double value, const char* unit) {
   return text;
 }
 
+/// One line comparing the wgmma kernel's C with the mma.sync kernel's on the same operands:
+/// max |difference| / max |C| (tensor-core summation differs by up to ~2^-7 of a block's
+/// magnitude between the two, so expect small nonzero values; NaN or 1 means a broken kernel).
+std::string kernel_difference(const BlockScaledGemm& shape,
+                              const DeviceBuffer& a,
+                              const DeviceBuffer& scale_a,
+                              const DeviceBuffer& b,
+                              const DeviceBuffer& scale_b,
+                              const std::string& name) {
+  std::vector<std::vector<float>> c;
+  for (const BlockGemmKernel kernel : {BlockGemmKernel::mma_sync, BlockGemmKernel::wgmma}) {
+    DeviceBuffer out(shape.M * shape.N * int64_t(sizeof(float)));
+    block_scaled_gemm_cuda(shape, a.as<uint8_t>(), scale_a.as<float>(), b.as<uint8_t>(),
+                           scale_b.as<float>(), out.as<float>(), kernel);
+    c.emplace_back(size_t(shape.M * shape.N));
+    copy_device_to_host(c.back().data(), out.data, shape.M * shape.N * int64_t(sizeof(float)));
+  }
+  double difference = 0.0, largest = 0.0;
+  for (size_t i = 0; i < c[0].size(); ++i) {
+    const double d = std::fabs(double(c[1][i]) - double(c[0][i]));
+    difference = std::isnan(d) || d > difference ? d : difference;
+    largest = std::max(largest, std::fabs(double(c[0][i])));
+    if (std::isnan(difference)) break;
+  }
+  char text[256];
+  std::snprintf(text, sizeof text, "%s: %.3g", name.c_str(), difference / largest);
+  return text;
+}
+
 void bench_gemms(cublasHandle_t cublas, int64_t warmup, int64_t repeats) {
   const Problem problems[] = {
       {"4096^3", 4096, 4096, 4096},
@@ -174,14 +204,18 @@ void bench_gemms(cublasHandle_t cublas, int64_t warmup, int64_t repeats) {
       {"llama 350M ffn up 8192x2736x1024", 8192, 2736, 1024},
       {"llama 350M ffn down 8192x1024x2736", 8192, 1024, 2736},
   };
+  const bool wgmma = block_scaled_gemm_cuda_supports(
+      BlockGemmKernel::wgmma, BlockScaledGemm{.M = 1, .N = 1, .K = 32, .block_size = 32});
   std::printf(
-      "block-scaled FP8 GEMM (mma.sync m16n8k32, per-block promotion) vs cuBLAS, C = A B^T, "
+      "block-scaled FP8 GEMM (mma.sync m16n8k32%s, per-block promotion) vs cuBLAS, C = A B^T, "
       "median of %lld calls over 2 input sets\n",
+      wgmma ? "; wgmma m64n128k32 rows marked wgmma" : "; no sm_90 device, so no wgmma rows",
       (long long)repeats);
   std::printf("| %-34s | %-30s | %8s | %-15s | %7s |\n|%s|%s|%s|%s|%s|\n", "problem", "method",
               "ms", "throughput", "vs bf16", "------------------------------------",
               "--------------------------------", "----------", "-----------------", "---------");
   uint64_t seed = 1;
+  std::vector<std::string> differences;
   for (const Problem& p : problems) {
     const double flops = 2.0 * double(p.M) * double(p.N) * double(p.K);
     // MX blocks are 32 wide: a K off that grid (2736) is zero-padded, at the padded K's cost.
@@ -227,14 +261,28 @@ void bench_gemms(cublasHandle_t cublas, int64_t warmup, int64_t repeats) {
         scale_b.push_back(upload(random_scales(p.N, padded_k / 32, ++seed)));
       }
       const BlockScaledGemm shape{.M = p.M, .N = p.N, .K = padded_k, .block_size = 32};
-      const double ms = bench::median(time_on_device(warmup, repeats, [&](int set) {
-        block_scaled_gemm_cuda(shape, a[size_t(set)].as<uint8_t>(),
-                               scale_a[size_t(set)].as<float>(), b[size_t(set)].as<uint8_t>(),
-                               scale_b[size_t(set)].as<float>(), c.as<float>());
-      }));
-      print_row(problem, fp4 ? "block-scaled mxfp4 as e4m3" : "block-scaled mxfp8 e4m3", ms,
-                format_rate(flops / ms / 1e9, "TFLOP/s"), bf16_ms / ms);
+      auto time_kernel = [&](BlockGemmKernel kernel) {
+        return bench::median(time_on_device(warmup, repeats, [&](int set) {
+          block_scaled_gemm_cuda(shape, a[size_t(set)].as<uint8_t>(),
+                                 scale_a[size_t(set)].as<float>(), b[size_t(set)].as<uint8_t>(),
+                                 scale_b[size_t(set)].as<float>(), c.as<float>(), kernel);
+        }));
+      };
+      const std::string method = fp4 ? "block-scaled mxfp4 as e4m3" : "block-scaled mxfp8 e4m3";
+      const double ms = time_kernel(BlockGemmKernel::mma_sync);
+      print_row(problem, method, ms, format_rate(flops / ms / 1e9, "TFLOP/s"), bf16_ms / ms);
+      if (!wgmma) continue;
+      const double wgmma_ms = time_kernel(BlockGemmKernel::wgmma);
+      print_row(problem, method + " wgmma", wgmma_ms,
+                format_rate(flops / wgmma_ms / 1e9, "TFLOP/s"), bf16_ms / wgmma_ms);
+      differences.push_back(kernel_difference(shape, a[0], scale_a[0], b[0], scale_b[0],
+                                              std::string(p.name) + ", " + method));
     }
+  }
+  if (!differences.empty()) {
+    std::printf(
+        "\nwgmma against mma.sync on the same operands, max |C_wgmma - C_mma.sync| / max |C|\n");
+    for (const std::string& line : differences) std::printf("  %s\n", line.c_str());
   }
 }
 

@@ -4,8 +4,9 @@
 // fp32 and promoted into the fp32 accumulator with its two scales (DeepGEMM's promotion), so
 // the result does not depend on the scales' magnitudes beyond fp32 rounding. pack_fp8 turns
 // element-lattice values (BlockParts::elements of kernels/quantize.h) into the codes.
-// The CPU versions are the golden model; the CUDA GEMM runs mma.sync m16n8k32 FP8 tensor-core
-// instructions on sm_89 and newer, and the same math in scalar code on older devices.
+// The CPU versions are the golden model. The CUDA GEMM has two kernels: mma.sync m16n8k32 FP8
+// tensor-core instructions on sm_89 and newer (the same math in scalar code on older devices),
+// and warpgroup MMA (wgmma) fed by TMA on sm_90 (H100, H200), block size 32 only.
 #pragma once
 
 #include <cstdint>
@@ -52,12 +53,29 @@ void block_scaled_gemm_cpu(const BlockScaledGemm& shape,
                            const uint8_t* b,
                            const float* scale_b,
                            float* c);
+
+/// The CUDA kernels behind block_scaled_gemm_cuda. mma_sync:
+/// kernels/cuda/block_scaled_gemm_cuda.cu, every device and block size. wgmma:
+/// kernels/cuda/block_scaled_gemm_sm90.cu, compute capability 9.0 and block size 32 only.
+/// automatic: wgmma where it can run and the environment variable LATTICE_FP8_GEMM=wgmma asks for
+/// it, else mma_sync (LATTICE_FP8_GEMM=mma_sync or unset; any other value throws). The wgmma kernel
+/// becomes the default once a GPU run has validated it.
+enum class BlockGemmKernel : uint8_t { automatic, mma_sync, wgmma };
+
+/// Whether block_scaled_gemm_cuda can run `kernel` for `shape` on the current CUDA device:
+/// always for automatic and mma_sync when a device exists; wgmma on an sm_90 device with block
+/// size 32. False without a device.
+bool block_scaled_gemm_cuda_supports(BlockGemmKernel kernel, const BlockScaledGemm& shape);
+
+/// `kernel` picks the implementation (above); one it cannot run throws lattice::Error. With
+/// K = 0 every kernel writes alpha * 0.
 void block_scaled_gemm_cuda(const BlockScaledGemm& shape,
                             const uint8_t* a,
                             const float* scale_a,
                             const uint8_t* b,
                             const float* scale_b,
-                            float* c);
+                            float* c,
+                            BlockGemmKernel kernel = BlockGemmKernel::automatic);
 
 /// Throws lattice::Error "[pack_fp8_blocks] ..." on negative rows or K not a multiple of 32
 /// (both backends check with it).

@@ -3,7 +3,9 @@
 // dequantized operands, on operands from the real MX and NVFP4 quantizers; pack_fp8 against
 // core's encode. On a GPU: the CUDA kernels against the CPU over a table of shapes, bitwise where
 // every block's partial sum is exact (FP4 elements), within a stated bound of the tensor core's
-// internal precision otherwise. Without a GPU the CUDA entry points must throw.
+// internal precision otherwise; each CUDA kernel that runs on the device (mma.sync everywhere,
+// wgmma on sm_90), scales over many binades, NaN and inf included. Without a GPU the CUDA entry
+// points must throw.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -405,6 +407,12 @@ TEST_CASE("without a CUDA device the block-scaled GEMM kernels throw instead of 
   CHECK_THROWS_AS(block_scaled_gemm_cuda(BlockScaledGemm{.M = 1, .N = 1, .K = 32}, codes, scales,
                                          codes, scales, c),
                   Error);
+  CHECK_THROWS_AS(block_scaled_gemm_cuda(BlockScaledGemm{.M = 1, .N = 1, .K = 32}, codes, scales,
+                                         codes, scales, c, BlockGemmKernel::wgmma),
+                  Error);
+  for (const BlockGemmKernel kernel :
+       {BlockGemmKernel::automatic, BlockGemmKernel::mma_sync, BlockGemmKernel::wgmma})
+    CHECK_FALSE(block_scaled_gemm_cuda_supports(kernel, BlockScaledGemm{.M = 1, .N = 1, .K = 32}));
   CHECK_THROWS_AS(pack_fp8_cuda(values, packed, 4, Fp8Format::e4m3, &inexact), Error);
   float block[32] = {};
   float scale = 0.0f;
@@ -418,13 +426,32 @@ TEST_CASE("without a CUDA device the block-scaled GEMM kernels throw instead of 
 #if defined(LATTICE_CUDA)
 namespace {
 
-/// Runs the CUDA GEMM of case c on poisoned (NaN) output and returns C.
-std::vector<float> block_gemm_on_device(const BlockGemmCase& c) {
+/// Runs the CUDA GEMM of case c with `kernel` on poisoned (NaN) output and returns C.
+std::vector<float> block_gemm_on_device(const BlockGemmCase& c, BlockGemmKernel kernel) {
   DeviceArray<uint8_t> a(c.a.codes), b(c.b.codes);
   DeviceArray<float> scale_a(c.a.scales), scale_b(c.b.scales), out(c.shape.M * c.shape.N);
   out.poison();
-  block_scaled_gemm_cuda(c.shape, a.data, scale_a.data, b.data, scale_b.data, out.data);
+  block_scaled_gemm_cuda(c.shape, a.data, scale_a.data, b.data, scale_b.data, out.data, kernel);
+  cuda_synchronize();  // a kernel's fault is reported here, at its own case
   return out.download();
+}
+
+/// The CUDA kernels the parity tests run, by name.
+struct BlockGemmKernelName {
+  BlockGemmKernel kernel;
+  const char* name;
+};
+const BlockGemmKernelName kBlockGemmKernels[] = {{BlockGemmKernel::mma_sync, "mma.sync"},
+                                                 {BlockGemmKernel::wgmma, "wgmma"}};
+
+/// Whether `kernel` runs `shape` on this device; says once per test case when wgmma cannot.
+bool block_gemm_kernel_runs(BlockGemmKernel kernel, const BlockScaledGemm& shape, bool& told) {
+  if (block_scaled_gemm_cuda_supports(kernel, shape)) return true;
+  if (kernel == BlockGemmKernel::wgmma && shape.block_size == 32 && !told) {
+    MESSAGE("the wgmma block-scaled GEMM needs an sm_90 device (H100, H200): its cases skip");
+    told = true;
+  }
+  return false;
 }
 
 /// sum_kb |alpha sa sb| sum_k |a b| per output, by the CPU GEMM on the magnitudes (sign bits of
@@ -456,6 +483,75 @@ const BlockGemmShape kBlockGemmDeviceShapes[] = {
 
 }  // namespace
 
+TEST_CASE(
+    "CUDA wgmma block-scaled GEMM: a first product, and refusals of block 16 and misaligned "
+    "codes") {
+  // Runs before the parity tables, so that a kernel that faults or hangs (its watchdog traps after
+  // 4 s) shows here first, on the smallest case.
+  if (!cuda_available()) return;
+  DeviceArray<uint8_t> codes(std::vector<uint8_t>(64, 0x38));  // e4m3 1.0
+  DeviceArray<float> scales(std::vector<float>(2, 1.0f)), c(1);
+  const BlockScaledGemm shape{.M = 1, .N = 1, .K = 32};
+  CHECK(block_scaled_gemm_cuda_supports(BlockGemmKernel::mma_sync, shape));
+  CHECK_FALSE(block_scaled_gemm_cuda_supports(
+      BlockGemmKernel::wgmma, BlockScaledGemm{.M = 1, .N = 1, .K = 32, .block_size = 16}));
+  if (!block_scaled_gemm_cuda_supports(BlockGemmKernel::wgmma, shape)) {
+    // Another device than sm_90: asking for wgmma is an error, not a silent fallback.
+    CHECK_THROWS_AS(block_scaled_gemm_cuda(shape, codes.data, scales.data, codes.data, scales.data,
+                                           c.data, BlockGemmKernel::wgmma),
+                    Error);
+    MESSAGE("no sm_90 device here: the wgmma kernel's runs skip");
+    return;
+  }
+  CHECK_THROWS_AS(
+      block_scaled_gemm_cuda(BlockScaledGemm{.M = 1, .N = 1, .K = 32, .block_size = 16}, codes.data,
+                             scales.data, codes.data, scales.data, c.data, BlockGemmKernel::wgmma),
+      Error);
+  CHECK_THROWS_AS(block_scaled_gemm_cuda(shape, codes.data + 1, scales.data, codes.data,
+                                         scales.data, c.data, BlockGemmKernel::wgmma),
+                  Error);
+  // 32 ones times 32 ones, scales 1: 32.
+  block_scaled_gemm_cuda(shape, codes.data, scales.data, codes.data, scales.data, c.data,
+                         BlockGemmKernel::wgmma);
+  cuda_synchronize();
+  CHECK(c.download()[0] == 32.0f);
+
+  // A = the identity (128 x 128, e4m3 ones on the diagonal), B's codes cycling through 119
+  // positive values by (n, k), scales 1: C[m, n] = B[n, m], so a layout error (swizzle,
+  // descriptor, fragment) shows where in B each wrong output read.
+  const int64_t size = 128;
+  std::vector<uint8_t> identity(size_t(size * size), 0), pattern(size_t(size * size));
+  for (int64_t m = 0; m < size; ++m) identity[size_t(m * size + m)] = 0x38;
+  for (int64_t n = 0; n < size; ++n)
+    for (int64_t k = 0; k < size; ++k)
+      pattern[size_t(n * size + k)] = uint8_t(1 + (n * 5 + k) % 119);
+  DeviceArray<uint8_t> a(identity), b(pattern);
+  DeviceArray<float> ones(std::vector<float>(size_t(size * size / 32), 1.0f)), out(size * size);
+  out.poison();
+  block_scaled_gemm_cuda(BlockScaledGemm{.M = size, .N = size, .K = size}, a.data, ones.data,
+                         b.data, ones.data, out.data, BlockGemmKernel::wgmma);
+  cuda_synchronize();
+  const std::vector<float> got = out.download();
+  int64_t wrong = 0;
+  for (int64_t m = 0; m < size; ++m)
+    for (int64_t n = 0; n < size; ++n) {
+      const float want = decode(e4m3, pattern[size_t(n * size + m)]);
+      const float value = got[size_t(m * size + n)];
+      if (value == want) continue;
+      if (++wrong <= 8) {
+        // The (n', k') of B whose value the output holds, if it is one of them.
+        int64_t from = -1;
+        for (int64_t i = 0; i < size * size && from < 0; ++i)
+          if (decode(e4m3, pattern[size_t(i)]) == value) from = i;
+        MESSAGE("identity x pattern: C[", m, ", ", n, "] = ", value, ", want B[", n, ", ", m,
+                "] = ", want, (from >= 0 ? "; that value is first at B[" : ""),
+                (from >= 0 ? std::to_string(from / size) + ", " + std::to_string(from % size) + "]"
+                           : std::string()));
+      }
+    }
+  CHECK(wrong == 0);
+}
+
 TEST_CASE("CUDA block-scaled GEMM matches the CPU within the tensor core's summation error") {
   if (!cuda_available()) return;
   // The tensor core sums a block's 32 exact products inside the instruction, in its own order
@@ -465,6 +561,7 @@ TEST_CASE("CUDA block-scaled GEMM matches the CPU within the tensor core's summa
   // CPU's partials (block_size - 1) u: |C_cuda - C_cpu| <= (2^-7 + (block_size + 2 blocks + 4) u)
   // sum_kb |alpha sa sb| sum_k |a b|.
   uint64_t seed = 300;
+  bool told = false;
   for (const BlockGemmRecipe& recipe : kBlockGemmRecipes)
     for (const BlockGemmShape& shape : kBlockGemmDeviceShapes) {
       const Quantizer q = parse_quantizer(recipe.a_quantizer);
@@ -473,29 +570,32 @@ TEST_CASE("CUDA block-scaled GEMM matches the CPU within the tensor core's summa
       std::vector<float> want(size_t(shape.M * shape.N));
       block_scaled_gemm_cpu(c.shape, c.a.codes.data(), c.a.scales.data(), c.b.codes.data(),
                             c.b.scales.data(), want.data());
-      const std::vector<float> got = block_gemm_on_device(c);
       const std::vector<float> magnitude = block_gemm_magnitudes(c);
-      const int64_t blocks = shape.K / c.shape.block_size;
-      const double relative =
-          0x1p-7 + double(c.shape.block_size + 2 * blocks + 4) * kBlockGemmFp32Unit;
-      INFO("recipe ", recipe.name, " M=", shape.M, " N=", shape.N, " K=", shape.K,
-           " alpha=", c.shape.alpha);
-      const int64_t bad = block_gemm_first_mismatch(
-          got, want, [&](int64_t i) { return relative * double(magnitude[size_t(i)]); });
-      CAPTURE(bad);
-      CHECK(bad == -1);
-      if (bad >= 0) MESSAGE("got ", got[size_t(bad)], ", want ", want[size_t(bad)]);
-      int64_t identical = 0;
-      double worst = 0.0;  // the largest |C_cuda - C_cpu| / magnitude seen
-      for (size_t i = 0; i < want.size(); ++i) {
-        identical += std::memcmp(&got[i], &want[i], sizeof(float)) == 0;
-        if (magnitude[i] > 0)
-          worst = std::max(worst, std::fabs(double(got[i]) - double(want[i])) / magnitude[i]);
+      for (const BlockGemmKernelName& kernel : kBlockGemmKernels) {
+        if (!block_gemm_kernel_runs(kernel.kernel, c.shape, told)) continue;
+        const std::vector<float> got = block_gemm_on_device(c, kernel.kernel);
+        const int64_t blocks = shape.K / c.shape.block_size;
+        const double relative =
+            0x1p-7 + double(c.shape.block_size + 2 * blocks + 4) * kBlockGemmFp32Unit;
+        INFO("kernel ", kernel.name, ", recipe ", recipe.name, " M=", shape.M, " N=", shape.N,
+             " K=", shape.K, " alpha=", c.shape.alpha);
+        const int64_t bad = block_gemm_first_mismatch(
+            got, want, [&](int64_t i) { return relative * double(magnitude[size_t(i)]); });
+        CAPTURE(bad);
+        CHECK(bad == -1);
+        if (bad >= 0) MESSAGE("got ", got[size_t(bad)], ", want ", want[size_t(bad)]);
+        int64_t identical = 0;
+        double worst = 0.0;  // the largest |C_cuda - C_cpu| / magnitude seen
+        for (size_t i = 0; i < want.size(); ++i) {
+          identical += std::memcmp(&got[i], &want[i], sizeof(float)) == 0;
+          if (magnitude[i] > 0)
+            worst = std::max(worst, std::fabs(double(got[i]) - double(want[i])) / magnitude[i]);
+        }
+        if (shape.M * shape.N >= 100000)
+          MESSAGE("block_scaled_gemm ", kernel.name, " ", recipe.name, " ", shape.M, "x", shape.N,
+                  "x", shape.K, ": ", identical, " of ", want.size(),
+                  " entries bit-identical to the CPU, worst error ", worst, " of sum |products|");
       }
-      if (shape.M * shape.N >= 100000)
-        MESSAGE("block_scaled_gemm ", recipe.name, " ", shape.M, "x", shape.N, "x", shape.K, ": ",
-                identical, " of ", want.size(), " entries bit-identical to the CPU, worst error ",
-                worst, " of sum |products|");
     }
 }
 
@@ -505,6 +605,7 @@ TEST_CASE("CUDA block-scaled GEMM gives the CPU's bits where every block's parti
   // both the CPU and any tensor core with 13 or more bits of window sum each block exactly; the
   // promotions are then the same fused multiply-adds in the same order on both devices.
   uint64_t seed = 400;
+  bool told = false;
   for (const BlockGemmRecipe& recipe : kBlockGemmRecipes) {
     if (!recipe.fp4_elements) continue;
     for (const BlockGemmShape& shape : kBlockGemmDeviceShapes) {
@@ -514,12 +615,123 @@ TEST_CASE("CUDA block-scaled GEMM gives the CPU's bits where every block's parti
       std::vector<float> want(size_t(shape.M * shape.N));
       block_scaled_gemm_cpu(c.shape, c.a.codes.data(), c.a.scales.data(), c.b.codes.data(),
                             c.b.scales.data(), want.data());
-      const std::vector<float> got = block_gemm_on_device(c);
-      INFO("recipe ", recipe.name, " M=", shape.M, " N=", shape.N, " K=", shape.K);
-      const int64_t bad = block_gemm_first_mismatch(got, want, [](int64_t) { return 0.0; });
-      CAPTURE(bad);
-      CHECK(bad == -1);
-      if (bad >= 0) MESSAGE("got ", got[size_t(bad)], ", want ", want[size_t(bad)]);
+      for (const BlockGemmKernelName& kernel : kBlockGemmKernels) {
+        if (!block_gemm_kernel_runs(kernel.kernel, c.shape, told)) continue;
+        const std::vector<float> got = block_gemm_on_device(c, kernel.kernel);
+        INFO("kernel ", kernel.name, ", recipe ", recipe.name, " M=", shape.M, " N=", shape.N,
+             " K=", shape.K);
+        const int64_t bad = block_gemm_first_mismatch(got, want, [](int64_t) { return 0.0; });
+        CAPTURE(bad);
+        CHECK(bad == -1);
+        if (bad >= 0) MESSAGE("got ", got[size_t(bad)], ", want ", want[size_t(bad)]);
+      }
+    }
+  }
+}
+
+namespace {
+
+/// Which special value an output of the specials case meets first (the kinds of the test below).
+enum class BlockGemmSpecial { none, nan_code, inf_code, special_scale };
+
+/// Categories of outputs whose GPU value differs from the CPU's (NaN where the CPU has NaN, the
+/// CPU's infinity exactly, finite within `relative` of the magnitude), with one example each.
+struct BlockGemmSpecialsReport {
+  int64_t wrong[4] = {};
+  int64_t example[4] = {-1, -1, -1, -1};
+};
+
+}  // namespace
+
+TEST_CASE("CUDA block-scaled GEMM: scales over 80 binades, NaN and inf propagate as on the CPU") {
+  if (!cuda_available()) return;
+  // MXFP8 e4m3 x e5m2 (e5m2 has infinities), 200 x 136 x 320: tails in M and N, 10 blocks over
+  // three 128-byte K-tiles. Scales are multiplied by 2^-40 .. 2^40 by row (column) and block, so
+  // that scale products span about 2^-100 .. 2^90 (all normal in fp32).
+  const BlockGemmRecipe& recipe = kBlockGemmRecipes[4];
+  REQUIRE(recipe.b_format == Fp8Format::e5m2);
+  const int64_t M = 200, N = 136, K = 320, blocks = K / 32;
+  BlockGemmCase c = make_block_gemm_case(recipe, M, N, K, 600);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t kb = 0; kb < blocks; ++kb)
+      c.a.scales[size_t(m * blocks + kb)] =
+          std::ldexp(c.a.scales[size_t(m * blocks + kb)], int((m * 7 + kb * 13) % 81) - 40);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t kb = 0; kb < blocks; ++kb)
+      c.b.scales[size_t(n * blocks + kb)] =
+          std::ldexp(c.b.scales[size_t(n * blocks + kb)], int((n * 11 + kb * 5) % 81) - 40);
+  // Specials: a NaN code in A's row 3; +inf codes in B's rows (C's columns) 7 and 9, with -inf
+  // beside the second in the same block; a NaN scale of A's row 11, +inf and -inf scales of
+  // columns 13 and 130 (in the second column tile, last block).
+  BlockGemmCase special = c;
+  special.a.codes[size_t(3 * K + 5)] = 0x7F;   // e4m3 NaN
+  special.b.codes[size_t(7 * K + 40)] = 0x7C;  // e5m2 +inf
+  special.b.codes[size_t(9 * K + 70)] = 0xFC;  // e5m2 -inf
+  special.b.codes[size_t(9 * K + 71)] = 0x7C;
+  special.a.scales[size_t(11 * blocks + 1)] = std::numeric_limits<float>::quiet_NaN();
+  special.b.scales[size_t(13 * blocks + 0)] = std::numeric_limits<float>::infinity();
+  special.b.scales[size_t(130 * blocks + 9)] = -std::numeric_limits<float>::infinity();
+  auto kind = [](int64_t m, int64_t n) {
+    if (m == 3) return BlockGemmSpecial::nan_code;
+    if (n == 7 || n == 9) return BlockGemmSpecial::inf_code;
+    if (m == 11 || n == 13 || n == 130) return BlockGemmSpecial::special_scale;
+    return BlockGemmSpecial::none;
+  };
+  const char* kind_names[] = {"finite outputs", "the row with a NaN code",
+                              "the columns with inf codes", "rows and columns with NaN/inf scales"};
+
+  std::vector<float> wide_want(size_t(M * N)), want(size_t(M * N));
+  block_scaled_gemm_cpu(c.shape, c.a.codes.data(), c.a.scales.data(), c.b.codes.data(),
+                        c.b.scales.data(), wide_want.data());
+  block_scaled_gemm_cpu(special.shape, special.a.codes.data(), special.a.scales.data(),
+                        special.b.codes.data(), special.b.scales.data(), want.data());
+  const std::vector<float> magnitude = block_gemm_magnitudes(c);
+  // The parity test's bound; the promotion's fma is scale-invariant, so the binades change nothing.
+  const double relative = 0x1p-7 + double(32 + 2 * blocks + 4) * kBlockGemmFp32Unit;
+  // The specials must reach the CPU's result, or the case checks nothing.
+  int64_t nan_outputs = 0, inf_outputs = 0;
+  for (const float v : want) {
+    nan_outputs += std::isnan(v);
+    inf_outputs += std::isinf(v);
+  }
+  REQUIRE(nan_outputs >= N);  // rows 3 and 11 at least
+  REQUIRE(inf_outputs > 0);
+  for (const float v : wide_want) REQUIRE(std::isfinite(v));
+
+  bool told = false;
+  for (const BlockGemmKernelName& kernel : kBlockGemmKernels) {
+    if (!block_gemm_kernel_runs(kernel.kernel, c.shape, told)) continue;
+    INFO("kernel ", kernel.name);
+    const std::vector<float> wide_got = block_gemm_on_device(c, kernel.kernel);
+    const int64_t bad = block_gemm_first_mismatch(
+        wide_got, wide_want, [&](int64_t i) { return relative * double(magnitude[size_t(i)]); });
+    CAPTURE(bad);
+    CHECK(bad == -1);
+    if (bad >= 0)
+      MESSAGE("wide scales: got ", wide_got[size_t(bad)], ", want ", wide_want[size_t(bad)]);
+
+    const std::vector<float> got = block_gemm_on_device(special, kernel.kernel);
+    BlockGemmSpecialsReport report;
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) {
+        const size_t i = size_t(m * N + n);
+        const bool same = std::isnan(want[i])   ? std::isnan(got[i])
+                          : std::isinf(want[i]) ? got[i] == want[i]
+                                                : std::fabs(double(got[i]) - double(want[i])) <=
+                                                      relative * double(magnitude[i]);
+        if (same) continue;
+        const int k = int(kind(m, n));
+        ++report.wrong[k];
+        if (report.example[k] < 0) report.example[k] = int64_t(i);
+      }
+    for (int k = 0; k < 4; ++k) {
+      INFO(kind_names[k]);
+      CHECK(report.wrong[k] == 0);
+      if (report.wrong[k] > 0) {
+        const int64_t i = report.example[k];
+        MESSAGE(report.wrong[k], " outputs differ, e.g. (", i / N, ", ", i % N, "): got ",
+                got[size_t(i)], ", want ", want[size_t(i)]);
+      }
     }
   }
 }

@@ -6,15 +6,20 @@
 // accumulator with the block's two scales (kernels/block_scaled_gemm_math.h). 16-wide blocks
 // (NVFP4) take one instruction each with the other half of K zeroed in both operands. Code
 // compiled for older devices (sm_80) computes the same partials with scalar loops instead.
+// block_scaled_gemm_cuda also dispatches to the wgmma kernel of block_scaled_gemm_sm90.cu.
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <string_view>
 
 #include "core/error.h"
 #include "core/scalar/round.h"
 #include "kernels/block_scaled_gemm.h"
 #include "kernels/block_scaled_gemm_math.h"
+#include "kernels/cuda/block_scaled_gemm_sm90.h"
 #include "kernels/cuda/runtime.h"
+#include "kernels/device_memory.h"
 
 namespace lattice {
 namespace {
@@ -360,16 +365,44 @@ __global__ void pack_fp8_blocks_kernel(const float* x,
   if (threadIdx.x % 32 == 0 && inexact != 0) atomicAdd(inexact_count, inexact);
 }
 
+/// LATTICE_FP8_GEMM, read once: true for "wgmma", false for "mma_sync" or unset or empty.
+bool environment_asks_wgmma() {
+  static const bool wgmma = [] {
+    const char* value = std::getenv("LATTICE_FP8_GEMM");
+    const std::string_view choice = value == nullptr ? "" : value;
+    LATTICE_CHECK(choice.empty() || choice == "wgmma" || choice == "mma_sync",
+                  "[block_scaled_gemm] LATTICE_FP8_GEMM=\"", choice,
+                  "\": expected wgmma or mma_sync");
+    return choice == "wgmma";
+  }();
+  return wgmma;
+}
+
 }  // namespace
+
+bool block_scaled_gemm_cuda_supports(BlockGemmKernel kernel, const BlockScaledGemm& s) {
+  if (!cuda_available()) return false;
+  if (kernel != BlockGemmKernel::wgmma) return true;
+  return s.block_size == 32 && current_device_runs_sm90a();
+}
 
 void block_scaled_gemm_cuda(const BlockScaledGemm& s,
                             const uint8_t* a,
                             const float* scale_a,
                             const uint8_t* b,
                             const float* scale_b,
-                            float* c) {
+                            float* c,
+                            BlockGemmKernel kernel) {
   check_block_scaled_gemm(s);
   if (s.M == 0 || s.N == 0) return;
+  const bool wgmma = kernel == BlockGemmKernel::wgmma ||
+                     (kernel == BlockGemmKernel::automatic && s.block_size == 32 &&
+                      environment_asks_wgmma() && current_device_runs_sm90a());
+  if (wgmma) {
+    // K = 0 has nothing to multiply: the mma.sync kernel below writes alpha * 0.
+    if (s.K > 0) return block_scaled_gemm_sm90(s, a, scale_a, b, scale_b, c);
+    check_block_scaled_gemm_sm90(s, a, b);
+  }
   LATTICE_CHECK(
       reinterpret_cast<uintptr_t>(a) % 16 == 0 && reinterpret_cast<uintptr_t>(b) % 16 == 0,
       "[block_scaled_gemm] a and b must be 16-byte aligned (the kernel copies 16-byte "

@@ -4,8 +4,17 @@
 
 namespace lattice {
 
-void block_scaled_gemm_cuda(
-    const BlockScaledGemm&, const uint8_t*, const float*, const uint8_t*, const float*, float*) {
+bool block_scaled_gemm_cuda_supports(BlockGemmKernel, const BlockScaledGemm&) {
+  return false;
+}
+
+void block_scaled_gemm_cuda(const BlockScaledGemm&,
+                            const uint8_t*,
+                            const float*,
+                            const uint8_t*,
+                            const float*,
+                            float*,
+                            BlockGemmKernel) {
   throw_pending_cuda("block_scaled_gemm");
 }
 
