@@ -61,12 +61,18 @@ install(FILES ${CMAKE_BINARY_DIR}/latticeConfig.cmake
 file(RELATIVE_PATH LATTICE_PC_PREFIX /prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig /prefix)
 configure_file(cmake/lattice.pc.in ${CMAKE_BINARY_DIR}/lattice.pc @ONLY)
 install(FILES ${CMAKE_BINARY_DIR}/lattice.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
-# lattice-cuda.pc: the static libraries with the CUDA backend, and what they link, by path.
+# lattice-cuda.pc: the static libraries with the CUDA backend, and what they link, by path
+# (cuDNN too where the backend was built with it).
 if(LATTICE_CUDA)
   list(JOIN LAPACK_LIBRARIES " " LATTICE_PC_LAPACK)
   set(LATTICE_PC_THIRD_PARTY "${DNNL_LIBRARY} ${SENTENCEPIECE_LIBRARY} \
 ${SENTENCEPIECE_TRAIN_LIBRARY} ${JPEG_LIBRARIES} ${PNG_LIBRARY} ${ZLIB_LIBRARY} \
 ${LATTICE_PC_LAPACK} -L${CUDAToolkit_LIBRARY_DIR} -Wl,-rpath,${CUDAToolkit_LIBRARY_DIR} -lcudart_static -lcublas -ldl -lrt -lpthread")
+  if(LATTICE_CUDNN)  # conv2d's direct convolution (kernels/cuda/conv_direct_cuda.cu)
+    get_filename_component(LATTICE_PC_CUDNN_DIR ${LATTICE_CUDNN_LIBRARY} DIRECTORY)
+    string(APPEND LATTICE_PC_THIRD_PARTY
+           " -L${LATTICE_PC_CUDNN_DIR} -Wl,-rpath,${LATTICE_PC_CUDNN_DIR} -lcudnn")
+  endif()
   configure_file(cmake/lattice-cuda.pc.in ${CMAKE_BINARY_DIR}/lattice-cuda.pc @ONLY)
   install(FILES ${CMAKE_BINARY_DIR}/lattice-cuda.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 endif()

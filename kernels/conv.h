@@ -1,12 +1,14 @@
 // Convolution kernels. Patches, backend-neutral: images unfolded into patch rows (im2col's
 // transpose, the GEMM operand of conv2d) and patch rows folded back onto images (their
-// adjoint); float and double, CUDA twins in kernels/cuda/conv_cuda.cu. Direct convolution,
-// CPU only: oneDNN's forward, backward-data and backward-weights primitives on float32, for the
-// convolutions whose stack quantizes nothing (ops/spatial_ops.cpp chooses; a CUDA tensor takes
-// the patch rows until cuDNN's twin lands). Raw pointers and sizes only.
+// adjoint); float and double, CUDA twins in kernels/cuda/conv_cuda.cu. Direct convolution on
+// float32, for the convolutions whose stack quantizes nothing (ops/spatial_ops.cpp chooses):
+// oneDNN's forward, backward-data and backward-weights primitives on the CPU
+// (kernels/cpu/conv_direct_cpu.cpp), cuDNN's on the GPU (kernels/cuda/conv_direct_cuda.cu; builds
+// without cuDNN send CUDA tensors through the patch rows). Raw pointers and sizes only.
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "kernels/window.h"
 
@@ -35,12 +37,19 @@ struct ConvShape {
   Window window;
 };
 
-/// y = conv(x, w) + bias; bias: (out_channels) or null for none.
+/// y = conv(x, w) + bias; bias: (out_channels) or null for none. Every size of `s` at least 1
+/// (ops send empty convolutions through the patch rows). The CUDA twin runs cuDNN in full fp32
+/// (FMA math: no TF32), on an algorithm that sums the products x * w (no FFT or Winograd),
+/// chosen by cuDNN's heuristics once per shape, so a call repeats its bits.
 void conv2d_forward_cpu(
+    const ConvShape& s, const float* x, const float* w, const float* bias, float* y);
+void conv2d_forward_cuda(
     const ConvShape& s, const float* x, const float* w, const float* bias, float* y);
 /// The gradients of y = conv(x, w) (+ bias) from grad_y (y's shape), each only where its
 /// pointer is not null: grad_x (x's shape; reads w), grad_w (w's shape; reads x) and with it
-/// grad_bias ((out_channels)). grad_y is brought into the primitives' layout once for both.
+/// grad_bias ((out_channels)). Each overwrites its output. On the CPU grad_y is brought into
+/// the primitives' layout once for both; on the GPU only deterministic algorithms run, so the
+/// gradients repeat their bits too.
 void conv2d_backward_cpu(const ConvShape& s,
                          const float* x,
                          const float* w,
@@ -48,5 +57,20 @@ void conv2d_backward_cpu(const ConvShape& s,
                          float* grad_x,
                          float* grad_w,
                          float* grad_bias);
+void conv2d_backward_cuda(const ConvShape& s,
+                          const float* x,
+                          const float* w,
+                          const float* grad_y,
+                          float* grad_x,
+                          float* grad_w,
+                          float* grad_bias);
+
+/// Whether this build's CUDA backend has the direct convolution (it was compiled against
+/// cuDNN). False in CPU-only builds and in CUDA builds without cuDNN, whose conv2d_*_cuda throw.
+bool cudnn_convolution_built();
+/// The cuDNN version and the algorithm (and workspace) of each pass that cuDNN runs for `s`,
+/// choosing them as the first call would, e.g. "cuDNN 9.19.0: forward IMPLICIT_PRECOMP_GEMM
+/// (0 B workspace), backward-data ALGO_1 (0 B), backward-filter ALGO_1 (0 B)". For logs.
+std::string describe_cudnn_convolution(const ConvShape& s);
 
 }  // namespace lattice

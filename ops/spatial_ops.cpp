@@ -5,6 +5,7 @@
 #include "ops/spatial_ops.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -108,25 +109,39 @@ Tensor image_from_rows(const Tensor& rows, const Window& g, int64_t channels) {
   return out;
 }
 
-/// Whether conv2d runs as a direct convolution (kernels/conv.h): float32 on the CPU under a
-/// stack that quantizes none of the GEMM's operands, its accumulator or the activations. Every
-/// other convolution goes through patch rows and matmul, where the quantizers live.
+/// Whether conv2d runs as a direct convolution (kernels/conv.h): float32 on the CPU, or on a GPU
+/// where the build has cuDNN, under a stack that quantizes none of the GEMM's operands, its
+/// accumulator or the activations. Every other convolution goes through patch rows and matmul,
+/// where the quantizers live.
 bool direct_convolution(const Tensor& x, const Tensor& w) {
-  if (x.device() != Device::cpu || x.dtype() != DType::float32 || x.numel() == 0 || w.numel() == 0)
+  if (x.dtype() != DType::float32 || x.numel() == 0 || w.numel() == 0) return false;
+  if (x.device() != Device::cpu && !(x.device() == Device::cuda && cudnn_convolution_built()))
     return false;
   const PrecisionStack& stack = current_precision();
   return stack.gemm == GemmQuantizers{} && stack.accumulator == Accumulator{} &&
          stack.activations == Quantizer{};
 }
 
-/// conv2d on oneDNN's primitives: one node whose backward runs backward-data (when x needs a
-/// gradient) and backward-weights (when w or the bias does; the bias gradient comes with it).
+/// t as a dense float32 operand for the direct convolution: contiguous and, on the GPU, 16-byte
+/// aligned (a view may start at any element; cuDNN's vectorised kernels want aligned rows).
+Tensor dense_operand(const Tensor& t) {
+  Tensor dense = t.contiguous();
+  if (dense.device() == Device::cuda && reinterpret_cast<uintptr_t>(dense.data<float>()) % 16 != 0)
+    dense = dense.clone();
+  return dense;
+}
+
+/// conv2d on oneDNN's primitives (CPU) or cuDNN's (CUDA), outputs on x's device: one node whose
+/// backward runs backward-data (when x needs a gradient) and backward-weights (when w or the
+/// bias does; the bias gradient comes with it).
 Tensor direct_conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const ConvShape& s) {
-  const Tensor xc = x.contiguous(), wc = w.contiguous();
-  const Tensor bc = bias.defined() ? bias.contiguous() : Tensor{};
-  Tensor out = empty({s.images, s.out_channels, s.window.out_h, s.window.out_w});
-  conv2d_forward_cpu(s, xc.data<float>(), wc.data<float>(),
-                     bias.defined() ? bc.data<float>() : nullptr, out.data<float>());
+  const Device device = x.device();
+  const Tensor xc = dense_operand(x), wc = dense_operand(w);
+  const Tensor bc = bias.defined() ? dense_operand(bias) : Tensor{};
+  Tensor out =
+      empty({s.images, s.out_channels, s.window.out_h, s.window.out_w}, DType::float32, device);
+  LATTICE_DISPATCH(device, conv2d_forward, s, xc.data<float>(), wc.data<float>(),
+                   bias.defined() ? bc.data<float>() : nullptr, out.data<float>());
   trace_op(
       "conv2d",
       [&] {
@@ -141,24 +156,26 @@ Tensor direct_conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const
   // which comes with them), w for x's.
   const bool need_weights = need_dw || need_dbias;
   record_op("conv2d", out, inputs,
-            [s, need_dx, need_weights, need_dbias, inputs = inputs.size(),
+            [s, device, need_dx, need_weights, need_dbias, inputs = inputs.size(),
              x = need_weights ? detach(xc) : Tensor{},
              w = need_dx ? detach(wc) : Tensor{}](const Tensor& grad) {
-              const Tensor g = grad.contiguous();
+              const Tensor g = dense_operand(grad);
               std::vector<Tensor> grads(inputs);
               if (need_dx)
-                grads[0] = empty({s.images, s.channels, s.window.height, s.window.width});
+                grads[0] = empty({s.images, s.channels, s.window.height, s.window.width},
+                                 DType::float32, device);
               if (need_weights)
                 grads[1] = empty(
-                    {s.out_channels, s.channels / s.groups, s.window.kernel_h, s.window.kernel_w});
-              if (need_dbias) grads[2] = empty({s.out_channels});
+                    {s.out_channels, s.channels / s.groups, s.window.kernel_h, s.window.kernel_w},
+                    DType::float32, device);
+              if (need_dbias) grads[2] = empty({s.out_channels}, DType::float32, device);
               // Undefined (not needed, not saved) tensors go to the kernel as null.
               const auto data_or_null = [](const Tensor& t) {
                 return t.defined() ? t.data<float>() : nullptr;
               };
-              conv2d_backward_cpu(s, data_or_null(x), data_or_null(w), g.data<float>(),
-                                  data_or_null(grads[0]), data_or_null(grads[1]),
-                                  need_dbias ? grads[2].data<float>() : nullptr);
+              LATTICE_DISPATCH(device, conv2d_backward, s, data_or_null(x), data_or_null(w),
+                               g.data<float>(), data_or_null(grads[0]), data_or_null(grads[1]),
+                               need_dbias ? grads[2].data<float>() : nullptr);
               const auto described = [](const Tensor& a, const Tensor& b) {
                 return std::vector<std::string>{describe_for_trace(a), describe_for_trace(b)};
               };

@@ -4,8 +4,8 @@
 #                                        trainer and benchmark binaries (with symbols, for a
 #                                        cuda-gdb backtrace), the shared
 #                                        libraries they need that a GPU machine may lack (not
-#                                        glibc, the driver or cuBLAS), a Fashion-MNIST subset and
-#                                        a small text corpus; about 15 MB
+#                                        glibc, the driver, cuBLAS or cuDNN), a Fashion-MNIST
+#                                        subset and a small text corpus; about 15 MB
 # On the GPU machine, from the repository root (the device tool carries gpu_bundle.tar.xz):
 #   scripts/gpu_check.sh --run gpu_bundle.tar.xz [OUT]
 #     every CUDA test (kernel parity per family, the op table's values and gradients, tensors on
@@ -19,17 +19,17 @@ cd "$(dirname "$0")/.."
 
 readonly LOSS_TOLERANCE=0.01  # relative; GEMM and reduction order differ between devices
 readonly BINARIES=(lattice_tests mnist vit diffusion llama bench_mlp bench_llama bench_ops
-  bench_block_gemm)
+  bench_block_gemm bench_cnn)
 
 bundle() {
   local dir=gpu_bundle
   scripts/build.sh || return 1
   rm -rf "$dir" && mkdir -p "$dir/bin" "$dir/lib" "$dir/mnist" "$dir/text" || return 1
   for binary in "${BINARIES[@]}"; do cp "build/bin/$binary" "$dir/bin/" || return 1; done
-  # Shared libraries found here, except the C library, the CUDA driver and cuBLAS (the GPU
-  # machine has its own, matching its driver; cuBLAS alone would overflow the carry limit).
+  # Shared libraries found here, except the C library, the CUDA driver, cuBLAS and cuDNN (the
+  # GPU machine has its own, matching its driver; either alone would overflow the carry limit).
   ldd "$dir"/bin/* | awk '/=> \// {print $3}' | sort -u |
-    grep -Ev '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*|libcuda|libcublas[^/]*)\.so' |
+    grep -Ev '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*|libcuda|libcublas[^/]*|libcudnn[^/]*)\.so' |
     while read -r library; do cp -L "$library" "$dir/lib/"; done
   # 6400 training and 1000 test images: 200 steps of batch 32 without a repeat.
   python3 - "$dir/mnist" <<'EOF' || return 1
@@ -107,20 +107,47 @@ check_data_parallel_gpus() {  # bundle_dir out
   done
 }
 
+# The folder holding shared library $1 on this machine, empty when none does: /usr, /opt and
+# Python's package folders (pip's nvidia-cudnn-cu13 puts cuDNN in site-packages/nvidia/cudnn/lib).
+library_dir() {
+  local -a roots=(/usr /opt)
+  local folder found
+  while read -r folder; do [ -d "$folder" ] && roots+=("$folder"); done < <(python3 -c \
+    'import site; print("\n".join(site.getsitepackages() + [site.getusersitepackages()]))' 2>/dev/null)
+  found=$(find "${roots[@]}" -name "$1" 2>/dev/null | head -1)
+  [ -n "$found" ] && dirname "$found"
+}
+
 run_checks() {
   local dir out gpu=1
   tar -xJf "$1" || return 1
   dir=$(cd "${1%.tar.xz}" && pwd) || return 1
   out=${2:-gpu_check_out}
   mkdir -p "$out"
-  export LD_LIBRARY_PATH="$dir/lib:$(dirname "$(find /usr /opt -name 'libcublas.so.13' 2>/dev/null | head -1)" 2>/dev/null):${LD_LIBRARY_PATH:-}"
+  # cuBLAS and cuDNN are the machine's own (the bundle leaves them out); without either every
+  # binary fails to load, which the first row says.
+  local cublas_dir cudnn_dir missing
+  cublas_dir=$(library_dir libcublas.so.13)
+  cudnn_dir=$(library_dir libcudnn.so.9)
+  export LD_LIBRARY_PATH="$dir/lib:${cublas_dir:+$cublas_dir:}${cudnn_dir:+$cudnn_dir:}${LD_LIBRARY_PATH:-}"
+  missing=$(ldd "$dir"/bin/* 2>&1 | awk '/not found/ {print $1}' | sort -u | tr '\n' ' ')
+  {
+    echo "libcublas.so.13: ${cublas_dir:-not found in /usr, /opt or Python's site-packages}"
+    echo "libcudnn.so.9: ${cudnn_dir:-not found in /usr, /opt or Python's site-packages (pip: nvidia-cudnn-cu13)}"
+    echo "libraries the binaries cannot find: ${missing:-none}"
+  } | tee "$out/libraries.txt" >&2
+  if [ -n "$missing" ]; then
+    row "shared libraries of the binaries" FAIL "not found: ${missing}- every binary fails to load (see $out/libraries.txt)"
+  else
+    row "shared libraries of the binaries" pass "cuBLAS from $cublas_dir, cuDNN from $cudnn_dir"
+  fi
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$out/gpu.txt" 2>&1 || gpu=0
   [ "$gpu" = 1 ] && row "device" info "$(head -1 "$out/gpu.txt")" || row "device" info "no GPU"
 
   local tests
   for tests in test_cuda_quantize test_cuda_tensor test_cuda_elementwise test_cuda_layers \
-    test_cuda_gemm test_cuda_block_gemm test_cuda_collective test_fused_attention \
-    test_op_table; do
+    test_cuda_conv test_cuda_gemm test_cuda_block_gemm test_cuda_collective \
+    test_fused_attention test_op_table; do
     if [ ! -f "tests/$tests.cpp" ]; then
       row "$tests" missing "not in this build"
       continue
@@ -217,7 +244,8 @@ run_checks() {
     local line stack_line suffix
     for line in "bench_mlp --device cuda --steps 50 --warmup 10 --stacks fp32;mxfp4" \
       "bench_llama --device cuda --steps 20 --warmup 5 --stack fp32;bf16;gemm=bf16;mxfp4" \
-      "bench_llama --device cuda --steps 20 --warmup 5 --stack bf16;mxfp4 --gemm exact-fp32"; do
+      "bench_llama --device cuda --steps 20 --warmup 5 --stack bf16;mxfp4 --gemm exact-fp32" \
+      "bench_cnn --device cuda --steps 20 --warmup 5 --stack fp32"; do
       read -ra args <<<"$line"
       suffix=""
       [[ $line == *"--gemm exact-fp32"* ]] && suffix=", --gemm exact-fp32"
