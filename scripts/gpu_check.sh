@@ -5,7 +5,7 @@
 #                                        cuda-gdb backtrace), the shared
 #                                        libraries they need that a GPU machine may lack (not
 #                                        glibc, the driver, cuBLAS or cuDNN), a Fashion-MNIST
-#                                        subset and a small text corpus; about 15 MB
+#                                        subset and a small text corpus; about 50 MB
 # On the GPU machine, from the repository root (the device tool carries gpu_bundle.tar.xz):
 #   scripts/gpu_check.sh --run gpu_bundle.tar.xz [OUT]
 #     every CUDA test (kernel parity per family, the op table's values and gradients, tensors on
@@ -132,8 +132,8 @@ run_checks() {
   export LD_LIBRARY_PATH="$dir/lib:${cublas_dir:+$cublas_dir:}${cudnn_dir:+$cudnn_dir:}${LD_LIBRARY_PATH:-}"
   missing=$(ldd "$dir"/bin/* 2>&1 | awk '/not found/ {print $1}' | sort -u | tr '\n' ' ')
   {
-    echo "libcublas.so.13: ${cublas_dir:-not found in /usr, /opt or Python's site-packages}"
-    echo "libcudnn.so.9: ${cudnn_dir:-not found in /usr, /opt or Python's site-packages (pip: nvidia-cudnn-cu13)}"
+    echo "libcublas.so.13: ${cublas_dir:-not found in /usr, /opt or the Python site-packages}"
+    echo "libcudnn.so.9: ${cudnn_dir:-not found in /usr, /opt or the Python site-packages (pip: nvidia-cudnn-cu13)}"
     echo "libraries the binaries cannot find: ${missing:-none}"
   } | tee "$out/libraries.txt" >&2
   if [ -n "$missing" ]; then
