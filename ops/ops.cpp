@@ -582,7 +582,14 @@ Tensor cross_entropy(const Tensor& logits,
   // PyTorch. Their number is known on the host unless the targets live on a GPU.
   if (target_weights.defined()) return div(total, sum(target_weights));
   if (counted) return scale(total, 1.0 / double(*counted));
-  return div(total, sum(kept.to(total.dtype())));
+  // The count is bookkeeping, not an activation: summed under fp32 so that it neither rounds
+  // nor draws a random stream (the division draws one, as the scale above does).
+  Tensor count;
+  {
+    PrecisionScope exact(PrecisionStack{});
+    count = sum(kept.to(total.dtype()));
+  }
+  return div(total, count);
 }
 
 Tensor mse(const Tensor& prediction, const Tensor& target, Reduction reduction) {

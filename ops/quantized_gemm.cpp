@@ -261,11 +261,10 @@ bool bf16_gemm_runs(Device device) {
          (device == Device::cuda || native_bf16_gemm_cpu());
 }
 
-/// Whether a GEMM of FP8-exact MX operands on `device` runs as the block-scaled FP8 GEMM: on a
-/// GPU by default (its FP8 tensor cores), on a CPU only when asked (its golden model, slow).
-bool fp8_gemm_runs(Device device) {
-  return gemm_path_setting() == GemmPath::fp8_blocks ||
-         (gemm_path_setting() == GemmPath::automatic && device == Device::cuda);
+/// Whether a GEMM of FP8-exact MX operands runs as the block-scaled FP8 GEMM: when asked, on
+/// either device (GemmPath::fp8_blocks says why not by default).
+bool fp8_gemm_runs() {
+  return gemm_path_setting() == GemmPath::fp8_blocks;
 }
 
 /// op(A) @ op(B) -> c (M, N) packed, through the block-scaled FP8 GEMM: each operand packed,
@@ -342,7 +341,7 @@ Tensor batched_product(const Tensor& a, const Tensor& b, const OperandLattices& 
                       }
                     });
     if (lattices.fp8_a && lattices.fp8_b && ys.size() == 1 && K > 0 && K % 32 == 0 &&
-        fp8_gemm_runs(out.device()))
+        fp8_gemm_runs())
       fp8_block_product(out.device(), xs[0], la, *lattices.fp8_a, ws[0], lb, *lattices.fp8_b, M, N,
                         K, y);
     else if (lattices.bf16 && bf16_gemm_runs(out.device()))
@@ -639,7 +638,7 @@ GemmPath parse_gemm_path(const std::string& text) {
 }
 
 std::string describe_gemm_path(Device device) {
-  std::string paths = fp8_gemm_runs(device) ? "block-scaled fp8 for MX operands, " : "";
+  std::string paths = fp8_gemm_runs() ? "block-scaled fp8 for MX operands, " : "";
   if (bf16_gemm_runs(device)) paths += "bf16 for bf16 operands, ";
   return paths.empty() ? "fp32" : paths + "else fp32";
 }

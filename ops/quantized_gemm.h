@@ -23,15 +23,17 @@ namespace lattice {
 enum class GemmPath {
   /// When every value of both operands is a bf16 value (within_bf16), a bf16 GEMM (exact
   /// products, fp32 sums): cuBLAS's on a GPU, oneDNN's where this CPU multiplies bf16 natively
-  /// (native_bf16_gemm_cpu: AVX512-BF16 or AMX); fp32 sgemm on other CPUs. On a GPU, a single
-  /// GEMM of FP8-exact MX operands runs as the block-scaled FP8 GEMM (fp8_blocks). The default.
+  /// (native_bf16_gemm_cpu: AVX512-BF16 or AMX); fp32 sgemm on other CPUs. MX operands are
+  /// bf16 values too, and on Hopper cuBLAS's bf16 GEMM outruns the block-scaled FP8 GEMMs
+  /// (H200, 4096^3: 714 TFLOP/s against 298 for the wgmma kernel; bench_block_gemm), so they
+  /// take it. The default.
   automatic,
   /// Always fp32 sgemm: the sums of a machine without native bf16 (NUMERICS.md).
   exact_fp32,
   /// automatic, and on every device a single GEMM of two operands MX-quantized along K into
   /// FP8-exact blocks of 32 (MXFP8, MXFP6, MXFP4) as the block-scaled FP8 GEMM
   /// (kernels/block_scaled_gemm.h: codes and per-block scales, each block's partial sum
-  /// promoted by its scales), which automatic runs on GPUs only: on a CPU its golden model
+  /// promoted by its scales): on a GPU the FP8 tensor cores, on a CPU the golden model that
   /// shows the GPU's sums, slowly.
   fp8_blocks,
 };

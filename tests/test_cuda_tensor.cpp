@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -166,10 +167,19 @@ TEST_CASE("an index out of range on the GPU is thrown at the next read back, the
   if (!cuda_available()) return;
   const Tensor x = arange(0, 6).reshape({2, 3}).to(Device::cuda);
   const Tensor bad = from_vector<int64_t>({0, 7, 1, 2}, {2, 2}).to(Device::cuda);
-  const Tensor picked = gather(x, 1, bad);  // queued: no read back, so no error yet
-  CHECK_THROWS_WITH_AS(picked.to_vector<float>(),
-                       doctest::Contains("[gather] index 7 at position 1 is out of range [0, 3)"),
-                       Error);
+  // Queued, the gather does not wait for the check; in debug-sync mode (LATTICE_CUDA_SYNC=1,
+  // every launch waits) the failure comes at its launch instead.
+  const char* sync = std::getenv("LATTICE_CUDA_SYNC");
+  if (sync == nullptr || sync[0] == '\0' || sync[0] == '0') {
+    const Tensor picked = gather(x, 1, bad);
+    CHECK_THROWS_WITH_AS(picked.to_vector<float>(),
+                         doctest::Contains("[gather] index 7 at position 1 is out of range [0, 3)"),
+                         Error);
+  } else {
+    CHECK_THROWS_WITH_AS(gather(x, 1, bad),
+                         doctest::Contains("[gather] index 7 at position 1 is out of range [0, 3)"),
+                         Error);
+  }
   const Tensor good = from_vector<int64_t>({0, 2, 1, 1}, {2, 2}).to(Device::cuda);
   CHECK(gather(x, 1, good).to_vector<float>() == std::vector<float>{0, 2, 4, 4});
   // Host indices are checked at once, wherever the data lives.
@@ -203,10 +213,14 @@ TEST_CASE("cross entropy with targets on the GPU: ignored rows, weights, smoothi
                                  gb = grad(gpu_logits).to_vector<float>();
         for (size_t i = 0; i < ga.size(); ++i) CHECK(gb[i] == doctest::Approx(ga[i]).epsilon(1e-6));
       }
-  // A target outside [0, C) that is not ignore_index: thrown at the loss's read back.
-  const Tensor loss = cross_entropy(logits.to(Device::cuda),
-                                    from_vector<int64_t>({1, 4, 0, 0, 0, 0}, {6}).to(Device::cuda));
+  // A target outside [0, C) that is not ignore_index: thrown at the loss's read back (or at
+  // the check's launch in debug-sync mode).
+  const auto bad_loss = [&] {
+    return cross_entropy(logits.to(Device::cuda),
+                         from_vector<int64_t>({1, 4, 0, 0, 0, 0}, {6}).to(Device::cuda))
+        .item<float>();
+  };
   CHECK_THROWS_WITH_AS(
-      loss.item<float>(),
-      doctest::Contains("[cross_entropy] index 4 at position 1 is out of range [0, 4)"), Error);
+      bad_loss(), doctest::Contains("[cross_entropy] index 4 at position 1 is out of range [0, 4)"),
+      Error);
 }

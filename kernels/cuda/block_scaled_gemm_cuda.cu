@@ -365,15 +365,15 @@ __global__ void pack_fp8_blocks_kernel(const float* x,
   if (threadIdx.x % 32 == 0 && inexact != 0) atomicAdd(inexact_count, inexact);
 }
 
-/// LATTICE_FP8_GEMM, read once: true for "wgmma", false for "mma_sync" or unset or empty.
-bool environment_asks_wgmma() {
+/// LATTICE_FP8_GEMM, read once: false for "mma_sync", true for "wgmma" or unset or empty.
+bool environment_allows_wgmma() {
   static const bool wgmma = [] {
     const char* value = std::getenv("LATTICE_FP8_GEMM");
     const std::string_view choice = value == nullptr ? "" : value;
     LATTICE_CHECK(choice.empty() || choice == "wgmma" || choice == "mma_sync",
                   "[block_scaled_gemm] LATTICE_FP8_GEMM=\"", choice,
                   "\": expected wgmma or mma_sync");
-    return choice == "wgmma";
+    return choice != "mma_sync";
   }();
   return wgmma;
 }
@@ -397,7 +397,7 @@ void block_scaled_gemm_cuda(const BlockScaledGemm& s,
   if (s.M == 0 || s.N == 0) return;
   const bool wgmma = kernel == BlockGemmKernel::wgmma ||
                      (kernel == BlockGemmKernel::automatic && s.block_size == 32 &&
-                      environment_asks_wgmma() && current_device_runs_sm90a());
+                      environment_allows_wgmma() && current_device_runs_sm90a());
   if (wgmma) {
     // K = 0 has nothing to multiply: the mma.sync kernel below writes alpha * 0.
     if (s.K > 0) return block_scaled_gemm_sm90(s, a, scale_a, b, scale_b, c);
