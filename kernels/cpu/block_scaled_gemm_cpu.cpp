@@ -1,6 +1,7 @@
-// Block-scaled FP8 GEMM and FP8 packing on the CPU: the golden model of the CUDA kernels. The
-// GEMM decodes each operand once into fp32 (a code's value is exact) and sums every output in
-// the order kernels/block_scaled_gemm.h defines, rows of C spread over OpenMP threads.
+// Block-scaled FP8 GEMM on the CPU: the golden model of the CUDA kernels. It decodes each operand
+// once into fp32 (a code's value is exact) and sums every output in the order
+// kernels/block_scaled_gemm.h defines, rows of C spread over OpenMP threads. (FP8 packing is
+// kernels/cpu/pack_fp8_cpu.cpp.)
 #include <algorithm>
 #include <array>
 #include <vector>
@@ -34,11 +35,6 @@ void check_block_scaled_gemm(const BlockScaledGemm& s) {
                 " is not a multiple of the block size ", s.block_size);
 }
 
-void check_pack_fp8_blocks(int64_t rows, int64_t K) {
-  LATTICE_CHECK(rows >= 0 && K >= 0 && K % 32 == 0,
-                "[pack_fp8_blocks] expects K a multiple of 32, got rows=", rows, " K=", K);
-}
-
 void block_scaled_gemm_cpu(const BlockScaledGemm& s,
                            const uint8_t* a,
                            const float* scale_a,
@@ -66,52 +62,6 @@ void block_scaled_gemm_cpu(const BlockScaledGemm& s,
       c[m * s.N + n] = s.alpha * acc;
     }
   }
-}
-
-void pack_fp8_blocks_cpu(const float* x,
-                         int64_t rows,
-                         int64_t K,
-                         int64_t row_stride,
-                         int64_t k_stride,
-                         int target_exponent,
-                         Fp8Format format,
-                         uint8_t* codes,
-                         float* scales,
-                         uint64_t* inexact_count) {
-  check_pack_fp8_blocks(rows, K);
-  const Format f = format_of(format);
-  const RoundingPlan nearest = make_rounding_plan(f, Rounding{});
-  const int64_t blocks = K / 32;
-  uint64_t inexact = 0;
-#pragma omp parallel for reduction(+ : inexact) if (rows * K > kParallelMin)
-  for (int64_t block = 0; block < rows * blocks; ++block) {
-    const int64_t r = block / blocks, k0 = (block % blocks) * 32;
-    const float* row = x + r * row_stride;
-    float largest = 0.0f;
-    for (int64_t k = k0; k < k0 + 32; ++k) largest = fmax_finite(largest, row[k * k_stride]);
-    const float scale = block_code_scale(largest, target_exponent);
-    scales[block] = scale;
-    for (int64_t k = k0; k < k0 + 32; ++k) {
-      const Fp8Code packed = fp8_code(row[k * k_stride] / scale, f, nearest);
-      codes[r * K + k] = packed.code;
-      inexact += packed.inexact;
-    }
-  }
-  if (inexact_count) *inexact_count += inexact;
-}
-
-void pack_fp8_cpu(
-    const float* values, uint8_t* codes, int64_t n, Fp8Format format, uint64_t* inexact_count) {
-  const Format f = format_of(format);
-  const RoundingPlan nearest = make_rounding_plan(f, Rounding{});
-  uint64_t inexact = 0;
-#pragma omp parallel for reduction(+ : inexact) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const Fp8Code packed = fp8_code(values[i], f, nearest);
-    codes[i] = packed.code;
-    inexact += packed.inexact;
-  }
-  *inexact_count += inexact;
 }
 
 }  // namespace lattice

@@ -18,13 +18,4 @@ void block_scaled_gemm_cuda(const BlockScaledGemm&,
   throw_pending_cuda("block_scaled_gemm");
 }
 
-void pack_fp8_blocks_cuda(
-    const float*, int64_t, int64_t, int64_t, int64_t, int, Fp8Format, uint8_t*, float*, uint64_t*) {
-  throw_pending_cuda("pack_fp8_blocks");
-}
-
-void pack_fp8_cuda(const float*, uint8_t*, int64_t, Fp8Format, uint64_t*) {
-  throw_pending_cuda("pack_fp8");
-}
-
 }  // namespace lattice
