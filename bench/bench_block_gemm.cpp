@@ -2,8 +2,10 @@
 // block 32) and MXFP4 elements carried as e4m3, by the mma.sync kernel and, on sm_90, the wgmma
 // kernel on the same operands (with their largest difference), beside cuBLAS bf16 (bf16 in, fp32
 // out and accumulation) and cuBLAS fp32 sgemm (TF32 off) on the same shapes in the same run: 4096^3
-// and the linear layers of llama 60M and 350M at 8192 tokens. Then pack_fp8's throughput beside a
-// device-to-device cudaMemcpy of the same input. Times come from CUDA events: warm-up calls,
+// and the linear layers of llama 60M and 350M at 8192 tokens. Then the FP8 packers' throughput
+// (kernels/pack_fp8.h: pack_fp8, pack_fp8_blocks in both orientations, the fused MX
+// quantize-and-pack with nearest-even and stochastic rounding, and the unfused quantizer + packer
+// it replaces) beside a device-to-device cudaMemcpy. Times come from CUDA events: warm-up calls,
 // then the median of --repeats calls alternating between two input sets (so no call finds its
 // operands in L2 from the previous one). Without a GPU it says so and exits 0.
 // Usage: bench_block_gemm [--repeats R] [--warmup W]
@@ -22,6 +24,9 @@
 #include "core/philox.h"
 #include "kernels/block_scaled_gemm.h"
 #include "kernels/device_memory.h"
+#include "kernels/pack_fp8.h"
+#include "kernels/quantize.h"
+#include "tensor/quantizer.h"
 
 #if defined(LATTICE_CUDA)
 #include <cublas_v2.h>
@@ -286,41 +291,98 @@ void bench_gemms(cublasHandle_t cublas, int64_t warmup, int64_t repeats) {
   }
 }
 
+/// One row of the pack table: `bytes_per_value` of useful traffic per fp32 value over `ms`.
+void print_pack_row(const std::string& problem,
+                    const std::string& method,
+                    double ms,
+                    double bytes_per_value,
+                    int64_t n,
+                    double copy_rate) {
+  const double rate = bytes_per_value * double(n) / ms / 1e6;
+  print_row(problem, method, ms, format_rate(rate, "GB/s"), rate / copy_rate);
+}
+
 void bench_pack(int64_t warmup, int64_t repeats) {
-  const int64_t n = int64_t(4096) * 4096;
-  std::vector<DeviceBuffer> values;
+  const int64_t side = 4096, n = side * side;
+  // Two input sets of each kind: MXFP4 elements (the e2m1 values, on the e4m3 lattice and on an
+  // MX lattice with scale 1, as the packers receive them from a quantizer), and raw fp32 values
+  // uniform in (-1, 1) for the fused quantize-and-pack.
+  std::vector<DeviceBuffer> values, raw;
   for (int set = 0; set < 2; ++set) {
-    // MXFP4 elements (on the e4m3 lattice), as pack_fp8 receives them from a quantizer.
     const std::vector<uint8_t> codes = random_codes(1, n, true, 900 + uint64_t(set));
     std::vector<float> host(codes.size());
     const Format f = format_of(Fp8Format::e4m3);
     for (size_t i = 0; i < codes.size(); ++i) host[i] = decode(f, codes[i]);
     values.push_back(upload(host));
+    raw.push_back(upload(random_fp32(n, 910 + uint64_t(set))));
   }
-  DeviceBuffer codes(n), copy(n * int64_t(sizeof(float))), inexact(sizeof(uint64_t));
+  DeviceBuffer codes(n), scales(n / 32 * int64_t(sizeof(float))),
+      staged(n * int64_t(sizeof(float)));
+  DeviceBuffer copy(n * int64_t(sizeof(float))), inexact(sizeof(uint64_t));
   check_cuda_call(cudaMemset(inexact.data, 0, sizeof(uint64_t)), "cudaMemset");
-  const double memcpy_ms = bench::median(time_on_device(warmup, repeats, [&](int set) {
+  const auto time = [&](const std::function<void(int)>& run) {
+    return bench::median(time_on_device(warmup, repeats, run));
+  };
+  const double memcpy_ms = time([&](int set) {
     copy_device_to_device(copy.data, values[size_t(set)].data, n * int64_t(sizeof(float)));
-  }));
-  const double pack_ms = bench::median(time_on_device(warmup, repeats, [&](int set) {
-    pack_fp8_cuda(values[size_t(set)].as<float>(), codes.as<uint8_t>(), n, Fp8Format::e4m3,
-                  inexact.as<uint64_t>());
-  }));
-  uint64_t inexact_count = 0;
-  copy_device_to_host(&inexact_count, inexact.data, sizeof inexact_count);
-  if (inexact_count != 0) throw Error("[bench_block_gemm] pack_fp8 found values off the lattice");
-  // Bytes moved: the copy reads and writes 4 per value, pack_fp8 reads 4 and writes 1.
-  const double copy_rate = 8.0 * double(n) / memcpy_ms / 1e6,
-               pack_rate = 5.0 * double(n) / pack_ms / 1e6;
-  std::printf("\npack_fp8 on %lld fp32 values (bytes read + written), median of %lld calls\n",
-              (long long)n, (long long)repeats);
+  });
+  const double copy_rate = 8.0 * double(n) / memcpy_ms / 1e6;
+  std::printf(
+      "\nFP8 packing of %lld fp32 values (%lldx%lld), median of %lld calls over 2 input sets. "
+      "Bytes counted per value, read + written: the copy 8, pack_fp8 5 (4 in, 1 code), the block "
+      "packers 5.125 (4 in, 1 code, 4 per 32 for the block's fp32 scale); the unfused pair is "
+      "counted as the fused kernel (its fp32 round trip through memory is not counted). Blocks "
+      "along memory: x (rows, K) row-major; across: x (K, rows), a transposed operand.\n",
+      (long long)n, (long long)side, (long long)side, (long long)repeats);
   std::printf("| %-34s | %-30s | %8s | %-15s | %7s |\n|%s|%s|%s|%s|%s|\n", "problem", "method",
               "ms", "throughput", "vs copy", "------------------------------------",
               "--------------------------------", "----------", "-----------------", "---------");
-  print_row("pack_fp8 4096x4096", "cudaMemcpy device to device", memcpy_ms,
+  print_row("4096x4096 fp32", "cudaMemcpy device to device", memcpy_ms,
             format_rate(copy_rate, "GB/s"), 1.0);
-  print_row("pack_fp8 4096x4096", "pack_fp8 e4m3", pack_ms, format_rate(pack_rate, "GB/s"),
-            pack_rate / copy_rate);
+  print_pack_row("4096x4096 fp32", "pack_fp8 e4m3", time([&](int set) {
+                   pack_fp8_cuda(values[size_t(set)].as<float>(), codes.as<uint8_t>(), n,
+                                 Fp8Format::e4m3, inexact.as<uint64_t>());
+                 }),
+                 5.0, n, copy_rate);
+  for (const bool across : {false, true}) {
+    const std::string problem =
+        across ? "4096x4096, blocks across memory" : "4096x4096, blocks along memory";
+    const int64_t row_stride = across ? 1 : side, k_stride = across ? side : 1;
+    print_pack_row(problem, "pack_fp8_blocks e4m3", time([&](int set) {
+                     pack_fp8_blocks_cuda(values[size_t(set)].as<float>(), side, side, row_stride,
+                                          k_stride, 8, Fp8Format::e4m3, codes.as<uint8_t>(),
+                                          scales.as<float>(), inexact.as<uint64_t>());
+                   }),
+                   5.125, n, copy_rate);
+    for (const char* name : {"mxfp8", "mxfp4"})
+      for (const char* mode : {"rne", "sr"}) {
+        Quantizer q = parse_quantizer(name);
+        q.rounding = parse_rounding(mode);
+        const RandomStream random{.seed = 5};
+        const std::string label = std::string(name) + " " + mode;
+        print_pack_row(problem, "quantize_pack_mx " + label, time([&](int set) {
+                         quantize_pack_mx_cuda(raw[size_t(set)].as<float>(), side, side, row_stride,
+                                               k_stride, q.element, q.rounding, *q.scaling, random,
+                                               8, Fp8Format::e4m3, codes.as<uint8_t>(),
+                                               scales.as<float>(), inexact.as<uint64_t>());
+                       }),
+                       5.125, n, copy_rate);
+        // What ops/quantized_gemm.cpp runs today: the MX quantizer to fp32, then the packer.
+        const BlockLayout layout =
+            across ? BlockLayout{1, side, side, 32} : BlockLayout{side, side, 1, 32};
+        print_pack_row(problem, "quantize_blocks+pack " + label, time([&](int set) {
+                         quantize_blocks_cuda(raw[size_t(set)].as<float>(), staged.as<float>(),
+                                              layout, q.element, q.rounding, *q.scaling, random);
+                         pack_fp8_blocks_cuda(staged.as<float>(), side, side, row_stride, k_stride,
+                                              8, Fp8Format::e4m3, codes.as<uint8_t>(),
+                                              scales.as<float>(), inexact.as<uint64_t>());
+                       }),
+                       5.125, n, copy_rate);
+      }
+  }
+  uint64_t inexact_count = 0;
+  copy_device_to_host(&inexact_count, inexact.data, sizeof inexact_count);
+  if (inexact_count != 0) throw Error("[bench_block_gemm] a packer found values off the lattice");
 }
 
 }  // namespace

@@ -279,8 +279,9 @@ run_checks() {
     else
       row "bench_ops --device cuda" FAIL "see $out/bench_ops.log"
     fi
-    # Block-scaled FP8 GEMM beside cuBLAS bf16 and fp32, and pack_fp8 beside a copy: one row per
-    # table line (those with a time).
+    # Block-scaled FP8 GEMM beside cuBLAS bf16 and fp32, and the FP8 packers (pack_fp8,
+    # pack_fp8_blocks both ways, quantize_pack_mx and the unfused pair it replaces) beside a copy:
+    # one row per table line (those with a time).
     if timeout 90 "$dir/bin/bench_block_gemm" >"$out/bench_block_gemm.log" 2>&1; then
       while IFS='|' read -r _ problem method ms throughput ratio _; do
         row "bench_block_gemm $(trim "$problem"), $(trim "$method")" ran \
