@@ -146,7 +146,7 @@ run_checks() {
 
   local tests
   for tests in test_cuda_quantize test_cuda_tensor test_cuda_elementwise test_cuda_layers \
-    test_cuda_conv test_cuda_gemm test_cuda_block_gemm test_cuda_collective \
+    test_cuda_conv test_cuda_gemm test_cuda_block_gemm test_pack_fp8 test_cuda_collective \
     test_fused_attention test_op_table; do
     if [ ! -f "tests/$tests.cpp" ]; then
       row "$tests" missing "not in this build"
