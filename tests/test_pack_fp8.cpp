@@ -394,8 +394,23 @@ TEST_CASE("CUDA quantize_pack_mx gives the CPU's codes, scales and count bit for
             if (got.codes[i] != want.codes[i]) bad = int64_t(i);
           CAPTURE(bad);
           CHECK(bad == -1);
-          if (bad >= 0)
-            MESSAGE("code ", int(got.codes[size_t(bad)]), ", want ", int(want.codes[size_t(bad)]));
+          if (bad >= 0) {
+            // The block around the first mismatch, both ways, and its input: enough to tell a
+            // wrong element from a wrong position.
+            const size_t first = size_t(bad) / 32 * 32;
+            std::string codes_got, codes_want, inputs;
+            for (size_t i = first; i < first + 32; ++i) {
+              codes_got += concat(int(got.codes[i]), " ");
+              codes_want += concat(int(want.codes[i]), " ");
+            }
+            const int64_t r = int64_t(first) / K, k0 = int64_t(first) % K;
+            for (int64_t k = k0; k < k0 + 32; ++k)
+              inputs += concat(s.values[size_t(r * s.row_stride + k * s.k_stride)], " ");
+            MESSAGE("code ", int(got.codes[size_t(bad)]), ", want ", int(want.codes[size_t(bad)]),
+                    "\n got  ", codes_got, "\n want ", codes_want, "\n x    ", inputs,
+                    "\n scale got ", got.scales[first / 32], ", want ", want.scales[first / 32]);
+            return;  // one case's dump is enough; the others would repeat it past the time limit
+          }
           CHECK(pack_same_bits(got.scales, want.scales));
           CHECK(got.inexact == want.inexact);
         }
