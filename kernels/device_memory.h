@@ -45,6 +45,10 @@ void copy_host_to_device(void* dst, const void* src, int64_t bytes);
 void copy_device_to_host(void* dst, const void* src, int64_t bytes);
 void copy_device_to_device(void* dst, const void* src, int64_t bytes);
 
+/// Whether debug-sync mode is on (environment LATTICE_CUDA_SYNC set, not "0"): every launch waits
+/// for its kernel, so its error, or a failed check made on the GPU, is thrown at the launch.
+bool cuda_debug_sync();
+
 /// Waits for every queued kernel, and throws the first error one of them raised (or the first
 /// failed check made on the GPU, such as an index out of range). A read back to the host throws
 /// those checks too.

@@ -7,7 +7,6 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -169,8 +168,7 @@ TEST_CASE("an index out of range on the GPU is thrown at the next read back, the
   const Tensor bad = from_vector<int64_t>({0, 7, 1, 2}, {2, 2}).to(Device::cuda);
   // Queued, the gather does not wait for the check; in debug-sync mode (LATTICE_CUDA_SYNC=1,
   // every launch waits) the failure comes at its launch instead.
-  const char* sync = std::getenv("LATTICE_CUDA_SYNC");
-  if (sync == nullptr || sync[0] == '\0' || sync[0] == '0') {
+  if (!cuda_debug_sync()) {
     const Tensor picked = gather(x, 1, bad);
     CHECK_THROWS_WITH_AS(picked.to_vector<float>(),
                          doctest::Contains("[gather] index 7 at position 1 is out of range [0, 3)"),

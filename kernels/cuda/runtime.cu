@@ -1,5 +1,6 @@
 // The CUDA runtime of kernels/device_memory.h and kernels/cuda/runtime.h: device detection,
 // the caching allocator, host<->device copies, error checks and debug-sync mode.
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -22,21 +23,9 @@ void check(cudaError_t status, const char* op, const char* file, int line) {
       concat("[", op, "] CUDA error: ", cudaGetErrorString(status), " (", file, ":", line, ")"));
 }
 
-namespace {
-
-bool debug_sync() {
-  static const bool enabled = [] {
-    const char* value = std::getenv("LATTICE_CUDA_SYNC");
-    return value != nullptr && value[0] != '\0' && value[0] != '0';
-  }();
-  return enabled;
-}
-
-}  // namespace
-
 void check_launch(const char* op, const char* file, int line) {
   check(cudaGetLastError(), op, file, line);
-  if (!debug_sync()) return;
+  if (!cuda_debug_sync()) return;
   check(cudaDeviceSynchronize(), op, file, line);
   check_device_faults();
 }
@@ -70,6 +59,7 @@ namespace {
 struct FaultSites {
   std::mutex mutex;
   std::vector<const char*> ops;
+  std::atomic<bool> any{false};  // whether a check was ever launched: read backs look only then
 };
 
 FaultSites& fault_sites() {
@@ -97,15 +87,13 @@ int fault_site(const char* op) {
   for (size_t i = 0; i < sites.ops.size(); ++i)
     if (std::strcmp(sites.ops[i], op) == 0) return int(i);
   sites.ops.push_back(op);
+  sites.any = true;
   return int(sites.ops.size() - 1);
 }
 
 void check_device_faults() {
   FaultSites& sites = fault_sites();
-  {
-    std::lock_guard<std::mutex> lock(sites.mutex);
-    if (sites.ops.empty()) return;  // no check was ever launched
-  }
+  if (!sites.any) return;
   volatile DeviceFault* fault = device_fault();
   if (fault->raised == 0) return;
   const DeviceFault found{1, fault->site, fault->value, fault->position, fault->limit};
@@ -327,7 +315,7 @@ void copy_host_to_device(void* dst, const void* src, int64_t bytes) {
       cudaMemcpyAsync(dst, block.host, size_t(bytes), cudaMemcpyHostToDevice, cuda::stream()),
       "copy_host_to_device");
   LATTICE_CUDA_CHECK(cudaEventRecord(block.copied, cuda::stream()), "copy_host_to_device");
-  if (cuda::debug_sync()) LATTICE_CUDA_CHECK(cudaDeviceSynchronize(), "copy_host_to_device");
+  if (cuda_debug_sync()) LATTICE_CUDA_CHECK(cudaDeviceSynchronize(), "copy_host_to_device");
 }
 
 void copy_device_to_host(void* dst, const void* src, int64_t bytes) {
@@ -341,6 +329,14 @@ void copy_device_to_device(void* dst, const void* src, int64_t bytes) {
   if (bytes > 0)
     LATTICE_CUDA_CHECK(cudaMemcpy(dst, src, size_t(bytes), cudaMemcpyDeviceToDevice),
                        "copy_device_to_device");
+}
+
+bool cuda_debug_sync() {
+  static const bool enabled = [] {
+    const char* value = std::getenv("LATTICE_CUDA_SYNC");
+    return value != nullptr && value[0] != '\0' && value[0] != '0';
+  }();
+  return enabled;
 }
 
 void cuda_synchronize() {
