@@ -267,13 +267,11 @@ struct QuantizePackMx {
 #pragma unroll
     for (int i = 0; i < kCount; ++i) amax_bits = max(amax_bits, float_bits(x[i]) & 0x7FFFFFFFu);
     amax_bits = group_max<kLanes>(amax_bits);
-    if (amax_bits >= 0x7F800000u) {  // NaN or inf: the MX scale is NaN
-#pragma unroll
-      for (int w = 0; w < kCount / 4; ++w) codes[w] = nan_code * 0x01010101u;
-      scale = 1.0f;
-      return 0;
-    }
-    const float mx_scale = block_scale<ScaleRule::mx>(amax_bits, plan, 0u);
+    // A block holding NaN or inf (its MX scale is NaN) takes NaN codes, but only after the
+    // shuffle below: a shuffle naming the whole warp must be reached by every lane of it, and
+    // the lanes of other blocks get there.
+    const bool nan_block = amax_bits >= 0x7F800000u;
+    const float mx_scale = block_scale<ScaleRule::mx>(nan_block ? 0u : amax_bits, plan, 0u);
     const float multiplier = element_multiplier<ScaleRule::mx>(mx_scale, plan);
     float values[kCount];
     float largest = 0.0f;
@@ -286,7 +284,14 @@ struct QuantizePackMx {
       values[i] = element_to_value<ScaleRule::mx>(xq, mx_scale, plan);
       largest = fmax_finite(largest, values[i]);
     }
-    scale = block_code_scale(group_max<kLanes>(largest), target_exponent);
+    largest = group_max<kLanes>(largest);
+    if (nan_block) {
+#pragma unroll
+      for (int w = 0; w < kCount / 4; ++w) codes[w] = nan_code * 0x01010101u;
+      scale = 1.0f;
+      return 0;
+    }
+    scale = block_code_scale(largest, target_exponent);
     return block_codes<kFormat>(values, scale, format, nearest, codes);
   }
 };
