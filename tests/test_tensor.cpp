@@ -421,6 +421,36 @@ TEST_CASE("select drops the axis and moves the offset; negative indices count fr
         "[select] index 3 is out of range for axis 0 of size 3 in shape (3, 4)");
 }
 
+TEST_CASE("transposed copies of every size and dtype land each element where it belongs") {
+  // Matrices from under one tile of the blocked transpose to several with ragged edges, each
+  // read transposed, written transposed, from a column slice (a row stride past the row's end)
+  // and from a broadcast column.
+  for (const DType dtype : {DType::float32, DType::float64, DType::int64})
+    for (const auto& [rows, columns] :
+         {std::pair<int64_t, int64_t>{5, 40}, {32, 32}, {33, 70}, {70, 33}, {100, 257}}) {
+      INFO(dtype_name(dtype), " ", rows, "x", columns);
+      const Tensor x = arange(0, double(rows * columns)).to(dtype).reshape({rows, columns});
+      const std::vector<double> v = x.to(DType::float64).to_vector<double>();
+      std::vector<double> want(v.size());
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < columns; ++c)
+          want[size_t(c * rows + r)] = v[size_t(r * columns + c)];
+      CHECK(x.t().contiguous().to(DType::float64).to_vector<double>() == want);
+      const Tensor y = zeros({columns, rows}, dtype);
+      y.t().copy_(x);
+      CHECK(y.to(DType::float64).to_vector<double>() == want);
+      // Columns 1 .. columns - 1 of x, transposed: rows of the result start one element on.
+      const Tensor slice = x.slice(1, 1, columns).t().contiguous();
+      CHECK(slice.to(DType::float64).to_vector<double>() ==
+            std::vector<double>(want.begin() + rows, want.end()));
+      const Tensor first_column = x.slice(1, 0, 1).expand({rows, columns}).t().contiguous();
+      std::vector<double> repeated(want.size());
+      for (int64_t c = 0; c < columns; ++c)
+        for (int64_t r = 0; r < rows; ++r) repeated[size_t(c * rows + r)] = v[size_t(r * columns)];
+      CHECK(first_column.to(DType::float64).to_vector<double>() == repeated);
+    }
+}
+
 TEST_CASE("expand broadcasts with stride 0, and contiguous() materialises the repeats") {
   const Tensor column = from_vector({1.0f, 2.0f, 3.0f}, {3, 1});
   const Tensor e = column.expand({2, 3, 4});

@@ -13,6 +13,35 @@
 namespace lattice {
 namespace {
 
+/// The side of the square tiles transpose_cpu moves: a tile's rows of either side stay in L1
+/// while it is read along one axis and written along the other.
+constexpr int64_t kTransposeTile = 32;
+
+/// dst[r * dst_row_stride + c] = src[r + c * src_column_stride] for r < rows, c < columns: a
+/// tile at a time, so that both the reads and the writes walk memory in runs instead of one of
+/// them striding across a whole row per element.
+template <typename T>
+void transpose_cpu(T* dst,
+                   int64_t dst_row_stride,
+                   const T* src,
+                   int64_t src_column_stride,
+                   int64_t rows,
+                   int64_t columns) {
+  const int64_t row_tiles = (rows + kTransposeTile - 1) / kTransposeTile;
+  const int64_t column_tiles = (columns + kTransposeTile - 1) / kTransposeTile;
+#pragma omp parallel for collapse(2) schedule(static) if (rows * columns > (1 << 16))
+  for (int64_t rt = 0; rt < row_tiles; ++rt)
+    for (int64_t ct = 0; ct < column_tiles; ++ct) {
+      const int64_t r0 = rt * kTransposeTile, r1 = std::min(rows, r0 + kTransposeTile);
+      const int64_t c0 = ct * kTransposeTile, c1 = std::min(columns, c0 + kTransposeTile);
+      for (int64_t r = r0; r < r1; ++r) {
+        T* out = dst + r * dst_row_stride;
+        const T* in = src + r;
+        for (int64_t c = c0; c < c1; ++c) out[c] = in[c * src_column_stride];
+      }
+    }
+}
+
 /// y = f(x) elementwise. x, y: (n).
 template <typename T, typename F>
 void map_each(const T* x, T* y, int64_t n, F&& f) {
@@ -147,6 +176,21 @@ void copy_strided_cpu(DType dst_dtype,
                       const void* src,
                       std::span<const int64_t> src_strides,
                       std::span<const int64_t> shape) {
+  if (dst_dtype == src_dtype && shape.size() == 2 && shape[0] >= kTransposeTile &&
+      shape[1] >= kTransposeTile) {
+    // A transpose: element (r, c) at dst[r * rows_apart + c] and src[r + c * columns_apart] (or
+    // the same with the axes swapped).
+    const bool rows_packed = dst_strides[1] == 1 && src_strides[0] == 1;
+    const bool columns_packed = dst_strides[0] == 1 && src_strides[1] == 1;
+    if (rows_packed || columns_packed) {
+      const int a = rows_packed ? 0 : 1;  // the axis dst steps over in its long stride
+      visit_dtype(dst_dtype, [&]<typename T>(std::type_identity<T>) {
+        transpose_cpu(static_cast<T*>(dst), dst_strides[a], static_cast<const T*>(src),
+                      src_strides[1 - a], shape[a], shape[1 - a]);
+      });
+      return;
+    }
+  }
   visit_dtype(dst_dtype, [&]<typename Dst>(std::type_identity<Dst>) {
     visit_dtype(src_dtype, [&]<typename Src>(std::type_identity<Src>) {
       Dst* to = static_cast<Dst*>(dst);
