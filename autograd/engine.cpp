@@ -85,18 +85,22 @@ Tensor view_backward(const Tensor& gradient,
                      const Geometry& base,
                      const Geometry& view,
                      int64_t storage_elements) {
-  if (base.strides == contiguous_strides(base.shape) && one_to_one(view) &&
-      within(view, base.offset, numel(base.shape))) {
-    // The common case, a reshape, transpose or slice of a packed base: the view's elements
-    // are distinct base elements, so the gradient is written straight into place.
-    if (view.offset == base.offset && numel(view.shape) == numel(base.shape) &&
-        view.strides == contiguous_strides(view.shape))
+  const int64_t base_elements = numel(base.shape);
+  // The common case, a reshape, transpose or slice of a base whose elements fill the storage
+  // range [base.offset, base.offset + base_elements) once each (a packed tensor, or a
+  // permutation of one such as attention's heads): the view's elements are distinct base
+  // elements, so the gradient is written straight into that range, which the base then reads
+  // through its own strides.
+  if (one_to_one(base) && within(base, base.offset, base_elements) && one_to_one(view) &&
+      within(view, base.offset, base_elements)) {
+    const bool whole = numel(view.shape) == base_elements;
+    if (whole && view.offset == base.offset && view.strides == contiguous_strides(view.shape) &&
+        base.strides == contiguous_strides(base.shape))
       return gradient.reshape(base.shape);
-    const Tensor base_gradient = numel(view.shape) == numel(base.shape)
-                                     ? empty(base.shape, gradient.dtype(), gradient.device())
-                                     : zeros(base.shape, gradient.dtype(), gradient.device());
-    base_gradient.as_strided(view.shape, view.strides, view.offset - base.offset).copy_(gradient);
-    return base_gradient;
+    const Tensor range = whole ? empty({base_elements}, gradient.dtype(), gradient.device())
+                               : zeros({base_elements}, gradient.dtype(), gradient.device());
+    range.as_strided(view.shape, view.strides, view.offset - base.offset).copy_(gradient);
+    return range.as_strided(base.shape, base.strides, 0);
   }
   const Tensor packed = gradient.contiguous();
   const Tensor buffer = zeros({storage_elements}, gradient.dtype(), gradient.device());

@@ -401,6 +401,36 @@ TEST_CASE("a two-layer MLP trained with momentum SGD fits a synthetic regression
   CHECK(final_loss < 0.005f);  // 0.4% of the initial loss
 }
 
+TEST_CASE("views of permuted views pass every gradient to its own element") {
+  // (B, T, H, D) -> heads (B, H, T, D), a permutation of a packed tensor, then views of it: the
+  // transpose attention takes of k, a slice, and a reshape after a transpose.
+  const Tensor x = set_requires_grad(arange(0, 2 * 3 * 4 * 5).reshape({2, 3, 4, 5}));
+  const Tensor weights = scale(arange(0, 2 * 4 * 5 * 3).reshape({2, 4, 5, 3}), 0.01);
+  const auto heads = [&] { return x.permute({0, 2, 1, 3}); };  // a graph for each backward
+  backward(sum(heads().transpose(-1, -2) * weights));
+  // d/dx[b, t, h, d] = weights[b, h, d, t].
+  CHECK(grad(x).to_vector<float>() ==
+        weights.permute({0, 3, 1, 2}).contiguous().to_vector<float>());
+  zero_grad(x);
+  backward(sum(heads().slice(2, 1, 3)));  // tokens 1 and 2 only
+  std::vector<float> ones_at_tokens(size_t(x.numel()), 0.0f);
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t t = 1; t < 3; ++t)
+      for (int64_t i = 0; i < 20; ++i) ones_at_tokens[size_t((b * 3 + t) * 20 + i)] = 1.0f;
+  CHECK(grad(x).to_vector<float>() == ones_at_tokens);
+  zero_grad(x);
+  const Tensor flat = heads().transpose(-1, -2).reshape({2, 4, 15});
+  backward(sum(flat * arange(0, 15).reshape({1, 1, 15})));
+  // flat[b, h, d * 3 + t] = x[b, t, h, d], weighted by d * 3 + t.
+  std::vector<float> want(size_t(x.numel()));
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t t = 0; t < 3; ++t)
+      for (int64_t h = 0; h < 4; ++h)
+        for (int64_t d = 0; d < 5; ++d)
+          want[size_t(((b * 3 + t) * 4 + h) * 5 + d)] = float(d * 3 + t);
+  CHECK(grad(x).to_vector<float>() == want);
+}
+
 TEST_CASE("a view of an expanded view passes each gradient once (reshape of expand)") {
   const Tensor x = set_requires_grad(ones({1, 2}));
   // (1, 2) -> (1, 1, 2) -> expand (1, 2, 2), strides (2, 0, 1) -> view (2, 2), strides (0, 1)
