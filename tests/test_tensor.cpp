@@ -451,6 +451,38 @@ TEST_CASE("transposed copies of every size and dtype land each element where it 
     }
 }
 
+TEST_CASE("permuted copies of 4-D tensors, batches of transposes included, keep every element") {
+  const Shape shape{3, 5, 40, 33};
+  const Tensor x = arange(0, double(numel(shape))).reshape(shape);
+  const std::vector<float> v = x.to_vector<float>();
+  const std::vector<std::vector<int>> orders = {
+      {0, 1, 3, 2}, {2, 0, 3, 1}, {3, 2, 1, 0}, {1, 3, 0, 2}, {0, 2, 1, 3}};
+  for (const std::vector<int>& order : orders) {
+    INFO("permute(", order[0], ", ", order[1], ", ", order[2], ", ", order[3], ")");
+    const Tensor permuted = x.permute(order);
+    // Element i of the result, walked as (a, b, c, d) over its shape, is x at the index whose
+    // axis order[k] takes the result's k-th index.
+    const Shape out = permuted.shape();
+    std::vector<float> want;
+    int64_t index[4];
+    for (index[0] = 0; index[0] < out[0]; ++index[0])
+      for (index[1] = 0; index[1] < out[1]; ++index[1])
+        for (index[2] = 0; index[2] < out[2]; ++index[2])
+          for (index[3] = 0; index[3] < out[3]; ++index[3]) {
+            int64_t source[4];
+            for (int k = 0; k < 4; ++k) source[order[size_t(k)]] = index[k];
+            want.push_back(
+                v[size_t(((source[0] * shape[1] + source[1]) * shape[2] + source[2]) * shape[3] +
+                         source[3])]);
+          }
+    CHECK(permuted.contiguous().to_vector<float>() == want);
+    // The same elements written through a permuted destination: back to x's order.
+    const Tensor back = zeros(shape);
+    back.permute(order).copy_(permuted.contiguous());
+    CHECK(back.to_vector<float>() == v);
+  }
+}
+
 TEST_CASE("expand broadcasts with stride 0, and contiguous() materialises the repeats") {
   const Tensor column = from_vector({1.0f, 2.0f, 3.0f}, {3, 1});
   const Tensor e = column.expand({2, 3, 4});

@@ -4,6 +4,7 @@
 // Broadcast operands are walked in place (stride 0 repeats an element), never copied.
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "kernels/elementwise.h"
@@ -13,33 +14,77 @@
 namespace lattice {
 namespace {
 
-/// The side of the square tiles transpose_cpu moves: a tile's rows of either side stay in L1
+/// The side of the square tiles transpose_copy moves: a tile's lines of either side stay in L1
 /// while it is read along one axis and written along the other.
 constexpr int64_t kTransposeTile = 32;
 
-/// dst[r * dst_row_stride + c] = src[r + c * src_column_stride] for r < rows, c < columns: a
-/// tile at a time, so that both the reads and the writes walk memory in runs instead of one of
-/// them striding across a whole row per element.
+/// A copy in which dst and src are packed along different axes: `along_dst` is dst's axis of
+/// stride 1, `along_src` src's. Each such pair of lines is a transpose.
+struct TransposedCopy {
+  int along_dst, along_src;
+};
+
+/// The transposed copy `shape` admits, if any: same element type, dst and src each with an axis
+/// of stride 1, different ones, both at least 8 long (shorter ones copy as fast run by run).
+std::optional<TransposedCopy> transposed_copy(std::span<const int64_t> dst_strides,
+                                              std::span<const int64_t> src_strides,
+                                              std::span<const int64_t> shape) {
+  int along_dst = -1, along_src = -1;
+  for (int d = 0; d < int(shape.size()); ++d) {
+    if (shape[size_t(d)] < 8) continue;
+    if (dst_strides[size_t(d)] == 1 && along_dst < 0) along_dst = d;
+    if (src_strides[size_t(d)] == 1 && along_src < 0) along_src = d;
+  }
+  if (along_dst < 0 || along_src < 0 || along_dst == along_src) return std::nullopt;
+  return TransposedCopy{along_dst, along_src};
+}
+
+/// dst = src over `shape` as a batch of transposes (t from transposed_copy): for each index of
+/// the other axes, element (r, c) of the matrix (r along src's packed axis, c along dst's) goes
+/// from src[r + c * src_stride_c] to dst[r * dst_stride_r + c], a tile at a time, so that both
+/// reads and writes walk memory in runs instead of one of them striding once per element.
 template <typename T>
-void transpose_cpu(T* dst,
-                   int64_t dst_row_stride,
-                   const T* src,
-                   int64_t src_column_stride,
-                   int64_t rows,
-                   int64_t columns) {
+void transpose_copy(T* dst,
+                    std::span<const int64_t> dst_strides,
+                    const T* src,
+                    std::span<const int64_t> src_strides,
+                    std::span<const int64_t> shape,
+                    TransposedCopy t) {
+  const int64_t rows = shape[size_t(t.along_src)], columns = shape[size_t(t.along_dst)];
+  const int64_t dst_row_stride = dst_strides[size_t(t.along_src)];
+  const int64_t src_column_stride = src_strides[size_t(t.along_dst)];
+  std::vector<int64_t> batch_shape, batch_dst, batch_src;  // the other axes
+  int64_t batches = 1;
+  for (int d = 0; d < int(shape.size()); ++d)
+    if (d != t.along_dst && d != t.along_src) {
+      batch_shape.push_back(shape[size_t(d)]);
+      batch_dst.push_back(dst_strides[size_t(d)]);
+      batch_src.push_back(src_strides[size_t(d)]);
+      batches *= shape[size_t(d)];
+    }
   const int64_t row_tiles = (rows + kTransposeTile - 1) / kTransposeTile;
   const int64_t column_tiles = (columns + kTransposeTile - 1) / kTransposeTile;
-#pragma omp parallel for collapse(2) schedule(static) if (rows * columns > (1 << 16))
-  for (int64_t rt = 0; rt < row_tiles; ++rt)
-    for (int64_t ct = 0; ct < column_tiles; ++ct) {
-      const int64_t r0 = rt * kTransposeTile, r1 = std::min(rows, r0 + kTransposeTile);
-      const int64_t c0 = ct * kTransposeTile, c1 = std::min(columns, c0 + kTransposeTile);
-      for (int64_t r = r0; r < r1; ++r) {
-        T* out = dst + r * dst_row_stride;
-        const T* in = src + r;
-        for (int64_t c = c0; c < c1; ++c) out[c] = in[c * src_column_stride];
-      }
+  const int64_t tiles = row_tiles * column_tiles;
+#pragma omp parallel for schedule(static) if (batches * rows * columns > (1 << 16))
+  for (int64_t work = 0; work < batches * tiles; ++work) {
+    int64_t batch = work / tiles, dst_offset = 0, src_offset = 0;
+    for (int d = int(batch_shape.size()) - 1; d >= 0; --d) {
+      const int64_t index = batch % batch_shape[size_t(d)];
+      batch /= batch_shape[size_t(d)];
+      dst_offset += index * batch_dst[size_t(d)];
+      src_offset += index * batch_src[size_t(d)];
     }
+    const int64_t tile = work % tiles;
+    const int64_t r0 = tile / column_tiles * kTransposeTile,
+                  r1 = std::min(rows, r0 + kTransposeTile);
+    const int64_t c0 = tile % column_tiles * kTransposeTile;
+    const int64_t c1 = std::min(columns, c0 + kTransposeTile);
+    for (int64_t r = r0; r < r1; ++r) {
+      T* out = dst + dst_offset + r * dst_row_stride;
+      const T* in = src + src_offset + r;
+      for (int64_t c = c0; c < c1; ++c) out[c] = in[c * src_column_stride];
+    }
+  }
 }
 
 /// y = f(x) elementwise. x, y: (n).
@@ -176,21 +221,14 @@ void copy_strided_cpu(DType dst_dtype,
                       const void* src,
                       std::span<const int64_t> src_strides,
                       std::span<const int64_t> shape) {
-  if (dst_dtype == src_dtype && shape.size() == 2 && shape[0] >= kTransposeTile &&
-      shape[1] >= kTransposeTile) {
-    // A transpose: element (r, c) at dst[r * rows_apart + c] and src[r + c * columns_apart] (or
-    // the same with the axes swapped).
-    const bool rows_packed = dst_strides[1] == 1 && src_strides[0] == 1;
-    const bool columns_packed = dst_strides[0] == 1 && src_strides[1] == 1;
-    if (rows_packed || columns_packed) {
-      const int a = rows_packed ? 0 : 1;  // the axis dst steps over in its long stride
+  if (dst_dtype == src_dtype)
+    if (const std::optional<TransposedCopy> t = transposed_copy(dst_strides, src_strides, shape)) {
       visit_dtype(dst_dtype, [&]<typename T>(std::type_identity<T>) {
-        transpose_cpu(static_cast<T*>(dst), dst_strides[a], static_cast<const T*>(src),
-                      src_strides[1 - a], shape[a], shape[1 - a]);
+        transpose_copy(static_cast<T*>(dst), dst_strides, static_cast<const T*>(src), src_strides,
+                       shape, *t);
       });
       return;
     }
-  }
   visit_dtype(dst_dtype, [&]<typename Dst>(std::type_identity<Dst>) {
     visit_dtype(src_dtype, [&]<typename Src>(std::type_identity<Src>) {
       Dst* to = static_cast<Dst*>(dst);
