@@ -13,15 +13,21 @@
 namespace lattice::optim {
 namespace {
 
+/// p's gradient (undefined when it has none), which the loops here read as fp32.
+Tensor float32_gradient(const Tensor& p) {
+  const Tensor g = lattice::grad(p);
+  LATTICE_CHECK(!g.defined() || g.dtype() == DType::float32, "[grad] gradient is ",
+                dtype_name(g.dtype()), "; expected float32");
+  return g;
+}
+
 /// Calls edit(device, float* data, n) on the packed fp32 gradient of every parameter that has one,
 /// and writes the result back when the gradient was a strided view.
 template <typename Edit>
 void edit_gradients(const std::vector<Tensor>& params, Edit edit) {
   for (const Tensor& p : params) {
-    const Tensor g = lattice::grad(p);
+    const Tensor g = float32_gradient(p);
     if (!g.defined()) continue;
-    LATTICE_CHECK(g.dtype() == DType::float32, "[grad] gradient is ", dtype_name(g.dtype()),
-                  "; expected float32");
     if (g.is_contiguous()) {
       edit(g.device(), g.data<float>(), g.numel());
     } else {
@@ -166,13 +172,9 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
 bool gradients_finite(const std::vector<Tensor>& params) {
   // One check per device over all its gradients: a GPU answers with a single read back.
   std::vector<Tensor> gradients[2];
-  for (const Tensor& p : params) {
-    const Tensor g = lattice::grad(p);
-    if (!g.defined()) continue;
-    LATTICE_CHECK(g.dtype() == DType::float32, "[grad] gradient is ", dtype_name(g.dtype()),
-                  "; expected float32");
-    gradients[size_t(g.device())].push_back(g.contiguous());
-  }
+  for (const Tensor& p : params)
+    if (const Tensor g = float32_gradient(p); g.defined())
+      gradients[size_t(g.device())].push_back(g.contiguous());
   for (Device device : {Device::cpu, Device::cuda}) {
     std::vector<const float*> arrays;
     std::vector<int64_t> sizes;
