@@ -90,6 +90,11 @@ LATTICE_HD T unary_value(T v, T a, T b) {
   } else if constexpr (op == UnaryOp::scale) {
     return v * a;
   } else if constexpr (op == UnaryOp::pow) {
+    // PyTorch's square root and its reciprocal for the exponents 1/2 and -1/2: pow's values
+    // except at -0 (-0 and -inf, where pow gives +0 and +inf) and below it (NaN, where pow
+    // gives +inf or +0 at -inf), and so the same signs in the gradient p x^(p - 1).
+    if (a == T(0.5)) return std::sqrt(v);
+    if (a == T(-0.5)) return T(1) / std::sqrt(v);
     return std::pow(v, a);
   } else {
     static_assert(op == UnaryOp::clamp);

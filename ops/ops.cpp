@@ -246,6 +246,9 @@ Tensor cos(const Tensor& x) {
 Tensor pow(const Tensor& x, double p) {
   Tensor out = map_unary("pow", x, UnaryOp::pow, p);
   record_op("pow", out, {x}, [x = detach(x), p](const Tensor& g) {
+    // x^0 is constant: its gradient is 0 everywhere, as PyTorch's, where the product below
+    // would give 0 * 0^-1 = NaN at 0 (and NaN for an infinite or NaN incoming gradient).
+    if (p == 0.0) return std::vector<Tensor>{zeros_like(x)};
     return std::vector<Tensor>{mul(g, scale(pow(x, p - 1.0), p))};
   });
   return out;

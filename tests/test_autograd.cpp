@@ -4,7 +4,9 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "autograd/autograd.h"
@@ -246,6 +248,51 @@ TEST_CASE("maximum and minimum propagate NaN and split a tie's gradient, as in P
   const Tensor x = set_requires_grad(values({-2, 0.5f, 2}, {3}));
   backward(clamp(x, -1, 1), values({INFINITY, INFINITY, INFINITY}, {3}));
   CHECK(grad(x).to_vector<float>() == std::vector<float>{0, INFINITY, 0});
+}
+
+TEST_CASE("pow follows PyTorch at zero: x^0 has gradient 0, x^(+-1/2) are sqrt and 1/sqrt") {
+  // Values and gradients from PyTorch 1.13 in float64 (x.pow(p).sum().backward()).
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::nan("");
+  const auto values_and_gradient = [](const std::vector<double>& points, double p) {
+    const Tensor x = set_requires_grad(from_vector(points, {int64_t(points.size())}));
+    const Tensor y = pow(x, p);
+    backward(sum(y));
+    return std::pair{y.to_vector<double>(), grad(x).to_vector<double>()};
+  };
+  // Same values, bits and signs, NaN matching NaN.
+  const auto same = [](const std::vector<double>& got, const std::vector<double>& want) {
+    bool equal = got.size() == want.size();
+    for (size_t i = 0; equal && i < want.size(); ++i)
+      equal = std::isnan(want[i])
+                  ? std::isnan(got[i])
+                  : got[i] == want[i] && std::signbit(got[i]) == std::signbit(want[i]);
+    return equal;
+  };
+  const std::vector<double> points{-0.0, 0.0, -inf, inf, 4.0, -4.0};
+  {
+    const auto [y, dx] = values_and_gradient(points, 0.0);
+    CHECK(same(y, {1, 1, 1, 1, 1, 1}));
+    CHECK(same(dx, {0, 0, 0, 0, 0, 0}));
+  }
+  {
+    const auto [y, dx] = values_and_gradient(points, 0.5);
+    CHECK(same(y, {-0.0, 0.0, nan, inf, 2.0, nan}));
+    CHECK(same(dx, {-inf, inf, nan, 0.0, 0.25, nan}));
+  }
+  {
+    const auto [y, dx] = values_and_gradient(points, -0.5);
+    CHECK(same(y, {-inf, inf, nan, 0.0, 0.5, nan}));
+    CHECK(same(dx, {-inf, -inf, -0.0, -0.0, -0.0625, nan}));
+  }
+  {
+    const auto [y, dx] = values_and_gradient({-0.0, 0.0, 2.0}, 2.0);
+    CHECK(same(y, {0.0, 0.0, 4.0}));
+    CHECK(same(dx, {-0.0, 0.0, 4.0}));
+  }
+  // An infinite incoming gradient still gives 0 through x^0.
+  const Tensor x = set_requires_grad(from_vector<double>({0.0, 3.0}, {2}));
+  backward(scale(sum(pow(x, 0.0)), inf));
+  CHECK(same(grad(x).to_vector<double>(), {0.0, 0.0}));
 }
 
 TEST_CASE("empty reductions: a sum of nothing is 0, a mean of nothing is NaN, as in PyTorch") {
