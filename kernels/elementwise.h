@@ -42,11 +42,11 @@ enum class BinaryOp {
   div,
   maximum,              // NaN where either operand is NaN, as PyTorch
   minimum,              // NaN where either operand is NaN, as PyTorch
-  pass_where_positive,  // x where y > 0, else 0 (relu)
+  pass_where_positive,  // 0 where y <= 0, else x (relu; a NaN y passes x)
   pass_where_within,    // x where a <= y <= b, else 0 (clamp)
   equal_indicator,      // 1 where x == y, else 0 (max)
-  larger_share,         // 1 where x > y, 1/2 where x == y, else 0 (maximum)
-  smaller_share,        // 1 where x < y, 1/2 where x == y, else 0 (minimum)
+  larger_share,         // 0 where x < y, 1/2 where x == y, else 1 (maximum; NaN: 1)
+  smaller_share,        // 0 where x > y, 1/2 where x == y, else 1 (minimum; NaN: 1)
   share_of,             // x * y, but 0 where y is 0 and x where y is 1, even for an infinite x
 };
 

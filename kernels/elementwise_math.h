@@ -22,11 +22,11 @@ LATTICE_HD T extreme(T x, T y) {
   return (take_larger ? x > y : x < y) ? x : y;
 }
 
-/// x's share of the gradient of maximum (take_larger) or minimum: 1 where x wins, 1/2 on a
-/// tie, 0 where y wins.
+/// x's share of the gradient of maximum (take_larger) or minimum: 0 where y wins, 1/2 on a
+/// tie, else 1, so that, as in PyTorch, a NaN on either side passes the whole gradient to both.
 template <bool take_larger, typename T>
 LATTICE_HD T share(T x, T y) {
-  return x == y ? T(0.5) : T((take_larger ? x > y : x < y) ? 1 : 0);
+  return x == y ? T(0.5) : T((take_larger ? x < y : x > y) ? 0 : 1);
 }
 
 /// silu(v) = v / d and its derivative s (1 + v (1 - s)) with s = 1 / d, both from the
@@ -59,7 +59,7 @@ LATTICE_HD T unary_value(T v, T a, T b) {
   } else if constexpr (op == UnaryOp::tanh) {
     return std::tanh(v);
   } else if constexpr (op == UnaryOp::relu) {
-    return v > 0 ? v : T(0);
+    return v < 0 ? T(0) : v;  // PyTorch's: NaN stays NaN and -0 stays -0
   } else if constexpr (op == UnaryOp::sqrt) {
     return std::sqrt(v);
   } else if constexpr (op == UnaryOp::rsqrt) {
@@ -133,7 +133,7 @@ LATTICE_HD T binary_value(T u, T v, T a, T b) {
   } else if constexpr (op == BinaryOp::minimum) {
     return extreme<false>(u, v);
   } else if constexpr (op == BinaryOp::pass_where_positive) {
-    return v > 0 ? u : T(0);
+    return v <= 0 ? T(0) : u;  // a NaN v passes u, as PyTorch's relu backward
   } else if constexpr (op == BinaryOp::pass_where_within) {
     // A select, not a product: an infinite gradient outside [a, b] stays out.
     return v >= a && v <= b ? u : T(0);

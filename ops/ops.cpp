@@ -97,8 +97,9 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 Tensor div(const Tensor& a, const Tensor& b) {
   Tensor out = map_binary("div", a, b, BinaryOp::div);
   record_op("div", out, {a, b}, [a = detach(a), b = detach(b)](const Tensor& g) {
-    // d(a/b) = g/b, -g*a/b^2
-    return std::vector<Tensor>{div(g, b), neg(div(mul(g, a), mul(b, b)))};
+    // d(a/b) = g/b, -g (a/b)/b: dividing twice, as PyTorch, where b^2 would underflow to 0
+    // for a tiny b (0/0 = NaN at a = 0).
+    return std::vector<Tensor>{div(g, b), neg(mul(g, div(div(a, b), b)))};
   });
   return out;
 }
@@ -166,7 +167,8 @@ Tensor rsqrt(const Tensor& x) {
 
 Tensor sign(const Tensor& x) {
   Tensor out = map_unary("sign", x, UnaryOp::sign);
-  record_op("sign", out, {x}, [](const Tensor&) { return std::vector<Tensor>{Tensor()}; });
+  // A zero gradient, as PyTorch's (x.grad holds zeros rather than staying empty).
+  record_op("sign", out, {x}, [](const Tensor& g) { return std::vector<Tensor>{zeros_like(g)}; });
   return out;
 }
 
@@ -271,19 +273,18 @@ Tensor gelu(const Tensor& x, bool tanh_approximation) {
 namespace {
 
 /// maximum (take_larger) or minimum of a and b, as PyTorch: a NaN operand wins, and the
-/// gradient goes to the chosen operand, split equally between the two on a tie.
+/// gradient goes to the chosen operand, split equally between the two on a tie (and, as there,
+/// whole to both where either is NaN).
 Tensor select_extreme(const char* op, const Tensor& a, const Tensor& b, bool take_larger) {
   Tensor out = map_binary(op, a, b, take_larger ? BinaryOp::maximum : BinaryOp::minimum);
   record_op(op, out, {a, b}, [op, take_larger, a = detach(a), b = detach(b)](const Tensor& g) {
-    // a's share of the gradient: 1 where a wins, 1/2 on a tie, 0 where b wins. A share of 0
-    // passes 0 even for an infinite gradient.
-    const Tensor share =
-        map_binary(op, a, b, take_larger ? BinaryOp::larger_share : BinaryOp::smaller_share);
-    const auto part = [op](const Tensor& gradient, const Tensor& weight) {
-      return map_binary(op, gradient, weight, BinaryOp::share_of);
+    // Each operand's share of the gradient: 0 where the other wins, 1/2 on a tie, else 1. A
+    // share of 0 passes 0 even for an infinite gradient.
+    const BinaryOp share = take_larger ? BinaryOp::larger_share : BinaryOp::smaller_share;
+    const auto part = [op, share](const Tensor& gradient, const Tensor& x, const Tensor& y) {
+      return map_binary(op, gradient, map_binary(op, x, y, share), BinaryOp::share_of);
     };
-    return std::vector<Tensor>{part(g, share),
-                               part(g, sub(full({}, 1.0, share.dtype(), share.device()), share))};
+    return std::vector<Tensor>{part(g, a, b), part(g, b, a)};
   });
   return out;
 }
@@ -410,11 +411,22 @@ Tensor mean(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
 Tensor var(const Tensor& x, const std::vector<int>& axes, bool keepdim, int64_t correction) {
   const ReductionPlan r = plan_reduction(x, axes, "var");
   LATTICE_CHECK(correction >= 0, "[var] correction must be non-negative, got ", correction);
-  const Tensor centered = sub(x, mean(x, axes, true));
   // No degrees of freedom left (one element with Bessel's correction, or none): 0/0 = NaN, as
   // in PyTorch.
   const int64_t freedom = std::max<int64_t>(r.row - correction, 0);
-  return scale(sum(mul(centered, centered), axes, keepdim), 1.0 / double(freedom));
+  Tensor centered, out;
+  {
+    NoGradGuard no_grad;
+    centered = sub(x, mean(x, axes, true));
+    out = scale(sum(mul(centered, centered), axes, keepdim), 1.0 / double(freedom));
+  }
+  // d var / dx = 2 (x - mean) / freedom, PyTorch's formula: the path through the mean adds
+  // -2 sum(x - mean) / (n freedom), which is 0, but NaN (inf - inf) where x holds an infinity.
+  record_op("var", out, {x}, [centered, r, freedom](const Tensor& g) {
+    return std::vector<Tensor>{
+        mul(g.reshape(r.keepdim_shape), scale(centered, 2.0 / double(freedom)))};
+  });
+  return out;
 }
 
 Tensor logsumexp(const Tensor& x, const std::vector<int>& axes, bool keepdim) {

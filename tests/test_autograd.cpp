@@ -295,6 +295,57 @@ TEST_CASE("pow follows PyTorch at zero: x^0 has gradient 0, x^(+-1/2) are sqrt a
   CHECK(same(grad(x).to_vector<double>(), {0.0, 0.0}));
 }
 
+TEST_CASE("relu, maximum, minimum, div and var at NaN, -0, tiny and infinite inputs, as PyTorch") {
+  // Expected values from PyTorch 1.13 in float64 (sum of the outputs, backward).
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::nan("");
+  const auto same = [](const std::vector<double>& got, const std::vector<double>& want) {
+    bool equal = got.size() == want.size();
+    for (size_t i = 0; equal && i < want.size(); ++i)
+      equal = std::isnan(want[i])
+                  ? std::isnan(got[i])
+                  : got[i] == want[i] && std::signbit(got[i]) == std::signbit(want[i]);
+    return equal;
+  };
+  const auto leaf = [](const std::vector<double>& v) {
+    return set_requires_grad(from_vector(v, {int64_t(v.size())}));
+  };
+  {  // relu keeps NaN and -0 and passes the gradient where x is NaN
+    const Tensor x = leaf({-1, -0.0, 0, 2, nan});
+    const Tensor y = relu(x);
+    backward(sum(y));
+    CHECK(same(y.to_vector<double>(), {0, -0.0, 0, 2, nan}));
+    CHECK(same(grad(x).to_vector<double>(), {0, 0, 0, 1, 1}));
+  }
+  {  // a NaN on either side sends the whole gradient to both operands
+    const Tensor a = leaf({1, nan, nan, 2, 3}), b = leaf({nan, 1, nan, 2, 1});
+    backward(sum(maximum(a, b)));
+    CHECK(same(grad(a).to_vector<double>(), {1, 1, 1, 0.5, 1}));
+    CHECK(same(grad(b).to_vector<double>(), {1, 1, 1, 0.5, 0}));
+    zero_grad(a);
+    zero_grad(b);
+    backward(sum(minimum(a, b)));
+    CHECK(same(grad(a).to_vector<double>(), {1, 1, 1, 0.5, 0}));
+    CHECK(same(grad(b).to_vector<double>(), {1, 1, 1, 0.5, 1}));
+  }
+  {  // d(a/b)/db = -(a/b)/b, finite where b^2 underflows
+    const Tensor a = leaf({0, 1, 3}), b = leaf({1e-310, 1e-200, 2});
+    backward(sum(div(a, b)));
+    CHECK(same(grad(a).to_vector<double>(), {inf, 1e200, 0.5}));
+    CHECK(same(grad(b).to_vector<double>(), {-0.0, -inf, -0.75}));
+  }
+  {  // var's gradient 2 (x - mean) / (n - 1): -inf beside an infinity, not NaN
+    const Tensor x = set_requires_grad(from_vector<double>({inf, 1, 2, 3, 1, 2, 3, 5}, {2, 4}));
+    const Tensor v = var(x, {1});
+    backward(sum(v));
+    const std::vector<double> values = v.to_vector<double>(), g = grad(x).to_vector<double>();
+    CHECK(std::isnan(values[0]));
+    CHECK(values[1] == doctest::Approx(2.9166666666666665).epsilon(1e-14));
+    CHECK(same({g.begin(), g.begin() + 4}, {nan, -inf, -inf, -inf}));
+    const std::vector<double> finite_row{-1.1666666666666665, -0.5, 0.16666666666666666, 1.5};
+    for (size_t i = 0; i < 4; ++i) CHECK(g[4 + i] == doctest::Approx(finite_row[i]).epsilon(1e-14));
+  }
+}
+
 TEST_CASE("empty reductions: a sum of nothing is 0, a mean of nothing is NaN, as in PyTorch") {
   const Tensor none = empty({0, 3});
   CHECK(sum(none).item<float>() == 0.0f);

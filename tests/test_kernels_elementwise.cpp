@@ -63,7 +63,7 @@ T unary_reference(UnaryOp op, T v, double a, double b) {
     case UnaryOp::tanh:
       return std::tanh(v);
     case UnaryOp::relu:
-      return v > 0 ? v : T(0);
+      return v < 0 ? T(0) : v;
     case UnaryOp::sqrt:
       return std::sqrt(v);
     case UnaryOp::rsqrt:
@@ -95,8 +95,10 @@ T unary_reference(UnaryOp op, T v, double a, double b) {
       return std::isinf(v) ? T(0) : v;
     case UnaryOp::scale:
       return v * T(a);
-    case UnaryOp::pow:
-      return std::pow(v, T(a));
+    case UnaryOp::pow:  // PyTorch's square root and its reciprocal for the exponents +-1/2
+      return T(a) == T(0.5)    ? std::sqrt(v)
+             : T(a) == T(-0.5) ? T(1) / std::sqrt(v)
+                               : std::pow(v, T(a));
     case UnaryOp::clamp:
       return v < T(a) ? T(a) : v > T(b) ? T(b) : v;
   }
@@ -119,15 +121,15 @@ T binary_reference(BinaryOp op, T x, T y, double a, double b) {
     case BinaryOp::minimum:
       return std::isnan(x) || std::isnan(y) ? x + y : x < y ? x : y;
     case BinaryOp::pass_where_positive:
-      return y > 0 ? x : T(0);
+      return y <= 0 ? T(0) : x;
     case BinaryOp::pass_where_within:
       return y >= T(a) && y <= T(b) ? x : T(0);
     case BinaryOp::equal_indicator:
       return x == y ? T(1) : T(0);
     case BinaryOp::larger_share:
-      return x == y ? T(0.5) : x > y ? T(1) : T(0);
+      return x == y ? T(0.5) : x < y ? T(0) : T(1);
     case BinaryOp::smaller_share:
-      return x == y ? T(0.5) : x < y ? T(1) : T(0);
+      return x == y ? T(0.5) : x > y ? T(0) : T(1);
     case BinaryOp::share_of:
       return y == 0 ? T(0) : y == 1 ? x : x * y;
   }
@@ -209,14 +211,17 @@ template <typename T>
 void check_unary_ops(int64_t n) {
   std::vector<T> x = values<T>(n, 11);
   if (n > 2) x[1] = std::numeric_limits<T>::infinity(), x[2] = std::numeric_limits<T>::quiet_NaN();
-  for (UnaryOp op : all_unary) {
-    CAPTURE(int(op));
-    const double a = op == UnaryOp::clamp ? -1.5 : op == UnaryOp::pow ? 3.0 : 0.37, b = 2.25;
-    std::vector<T> y(static_cast<size_t>(n)), expected(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) expected[size_t(i)] = unary_reference(op, x[size_t(i)], a, b);
-    unary_cpu(op, x.data(), y.data(), n, a, b);
-    CHECK(same_bits_or_both_nan(y, expected));
-  }
+  for (UnaryOp op : all_unary)
+    for (const double exponent : {3.0, 0.5, -0.5}) {
+      if (op != UnaryOp::pow && exponent != 3.0) continue;
+      CAPTURE(int(op));
+      CAPTURE(exponent);
+      const double a = op == UnaryOp::clamp ? -1.5 : op == UnaryOp::pow ? exponent : 0.37, b = 2.25;
+      std::vector<T> y(static_cast<size_t>(n)), expected(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) expected[size_t(i)] = unary_reference(op, x[size_t(i)], a, b);
+      unary_cpu(op, x.data(), y.data(), n, a, b);
+      CHECK(same_bits_or_both_nan(y, expected));
+    }
 }
 
 /// z = op(x, y) over `shape` by index arithmetic, x and y read with their strides.

@@ -287,7 +287,7 @@ const std::map<std::string, Naive>& naive_references() {
       {"exp", unary([](double a) { return std::exp(a); })},
       {"log", unary([](double a) { return std::log(a); })},
       {"tanh", unary([](double a) { return std::tanh(a); })},
-      {"relu", unary([](double a) { return a > 0 ? a : 0.0; })},
+      {"relu", unary([](double a) { return a < 0 ? 0.0 : a; })},
       {"sqrt", unary([](double a) { return std::sqrt(a); })},
       {"rsqrt", unary([](double a) { return 1.0 / std::sqrt(a); })},
       {"abs", unary([](double a) { return std::fabs(a); })},
