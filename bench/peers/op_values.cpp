@@ -254,5 +254,24 @@ int main() {
   random("matmul broadcast", {{"a", {2, 1, 3, 4}}, {"b", {3, 4, 2}}},
          [](const T& t) { return matmul(t[0], t[1]); });
   random("mse", {{"a", {3, 4}}, {"b", {3, 4}}}, [](const T& t) { return mse(t[0], t[1]); });
+  // Indexing and joining: repeated indices sum their gradients; embedding's padding row gets none.
+  random("embedding", {{"w", {5, 3}}}, [](const T& t) {
+    return embedding(t[0], from_vector<int64_t>({4, 0, 4, 2, 1, 4}, {2, 3}), 4);
+  });
+  random("index_select", {{"x", {4, 5}}}, [](const T& t) {
+    return index_select(t[0], 1, from_vector<int64_t>({3, 0, 3, 4}, {4}));
+  });
+  random("gather", {{"x", {3, 4}}}, [](const T& t) {
+    return gather(t[0], 1, from_vector<int64_t>({0, 3, 3, 1, 2, 2, 0, 0, 1}, {3, 3}));
+  });
+  random("cat and stack", {{"a", {2, 3}}, {"b", {2, 2}}, {"c", {2, 3}}}, [](const T& t) {
+    return cat({stack({t[0], t[2]}, 1).reshape({2, 6}), t[1]}, 1);
+  });
+  random("where", {{"a", {2, 3}}, {"b", {3}}},
+         [](const T& t) { return where(greater(t[0], t[1]), t[0], t[1]); });
+  random("rope", {{"x", {2, 3, 2, 4}}}, [](const T& t) {
+    const auto [cos, sin] = nn::rope_tables(3, 4);
+    return nn::apply_rope(t[0], cos, sin);  // float32 tables, as the trainers use them
+  });
   return 0;
 }

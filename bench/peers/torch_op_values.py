@@ -36,6 +36,18 @@ def causal_attention(q, k, v):
     return torch.softmax(scores.masked_fill(future, float("-inf")), -1) @ v
 
 
+def rope(x):
+    """LLaMA's rotation of the interleaved pairs (x[2i], x[2i+1]) of x (B, T, H, D) by the
+    angle t * 10000^(-2i/D) of position t, its cos and sin rounded to float32 as Lattice's
+    tables are."""
+    _, positions, _, dim = x.shape
+    angles = torch.arange(positions)[:, None] * 10000.0 ** (-torch.arange(0, dim, 2) / dim)
+    cos = torch.cos(angles).float().double()[None, :, None, :]
+    sin = torch.sin(angles).float().double()[None, :, None, :]
+    even, odd = x[..., 0::2], x[..., 1::2]
+    return torch.stack([even * cos - odd * sin, even * sin + odd * cos], -1).flatten(-2)
+
+
 ROW_TARGETS = torch.tensor([0, 1, 1, 2, 3, 0, 1, 2, 3, 1])
 OPS = {
     "exp": torch.exp, "log": torch.log, "tanh": torch.tanh, "relu": torch.relu,
@@ -71,6 +83,12 @@ OPS = {
     "linear": F.linear,
     "matmul broadcast": torch.matmul,
     "mse": F.mse_loss,
+    "embedding": lambda w: F.embedding(torch.tensor([[4, 0, 4], [2, 1, 4]]), w, padding_idx=4),
+    "index_select": lambda x: torch.index_select(x, 1, torch.tensor([3, 0, 3, 4])),
+    "gather": lambda x: torch.gather(x, 1, torch.tensor([[0, 3, 3], [1, 2, 2], [0, 0, 1]])),
+    "cat and stack": lambda a, b, c: torch.cat([torch.stack([a, c], 1).reshape(2, 6), b], 1),
+    "where": lambda a, b: torch.where(a > b, a, b),
+    "rope": rope,
 }
 
 
