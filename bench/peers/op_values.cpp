@@ -2,8 +2,9 @@
 // bench/peers/torch_op_values.py to recompute with PyTorch and compare. Two kinds of case:
 // edge inputs (infinities, NaN, signed zeros, subnormals, huge and tiny magnitudes) through the
 // elementwise ops and row reductions, and seeded random inputs through the nn ops (norms,
-// pooling, convolution, attention, losses). Each case's loss is sum(y * w): w is ones for the
-// edge cases (so that a zero weight never hides an infinite gradient) and random otherwise.
+// pooling, convolution, attention, losses, indexing, RoPE), and four steps of each optimizer on
+// float32 parameters. Each case's loss is sum(y * w): w is ones for the edge cases (so that a
+// zero weight never hides an infinite gradient) and random otherwise.
 //
 //   build/bin/op_values > values.jsonl
 //   python3 bench/peers/torch_op_values.py values.jsonl
@@ -14,6 +15,7 @@
 #include <cstdio>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,6 +24,7 @@
 #include "nn/functional.h"
 #include "ops/ops.h"
 #include "ops/spatial_ops.h"
+#include "optim/optimizer.h"
 
 using namespace lattice;
 
@@ -128,6 +131,52 @@ void report(const std::string& name,
     line += ",\"error\":\"" + message + "\"";
   }
   std::printf("%s}\n", line.c_str());
+}
+
+/// Prints one optimizer case: float32 parameters p0 (two tensors), the gradients of each of
+/// `steps` steps, and the parameters after them.
+void report_optimizer(
+    const std::string& name,
+    double lr,
+    double weight_decay,
+    const std::function<std::unique_ptr<optim::Optimizer>(std::vector<optim::ParamGroup>)>& make,
+    Uniform& uniform) {
+  constexpr int kSteps = 4;
+  const Shape shapes[] = {{3, 4}, {5}};
+  std::vector<Tensor> params;
+  NamedTensors named;
+  std::string line = "{\"optimizer\":\"" + name + "\",\"lr\":" + json_number(lr) +
+                     ",\"weight_decay\":" + json_number(weight_decay) + ",\"p0\":[";
+  for (size_t i = 0; i < 2; ++i) {
+    const std::vector<double> v = uniform(numel(shapes[i]));
+    params.push_back(set_requires_grad(from_vector(v, shapes[i]).to(DType::float32)));
+    std::string param_name = "p";
+    param_name += std::to_string(i);
+    named.push_back({param_name, params.back()});
+    if (i) line += ',';
+    line += json_list(params.back().to(DType::float64).to_vector<double>());
+  }
+  line += "],\"grads\":[";
+  std::unique_ptr<optim::Optimizer> optimizer = make(optim::one_group(named, lr, weight_decay));
+  for (int step = 0; step < kSteps; ++step) {
+    optimizer->zero_grad();
+    line += step ? ",[" : "[";
+    for (size_t i = 0; i < 2; ++i) {
+      // The gradient of sum(p * G) is G, rounded to float32 here as PyTorch's would be.
+      const Tensor g = from_vector(uniform(numel(shapes[i])), shapes[i]).to(DType::float32);
+      backward(sum(mul(params[i], g)));
+      if (i) line += ',';
+      line += json_list(g.to(DType::float64).to_vector<double>());
+    }
+    line += "]";
+    optimizer->step();
+  }
+  line += "],\"p\":[";
+  for (size_t i = 0; i < 2; ++i) {
+    if (i) line += ',';
+    line += json_list(params[i].to(DType::float64).to_vector<double>());
+  }
+  std::printf("%s]}\n", line.c_str());
 }
 
 }  // namespace
@@ -273,5 +322,35 @@ int main() {
     const auto [cos, sin] = nn::rope_tables(3, 4);
     return nn::apply_rope(t[0], cos, sin);  // float32 tables, as the trainers use them
   });
+
+  // Four steps of each optimizer on float32 parameters.
+  using Groups = std::vector<optim::ParamGroup>;
+  report_optimizer(
+      "sgd", 0.1, 0.01, [](Groups g) { return std::make_unique<optim::Sgd>(std::move(g)); },
+      uniform);
+  report_optimizer(
+      "sgd momentum 0.9, dampening 0.1", 0.1, 0.01,
+      [](Groups g) {
+        return std::make_unique<optim::Sgd>(std::move(g), optim::SgdOptions{0.9, 0.1, false});
+      },
+      uniform);
+  report_optimizer(
+      "sgd nesterov 0.9", 0.1, 0.01,
+      [](Groups g) {
+        return std::make_unique<optim::Sgd>(std::move(g), optim::SgdOptions{0.9, 0.0, true});
+      },
+      uniform);
+  report_optimizer(
+      "adam", 0.01, 0.1,
+      [](Groups g) {
+        return std::make_unique<optim::Adam>(std::move(g), optim::AdamOptions{0.8, 0.99, 1e-3});
+      },
+      uniform);
+  report_optimizer(
+      "adamw", 0.01, 0.1,
+      [](Groups g) {
+        return std::make_unique<optim::AdamW>(std::move(g), optim::AdamOptions{0.8, 0.99, 1e-3});
+      },
+      uniform);
   return 0;
 }

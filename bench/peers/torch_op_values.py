@@ -6,8 +6,10 @@ and lists where Lattice differs.
   python3 bench/peers/torch_op_values.py values.jsonl
 
 A value agrees when both are NaN, both the same infinity, or within 1e-9 relative (absolute
-below magnitude 1); the sign of a zero is not compared. The few differences kept on purpose
-are listed in BY_DESIGN with the reason. Exits 1 when any other case differs or failed. Optional: PyTorch is not a dependency of Lattice.
+below magnitude 1); the sign of a zero is not compared. The optimizer cases (four steps on
+float32 parameters) agree within 1e-6 relative. The few differences kept on purpose are listed
+in BY_DESIGN with the reason. Exits 1 when any other case differs or failed. Optional: PyTorch
+is not a dependency of Lattice.
 """
 import json
 import math
@@ -153,14 +155,47 @@ def check(case):
     return [p for p in problems if p]
 
 
+OPTIMIZERS = {
+    "sgd": lambda p, lr, wd: torch.optim.SGD(p, lr=lr, weight_decay=wd),
+    "sgd momentum 0.9, dampening 0.1":
+        lambda p, lr, wd: torch.optim.SGD(p, lr=lr, momentum=0.9, dampening=0.1, weight_decay=wd),
+    "sgd nesterov 0.9":
+        lambda p, lr, wd: torch.optim.SGD(p, lr=lr, momentum=0.9, nesterov=True, weight_decay=wd),
+    "adam": lambda p, lr, wd: torch.optim.Adam(p, lr=lr, betas=(0.8, 0.99), eps=1e-3,
+                                               weight_decay=wd),
+    "adamw": lambda p, lr, wd: torch.optim.AdamW(p, lr=lr, betas=(0.8, 0.99), eps=1e-3,
+                                                 weight_decay=wd),
+}
+
+
+def check_optimizer(case):
+    """The steps again with torch.optim on float32 parameters: within 1e-6 relative."""
+    params = [torch.tensor([number(v) for v in p0], dtype=torch.float32, requires_grad=True)
+              for p0 in case["p0"]]
+    optimizer = OPTIMIZERS[case["optimizer"]](params, case["lr"], case["weight_decay"])
+    for grads in case["grads"]:
+        for p, g in zip(params, grads):
+            p.grad = torch.tensor([number(v) for v in g], dtype=torch.float32)
+        optimizer.step()
+    problems = []
+    for i, (p, got) in enumerate(zip(params, case["p"])):
+        bad = [j for j, (a, b) in enumerate(zip(map(number, got), p.detach().double().tolist()))
+               if abs(a - b) > 1e-6 * max(1.0, abs(b))]
+        if bad:
+            problems.append(f"p{i}: {len(bad)} of {len(got)} differ "
+                            f"([{bad[0]}] {got[bad[0]]} vs {p[bad[0]].item()})")
+    return problems
+
+
 def main():
     failed = 0
     with open(sys.argv[1]) as lines:
         for line in lines:
             case = json.loads(line)
-            problems = check(case)
+            name = case.get("op") or "optimizer " + case["optimizer"]
+            problems = check(case) if "op" in case else check_optimizer(case)
             failed += bool(problems)
-            print(f"{case['op']:45s} {'ok' if not problems else '; '.join(problems)}")
+            print(f"{name:45s} {'ok' if not problems else '; '.join(problems)}")
     for (case, label, index), why in BY_DESIGN.items():
         print(f"by design: {case} {label}[{index}]: {why}")
     print(f"{failed} case(s) differ" if failed else "every case agrees with PyTorch")
