@@ -27,6 +27,16 @@ Tensor random(const Shape& shape, uint64_t seed, double low = -1.0, double high 
   return uniform(shape, low, high, RandomStream{.seed = seed});
 }
 
+/// The same values with the same signs (zeros and infinities included), NaN matching NaN.
+bool same_values(const std::vector<double>& got, const std::vector<double>& want) {
+  bool equal = got.size() == want.size();
+  for (size_t i = 0; equal && i < want.size(); ++i)
+    equal = std::isnan(want[i])
+                ? std::isnan(got[i])
+                : got[i] == want[i] && std::signbit(got[i]) == std::signbit(want[i]);
+  return equal;
+}
+
 }  // namespace
 
 TEST_CASE("elementwise ops broadcast and compute the expected values") {
@@ -259,53 +269,36 @@ TEST_CASE("pow follows PyTorch at zero: x^0 has gradient 0, x^(+-1/2) are sqrt a
     backward(sum(y));
     return std::pair{y.to_vector<double>(), grad(x).to_vector<double>()};
   };
-  // Same values, bits and signs, NaN matching NaN.
-  const auto same = [](const std::vector<double>& got, const std::vector<double>& want) {
-    bool equal = got.size() == want.size();
-    for (size_t i = 0; equal && i < want.size(); ++i)
-      equal = std::isnan(want[i])
-                  ? std::isnan(got[i])
-                  : got[i] == want[i] && std::signbit(got[i]) == std::signbit(want[i]);
-    return equal;
-  };
   const std::vector<double> points{-0.0, 0.0, -inf, inf, 4.0, -4.0};
   {
     const auto [y, dx] = values_and_gradient(points, 0.0);
-    CHECK(same(y, {1, 1, 1, 1, 1, 1}));
-    CHECK(same(dx, {0, 0, 0, 0, 0, 0}));
+    CHECK(same_values(y, {1, 1, 1, 1, 1, 1}));
+    CHECK(same_values(dx, {0, 0, 0, 0, 0, 0}));
   }
   {
     const auto [y, dx] = values_and_gradient(points, 0.5);
-    CHECK(same(y, {-0.0, 0.0, nan, inf, 2.0, nan}));
-    CHECK(same(dx, {-inf, inf, nan, 0.0, 0.25, nan}));
+    CHECK(same_values(y, {-0.0, 0.0, nan, inf, 2.0, nan}));
+    CHECK(same_values(dx, {-inf, inf, nan, 0.0, 0.25, nan}));
   }
   {
     const auto [y, dx] = values_and_gradient(points, -0.5);
-    CHECK(same(y, {-inf, inf, nan, 0.0, 0.5, nan}));
-    CHECK(same(dx, {-inf, -inf, -0.0, -0.0, -0.0625, nan}));
+    CHECK(same_values(y, {-inf, inf, nan, 0.0, 0.5, nan}));
+    CHECK(same_values(dx, {-inf, -inf, -0.0, -0.0, -0.0625, nan}));
   }
   {
     const auto [y, dx] = values_and_gradient({-0.0, 0.0, 2.0}, 2.0);
-    CHECK(same(y, {0.0, 0.0, 4.0}));
-    CHECK(same(dx, {-0.0, 0.0, 4.0}));
+    CHECK(same_values(y, {0.0, 0.0, 4.0}));
+    CHECK(same_values(dx, {-0.0, 0.0, 4.0}));
   }
   // An infinite incoming gradient still gives 0 through x^0.
   const Tensor x = set_requires_grad(from_vector<double>({0.0, 3.0}, {2}));
   backward(scale(sum(pow(x, 0.0)), inf));
-  CHECK(same(grad(x).to_vector<double>(), {0.0, 0.0}));
+  CHECK(same_values(grad(x).to_vector<double>(), {0.0, 0.0}));
 }
 
 TEST_CASE("relu, maximum, minimum, div and var at NaN, -0, tiny and infinite inputs, as PyTorch") {
   // Expected values from PyTorch 1.13 in float64 (sum of the outputs, backward).
   const double inf = std::numeric_limits<double>::infinity(), nan = std::nan("");
-  const auto same = [](const std::vector<double>& got, const std::vector<double>& want) {
-    bool equal = got.size() == want.size();
-    for (size_t i = 0; equal && i < want.size(); ++i)
-      equal = std::isnan(want[i])
-                  ? std::isnan(got[i])
-                  : got[i] == want[i] && std::signbit(got[i]) == std::signbit(want[i]);
-    return equal;
-  };
   const auto leaf = [](const std::vector<double>& v) {
     return set_requires_grad(from_vector(v, {int64_t(v.size())}));
   };
@@ -313,25 +306,25 @@ TEST_CASE("relu, maximum, minimum, div and var at NaN, -0, tiny and infinite inp
     const Tensor x = leaf({-1, -0.0, 0, 2, nan});
     const Tensor y = relu(x);
     backward(sum(y));
-    CHECK(same(y.to_vector<double>(), {0, -0.0, 0, 2, nan}));
-    CHECK(same(grad(x).to_vector<double>(), {0, 0, 0, 1, 1}));
+    CHECK(same_values(y.to_vector<double>(), {0, -0.0, 0, 2, nan}));
+    CHECK(same_values(grad(x).to_vector<double>(), {0, 0, 0, 1, 1}));
   }
   {  // a NaN on either side sends the whole gradient to both operands
     const Tensor a = leaf({1, nan, nan, 2, 3}), b = leaf({nan, 1, nan, 2, 1});
     backward(sum(maximum(a, b)));
-    CHECK(same(grad(a).to_vector<double>(), {1, 1, 1, 0.5, 1}));
-    CHECK(same(grad(b).to_vector<double>(), {1, 1, 1, 0.5, 0}));
+    CHECK(same_values(grad(a).to_vector<double>(), {1, 1, 1, 0.5, 1}));
+    CHECK(same_values(grad(b).to_vector<double>(), {1, 1, 1, 0.5, 0}));
     zero_grad(a);
     zero_grad(b);
     backward(sum(minimum(a, b)));
-    CHECK(same(grad(a).to_vector<double>(), {1, 1, 1, 0.5, 0}));
-    CHECK(same(grad(b).to_vector<double>(), {1, 1, 1, 0.5, 1}));
+    CHECK(same_values(grad(a).to_vector<double>(), {1, 1, 1, 0.5, 0}));
+    CHECK(same_values(grad(b).to_vector<double>(), {1, 1, 1, 0.5, 1}));
   }
   {  // d(a/b)/db = -(a/b)/b, finite where b^2 underflows
     const Tensor a = leaf({0, 1, 3}), b = leaf({1e-310, 1e-200, 2});
     backward(sum(div(a, b)));
-    CHECK(same(grad(a).to_vector<double>(), {inf, 1e200, 0.5}));
-    CHECK(same(grad(b).to_vector<double>(), {-0.0, -inf, -0.75}));
+    CHECK(same_values(grad(a).to_vector<double>(), {inf, 1e200, 0.5}));
+    CHECK(same_values(grad(b).to_vector<double>(), {-0.0, -inf, -0.75}));
   }
   {  // var's gradient 2 (x - mean) / (n - 1): -inf beside an infinity, not NaN
     const Tensor x = set_requires_grad(from_vector<double>({inf, 1, 2, 3, 1, 2, 3, 5}, {2, 4}));
@@ -340,7 +333,7 @@ TEST_CASE("relu, maximum, minimum, div and var at NaN, -0, tiny and infinite inp
     const std::vector<double> values = v.to_vector<double>(), g = grad(x).to_vector<double>();
     CHECK(std::isnan(values[0]));
     CHECK(values[1] == doctest::Approx(2.9166666666666665).epsilon(1e-14));
-    CHECK(same({g.begin(), g.begin() + 4}, {nan, -inf, -inf, -inf}));
+    CHECK(same_values({g.begin(), g.begin() + 4}, {nan, -inf, -inf, -inf}));
     const std::vector<double> finite_row{-1.1666666666666665, -0.5, 0.16666666666666666, 1.5};
     for (size_t i = 0; i < 4; ++i) CHECK(g[4 + i] == doctest::Approx(finite_row[i]).epsilon(1e-14));
   }
