@@ -9,8 +9,7 @@
 namespace lattice::data {
 
 Cifar10Dataset::Cifar10Dataset(const std::vector<std::string>& paths, CifarOptions options)
-    : options_(std::move(options)) {
-  check_normalization(options_.normalization, 3, "cifar10");
+    : options_(std::move(options)), normalize_(3, options_.normalization, "cifar10") {
   LATTICE_CHECK(!paths.empty(), "[cifar10] no batch files given");
   for (const std::string& path : paths) {
     const std::vector<uint8_t> bytes = read_file_bytes(path, "cifar10");
@@ -31,7 +30,7 @@ Cifar10Dataset::Cifar10Dataset(const std::vector<std::string>& paths, CifarOptio
 Example Cifar10Dataset::get(int64_t index) const {
   check_index("cifar10", index, size());
   const uint8_t* pixels = pixels_.data() + size_t(index) * (kRecordBytes - 1);
-  return {normalize_pixels(pixels, 3, 32, 32, false, options_.normalization),
+  return {normalize_(pixels, 32, 32, false),
           scalar_tensor(double(labels_[size_t(index)]), DType::int64)};
 }
 

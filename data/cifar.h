@@ -38,6 +38,7 @@ class Cifar10Dataset final : public Dataset {
 
  private:
   CifarOptions options_;
+  PixelNormalizer normalize_;
   std::vector<uint8_t> labels_;
   std::vector<uint8_t> pixels_;  // (count, 3, 32, 32)
 };

@@ -35,6 +35,18 @@ Example Subset::get(int64_t index) const {
   return source_->get(indices_[size_t(index)]);
 }
 
+Batch Subset::get_batch(std::vector<int64_t> indices, int threads) const {
+  std::vector<int64_t> sources;
+  sources.reserve(indices.size());
+  for (const int64_t index : indices) {
+    check_index("subset", index, size());
+    sources.push_back(indices_[size_t(index)]);
+  }
+  Batch batch = source_->get_batch(std::move(sources), threads);
+  batch.indices = std::move(indices);
+  return batch;
+}
+
 TensorDataset::TensorDataset(Tensor inputs, Tensor targets)
     : inputs_(std::move(inputs)), targets_(std::move(targets)) {
   LATTICE_CHECK(inputs_.defined() && targets_.defined() && inputs_.rank() >= 1 &&
@@ -74,8 +86,7 @@ std::shared_ptr<TensorDataset> materialize(const Dataset& source, int threads) {
   LATTICE_CHECK(source.size() > 0, "[materialize] the dataset is empty");
   std::vector<int64_t> indices(static_cast<size_t>(source.size()));
   std::iota(indices.begin(), indices.end(), int64_t(0));
-  const std::vector<Example> examples = get_examples(source, indices, threads);
-  Batch all = stack_examples(examples, std::move(indices));
+  Batch all = source.get_batch(std::move(indices), threads);
   return std::make_shared<TensorDataset>(std::move(all.input), std::move(all.target));
 }
 
@@ -106,6 +117,11 @@ Tensor stack_field(const std::vector<Example>& examples,
 }
 
 }  // namespace
+
+Batch Dataset::get_batch(std::vector<int64_t> indices, int threads) const {
+  const std::vector<Example> examples = get_examples(*this, indices, threads);
+  return stack_examples(examples, std::move(indices));
+}
 
 Batch stack_examples(const std::vector<Example>& examples, std::vector<int64_t> indices) {
   LATTICE_CHECK(!examples.empty(), "[loader] cannot stack an empty batch");
@@ -173,8 +189,7 @@ Batch DataLoader::build_batch(LoaderPosition position, const std::vector<int64_t
   const int64_t begin = position.batch * options_.batch_size;
   const int64_t end = std::min<int64_t>(begin + options_.batch_size, dataset_->size());
   std::vector<int64_t> indices(order.begin() + begin, order.begin() + end);
-  const std::vector<Example> examples = get_examples(*dataset_, indices, options_.threads);
-  Batch batch = stack_examples(examples, std::move(indices));
+  Batch batch = dataset_->get_batch(std::move(indices), options_.threads);
   if (options_.transform) options_.transform(batch, position.epoch);
   return batch;
 }

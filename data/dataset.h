@@ -24,6 +24,17 @@ struct Example {
   Tensor target;
 };
 
+/// Examples stacked along a new leading axis: input (B, ...), target (B, ...). `indices` are
+/// the dataset indices of the rows, in order (augmentations draw their randomness from them).
+struct Batch {
+  Tensor input;
+  Tensor target;
+  std::vector<int64_t> indices;
+  int64_t size() const {
+    return int64_t(indices.size());
+  }
+};
+
 /// Random access to examples. get() is called from the loader's prefetch thread, so it must be
 /// safe to call concurrently with itself (the readers here are: they hold immutable data).
 class Dataset {
@@ -32,6 +43,10 @@ class Dataset {
   virtual int64_t size() const = 0;
   /// Example `index` in [0, size()). Throws lattice::Error outside that range.
   virtual Example get(int64_t index) const = 0;
+  /// Examples `indices` as stack_examples stacks them, built on `threads` OpenMP threads: by
+  /// default get() of each and a copy into the batch. A reader that can write its examples
+  /// straight into the batch overrides it with the same values (no per-example tensors).
+  virtual Batch get_batch(std::vector<int64_t> indices, int threads) const;
 };
 
 /// The examples `indices` of another dataset (a train/validation split, a small debug subset).
@@ -46,6 +61,8 @@ class Subset final : public Dataset {
     return int64_t(indices_.size());
   }
   Example get(int64_t index) const override;
+  /// The source's batch of the mapped indices, with this subset's indices.
+  Batch get_batch(std::vector<int64_t> indices, int threads) const override;
 
  private:
   std::shared_ptr<const Dataset> source_;
@@ -78,17 +95,6 @@ std::shared_ptr<TensorDataset> materialize(const Dataset& source, int threads = 
 
 /// Throws the loader's out-of-range error for readers to share.
 void check_index(const char* reader, int64_t index, int64_t size);
-
-/// Examples stacked along a new leading axis: input (B, ...), target (B, ...). `indices` are
-/// the dataset indices of the rows, in order (augmentations draw their randomness from them).
-struct Batch {
-  Tensor input;
-  Tensor target;
-  std::vector<int64_t> indices;
-  int64_t size() const {
-    return int64_t(indices.size());
-  }
-};
 
 /// One contiguous (B, ...) tensor per field, filled by memcpy. Every example must have the
 /// shape and dtype of the first; throws lattice::Error naming the first one that differs.

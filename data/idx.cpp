@@ -1,6 +1,7 @@
 // The IDX reader and writer (big-endian header: magic 0x0000080D, D sizes, then the bytes).
 #include "data/idx.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
@@ -81,8 +82,7 @@ void write_idx(const std::string& path, std::vector<uint8_t> bytes) {
 IdxDataset::IdxDataset(const std::string& images_path,
                        const std::string& labels_path,
                        IdxOptions options)
-    : options_(std::move(options)) {
-  check_normalization(options_.normalization, 1, "idx");
+    : options_(std::move(options)), normalize_(1, options_.normalization, "idx") {
   images_ = read_file_bytes(images_path, "idx");
   const std::vector<int64_t> image_sizes =
       read_header(images_path, images_, kImagesMagic, "idx3 uint8 images");
@@ -101,9 +101,27 @@ IdxDataset::IdxDataset(const std::string& images_path,
 
 Example IdxDataset::get(int64_t index) const {
   check_index("idx", index, count_);
-  Tensor input = normalize_pixels(pixels(index), 1, rows_, cols_, false, options_.normalization);
+  Tensor input = normalize_(pixels(index), rows_, cols_, false);
   if (options_.flatten) input = input.reshape({rows_ * cols_});
   return {input, scalar_tensor(double(labels_[size_t(index)]), DType::int64)};
+}
+
+Batch IdxDataset::get_batch(std::vector<int64_t> indices, int threads) const {
+  LATTICE_CHECK(!indices.empty(), "[loader] cannot stack an empty batch");
+  for (const int64_t index : indices) check_index("idx", index, count_);
+  const auto n = int64_t(indices.size());
+  const int64_t image = rows_ * cols_;
+  Batch batch{empty(options_.flatten ? Shape{n, image} : Shape{n, 1, rows_, cols_}),
+              empty({n}, DType::int64), std::move(indices)};
+  float* inputs = batch.input.data<float>();
+  int64_t* targets = batch.target.data<int64_t>();
+#pragma omp parallel for num_threads(std::max(threads, 1)) if (threads > 1)
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t index = batch.indices[size_t(i)];
+    normalize_(pixels(index), rows_, cols_, false, inputs + i * image);
+    targets[i] = labels_[size_t(index)];
+  }
+  return batch;
 }
 
 std::shared_ptr<IdxDataset> load_mnist(const std::string& directory,

@@ -36,6 +36,8 @@ class IdxDataset final : public Dataset {
     return count_;
   }
   Example get(int64_t index) const override;
+  /// get()'s examples, normalised straight into the batch.
+  Batch get_batch(std::vector<int64_t> indices, int threads) const override;
 
   int64_t rows() const {
     return rows_;
@@ -53,6 +55,7 @@ class IdxDataset final : public Dataset {
 
  private:
   IdxOptions options_;
+  PixelNormalizer normalize_;
   int64_t count_ = 0, rows_ = 0, cols_ = 0;
   std::vector<uint8_t> images_;  // (count, rows, cols), header stripped
   std::vector<uint8_t> labels_;  // (count)

@@ -19,12 +19,11 @@ bool is_image_file(const std::filesystem::path& path) {
 }  // namespace
 
 ImageFolderDataset::ImageFolderDataset(const std::string& root, ImageFolderOptions options)
-    : options_(std::move(options)) {
+    : options_(std::move(options)), normalize_(3, options_.normalization, "image_folder") {
   namespace fs = std::filesystem;
   if (options_.resize == 0) options_.resize = options_.size;
   LATTICE_CHECK(options_.size > 0 && options_.resize >= options_.size, "[image_folder] size ",
                 options_.size, " and resize ", options_.resize, ", expected 0 < size <= resize");
-  check_normalization(options_.normalization, 3, "image_folder");
   LATTICE_CHECK(fs::is_directory(root), "[image_folder] ", root,
                 ": no such directory; expected one subfolder of images per class");
   for (const auto& entry : fs::directory_iterator(root)) {
@@ -65,8 +64,7 @@ Example ImageFolderDataset::get(int64_t index) const {
   const File& file = files_[size_t(index)];
   const Image image = resize_and_center_crop(load_image(file.path, 3, "image_folder"),
                                              options_.resize, options_.size);
-  return {normalize_pixels(image.pixels.data(), 3, image.height, image.width, true,
-                           options_.normalization),
+  return {normalize_(image.pixels.data(), image.height, image.width, true),
           scalar_tensor(double(file.label), DType::int64)};
 }
 

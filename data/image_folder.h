@@ -49,6 +49,7 @@ class ImageFolderDataset final : public Dataset {
     int64_t label;
   };
   ImageFolderOptions options_;
+  PixelNormalizer normalize_;
   std::vector<std::string> class_names_;
   std::vector<File> files_;
 };

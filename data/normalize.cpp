@@ -3,7 +3,10 @@
 
 namespace lattice::data {
 
-void check_normalization(const Normalization& normalization, int64_t channels, const char* reader) {
+PixelNormalizer::PixelNormalizer(int64_t channels,
+                                 const Normalization& normalization,
+                                 const char* reader)
+    : channels_(channels) {
   for (const auto* values : {&normalization.mean, &normalization.std}) {
     LATTICE_CHECK(values->empty() || values->size() == 1 || int64_t(values->size()) == channels,
                   "[", reader, "] normalisation has ", values->size(), " ",
@@ -13,33 +16,39 @@ void check_normalization(const Normalization& normalization, int64_t channels, c
   for (float s : normalization.std) {
     LATTICE_CHECK(s > 0.f, "[", reader, "] normalisation std ", s, ", expected > 0");
   }
-}
-
-Tensor normalize_pixels(const uint8_t* pixels,
-                        int64_t channels,
-                        int64_t height,
-                        int64_t width,
-                        bool interleaved,
-                        const Normalization& normalization) {
-  Tensor out = empty({channels, height, width});
-  float* values = out.data<float>();
-  const int64_t plane = height * width;
   const auto pick = [](const std::vector<float>& list, int64_t c, float fallback) {
     return list.empty() ? fallback : list[list.size() == 1 ? 0 : size_t(c)];
   };
   for (int64_t c = 0; c < channels; ++c) {
-    // A 256-entry table per channel: exact (b/255 - mean)/std at the cost of a lookup.
-    const float mean = pick(normalization.mean, c, 0.f), std = pick(normalization.std, c, 1.f);
-    float table[256];
-    for (int b = 0; b < 256; ++b) table[b] = (float(b) / 255.f - mean) / std;
-    float* channel = values + c * plane;
-    if (interleaved) {
-      for (int64_t p = 0; p < plane; ++p) channel[p] = table[pixels[p * channels + c]];
+    mean_.push_back(pick(normalization.mean, c, 0.f));
+    std_.push_back(pick(normalization.std, c, 1.f));
+  }
+}
+
+void PixelNormalizer::operator()(
+    const uint8_t* pixels, int64_t height, int64_t width, bool interleaved, float* out) const {
+  const int64_t plane = height * width;
+  for (int64_t c = 0; c < channels_; ++c) {
+    const float mean = mean_[size_t(c)], std = std_[size_t(c)];
+    float* channel = out + c * plane;
+    const uint8_t* source = interleaved ? pixels + c : pixels + c * plane;
+    const int64_t step = interleaved ? channels_ : 1;
+    if (step == 1) {
+#pragma omp simd
+      for (int64_t p = 0; p < plane; ++p) channel[p] = (float(source[p]) / 255.f - mean) / std;
     } else {
-      const uint8_t* source = pixels + c * plane;
-      for (int64_t p = 0; p < plane; ++p) channel[p] = table[source[p]];
+      for (int64_t p = 0; p < plane; ++p)
+        channel[p] = (float(source[p * step]) / 255.f - mean) / std;
     }
   }
+}
+
+Tensor PixelNormalizer::operator()(const uint8_t* pixels,
+                                   int64_t height,
+                                   int64_t width,
+                                   bool interleaved) const {
+  Tensor out = empty({channels_, height, width});
+  (*this)(pixels, height, width, interleaved, out.data<float>());
   return out;
 }
 

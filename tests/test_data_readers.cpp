@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <memory>
+#include <vector>
 
 #include "data/cifar.h"
 #include "data/file_io.h"
@@ -68,6 +70,39 @@ TEST_CASE("IDX options: flattened inputs and mean/std normalisation") {
   CHECK(example.input.shape() == Shape{12});
   CHECK(example.input.to_vector<float>()[5] ==
         (float(pixels[2 * 12 + 5]) / 255.f - kFashionMnistMean) / kFashionMnistStd);
+}
+
+TEST_CASE("IDX batches are the stacked examples, bit for bit, also through a subset") {
+  TempDir dir("idx_batches");
+  write_idx_images(dir.file("images"), idx_pixels(), 5, 3, 4);
+  write_idx_labels(dir.file("labels"), kIdxLabels);
+  const std::vector<int64_t> indices{4, 0, 4, 2};  // repeats and any order
+  for (const bool flatten : {false, true}) {
+    const auto data = std::make_shared<IdxDataset>(
+        dir.file("images"), dir.file("labels"),
+        IdxOptions{.flatten = flatten, .normalization = {{kFashionMnistMean}, {kFashionMnistStd}}});
+    std::vector<Example> examples;
+    for (const int64_t index : indices) examples.push_back(data->get(index));
+    const Batch want = stack_examples(examples, indices);
+    for (const int threads : {1, 2}) {
+      CAPTURE(flatten);
+      CAPTURE(threads);
+      const Batch got = data->get_batch(indices, threads);
+      CHECK(got.indices == indices);
+      CHECK(got.input.shape() == want.input.shape());
+      CHECK(got.input.to_vector<float>() == want.input.to_vector<float>());
+      CHECK(got.target.shape() == want.target.shape());
+      CHECK(got.target.to_vector<int64_t>() == want.target.to_vector<int64_t>());
+    }
+    // A subset asks its source for the mapped examples and keeps its own indices.
+    const Subset subset(data, {3, 4, 0});
+    const Batch through = subset.get_batch({1, 2}, 1);
+    CHECK(through.indices == std::vector<int64_t>{1, 2});
+    CHECK(through.input.to_vector<float>() == data->get_batch({4, 0}, 1).input.to_vector<float>());
+    CHECK(through.target.to_vector<int64_t>() == std::vector<int64_t>{4, 0});
+    CHECK(contains(error_message([&] { data->get_batch({1, 5}, 1); }), "[idx] index 5"));
+    CHECK(contains(error_message([&] { subset.get_batch({3}, 1); }), "[subset] index 3"));
+  }
 }
 
 TEST_CASE("load_mnist finds the four standard files, gzipped or not") {

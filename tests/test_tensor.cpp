@@ -426,8 +426,10 @@ TEST_CASE("transposed copies of every size and dtype land each element where it 
   // read transposed, written transposed, from a column slice (a row stride past the row's end)
   // and from a broadcast column.
   for (const DType dtype : {DType::float32, DType::float64, DType::int64})
-    for (const auto& [rows, columns] :
-         {std::pair<int64_t, int64_t>{5, 40}, {32, 32}, {33, 70}, {70, 33}, {100, 257}}) {
+    for (const Shape& size :
+         {Shape{5, 40}, Shape{32, 32}, Shape{33, 70}, Shape{70, 33}, Shape{100, 257}}) {
+      // Named copies, not structured bindings: doctest's INFO captures them in a lambda.
+      const int64_t rows = size[0], columns = size[1];
       INFO(dtype_name(dtype), " ", rows, "x", columns);
       const Tensor x = arange(0, double(rows * columns)).to(dtype).reshape({rows, columns});
       const std::vector<double> v = x.to(DType::float64).to_vector<double>();
