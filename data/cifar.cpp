@@ -34,6 +34,11 @@ Example Cifar10Dataset::get(int64_t index) const {
           scalar_tensor(double(labels_[size_t(index)]), DType::int64)};
 }
 
+Batch Cifar10Dataset::get_batch(std::vector<int64_t> indices, int threads) const {
+  const ByteImages images{pixels_.data(), labels_.data(), size(), 3, 32, 32, "cifar10"};
+  return normalized_batch(images, normalize_, Shape{3, 32, 32}, std::move(indices), threads);
+}
+
 std::shared_ptr<Cifar10Dataset> load_cifar10(const std::string& directory,
                                              bool train,
                                              CifarOptions options) {

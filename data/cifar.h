@@ -32,6 +32,8 @@ class Cifar10Dataset final : public Dataset {
     return int64_t(labels_.size());
   }
   Example get(int64_t index) const override;
+  /// get()'s examples, normalised straight into the batch.
+  Batch get_batch(std::vector<int64_t> indices, int threads) const override;
   uint8_t label(int64_t index) const {
     return labels_[size_t(index)];
   }

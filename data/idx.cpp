@@ -1,7 +1,6 @@
 // The IDX reader and writer (big-endian header: magic 0x0000080D, D sizes, then the bytes).
 #include "data/idx.h"
 
-#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
@@ -107,21 +106,10 @@ Example IdxDataset::get(int64_t index) const {
 }
 
 Batch IdxDataset::get_batch(std::vector<int64_t> indices, int threads) const {
-  LATTICE_CHECK(!indices.empty(), "[loader] cannot stack an empty batch");
-  for (const int64_t index : indices) check_index("idx", index, count_);
-  const auto n = int64_t(indices.size());
-  const int64_t image = rows_ * cols_;
-  Batch batch{empty(options_.flatten ? Shape{n, image} : Shape{n, 1, rows_, cols_}),
-              empty({n}, DType::int64), std::move(indices)};
-  float* inputs = batch.input.data<float>();
-  int64_t* targets = batch.target.data<int64_t>();
-#pragma omp parallel for num_threads(std::max(threads, 1)) if (threads > 1)
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t index = batch.indices[size_t(i)];
-    normalize_(pixels(index), rows_, cols_, false, inputs + i * image);
-    targets[i] = labels_[size_t(index)];
-  }
-  return batch;
+  const ByteImages images{images_.data(), labels_.data(), count_, 1, rows_, cols_, "idx"};
+  return normalized_batch(images, normalize_,
+                          options_.flatten ? Shape{rows_ * cols_} : Shape{1, rows_, cols_},
+                          std::move(indices), threads);
 }
 
 std::shared_ptr<IdxDataset> load_mnist(const std::string& directory,

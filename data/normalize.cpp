@@ -1,6 +1,8 @@
 // Byte images to normalised float (C, H, W) tensors.
 #include "data/normalize.h"
 
+#include <algorithm>
+
 namespace lattice::data {
 
 PixelNormalizer::PixelNormalizer(int64_t channels,
@@ -50,6 +52,29 @@ Tensor PixelNormalizer::operator()(const uint8_t* pixels,
   Tensor out = empty({channels_, height, width});
   (*this)(pixels, height, width, interleaved, out.data<float>());
   return out;
+}
+
+Batch normalized_batch(const ByteImages& images,
+                       const PixelNormalizer& normalize,
+                       const Shape& example,
+                       std::vector<int64_t> indices,
+                       int threads) {
+  LATTICE_CHECK(!indices.empty(), "[loader] cannot stack an empty batch");
+  for (const int64_t index : indices) check_index(images.reader, index, images.count);
+  const auto n = int64_t(indices.size());
+  const int64_t size = images.channels * images.height * images.width;
+  Shape shape = example;
+  shape.insert(0, n);
+  Batch batch{empty(shape), empty({n}, DType::int64), std::move(indices)};
+  float* inputs = batch.input.data<float>();
+  int64_t* targets = batch.target.data<int64_t>();
+#pragma omp parallel for num_threads(std::max(threads, 1)) if (threads > 1)
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t index = batch.indices[size_t(i)];
+    normalize(images.pixels + index * size, images.height, images.width, false, inputs + i * size);
+    targets[i] = images.labels[size_t(index)];
+  }
+  return batch;
 }
 
 }  // namespace lattice::data

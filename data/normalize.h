@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "data/dataset.h"
 #include "tensor/tensor.h"
 
 namespace lattice::data {
@@ -36,5 +37,24 @@ class PixelNormalizer {
   int64_t channels_;
   std::vector<float> mean_, std_;  // one per channel
 };
+
+/// Planar byte images held in memory with one byte label each, as the IDX and CIFAR-10 files
+/// hold them: image i at pixels + i * channels * height * width.
+struct ByteImages {
+  const uint8_t* pixels;
+  const uint8_t* labels;
+  int64_t count, channels, height, width;
+  const char* reader;  // for errors
+};
+
+/// Images `indices` normalised straight into one batch: input (B, ...example) float32 (example:
+/// the shape each image takes, channels * height * width values), target (B) int64 labels, on
+/// `threads` OpenMP threads. The same tensors as stacking the readers' examples. Throws
+/// "[reader] index ..." for an index outside [0, count).
+Batch normalized_batch(const ByteImages& images,
+                       const PixelNormalizer& normalize,
+                       const Shape& example,
+                       std::vector<int64_t> indices,
+                       int threads);
 
 }  // namespace lattice::data

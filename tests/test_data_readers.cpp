@@ -227,6 +227,17 @@ TEST_CASE("CIFAR-10 records read back as (3, 32, 32) planes, with per-channel no
   const std::vector<float> normalised = test->get(1).input.to_vector<float>();
   CHECK(normalised[2048 + 5] == (float(uint8_t(101 * 31 + 2048 + 5)) / 255.f - 0.4465f) / 0.2616f);
   CHECK(test->get(1).target.item<int64_t>() == 1);
+
+  // A batch is the stacked examples, bit for bit.
+  const std::vector<int64_t> indices{2, 0, 2};
+  std::vector<Example> examples;
+  for (const int64_t index : indices) examples.push_back(test->get(index));
+  const Batch want = stack_examples(examples, indices);
+  const Batch got = test->get_batch(indices, 2);
+  CHECK(got.input.shape() == Shape{3, 3, 32, 32});
+  CHECK(got.input.to_vector<float>() == want.input.to_vector<float>());
+  CHECK(got.target.to_vector<int64_t>() == want.target.to_vector<int64_t>());
+  CHECK(contains(error_message([&] { test->get_batch({3}, 1); }), "[cifar10] index 3"));
 }
 
 TEST_CASE("CIFAR-10 errors: truncated record, bad label, missing batch file") {
