@@ -1,4 +1,5 @@
-// Byte images to normalised float (C, H, W) tensors.
+// Byte images to normalised floats: one image into a tensor or a buffer, or a whole batch of
+// in-memory images straight into its tensors.
 #include "data/normalize.h"
 
 #include <algorithm>

@@ -1,4 +1,5 @@
-// Per-channel normalisation of 8-bit images to float: x = (byte / 255 - mean[c]) / std[c].
+// Per-channel normalisation of 8-bit images to float: x = (byte / 255 - mean[c]) / std[c], for
+// single images and for whole batches of in-memory images.
 // Shared by the IDX, CIFAR-10 and image-folder readers.
 #pragma once
 
