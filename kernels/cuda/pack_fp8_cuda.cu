@@ -110,6 +110,26 @@ __device__ __forceinline__ uint32_t fp8_code_pair(float lo,
 #endif
 }
 
+/// codes: the kCount codes of q (each q[i] the value v[i] divided by its scale, v[i] itself for
+/// pack_fp8), four to a word, lowest index in the lowest byte; adds the number rounded to
+/// `inexact`.
+template <Fp8Format kFormat, int kCount>
+__device__ __forceinline__ void pack_words(const float (&q)[kCount],
+                                           const float (&v)[kCount],
+                                           const Format& format,
+                                           const RoundingPlan& nearest,
+                                           uint32_t& inexact,
+                                           uint32_t (&codes)[kCount / 4]) {
+#pragma unroll
+  for (int w = 0; w < kCount / 4; ++w) {
+    const uint32_t low = fp8_code_pair<kFormat>(q[4 * w], q[4 * w + 1], v[4 * w], v[4 * w + 1],
+                                                format, nearest, inexact);
+    const uint32_t high = fp8_code_pair<kFormat>(q[4 * w + 2], q[4 * w + 3], v[4 * w + 2],
+                                                 v[4 * w + 3], format, nearest, inexact);
+    codes[w] = low | high << 16;
+  }
+}
+
 /// codes: kCount codes of v[i] / scale, four to a word, lowest index in the lowest byte; returns
 /// how many were rounded. `scale` is a power of two (block_code_scale's): where its reciprocal is
 /// an fp32 value, the product with it is the same real number as the quotient, so rounds the same.
@@ -129,14 +149,7 @@ __device__ __forceinline__ uint32_t block_codes(const float (&v)[kCount],
     for (int i = 0; i < kCount; ++i) q[i] = __fdiv_rn(v[i], scale);
   }
   uint32_t inexact = 0;
-#pragma unroll
-  for (int w = 0; w < kCount / 4; ++w) {
-    const uint32_t low = fp8_code_pair<kFormat>(q[4 * w], q[4 * w + 1], v[4 * w], v[4 * w + 1],
-                                                format, nearest, inexact);
-    const uint32_t high = fp8_code_pair<kFormat>(q[4 * w + 2], q[4 * w + 3], v[4 * w + 2],
-                                                 v[4 * w + 3], format, nearest, inexact);
-    codes[w] = low | high << 16;
-  }
+  pack_words<kFormat>(q, v, format, nearest, inexact, codes);
   return inexact;
 }
 
@@ -456,14 +469,7 @@ __global__ void __launch_bounds__(kThreads) pack_fp8_kernel(const float* values,
     float v[kCount];
     load_values(values + kCount * c, true, true, v);
     uint32_t packed[kCount / 4];
-#pragma unroll
-    for (int w = 0; w < kCount / 4; ++w) {
-      const uint32_t low = fp8_code_pair<kFormat>(v[4 * w], v[4 * w + 1], v[4 * w], v[4 * w + 1],
-                                                  format, nearest, inexact);
-      const uint32_t high = fp8_code_pair<kFormat>(v[4 * w + 2], v[4 * w + 3], v[4 * w + 2],
-                                                   v[4 * w + 3], format, nearest, inexact);
-      packed[w] = low | high << 16;
-    }
+    pack_words<kFormat>(v, v, format, nearest, inexact, packed);
     store_codes(codes + kCount * c, true, packed);
   }
   for (int64_t i = kCount * chunks + first; i < n; i += stride) {
