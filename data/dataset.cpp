@@ -62,26 +62,6 @@ Example TensorDataset::get(int64_t index) const {
   return {inputs_.select(0, index).clone(), targets_.select(0, index).clone()};
 }
 
-std::vector<Example> get_examples(const Dataset& dataset,
-                                  const std::vector<int64_t>& indices,
-                                  int threads) {
-  std::vector<Example> examples(indices.size());
-  std::exception_ptr first_error;
-  std::mutex error_mutex;
-  const auto count = int64_t(indices.size());
-#pragma omp parallel for num_threads(std::max(threads, 1)) schedule(dynamic) if (threads > 1)
-  for (int64_t i = 0; i < count; ++i) {
-    try {
-      examples[size_t(i)] = dataset.get(indices[size_t(i)]);
-    } catch (...) {
-      std::lock_guard lock(error_mutex);
-      if (!first_error) first_error = std::current_exception();
-    }
-  }
-  if (first_error) std::rethrow_exception(first_error);
-  return examples;
-}
-
 std::shared_ptr<TensorDataset> materialize(const Dataset& source, int threads) {
   LATTICE_CHECK(source.size() > 0, "[materialize] the dataset is empty");
   std::vector<int64_t> indices(static_cast<size_t>(source.size()));
@@ -119,7 +99,22 @@ Tensor stack_field(const std::vector<Example>& examples,
 }  // namespace
 
 Batch Dataset::get_batch(std::vector<int64_t> indices, int threads) const {
-  const std::vector<Example> examples = get_examples(*this, indices, threads);
+  // get() of each example on `threads` OpenMP threads (get() is thread-safe); the first
+  // exception thrown is rethrown on the caller's thread.
+  std::vector<Example> examples(indices.size());
+  std::exception_ptr first_error;
+  std::mutex error_mutex;
+  const auto count = int64_t(indices.size());
+#pragma omp parallel for num_threads(std::max(threads, 1)) schedule(dynamic) if (threads > 1)
+  for (int64_t i = 0; i < count; ++i) {
+    try {
+      examples[size_t(i)] = get(indices[size_t(i)]);
+    } catch (...) {
+      std::lock_guard lock(error_mutex);
+      if (!first_error) first_error = std::current_exception();
+    }
+  }
+  if (first_error) std::rethrow_exception(first_error);
   return stack_examples(examples, std::move(indices));
 }
 

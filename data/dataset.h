@@ -100,12 +100,6 @@ void check_index(const char* reader, int64_t index, int64_t size);
 /// shape and dtype of the first; throws lattice::Error naming the first one that differs.
 Batch stack_examples(const std::vector<Example>& examples, std::vector<int64_t> indices);
 
-/// dataset.get(i) for each of `indices`, on `threads` OpenMP threads (get() is thread-safe);
-/// the first exception thrown is rethrown on the caller's thread.
-std::vector<Example> get_examples(const Dataset& dataset,
-                                  const std::vector<int64_t>& indices,
-                                  int threads);
-
 /// Where a loader stands: the next batch it returns is batch `batch` of epoch `epoch`.
 /// batch == batches_per_epoch means the epoch is exhausted (next() then returns nullopt).
 struct LoaderPosition {
