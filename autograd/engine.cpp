@@ -97,6 +97,11 @@ Tensor view_backward(const Tensor& gradient,
     if (whole && view.offset == base.offset && view.strides == contiguous_strides(view.shape) &&
         base.strides == contiguous_strides(base.shape))
       return gradient.reshape(base.shape);
+    // A gradient laid out as the view is (matmul's gradient of a transposed weight) already
+    // holds the base's range in its own storage: the base reads it in place.
+    if (whole && gradient.strides() == view.strides)
+      return gradient.as_strided(base.shape, base.strides,
+                                 gradient.offset() - (view.offset - base.offset));
     const Tensor range = whole ? empty({base_elements}, gradient.dtype(), gradient.device())
                                : zeros({base_elements}, gradient.dtype(), gradient.device());
     range.as_strided(view.shape, view.strides, view.offset - base.offset).copy_(gradient);

@@ -241,6 +241,18 @@ OperandLattices operand_lattices(const Tensor& a,
   return {bf16_operand(a, qa) && bf16_operand(b, qb), fp8_operand(qa), fp8_operand(qb)};
 }
 
+/// The lattices of b and a for the product of the transposes, b^T @ a^T.
+OperandLattices swapped(const OperandLattices& lattices) {
+  return {lattices.bf16, lattices.fp8_b, lattices.fp8_a};
+}
+
+/// Whether b, a matmul operand of `rank` (as the other one: no broadcast), holds transposed
+/// packed matrices (strides (1, rows) on its last two axes), as a Linear layer's w.t() does.
+bool transposed_matrices(const Tensor& b, int64_t rank) {
+  return b.rank() == rank && b.shape(-2) > 1 && b.shape(-1) > 1 && b.stride(-2) == 1 &&
+         b.stride(-1) == b.shape(-2);
+}
+
 /// Lattices that allow at most the bf16 GEMM: where the operands may hold no whole MX blocks
 /// along K (the recipe's Hadamard-mixed or encode-rule operands, the accumulator's K chunks).
 OperandLattices bf16_only(bool bf16) {
@@ -671,29 +683,39 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   trace_matmul("matmul", a, q.input, b, q.weight, out, acc);
   // Only the gradients some input needs are computed (a network's first layer needs no dgrad).
   const bool need_da = requires_grad(a), need_db = requires_grad(b);
-  record_op("matmul", out, {a, b},
-            [a = detach(a), b = detach(b), q, acc, need_da, need_db](const Tensor& g) {
-              // dA = g @ B^T (reduces over N), dB = A^T @ g (reduces over M); the engine sums
-              // broadcast batch axes away.
-              Tensor da, db;
-              if (need_da) {
-                da = accumulated_product(
-                    quantized_operand(g, q.output_grad, -1, QuantizerSite::gemm_output_grad),
-                    quantized_operand(b, q.saved_weight, -1, QuantizerSite::gemm_saved_weight)
-                        .transpose(-1, -2),
-                    acc, operand_lattices(g, q.output_grad, b, q.saved_weight));
-                trace_matmul("matmul.dgrad", g, q.output_grad, b, q.saved_weight, da, acc);
-              }
-              if (need_db) {
-                db = accumulated_product(
-                    quantized_operand(a, q.saved_input, -2, QuantizerSite::gemm_saved_input)
-                        .transpose(-1, -2),
-                    quantized_operand(g, q.output_grad, -2, QuantizerSite::gemm_output_grad), acc,
-                    operand_lattices(a, q.saved_input, g, q.output_grad));
-                trace_matmul("matmul.wgrad", a, q.saved_input, g, q.output_grad, db, acc);
-              }
-              return std::vector<Tensor>{da, db};
-            });
+  record_op(
+      "matmul", out, {a, b},
+      [a = detach(a), b = detach(b), q, acc, need_da, need_db](const Tensor& g) {
+        // dA = g @ B^T (reduces over N), dB = A^T @ g (reduces over M); the engine sums
+        // broadcast batch axes away.
+        Tensor da, db;
+        if (need_da) {
+          da = accumulated_product(
+              quantized_operand(g, q.output_grad, -1, QuantizerSite::gemm_output_grad),
+              quantized_operand(b, q.saved_weight, -1, QuantizerSite::gemm_saved_weight)
+                  .transpose(-1, -2),
+              acc, operand_lattices(g, q.output_grad, b, q.saved_weight));
+          trace_matmul("matmul.dgrad", g, q.output_grad, b, q.saved_weight, da, acc);
+        }
+        if (need_db) {
+          // dy's stream is drawn before x's, as GCC evaluated them when they were both
+          // arguments of one call, so seeded runs keep their bits.
+          const Tensor grad =
+              quantized_operand(g, q.output_grad, -2, QuantizerSite::gemm_output_grad);
+          const Tensor saved =
+              quantized_operand(a, q.saved_input, -2, QuantizerSite::gemm_saved_input);
+          const OperandLattices lattices = operand_lattices(a, q.saved_input, g, q.output_grad);
+          // A transposed B (a Linear layer's w.t(), attention's k^T) gets its gradient in
+          // its own layout, (dy^T @ A)^T: packed, the view hands it to w or k without a
+          // transposing copy (PyTorch's mm backward does the same).
+          db = transposed_matrices(b, a.rank())
+                   ? accumulated_product(grad.transpose(-1, -2), saved, acc, swapped(lattices))
+                         .transpose(-1, -2)
+                   : accumulated_product(saved.transpose(-1, -2), grad, acc, lattices);
+          trace_matmul("matmul.wgrad", a, q.saved_input, g, q.output_grad, db, acc);
+        }
+        return std::vector<Tensor>{da, db};
+      });
   return out;
 }
 

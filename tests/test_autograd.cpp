@@ -522,6 +522,27 @@ TEST_CASE("views of permuted views pass every gradient to its own element") {
   CHECK(grad(x).to_vector<float>() == want);
 }
 
+TEST_CASE("a transposed matmul operand's gradient reaches its base, a slice or batched heads") {
+  // A Linear layer's x @ w.t() with w a slice of a larger leaf (its storage starts at an
+  // offset), and attention's q @ k^T: matmul returns these gradients in the operand's own
+  // (transposed) layout, which the view's backward hands on in place. Integer values, so exact.
+  const Tensor big = set_requires_grad(arange(0, 16).reshape({4, 4}));
+  const Tensor x = arange(0, 20).reshape({5, 4}), weights = arange(0, 15).reshape({5, 3});
+  backward(sum(matmul(x, big.slice(0, 1, 4).t()) * weights));
+  // d/dw[o, i] = sum_m weights[m, o] x[m, i]; the first row of big is not used.
+  const Tensor want_w = matmul(weights.t(), x);
+  std::vector<float> want(4, 0.0f);
+  for (const float v : want_w.to_vector<float>()) want.push_back(v);
+  CHECK(grad(big).to_vector<float>() == want);
+
+  const Tensor q = arange(0, 24).reshape({2, 3, 4}), k = set_requires_grad(scale(q, 0.5));
+  const Tensor score_weights = arange(0, 18).reshape({2, 3, 3});
+  backward(sum(matmul(q, k.transpose(-1, -2)) * score_weights));
+  // d/dk[b, s, d] = sum_t score_weights[b, t, s] q[b, t, d].
+  CHECK(grad(k).to_vector<float>() ==
+        matmul(score_weights.transpose(-1, -2), q).to_vector<float>());
+}
+
 TEST_CASE("a view of an expanded view passes each gradient once (reshape of expand)") {
   const Tensor x = set_requires_grad(ones({1, 2}));
   // (1, 2) -> (1, 1, 2) -> expand (1, 2, 2), strides (2, 0, 1) -> view (2, 2), strides (0, 1)
