@@ -1,7 +1,8 @@
 // Convolution kernels. Patches, backend-neutral: images unfolded into patch rows (im2col's
 // transpose, the GEMM operand of conv2d) and patch rows folded back onto images (their
 // adjoint); float and double, CUDA twins in kernels/cuda/conv_cuda.cu. Direct convolution on
-// float32, for the convolutions whose stack quantizes nothing (ops/spatial_ops.cpp chooses):
+// float32, for the convolutions whose stack quantizes no GEMM operand (ops/spatial_ops.cpp
+// chooses):
 // oneDNN's forward, backward-data and backward-weights primitives on the CPU
 // (kernels/cpu/conv_direct_cpu.cpp), cuDNN's on the GPU (kernels/cuda/conv_direct_cuda.cu; builds
 // without cuDNN send CUDA tensors through the patch rows). Raw pointers and sizes only.
@@ -37,14 +38,33 @@ struct ConvShape {
   Window window;
 };
 
+/// Which passes of a direct convolution may multiply in bf16: those whose two operands hold
+/// only bf16 values (ops read that off their lattices), so that the products are exact either
+/// way and only the order of the fp32 sums changes. The CPU then runs oneDNN's bf16 primitives
+/// (operands narrowed exactly, fp32 outputs) where it multiplies bf16 natively
+/// (native_bf16_gemm_cpu); cuDNN's path multiplies in fp32, as exactly.
+struct ConvBf16 {
+  bool forward = false;           // x and w
+  bool backward_data = false;     // grad_y and w
+  bool backward_weights = false;  // x and grad_y
+};
+
 /// y = conv(x, w) + bias; bias: (out_channels) or null for none. Every size of `s` at least 1
 /// (ops send empty convolutions through the patch rows). The CUDA twin runs cuDNN in full fp32
 /// (FMA math: no TF32), on an algorithm that sums the products x * w (no FFT or Winograd),
 /// chosen by cuDNN's heuristics once per shape, so a call repeats its bits.
-void conv2d_forward_cpu(
-    const ConvShape& s, const float* x, const float* w, const float* bias, float* y);
-void conv2d_forward_cuda(
-    const ConvShape& s, const float* x, const float* w, const float* bias, float* y);
+void conv2d_forward_cpu(const ConvShape& s,
+                        const float* x,
+                        const float* w,
+                        const float* bias,
+                        float* y,
+                        ConvBf16 bf16 = {});
+void conv2d_forward_cuda(const ConvShape& s,
+                         const float* x,
+                         const float* w,
+                         const float* bias,
+                         float* y,
+                         ConvBf16 bf16 = {});
 /// The gradients of y = conv(x, w) (+ bias) from grad_y (y's shape), each only where its
 /// pointer is not null: grad_x (x's shape; reads w), grad_w (w's shape; reads x) and with it
 /// grad_bias ((out_channels)). Each overwrites its output. On the CPU grad_y is brought into
@@ -56,14 +76,16 @@ void conv2d_backward_cpu(const ConvShape& s,
                          const float* grad_y,
                          float* grad_x,
                          float* grad_w,
-                         float* grad_bias);
+                         float* grad_bias,
+                         ConvBf16 bf16 = {});
 void conv2d_backward_cuda(const ConvShape& s,
                           const float* x,
                           const float* w,
                           const float* grad_y,
                           float* grad_x,
                           float* grad_w,
-                          float* grad_bias);
+                          float* grad_bias,
+                          ConvBf16 bf16 = {});
 
 /// Whether this build's CUDA backend has the direct convolution (it was compiled against
 /// cuDNN). False in CPU-only builds and in CUDA builds without cuDNN, whose conv2d_*_cuda throw.

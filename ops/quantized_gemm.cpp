@@ -633,6 +633,11 @@ void random_hadamard(std::span<float> x,
   hadamard_on(Device::cpu, x, shape, axis, block, signs, inverse);
 }
 
+bool bf16_products(const Tensor& a, const Tensor& b) {
+  return gemm_path_setting() != GemmPath::exact_fp32 && bf16_operand(a, Quantizer{}) &&
+         bf16_operand(b, Quantizer{});
+}
+
 void set_gemm_path(GemmPath path) {
   gemm_path_setting() = path;
 }

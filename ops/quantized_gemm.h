@@ -48,6 +48,12 @@ GemmPath parse_gemm_path(const std::string& text);
 /// MX operands, bf16 for bf16 operands, else fp32" or "fp32".
 std::string describe_gemm_path(Device device);
 
+/// Whether a product of the unquantized operands a and b may multiply in bf16 as matmul's
+/// automatic path does: every value of both is a bf16 value by the lattices they are labelled
+/// with, and the path is not exact-fp32. For the ops that call their own GEMM-like kernels (the
+/// direct convolution); the device decides whether it does.
+bool bf16_products(const Tensor& a, const Tensor& b);
+
 /// How an op's output reaches the current stack's activation lattice (Λa).
 enum class ActivationRounding {
   /// Inside the op, before it records its node (the ops in ops/): the gradient reaches the op

@@ -1,7 +1,8 @@
-// Spatial ops: patch rows (im2col's transpose) and their adjoint per image, convolution as one
-// GEMM per group over the whole batch's patch rows, pooling and upsampling. Each op records one
-// FunctionNode whose backward is written with ops (col2im, im2col, matmul, sum, gather, slice), so
-// second derivatives flow through them too.
+// Spatial ops: patch rows (im2col's transpose) and their adjoint per image, convolution as a
+// direct convolution (kernels/conv.h) or as one GEMM per group over the whole batch's patch
+// rows, pooling and upsampling. Each op records one FunctionNode whose backward is written with
+// ops (col2im, im2col, matmul, sum, gather, slice), so second derivatives flow through them too
+// (the direct convolution's backward is its kernels').
 #include "ops/spatial_ops.h"
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include "kernels/pool.h"
 #include "ops/op_support.h"
 #include "ops/ops.h"
+#include "ops/quantized_gemm.h"
 #include "tensor/precision_stack.h"
 #include "tensor/tape.h"
 
@@ -110,16 +112,16 @@ Tensor image_from_rows(const Tensor& rows, const Window& g, int64_t channels) {
 }
 
 /// Whether conv2d runs as a direct convolution (kernels/conv.h): float32 on the CPU, or on a GPU
-/// where the build has cuDNN, under a stack that quantizes none of the GEMM's operands, its
-/// accumulator or the activations. Every other convolution goes through patch rows and matmul,
-/// where the quantizers live.
+/// where the build has cuDNN, under a stack that quantizes none of the GEMM's operands and
+/// emulates no accumulator. Its elementwise lattices apply as to any op: the output is rounded
+/// onto Λa, the gradients reaching x, w and the bias onto Λg. Every other convolution goes
+/// through patch rows and matmul, where the operand quantizers live.
 bool direct_convolution(const Tensor& x, const Tensor& w) {
   if (x.dtype() != DType::float32 || x.numel() == 0 || w.numel() == 0) return false;
   if (x.device() != Device::cpu && !(x.device() == Device::cuda && cudnn_convolution_built()))
     return false;
   const PrecisionStack& stack = current_precision();
-  return stack.gemm == GemmQuantizers{} && stack.accumulator == Accumulator{} &&
-         stack.activations == Quantizer{};
+  return stack.gemm == GemmQuantizers{} && stack.accumulator == Accumulator{};
 }
 
 /// t as a dense float32 operand for the direct convolution: contiguous and, on the GPU, 16-byte
@@ -133,15 +135,25 @@ Tensor dense_operand(const Tensor& t) {
 
 /// conv2d on oneDNN's primitives (CPU) or cuDNN's (CUDA), outputs on x's device: one node whose
 /// backward runs backward-data (when x needs a gradient) and backward-weights (when w or the
-/// bias does; the bias gradient comes with it).
-Tensor direct_conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const ConvShape& s) {
+/// bias does; the bias gradient comes with it). A pass whose operands are bf16 values by their
+/// lattices may multiply in bf16 (ConvBf16). Under a stack that rounds activations, the output is
+/// rounded onto Λa before the bias is added, as an add of its own (rounded again), as the patch
+/// rows' matmul and bias add do.
+Tensor direct_conv2d(const Tensor& x,
+                     const Tensor& w,
+                     const Tensor& given_bias,
+                     const ConvShape& s) {
   const Device device = x.device();
+  const bool rounds_output = current_precision().activations != Quantizer{};
+  const Tensor bias = rounds_output ? Tensor{} : given_bias;
   const Tensor xc = dense_operand(x), wc = dense_operand(w);
   const Tensor bc = bias.defined() ? dense_operand(bias) : Tensor{};
   Tensor out =
       empty({s.images, s.out_channels, s.window.out_h, s.window.out_w}, DType::float32, device);
   LATTICE_DISPATCH(device, conv2d_forward, s, xc.data<float>(), wc.data<float>(),
-                   bias.defined() ? bc.data<float>() : nullptr, out.data<float>());
+                   bias.defined() ? bc.data<float>() : nullptr, out.data<float>(),
+                   ConvBf16{.forward = bf16_products(x, w)});
+  out = on_activation_lattice(out);
   trace_op(
       "conv2d",
       [&] {
@@ -160,6 +172,8 @@ Tensor direct_conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const
              x = need_weights ? detach(xc) : Tensor{},
              w = need_dx ? detach(wc) : Tensor{}](const Tensor& grad) {
               const Tensor g = dense_operand(grad);
+              const ConvBf16 bf16{.backward_data = need_dx && bf16_products(grad, w),
+                                  .backward_weights = need_weights && bf16_products(x, grad)};
               std::vector<Tensor> grads(inputs);
               if (need_dx)
                 grads[0] = empty({s.images, s.channels, s.window.height, s.window.width},
@@ -175,7 +189,7 @@ Tensor direct_conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const
               };
               LATTICE_DISPATCH(device, conv2d_backward, s, data_or_null(x), data_or_null(w),
                                g.data<float>(), data_or_null(grads[0]), data_or_null(grads[1]),
-                               need_dbias ? grads[2].data<float>() : nullptr);
+                               need_dbias ? grads[2].data<float>() : nullptr, bf16);
               const auto described = [](const Tensor& a, const Tensor& b) {
                 return std::vector<std::string>{describe_for_trace(a), describe_for_trace(b)};
               };
@@ -187,7 +201,9 @@ Tensor direct_conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const
                     "conv2d.wgrad", [&] { return described(x, g); }, grads[1]);
               return grads;
             });
-  return out;
+  return given_bias.defined() && rounds_output
+             ? add(out, given_bias.reshape({s.out_channels, 1, 1}))
+             : out;
 }
 
 }  // namespace
@@ -257,11 +273,19 @@ Tensor conv2d(const Tensor& x,
   // precision stack, exactly as a Linear layer: the patch rows are the input and w the weight,
   // both quantized along K = C/groups * taps, forward and backward. One GEMM for the whole
   // batch (per group): y (N*L, Og) = rows (N*L, K) @ w[group]^T (K, Og).
-  const Tensor rows = patch_rows(x, g).reshape({N * L, G, K});
-  const Tensor y = G == 1 ? matmul(rows.reshape({N * L, K}), w.reshape({O, K}).t())
-                          : matmul(rows.transpose(0, 1), w.reshape({G, Og, K}).transpose(1, 2))
-                                .transpose(0, 1)
-                                .reshape({N * L, O});
+  const Tensor unfolded = patch_rows(x, g);
+  const Tensor weights = G == 1 ? w.reshape({O, K}).t() : w.reshape({G, Og, K}).transpose(1, 2);
+  Tensor y;
+  {
+    // Still one op for Λg, as the direct convolution: gradients are rounded where they reach x
+    // (leaving patch_rows) and w, not where the matmul hands the patch rows theirs.
+    PrecisionStack unrounded_inside = current_precision();
+    unrounded_inside.gradients = Quantizer{};
+    const PrecisionScope scope(unrounded_inside);
+    const Tensor rows = unfolded.reshape({N * L, G, K});
+    y = G == 1 ? matmul(rows.reshape({N * L, K}), weights)
+               : matmul(rows.transpose(0, 1), weights).transpose(0, 1).reshape({N * L, O});
+  }
   // (N, OH, OW, O) -> (N, O, OH, OW): the bias add packs the result; without a bias, a copy.
   const Tensor out = y.reshape({N, g.out_h, g.out_w, O}).permute({0, 3, 1, 2});
   return bias.defined() ? add(out, bias.reshape({O, 1, 1})) : out.contiguous();
@@ -326,6 +350,8 @@ Tensor max_pool2d(const Tensor& x,
       LATTICE_DISPATCH(x.device(), max_pool_planes, in.data<T>(), out.data<T>(), planes, g);
     });
   }
+  // Its values are x's, so it is on x's lattice (a bf16 convolution after it can tell).
+  if (x.dtype() == DType::float32) out = out.with_format(x.format());
   // The gradient of each window goes to its first maximum, found again from the saved input
   // and output (the forward loop stays a pure maximum, which vectorises best).
   LATTICE_CHECK(plane < (int64_t(1) << 31), "[max_pool2d] planes of ", plane,

@@ -48,9 +48,10 @@ Tensor col2im(const Tensor& cols,
 /// undefined -> (N, O, OH, OW), with stride, padding (each side) and dilation per axis and
 /// OH = (H + 2*padding.h - dilation.h*(KH - 1) - 1) / stride.h + 1. The patch rows (im2col) go
 /// through matmul and so through the precision stack's GEMM quantizers; float32 under a stack
-/// that quantizes nothing runs as a direct convolution instead (oneDNN on the CPU, cuDNN on a
-/// GPU where the build has it). Throws "[conv2d] ..." naming the shapes when ranks, channels,
-/// groups or dtypes disagree or the output is empty.
+/// that quantizes no GEMM operand runs as a direct convolution instead (oneDNN on the CPU, cuDNN
+/// on a GPU where the build has it). Either way it is one op to Λa and Λg (NUMERICS.md). Throws
+/// "[conv2d] ..." naming the shapes when ranks, channels, groups or dtypes disagree or the output
+/// is empty.
 Tensor conv2d(const Tensor& x,
               const Tensor& w,
               const Tensor& bias = {},

@@ -23,6 +23,7 @@
 #include "kernels/device_memory.h"
 #include "ops/ops.h"
 #include "ops/spatial_ops.h"
+#include "tensor/precision_stack.h"
 #include "tensor/random.h"
 
 using namespace lattice;
@@ -448,6 +449,34 @@ TEST_CASE("conv2d on CUDA tensors gives the CPU's values and gradients via cuDNN
     CAPTURE(i);
     CHECK(same_bits(again_grads[i].to_vector<float>(), cuda_grads[i].to_vector<float>()));
   }
+}
+
+
+TEST_CASE("conv2d on CUDA under bf16 lattices rounds as on the CPU: integers give the same bits") {
+  if (!cudnn_ready()) return;
+  // Integers up to 15: exact products and sums on both devices, so only the roundings onto Λa
+  // (before and after the bias add) and Λg (once, where the gradients reach x, w and the bias)
+  // show, and they must agree to the bit.
+  const auto integers = [](const Shape& shape, uint64_t seed) {
+    std::vector<float> values(size_t(numel(shape)));
+    for (float& v : values) {
+      seed = seed * 6364136223846793005u + 1442695040888963407u;
+      v = float(int64_t(seed >> 33) % 31 - 15);
+    }
+    return from_vector<float>(values, shape).with_format(bf16);
+  };
+  const Tensor x0 = integers({2, 8, 7, 7}, 11), w0 = integers({6, 8, 3, 3}, 12),
+               b0 = integers({6}, 13), r = integers({2, 6, 7, 7}, 14);
+  const auto run = [&](Device device) {
+    PrecisionScope scope(parse_precision_stack("w=bf16,a=bf16,g=bf16"));
+    const Tensor x = set_requires_grad(x0.to(device)), w = set_requires_grad(w0.to(device)),
+                 b = set_requires_grad(b0.to(device));
+    const Tensor y = conv2d(x, w, b, 1, 1);
+    backward(y, r.to(device));
+    return std::vector<std::vector<float>>{y.to_vector<float>(), grad(x).to_vector<float>(),
+                                           grad(w).to_vector<float>(), grad(b).to_vector<float>()};
+  };
+  CHECK(run(Device::cuda) == run(Device::cpu));
 }
 
 }  // namespace cuda_conv_test

@@ -1,7 +1,8 @@
 // conv2d's direct path (oneDNN's primitives, kernels/conv.h): float32 values and gradients
 // against the float64 patch-row path over a table of geometries, which path each stack takes
-// (read from the op trace), gradients only for the inputs that need them, and the same bits
-// from a rerun.
+// (read from the op trace), gradients only for the inputs that need them, the same bits from a
+// rerun, bf16 passes for bf16 operands, and under elementwise lattices the same roundings as
+// the patch rows.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -10,7 +11,9 @@
 #include <vector>
 
 #include "autograd/autograd.h"
+#include "kernels/gemm.h"
 #include "ops/ops.h"
+#include "ops/quantized_gemm.h"
 #include "ops/spatial_ops.h"
 #include "tensor/precision_stack.h"
 
@@ -115,7 +118,7 @@ TEST_CASE("direct conv2d's float32 values and gradients match the float64 patch-
   }
 }
 
-TEST_CASE("conv2d takes the patch rows and matmul wherever the stack quantizes or in float64") {
+TEST_CASE("conv2d takes the patch rows and matmul wherever a GEMM operand is quantized") {
   const Tensor x = random({2, 4, 6, 6}, 5, DType::float32),
                w = random({4, 4, 3, 3}, 6, DType::float32);
   const auto path = [&](const std::string& stack, DType dtype) {
@@ -123,7 +126,14 @@ TEST_CASE("conv2d takes the patch rows and matmul wherever the stack quantizes o
     return traced_ops([&] { conv2d(x.to(dtype), w.to(dtype), {}, 1, 1); });
   };
   CHECK(path("fp32", DType::float32) == std::vector<std::string>{"conv2d"});
-  for (const char* stack : {"gemm=mxfp4", "a=bf16", "acc=bf16:k32", "gemm=bf16"}) {
+  // Elementwise lattices round the op's output and gradients, not its operands.
+  for (const char* stack : {"a=bf16", "w=bf16,a=bf16,g=bf16", "a=e4m3:sr,g=e5m2:sr"}) {
+    INFO(stack);
+    const std::vector<std::string> ops = path(stack, DType::float32);
+    CHECK(contains(ops, "conv2d"));
+    CHECK(!contains(ops, "matmul"));
+  }
+  for (const char* stack : {"gemm=mxfp4", "acc=bf16:k32", "gemm=bf16"}) {
     INFO(stack);
     const std::vector<std::string> ops = path(stack, DType::float32);
     CHECK(contains(ops, "matmul"));
@@ -159,4 +169,82 @@ TEST_CASE("direct conv2d gives the same bits when run again") {
   const std::vector<std::vector<double>> first = run(g, DType::float32),
                                          second = run(g, DType::float32);
   CHECK(first == second);
+}
+
+namespace {
+
+/// Integers in [-15, 15]: bf16 values whose products and sums stay exact in fp32, so any two
+/// summation orders agree to the bit and only the roundings onto the lattices show.
+Tensor integers(const Shape& shape, uint64_t seed) {
+  std::vector<float> values(size_t(numel(shape)));
+  for (float& v : values) {
+    seed = seed * 6364136223846793005u + 1442695040888963407u;
+    v = float(int64_t(seed >> 33) % 31 - 15);
+  }
+  return from_vector<float>(values, shape).with_format(bf16);
+}
+
+}  // namespace
+
+TEST_CASE("under elementwise lattices conv2d is one op on either path: the same roundings") {
+  // The direct convolution (its passes in bf16 where the CPU multiplies bf16) against the patch
+  // rows and matmul (which gemm=bf16 forces; it changes no bf16 value): the output rounded onto
+  // Λa before and after the bias add, the gradients rounded onto Λg once, where they reach x,
+  // w and the bias. Sums of up to 8 x 9 products of integers of up to 15 need more than bf16's
+  // 8 bits, so a rounding in another place (such as the patch rows' gradients before they are
+  // folded, as the patch-row path once did) changes values.
+  const Tensor x0 = integers({2, 8, 7, 7}, 11), w0 = integers({6, 8, 3, 3}, 12),
+               b0 = integers({6}, 13), r = integers({2, 6, 7, 7}, 14);
+  const auto run_under = [&](const std::string& stack, std::vector<std::string>& ops) {
+    PrecisionScope scope(parse_precision_stack(stack));
+    const Tensor x = set_requires_grad(detach(x0)), w = set_requires_grad(detach(w0)),
+                 b = set_requires_grad(detach(b0));
+    std::vector<std::vector<float>> out;
+    ops = traced_ops([&] {
+      const Tensor y = conv2d(x, w, b, 1, 1);
+      backward(y, r);
+      out = {y.to_vector<float>(), grad(x).to_vector<float>(), grad(w).to_vector<float>(),
+             grad(b).to_vector<float>()};
+    });
+    return out;
+  };
+  std::vector<std::string> direct_ops, patch_ops;
+  const auto direct = run_under("w=bf16,a=bf16,g=bf16", direct_ops);
+  const auto patch_rows = run_under("w=bf16,a=bf16,g=bf16,gemm=bf16", patch_ops);
+  CHECK(contains(direct_ops, "conv2d"));
+  CHECK(contains(patch_ops, "matmul"));
+  const char* names[] = {"y", "dx", "dw", "dbias"};
+  for (size_t k = 0; k < direct.size(); ++k) {
+    INFO(names[k]);
+    CHECK(direct[k] == patch_rows[k]);
+  }
+  // Rounded where they should be: a sum of exact fp32 products rounded once onto bf16.
+  for (const std::vector<float>& values : direct) {
+    const Tensor t = from_vector<float>(values, {int64_t(values.size())});
+    CHECK(cast(t, bf16, Rounding{}, RandomStream{}).to_vector<float>() == values);
+  }
+}
+
+TEST_CASE("direct conv2d runs each pass of bf16 operands in bf16 where the CPU multiplies bf16") {
+  // 2^-130 is a bf16 subnormal, which the bf16 instructions flush: a pass that ran in bf16
+  // gives 0 where fp32 gives 2^-130. Two channels, so the primitives pick blocked layouts.
+  const float tiny = std::ldexp(1.0f, -130);
+  const float expected = native_bf16_gemm_cpu() ? 0.0f : tiny;
+  const auto passes = [&](const Format& label) {
+    const Tensor x =
+        set_requires_grad(from_vector<float>({tiny, 1.0f}, {1, 2, 1, 1}).with_format(label));
+    const Tensor w =
+        set_requires_grad(from_vector<float>({1.0f, 0.0f}, {1, 2, 1, 1}).with_format(label));
+    const Tensor y = conv2d(x, w, {}, 1, 0);
+    backward(y, full({1, 1, 1, 1}, tiny).with_format(label));
+    // y = tiny * 1; dx = dy * w = (tiny, 0); dw = dy * x = (tiny * tiny, tiny * 1).
+    return std::vector<float>{y.item<float>(), grad(x).to_vector<float>()[0],
+                              grad(w).to_vector<float>()[1]};
+  };
+  CHECK(passes(bf16) == std::vector<float>(3, expected));
+  CHECK(passes(fp32) == std::vector<float>(3, tiny));  // an fp32 label: fp32 passes
+  const GemmPath before = gemm_path();
+  set_gemm_path(GemmPath::exact_fp32);
+  CHECK(passes(bf16) == std::vector<float>(3, tiny));
+  set_gemm_path(before);
 }

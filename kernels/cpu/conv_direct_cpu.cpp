@@ -1,15 +1,17 @@
 // CPU direct convolution through oneDNN: forward, backward-data and backward-weights
-// primitives on float32. The callers' tensors are dense NCHW/OIHW; each primitive picks its own
-// (blocked) layouts and the operands are reordered in and out around it, as PyTorch's mkldnn
-// convolution does. oneDNN's primitive cache keeps the compiled kernels between calls; its
-// static partition of the work over OpenMP threads makes a call reproducible for a given thread
-// count (NUMERICS.md, "Determinism and threads").
+// primitives on float32, or on operands narrowed to bf16 (exactly: they hold bf16 values) with
+// fp32 sums and outputs where ConvBf16 allows it. The callers' tensors are dense NCHW/OIHW
+// float32; each primitive picks its own (blocked) layouts and the operands are reordered in and
+// out around it, as PyTorch's mkldnn convolution does. oneDNN's primitive cache keeps the compiled
+// kernels between calls; its static partition of the work over OpenMP threads makes a call
+// reproducible for a given thread count (NUMERICS.md, "Determinism and threads").
 #include <oneapi/dnnl/dnnl.hpp>
 #include <optional>
 #include <unordered_map>
 
 #include "core/error.h"
 #include "kernels/conv.h"
+#include "kernels/gemm.h"
 
 namespace lattice {
 namespace {
@@ -26,8 +28,15 @@ dnnl::engine& conv_engine() {
 /// so PyTorch's 1 is oneDNN's 0).
 struct ConvDescription {
   Dims x, w, bias, y, strides, dilates, padding;
-  memory::desc x_any, w_any, bias_plain, y_any;
+  bool plain;  // x and y stay NCHW in the primitives
+  memory::desc bias_plain;
   memory::desc x_plain, w_plain, y_plain;
+
+  /// An operand of `dims` (x, w or y) for a primitive to lay out as it likes, in bf16 or f32.
+  memory::desc chosen(const Dims& dims, bool bf16) const {
+    return memory::desc(dims, bf16 ? memory::data_type::bf16 : memory::data_type::f32,
+                        plain && dims != w ? memory::format_tag::nchw : memory::format_tag::any);
+  }
 };
 
 ConvDescription describe_conv(const ConvShape& s) {
@@ -48,10 +57,7 @@ ConvDescription describe_conv(const ConvShape& s) {
   // A single input channel (a grayscale first layer) keeps the plain layouts: the blocked
   // kernels pad it to 8 channels, and the plain path (oneDNN's own patch GEMM) measured 1.7x
   // faster for mnist's first layer, reorders included; with 3 channels blocked was faster.
-  const bool plain = s.channels == 1;
-  d.x_any = memory::desc(d.x, f32, plain ? tag::nchw : tag::any);
-  d.w_any = memory::desc(d.w, f32, tag::any);
-  d.y_any = memory::desc(d.y, f32, plain ? tag::nchw : tag::any);
+  d.plain = s.channels == 1;
   d.bias_plain = memory::desc(d.bias, f32, tag::x);
   d.x_plain = memory::desc(d.x, f32, tag::nchw);
   d.w_plain = memory::desc(d.w, f32, grouped ? tag::goihw : tag::oihw);
@@ -59,15 +65,27 @@ ConvDescription describe_conv(const ConvShape& s) {
   return d;
 }
 
-dnnl::convolution_forward::primitive_desc forward_plan(const ConvDescription& d, bool bias) {
+/// The forward primitive, its x and w read in bf16 when `bf16` (y and the bias stay f32); also
+/// the hint the backward primitives of the same operand types are planned from.
+dnnl::convolution_forward::primitive_desc forward_plan(const ConvDescription& d,
+                                                       bool bias,
+                                                       bool bf16) {
   const dnnl::convolution_forward::desc op(
-      dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, d.x_any, d.w_any,
-      bias ? d.bias_plain : memory::desc(), d.y_any, d.strides, d.dilates, d.padding, d.padding);
+      dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, d.chosen(d.x, bf16),
+      d.chosen(d.w, bf16), bias ? d.bias_plain : memory::desc(), d.chosen(d.y, false), d.strides,
+      d.dilates, d.padding, d.padding);
   return {op, conv_engine()};
+}
+
+/// Whether a pass whose operands may be multiplied in bf16 (ConvBf16) runs oneDNN's bf16
+/// primitive: where this CPU multiplies bf16 natively.
+bool in_bf16(bool allowed) {
+  return allowed && native_bf16_gemm_cpu();
 }
 
 /// A plain operand in the primitive's layout: the caller's memory itself when they agree, a
 /// reordered copy otherwise (`from_plain`: copy in now; otherwise the caller copies out later).
+/// The reorder narrows an operand the primitive reads in bf16, exactly for bf16 values.
 struct Operand {
   memory plain, used;
   Operand(const memory::desc& plain_desc,
@@ -97,11 +115,15 @@ void with_onednn(const char* what, Body&& body) {
 
 }  // namespace
 
-void conv2d_forward_cpu(
-    const ConvShape& s, const float* x, const float* w, const float* bias, float* y) {
+void conv2d_forward_cpu(const ConvShape& s,
+                        const float* x,
+                        const float* w,
+                        const float* bias,
+                        float* y,
+                        ConvBf16 bf16) {
   with_onednn("forward convolution", [&] {
     const ConvDescription d = describe_conv(s);
-    const auto plan = forward_plan(d, bias != nullptr);
+    const auto plan = forward_plan(d, bias != nullptr, in_bf16(bf16.forward));
     dnnl::stream stream(conv_engine());
     Operand src(d.x_plain, plan.src_desc(), x, stream, true);
     Operand weights(d.w_plain, plan.weights_desc(), w, stream, true);
@@ -122,11 +144,13 @@ void conv2d_backward_cpu(const ConvShape& s,
                          const float* grad_y,
                          float* grad_x,
                          float* grad_w,
-                         float* grad_bias) {
+                         float* grad_bias,
+                         ConvBf16 bf16) {
   with_onednn("backward convolution", [&] {
     const ConvDescription d = describe_conv(s);
     const bool bias = grad_bias != nullptr;
-    const auto forward = forward_plan(d, bias);
+    const bool data_bf16 = in_bf16(bf16.backward_data),
+               weights_bf16 = in_bf16(bf16.backward_weights);
     dnnl::stream stream(conv_engine());
     // grad_y in the first primitive's layout, reused by the second when it wants the same.
     std::optional<Operand> diff_dst;
@@ -137,10 +161,10 @@ void conv2d_backward_cpu(const ConvShape& s,
     };
     if (grad_x) {
       const dnnl::convolution_backward_data::primitive_desc plan(
-          dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, d.x_any,
-                                                d.w_any, d.y_any, d.strides, d.dilates, d.padding,
-                                                d.padding),
-          conv_engine(), forward);
+          dnnl::convolution_backward_data::desc(
+              dnnl::algorithm::convolution_direct, d.chosen(d.x, false), d.chosen(d.w, data_bf16),
+              d.chosen(d.y, data_bf16), d.strides, d.dilates, d.padding, d.padding),
+          conv_engine(), forward_plan(d, bias, data_bf16));
       Operand weights(d.w_plain, plan.weights_desc(), w, stream, true);
       Operand diff_src(d.x_plain, plan.diff_src_desc(), grad_x, stream, false);
       dnnl::convolution_backward_data(plan).execute(
@@ -151,11 +175,11 @@ void conv2d_backward_cpu(const ConvShape& s,
     }
     if (grad_w) {
       const dnnl::convolution_backward_weights::primitive_desc plan(
-          dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, d.x_any,
-                                                   d.w_any, bias ? d.bias_plain : memory::desc(),
-                                                   d.y_any, d.strides, d.dilates, d.padding,
-                                                   d.padding),
-          conv_engine(), forward);
+          dnnl::convolution_backward_weights::desc(
+              dnnl::algorithm::convolution_direct, d.chosen(d.x, weights_bf16),
+              d.chosen(d.w, false), bias ? d.bias_plain : memory::desc(),
+              d.chosen(d.y, weights_bf16), d.strides, d.dilates, d.padding, d.padding),
+          conv_engine(), forward_plan(d, bias, weights_bf16));
       Operand src(d.x_plain, plan.src_desc(), x, stream, true);
       Operand diff_weights(d.w_plain, plan.diff_weights_desc(), grad_w, stream, false);
       std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src.used},

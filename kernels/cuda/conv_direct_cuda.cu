@@ -415,8 +415,9 @@ bool cudnn_convolution_built() {
   return true;
 }
 
+// ConvBf16 is a permission: cuDNN's fp32 products of bf16 values are as exact.
 void conv2d_forward_cuda(
-    const ConvShape& s, const float* x, const float* w, const float* bias, float* y) {
+    const ConvShape& s, const float* x, const float* w, const float* bias, float* y, ConvBf16) {
   const char* op = "conv2d_forward_cuda";
   check_shape(s, op);
   cudnnHandle_t handle = cudnn_handle(op);
@@ -442,7 +443,8 @@ void conv2d_backward_cuda(const ConvShape& s,
                           const float* grad_y,
                           float* grad_x,
                           float* grad_w,
-                          float* grad_bias) {
+                          float* grad_bias,
+                          ConvBf16) {
   const char* op = "conv2d_backward_cuda";
   check_shape(s, op);
   LATTICE_CHECK((grad_x == nullptr || w != nullptr) && (grad_w == nullptr || x != nullptr), "[", op,

@@ -19,12 +19,13 @@ bool cudnn_convolution_built() {
   return false;
 }
 
-void conv2d_forward_cuda(const ConvShape&, const float*, const float*, const float*, float*) {
+void conv2d_forward_cuda(
+    const ConvShape&, const float*, const float*, const float*, float*, ConvBf16) {
   throw_without_cudnn("conv2d_forward_cuda");
 }
 
 void conv2d_backward_cuda(
-    const ConvShape&, const float*, const float*, const float*, float*, float*, float*) {
+    const ConvShape&, const float*, const float*, const float*, float*, float*, float*, ConvBf16) {
   throw_without_cudnn("conv2d_backward_cuda");
 }
 
