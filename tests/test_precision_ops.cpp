@@ -199,6 +199,38 @@ TEST_CASE("quantizing values already on the quantizer's lattice returns them, sh
   CHECK(!same_storage(cast(on_bf16, e4m3), on_bf16));
 }
 
+TEST_CASE("relu and max_pool2d keep their input's lattice, so Λa's rounding of them is skipped") {
+  // Under a stochastic Λa the skipped rounding still draws its stream: what follows draws the
+  // same bits whether the input was labelled or not.
+  const PrecisionScope scope(parse_precision_stack("a=e4m3:sr"));
+  const Tensor values = cast(randn({1, 2, 4, 4}, RandomStream{.seed = 31}), e4m3);
+  // How each rounding onto Λa went: skipped (the output is its input) or run.
+  std::vector<bool> skipped;
+  set_quantizer_observer(
+      [&](QuantizerSite site, const Quantizer&, const Tensor& input, const Tensor& output) {
+        if (site == QuantizerSite::activation) skipped.push_back(same_storage(input, output));
+      });
+  const auto run = [&](const Tensor& x) {
+    manual_seed(5);
+    skipped.clear();
+    const Tensor rectified = relu(x);
+    // max_pool2d's output: the pixels of relu's, so it goes on as e4m3 with no rounding.
+    const Tensor twice = relu(max_pool2d(rectified, 2));
+    const Tensor next = cast(full({64}, 0.3f), e4m3, Rounding{.mode = RoundingMode::stochastic},
+                             next_random_stream());
+    return std::vector<Tensor>{rectified, twice, next};
+  };
+  const std::vector<Tensor> unlabelled = run(values.with_format(fp32));
+  CHECK(skipped == std::vector<bool>{false, true});  // the first relu's output is rounded
+  const std::vector<Tensor> labelled = run(values);
+  CHECK(skipped == std::vector<bool>{true, true});
+  set_quantizer_observer({});
+  for (size_t i = 0; i < labelled.size(); ++i) {
+    CHECK(labelled[i].to_vector<float>() == unlabelled[i].to_vector<float>());
+    if (i < 2) CHECK(labelled[i].format() == e4m3);
+  }
+}
+
 namespace {
 
 /// Sets the process's GEMM path for a scope.
