@@ -42,7 +42,8 @@ struct ConvShape {
 /// only bf16 values (ops read that off their lattices), so that the products are exact either
 /// way and only the order of the fp32 sums changes. The CPU then runs oneDNN's bf16 primitives
 /// (operands narrowed exactly, fp32 outputs) where it multiplies bf16 natively
-/// (native_bf16_gemm_cpu); cuDNN's path multiplies in fp32, as exactly.
+/// (native_bf16_gemm_cpu) and oneDNN has a bf16 implementation for the geometry, fp32 ones
+/// otherwise; cuDNN's path multiplies in fp32, as exactly.
 struct ConvBf16 {
   bool forward = false;           // x and w
   bool backward_data = false;     // grad_y and w

@@ -62,13 +62,17 @@ Tensor random(const Shape& shape, uint64_t seed, DType dtype) {
   return uniform(shape, -1.0, 1.0, RandomStream{.seed = seed}).to(dtype);
 }
 
-/// The output and the gradients of x, w (and the bias) for the loss sum(y * r), r fixed.
-std::vector<std::vector<double>> run(const Geometry& g, DType dtype) {
-  const Tensor x = set_requires_grad(random(g.x, 1, dtype)),
-               w = set_requires_grad(random(g.w, 2, dtype)),
-               b = g.bias ? set_requires_grad(random({g.w[0]}, 3, dtype)) : Tensor{};
+/// The output and the gradients of x, w (and the bias) for the loss sum(y * r), r fixed; with
+/// `on_bf16` every operand, r too, holds bf16 values and is labelled so (as under a bf16 stack).
+std::vector<std::vector<double>> run(const Geometry& g, DType dtype, bool on_bf16 = false) {
+  const auto operand = [&](const Shape& shape, uint64_t seed) {
+    const Tensor values = random(shape, seed, DType::float32);
+    return (on_bf16 ? cast(values, bf16) : values).to(dtype);
+  };
+  const Tensor x = set_requires_grad(operand(g.x, 1)), w = set_requires_grad(operand(g.w, 2)),
+               b = g.bias ? set_requires_grad(operand({g.w[0]}, 3)) : Tensor{};
   const Tensor y = conv2d(x, w, b, g.stride, g.padding, g.dilation, g.groups);
-  backward(sum(mul(y, random(y.shape(), 4, dtype))));
+  backward(y, operand(y.shape(), 4));  // d sum(y * r) / dy = r
   std::vector<std::vector<double>> out{y.to_vector<double>(), grad(x).to_vector<double>(),
                                        grad(w).to_vector<double>()};
   if (g.bias) out.push_back(grad(b).to_vector<double>());
@@ -95,27 +99,31 @@ bool contains(const std::vector<std::string>& names, const std::string& name) {
 }  // namespace
 
 TEST_CASE("direct conv2d's float32 values and gradients match the float64 patch-row path") {
-  for (const Geometry& g : geometries()) {
-    INFO(g.what);
-    std::vector<std::vector<double>> got, expected;
-    const std::vector<std::string> ops = traced_ops([&] { got = run(g, DType::float32); });
-    CHECK(contains(ops, "conv2d"));  // the direct path ran, forward and backward
-    CHECK(contains(ops, "conv2d.dgrad"));
-    CHECK(contains(ops, "conv2d.wgrad"));
-    CHECK(!contains(ops, "matmul"));
-    expected = run(g, DType::float64);
-    REQUIRE(got.size() == expected.size());
-    const char* names[] = {"y", "dx", "dw", "dbias"};
-    for (size_t k = 0; k < got.size(); ++k) {
-      INFO(names[k]);
-      REQUIRE(got[k].size() == expected[k].size());
-      double largest = 0.0;
-      for (double v : expected[k]) largest = std::max(largest, std::fabs(v));
-      for (size_t i = 0; i < got[k].size(); ++i)
-        CHECK(std::fabs(got[k][i] - expected[k][i]) <=
-              1e-5 * (std::fabs(expected[k][i]) + largest));
+  // With bf16 operands each pass runs oneDNN's bf16 primitive where the CPU has one (or fp32
+  // where oneDNN has none for the geometry): the same exact products, summed in fp32.
+  for (const bool on_bf16 : {false, true})
+    for (const Geometry& g : geometries()) {
+      INFO(g.what, on_bf16 ? ", bf16 operands" : "");
+      std::vector<std::vector<double>> got, expected;
+      const std::vector<std::string> ops =
+          traced_ops([&] { got = run(g, DType::float32, on_bf16); });
+      CHECK(contains(ops, "conv2d"));  // the direct path ran, forward and backward
+      CHECK(contains(ops, "conv2d.dgrad"));
+      CHECK(contains(ops, "conv2d.wgrad"));
+      CHECK(!contains(ops, "matmul"));
+      expected = run(g, DType::float64, on_bf16);
+      REQUIRE(got.size() == expected.size());
+      const char* names[] = {"y", "dx", "dw", "dbias"};
+      for (size_t k = 0; k < got.size(); ++k) {
+        INFO(names[k]);
+        REQUIRE(got[k].size() == expected[k].size());
+        double largest = 0.0;
+        for (double v : expected[k]) largest = std::max(largest, std::fabs(v));
+        for (size_t i = 0; i < got[k].size(); ++i)
+          CHECK(std::fabs(got[k][i] - expected[k][i]) <=
+                1e-5 * (std::fabs(expected[k][i]) + largest));
+      }
     }
-  }
 }
 
 TEST_CASE("conv2d takes the patch rows and matmul wherever a GEMM operand is quantized") {

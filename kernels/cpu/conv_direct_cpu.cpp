@@ -77,10 +77,37 @@ dnnl::convolution_forward::primitive_desc forward_plan(const ConvDescription& d,
   return {op, conv_engine()};
 }
 
-/// Whether a pass whose operands may be multiplied in bf16 (ConvBf16) runs oneDNN's bf16
-/// primitive: where this CPU multiplies bf16 natively.
-bool in_bf16(bool allowed) {
-  return allowed && native_bf16_gemm_cpu();
+dnnl::convolution_backward_data::primitive_desc backward_data_plan(const ConvDescription& d,
+                                                                   bool bias,
+                                                                   bool bf16) {
+  return {dnnl::convolution_backward_data::desc(
+              dnnl::algorithm::convolution_direct, d.chosen(d.x, false), d.chosen(d.w, bf16),
+              d.chosen(d.y, bf16), d.strides, d.dilates, d.padding, d.padding),
+          conv_engine(), forward_plan(d, bias, bf16)};
+}
+
+dnnl::convolution_backward_weights::primitive_desc backward_weights_plan(const ConvDescription& d,
+                                                                         bool bias,
+                                                                         bool bf16) {
+  return {dnnl::convolution_backward_weights::desc(
+              dnnl::algorithm::convolution_direct, d.chosen(d.x, bf16), d.chosen(d.w, false),
+              bias ? d.bias_plain : memory::desc(), d.chosen(d.y, bf16), d.strides, d.dilates,
+              d.padding, d.padding),
+          conv_engine(), forward_plan(d, bias, bf16)};
+}
+
+/// A pass's plan: bf16 where it may multiply in bf16 (ConvBf16) and this CPU does so natively,
+/// unless oneDNN has no bf16 implementation for the geometry; f32 otherwise.
+template <typename Plan>
+auto planned(bool allowed, const Plan& plan) {
+  if (allowed && native_bf16_gemm_cpu()) {
+    try {
+      return plan(true);
+    } catch (const dnnl::error& e) {
+      if (e.status != dnnl_unimplemented) throw;
+    }
+  }
+  return plan(false);
 }
 
 /// A plain operand in the primitive's layout: the caller's memory itself when they agree, a
@@ -123,7 +150,8 @@ void conv2d_forward_cpu(const ConvShape& s,
                         ConvBf16 bf16) {
   with_onednn("forward convolution", [&] {
     const ConvDescription d = describe_conv(s);
-    const auto plan = forward_plan(d, bias != nullptr, in_bf16(bf16.forward));
+    const auto plan = planned(
+        bf16.forward, [&](bool in_bf16) { return forward_plan(d, bias != nullptr, in_bf16); });
     dnnl::stream stream(conv_engine());
     Operand src(d.x_plain, plan.src_desc(), x, stream, true);
     Operand weights(d.w_plain, plan.weights_desc(), w, stream, true);
@@ -149,8 +177,6 @@ void conv2d_backward_cpu(const ConvShape& s,
   with_onednn("backward convolution", [&] {
     const ConvDescription d = describe_conv(s);
     const bool bias = grad_bias != nullptr;
-    const bool data_bf16 = in_bf16(bf16.backward_data),
-               weights_bf16 = in_bf16(bf16.backward_weights);
     dnnl::stream stream(conv_engine());
     // grad_y in the first primitive's layout, reused by the second when it wants the same.
     std::optional<Operand> diff_dst;
@@ -160,11 +186,8 @@ void conv2d_backward_cpu(const ConvShape& s,
       return diff_dst->used;
     };
     if (grad_x) {
-      const dnnl::convolution_backward_data::primitive_desc plan(
-          dnnl::convolution_backward_data::desc(
-              dnnl::algorithm::convolution_direct, d.chosen(d.x, false), d.chosen(d.w, data_bf16),
-              d.chosen(d.y, data_bf16), d.strides, d.dilates, d.padding, d.padding),
-          conv_engine(), forward_plan(d, bias, data_bf16));
+      const auto plan = planned(bf16.backward_data,
+                                [&](bool in_bf16) { return backward_data_plan(d, bias, in_bf16); });
       Operand weights(d.w_plain, plan.weights_desc(), w, stream, true);
       Operand diff_src(d.x_plain, plan.diff_src_desc(), grad_x, stream, false);
       dnnl::convolution_backward_data(plan).execute(
@@ -174,12 +197,9 @@ void conv2d_backward_cpu(const ConvShape& s,
       diff_src.copy_out(stream);
     }
     if (grad_w) {
-      const dnnl::convolution_backward_weights::primitive_desc plan(
-          dnnl::convolution_backward_weights::desc(
-              dnnl::algorithm::convolution_direct, d.chosen(d.x, weights_bf16),
-              d.chosen(d.w, false), bias ? d.bias_plain : memory::desc(),
-              d.chosen(d.y, weights_bf16), d.strides, d.dilates, d.padding, d.padding),
-          conv_engine(), forward_plan(d, bias, weights_bf16));
+      const auto plan = planned(bf16.backward_weights, [&](bool in_bf16) {
+        return backward_weights_plan(d, bias, in_bf16);
+      });
       Operand src(d.x_plain, plan.src_desc(), x, stream, true);
       Operand diff_weights(d.w_plain, plan.diff_weights_desc(), grad_w, stream, false);
       std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src.used},
