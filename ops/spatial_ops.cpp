@@ -416,6 +416,7 @@ Tensor upsample_nearest2d(const Tensor& x, int64_t scale) {
                        scale);
     });
   }
+  if (x.dtype() == DType::float32) out = out.with_format(x.format());  // x's values: its lattice
   record_op("upsample_nearest2d", out, {x}, [N, C, H, W, scale](const Tensor& grad) {
     return std::vector<Tensor>{sum(grad.reshape({N, C, H, scale, W, scale}), {3, 5})};
   });

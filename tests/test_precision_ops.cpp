@@ -199,7 +199,9 @@ TEST_CASE("quantizing values already on the quantizer's lattice returns them, sh
   CHECK(!same_storage(cast(on_bf16, e4m3), on_bf16));
 }
 
-TEST_CASE("relu and max_pool2d keep their input's lattice, so Λa's rounding of them is skipped") {
+TEST_CASE(
+    "relu, max_pool2d and upsampling keep their input's lattice, so Λa's rounding of it is "
+    "skipped") {
   // Under a stochastic Λa the skipped rounding still draws its stream: what follows draws the
   // same bits whether the input was labelled or not.
   const PrecisionScope scope(parse_precision_stack("a=e4m3:sr"));
@@ -229,6 +231,8 @@ TEST_CASE("relu and max_pool2d keep their input's lattice, so Λa's rounding of 
     CHECK(labelled[i].to_vector<float>() == unlabelled[i].to_vector<float>());
     if (i < 2) CHECK(labelled[i].format() == e4m3);
   }
+  CHECK(upsample_nearest2d(values, 2).format() == e4m3);
+  CHECK(upsample_nearest2d(values.with_format(fp32), 2).format() == fp32);
 }
 
 namespace {
