@@ -675,53 +675,73 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   }
   LATTICE_CHECK(a.dtype() == b.dtype(), "[matmul] operands are ", dtype_name(a.dtype()), " and ",
                 dtype_name(b.dtype()));
-  // The stack's GEMM quantizers, each along its operand's reduction axis (K forward; N for
-  // dgrad; M for wgrad), captured now: backward may run after the scope has ended.
-  const GemmQuantizers q = in_backward() ? GemmQuantizers{} : current_precision().gemm;
-  const Accumulator acc = in_backward() ? Accumulator{} : current_precision().accumulator;
-  if (!(q.recipe == GemmRecipe{}) && a.dtype() == DType::float32)
-    return recipe_matmul(a, b, q, acc);
-  const Tensor out = on_activation_lattice(
-      accumulated_product(quantized_operand(a, q.input, -1, QuantizerSite::gemm_input),
-                          quantized_operand(b, q.weight, -2, QuantizerSite::gemm_weight), acc,
-                          operand_lattices(a, q.input, b, q.weight)));
-  trace_matmul("matmul", a, q.input, b, q.weight, out, acc);
+  const QuantizedGemm gemm = QuantizedGemm::current();
+  if (!(gemm.quantizers.recipe == GemmRecipe{}) && a.dtype() == DType::float32)
+    return recipe_matmul(a, b, gemm.quantizers, gemm.accumulator);
+  const Tensor out = gemm.product(a, b);
   // Only the gradients some input needs are computed (a network's first layer needs no dgrad).
   const bool need_da = requires_grad(a), need_db = requires_grad(b);
-  record_op(
-      "matmul", out, {a, b},
-      [a = detach(a), b = detach(b), q, acc, need_da, need_db](const Tensor& g) {
-        // dA = g @ B^T (reduces over N), dB = A^T @ g (reduces over M); the engine sums
-        // broadcast batch axes away.
-        Tensor da, db;
-        if (need_da) {
-          da = accumulated_product(
-              quantized_operand(g, q.output_grad, -1, QuantizerSite::gemm_output_grad),
-              quantized_operand(b, q.saved_weight, -1, QuantizerSite::gemm_saved_weight)
-                  .transpose(-1, -2),
-              acc, operand_lattices(g, q.output_grad, b, q.saved_weight));
-          trace_matmul("matmul.dgrad", g, q.output_grad, b, q.saved_weight, da, acc);
-        }
-        if (need_db) {
-          // dy's stream is drawn before x's, as GCC evaluated them when they were both
-          // arguments of one call, so seeded runs keep their bits.
-          const Tensor grad =
-              quantized_operand(g, q.output_grad, -2, QuantizerSite::gemm_output_grad);
-          const Tensor saved =
-              quantized_operand(a, q.saved_input, -2, QuantizerSite::gemm_saved_input);
-          const OperandLattices lattices = operand_lattices(a, q.saved_input, g, q.output_grad);
-          // A transposed B (a Linear layer's w.t(), attention's k^T) gets its gradient in
-          // its own layout, (dy^T @ A)^T: packed, the view hands it to w or k without a
-          // transposing copy (PyTorch's mm backward does the same).
-          db = transposed_matrices(b, a.rank())
-                   ? accumulated_product(grad.transpose(-1, -2), saved, acc, swapped(lattices))
-                         .transpose(-1, -2)
-                   : accumulated_product(saved.transpose(-1, -2), grad, acc, lattices);
-          trace_matmul("matmul.wgrad", a, q.saved_input, g, q.output_grad, db, acc);
-        }
-        return std::vector<Tensor>{da, db};
-      });
+  record_op("matmul", out, {a, b},
+            [a = detach(a), b = detach(b), gemm, need_da, need_db](const Tensor& g) {
+              // The engine sums broadcast batch axes away.
+              return std::vector<Tensor>{need_da ? gemm.input_gradient(g, b) : Tensor{},
+                                         need_db ? gemm.weight_gradient(g, a, b) : Tensor{}};
+            });
   return out;
+}
+
+QuantizedGemm QuantizedGemm::current() {
+  // Identity while a backward runs: the GEMMs of backward rules are not quantized again.
+  return in_backward() ? QuantizedGemm{}
+                       : QuantizedGemm{current_precision().gemm, current_precision().accumulator};
+}
+
+Tensor QuantizedGemm::product(const Tensor& a, const Tensor& b) const {
+  const GemmQuantizers& q = quantizers;
+  // w's stream is drawn before x's (as GCC evaluated them when they were arguments of one
+  // call), and so below, so that seeded runs keep their bits.
+  const Tensor wq = quantized_operand(b, q.weight, -2, QuantizerSite::gemm_weight);
+  const Tensor xq = quantized_operand(a, q.input, -1, QuantizerSite::gemm_input);
+  const Tensor out = on_activation_lattice(
+      accumulated_product(xq, wq, accumulator, operand_lattices(a, q.input, b, q.weight)));
+  trace_matmul("matmul", a, q.input, b, q.weight, out, accumulator);
+  return out;
+}
+
+QuantizedGemm::DgradOperands QuantizedGemm::input_gradient_operands(const Tensor& g,
+                                                                    const Tensor& b) const {
+  const GemmQuantizers& q = quantizers;
+  const Tensor wq = quantized_operand(b, q.saved_weight, -1, QuantizerSite::gemm_saved_weight);
+  const Tensor gq = quantized_operand(g, q.output_grad, -1, QuantizerSite::gemm_output_grad);
+  return {gq, wq, operand_lattices(g, q.output_grad, b, q.saved_weight).bf16};
+}
+
+Tensor QuantizedGemm::input_gradient(const Tensor& g, const Tensor& b) const {
+  const GemmQuantizers& q = quantizers;
+  const DgradOperands operands = input_gradient_operands(g, b);
+  // dA = g @ B^T, reducing over N.
+  const Tensor da =
+      accumulated_product(operands.grad, operands.weight.transpose(-1, -2), accumulator,
+                          operand_lattices(g, q.output_grad, b, q.saved_weight));
+  trace_matmul("matmul.dgrad", g, q.output_grad, b, q.saved_weight, da, accumulator);
+  return da;
+}
+
+Tensor QuantizedGemm::weight_gradient(const Tensor& g, const Tensor& a, const Tensor& b) const {
+  const GemmQuantizers& q = quantizers;
+  const Tensor grad = quantized_operand(g, q.output_grad, -2, QuantizerSite::gemm_output_grad);
+  const Tensor saved = quantized_operand(a, q.saved_input, -2, QuantizerSite::gemm_saved_input);
+  const OperandLattices lattices = operand_lattices(a, q.saved_input, g, q.output_grad);
+  // dB = A^T @ g, reducing over M. A transposed B (a Linear layer's w.t(), attention's k^T) gets
+  // its gradient in its own layout, (g^T @ A)^T: packed, the view hands it to w or k without a
+  // transposing copy (PyTorch's mm backward does the same).
+  const Tensor db =
+      transposed_matrices(b, a.rank())
+          ? accumulated_product(grad.transpose(-1, -2), saved, accumulator, swapped(lattices))
+                .transpose(-1, -2)
+          : accumulated_product(saved.transpose(-1, -2), grad, accumulator, lattices);
+  trace_matmul("matmul.wgrad", a, q.saved_input, g, q.output_grad, db, accumulator);
+  return db;
 }
 
 Tensor quantize(const Tensor& x,

@@ -12,6 +12,7 @@
 
 #include "core/philox.h"
 #include "tensor/gemm_recipe.h"
+#include "tensor/precision_stack.h"
 #include "tensor/quantizer.h"
 #include "tensor/tensor.h"
 
@@ -47,6 +48,32 @@ GemmPath parse_gemm_path(const std::string& text);
 /// What the path does on `device` of this machine, for run summaries, e.g. "block-scaled fp8 for
 /// MX operands, bf16 for bf16 operands, else fp32" or "fp32".
 std::string describe_gemm_path(Device device);
+
+/// matmul's quantized GEMM in pieces, for an op that records its own node around it (conv2d
+/// over patch rows, which folds the input gradient itself): the GEMM quantizers and accumulator
+/// of the stack, captured when the forward runs, since backward may run after its scope ended.
+/// Each piece quantizes its operands along their reduction axes (drawing their streams in
+/// matmul's order), multiplies through the accumulator's emulation on the path their lattices
+/// allow, and traces itself as matmul does. Without a GemmRecipe (matmul handles recipes).
+struct QuantizedGemm {
+  GemmQuantizers quantizers;
+  Accumulator accumulator;
+
+  /// The current stack's (the identity while a backward runs).
+  static QuantizedGemm current();
+  /// a (..., M, K) @ b (..., K, N), rounded onto Λa.
+  Tensor product(const Tensor& a, const Tensor& b) const;
+  /// For the gradient g (..., M, N) of a @ b: dA = g @ b^T.
+  Tensor input_gradient(const Tensor& g, const Tensor& b) const;
+  /// dA's operands unmultiplied: g and b quantized along N, and whether both hold bf16 values.
+  struct DgradOperands {
+    Tensor grad, weight;
+    bool bf16;
+  };
+  DgradOperands input_gradient_operands(const Tensor& g, const Tensor& b) const;
+  /// dB = a^T @ g, in b's layout where b is a transposed view.
+  Tensor weight_gradient(const Tensor& g, const Tensor& a, const Tensor& b) const;
+};
 
 /// Whether a product of the unquantized operands a and b may multiply in bf16 as matmul's
 /// automatic path does: every value of both is a bf16 value by the lattices they are labelled

@@ -451,12 +451,12 @@ std::vector<Tensor> to_float64(const std::vector<Tensor>& inputs) {
   return out;
 }
 
-/// Names of functions returning Tensor (or std::vector<Tensor>) declared in `header`, which
-/// must be ops; `text` collects the header's lines.
+/// Names of free functions returning Tensor (or std::vector<Tensor>) declared in `header`, which
+/// must be ops (members, indented, are not); `text` collects the header's lines.
 std::set<std::string> declared_functions(const std::filesystem::path& header, std::string& text) {
   std::ifstream in(header);
   static const std::regex declaration(
-      R"(^\s*(?:inline\s+)?(?:Tensor|std::vector<Tensor>)\s+(\w+)\s*\()");
+      R"(^(?:inline\s+)?(?:Tensor|std::vector<Tensor>)\s+(\w+)\s*\()");
   std::set<std::string> names;
   std::smatch match;
   for (std::string line; std::getline(in, line);) {
