@@ -713,7 +713,9 @@ QuantizedGemm::DgradOperands QuantizedGemm::input_gradient_operands(const Tensor
   const GemmQuantizers& q = quantizers;
   const Tensor wq = quantized_operand(b, q.saved_weight, -1, QuantizerSite::gemm_saved_weight);
   const Tensor gq = quantized_operand(g, q.output_grad, -1, QuantizerSite::gemm_output_grad);
-  return {gq, wq, operand_lattices(g, q.output_grad, b, q.saved_weight).bf16};
+  return {gq, wq,
+          operand_lattices(g, q.output_grad, b, q.saved_weight).bf16 &&
+              gemm_path_setting() != GemmPath::exact_fp32};
 }
 
 Tensor QuantizedGemm::input_gradient(const Tensor& g, const Tensor& b) const {

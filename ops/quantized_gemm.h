@@ -65,7 +65,8 @@ struct QuantizedGemm {
   Tensor product(const Tensor& a, const Tensor& b) const;
   /// For the gradient g (..., M, N) of a @ b: dA = g @ b^T.
   Tensor input_gradient(const Tensor& g, const Tensor& b) const;
-  /// dA's operands unmultiplied: g and b quantized along N, and whether both hold bf16 values.
+  /// dA's operands unmultiplied: g and b quantized along N, and whether their product may run in
+  /// bf16 (both hold bf16 values and the GEMM path is not exact-fp32).
   struct DgradOperands {
     Tensor grad, weight;
     bool bf16;

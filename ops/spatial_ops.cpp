@@ -1,8 +1,8 @@
 // Spatial ops: patch rows (im2col's transpose) and their adjoint per image, convolution as a
 // direct convolution (kernels/conv.h) or as one GEMM per group over the whole batch's patch
-// rows, pooling and upsampling. Each op records one FunctionNode whose backward is written with
-// ops (col2im, im2col, matmul, sum, gather, slice), so second derivatives flow through them too
-// (the direct convolution's backward is its kernels').
+// rows, pooling and upsampling. Each op records one FunctionNode; backward rules are written
+// with ops (col2im, im2col, matmul, sum, gather, slice) or, for the convolutions and pooling,
+// with their kernels.
 #include "ops/spatial_ops.h"
 
 #include <algorithm>
@@ -206,6 +206,57 @@ Tensor direct_conv2d(const Tensor& x,
              : out;
 }
 
+/// conv2d over patch rows as one node, on the CPU for one group under a stack without a GEMM
+/// recipe or accumulator emulation: forward, matmul's quantized GEMM of the patch rows and the
+/// weight; backward, the weight's gradient as matmul computes it, and the input's as the
+/// backward-data convolution of matmul's dgrad operands (dy and w, each quantized along the
+/// output channels): the sums the dgrad GEMM and the fold of the patch rows' gradients made,
+/// without forming those gradients (N * positions * C * taps floats).
+Tensor patch_row_conv2d(const Tensor& x,
+                        const Tensor& w,
+                        const Tensor& bias,
+                        const ConvShape& s,
+                        const QuantizedGemm& gemm) {
+  const Window& g = s.window;
+  const int64_t N = s.images, O = s.out_channels, K = w.shape(1) * g.taps(), L = g.positions();
+  Tensor rows, weights, y;
+  {
+    NoGradGuard no_grad;  // internal: the node recorded below stands for all of it
+    rows = patch_rows(detach(x), g).reshape({N * L, K});
+    weights = detach(w).reshape({O, K}).t();
+    y = gemm.product(rows, weights);
+  }
+  const bool need_dx = requires_grad(x), need_dw = requires_grad(w);
+  record_op(
+      "conv2d", y, {x, w},
+      [s, gemm, need_dx, weights, rows = need_dw ? rows : Tensor{},
+       w_shape = w.shape()](const Tensor& grad) {
+        Tensor dx, dw;
+        if (need_dx) {  // first, as matmul draws dgrad's streams before wgrad's
+          const QuantizedGemm::DgradOperands operands = gemm.input_gradient_operands(grad, weights);
+          const Window& g = s.window;
+          const Tensor dy = operands.grad.reshape({s.images, g.out_h, g.out_w, s.out_channels})
+                                .permute({0, 3, 1, 2})
+                                .contiguous();
+          const Tensor w_oihw = operands.weight.t().contiguous();  // (O, C * taps)
+          dx = empty({s.images, s.channels, g.height, g.width}, DType::float32, Device::cpu);
+          conv2d_backward_cpu(s, nullptr, w_oihw.data<float>(), dy.data<float>(), dx.data<float>(),
+                              nullptr, nullptr, ConvBf16{.backward_data = operands.bf16});
+          trace_op(
+              "conv2d.dgrad",
+              [&] {
+                return std::vector<std::string>{describe_for_trace(dy), describe_for_trace(w_oihw)};
+              },
+              dx);
+        }
+        if (rows.defined()) dw = gemm.weight_gradient(grad, rows, weights).t().reshape(w_shape);
+        return std::vector<Tensor>{dx, dw};
+      });
+  // (N, OH, OW, O) -> (N, O, OH, OW): the bias add packs the result; without a bias, a copy.
+  const Tensor out = y.reshape({N, g.out_h, g.out_w, O}).permute({0, 3, 1, 2});
+  return bias.defined() ? add(out, bias.reshape({O, 1, 1})) : out.contiguous();
+}
+
 }  // namespace
 
 Tensor im2col(const Tensor& x,
@@ -267,6 +318,10 @@ Tensor conv2d(const Tensor& x,
   const Window g =
       plan_window("conv2d", x.shape(), {w.shape(2), w.shape(3)}, stride, padding, dilation);
   if (direct_convolution(x, w)) return direct_conv2d(x, w, bias, ConvShape{N, C, O, groups, g});
+  if (const QuantizedGemm gemm = QuantizedGemm::current();
+      groups == 1 && x.dtype() == DType::float32 && x.device() == Device::cpu && x.numel() > 0 &&
+      w.numel() > 0 && gemm.quantizers.recipe == GemmRecipe{} && gemm.accumulator == Accumulator{})
+    return patch_row_conv2d(x, w, bias, ConvShape{N, C, O, 1, g}, gemm);
   const int64_t G = groups, Og = O / G, K = w.shape(1) * g.taps(), L = g.positions();
 
   // Composed from differentiable ops, so the GEMM goes through matmul and with it the

@@ -16,6 +16,7 @@
 #include "ops/quantized_gemm.h"
 #include "ops/spatial_ops.h"
 #include "tensor/precision_stack.h"
+#include "tensor/random.h"
 
 using namespace lattice;
 
@@ -255,4 +256,44 @@ TEST_CASE("direct conv2d runs each pass of bf16 operands in bf16 where the CPU m
   set_gemm_path(GemmPath::exact_fp32);
   CHECK(passes(bf16) == std::vector<float>(3, tiny));
   set_gemm_path(before);
+}
+
+TEST_CASE(
+    "conv2d over quantized patch rows equals im2col and matmul, its input gradient unfolded") {
+  // One node on the CPU (forward matmul's GEMM, backward the weight's gradient as matmul's and
+  // the input's as a backward-data convolution of matmul's dgrad operands) against the same
+  // graph written with im2col and matmul, under stochastic MXFP4 GEMM operands: the same random
+  // streams in the same order, and with integer inputs exact sums, so the same bits.
+  const Tensor x0 = integers({2, 8, 7, 7}, 21), w0 = integers({6, 8, 3, 3}, 22),
+               b0 = integers({6}, 23), r = integers({2, 6, 7, 7}, 24);
+  const auto run = [&](bool composed, std::vector<std::string>& ops) {
+    PrecisionScope scope(parse_precision_stack("gemm=mxfp4:sr"));
+    manual_seed(9);
+    const Tensor x = set_requires_grad(detach(x0)), w = set_requires_grad(detach(w0)),
+                 b = set_requires_grad(detach(b0));
+    std::vector<std::vector<float>> out;
+    ops = traced_ops([&] {
+      Tensor y;
+      if (composed) {
+        const Tensor rows = im2col(x, 3, 3, 1, 1, 1).transpose(1, 2).reshape({2 * 49, 72});
+        y = add(matmul(rows, w.reshape({6, 72}).t()).reshape({2, 7, 7, 6}).permute({0, 3, 1, 2}),
+                b.reshape({6, 1, 1}));
+      } else {
+        y = conv2d(x, w, b, 1, 1);
+      }
+      backward(y, r);
+      out = {y.to_vector<float>(), grad(x).to_vector<float>(), grad(w).to_vector<float>(),
+             grad(b).to_vector<float>()};
+    });
+    return out;
+  };
+  std::vector<std::string> node_ops, composed_ops;
+  const auto node = run(false, node_ops), composed = run(true, composed_ops);
+  CHECK(contains(node_ops, "conv2d.dgrad"));  // the input gradient as a convolution
+  CHECK(contains(composed_ops, "matmul.dgrad"));
+  const char* names[] = {"y", "dx", "dw", "dbias"};
+  for (size_t k = 0; k < node.size(); ++k) {
+    INFO(names[k]);
+    CHECK(node[k] == composed[k]);
+  }
 }
