@@ -220,16 +220,16 @@ enum OpCheck : unsigned {
   OP(col2im, col2im, "ops/spatial_ops.cpp image_from_rows() (backward: patch_rows)", float64_run,  \
      kGradientCheck | kStridedCheck, (values_any({1, 12, 9})),                                     \
      (col2im(x[0], 4, 5, 2, 3, 2, 1, 1)), "")                                                      \
-  OP(conv2d, conv2d, "direct_conv2d (float32, CPU or cuDNN, no GEMM operand quantized), else im2col + matmul", \
+  OP(conv2d, conv2d, "direct_conv2d (float32, CPU or cuDNN, no GEMM operand quantized), else patch_row_conv2d (CPU) or im2col + matmul", \
      float64_run, kGradientCheck | kStridedCheck,                                                  \
      (values_any({2, 4, 5, 5}), values_any({4, 2, 3, 3}), values_any({4})),                        \
      (conv2d(x[0], x[1], x[2], 2, 1, 1, 2)),                                                       \
      "stride 2, padding 1, groups 2; float32 runs oneDNN (cuDNN on CUDA), float64 exact loops") \
-  OP(conv2d_dilated, conv2d, "direct_conv2d (float32, CPU or cuDNN, no GEMM operand quantized), else im2col + matmul", \
+  OP(conv2d_dilated, conv2d, "direct_conv2d (float32, CPU or cuDNN, no GEMM operand quantized), else patch_row_conv2d (CPU) or im2col + matmul", \
      float64_run, kGradientCheck | kStridedCheck,                                                  \
      (values_any({1, 2, 4, 5}), values_any({3, 2, 2, 3})),                                         \
      (conv2d(x[0], x[1], {}, 1, 2, 2, 1)), "no bias, padding 2, dilation 2")                       \
-  OP(conv2d_per_axis, conv2d, "direct_conv2d (float32, CPU or cuDNN, no GEMM operand quantized), else im2col + matmul", \
+  OP(conv2d_per_axis, conv2d, "direct_conv2d (float32, CPU or cuDNN, no GEMM operand quantized), else patch_row_conv2d (CPU) or im2col + matmul", \
      float64_run, kGradientCheck | kStridedCheck,                                                  \
      (values_any({1, 2, 6, 7}), values_any({3, 2, 3, 2}), values_any({3})),                        \
      (conv2d(x[0], x[1], x[2], {2, 1}, {1, 2}, {1, 2}, 1)),                                        \

@@ -324,8 +324,9 @@ Tensor conv2d(const Tensor& x,
     return patch_row_conv2d(x, w, bias, ConvShape{N, C, O, 1, g}, gemm);
   const int64_t G = groups, Og = O / G, K = w.shape(1) * g.taps(), L = g.positions();
 
-  // Composed from differentiable ops, so the GEMM goes through matmul and with it the
-  // precision stack, exactly as a Linear layer: the patch rows are the input and w the weight,
+  // Elsewhere (a GPU, groups, a GEMM recipe, an emulated accumulator) composed from
+  // differentiable ops, so the GEMM goes through matmul and with it the precision stack, exactly
+  // as a Linear layer: the patch rows are the input and w the weight,
   // both quantized along K = C/groups * taps, forward and backward. One GEMM for the whole
   // batch (per group): y (N*L, Og) = rows (N*L, K) @ w[group]^T (K, Og).
   const Tensor unfolded = patch_rows(x, g);

@@ -195,42 +195,47 @@ Tensor integers(const Shape& shape, uint64_t seed) {
 
 }  // namespace
 
-TEST_CASE("under elementwise lattices conv2d is one op on either path: the same roundings") {
+TEST_CASE("under elementwise lattices conv2d is one op on every path: the same roundings") {
   // The direct convolution (its passes in bf16 where the CPU multiplies bf16) against the patch
-  // rows and matmul (which gemm=bf16 forces; it changes no bf16 value): the output rounded onto
-  // Λa before and after the bias add, the gradients rounded onto Λg once, where they reach x,
-  // w and the bias. Sums of up to 8 x 9 products of integers of up to 15 need more than bf16's
-  // 8 bits, so a rounding in another place (such as the patch rows' gradients before they are
-  // folded, as the patch-row path once did) changes values.
-  const Tensor x0 = integers({2, 8, 7, 7}, 11), w0 = integers({6, 8, 3, 3}, 12),
-               b0 = integers({6}, 13), r = integers({2, 6, 7, 7}, 14);
-  const auto run_under = [&](const std::string& stack, std::vector<std::string>& ops) {
-    PrecisionScope scope(parse_precision_stack(stack));
-    const Tensor x = set_requires_grad(detach(x0)), w = set_requires_grad(detach(w0)),
-                 b = set_requires_grad(detach(b0));
-    std::vector<std::vector<float>> out;
-    ops = traced_ops([&] {
-      const Tensor y = conv2d(x, w, b, 1, 1);
-      backward(y, r);
-      out = {y.to_vector<float>(), grad(x).to_vector<float>(), grad(w).to_vector<float>(),
-             grad(b).to_vector<float>()};
-    });
-    return out;
-  };
-  std::vector<std::string> direct_ops, patch_ops;
-  const auto direct = run_under("w=bf16,a=bf16,g=bf16", direct_ops);
-  const auto patch_rows = run_under("w=bf16,a=bf16,g=bf16,gemm=bf16", patch_ops);
-  CHECK(contains(direct_ops, "conv2d"));
-  CHECK(contains(patch_ops, "matmul"));
-  const char* names[] = {"y", "dx", "dw", "dbias"};
-  for (size_t k = 0; k < direct.size(); ++k) {
-    INFO(names[k]);
-    CHECK(direct[k] == patch_rows[k]);
-  }
-  // Rounded where they should be: a sum of exact fp32 products rounded once onto bf16.
-  for (const std::vector<float>& values : direct) {
-    const Tensor t = from_vector<float>(values, {int64_t(values.size())});
-    CHECK(cast(t, bf16, Rounding{}, RandomStream{}).to_vector<float>() == values);
+  // rows (which gemm=bf16 forces; it changes no bf16 value): with one group the CPU's patch-row
+  // node, with two im2col and matmul. Each rounds the output onto Λa before and after the bias
+  // add and the gradients onto Λg once, where they reach x, w and the bias. Sums of up to 8 x 9
+  // products of integers of up to 15 need more than bf16's 8 bits, so a rounding in another
+  // place (such as the patch rows' gradients before they are folded, as the composed path once
+  // did) changes values.
+  for (const int64_t groups : {1, 2}) {
+    INFO("groups ", groups);
+    const Tensor x0 = integers({2, 8, 7, 7}, 11), w0 = integers({6, 8 / groups, 3, 3}, 12),
+                 b0 = integers({6}, 13), r = integers({2, 6, 7, 7}, 14);
+    const auto run_under = [&](const std::string& stack, std::vector<std::string>& ops) {
+      PrecisionScope scope(parse_precision_stack(stack));
+      const Tensor x = set_requires_grad(detach(x0)), w = set_requires_grad(detach(w0)),
+                   b = set_requires_grad(detach(b0));
+      std::vector<std::vector<float>> out;
+      ops = traced_ops([&] {
+        const Tensor y = conv2d(x, w, b, 1, 1, 1, groups);
+        backward(y, r);
+        out = {y.to_vector<float>(), grad(x).to_vector<float>(), grad(w).to_vector<float>(),
+               grad(b).to_vector<float>()};
+      });
+      return out;
+    };
+    std::vector<std::string> direct_ops, patch_ops;
+    const auto direct = run_under("w=bf16,a=bf16,g=bf16", direct_ops);
+    const auto patch_rows = run_under("w=bf16,a=bf16,g=bf16,gemm=bf16", patch_ops);
+    CHECK(contains(direct_ops, "conv2d"));
+    CHECK(contains(patch_ops, "matmul"));
+    CHECK(contains(patch_ops, groups == 1 ? "conv2d.dgrad" : "matmul.dgrad"));
+    const char* names[] = {"y", "dx", "dw", "dbias"};
+    for (size_t k = 0; k < direct.size(); ++k) {
+      INFO(names[k]);
+      CHECK(direct[k] == patch_rows[k]);
+    }
+    // Rounded where they should be: a sum of exact fp32 products rounded once onto bf16.
+    for (const std::vector<float>& values : direct) {
+      const Tensor t = from_vector<float>(values, {int64_t(values.size())});
+      CHECK(cast(t, bf16, Rounding{}, RandomStream{}).to_vector<float>() == values);
+    }
   }
 }
 
