@@ -207,7 +207,8 @@ Tensor direct_conv2d(const Tensor& x,
 }
 
 /// conv2d over patch rows as one node, on the CPU for one group under a stack without a GEMM
-/// recipe or accumulator emulation: forward, matmul's quantized GEMM of the patch rows and the
+/// recipe or accumulator emulation, off the fp8-blocks path (whose golden model the dgrad GEMM
+/// would not show): forward, matmul's quantized GEMM of the patch rows and the
 /// weight; backward, the weight's gradient as matmul computes it, and the input's as the
 /// backward-data convolution of matmul's dgrad operands (dy and w, each quantized along the
 /// output channels): the sums the dgrad GEMM and the fold of the patch rows' gradients made,
@@ -320,7 +321,8 @@ Tensor conv2d(const Tensor& x,
   if (direct_convolution(x, w)) return direct_conv2d(x, w, bias, ConvShape{N, C, O, groups, g});
   if (const QuantizedGemm gemm = QuantizedGemm::current();
       groups == 1 && x.dtype() == DType::float32 && x.device() == Device::cpu && x.numel() > 0 &&
-      w.numel() > 0 && gemm.quantizers.recipe == GemmRecipe{} && gemm.accumulator == Accumulator{})
+      w.numel() > 0 && gemm.quantizers.recipe == GemmRecipe{} &&
+      gemm.accumulator == Accumulator{} && gemm_path() != GemmPath::fp8_blocks)
     return patch_row_conv2d(x, w, bias, ConvShape{N, C, O, 1, g}, gemm);
   const int64_t G = groups, Og = O / G, K = w.shape(1) * g.taps(), L = g.positions();
 

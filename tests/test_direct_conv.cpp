@@ -302,3 +302,19 @@ TEST_CASE(
     CHECK(node[k] == composed[k]);
   }
 }
+
+TEST_CASE("on the fp8-blocks path conv2d's input gradient stays the golden model's GEMM") {
+  const GemmPath before = gemm_path();
+  const auto dgrad_ops = [](GemmPath path) {
+    set_gemm_path(path);
+    PrecisionScope scope(parse_precision_stack("gemm=mxfp8"));
+    const Tensor x = set_requires_grad(integers({1, 32, 4, 4}, 31)),
+                 w = set_requires_grad(integers({32, 32, 1, 1}, 32));
+    return traced_ops([&] { backward(sum(conv2d(x, w))); });
+  };
+  CHECK(contains(dgrad_ops(GemmPath::automatic), "conv2d.dgrad"));
+  const std::vector<std::string> fp8 = dgrad_ops(GemmPath::fp8_blocks);
+  CHECK(contains(fp8, "matmul.dgrad"));
+  CHECK(!contains(fp8, "conv2d.dgrad"));
+  set_gemm_path(before);
+}
