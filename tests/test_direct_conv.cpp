@@ -1,8 +1,8 @@
 // conv2d's direct path (oneDNN's primitives, kernels/conv.h): float32 values and gradients
 // against the float64 patch-row path over a table of geometries, which path each stack takes
 // (read from the op trace), gradients only for the inputs that need them, the same bits from a
-// rerun, bf16 passes for bf16 operands, and under elementwise lattices the same roundings as
-// the patch rows.
+// rerun, bf16 passes for bf16 operands, under elementwise lattices the same roundings as the
+// patch rows, and the CPU's patch-row node against im2col and matmul.
 #include <doctest/doctest.h>
 
 #include <algorithm>
