@@ -451,7 +451,6 @@ TEST_CASE("conv2d on CUDA tensors gives the CPU's values and gradients via cuDNN
   }
 }
 
-
 TEST_CASE("conv2d on CUDA under bf16 lattices rounds as on the CPU: integers give the same bits") {
   if (!cudnn_ready()) return;
   // Integers up to 15: exact products and sums on both devices, so only the roundings onto Λa
