@@ -304,7 +304,11 @@ Evaluation evaluate_classifier(nn::Module& model, data::DataLoader& loader, int6
   const Device device = parameters.empty() ? Device::cpu : parameters.front().device();
   for_each_validation_batch(loader, max_batches, device, [&](const data::Batch& batch) {
     const Tensor logits = model(batch.input);
-    total_loss += cross_entropy(logits, batch.target, -100, Reduction::sum).item<double>();
+    // Each example's loss as the stack computes it, summed here in double: a sum over the batch
+    // is an op output on Λa, which keeps 8 bits of it on bf16 and overflows e4m3 (448) to NaN.
+    for (const double loss :
+         cross_entropy(logits, batch.target, -100, Reduction::none).to_vector<double>())
+      total_loss += loss;
     const std::vector<float> scores = logits.to_vector<float>();
     const std::vector<int64_t> labels = batch.target.to_vector<int64_t>();
     const size_t classes = size_t(logits.shape(1));

@@ -15,8 +15,10 @@
 #include "examples/trainer.h"
 #include "nn/layers.h"
 #include "ops/ops.h"
+#include "tensor/precision_stack.h"
 #include "tensor/random.h"
 #include "tensor/safetensors.h"
+#include "tensor/tape.h"
 #include "trainer_support.h"
 
 using namespace lattice::test;
@@ -195,6 +197,24 @@ TEST_CASE("evaluate_classifier reads the first N batches of an epoch, the same o
   const examples::Evaluation all = examples::evaluate_classifier(model, loader);
   CHECK(all.loss != one.loss);
   CHECK(examples::evaluate_classifier(model, loader, 5).loss == all.loss);  // at most an epoch
+}
+
+TEST_CASE("evaluate_classifier sums the examples' losses in double, not on the stack's Λa") {
+  // 700 examples of loss log 2 (zero logits): their sum, 485, passes e4m3's largest value, 448
+  // (a NaN then), while each loss alone rounds to 0.6875.
+  using namespace lattice;
+  const int64_t n = 700;
+  const auto dataset = std::make_shared<data::TensorDataset>(
+      zeros({n, 3}), from_vector<int64_t>(std::vector<int64_t>(size_t(n), 1), {n}));
+  data::DataLoader loader(dataset, {.batch_size = n, .shuffle = false});
+  nn::Linear model(3, 2);
+  {
+    NoGradGuard no_grad;
+    for (const Tensor& p : model.parameters()) p.fill_(0.0);
+  }
+  PrecisionScope scope(parse_precision_stack("a=e4m3"));
+  const examples::Evaluation evaluation = examples::evaluate_classifier(model, loader);
+  CHECK(evaluation.loss == 0.6875);  // log 2 on e4m3, averaged in double
 }
 
 TEST_CASE("trainers reject bad flags, specs and data with one line") {
