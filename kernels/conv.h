@@ -2,8 +2,8 @@
 // transpose, the GEMM operand of conv2d) and patch rows folded back onto images (their
 // adjoint); float and double, CUDA twins in kernels/cuda/conv_cuda.cu. Direct convolution on
 // float32, for the convolutions whose stack quantizes no GEMM operand (ops/spatial_ops.cpp
-// chooses):
-// oneDNN's forward, backward-data and backward-weights primitives on the CPU
+// chooses), and for the input gradient of the CPU's quantized patch-row convolutions: oneDNN's
+// forward, backward-data and backward-weights primitives on the CPU
 // (kernels/cpu/conv_direct_cpu.cpp), cuDNN's on the GPU (kernels/cuda/conv_direct_cuda.cu; builds
 // without cuDNN send CUDA tensors through the patch rows). Raw pointers and sizes only.
 #pragma once

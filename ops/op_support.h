@@ -43,6 +43,12 @@ void record_op(const char* op,
   record(out, std::make_shared<FunctionNode>(op, std::forward<Backward>(backward)), inputs);
 }
 
+/// `out` labelled with x's lattice, for an op whose every output value is one of x's values (or a
+/// zero where x's lattice has one): pooling, upsampling, relu. Other dtypes carry no label.
+inline Tensor on_lattice_of(const Tensor& out, const Tensor& x) {
+  return x.dtype() == DType::float32 ? out.with_format(x.format()) : out;
+}
+
 // The op trace (set_op_trace); ops.cpp keeps the log.
 /// True while tracing, outside backward rules (which are not ops of the forward program).
 bool op_trace_enabled();

@@ -38,7 +38,7 @@ Tensor map_unary(const char* op, const Tensor& x, UnaryOp kernel, double a = 0.0
   });
   // relu's outputs are x's values or zero (when x is negative, so its lattice has a zero): on
   // x's lattice, so rounding them onto the same Λa is skipped (its stream is drawn all the same).
-  if (kernel == UnaryOp::relu && x.dtype() == DType::float32) out = out.with_format(x.format());
+  if (kernel == UnaryOp::relu) out = on_lattice_of(out, x);
   out = on_activation_lattice(out);
   trace_op(
       op, [&] { return std::vector<std::string>{describe_for_trace(x)}; }, out);

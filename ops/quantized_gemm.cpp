@@ -708,11 +708,24 @@ Tensor QuantizedGemm::product(const Tensor& a, const Tensor& b) const {
   return out;
 }
 
+namespace {
+
+/// The dgrad's operands of a @ b for the gradient g: g and b quantized along N, b's stream
+/// drawn first, as in QuantizedGemm::product.
+std::pair<Tensor, Tensor> dgrad_operands(const GemmQuantizers& q,
+                                         const Tensor& g,
+                                         const Tensor& b) {
+  const Tensor wq = quantized_operand(b, q.saved_weight, -1, QuantizerSite::gemm_saved_weight);
+  const Tensor gq = quantized_operand(g, q.output_grad, -1, QuantizerSite::gemm_output_grad);
+  return {gq, wq};
+}
+
+}  // namespace
+
 QuantizedGemm::DgradOperands QuantizedGemm::input_gradient_operands(const Tensor& g,
                                                                     const Tensor& b) const {
   const GemmQuantizers& q = quantizers;
-  const Tensor wq = quantized_operand(b, q.saved_weight, -1, QuantizerSite::gemm_saved_weight);
-  const Tensor gq = quantized_operand(g, q.output_grad, -1, QuantizerSite::gemm_output_grad);
+  const auto [gq, wq] = dgrad_operands(q, g, b);
   return {gq, wq,
           operand_lattices(g, q.output_grad, b, q.saved_weight).bf16 &&
               gemm_path_setting() != GemmPath::exact_fp32};
@@ -720,11 +733,10 @@ QuantizedGemm::DgradOperands QuantizedGemm::input_gradient_operands(const Tensor
 
 Tensor QuantizedGemm::input_gradient(const Tensor& g, const Tensor& b) const {
   const GemmQuantizers& q = quantizers;
-  const DgradOperands operands = input_gradient_operands(g, b);
+  const auto [gq, wq] = dgrad_operands(q, g, b);
   // dA = g @ B^T, reducing over N.
-  const Tensor da =
-      accumulated_product(operands.grad, operands.weight.transpose(-1, -2), accumulator,
-                          operand_lattices(g, q.output_grad, b, q.saved_weight));
+  const Tensor da = accumulated_product(gq, wq.transpose(-1, -2), accumulator,
+                                        operand_lattices(g, q.output_grad, b, q.saved_weight));
   trace_matmul("matmul.dgrad", g, q.output_grad, b, q.saved_weight, da, accumulator);
   return da;
 }

@@ -111,6 +111,14 @@ Tensor image_from_rows(const Tensor& rows, const Window& g, int64_t channels) {
   return out;
 }
 
+/// A convolution's GEMM output y (N * positions, O) as images (N, O, OH, OW), plus the bias
+/// (O) when defined: the bias add packs the result; without a bias, a copy.
+Tensor images_from_positions(
+    const Tensor& y, int64_t N, const Window& g, int64_t O, const Tensor& bias) {
+  const Tensor out = y.reshape({N, g.out_h, g.out_w, O}).permute({0, 3, 1, 2});
+  return bias.defined() ? add(out, bias.reshape({O, 1, 1})) : out.contiguous();
+}
+
 /// Whether conv2d runs as a direct convolution (kernels/conv.h): float32 on the CPU, or on a GPU
 /// where the build has cuDNN, under a stack that quantizes none of the GEMM's operands and
 /// emulates no accumulator. Its elementwise lattices apply as to any op: the output is rounded
@@ -253,9 +261,7 @@ Tensor patch_row_conv2d(const Tensor& x,
         if (rows.defined()) dw = gemm.weight_gradient(grad, rows, weights).t().reshape(w_shape);
         return std::vector<Tensor>{dx, dw};
       });
-  // (N, OH, OW, O) -> (N, O, OH, OW): the bias add packs the result; without a bias, a copy.
-  const Tensor out = y.reshape({N, g.out_h, g.out_w, O}).permute({0, 3, 1, 2});
-  return bias.defined() ? add(out, bias.reshape({O, 1, 1})) : out.contiguous();
+  return images_from_positions(y, N, g, O, bias);
 }
 
 }  // namespace
@@ -344,9 +350,7 @@ Tensor conv2d(const Tensor& x,
     y = G == 1 ? matmul(rows.reshape({N * L, K}), weights)
                : matmul(rows.transpose(0, 1), weights).transpose(0, 1).reshape({N * L, O});
   }
-  // (N, OH, OW, O) -> (N, O, OH, OW): the bias add packs the result; without a bias, a copy.
-  const Tensor out = y.reshape({N, g.out_h, g.out_w, O}).permute({0, 3, 1, 2});
-  return bias.defined() ? add(out, bias.reshape({O, 1, 1})) : out.contiguous();
+  return images_from_positions(y, N, g, O, bias);
 }
 
 namespace {
@@ -408,8 +412,7 @@ Tensor max_pool2d(const Tensor& x,
       LATTICE_DISPATCH(x.device(), max_pool_planes, in.data<T>(), out.data<T>(), planes, g);
     });
   }
-  // Its values are x's, so it is on x's lattice (a bf16 convolution after it can tell).
-  if (x.dtype() == DType::float32) out = out.with_format(x.format());
+  out = on_lattice_of(out, x);  // x's values (a bf16 convolution after it can tell)
   // The gradient of each window goes to its first maximum, found again from the saved input
   // and output (the forward loop stays a pure maximum, which vectorises best).
   LATTICE_CHECK(plane < (int64_t(1) << 31), "[max_pool2d] planes of ", plane,
@@ -474,7 +477,7 @@ Tensor upsample_nearest2d(const Tensor& x, int64_t scale) {
                        scale);
     });
   }
-  if (x.dtype() == DType::float32) out = out.with_format(x.format());  // x's values: its lattice
+  out = on_lattice_of(out, x);
   record_op("upsample_nearest2d", out, {x}, [N, C, H, W, scale](const Tensor& grad) {
     return std::vector<Tensor>{sum(grad.reshape({N, C, H, scale, W, scale}), {3, 5})};
   });

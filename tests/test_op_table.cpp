@@ -68,6 +68,8 @@ const std::set<std::string> kNotOps = {
     // The precision stack's output rounding that ops apply to their results (a quantize with
     // the stack's Λa, covered by the quantize entry), not an op a model calls.
     "on_activation_lattice",
+    // The lattice label an op puts on its output when its values are its input's.
+    "on_lattice_of",
 };
 
 // ---------------------------------------------------------------------------------------------

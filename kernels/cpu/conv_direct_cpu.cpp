@@ -77,23 +77,25 @@ dnnl::convolution_forward::primitive_desc forward_plan(const ConvDescription& d,
   return {op, conv_engine()};
 }
 
-dnnl::convolution_backward_data::primitive_desc backward_data_plan(const ConvDescription& d,
-                                                                   bool bias,
-                                                                   bool bf16) {
+/// The backward primitives, planned from `hint`, the forward primitive of the same operand types.
+dnnl::convolution_backward_data::primitive_desc backward_data_plan(
+    const ConvDescription& d, const dnnl::convolution_forward::primitive_desc& hint, bool bf16) {
   return {dnnl::convolution_backward_data::desc(
               dnnl::algorithm::convolution_direct, d.chosen(d.x, false), d.chosen(d.w, bf16),
               d.chosen(d.y, bf16), d.strides, d.dilates, d.padding, d.padding),
-          conv_engine(), forward_plan(d, bias, bf16)};
+          conv_engine(), hint};
 }
 
-dnnl::convolution_backward_weights::primitive_desc backward_weights_plan(const ConvDescription& d,
-                                                                         bool bias,
-                                                                         bool bf16) {
+dnnl::convolution_backward_weights::primitive_desc backward_weights_plan(
+    const ConvDescription& d,
+    bool bias,
+    const dnnl::convolution_forward::primitive_desc& hint,
+    bool bf16) {
   return {dnnl::convolution_backward_weights::desc(
               dnnl::algorithm::convolution_direct, d.chosen(d.x, bf16), d.chosen(d.w, false),
               bias ? d.bias_plain : memory::desc(), d.chosen(d.y, bf16), d.strides, d.dilates,
               d.padding, d.padding),
-          conv_engine(), forward_plan(d, bias, bf16)};
+          conv_engine(), hint};
 }
 
 /// A pass's plan: bf16 where it may multiply in bf16 (ConvBf16) and this CPU does so natively,
@@ -178,6 +180,13 @@ void conv2d_backward_cpu(const ConvShape& s,
     const ConvDescription d = describe_conv(s);
     const bool bias = grad_bias != nullptr;
     dnnl::stream stream(conv_engine());
+    // The forward plan each pass is planned from, made once per operand type for both passes.
+    std::optional<dnnl::convolution_forward::primitive_desc> hints[2];
+    const auto hint = [&](bool in_bf16) -> const dnnl::convolution_forward::primitive_desc& {
+      std::optional<dnnl::convolution_forward::primitive_desc>& slot = hints[in_bf16];
+      if (!slot) slot = forward_plan(d, bias, in_bf16);
+      return *slot;
+    };
     // grad_y in the first primitive's layout, reused by the second when it wants the same.
     std::optional<Operand> diff_dst;
     const auto diff_dst_as = [&](const memory::desc& wanted) {
@@ -186,8 +195,9 @@ void conv2d_backward_cpu(const ConvShape& s,
       return diff_dst->used;
     };
     if (grad_x) {
-      const auto plan = planned(bf16.backward_data,
-                                [&](bool in_bf16) { return backward_data_plan(d, bias, in_bf16); });
+      const auto plan = planned(bf16.backward_data, [&](bool in_bf16) {
+        return backward_data_plan(d, hint(in_bf16), in_bf16);
+      });
       Operand weights(d.w_plain, plan.weights_desc(), w, stream, true);
       Operand diff_src(d.x_plain, plan.diff_src_desc(), grad_x, stream, false);
       dnnl::convolution_backward_data(plan).execute(
@@ -198,7 +208,7 @@ void conv2d_backward_cpu(const ConvShape& s,
     }
     if (grad_w) {
       const auto plan = planned(bf16.backward_weights, [&](bool in_bf16) {
-        return backward_weights_plan(d, bias, in_bf16);
+        return backward_weights_plan(d, bias, hint(in_bf16), in_bf16);
       });
       Operand src(d.x_plain, plan.src_desc(), x, stream, true);
       Operand diff_weights(d.w_plain, plan.diff_weights_desc(), grad_w, stream, false);
