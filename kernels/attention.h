@@ -26,7 +26,8 @@ constexpr int64_t kFusedAttentionMaxHeadDim = 128;
 
 /// out (heads, queries, value_dim) = softmax(scale q k^T) v and logsumexp (heads, queries), the
 /// natural-log normaliser of each row's visible scores. A row that sees no key (keys == 0) gets
-/// zeros and -inf. The CPU computes in double and rounds once; float and double.
+/// zeros and -inf. On the CPU float runs fp32 tiles (kernels/cpu/attention_cpu.cpp) and double
+/// is the reference both devices' float kernels are tested against: each row in double.
 template <typename T>
 void attention_forward_cpu(
     const AttentionShape& s, const T* q, const T* k, const T* v, T* out, T* logsumexp);

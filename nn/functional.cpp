@@ -184,22 +184,24 @@ Tensor additive_mask(const Tensor& given, const Tensor& scores) {
   return mask;
 }
 
-/// Whether attention runs as one fused_attention call: float32 CUDA tensors with head dims the
-/// kernels take, no mask but the causal one, no dropout, a caller that reads only the output,
-/// and a stack under which the composed ops would round nothing (no GEMM operand, accumulator,
-/// activation or gradient quantized), so the two paths differ only in fp32 summation order.
+/// Whether attention runs as one fused_attention call: float32 tensors on one device (with head
+/// dims the CUDA kernels take on a GPU), no mask but the causal one, no dropout, a caller that
+/// reads only the output, and a stack under which the composed ops would round nothing (no GEMM
+/// operand, accumulator, activation or gradient quantized), so the two paths differ only in
+/// fp32 summation order.
 bool runs_fused(const Tensor& q,
                 const Tensor& k,
                 const Tensor& v,
                 const AttentionMasking& masking,
                 AttentionOutputs outputs) {
-  if (outputs != AttentionOutputs::output_only || q.device() != Device::cuda ||
-      k.device() != Device::cuda || v.device() != Device::cuda)
+  if (outputs != AttentionOutputs::output_only || k.device() != q.device() ||
+      v.device() != q.device())
     return false;
   if (q.dtype() != DType::float32 || k.dtype() != DType::float32 || v.dtype() != DType::float32)
     return false;
-  if (q.shape(-1) > kFusedAttentionMaxHeadDim || v.shape(-1) > kFusedAttentionMaxHeadDim ||
-      q.shape(-1) == 0 || v.shape(-1) == 0)
+  if (q.shape(-1) == 0 || v.shape(-1) == 0) return false;
+  if (q.device() == Device::cuda &&
+      (q.shape(-1) > kFusedAttentionMaxHeadDim || v.shape(-1) > kFusedAttentionMaxHeadDim))
     return false;
   if (masking.mask.defined() || masking.key_padding_mask.defined() || masking.dropout > 0.0)
     return false;

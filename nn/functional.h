@@ -86,9 +86,9 @@ enum class AttentionOutputs : uint8_t { all, output_only };
 /// no gradient (PyTorch's math SDPA returns NaN there; zeros keep a padded batch trainable).
 /// Returns the output (B, H, T, dv) and, for probes, the scores S (scaled, before masking) and
 /// the probabilities P (B, H, T, S) before dropout. With AttentionOutputs::output_only, float32
-/// CUDA tensors with d, dv <= 128, no mask but the causal one, no dropout, and a stack that
+/// tensors (on CUDA with d, dv <= 128), no mask but the causal one, no dropout, and a stack that
 /// quantizes no GEMM operand, accumulator, activation or gradient run fused_attention instead:
-/// scores and probabilities are then undefined. The CPU always composes the ops.
+/// scores and probabilities are then undefined.
 struct AttentionResult {
   Tensor output, scores, probabilities;
 };

@@ -1,7 +1,7 @@
 // The fused attention op: softmax(scale q k^T) v in one kernel pass forward and two backward
 // (kernels/attention.h), never forming the (T, S) scores. nn::scaled_dot_product_attention
-// (nn/functional.h) takes it on CUDA tensors when nothing is quantized and no caller reads the
-// scores or probabilities.
+// (nn/functional.h) takes it for float32 tensors when nothing is quantized and no caller reads
+// the scores or probabilities.
 #pragma once
 
 #include "tensor/tensor.h"

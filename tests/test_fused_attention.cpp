@@ -53,10 +53,21 @@ std::string describe(const Case& c) {
 // The CPU sweep: T != S, one query, odd T, d = 1, d = 64, T = S = 1, dv != d, and scores large
 // enough (|s| up to ~20) that each row's maximum moves between keys.
 constexpr Case kCpuCases[] = {
-    {2, 3, 5, 7, 4, 6, false, 0.5, 1.0},       {1, 2, 1, 9, 8, 8, false, 0.35, 1.0},
-    {1, 1, 37, 37, 16, 16, true, 0.25, 1.0},   {2, 1, 6, 6, 1, 3, true, 1.0, 1.0},
-    {1, 2, 20, 33, 64, 64, false, 0.125, 1.0}, {1, 1, 1, 1, 3, 2, true, 0.5, 1.0},
-    {1, 2, 9, 9, 32, 48, true, 0.2, 1.0},      {1, 1, 40, 70, 24, 24, false, 1.0, 2.0},
+    {2, 3, 5, 7, 4, 6, false, 0.5, 1.0},
+    {1, 2, 1, 9, 8, 8, false, 0.35, 1.0},
+    {1, 1, 37, 37, 16, 16, true, 0.25, 1.0},
+    {2, 1, 6, 6, 1, 3, true, 1.0, 1.0},
+    {1, 2, 20, 33, 64, 64, false, 0.125, 1.0},
+    {1, 1, 1, 1, 3, 2, true, 0.5, 1.0},
+    {1, 2, 9, 9, 32, 48, true, 0.2, 1.0},
+    {1, 1, 40, 70, 24, 24, false, 1.0, 2.0},
+    // float32 runs tiles of 32 queries and 128 keys: several of each, ragged at both ends, head
+    // dims off the 16-lane vectors, causal rows whose keys span two tiles, and large scores whose
+    // row maximum moves from one key tile to the next (the online softmax's rescaling).
+    {1, 2, 130, 300, 33, 17, false, 0.15, 1.0},
+    {2, 1, 200, 200, 64, 64, true, 0.125, 1.0},
+    {1, 1, 150, 150, 16, 16, true, 1.0, 2.0},
+    {1, 1, 3, 260, 1, 1, false, 2.0, 2.0},
 };
 
 struct Inputs {
@@ -140,9 +151,10 @@ TEST_CASE("fused_attention matches the composed attention in float64, values and
 }
 
 TEST_CASE("fused_attention in float32 lies within 1e-5 of the float64 composite") {
-  // The CPU twin sums in double and rounds once; its backward reads the log-sum-exp rounded to
-  // fp32 (|lse| <= ~25 here: 2e-6 relative on each probability), so 1e-5 normwise holds with
-  // room, while a wrong index or a missed key is off by O(1).
+  // float32 sums in fp32 over at most 300 keys or 200 queries, as the composed ops do, and its
+  // backward reads the log-sum-exp rounded to fp32 (|lse| <= ~25 here: 2e-6 relative on each
+  // probability), so 1e-5 normwise holds with room, while a wrong index, a missed key or a
+  // tile's missed rescaling is off by O(1).
   for (const Case& c : kCpuCases) {
     INFO(describe(c));
     const Results expected = composed(make_inputs(c, DType::float64, 11), c);
@@ -177,16 +189,46 @@ TEST_CASE("fused_attention refuses shapes, dtypes and causal masks that do not f
   CHECK(fused_attention(q, k, v, false, 1.0).shape() == Shape{1, 2, 3, 6});
 }
 
-TEST_CASE("on the CPU scaled_dot_product_attention composes the ops whatever the caller reads") {
-  // The CPU's bits must not move (reference checkpoints are compared byte for byte).
-  const Case c{1, 2, 6, 6, 8, 8, true, 0.35, 1.0};
-  const Inputs in = make_inputs(c, DType::float32, 3);
-  const nn::AttentionResult all = nn::scaled_dot_product_attention(in.q, in.k, in.v, true, 0.35);
-  const nn::AttentionResult output_only = nn::scaled_dot_product_attention(
-      in.q, in.k, in.v, true, 0.35, {}, {}, nn::AttentionOutputs::output_only);
-  REQUIRE(output_only.scores.defined());
-  REQUIRE(output_only.probabilities.defined());
-  CHECK(output_only.output.to_vector<float>() == all.output.to_vector<float>());
+/// Which calls of scaled_dot_product_attention on `device` take fused_attention: an output-only
+/// caller with no mask, no dropout and a stack that rounds nothing; every other call composes
+/// the ops. The fused output (per-head scale included) agrees with the composed CPU one.
+void check_fused_dispatch(Device device) {
+  const Case c{2, 2, 8, 8, 16, 16, true, 0.25, 1.0};
+  const Inputs host = make_inputs(c, DType::float32, 5);
+  const Tensor q = host.q.to(device), k = host.k.to(device), v = host.v.to(device);
+  const auto attend = [&](const nn::AttentionMasking& masking, nn::AttentionOutputs outputs) {
+    return nn::scaled_dot_product_attention(q, k, v, true, 0.25, {}, masking, outputs);
+  };
+  using enum nn::AttentionOutputs;
+  const nn::AttentionResult fused_result = attend({}, output_only);
+  CHECK_FALSE(fused_result.scores.defined());
+  CHECK_FALSE(fused_result.probabilities.defined());
+  const nn::AttentionResult reference =
+      nn::scaled_dot_product_attention(host.q, host.k, host.v, true, 0.25);
+  REQUIRE(reference.scores.defined());
+  CHECK(normwise_error(host_doubles(fused_result.output), host_doubles(reference.output)) <= 1e-5);
+  // Whatever else needs the scores, or acts on them, keeps the composed ops.
+  CHECK(attend({}, all).scores.defined());
+  const Tensor mask = greater(ones({8, 8}), zeros({8, 8}));  // every key allowed
+  CHECK(attend({.mask = mask}, output_only).scores.defined());
+  CHECK(attend({.dropout = 0.1, .random = RandomStream{.seed = 1}}, output_only).scores.defined());
+  for (const char* spec : {"a=bf16", "g=bf16", "gemm=bf16"}) {
+    INFO(spec);
+    PrecisionScope scope(parse_precision_stack(spec));
+    CHECK(attend({}, output_only).scores.defined());
+  }
+  // A learned per-head scale multiplies q before the kernel.
+  const Tensor per_head = from_vector<float>({0.5f, 0.25f}, {2});
+  const Tensor scaled =
+      nn::scaled_dot_product_attention(q, k, v, true, 0.0, per_head.to(device), {}, output_only)
+          .output;
+  const Tensor scaled_reference =
+      nn::scaled_dot_product_attention(host.q, host.k, host.v, true, 0.0, per_head).output;
+  CHECK(normwise_error(host_doubles(scaled), host_doubles(scaled_reference)) <= 1e-5);
+}
+
+TEST_CASE("on the CPU scaled_dot_product_attention takes the fused kernel only where it fits") {
+  check_fused_dispatch(Device::cpu);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -242,16 +284,21 @@ KernelRun host_inputs(const Case& c) {
   return r;
 }
 
+/// The CPU twin's results in float64 on the case's inputs (each rounded once to float at the
+/// end): the reference the GPU's fp32 sums are measured against.
 KernelRun cpu_run(const Case& c) {
   KernelRun r = host_inputs(c);
-  r.out.resize(size_t(r.s.heads * c.queries * c.value_dim));
-  r.logsumexp.resize(size_t(r.s.heads * c.queries));
-  r.dq.resize(r.q.size());
-  r.dk.resize(r.k.size());
-  r.dv.resize(r.v.size());
-  attention_forward_cpu(r.s, r.q.data(), r.k.data(), r.v.data(), r.out.data(), r.logsumexp.data());
-  attention_backward_cpu(r.s, r.q.data(), r.k.data(), r.v.data(), r.out.data(), r.logsumexp.data(),
-                         r.grad_out.data(), r.dq.data(), r.dk.data(), r.dv.data());
+  const std::vector<double> q = widen(r.q), k = widen(r.k), v = widen(r.v), g = widen(r.grad_out);
+  std::vector<double> out(size_t(r.s.heads * c.queries * c.value_dim)),
+      logsumexp(size_t(r.s.heads * c.queries)), dq(q.size()), dk(k.size()), dv(v.size());
+  attention_forward_cpu(r.s, q.data(), k.data(), v.data(), out.data(), logsumexp.data());
+  attention_backward_cpu(r.s, q.data(), k.data(), v.data(), out.data(), logsumexp.data(), g.data(),
+                         dq.data(), dk.data(), dv.data());
+  const auto narrow = [](const std::vector<double>& x) {
+    return std::vector<float>(x.begin(), x.end());
+  };
+  r.out = narrow(out), r.logsumexp = narrow(logsumexp);
+  r.dq = narrow(dq), r.dk = narrow(dk), r.dv = narrow(dv);
   return r;
 }
 
@@ -351,38 +398,7 @@ TEST_CASE("CUDA fused_attention refuses float64 and head dims past 128 with one 
 
 TEST_CASE("on CUDA scaled_dot_product_attention takes the fused kernel only where it fits") {
   if (!cuda_available()) return;
-  const Case c{2, 2, 8, 8, 16, 16, true, 0.25, 1.0};
-  const Inputs host = make_inputs(c, DType::float32, 5);
-  const Tensor q = host.q.to(Device::cuda), k = host.k.to(Device::cuda),
-               v = host.v.to(Device::cuda);
-  const auto attend = [&](const nn::AttentionMasking& masking, nn::AttentionOutputs outputs) {
-    return nn::scaled_dot_product_attention(q, k, v, true, 0.25, {}, masking, outputs);
-  };
-  using enum nn::AttentionOutputs;
-  const nn::AttentionResult fused_result = attend({}, output_only);
-  CHECK_FALSE(fused_result.scores.defined());
-  CHECK_FALSE(fused_result.probabilities.defined());
-  const nn::AttentionResult reference =
-      nn::scaled_dot_product_attention(host.q, host.k, host.v, true, 0.25);
-  CHECK(normwise_error(host_doubles(fused_result.output), host_doubles(reference.output)) <= 1e-5);
-  // Whatever else needs the scores, or acts on them, keeps the composed ops.
-  CHECK(attend({}, all).scores.defined());
-  const Tensor mask = greater(ones({8, 8}), zeros({8, 8}));  // every key allowed
-  CHECK(attend({.mask = mask}, output_only).scores.defined());
-  CHECK(attend({.dropout = 0.1, .random = RandomStream{.seed = 1}}, output_only).scores.defined());
-  for (const char* spec : {"a=bf16", "g=bf16", "gemm=bf16"}) {
-    INFO(spec);
-    PrecisionScope scope(parse_precision_stack(spec));
-    CHECK(attend({}, output_only).scores.defined());
-  }
-  // A learned per-head scale multiplies q before the kernel.
-  const Tensor per_head = from_vector<float>({0.5f, 0.25f}, {2});
-  const Tensor scaled = nn::scaled_dot_product_attention(q, k, v, true, 0.0,
-                                                         per_head.to(Device::cuda), {}, output_only)
-                            .output;
-  const Tensor scaled_reference =
-      nn::scaled_dot_product_attention(host.q, host.k, host.v, true, 0.0, per_head).output;
-  CHECK(normwise_error(host_doubles(scaled), host_doubles(scaled_reference)) <= 1e-5);
+  check_fused_dispatch(Device::cuda);
 }
 
 TEST_CASE("a CUDA MultiHeadAttention runs fused attention without a probe, composed with one") {

@@ -11,6 +11,7 @@
 #include "diagnostics/diagnostics.h"
 #include "diagnostics/stability_instrument.h"
 #include "examples/models/vit.h"
+#include "nn/attention.h"
 #include "ops/ops.h"
 #include "tensor/random.h"
 #include "tensor/tape.h"
@@ -46,13 +47,20 @@ struct VitStep {
   }
 
   // The output of `module` and the input of `norm` in one eval forward under `spec`, taken by
-  // the test's own hooks.
+  // the test's own hooks. Attention is probed, as in the instrument's shadow forwards (which
+  // read its probabilities), so that it composes the ops there too rather than run the fused
+  // kernel, whose fp32 sums come in another order.
   std::pair<Tensor, Tensor> forward_taps(const std::string& spec,
                                          const std::string& module,
                                          const std::string& norm) {
     Tensor output, norm_input;
     std::vector<std::pair<nn::Module*, int>> hooks;
+    std::vector<nn::MultiHeadAttention*> probed;
     for (const auto& [name, m] : model.named_modules()) {
+      if (auto* attention = dynamic_cast<nn::MultiHeadAttention*>(m)) {
+        attention->set_probe([](const nn::AttentionInternals&) {});
+        probed.push_back(attention);
+      }
       if (name == module)
         hooks.emplace_back(m, m->add_forward_hook([&](const nn::Module&, const auto&,
                                                       const Tensor& out) { output = out; }));
@@ -68,6 +76,7 @@ struct VitStep {
       model.train();
     }
     for (const auto& [m, id] : hooks) m->remove_forward_hook(id);
+    for (nn::MultiHeadAttention* attention : probed) attention->set_probe({});
     return {output, norm_input};
   }
 };
