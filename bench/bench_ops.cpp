@@ -1,9 +1,9 @@
 // Forward-and-backward time of the transformer's non-GEMM ops at the 9m LLaMA's shapes (batch 16
-// x 128 tokens): causal attention (4 heads of 64) as a layer without a probe runs it (on CUDA
-// the fused kernel, ops/attention_ops.h) and composed with its two batched GEMMs (what a probe
-// or a quantizing stack gets), the head's cross entropy over 4096 classes, and SwiGLU's gated
-// product silu(a) * b over 768 channels. Each case reports its median ms per forward and
-// backward.
+// x 128 tokens): causal attention (4 heads of 64) as a layer without a probe runs it (the fused
+// kernel, ops/attention_ops.h, under a stack that rounds nothing) and composed with its two
+// batched GEMMs (what a probe or a quantizing stack gets), the head's cross entropy over 4096
+// classes, and SwiGLU's gated product silu(a) * b over 768 channels. Each case reports its
+// median ms per forward and backward.
 // Usage: bench_ops [--steps N] [--warmup N] [--stack SPEC] [--device D]
 #include <cstdio>
 #include <functional>
