@@ -176,6 +176,38 @@ TEST_CASE("the CPU twin gives a row that sees no key zeros, a -inf log-sum-exp, 
   for (float g : dq) CHECK(g == 0.0f);
 }
 
+TEST_CASE("a NaN query gives its own row NaN in fused_attention, as in the composed ops") {
+  // Large scores too (range 30: |s| up to ~10^4): the other rows stay finite.
+  for (const DType dtype : {DType::float32, DType::float64}) {
+    INFO(dtype_name(dtype));
+    const Case c{1, 2, 5, 150, 8, 3, false, 1.0, 30.0};
+    const Inputs in = make_inputs(c, dtype, 13);
+    std::vector<double> q = host_doubles(in.q);
+    q[size_t((1 * 5 + 2) * 8 + 3)] = std::nan("");  // head 1, query 2
+    const Tensor nan_q = from_vector<double>(q, in.q.shape()).to(dtype);
+    const std::vector<double> fused_out =
+        host_doubles(fused_attention(nan_q, in.k, in.v, false, 1.0));
+    const std::vector<double> composed_out =
+        host_doubles(nn::scaled_dot_product_attention(nan_q, in.k, in.v, false, 1.0).output);
+    for (int64_t row = 0; row < 2 * 5; ++row)
+      for (int64_t j = 0; j < 3; ++j) {
+        CAPTURE(row);
+        const size_t i = size_t(row * 3 + j);
+        CHECK(std::isnan(fused_out[i]) == (row == 7));
+        CHECK(std::isnan(composed_out[i]) == (row == 7));
+      }
+  }
+  // The kernel's log-sum-exp of that row is NaN too (a row that sees no key gets -inf).
+  const AttentionShape s{1, 3, 2, 2, 1, false, 1.0};  // 3 queries, 2 keys, d = 2, dv = 1
+  const std::vector<float> q{1.0f, 2.0f, 0.5f, 0.25f, NAN, 1.0f}, k{1.0f, -1.0f, 0.5f, 2.0f},
+      v{3.0f, 4.0f};
+  std::vector<float> out(3), logsumexp(3);
+  attention_forward_cpu<float>(s, q.data(), k.data(), v.data(), out.data(), logsumexp.data());
+  CHECK(std::isnan(out[2]));
+  CHECK(std::isnan(logsumexp[2]));
+  CHECK(std::isfinite(logsumexp[0]));
+}
+
 TEST_CASE("fused_attention refuses shapes, dtypes and causal masks that do not fit") {
   const Tensor q = zeros({1, 2, 3, 4}), k = zeros({1, 2, 5, 4}), v = zeros({1, 2, 5, 6});
   CHECK_THROWS_WITH_AS(fused_attention(q, k, zeros({1, 2, 4, 6}), false, 1.0),

@@ -323,15 +323,17 @@ void attention_forward_tiled(const AttentionShape& s,
           tile_product(rows, dv, cols, scores.data(), cols, v_h + j0 * dv, dv, weighted.data(), dv,
                        true);
         }
+        // A row that sees a key has a total of at least 1 (its maximum's term), or NaN, which
+        // passes to its output and log-sum-exp; a row that sees none gets zeros and -inf.
         for (int64_t i = 0; i < rows; ++i) {
           const double total = row_total[size_t(i)];
           const float* w = weighted.data() + i * dv;
-          const float inverse = total > 0.0 ? float(1.0 / total) : 0.0f;
+          const float inverse = total == 0.0 ? 0.0f : float(1.0 / total);
           float* o = out + (first_row + i) * dv;
 #pragma omp simd
           for (int64_t c = 0; c < dv; ++c) o[c] = w[c] * inverse;
-          lse[first_row + i] = total > 0.0 ? float(double(row_max[size_t(i)]) + std::log(total))
-                                           : -std::numeric_limits<float>::infinity();
+          lse[first_row + i] = total == 0.0 ? -std::numeric_limits<float>::infinity()
+                                            : float(double(row_max[size_t(i)]) + std::log(total));
         }
       }
     }
