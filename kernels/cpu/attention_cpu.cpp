@@ -228,11 +228,6 @@ int64_t visible_in_tile(const AttentionShape& s, int64_t t, int64_t first, int64
   return s.causal ? std::clamp<int64_t>(t + 1 - first, 0, cols) : cols;
 }
 
-/// The end of the keys a query tile [t0, t0 + rows) sees.
-int64_t keys_seen(const AttentionShape& s, int64_t t0, int64_t rows) {
-  return s.causal ? std::min(s.keys, t0 + rows) : s.keys;
-}
-
 /// q's rows [0, rows) of dim d, times the scale (rounded to fp32 as the composed path's
 /// scale(q) rounds them).
 void scale_rows(const float* q, int64_t rows, int64_t d, double scale, float* out) {
@@ -312,7 +307,7 @@ void attention_forward_tiled(const AttentionShape& s,
         std::fill_n(row_max.data(), rows, -std::numeric_limits<float>::infinity());
         std::fill_n(row_total.data(), rows, 0.0);
         std::fill_n(weighted.data(), rows * dv, 0.0f);
-        for (int64_t j0 = 0, end = keys_seen(s, t0, rows); j0 < end; j0 += kKeyTile) {
+        for (int64_t j0 = 0, end = visible_keys(s, t0 + rows - 1); j0 < end; j0 += kKeyTile) {
           const int64_t cols = std::min(kKeyTile, end - j0);
           tile_product(rows, cols, d, scaled_q.data(), d, keys_t.data() + j0, s.keys, scores.data(),
                        cols, false);
@@ -359,6 +354,7 @@ void attention_backward_tiled(const AttentionShape& s,
         dp(static_cast<size_t>(kQueryTile * kKeyTile)),
         transposed(static_cast<size_t>(kKeyTile * kQueryTile)),
         dq_tile(static_cast<size_t>(kQueryTile * d)), row_dot(static_cast<size_t>(kQueryTile));
+    const int32_t* const column = tile_columns().data();
 #pragma omp for schedule(static)
     for (int64_t h = 0; h < s.heads; ++h) {
       const float* k_h = k + h * s.keys * d;
@@ -381,7 +377,7 @@ void attention_backward_tiled(const AttentionShape& s,
           row_dot[size_t(i)] = float(total);
         }
         std::fill_n(dq_tile.data(), rows * d, 0.0f);
-        for (int64_t j0 = 0, end = keys_seen(s, t0, rows); j0 < end; j0 += kKeyTile) {
+        for (int64_t j0 = 0, end = visible_keys(s, t0 + rows - 1); j0 < end; j0 += kKeyTile) {
           const int64_t cols = std::min(kKeyTile, end - j0);
           tile_product(rows, cols, d, scaled_q.data(), d, keys_t.data() + j0, s.keys, p.data(),
                        cols, false);
@@ -393,7 +389,6 @@ void attention_backward_tiled(const AttentionShape& s,
             float* ds_i = dp.data() + i * cols;
             const int64_t visible = visible_in_tile(s, t0 + i, j0, cols);
             const float row_lse = lse[first_row + i], dot = row_dot[size_t(i)];
-            const int32_t* column = tile_columns().data();
             const int32_t seen = int32_t(visible);
 #pragma omp simd
             for (int64_t j = 0; j < cols; ++j) {
