@@ -468,8 +468,10 @@ TEST_CASE("conv2d on CUDA under bf16 lattices rounds as on the CPU: integers giv
                b0 = integers({6}, 13), r = integers({2, 6, 7, 7}, 14);
   const auto run = [&](Device device) {
     PrecisionScope scope(parse_precision_stack("w=bf16,a=bf16,g=bf16"));
-    const Tensor x = set_requires_grad(x0.to(device)), w = set_requires_grad(w0.to(device)),
-                 b = set_requires_grad(b0.to(device));
+    // Fresh leaves on each device: to(Device::cpu) hands back x0 itself, and marking that would
+    // turn the other device's copy of it into a non-leaf without a gradient of its own.
+    const auto leaf = [&](const Tensor& t) { return set_requires_grad(t.to(device).clone()); };
+    const Tensor x = leaf(x0), w = leaf(w0), b = leaf(b0);
     const Tensor y = conv2d(x, w, b, 1, 1);
     backward(y, r.to(device));
     return std::vector<std::vector<float>>{y.to_vector<float>(), grad(x).to_vector<float>(),
