@@ -81,15 +81,17 @@ bool is_stochastic(const Rounding& r) {
   return r.mode == RoundingMode::stochastic;
 }
 
-/// The vectorised part of a run of block elements: xq_out[k] = scale_to_element(x[k]),
-/// y[k] = element_to_value(xq_out[k]), where elements [j * run, (j + 1) * run) share
+/// The vectorised part of a run of block elements: xq_out[k] = scale_to_element(x[k]) (kept
+/// only with kKeepElements: a GEMM operand wants the values alone, and a store less per vector
+/// is a fifth of the loop here), y[k] = element_to_value(xq), where elements [j * run,
+/// (j + 1) * run) share
 /// multipliers[j] and scales[j] (run: 1, or a multiple of 8 for whole blocks; with AVX-512,
 /// runs of 1 or 16n go sixteen lanes at a time). Returns how many leading elements it did (a
 /// multiple of 8); the caller's scalar loop does the rest, and all of them when the element
 /// plan does not fit the vector rounding. With `draw_from`
 /// (stochastic whole blocks, x[0] at a stream index `first` that is a multiple of 4) the words
 /// come from that stream, 32 (or 64) at a time, and `words` is not read.
-template <ScaleRule kRule, ModeClass kMode>
+template <ScaleRule kRule, ModeClass kMode, bool kKeepElements>
 int64_t quantize_block_elements_avx2([[maybe_unused]] const float* x,
                                      [[maybe_unused]] const float* multipliers,
                                      [[maybe_unused]] const float* scales,
@@ -125,7 +127,7 @@ int64_t quantize_block_elements_avx2([[maybe_unused]] const float* x,
           }
         }
         const __m512 xq = round_to_lattice_avx512<kMode>(scaled, element_plan, random);
-        _mm512_storeu_ps(xq_out + at, xq);
+        if constexpr (kKeepElements) _mm512_storeu_ps(xq_out + at, xq);
         __m512 value;
         if constexpr (kRule == ScaleRule::mx)
           value = _mm512_mul_ps(xq, scale);
@@ -170,7 +172,7 @@ int64_t quantize_block_elements_avx2([[maybe_unused]] const float* x,
         }
       }
       const __m256 xq = round_to_lattice_avx2<kMode>(scaled, element_plan, random);
-      _mm256_storeu_ps(xq_out + at, xq);
+      if constexpr (kKeepElements) _mm256_storeu_ps(xq_out + at, xq);
       __m256 value;
       if constexpr (kRule == ScaleRule::mx)
         value = _mm256_mul_ps(xq, scale);
@@ -363,7 +365,7 @@ void quantize_blocks_cpu(const float* x,
       std::vector<int64_t> block_rows(static_cast<size_t>(group));
       std::vector<float> scale_per_element(static_cast<size_t>(capacity));
       std::vector<float> multiplier_per_element(static_cast<size_t>(capacity));
-      std::vector<float> discarded(static_cast<size_t>(capacity));  // xq when not wanted
+      std::vector<float> discarded(static_cast<size_t>(capacity));  // xq of the scalar loops when not wanted
 #pragma omp for schedule(static)
       for (int64_t g = 0; g < blocks; g += group) {
         // Consecutive blocks are consecutive in memory, ragged column ends included.
@@ -429,14 +431,18 @@ void quantize_blocks_cpu(const float* x,
           float* xq_out = element_out ? element_out + first : discarded.data();
           const float* scales = scale_per_element.data();
           const float* multipliers = multiplier_per_element.data();
-          const int64_t done = whole_blocks
-                                   ? quantize_block_elements_avx2<kRule, kMode>(
-                                         x + first, multiplier_of, scale_of, bs, group_words,
-                                         draw_inside ? &random : nullptr, first, xq_out, y + first,
-                                         count, local, vector_rounding)
-                                   : quantize_block_elements_avx2<kRule, kMode>(
-                                         x + first, multipliers, scales, 1, group_words, nullptr,
-                                         first, xq_out, y + first, count, local, vector_rounding);
+          const auto vector_part = [&](auto keep) {
+            constexpr bool kKeep = decltype(keep)::value;
+            return whole_blocks ? quantize_block_elements_avx2<kRule, kMode, kKeep>(
+                                      x + first, multiplier_of, scale_of, bs, group_words,
+                                      draw_inside ? &random : nullptr, first, xq_out, y + first,
+                                      count, local, vector_rounding)
+                                : quantize_block_elements_avx2<kRule, kMode, kKeep>(
+                                      x + first, multipliers, scales, 1, group_words, nullptr,
+                                      first, xq_out, y + first, count, local, vector_rounding);
+          };
+          const int64_t done =
+              element_out ? vector_part(std::true_type{}) : vector_part(std::false_type{});
 #pragma omp simd
           for (int64_t k = done; k < count; ++k) {
             const float xq = scale_to_element<kRule, kMode, kGeneral>(
@@ -463,7 +469,7 @@ void quantize_blocks_cpu(const float* x,
     std::vector<uint32_t> amax(static_cast<size_t>(tile)),
         words(static_cast<size_t>(bs * row_words)), scale_words(static_cast<size_t>(tile + 8));
     std::vector<float> scales(static_cast<size_t>(tile)), multipliers(static_cast<size_t>(tile));
-    std::vector<float> discarded(static_cast<size_t>(bs * tile));  // xq when parts are not wanted
+    std::vector<float> discarded(static_cast<size_t>(bs * tile));  // xq of the scalar loops when parts are not wanted
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < slabs * tiles; ++item) {
       const int64_t slab = item / tiles, c0 = (item % tiles) * tile;
@@ -516,9 +522,13 @@ void quantize_blocks_cpu(const float* x,
           // Unconditional stores keep the loop free of control flow.
           float* xq_row = element_out ? element_out + start : discarded.data() + r * tile;
           const uint32_t* row_word = words.data() + r * row_words + start % 4;
-          const int64_t done = quantize_block_elements_avx2<kRule, kMode>(
-              xr, multiplier_of, scale_of, 1, row_word, nullptr, start, xq_row, yr, width, local,
-              vector_rounding);
+          const auto vector_part = [&](auto keep) {
+            return quantize_block_elements_avx2<kRule, kMode, decltype(keep)::value>(
+                xr, multiplier_of, scale_of, 1, row_word, nullptr, start, xq_row, yr, width, local,
+                vector_rounding);
+          };
+          const int64_t done =
+              element_out ? vector_part(std::true_type{}) : vector_part(std::false_type{});
 #pragma omp simd
           for (int64_t i = done; i < width; ++i) {
             const float xq = scale_to_element<kRule, kMode, kGeneral>(
