@@ -149,40 +149,46 @@ TEST_CASE("max_pool2d takes window maxima, pads with -inf and routes the gradien
 TEST_CASE("2 x 2 max pooling with stride 2 picks PyTorch's argmax among ties and NaNs") {
   // Values from {0, 1, 2} (ties in most windows) and a NaN in some, on odd and even widths: the
   // forward is the window's maximum (NaN if it holds one), and the gradient goes to the first
-  // maximum in row-major window order, or to the window's last NaN.
-  for (const int64_t width : {8, 9, 33, 37})
-    for (const int64_t height : {6, 7}) {
-      const int64_t out_h = height / 2, out_w = width / 2;
-      std::vector<float> pixels(size_t(2 * height * width));
-      for (size_t k = 0; k < pixels.size(); ++k)
-        pixels[k] = k % 29 == 3 || k % 31 == 7 ? NAN : float((k * 7 + k / 5) % 3);
-      const Tensor x = set_requires_grad(from_vector<float>(pixels, {2, 1, height, width}));
-      const Tensor y = max_pool2d(x, 2, 2);
-      const Tensor weights = uniform(y.shape(), 1.0, 2.0, RandomStream{.seed = 3});
-      backward(sum(mul(y, weights)));
-      const std::vector<float> values = y.to_vector<float>(), w = weights.to_vector<float>(),
-                               dx = grad(x).to_vector<float>();
-      std::vector<float> expected_dx(pixels.size(), 0.0f);
-      for (int64_t p = 0; p < 2; ++p)
-        for (int64_t oh = 0; oh < out_h; ++oh)
-          for (int64_t ow = 0; ow < out_w; ++ow) {
-            int64_t pick = -1;
-            for (int64_t i = 0; i < 2; ++i)
-              for (int64_t j = 0; j < 2; ++j) {
-                const int64_t at = (p * height + 2 * oh + i) * width + 2 * ow + j;
-                const float v = pixels[size_t(at)];
-                const bool picked_nan = pick >= 0 && std::isnan(pixels[size_t(pick)]);
-                if (pick < 0 || std::isnan(v) || (!picked_nan && v > pixels[size_t(pick)]))
-                  pick = at;
-              }
-            const int64_t o = (p * out_h + oh) * out_w + ow;
-            const float expected = pixels[size_t(pick)];
-            CHECK((std::isnan(expected) ? std::isnan(values[size_t(o)])
-                                        : values[size_t(o)] == expected));
-            expected_dx[size_t(pick)] += w[size_t(o)];
-          }
-      CHECK(dx == expected_dx);
-    }
+  // maximum in row-major window order, or to the window's last NaN. With ceil_mode, the last
+  // windows of odd sizes hang over the image's edge and hold only its pixels.
+  for (const bool ceil_mode : {false, true})
+    for (const int64_t width : {8, 9, 33, 37})
+      for (const int64_t height : {6, 7}) {
+        CAPTURE(ceil_mode);
+        CAPTURE(width);
+        CAPTURE(height);
+        const int64_t out_h = ceil_mode ? (height + 1) / 2 : height / 2,
+                      out_w = ceil_mode ? (width + 1) / 2 : width / 2;
+        std::vector<float> pixels(size_t(2 * height * width));
+        for (size_t k = 0; k < pixels.size(); ++k)
+          pixels[k] = k % 29 == 3 || k % 31 == 7 ? NAN : float((k * 7 + k / 5) % 3);
+        const Tensor x = set_requires_grad(from_vector<float>(pixels, {2, 1, height, width}));
+        const Tensor y = max_pool2d(x, 2, 2, 0, 1, ceil_mode);
+        const Tensor weights = uniform(y.shape(), 1.0, 2.0, RandomStream{.seed = 3});
+        backward(sum(mul(y, weights)));
+        const std::vector<float> values = y.to_vector<float>(), w = weights.to_vector<float>(),
+                                 dx = grad(x).to_vector<float>();
+        std::vector<float> expected_dx(pixels.size(), 0.0f);
+        for (int64_t p = 0; p < 2; ++p)
+          for (int64_t oh = 0; oh < out_h; ++oh)
+            for (int64_t ow = 0; ow < out_w; ++ow) {
+              int64_t pick = -1;
+              for (int64_t i = 0; i < 2 && 2 * oh + i < height; ++i)
+                for (int64_t j = 0; j < 2 && 2 * ow + j < width; ++j) {
+                  const int64_t at = (p * height + 2 * oh + i) * width + 2 * ow + j;
+                  const float v = pixels[size_t(at)];
+                  const bool picked_nan = pick >= 0 && std::isnan(pixels[size_t(pick)]);
+                  if (pick < 0 || std::isnan(v) || (!picked_nan && v > pixels[size_t(pick)]))
+                    pick = at;
+                }
+              const int64_t o = (p * out_h + oh) * out_w + ow;
+              const float expected = pixels[size_t(pick)];
+              CHECK((std::isnan(expected) ? std::isnan(values[size_t(o)])
+                                          : values[size_t(o)] == expected));
+              expected_dx[size_t(pick)] += w[size_t(o)];
+            }
+        CHECK(dx == expected_dx);
+      }
 }
 
 TEST_CASE("avg_pool2d averages windows and counts padding as zeros") {

@@ -97,11 +97,13 @@ void window_argmax(const T* image, const T* maxima, int32_t* best, const Window&
   }
 }
 
-/// True for plain 2 x 2 pooling with stride 2 (no padding, no dilation): every window lies in
-/// the image and no two share a pixel, which add_at_argmax_2x2 relies on.
+/// True for plain 2 x 2 pooling with stride 2 (no padding, no dilation) whose windows all lie
+/// in the image (ceil_mode's last ones on odd sizes hang over its edge) and share no pixel,
+/// which add_at_argmax_2x2 relies on.
 bool plain_2x2(const Window& g) {
   return g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2 &&
-         g.dilation_h == 1 && g.dilation_w == 1 && g.padding_h == 0 && g.padding_w == 0;
+         g.dilation_h == 1 && g.dilation_w == 1 && g.padding_h == 0 && g.padding_w == 0 &&
+         2 * g.out_h <= g.height && 2 * g.out_w <= g.width;
 }
 
 /// The pick of window_argmax among a window's taps a, b (top row), c, d (bottom row) with
