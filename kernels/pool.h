@@ -38,9 +38,10 @@ void max_pool_planes_cpu(const T* x, T* maxima, int64_t planes, const Window& g)
 template <typename T>
 void max_pool_planes_cuda(const T* x, T* maxima, int64_t planes, const Window& g);
 
-/// The backward of max_pool_planes: dx (planes, height, width) += grad (planes, out_h, out_w)
-/// at the first pixel (row-major window order) of each window equal to its maximum from
-/// `maxima` (or NaN when that is NaN). Needs height * width < 2^31.
+/// The backward of max_pool_planes: dx (planes, height, width) = the sum, from zero, of grad
+/// (planes, out_h, out_w) at the first pixel (row-major window order) of each window equal to
+/// its maximum from `maxima` (or NaN when that is NaN); every pixel of dx is written. Needs
+/// height * width < 2^31.
 template <typename T>
 void max_pool_planes_backward_cpu(
     const T* x, const T* maxima, const T* grad, T* dx, int64_t planes, const Window& g);

@@ -419,7 +419,7 @@ Tensor max_pool2d(const Tensor& x,
                 " pixels are beyond 32-bit positions");
   record_op("max_pool2d", out, {x}, [in, maxima = detach(out), g, planes](const Tensor& grad) {
     const Tensor packed = grad.contiguous();
-    Tensor dx = zeros(in.shape(), packed.dtype(), packed.device());
+    Tensor dx = empty(in.shape(), packed.dtype(), packed.device());  // the kernel writes it all
     visit_floating(packed, "max_pool2d", [&]<typename T>(std::type_identity<T>) {
       LATTICE_DISPATCH(packed.device(), max_pool_planes_backward, in.data<T>(), maxima.data<T>(),
                        packed.data<T>(), dx.data<T>(), planes, g);

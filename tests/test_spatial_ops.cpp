@@ -191,6 +191,19 @@ TEST_CASE("2 x 2 max pooling with stride 2 picks PyTorch's argmax among ties and
       }
 }
 
+TEST_CASE("max_pool2d's input gradient is a sum from zero: a -0 gradient arrives as +0") {
+  // As PyTorch's scatter-add into zeros; on the one-pass 2 x 2 path (sixteen windows a vector,
+  // then the rest, an odd width's last column) and on the general one (3 x 3 windows).
+  for (const int64_t kernel : {2, 3}) {
+    CAPTURE(kernel);
+    const Tensor x = set_requires_grad(uniform({2, 3, 7, 41}, -1.0, 1.0, RandomStream{.seed = 5}));
+    const Tensor y = max_pool2d(x, kernel, 2);
+    backward(y, full(y.shape(), -0.0));
+    const std::vector<float> dx = grad(x).to_vector<float>();
+    CHECK(std::none_of(dx.begin(), dx.end(), [](float v) { return v != 0.0f || std::signbit(v); }));
+  }
+}
+
 TEST_CASE("avg_pool2d averages windows and counts padding as zeros") {
   CHECK(avg_pool2d(image3x3(), 2, 1).to_vector<float>() == std::vector<float>{3, 4, 6, 7});
   CHECK(avg_pool2d(image3x3(), 2, 2, 1).to_vector<float>() ==

@@ -6,7 +6,7 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__AVX2__)
+#if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
@@ -14,6 +14,13 @@
 
 namespace lattice {
 namespace {
+
+#if defined(__AVX512F__)
+/// The mask of a vector's first `count` lanes (none for count <= 0, all sixteen from 16).
+inline __mmask16 lanes(int64_t count) {
+  return count >= 16 ? __mmask16(0xFFFF) : count <= 0 ? __mmask16(0) : __mmask16((1u << count) - 1);
+}
+#endif
 
 /// True for windows of two adjacent columns, two apart, all inside the image (the usual 2 x 2
 /// pooling): window_maxima runs their two taps in one loop, whose loads of column pairs
@@ -118,52 +125,59 @@ int32_t pick_2x2(T a, T b, T c, T d, T m) {
   return max_pool_matches(a, m) && !(nan_max && pick >= 0) ? 0 : pick;
 }
 
-/// Windows [ow_begin, out_w) of one row of plain_2x2 windows: dx += grad at each pick.
+/// Windows [ow_begin, out_w) of one row of plain_2x2 windows: dx = grad at each pick, zero at
+/// the window's other pixels.
 template <typename T>
-void add_at_argmax_2x2_scalar(const T* top,
-                              const T* bottom,
-                              const T* row_max,
-                              const T* row_grad,
-                              T* dx_top,
-                              T* dx_bottom,
-                              int64_t ow_begin,
-                              int64_t out_w) {
+void write_at_argmax_2x2_scalar(const T* top,
+                                const T* bottom,
+                                const T* row_max,
+                                const T* row_grad,
+                                T* dx_top,
+                                T* dx_bottom,
+                                int64_t ow_begin,
+                                int64_t out_w) {
   for (int64_t ow = ow_begin; ow < out_w; ++ow) {
     const int32_t pick =
         pick_2x2(top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1], row_max[ow]);
-    T* target = (pick < 2 ? dx_top : dx_bottom) + 2 * ow + (pick & 1);
-    *target += row_grad[ow];
+    // 0 + grad, as a sum into zeros gives it (-0 becomes +0, as in PyTorch's scatter-add).
+    const T gradient = T(0) + row_grad[ow];
+    dx_top[2 * ow] = pick == 0 ? gradient : T(0);
+    dx_top[2 * ow + 1] = pick == 1 ? gradient : T(0);
+    dx_bottom[2 * ow] = pick == 2 ? gradient : T(0);
+    dx_bottom[2 * ow + 1] = pick == 3 ? gradient : T(0);
   }
 }
 
-#if defined(__AVX2__)
-/// Sixteen floats (columns 2k, 2k + 1 of eight windows) as the eight even and eight odd ones.
-inline void deinterleave(const float* x, __m256& even, __m256& odd) {
-  const __m256 low = _mm256_loadu_ps(x), high = _mm256_loadu_ps(x + 8);
-  even = _mm256_castpd_ps(
-      _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(low, high, 0x88)), 0xD8));
-  odd = _mm256_castpd_ps(
-      _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(low, high, 0xDD)), 0xD8));
+#if defined(__AVX512F__)
+/// The first `count` (at most 32) floats of x, columns 2k, 2k + 1 of count / 2 windows, as
+/// their even and odd ones; lanes past the count are zero (and not read).
+inline void deinterleave(const float* x, int64_t count, __m512& even, __m512& odd) {
+  const __m512i even_index =
+      _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd_index = _mm512_add_epi32(even_index, _mm512_set1_epi32(1));
+  const __m512 low = _mm512_maskz_loadu_ps(lanes(count), x),
+               high = _mm512_maskz_loadu_ps(lanes(count - 16), x + 16);
+  even = _mm512_permutex2var_ps(low, even_index, high);
+  odd = _mm512_permutex2var_ps(low, odd_index, high);
 }
 
-/// The inverse of deinterleave, stored to x[0, 16).
-inline void interleave(__m256 even, __m256 odd, float* x) {
-  const __m256 e = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), 0xD8));
-  const __m256 o = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(odd), 0xD8));
-  // e holds e0 e1 e4 e5 | e2 e3 e6 e7 (and o alike), so the lane-wise unpacks give columns
-  // 0..7 and 8..15 in order.
-  _mm256_storeu_ps(x, _mm256_unpacklo_ps(e, o));
-  _mm256_storeu_ps(x + 8, _mm256_unpackhi_ps(e, o));
+/// The inverse of deinterleave, its first `count` floats stored to x.
+inline void interleave(__m512 even, __m512 odd, int64_t count, float* x) {
+  const __m512i low_index =
+      _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i high_index = _mm512_add_epi32(low_index, _mm512_set1_epi32(8));
+  _mm512_mask_storeu_ps(x, lanes(count), _mm512_permutex2var_ps(even, low_index, odd));
+  _mm512_mask_storeu_ps(x + 16, lanes(count - 16), _mm512_permutex2var_ps(even, high_index, odd));
 }
 #endif
 
 /// The backward of max pooling for plain_2x2 windows of one plane in one pass, without the
-/// argmax buffer and the scatter: pick_2x2's choice for eight windows at a time (their columns
-/// deinterleaved), then dx += grad there as a select between "plus the gradient" and
-/// "unchanged", since windows share no pixel. image, dx: (height, width); maxima, grad:
-/// (out_h, out_w).
+/// argmax buffer and the scatter: pick_2x2's choice for sixteen windows at a time (their columns
+/// deinterleaved; a row's last ones in masked lanes), then every pixel of dx written once, the
+/// gradient where picked and zero elsewhere (windows share no pixel), rows and columns no window
+/// covers included. image, dx: (height, width); maxima, grad: (out_h, out_w).
 template <typename T>
-void add_at_argmax_2x2(const T* image, const T* maxima, const T* grad, T* dx, const Window& g) {
+void write_at_argmax_2x2(const T* image, const T* maxima, const T* grad, T* dx, const Window& g) {
   for (int64_t oh = 0; oh < g.out_h; ++oh) {
     const T* top = image + 2 * oh * g.width;
     const T* bottom = top + g.width;
@@ -172,43 +186,66 @@ void add_at_argmax_2x2(const T* image, const T* maxima, const T* grad, T* dx, co
     const T* row_max = maxima + oh * g.out_w;
     const T* row_grad = grad + oh * g.out_w;
     int64_t ow = 0;
-#if defined(__AVX2__)
+#if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float>) {
-      for (; ow + 8 <= g.out_w; ow += 8) {
-        __m256 a, b, c, d, da, db, dc, dd;
-        deinterleave(top + 2 * ow, a, b);
-        deinterleave(bottom + 2 * ow, c, d);
-        const __m256 m = _mm256_loadu_ps(row_max + ow), gradient = _mm256_loadu_ps(row_grad + ow);
-        const __m256 nan_max = _mm256_cmp_ps(m, m, _CMP_UNORD_Q);
-        const auto matches = [&](__m256 v) {
-          return _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_EQ_OQ),
-                              _mm256_and_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q), nan_max));
+      for (; ow < g.out_w; ow += 16) {  // sixteen windows, or the row's last ones
+        const int64_t windows = std::min<int64_t>(16, g.out_w - ow);
+        __m512 a, b, c, d;
+        deinterleave(top + 2 * ow, 2 * windows, a, b);
+        deinterleave(bottom + 2 * ow, 2 * windows, c, d);
+        const __m512 m = _mm512_maskz_loadu_ps(lanes(windows), row_max + ow);
+        const __m512 gradient = _mm512_add_ps(_mm512_setzero_ps(),
+                                              _mm512_maskz_loadu_ps(lanes(windows), row_grad + ow));
+        const __mmask16 nan_max = _mm512_cmp_ps_mask(m, m, _CMP_UNORD_Q);
+        const auto matches = [&](__m512 v) {
+          return __mmask16(_mm512_cmp_ps_mask(v, m, _CMP_EQ_OQ) |
+                           (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & nan_max));
         };
         // taken_t as pick_2x2 sets them, d first; the pick is the last one taken.
-        const __m256 taken_d = matches(d);
-        __m256 have = taken_d;
-        const __m256 taken_c = _mm256_andnot_ps(_mm256_and_ps(nan_max, have), matches(c));
-        have = _mm256_or_ps(have, taken_c);
-        const __m256 taken_b = _mm256_andnot_ps(_mm256_and_ps(nan_max, have), matches(b));
-        have = _mm256_or_ps(have, taken_b);
-        const __m256 pick_a = _mm256_andnot_ps(_mm256_and_ps(nan_max, have), matches(a));
-        const __m256 pick_b = _mm256_andnot_ps(pick_a, taken_b);
-        const __m256 pick_c = _mm256_andnot_ps(_mm256_or_ps(pick_a, taken_b), taken_c);
-        const __m256 pick_d =
-            _mm256_andnot_ps(_mm256_or_ps(_mm256_or_ps(pick_a, taken_b), taken_c), taken_d);
-        deinterleave(dx_top + 2 * ow, da, db);
-        deinterleave(dx_bottom + 2 * ow, dc, dd);
-        const auto add_where = [&](__m256 old, __m256 picked) {
-          return _mm256_blendv_ps(old, _mm256_add_ps(old, gradient), picked);
-        };
-        interleave(add_where(da, pick_a), add_where(db, pick_b), dx_top + 2 * ow);
-        interleave(add_where(dc, pick_c), add_where(dd, pick_d), dx_bottom + 2 * ow);
+        const __mmask16 taken_d = matches(d);
+        const __mmask16 taken_c = matches(c) & ~(nan_max & taken_d);
+        const __mmask16 taken_b = matches(b) & ~(nan_max & (taken_d | taken_c));
+        const __mmask16 pick_a = matches(a) & ~(nan_max & (taken_d | taken_c | taken_b));
+        const __mmask16 pick_b = taken_b & ~pick_a;
+        const __mmask16 pick_c = taken_c & ~(pick_a | taken_b);
+        const __mmask16 pick_d = taken_d & ~(pick_a | taken_b | taken_c);
+        interleave(_mm512_maskz_mov_ps(pick_a, gradient), _mm512_maskz_mov_ps(pick_b, gradient),
+                   2 * windows, dx_top + 2 * ow);
+        interleave(_mm512_maskz_mov_ps(pick_c, gradient), _mm512_maskz_mov_ps(pick_d, gradient),
+                   2 * windows, dx_bottom + 2 * ow);
       }
     }
 #endif
-    add_at_argmax_2x2_scalar(top, bottom, row_max, row_grad, dx_top, dx_bottom, ow, g.out_w);
+    write_at_argmax_2x2_scalar(top, bottom, row_max, row_grad, dx_top, dx_bottom, ow, g.out_w);
+    std::fill(dx_top + 2 * g.out_w, dx_top + g.width, T(0));  // an odd width's last column
+    std::fill(dx_bottom + 2 * g.out_w, dx_bottom + g.width, T(0));
+  }
+  std::fill(dx + 2 * g.out_h * g.width, dx + g.height * g.width, T(0));
+}
+
+#if defined(__AVX512F__)
+/// window_maxima for plain_2x2 windows in one pass over each pair of rows: sixteen windows at a
+/// time (a row's last ones in masked lanes), their taps taken in window order by
+/// max_pool_step's rule, so the values (NaNs included) are window_maxima's.
+void window_maxima_2x2(const float* image, float* values, const Window& g) {
+  const auto step = [](__m512 v, __m512 current) {
+    return _mm512_mask_mov_ps(
+        current,
+        _mm512_cmp_ps_mask(v, current, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
+  };
+  for (int64_t oh = 0; oh < g.out_h; ++oh) {
+    const float* top = image + 2 * oh * g.width;
+    float* row = values + oh * g.out_w;
+    for (int64_t ow = 0; ow < g.out_w; ow += 16) {
+      const int64_t windows = std::min<int64_t>(16, g.out_w - ow);
+      __m512 a, b, c, d;
+      deinterleave(top + 2 * ow, 2 * windows, a, b);
+      deinterleave(top + g.width + 2 * ow, 2 * windows, c, d);
+      _mm512_mask_storeu_ps(row + ow, lanes(windows), step(d, step(c, step(b, a))));
+    }
   }
 }
+#endif
 
 }  // namespace
 
@@ -216,7 +253,16 @@ template <typename T>
 void max_pool_planes_cpu(const T* x, T* maxima, int64_t planes, const Window& g) {
   const int64_t plane = g.height * g.width;
 #pragma omp parallel for if (planes * plane > (1 << 16))
-  for (int64_t p = 0; p < planes; ++p) window_maxima(x + p * plane, maxima + p * g.positions(), g);
+  for (int64_t p = 0; p < planes; ++p) {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>)
+      if (plain_2x2(g)) {
+        window_maxima_2x2(x + p * plane, maxima + p * g.positions(), g);
+        continue;
+      }
+#endif
+    window_maxima(x + p * plane, maxima + p * g.positions(), g);
+  }
 }
 
 template <typename T>
@@ -229,11 +275,12 @@ void max_pool_planes_backward_cpu(
 #pragma omp for
     for (int64_t p = 0; p < planes; ++p) {
       if (plain_2x2(g)) {
-        add_at_argmax_2x2(x + p * plane, maxima + p * g.positions(), grad + p * g.positions(),
-                          dx + p * plane, g);
+        write_at_argmax_2x2(x + p * plane, maxima + p * g.positions(), grad + p * g.positions(),
+                            dx + p * plane, g);
         continue;
       }
       window_argmax(x + p * plane, maxima + p * g.positions(), best.data(), g);
+      std::fill(dx + p * plane, dx + (p + 1) * plane, T(0));
       for (int64_t o = 0; o < g.positions(); ++o)
         dx[p * plane + best[size_t(o)]] += grad[p * g.positions() + o];
     }

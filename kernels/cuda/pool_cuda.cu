@@ -85,8 +85,8 @@ __device__ __forceinline__ void covering_windows(int64_t at,
   last = min((at + padding) / stride, positions - 1);
 }
 
-// grad, best: (planes, out_h, out_w), dx: (planes, height, width). One thread per pixel adds
-// the gradients of the windows whose best is that pixel, in window order.
+// grad, best: (planes, out_h, out_w), dx: (planes, height, width). One thread per pixel writes
+// the sum, from zero, of the gradients of the windows whose best is that pixel, in window order.
 template <typename T>
 __global__ void max_pool_backward_kernel(
     const int32_t* best, const T* grad, T* dx, int64_t planes, Window g) {
@@ -102,15 +102,11 @@ __global__ void max_pool_backward_kernel(
     const int32_t pixel = int32_t(h * g.width + w);
     const int32_t* plane_best = best + p * g.positions();
     const T* plane_grad = grad + p * g.positions();
-    T total = dx[k];
-    bool picked = false;
+    T total = T(0);
     for (int64_t oh = oh_first; oh <= oh_last; ++oh)
       for (int64_t ow = ow_first; ow <= ow_last; ++ow)
-        if (plane_best[oh * g.out_w + ow] == pixel) {
-          total = total + plane_grad[oh * g.out_w + ow];
-          picked = true;
-        }
-    if (picked) dx[k] = total;
+        if (plane_best[oh * g.out_w + ow] == pixel) total = total + plane_grad[oh * g.out_w + ow];
+    dx[k] = total;
   }
 }
 
