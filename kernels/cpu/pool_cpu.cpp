@@ -6,7 +6,7 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__AVX512F__)
+#if defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -113,20 +113,13 @@ bool plain_2x2(const Window& g) {
          2 * g.out_h <= g.height && 2 * g.out_w <= g.width;
 }
 
-/// The pick of window_argmax among a window's taps a, b (top row), c, d (bottom row) with
-/// maximum m: taps visited in reverse, a later match overwrites, except that once a NaN
-/// maximum has its match no earlier NaN replaces it. Returns 0..3 for a..d.
-template <typename T>
-int32_t pick_2x2(T a, T b, T c, T d, T m) {
-  const bool nan_max = m != m;
-  int32_t pick = max_pool_matches(d, m) ? 3 : -1;
-  pick = max_pool_matches(c, m) && !(nan_max && pick >= 0) ? 2 : pick;
-  pick = max_pool_matches(b, m) && !(nan_max && pick >= 0) ? 1 : pick;
-  return max_pool_matches(a, m) && !(nan_max && pick >= 0) ? 0 : pick;
-}
-
-/// Windows [ow_begin, out_w) of one row of plain_2x2 windows: dx = grad at each pick, zero at
-/// the window's other pixels.
+/// Windows [ow_begin, out_w) of one row of plain_2x2 windows: dx = grad at the pixel
+/// window_argmax picks among a window's taps a, b (top row), c, d (bottom row) with maximum m,
+/// zero at the others. window_argmax visits the taps in reverse and a later match overwrites,
+/// except that once a NaN maximum has its match no earlier NaN replaces it: so a tap is taken
+/// when it matches and no later one was taken by a NaN maximum, and the pick is the first tap
+/// taken. (The vector loops below are the same logic in mask registers; GCC does not vectorise
+/// this loop's stride-2 accesses itself.)
 template <typename T>
 void write_at_argmax_2x2_scalar(const T* top,
                                 const T* bottom,
@@ -137,14 +130,19 @@ void write_at_argmax_2x2_scalar(const T* top,
                                 int64_t ow_begin,
                                 int64_t out_w) {
   for (int64_t ow = ow_begin; ow < out_w; ++ow) {
-    const int32_t pick =
-        pick_2x2(top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1], row_max[ow]);
+    const T m = row_max[ow];
+    const bool nan_max = m != m;
+    const bool taken_d = max_pool_matches(bottom[2 * ow + 1], m);
+    const bool taken_c = max_pool_matches(bottom[2 * ow], m) & !(nan_max & taken_d);
+    const bool taken_b = max_pool_matches(top[2 * ow + 1], m) & !(nan_max & (taken_d | taken_c));
+    const bool pick_a =
+        max_pool_matches(top[2 * ow], m) & !(nan_max & (taken_d | taken_c | taken_b));
     // 0 + grad, as a sum into zeros gives it (-0 becomes +0, as in PyTorch's scatter-add).
     const T gradient = T(0) + row_grad[ow];
-    dx_top[2 * ow] = pick == 0 ? gradient : T(0);
-    dx_top[2 * ow + 1] = pick == 1 ? gradient : T(0);
-    dx_bottom[2 * ow] = pick == 2 ? gradient : T(0);
-    dx_bottom[2 * ow + 1] = pick == 3 ? gradient : T(0);
+    dx_top[2 * ow] = pick_a ? gradient : T(0);
+    dx_top[2 * ow + 1] = taken_b & !pick_a ? gradient : T(0);
+    dx_bottom[2 * ow] = taken_c & !(pick_a | taken_b) ? gradient : T(0);
+    dx_bottom[2 * ow + 1] = taken_d & !(pick_a | taken_b | taken_c) ? gradient : T(0);
   }
 }
 
@@ -168,6 +166,25 @@ inline void interleave(__m512 even, __m512 odd, int64_t count, float* x) {
   const __m512i high_index = _mm512_add_epi32(low_index, _mm512_set1_epi32(8));
   _mm512_mask_storeu_ps(x, lanes(count), _mm512_permutex2var_ps(even, low_index, odd));
   _mm512_mask_storeu_ps(x + 16, lanes(count - 16), _mm512_permutex2var_ps(even, high_index, odd));
+}
+#elif defined(__AVX2__)
+/// Sixteen floats (columns 2k, 2k + 1 of eight windows) as the eight even and eight odd ones.
+inline void deinterleave(const float* x, __m256& even, __m256& odd) {
+  const __m256 low = _mm256_loadu_ps(x), high = _mm256_loadu_ps(x + 8);
+  even = _mm256_castpd_ps(
+      _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(low, high, 0x88)), 0xD8));
+  odd = _mm256_castpd_ps(
+      _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(low, high, 0xDD)), 0xD8));
+}
+
+/// The inverse of deinterleave, stored to x[0, 16).
+inline void interleave(__m256 even, __m256 odd, float* x) {
+  const __m256 e = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), 0xD8));
+  const __m256 o = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(odd), 0xD8));
+  // e holds e0 e1 e4 e5 | e2 e3 e6 e7 (and o alike), so the lane-wise unpacks give columns
+  // 0..7 and 8..15 in order.
+  _mm256_storeu_ps(x, _mm256_unpacklo_ps(e, o));
+  _mm256_storeu_ps(x + 8, _mm256_unpackhi_ps(e, o));
 }
 #endif
 
@@ -213,6 +230,36 @@ void write_at_argmax_2x2(const T* image, const T* maxima, const T* grad, T* dx, 
                    2 * windows, dx_top + 2 * ow);
         interleave(_mm512_maskz_mov_ps(pick_c, gradient), _mm512_maskz_mov_ps(pick_d, gradient),
                    2 * windows, dx_bottom + 2 * ow);
+      }
+    }
+#elif defined(__AVX2__)
+    if constexpr (std::is_same_v<T, float>) {  // eight windows a vector, the rest below
+      for (; ow + 8 <= g.out_w; ow += 8) {
+        __m256 a, b, c, d;
+        deinterleave(top + 2 * ow, a, b);
+        deinterleave(bottom + 2 * ow, c, d);
+        const __m256 m = _mm256_loadu_ps(row_max + ow);
+        const __m256 gradient = _mm256_add_ps(_mm256_setzero_ps(), _mm256_loadu_ps(row_grad + ow));
+        const __m256 nan_max = _mm256_cmp_ps(m, m, _CMP_UNORD_Q);
+        const auto matches = [&](__m256 v) {
+          return _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_EQ_OQ),
+                              _mm256_and_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q), nan_max));
+        };
+        const __m256 taken_d = matches(d);
+        const __m256 taken_c = _mm256_andnot_ps(_mm256_and_ps(nan_max, taken_d), matches(c));
+        const __m256 taken_b =
+            _mm256_andnot_ps(_mm256_and_ps(nan_max, _mm256_or_ps(taken_d, taken_c)), matches(b));
+        const __m256 pick_a = _mm256_andnot_ps(
+            _mm256_and_ps(nan_max, _mm256_or_ps(_mm256_or_ps(taken_d, taken_c), taken_b)),
+            matches(a));
+        const __m256 pick_b = _mm256_andnot_ps(pick_a, taken_b);
+        const __m256 pick_c = _mm256_andnot_ps(_mm256_or_ps(pick_a, taken_b), taken_c);
+        const __m256 pick_d =
+            _mm256_andnot_ps(_mm256_or_ps(_mm256_or_ps(pick_a, taken_b), taken_c), taken_d);
+        interleave(_mm256_and_ps(pick_a, gradient), _mm256_and_ps(pick_b, gradient),
+                   dx_top + 2 * ow);
+        interleave(_mm256_and_ps(pick_c, gradient), _mm256_and_ps(pick_d, gradient),
+                   dx_bottom + 2 * ow);
       }
     }
 #endif
