@@ -13,10 +13,10 @@ readonly ROUNDS=${1:-3}
 readonly BIN=${2:-build/bin}
 readonly PEER=../shared/peers/torch_bench.py
 
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "cpu_goals: ROUNDS must be a positive integer, got '$ROUNDS'" >&2; exit 2; }
 for binary in bench_gemm bench_mlp bench_llama bench_cnn bench_quantize; do
   [ -x "$BIN/$binary" ] || { echo "cpu_goals: $BIN/$binary is missing (build first: scripts/build.sh)" >&2; exit 2; }
 done
-[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "cpu_goals: ROUNDS must be a positive integer, got '$ROUNDS'" >&2; exit 2; }
 
 # The medians (ms/step) of a bench_* run, in stack order, space-separated.
 medians() { grep -o 'median [0-9.]* ms' | awk '{printf "%s ", $2}'; }
