@@ -1,6 +1,7 @@
 // CPU pooling and upsampling, planes (or image rows) in parallel. Window taps run outermost and
 // output columns innermost, so the compares of one tap across a row of windows are independent
-// and vectorise.
+// and vectorise; plain 2 x 2 windows (the CNNs' pooling) take one AVX-512 (or AVX2) pass over
+// each pair of rows, forward and backward.
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
@@ -106,7 +107,7 @@ void window_argmax(const T* image, const T* maxima, int32_t* best, const Window&
 
 /// True for plain 2 x 2 pooling with stride 2 (no padding, no dilation) whose windows all lie
 /// in the image (ceil_mode's last ones on odd sizes hang over its edge) and share no pixel,
-/// which add_at_argmax_2x2 relies on.
+/// which the one-pass loops (window_maxima_2x2, write_at_argmax_2x2) rely on.
 bool plain_2x2(const Window& g) {
   return g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2 &&
          g.dilation_h == 1 && g.dilation_w == 1 && g.padding_h == 0 && g.padding_w == 0 &&
@@ -189,8 +190,9 @@ inline void interleave(__m256 even, __m256 odd, float* x) {
 #endif
 
 /// The backward of max pooling for plain_2x2 windows of one plane in one pass, without the
-/// argmax buffer and the scatter: pick_2x2's choice for sixteen windows at a time (their columns
-/// deinterleaved; a row's last ones in masked lanes), then every pixel of dx written once, the
+/// argmax buffer and the scatter: write_at_argmax_2x2_scalar's picks for sixteen windows at a
+/// time with AVX-512 (their columns deinterleaved; a row's last ones in masked lanes), eight with
+/// AVX2, then every pixel of dx written once, the
 /// gradient where picked and zero elsewhere (windows share no pixel), rows and columns no window
 /// covers included. image, dx: (height, width); maxima, grad: (out_h, out_w).
 template <typename T>
@@ -218,7 +220,7 @@ void write_at_argmax_2x2(const T* image, const T* maxima, const T* grad, T* dx, 
           return __mmask16(_mm512_cmp_ps_mask(v, m, _CMP_EQ_OQ) |
                            (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & nan_max));
         };
-        // taken_t as pick_2x2 sets them, d first; the pick is the last one taken.
+        // As write_at_argmax_2x2_scalar: taken from d back to a, the pick the first one taken.
         const __mmask16 taken_d = matches(d);
         const __mmask16 taken_c = matches(c) & ~(nan_max & taken_d);
         const __mmask16 taken_b = matches(b) & ~(nan_max & (taken_d | taken_c));

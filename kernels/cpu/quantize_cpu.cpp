@@ -81,10 +81,9 @@ bool is_stochastic(const Rounding& r) {
   return r.mode == RoundingMode::stochastic;
 }
 
-/// The vectorised part of a run of block elements: xq_out[k] = scale_to_element(x[k]) (kept
-/// only with kKeepElements: a GEMM operand wants the values alone, and a store less per vector
-/// is a fifth of the loop here), y[k] = element_to_value(xq), where elements [j * run,
-/// (j + 1) * run) share
+/// The vectorised part of a run of block elements: xq_out[k] = scale_to_element(x[k]), stored
+/// only with kKeepElements (a GEMM operand wants the values alone, and the loop is bound by its
+/// stores), y[k] = element_to_value(xq), where elements [j * run, (j + 1) * run) share
 /// multipliers[j] and scales[j] (run: 1, or a multiple of 8 for whole blocks; with AVX-512,
 /// runs of 1 or 16n go sixteen lanes at a time). Returns how many leading elements it did (a
 /// multiple of 8); the caller's scalar loop does the rest, and all of them when the element
@@ -365,7 +364,8 @@ void quantize_blocks_cpu(const float* x,
       std::vector<int64_t> block_rows(static_cast<size_t>(group));
       std::vector<float> scale_per_element(static_cast<size_t>(capacity));
       std::vector<float> multiplier_per_element(static_cast<size_t>(capacity));
-      std::vector<float> discarded(static_cast<size_t>(capacity));  // xq of the scalar loops when not wanted
+      // xq of the scalar loops when not wanted
+      std::vector<float> discarded(static_cast<size_t>(capacity));
 #pragma omp for schedule(static)
       for (int64_t g = 0; g < blocks; g += group) {
         // Consecutive blocks are consecutive in memory, ragged column ends included.
@@ -469,7 +469,8 @@ void quantize_blocks_cpu(const float* x,
     std::vector<uint32_t> amax(static_cast<size_t>(tile)),
         words(static_cast<size_t>(bs * row_words)), scale_words(static_cast<size_t>(tile + 8));
     std::vector<float> scales(static_cast<size_t>(tile)), multipliers(static_cast<size_t>(tile));
-    std::vector<float> discarded(static_cast<size_t>(bs * tile));  // xq of the scalar loops when parts are not wanted
+    // xq of the scalar loops when parts are not wanted
+    std::vector<float> discarded(static_cast<size_t>(bs * tile));
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < slabs * tiles; ++item) {
       const int64_t slab = item / tiles, c0 = (item % tiles) * tile;
