@@ -140,10 +140,12 @@ void write_at_argmax_2x2_scalar(const T* top,
         max_pool_matches(top[2 * ow], m) & !(nan_max & (taken_d | taken_c | taken_b));
     // 0 + grad, as a sum into zeros gives it (-0 becomes +0, as in PyTorch's scatter-add).
     const T gradient = T(0) + row_grad[ow];
+    const bool pick_b = taken_b & !pick_a, pick_c = taken_c & !(pick_a | taken_b),
+               pick_d = taken_d & !(pick_a | taken_b | taken_c);
     dx_top[2 * ow] = pick_a ? gradient : T(0);
-    dx_top[2 * ow + 1] = taken_b & !pick_a ? gradient : T(0);
-    dx_bottom[2 * ow] = taken_c & !(pick_a | taken_b) ? gradient : T(0);
-    dx_bottom[2 * ow + 1] = taken_d & !(pick_a | taken_b | taken_c) ? gradient : T(0);
+    dx_top[2 * ow + 1] = pick_b ? gradient : T(0);
+    dx_bottom[2 * ow] = pick_c ? gradient : T(0);
+    dx_bottom[2 * ow + 1] = pick_d ? gradient : T(0);
   }
 }
 
