@@ -17,6 +17,7 @@
 
 #include "core/scalar/exp.h"
 #include "kernels/attention.h"
+#include "kernels/cpu/lanes_avx512.h"
 #include "kernels/cpu/parallel.h"
 
 namespace lattice {
@@ -137,7 +138,7 @@ void tile_product(int64_t m,
   for (int64_t j = 0; j < n; j += 64) {
     const int64_t width = std::min<int64_t>(64, n - j);
     const int vectors = int((width + 15) / 16);
-    const __mmask16 last = width % 16 ? __mmask16((1u << (width % 16)) - 1) : __mmask16(0xFFFF);
+    const __mmask16 last = first_lanes(width - 16 * (vectors - 1));
     int64_t i = 0;
     for (; i + 4 <= m; i += 4)
       tile_rows_avx512<4>(vectors, k, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc,

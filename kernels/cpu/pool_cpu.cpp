@@ -11,17 +11,11 @@
 #include <immintrin.h>
 #endif
 
+#include "kernels/cpu/lanes_avx512.h"
 #include "kernels/pool.h"
 
 namespace lattice {
 namespace {
-
-#if defined(__AVX512F__)
-/// The mask of a vector's first `count` lanes (none for count <= 0, all sixteen from 16).
-inline __mmask16 lanes(int64_t count) {
-  return count >= 16 ? __mmask16(0xFFFF) : count <= 0 ? __mmask16(0) : __mmask16((1u << count) - 1);
-}
-#endif
 
 /// True for windows of two adjacent columns, two apart, all inside the image (the usual 2 x 2
 /// pooling): window_maxima runs their two taps in one loop, whose loads of column pairs
@@ -156,8 +150,8 @@ inline void deinterleave(const float* x, int64_t count, __m512& even, __m512& od
   const __m512i even_index =
       _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd_index = _mm512_add_epi32(even_index, _mm512_set1_epi32(1));
-  const __m512 low = _mm512_maskz_loadu_ps(lanes(count), x),
-               high = _mm512_maskz_loadu_ps(lanes(count - 16), x + 16);
+  const __m512 low = _mm512_maskz_loadu_ps(first_lanes(count), x),
+               high = _mm512_maskz_loadu_ps(first_lanes(count - 16), x + 16);
   even = _mm512_permutex2var_ps(low, even_index, high);
   odd = _mm512_permutex2var_ps(low, odd_index, high);
 }
@@ -167,8 +161,9 @@ inline void interleave(__m512 even, __m512 odd, int64_t count, float* x) {
   const __m512i low_index =
       _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const __m512i high_index = _mm512_add_epi32(low_index, _mm512_set1_epi32(8));
-  _mm512_mask_storeu_ps(x, lanes(count), _mm512_permutex2var_ps(even, low_index, odd));
-  _mm512_mask_storeu_ps(x + 16, lanes(count - 16), _mm512_permutex2var_ps(even, high_index, odd));
+  _mm512_mask_storeu_ps(x, first_lanes(count), _mm512_permutex2var_ps(even, low_index, odd));
+  _mm512_mask_storeu_ps(x + 16, first_lanes(count - 16),
+                        _mm512_permutex2var_ps(even, high_index, odd));
 }
 #elif defined(__AVX2__)
 /// Sixteen floats (columns 2k, 2k + 1 of eight windows) as the eight even and eight odd ones.
@@ -214,9 +209,9 @@ void write_at_argmax_2x2(const T* image, const T* maxima, const T* grad, T* dx, 
         __m512 a, b, c, d;
         deinterleave(top + 2 * ow, 2 * windows, a, b);
         deinterleave(bottom + 2 * ow, 2 * windows, c, d);
-        const __m512 m = _mm512_maskz_loadu_ps(lanes(windows), row_max + ow);
-        const __m512 gradient = _mm512_add_ps(_mm512_setzero_ps(),
-                                              _mm512_maskz_loadu_ps(lanes(windows), row_grad + ow));
+        const __m512 m = _mm512_maskz_loadu_ps(first_lanes(windows), row_max + ow);
+        const __m512 gradient = _mm512_add_ps(
+            _mm512_setzero_ps(), _mm512_maskz_loadu_ps(first_lanes(windows), row_grad + ow));
         const __mmask16 nan_max = _mm512_cmp_ps_mask(m, m, _CMP_UNORD_Q);
         const auto matches = [&](__m512 v) {
           return __mmask16(_mm512_cmp_ps_mask(v, m, _CMP_EQ_OQ) |
@@ -292,7 +287,7 @@ void window_maxima_2x2(const float* image, float* values, const Window& g) {
       __m512 a, b, c, d;
       deinterleave(top + 2 * ow, 2 * windows, a, b);
       deinterleave(top + g.width + 2 * ow, 2 * windows, c, d);
-      _mm512_mask_storeu_ps(row + ow, lanes(windows), step(d, step(c, step(b, a))));
+      _mm512_mask_storeu_ps(row + ow, first_lanes(windows), step(d, step(c, step(b, a))));
     }
   }
 }
