@@ -87,6 +87,15 @@ void gemm_bf16_batched_cpu(
 /// GEMM, the same products).
 void gemm_bf16_batched_cuda(
     const GemmShape& shape, const float* const* a, const float* const* b, float* c, int64_t count);
+/// gemm_bf16_batched_cpu on operands given as bf16 bits (a quantize kernel's _bf16 output),
+/// laid out alike: read in place where each operand's matrices are dense and one after another
+/// (or one matrix for all), else packed first. Same primitive, so the same bits, as for the fp32
+/// values of those bits. CPU only: the GEMMs that quantize straight into bf16 run on the CPU.
+void gemm_bf16_bits_batched_cpu(const GemmShape& shape,
+                                const uint16_t* const* a,
+                                const uint16_t* const* b,
+                                float* c,
+                                int64_t count);
 
 /// c = a @ b per batch entry in float64, each sum in k order (gradient checks want the exact
 /// loop, not a blocked one). a: (batches, M, K), b: (batches, K, N), c: (batches, M, N).

@@ -47,6 +47,32 @@ std::optional<std::vector<int>> packed_order(const Tensor& t) {
   return order;
 }
 
+/// A packed block `t` (its axes in `order`, as packed_order gives them) seen in its storage
+/// order, and q with its block axis moved along: quantizing `packed` by `along` and permuting
+/// by `position` is quantizing t by q. Stochastic rounding then draws by storage position, as
+/// for a packed tensor.
+struct StorageOrderView {
+  Tensor packed;
+  Quantizer along;
+  std::vector<int> position;
+};
+
+StorageOrderView storage_order_view(const Tensor& t,
+                                    const std::vector<int>& order,
+                                    const Quantizer& q) {
+  Shape packed_shape;
+  std::vector<int> position(order.size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    packed_shape.push_back(t.shape(order[i]));
+    position[size_t(order[i])] = int(i);
+  }
+  Quantizer along = q;
+  if (along.scaling)
+    along.scaling->axis = position[size_t(normalize_axis(q.scaling->axis, t.rank(), "quantize"))];
+  return {t.as_strided(packed_shape, contiguous_strides(packed_shape), t.offset()), along,
+          position};
+}
+
 /// Q(t) as plain values, outside autograd and the trace: the kernels' quantize-dequantize
 /// labelled with an elementwise quantizer's format. Values already labelled with q's lattice
 /// come back as they are (a handle on the same storage), since q leaves them unchanged.
@@ -58,18 +84,8 @@ Tensor quantized_values(const Tensor& t, const Quantizer& q, const RandomStream&
   if (const std::optional<std::vector<int>> order = packed_order(t); order && !t.is_contiguous()) {
     // A permuted view of packed values (a transposed weight): quantize them in place in their
     // packed order, blocks along the same logical axis, and view the result the same way.
-    // Stochastic rounding then draws by packed position, as for the packed tensor itself.
-    Shape packed_shape;
-    std::vector<int> position(order->size());
-    for (size_t i = 0; i < order->size(); ++i) {
-      packed_shape.push_back(t.shape((*order)[i]));
-      position[size_t((*order)[i])] = int(i);
-    }
-    const Tensor packed = t.as_strided(packed_shape, contiguous_strides(packed_shape), t.offset());
-    Quantizer along = q;
-    if (along.scaling)
-      along.scaling->axis = position[size_t(normalize_axis(q.scaling->axis, t.rank(), "quantize"))];
-    return quantized_values(packed, along, random).permute(position);
+    const StorageOrderView view = storage_order_view(t, *order, q);
+    return quantized_values(view.packed, view.along, random).permute(view.position);
   }
   const Tensor in = t.contiguous();
   Tensor out = empty(t.shape(), DType::float32, t.device());
@@ -79,13 +95,67 @@ Tensor quantized_values(const Tensor& t, const Quantizer& q, const RandomStream&
   return q.scaling ? out : out.with_format(q.element);
 }
 
-/// `t` quantized by `q` with blocks along `axis`, outside autograd (the calling op records
-/// its own node), reported to the quantizer observer as `site`. Identity quantizers and
-/// non-float32 tensors pass through.
-Tensor quantized_operand(const Tensor& t, Quantizer q, int axis, QuantizerSite site) {
+thread_local QuantizerObserver quantizer_observer;
+
+/// A GEMM operand whose quantization is still to do: `values` quantized by `quantizer` (blocks
+/// along its axis; the identity leaves them as they are) with `random`, then transposed in its
+/// last two axes where `transpose`. The product quantizes it into what its GEMM reads: float32
+/// values, or bf16 bits for the CPU's bf16 GEMM (no float32 copy to narrow).
+struct PendingOperand {
+  Tensor values;
+  Quantizer quantizer;
+  RandomStream random;
+  bool transpose = false;
+
+  /// Values to multiply as they are (implicit: any tensor is such an operand).
+  PendingOperand(Tensor values) : values(std::move(values)) {}
+  PendingOperand(Tensor values, Quantizer quantizer, RandomStream random)
+      : values(std::move(values)), quantizer(std::move(quantizer)), random(random) {}
+
+  /// The operand as the GEMM multiplies it, before quantization: its shape and layout.
+  Tensor view() const {
+    return transpose ? values.transpose(-1, -2) : values;
+  }
+  PendingOperand transposed() const {
+    PendingOperand t = *this;
+    t.transpose = !transpose;
+    return t;
+  }
+  /// Its quantized values as float32.
+  Tensor quantized() const {
+    if (is_identity(quantizer)) return view();
+    const Tensor out = quantized_values(values, quantizer, random);
+    return transpose ? out.transpose(-1, -2) : out;
+  }
+  /// Whether it can be quantized straight into bf16 bits laid out as its values are (a packed
+  /// block, so the GEMM's pointers into the values map onto the bits).
+  bool quantizes_into_bits() const {
+    return !is_identity(quantizer) && values.device() == Device::cpu && packed_order(values);
+  }
+  /// Its quantized values as bf16 bits in the storage order of its values (quantizes_into_bits):
+  /// n bf16 values in a uint8 tensor of 2n bytes.
+  Tensor quantized_bits() const {
+    const StorageOrderView view = storage_order_view(values, *packed_order(values), quantizer);
+    const int64_t n = values.numel();
+    Tensor bits = empty({2 * n}, DType::uint8, Device::cpu);
+    quantize_bf16_bits(
+        view.along, std::span<const float>(view.packed.data<float>(), size_t(n)),
+        std::span<uint16_t>(reinterpret_cast<uint16_t*>(bits.data<uint8_t>()), size_t(n)),
+        view.packed.shape(), random);
+    return bits;
+  }
+};
+
+/// `t` as a GEMM operand quantized by `q` with blocks along `axis`, outside autograd (the
+/// calling op records its own node), its random stream drawn now. Identity quantizers and
+/// non-float32 tensors pass through. Under a quantizer observer it is quantized at once and
+/// reported as `site`, so that the observer sees the quantizations in the order they are drawn.
+PendingOperand pending_operand(const Tensor& t, Quantizer q, int axis, QuantizerSite site) {
   if (is_identity(q) || t.dtype() != DType::float32) return t;
   if (q.scaling) q.scaling->axis = axis;
-  const Tensor out = quantized_values(t, q, next_random_stream());
+  const PendingOperand pending{t, q, next_random_stream()};
+  if (!quantizer_observer) return pending;
+  const Tensor out = pending.quantized();
   observe_quantizer(site, q, t, out);
   return out;
 }
@@ -312,13 +382,28 @@ void fp8_block_product(Device device,
                    b_scales.data<float>(), c);
 }
 
-/// a @ b with batch axes broadcast, no autograd and no quantization. float32 operands whose
-/// matrices are row- or column-major views (transposes, head splits, broadcast batches) go to
-/// the GEMM in place, all batch entries in one batched call; others are packed first. By the
-/// operands' lattices, a single matrix product of FP8-exact MX operands runs as the
-/// block-scaled FP8 GEMM where fp8_gemm_runs, and a product of bf16 values as the bf16 GEMM
-/// where bf16_gemm_runs (kernels/gemm.h).
-Tensor batched_product(const Tensor& a, const Tensor& b, const OperandLattices& lattices) {
+/// The offsets, from m.data(), of the matrices in the last two axes of m (batch axes
+/// `batch`, already broadcast), in batch order.
+std::vector<int64_t> matrix_offsets(const Tensor& m, const Shape& batch) {
+  std::vector<int64_t> offsets;
+  for_each_run<1>(batch, {Strides(m.strides().begin(), m.strides().end() - 2)},
+                  [&](const auto& first, int64_t count, const auto& steps) {
+                    for (int64_t j = 0; j < count; ++j) offsets.push_back(first[0] + j * steps[0]);
+                  });
+  return offsets;
+}
+
+/// pa @ pb with batch axes broadcast, no autograd; each operand quantized on the way. float32
+/// operands whose matrices are row- or column-major views (transposes, head splits, broadcast
+/// batches) go to the GEMM in place, all batch entries in one batched call; others are packed
+/// first. By the operands' lattices, a single matrix product of FP8-exact MX operands runs as
+/// the block-scaled FP8 GEMM where fp8_gemm_runs, and a product of bf16 values as the bf16 GEMM
+/// where bf16_gemm_runs (kernels/gemm.h), on the CPU with both operands quantized straight into
+/// bf16 bits where they can be (PendingOperand::quantizes_into_bits).
+Tensor batched_product(const PendingOperand& pa,
+                       const PendingOperand& pb,
+                       const OperandLattices& lattices) {
+  const Tensor a = pa.view(), b = pb.view();
   const int64_t M = a.shape(-2), K = a.shape(-1), N = b.shape(-1);
   LATTICE_CHECK(is_floating(a.dtype()), "[matmul] expects float32 or float64, got ",
                 dtype_name(a.dtype()));
@@ -330,57 +415,73 @@ Tensor batched_product(const Tensor& a, const Tensor& b, const OperandLattices& 
   a_full.push_back(M), a_full.push_back(K);
   b_full.push_back(K), b_full.push_back(N);
   out_shape.push_back(M), out_shape.push_back(N);
-  Tensor out = empty(out_shape, a.dtype(), same_device("matmul", {&a, &b}));
+  const Device device = same_device("matmul", {&a, &b});
+  Tensor out = empty(out_shape, a.dtype(), device);
   const int64_t batches = numel(batch);
-  if (a.dtype() == DType::float32) {
-    const auto [lhs, la] = gemm_operand(a.expand(a_full));
-    const auto [rhs, lb] = gemm_operand(b.expand(b_full));
-    const GemmShape shape{
-        M, N, K, la.transposed, lb.transposed, la.ld, lb.ld, std::max<int64_t>(N, 1)};
-    const float* x = lhs.data<float>();
-    const float* w = rhs.data<float>();
-    float* y = out.data<float>();
-    std::vector<const float*> xs, ws;
-    std::vector<float*> ys;
-    for_each_run<2>(batch,
-                    {Strides(lhs.strides().begin(), lhs.strides().end() - 2),
-                     Strides(rhs.strides().begin(), rhs.strides().end() - 2)},
-                    [&](const auto& offsets, int64_t count, const auto& steps) {
-                      for (int64_t j = 0; j < count; ++j) {
-                        xs.push_back(x + offsets[0] + j * steps[0]);
-                        ws.push_back(w + offsets[1] + j * steps[1]);
-                        ys.push_back(y + int64_t(ys.size()) * M * N);  // packed in batch order
-                      }
-                    });
-    if (lattices.fp8_a && lattices.fp8_b && ys.size() == 1 && K > 0 && K % 32 == 0 &&
-        fp8_gemm_runs())
-      fp8_block_product(out.device(), xs[0], la, *lattices.fp8_a, ws[0], lb, *lattices.fp8_b, M, N,
-                        K, y);
-    else if (lattices.bf16 && bf16_gemm_runs(out.device()))
-      LATTICE_DISPATCH(out.device(), gemm_bf16_batched, shape, xs.data(), ws.data(), y,
-                       int64_t(ys.size()));
-    else
-      LATTICE_DISPATCH(out.device(), gemm_batched, shape, 1.0f, xs.data(), ws.data(), 0.0f,
-                       ys.data(), int64_t(ys.size()));
+  if (a.dtype() == DType::float64) {  // gradient checks: the exact loop on packed operands
+    const Tensor lhs = pa.quantized().expand(a_full).contiguous();
+    const Tensor rhs = pb.quantized().expand(b_full).contiguous();
+    LATTICE_DISPATCH(device, batched_gemm_f64, lhs.data<double>(), rhs.data<double>(),
+                     out.data<double>(), batches, M, N, K);
     return out;
   }
-  // float64 (gradient checks): the exact loop on packed operands.
-  const Tensor lhs = a.expand(a_full).contiguous(), rhs = b.expand(b_full).contiguous();
-  const double* x = lhs.data<double>();
-  const double* w = rhs.data<double>();
-  double* y = out.data<double>();
-  LATTICE_DISPATCH(out.device(), batched_gemm_f64, x, w, y, batches, M, N, K);
+  const bool fp8 =
+      lattices.fp8_a && lattices.fp8_b && batches == 1 && K > 0 && K % 32 == 0 && fp8_gemm_runs();
+  const bool bf16 = !fp8 && lattices.bf16 && bf16_gemm_runs(device);
+  float* y = out.data<float>();
+  const auto output_pointers = [&] {
+    std::vector<float*> ys;
+    for (int64_t i = 0; i < batches; ++i) ys.push_back(y + i * M * N);  // packed in batch order
+    return ys;
+  };
+  if (bf16 && device == Device::cpu && pa.quantizes_into_bits() && pb.quantizes_into_bits() &&
+      gemm_layout(a.expand(a_full)) && gemm_layout(b.expand(b_full))) {
+    // The GEMM reads each operand where it would read its values, in a bf16 copy of them.
+    const MatrixOperand la = *gemm_layout(a.expand(a_full)), lb = *gemm_layout(b.expand(b_full));
+    const Tensor a_bits = pa.quantized_bits(), b_bits = pb.quantized_bits();
+    const auto pointers = [&](const Tensor& view, const Shape& full, const Tensor& bits) {
+      const auto* first = reinterpret_cast<const uint16_t*>(bits.data<uint8_t>());
+      std::vector<const uint16_t*> matrices;
+      for (int64_t offset : matrix_offsets(view.expand(full), batch))
+        matrices.push_back(first + offset);
+      return matrices;
+    };
+    const std::vector<const uint16_t*> xs = pointers(a, a_full, a_bits);
+    const std::vector<const uint16_t*> ws = pointers(b, b_full, b_bits);
+    const GemmShape shape{
+        M, N, K, la.transposed, lb.transposed, la.ld, lb.ld, std::max<int64_t>(N, 1)};
+    gemm_bf16_bits_batched_cpu(shape, xs.data(), ws.data(), y, batches);
+    return out;
+  }
+  const auto [lhs, la] = gemm_operand(pa.quantized().expand(a_full));
+  const auto [rhs, lb] = gemm_operand(pb.quantized().expand(b_full));
+  const GemmShape shape{
+      M, N, K, la.transposed, lb.transposed, la.ld, lb.ld, std::max<int64_t>(N, 1)};
+  const float* x = lhs.data<float>();
+  const float* w = rhs.data<float>();
+  std::vector<const float*> xs, ws;
+  for (int64_t offset : matrix_offsets(lhs, batch)) xs.push_back(x + offset);
+  for (int64_t offset : matrix_offsets(rhs, batch)) ws.push_back(w + offset);
+  if (fp8)
+    fp8_block_product(device, xs[0], la, *lattices.fp8_a, ws[0], lb, *lattices.fp8_b, M, N, K, y);
+  else if (bf16)
+    LATTICE_DISPATCH(device, gemm_bf16_batched, shape, xs.data(), ws.data(), y, batches);
+  else
+    LATTICE_DISPATCH(device, gemm_batched, shape, 1.0f, xs.data(), ws.data(), 0.0f,
+                     output_pointers().data(), batches);
   return out;
 }
 
-/// a @ b through the stack's accumulator: fp32 by default; otherwise the running sum is
+/// pa @ pb through the stack's accumulator: fp32 by default; otherwise the running sum is
 /// rounded onto acc.format after every acc.round_every products along K (or once at the end).
-Tensor accumulated_product(const Tensor& a,
-                           const Tensor& b,
+Tensor accumulated_product(const PendingOperand& pa,
+                           const PendingOperand& pb,
                            const Accumulator& acc,
                            const OperandLattices& lattices) {
-  if (acc == Accumulator{} || a.dtype() != DType::float32) return batched_product(a, b, lattices);
+  if (acc == Accumulator{} || pa.values.dtype() != DType::float32)
+    return batched_product(pa, pb, lattices);
   NoGradGuard no_grad;  // slices of the operands are internal temporaries
+  const Tensor a = pa.quantized(), b = pb.quantized();
   const int64_t K = a.shape(-1), chunk = acc.round_every > 0 ? acc.round_every : K;
   const Quantizer onto{acc.format, Rounding{}, std::nullopt};
   Tensor total;
@@ -568,10 +669,6 @@ Tensor on_activation_lattice(const Tensor& out, ActivationRounding rounding) {
   return rounded;
 }
 
-namespace {
-thread_local QuantizerObserver quantizer_observer;
-}  // namespace
-
 const char* site_name(QuantizerSite site) {
   switch (site) {
     case QuantizerSite::gemm_input:
@@ -700,8 +797,8 @@ Tensor QuantizedGemm::product(const Tensor& a, const Tensor& b) const {
   const GemmQuantizers& q = quantizers;
   // w's stream is drawn before x's (as GCC evaluated them when they were arguments of one
   // call), and so below, so that seeded runs keep their bits.
-  const Tensor wq = quantized_operand(b, q.weight, -2, QuantizerSite::gemm_weight);
-  const Tensor xq = quantized_operand(a, q.input, -1, QuantizerSite::gemm_input);
+  const PendingOperand wq = pending_operand(b, q.weight, -2, QuantizerSite::gemm_weight);
+  const PendingOperand xq = pending_operand(a, q.input, -1, QuantizerSite::gemm_input);
   const Tensor out = on_activation_lattice(
       accumulated_product(xq, wq, accumulator, operand_lattices(a, q.input, b, q.weight)));
   trace_matmul("matmul", a, q.input, b, q.weight, out, accumulator);
@@ -712,11 +809,12 @@ namespace {
 
 /// The dgrad's operands of a @ b for the gradient g: g and b quantized along N, b's stream
 /// drawn first, as in QuantizedGemm::product.
-std::pair<Tensor, Tensor> dgrad_operands(const GemmQuantizers& q,
-                                         const Tensor& g,
-                                         const Tensor& b) {
-  const Tensor wq = quantized_operand(b, q.saved_weight, -1, QuantizerSite::gemm_saved_weight);
-  const Tensor gq = quantized_operand(g, q.output_grad, -1, QuantizerSite::gemm_output_grad);
+std::pair<PendingOperand, PendingOperand> dgrad_operands(const GemmQuantizers& q,
+                                                         const Tensor& g,
+                                                         const Tensor& b) {
+  const PendingOperand wq =
+      pending_operand(b, q.saved_weight, -1, QuantizerSite::gemm_saved_weight);
+  const PendingOperand gq = pending_operand(g, q.output_grad, -1, QuantizerSite::gemm_output_grad);
   return {gq, wq};
 }
 
@@ -726,7 +824,7 @@ QuantizedGemm::DgradOperands QuantizedGemm::input_gradient_operands(const Tensor
                                                                     const Tensor& b) const {
   const GemmQuantizers& q = quantizers;
   const auto [gq, wq] = dgrad_operands(q, g, b);
-  return {gq, wq,
+  return {gq.quantized(), wq.quantized(),
           operand_lattices(g, q.output_grad, b, q.saved_weight).bf16 &&
               gemm_path_setting() != GemmPath::exact_fp32};
 }
@@ -735,7 +833,7 @@ Tensor QuantizedGemm::input_gradient(const Tensor& g, const Tensor& b) const {
   const GemmQuantizers& q = quantizers;
   const auto [gq, wq] = dgrad_operands(q, g, b);
   // dA = g @ B^T, reducing over N.
-  const Tensor da = accumulated_product(gq, wq.transpose(-1, -2), accumulator,
+  const Tensor da = accumulated_product(gq, wq.transposed(), accumulator,
                                         operand_lattices(g, q.output_grad, b, q.saved_weight));
   trace_matmul("matmul.dgrad", g, q.output_grad, b, q.saved_weight, da, accumulator);
   return da;
@@ -743,17 +841,19 @@ Tensor QuantizedGemm::input_gradient(const Tensor& g, const Tensor& b) const {
 
 Tensor QuantizedGemm::weight_gradient(const Tensor& g, const Tensor& a, const Tensor& b) const {
   const GemmQuantizers& q = quantizers;
-  const Tensor grad = quantized_operand(g, q.output_grad, -2, QuantizerSite::gemm_output_grad);
-  const Tensor saved = quantized_operand(a, q.saved_input, -2, QuantizerSite::gemm_saved_input);
+  const PendingOperand grad =
+      pending_operand(g, q.output_grad, -2, QuantizerSite::gemm_output_grad);
+  const PendingOperand saved =
+      pending_operand(a, q.saved_input, -2, QuantizerSite::gemm_saved_input);
   const OperandLattices lattices = operand_lattices(a, q.saved_input, g, q.output_grad);
   // dB = A^T @ g, reducing over M. A transposed B (a Linear layer's w.t(), attention's k^T) gets
   // its gradient in its own layout, (g^T @ A)^T: packed, the view hands it to w or k without a
   // transposing copy (PyTorch's mm backward does the same).
   const Tensor db =
       transposed_matrices(b, a.rank())
-          ? accumulated_product(grad.transpose(-1, -2), saved, accumulator, swapped(lattices))
+          ? accumulated_product(grad.transposed(), saved, accumulator, swapped(lattices))
                 .transpose(-1, -2)
-          : accumulated_product(saved.transpose(-1, -2), grad, accumulator, lattices);
+          : accumulated_product(saved.transposed(), grad, accumulator, lattices);
   trace_matmul("matmul.wgrad", a, q.saved_input, g, q.output_grad, db, accumulator);
   return db;
 }

@@ -226,6 +226,28 @@ void quantize(const Quantizer& q,
     quantize_blocks_cuda(x.data(), y.data(), layout, q.element, q.rounding, *q.scaling, random);
 }
 
+void quantize_bf16_bits(const Quantizer& q,
+                        std::span<const float> x,
+                        std::span<uint16_t> y,
+                        std::span<const int64_t> shape,
+                        const RandomStream& random) {
+  validate(q);
+  LATTICE_CHECK(within_bf16(q),
+                "[quantize] bf16 output needs a quantizer whose values are bf16 "
+                "values (at most 8 significant bits, power-of-two scales), got ",
+                format_name(q.element), " elements",
+                q.scaling ? concat(" with ", format_name(q.scaling->scale_format), " scales (",
+                                   scale_rule_name(q.scaling->rule), " rule)")
+                          : std::string());
+  check_sizes("quantize", shape, x.size(), y.size());
+  if (q.scaling)
+    quantize_blocks_bf16_cpu(x.data(), y.data(), block_layout(*q.scaling, shape), q.element,
+                             q.rounding, *q.scaling, random);
+  else
+    quantize_elementwise_bf16_cpu(x.data(), y.data(), int64_t(x.size()), q.element, q.rounding,
+                                  random);
+}
+
 PackedTensor pack(const Quantizer& q,
                   std::span<const float> x,
                   std::span<const int64_t> shape,

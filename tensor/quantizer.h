@@ -72,6 +72,15 @@ void quantize(const Quantizer& q,
               const RandomStream& random = {},
               Device device = Device::cpu);
 
+/// quantize's values as bf16 bits (the high half of each fp32 value) on the CPU, for a bf16 GEMM
+/// to read: for quantizers whose values are all bf16 values (within_bf16), which it checks. The
+/// same rounding and random draws as quantize, so the bits of the same values.
+void quantize_bf16_bits(const Quantizer& q,
+                        std::span<const float> x,
+                        std::span<uint16_t> y,
+                        std::span<const int64_t> shape,
+                        const RandomStream& random);
+
 /// Storage form: element codes bit-packed at element.bits() each (LSB first), scale codes at
 /// scale_format.bits() each in (outer, blocks, inner) order, and the fp32 tensor scale.
 struct PackedTensor {

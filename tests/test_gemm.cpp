@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/philox.h"
+#include "core/scalar/bits.h"
 #include "kernels/gemm.h"
 
 using namespace lattice;
@@ -119,39 +120,53 @@ TEST_CASE("gemm_bf16_batched_cpu equals the reference on bf16 operands, batched 
         doctest::Contains("[gemm] this CPU has no native bf16 GEMM"), Error);
     return;
   }
-  const int64_t M = 37, N = 53, K = 71, pad = 5, count = 3;
-  for (bool ta : {false, true})
-    for (bool tb : {false, true})
-      for (int shared : {0, 1, 2, 3}) {  // bit 0: one A for every entry; bit 1: one B
-        const bool shared_a = shared & 1, shared_b = shared & 2;
-        CAPTURE(ta);
-        CAPTURE(tb);
-        CAPTURE(shared);
-        GemmShape s = dense_gemm(M, N, K, ta, tb);
-        s.lda += pad, s.ldb += pad;  // strided rows (the output is packed)
-        const int64_t a_size = (ta ? K : M) * s.lda, b_size = (tb ? N : K) * s.ldb;
-        const std::vector<float> a = random_bf16_matrix(count * a_size, 1);
-        const std::vector<float> b = random_bf16_matrix(count * b_size, 2);
-        std::vector<const float*> as, bs;
-        for (int64_t i = 0; i < count; ++i) {
-          as.push_back(a.data() + (shared_a ? 0 : i * a_size));
-          bs.push_back(b.data() + (shared_b ? 0 : i * b_size));
+  const int64_t M = 37, N = 53, K = 71, count = 3;
+  for (int64_t pad : {0, 5})  // dense matrices, read in place as bf16 bits; strided ones
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (int shared : {0, 1, 2, 3}) {  // bit 0: one A for every entry; bit 1: one B
+          const bool shared_a = shared & 1, shared_b = shared & 2;
+          CAPTURE(pad);
+          CAPTURE(ta);
+          CAPTURE(tb);
+          CAPTURE(shared);
+          GemmShape s = dense_gemm(M, N, K, ta, tb);
+          s.lda += pad, s.ldb += pad;  // strided rows (the output is packed)
+          const int64_t a_size = (ta ? K : M) * s.lda, b_size = (tb ? N : K) * s.ldb;
+          const std::vector<float> a = random_bf16_matrix(count * a_size, 1);
+          const std::vector<float> b = random_bf16_matrix(count * b_size, 2);
+          std::vector<const float*> as, bs;
+          for (int64_t i = 0; i < count; ++i) {
+            as.push_back(a.data() + (shared_a ? 0 : i * a_size));
+            bs.push_back(b.data() + (shared_b ? 0 : i * b_size));
+          }
+          std::vector<float> c(size_t(count * M * N), NAN);
+          gemm_bf16_batched_cpu(s, as.data(), bs.data(), c.data(), count);
+          // The same operands as bf16 bits give the same bits.
+          std::vector<uint16_t> a16, b16;
+          for (float v : a) a16.push_back(bf16_bits(v));
+          for (float v : b) b16.push_back(bf16_bits(v));
+          std::vector<const uint16_t*> a16s, b16s;
+          for (int64_t i = 0; i < count; ++i) {
+            a16s.push_back(a16.data() + (as[size_t(i)] - a.data()));
+            b16s.push_back(b16.data() + (bs[size_t(i)] - b.data()));
+          }
+          std::vector<float> c_bits(c.size(), NAN);
+          gemm_bf16_bits_batched_cpu(s, a16s.data(), b16s.data(), c_bits.data(), count);
+          CHECK(std::memcmp(c_bits.data(), c.data(), c.size() * sizeof(float)) == 0);
+          double worst = 0.0;
+          for (int64_t i = 0; i < count; ++i) {
+            std::vector<float> expected(size_t(M * N));
+            GemmShape packed = s;
+            packed.ldc = N;
+            gemm_reference_cpu(packed, 1.0f, as[size_t(i)], bs[size_t(i)], 0.0f, expected.data());
+            for (int64_t j = 0; j < M * N; ++j)
+              worst = std::max(
+                  worst, std::fabs(double(c[size_t(i * M * N + j)]) - double(expected[size_t(j)])));
+          }
+          // The products are exact; only the fp32 sums of K terms of size <= 1 round.
+          CHECK(worst < double(K) * 6e-8 + 1e-6);
         }
-        std::vector<float> c(size_t(count * M * N), NAN);
-        gemm_bf16_batched_cpu(s, as.data(), bs.data(), c.data(), count);
-        double worst = 0.0;
-        for (int64_t i = 0; i < count; ++i) {
-          std::vector<float> expected(size_t(M * N));
-          GemmShape packed = s;
-          packed.ldc = N;
-          gemm_reference_cpu(packed, 1.0f, as[size_t(i)], bs[size_t(i)], 0.0f, expected.data());
-          for (int64_t j = 0; j < M * N; ++j)
-            worst = std::max(
-                worst, std::fabs(double(c[size_t(i * M * N + j)]) - double(expected[size_t(j)])));
-        }
-        // The products are exact; only the fp32 sums of K terms of size <= 1 round.
-        CHECK(worst < double(K) * 6e-8 + 1e-6);
-      }
 }
 
 TEST_CASE("gemm_bf16_batched_cpu sums exactly where fp32 can, and keeps NaN and inf") {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "autograd/autograd.h"
+#include "core/scalar/bits.h"
 #include "kernels/block_scaled_gemm.h"
 #include "kernels/gemm.h"
 #include "ops/ops.h"
@@ -166,6 +167,16 @@ TEST_CASE("within_bf16 reads bf16 exactness off a lattice, never off values") {
   CHECK(within_bf16(parse_precision_stack("pure-fp4-e8m0").gemm.input));
   CHECK(!within_bf16(parse_precision_stack("pure-fp4-e4m3").gemm.input));
   CHECK(!within_bf16(parse_precision_stack("ue5m3-fp4").gemm.input));
+  // Quantizing into bf16 bits refuses lattices outside bf16.
+  const std::vector<float> x(32, 0.3f);
+  std::vector<uint16_t> bits(32);
+  const std::vector<int64_t> shape{32};
+  CHECK_THROWS_WITH_AS(
+      quantize_bf16_bits(parse_quantizer("nvfp4"), x, bits, shape, {}),
+      doctest::Contains("[quantize] bf16 output needs a quantizer whose values are bf16 values"),
+      Error);
+  quantize_bf16_bits(parse_quantizer("mxfp4"), x, bits, shape, {});
+  CHECK(bits[0] == bf16_bits(0.25f));  // scale 2^-4 (amax 0.3), 0.3 / 2^-4 = 4.8 rounds to 4
 }
 
 TEST_CASE("quantizing values already on the quantizer's lattice returns them, sharing storage") {
@@ -344,4 +355,47 @@ TEST_CASE("matmul of MX operands runs the block-scaled FP8 GEMM on the fp8-block
   };
   for (const char* stack : {"gemm=nvfp4", "gemm=mxfp4:b16"})
     CHECK(forward(GemmPath::fp8_blocks, stack) == forward(GemmPath::exact_fp32, stack));
+}
+
+TEST_CASE("GEMM operands quantized straight into bf16 bits give the float32 path's bits") {
+  // Without an observer the CPU's bf16 GEMM reads MX operands quantized into bf16 bits; a
+  // quantizer observer sees float32 values, so under one the GEMM narrows those instead.
+  const Tensor w_stored = set_requires_grad(randn({40, 96}, RandomStream{.seed = 41}));
+  const Tensor w = set_requires_grad(randn({64, 24}, RandomStream{.seed = 42}));
+  const Tensor x2 = set_requires_grad(randn({33, 96}, RandomStream{.seed = 43}));
+  const Tensor x3 = set_requires_grad(randn({2, 5, 64}, RandomStream{.seed = 44}));
+  const Tensor a = set_requires_grad(randn({3, 8, 64}, RandomStream{.seed = 45}));
+  const Tensor b = set_requires_grad(randn({3, 64, 16}, RandomStream{.seed = 46}));
+  const Tensor wide = set_requires_grad(randn({33, 128}, RandomStream{.seed = 47}));
+  const std::vector<Tensor> leaves{w_stored, w, x2, x3, a, b, wide};
+  const auto run = [&](bool observed) {
+    for (const Tensor& leaf : leaves) zero_grad(leaf);
+    int observed_quantizations = 0;
+    if (observed)
+      set_quantizer_observer([&](QuantizerSite, const Quantizer&, const Tensor&, const Tensor&) {
+        ++observed_quantizations;
+      });
+    manual_seed(8);
+    std::vector<std::vector<float>> results;
+    {
+      PrecisionScope scope(parse_precision_stack("gemm=mxfp4,gemm.bwd=mxfp4:sr"));
+      // A Linear layer (w.t() a transposed view), a weight broadcast over a batch, a batched
+      // product, and a sliced operand, which is not a packed block.
+      for (const Tensor& y : {matmul(x2, w_stored.t()), matmul(x3, w), matmul(a, b),
+                              matmul(wide.slice(1, 0, 96), w_stored.t())}) {
+        backward(sum(mul(y, y)));
+        results.push_back(y.to_vector<float>());
+      }
+    }
+    set_quantizer_observer({});
+    CHECK(observed_quantizations == (observed ? 4 * 6 : 0));
+    for (const Tensor& leaf : leaves) results.push_back(grad(leaf).to_vector<float>());
+    return results;
+  };
+  const auto direct = run(false), narrowed = run(true);
+  REQUIRE(direct.size() == narrowed.size());
+  for (size_t i = 0; i < direct.size(); ++i) {
+    CAPTURE(i);
+    CHECK(std::memcmp(direct[i].data(), narrowed[i].data(), direct[i].size() * sizeof(float)) == 0);
+  }
 }

@@ -1,7 +1,8 @@
 // The CPU quantize kernels over arrays long enough for their vector paths (whole-block
 // groups, Philox words drawn inside the loops, chunk tails, rows starting off a Philox block)
 // against the per-element scalar formulas of core/scalar/, which test_rounding.cpp and
-// test_block.cpp check against the reference lattices and the OCP / TransformerEngine rules.
+// test_block.cpp check against the reference lattices and the OCP / TransformerEngine rules;
+// their bf16-bit outputs against their float ones.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "core/philox.h"
+#include "core/scalar/bits.h"
 #include "core/scalar/block.h"
 #include "core/scalar/round.h"
 #include "kernels/quantize.h"
@@ -125,4 +127,44 @@ TEST_CASE(
       }
     }
   }
+}
+
+TEST_CASE("the bf16-bit outputs are the bf16 bits of the float outputs, NaN and inf included") {
+  // Lattices within bf16 (MX scales are powers of two): the bits are the values exactly.
+  const int64_t n = 3 * 1024 + 21;
+  std::vector<float> x = vector_kernel_inputs(n);
+  x[7] = float_from_bits(0x7FC00001u), x[1500] = float_from_bits(0xFF800000u);
+  x[2001] = float_from_bits(0x7F800000u), x[3070] = float_from_bits(0x7F800010u);  // signalling
+  const RandomStream random{.seed = 11, .subsequence = 1, .offset = 2};
+  const auto bits_of = [](const std::vector<float>& values) {
+    std::vector<uint16_t> bits;
+    for (float v : values) bits.push_back(bf16_bits(v));
+    return bits;
+  };
+  std::vector<float> y(x.size());
+  std::vector<uint16_t> narrowed(x.size());
+  for (const Format& format : {bf16, e4m3, e2m1, int8})
+    for (const Rounding& rounding : {kVectorNearest, kVectorStochastic, kVectorStochastic8,
+                                     Rounding{.mode = RoundingMode::toward_zero}}) {
+      CAPTURE(format.bits());
+      CAPTURE(int(rounding.mode));
+      quantize_elementwise_cpu(x.data(), y.data(), n, format, rounding, random);
+      quantize_elementwise_bf16_cpu(x.data(), narrowed.data(), n, format, rounding, random);
+      CHECK(narrowed == bits_of(y));
+    }
+  // Whole-block groups, a ragged block per column, and strided blocks (inner 300).
+  const BlockScaling mx32{.block_size = 32};
+  for (const BlockLayout& layout :
+       {BlockLayout{3, 1024, 1, 32}, BlockLayout{3, 1000, 1, 32}, BlockLayout{2, 16, 96, 32}})
+    for (const Format& element : {e2m1, e4m3, e5m2, int8})
+      for (const Rounding& rounding : {kVectorNearest, kVectorStochastic}) {
+        CAPTURE(layout.length);
+        CAPTURE(element.bits());
+        CAPTURE(int(rounding.mode));
+        const int64_t count = layout.outer * layout.length * layout.inner;
+        quantize_blocks_cpu(x.data(), y.data(), layout, element, rounding, mx32, random, nullptr);
+        quantize_blocks_bf16_cpu(x.data(), narrowed.data(), layout, element, rounding, mx32,
+                                 random);
+        CHECK(std::equal(narrowed.begin(), narrowed.begin() + count, bits_of(y).begin()));
+      }
 }

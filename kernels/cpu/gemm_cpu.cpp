@@ -1,6 +1,6 @@
 // CPU GEMM through oneDNN's dnnl_sgemm (row-major, OpenMP threads), the bf16 GEMM of operands on
-// bf16 lattices through oneDNN's matmul primitive, the float64 batched loop and the reference
-// loop.
+// bf16 lattices (fp32 values narrowed here, or bf16 bits) through oneDNN's matmul primitive, the
+// float64 batched loop and the reference loop.
 #include <omp.h>
 
 #include <algorithm>
@@ -8,6 +8,7 @@
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -143,26 +144,15 @@ dnnl::matmul bf16_matmul(const GemmShape& s,
   return found->second;
 }
 
-}  // namespace
-
-void gemm_bf16_batched_cpu(
-    const GemmShape& s, const float* const* a, const float* const* b, float* c, int64_t count) {
-  check_bf16_gemm(s, count);
-  LATTICE_CHECK(native_bf16_gemm_cpu(),
-                "[gemm] this CPU has no native bf16 GEMM (AVX512-BF16 or AMX) for oneDNN to run");
-  if (s.M == 0 || s.N == 0 || count == 0) return;
-  if (s.K == 0) {
-    std::fill(c, c + count * s.M * s.N, 0.0f);
-    return;
-  }
-  // Each operand narrowed in its stored orientation (no transposing copy): op(A) is the
-  // (M, K) matrix with strides (K, 1), or (1, M) when A is stored transposed; so for B.
-  thread_local std::vector<uint16_t> a_bf16, b_bf16;
-  // oneDNN broadcasts one operand's single matrix over the batch, not both.
-  const int64_t a_count = narrow_operand(a, count, s.transpose_a ? s.K : s.M,
-                                         s.transpose_a ? s.M : s.K, s.lda, true, a_bf16);
-  const int64_t b_count = narrow_operand(b, count, s.transpose_b ? s.N : s.K,
-                                         s.transpose_b ? s.K : s.N, s.ldb, a_count > 1, b_bf16);
+/// The bf16 matmul of a_count and b_count (1 or count) dense matrices of bf16 bits, each in its
+/// stored orientation, into c: (count, M, N) packed.
+void bf16_matmul_dense(const GemmShape& s,
+                       const uint16_t* a,
+                       int64_t a_count,
+                       const uint16_t* b,
+                       int64_t b_count,
+                       float* c,
+                       int64_t count) {
   using dnnl::memory;
   const auto matrices = [](int64_t batch, int64_t rows, int64_t cols, bool transposed,
                            memory::data_type type) {
@@ -176,15 +166,83 @@ void gemm_bf16_batched_cpu(
   try {
     static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
     dnnl::stream stream(engine);
+    // oneDNN reads the operands only; its handles take non-const pointers.
     bf16_matmul(s, a_count, b_count, count, a_desc, b_desc, c_desc, engine)
-        .execute(stream, {{DNNL_ARG_SRC, memory(a_desc, engine, a_bf16.data())},
-                          {DNNL_ARG_WEIGHTS, memory(b_desc, engine, b_bf16.data())},
+        .execute(stream, {{DNNL_ARG_SRC, memory(a_desc, engine, const_cast<uint16_t*>(a))},
+                          {DNNL_ARG_WEIGHTS, memory(b_desc, engine, const_cast<uint16_t*>(b))},
                           {DNNL_ARG_DST, memory(c_desc, engine, c)}});
     stream.wait();
   } catch (const dnnl::error& e) {
     throw Error(
         concat("[gemm] oneDNN bf16 matmul failed: ", e.what(), " (status ", int(e.status), ")"));
   }
+}
+
+/// Checks and the cases without products; true when there is a matmul to run.
+bool bf16_gemm_has_products(const GemmShape& s, float* c, int64_t count) {
+  check_bf16_gemm(s, count);
+  LATTICE_CHECK(native_bf16_gemm_cpu(),
+                "[gemm] this CPU has no native bf16 GEMM (AVX512-BF16 or AMX) for oneDNN to run");
+  if (s.M == 0 || s.N == 0 || count == 0) return false;
+  if (s.K == 0) {
+    std::fill(c, c + count * s.M * s.N, 0.0f);
+    return false;
+  }
+  return true;
+}
+
+/// One operand of bf16 bits, `count` matrices of rows x cols with leading dimension ld, as
+/// dense matrices one after another: in place where they already are (or one matrix, when
+/// `may_share` and every pointer is the same), else copied into `scratch`. Returns the first
+/// matrix and the number of matrices, as narrow_operand counts them.
+std::pair<const uint16_t*, int64_t> dense_bits(const uint16_t* const* x,
+                                               int64_t count,
+                                               int64_t rows,
+                                               int64_t cols,
+                                               int64_t ld,
+                                               bool may_share,
+                                               std::vector<uint16_t>& scratch) {
+  const bool shared =
+      may_share && std::all_of(x, x + count, [&](const uint16_t* p) { return p == x[0]; });
+  const int64_t matrices = shared ? 1 : count, size = rows * cols;
+  bool in_place = ld == cols || rows == 1;
+  for (int64_t i = 1; i < matrices && in_place; ++i) in_place = x[i] == x[0] + i * size;
+  if (in_place) return {x[0], matrices};
+  if (scratch.size() < size_t(matrices * size)) scratch.resize(size_t(matrices * size));
+  for (int64_t i = 0; i < matrices; ++i)
+    for (int64_t r = 0; r < rows; ++r)
+      std::copy_n(x[i] + r * ld, cols, scratch.data() + i * size + r * cols);
+  return {scratch.data(), matrices};
+}
+
+}  // namespace
+
+void gemm_bf16_batched_cpu(
+    const GemmShape& s, const float* const* a, const float* const* b, float* c, int64_t count) {
+  if (!bf16_gemm_has_products(s, c, count)) return;
+  // Each operand narrowed in its stored orientation (no transposing copy): op(A) is the
+  // (M, K) matrix with strides (K, 1), or (1, M) when A is stored transposed; so for B.
+  thread_local std::vector<uint16_t> a_bf16, b_bf16;
+  // oneDNN broadcasts one operand's single matrix over the batch, not both.
+  const int64_t a_count = narrow_operand(a, count, s.transpose_a ? s.K : s.M,
+                                         s.transpose_a ? s.M : s.K, s.lda, true, a_bf16);
+  const int64_t b_count = narrow_operand(b, count, s.transpose_b ? s.N : s.K,
+                                         s.transpose_b ? s.K : s.N, s.ldb, a_count > 1, b_bf16);
+  bf16_matmul_dense(s, a_bf16.data(), a_count, b_bf16.data(), b_count, c, count);
+}
+
+void gemm_bf16_bits_batched_cpu(const GemmShape& s,
+                                const uint16_t* const* a,
+                                const uint16_t* const* b,
+                                float* c,
+                                int64_t count) {
+  if (!bf16_gemm_has_products(s, c, count)) return;
+  thread_local std::vector<uint16_t> a_scratch, b_scratch;
+  const auto [a16, a_count] = dense_bits(a, count, s.transpose_a ? s.K : s.M,
+                                         s.transpose_a ? s.M : s.K, s.lda, true, a_scratch);
+  const auto [b16, b_count] = dense_bits(b, count, s.transpose_b ? s.N : s.K,
+                                         s.transpose_b ? s.K : s.N, s.ldb, a_count > 1, b_scratch);
+  bf16_matmul_dense(s, a16, a_count, b16, b_count, c, count);
 }
 
 void batched_gemm_f64_cpu(

@@ -2,10 +2,12 @@
 // inner) array; AVX2 loops for Philox and nearest-even / stochastic rounding, vectorised scalar
 // loops for other modes and tails (the scalar math is core/scalar/'s, shared with CUDA). Random
 // bits are tied to element and block indices: results never depend on threads or loop paths.
+// Each kernel writes fp32 values, or their bf16 bits for a bf16 GEMM (the _bf16 entry points).
 #include <algorithm>
 #include <type_traits>
 #include <vector>
 
+#include "core/scalar/bits.h"
 #include "core/scalar/block.h"
 #include "core/scalar/round.h"
 #include "kernels/cpu/parallel.h"
@@ -81,6 +83,47 @@ bool is_stochastic(const Rounding& r) {
   return r.mode == RoundingMode::stochastic;
 }
 
+// The kernels write their values as float, or as bf16 bits (uint16_t) for a bf16 GEMM to read:
+// the high half of each value's bits, which is all of it for values on a bf16 lattice (the
+// callers' precondition), NaN kept NaN (bf16_bits).
+
+template <typename Out>
+Out output_value(float v) {
+  if constexpr (std::is_same_v<Out, float>)
+    return v;
+  else
+    return bf16_bits(v);
+}
+
+#if defined(__AVX512F__)
+inline void store_values(float* y, __m512 v) {
+  _mm512_storeu_ps(y, v);
+}
+
+inline void store_values(uint16_t* y, __m512 v) {
+  // The all-lanes maskz forms: GCC 12 flags the plain forms' undefined pass-through operand.
+  const __m512i high = _mm512_maskz_srli_epi32(0xFFFF, _mm512_castps_si512(v), 16);
+  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  const __m512i bits = _mm512_mask_or_epi32(high, nan, high, _mm512_set1_epi32(0x40));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(y), _mm512_maskz_cvtepi32_epi16(0xFFFF, bits));
+}
+#endif
+
+#if defined(__AVX2__)
+inline void store_values(float* y, __m256 v) {
+  _mm256_storeu_ps(y, v);
+}
+
+inline void store_values(uint16_t* y, __m256 v) {
+  const __m256i high = _mm256_srli_epi32(_mm256_castps_si256(v), 16);
+  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  const __m256i bits = _mm256_or_si256(high, _mm256_and_si256(nan, _mm256_set1_epi32(0x40)));
+  // packus works within 128-bit halves: words 0-3 land in qword 0, words 4-7 in qword 2.
+  const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(bits, bits), 0x08);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(y), _mm256_castsi256_si128(packed));
+}
+#endif
+
 /// The vectorised part of a run of block elements: xq_out[k] = scale_to_element(x[k]), stored
 /// only with kKeepElements (a GEMM operand wants the values alone, and the loop is bound by its
 /// stores), y[k] = element_to_value(xq), where elements [j * run, (j + 1) * run) share
@@ -90,7 +133,7 @@ bool is_stochastic(const Rounding& r) {
 /// plan does not fit the vector rounding. With `draw_from`
 /// (stochastic whole blocks, x[0] at a stream index `first` that is a multiple of 4) the words
 /// come from that stream, 32 (or 64) at a time, and `words` is not read.
-template <ScaleRule kRule, ModeClass kMode, bool kKeepElements>
+template <ScaleRule kRule, ModeClass kMode, bool kKeepElements, typename Out>
 int64_t quantize_block_elements_avx2([[maybe_unused]] const float* x,
                                      [[maybe_unused]] const float* multipliers,
                                      [[maybe_unused]] const float* scales,
@@ -99,7 +142,7 @@ int64_t quantize_block_elements_avx2([[maybe_unused]] const float* x,
                                      [[maybe_unused]] const RandomStream* draw_from,
                                      [[maybe_unused]] int64_t first,
                                      [[maybe_unused]] float* xq_out,
-                                     [[maybe_unused]] float* y,
+                                     [[maybe_unused]] Out* y,
                                      [[maybe_unused]] int64_t count,
                                      [[maybe_unused]] const BlockPlan& plan,
                                      [[maybe_unused]] bool vector_rounding) {
@@ -134,7 +177,7 @@ int64_t quantize_block_elements_avx2([[maybe_unused]] const float* x,
           value = _mm512_mul_ps(_mm512_mul_ps(xq, scale), tensor_decode);
         else
           value = _mm512_div_ps(_mm512_mul_ps(tensor_encode, xq), scale);
-        _mm512_storeu_ps(y + at, value);
+        store_values(y + at, value);
       };
       if (run == 1) {
         for (; k + 16 <= count; k += 16)
@@ -179,7 +222,7 @@ int64_t quantize_block_elements_avx2([[maybe_unused]] const float* x,
         value = _mm256_mul_ps(_mm256_mul_ps(xq, scale), tensor_decode);
       else
         value = _mm256_div_ps(_mm256_mul_ps(tensor_encode, xq), scale);
-      _mm256_storeu_ps(y + at, value);
+      store_values(y + at, value);
     };
     if (run == 1) {
       for (; k + 8 <= count; k += 8)
@@ -211,19 +254,19 @@ uint32_t block_amax_bits_avx2(const float* x, int64_t count) {
 }
 #endif
 
-}  // namespace
-
-void quantize_elementwise_cpu(const float* x,
-                              float* y,
-                              int64_t n,
-                              const Format& format,
-                              const Rounding& rounding,
-                              const RandomStream& random) {
+/// quantize_elementwise_cpu, its values written as Out (output_value).
+template <typename Out>
+void quantize_elementwise_into(const float* x,
+                               Out* y,
+                               int64_t n,
+                               const Format& format,
+                               const Rounding& rounding,
+                               const RandomStream& random) {
   if (format == bf16 && rounding.mode == RoundingMode::nearest_even &&
       rounding.overflow == Overflow::standard && rounding.subnormals == Subnormals::keep) {
     // The commonest cast (every op output and gradient under a bf16 stack), as a bit identity.
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) y[i] = round_to_bf16_nearest_even(x[i]);
+    for (int64_t i = 0; i < n; ++i) y[i] = output_value<Out>(round_to_bf16_nearest_even(x[i]));
     return;
   }
   const RoundingPlan plan = make_rounding_plan(format, rounding);
@@ -250,15 +293,15 @@ void quantize_elementwise_cpu(const float* x,
         __m512i sixteen[4];
         sixteen_blocks.generate(uint64_t(begin + done) / 4, sixteen);
         for (int k = 0; k < 4; ++k)
-          _mm512_storeu_ps(y + begin + done + 16 * k,
-                           round_to_lattice_avx512<ModeClass::stochastic>(
-                               _mm512_loadu_ps(x + begin + done + 16 * k), wide_plan, sixteen[k]));
+          store_values(y + begin + done + 16 * k,
+                       round_to_lattice_avx512<ModeClass::stochastic>(
+                           _mm512_loadu_ps(x + begin + done + 16 * k), wide_plan, sixteen[k]));
       }
     if (vector_rounding && !stochastic)
       for (; done + 16 <= count; done += 16)
-        _mm512_storeu_ps(y + begin + done,
-                         round_to_lattice_avx512<ModeClass::nearest>(
-                             _mm512_loadu_ps(x + begin + done), wide_plan, _mm512_setzero_si512()));
+        store_values(y + begin + done,
+                     round_to_lattice_avx512<ModeClass::nearest>(
+                         _mm512_loadu_ps(x + begin + done), wide_plan, _mm512_setzero_si512()));
 #endif
 #if defined(__AVX2__)
     // Stochastic rounding takes 32 words from the generator straight into four roundings:
@@ -268,9 +311,9 @@ void quantize_elementwise_cpu(const float* x,
         __m256i eight[4];
         generator.generate(uint64_t(begin + done) / 4, eight);
         for (int k = 0; k < 4; ++k)
-          _mm256_storeu_ps(y + begin + done + 8 * k,
-                           round_to_lattice_avx2<ModeClass::stochastic>(
-                               _mm256_loadu_ps(x + begin + done + 8 * k), vector_plan, eight[k]));
+          store_values(y + begin + done + 8 * k,
+                       round_to_lattice_avx2<ModeClass::stochastic>(
+                           _mm256_loadu_ps(x + begin + done + 8 * k), vector_plan, eight[k]));
       }
 #endif
     // words[i]: element begin + i's word (begin + done is a multiple of 4, a block's start).
@@ -287,7 +330,7 @@ void quantize_elementwise_cpu(const float* x,
                              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(words + done)))
                        : round_to_lattice_avx2<ModeClass::nearest>(value, vector_plan,
                                                                    _mm256_setzero_si256());
-        _mm256_storeu_ps(y + begin + done, rounded);
+        store_values(y + begin + done, rounded);
       }
     }
 #endif
@@ -297,21 +340,23 @@ void quantize_elementwise_cpu(const float* x,
       dispatch_general(local, [&](auto general) {
 #pragma omp simd
         for (int64_t i = done; i < count; ++i)
-          y[begin + i] = round_to_lattice<kMode, decltype(general)::value>(
-              x[begin + i], local, kMode == ModeClass::stochastic ? words[i] : 0u);
+          y[begin + i] = output_value<Out>(round_to_lattice<kMode, decltype(general)::value>(
+              x[begin + i], local, kMode == ModeClass::stochastic ? words[i] : 0u));
       });
     });
   }
 }
 
-void quantize_blocks_cpu(const float* x,
-                         float* y,
-                         const BlockLayout& layout,
-                         const Format& element,
-                         const Rounding& rounding,
-                         const BlockScaling& scaling,
-                         const RandomStream& random,
-                         BlockParts* parts) {
+/// quantize_blocks_cpu, its values written as Out (output_value).
+template <typename Out>
+void quantize_blocks_into(const float* x,
+                          Out* y,
+                          const BlockLayout& layout,
+                          const Format& element,
+                          const Rounding& rounding,
+                          const BlockScaling& scaling,
+                          const RandomStream& random,
+                          BlockParts* parts) {
   const int64_t n = layout.outer * layout.length * layout.inner;
   const bool needs_tensor_amax = scaling.rule == ScaleRule::nvfp4 ||
                                  (scaling.rule == ScaleRule::encode && scaling.tensor_scale);
@@ -449,7 +494,7 @@ void quantize_blocks_cpu(const float* x,
                 x[first + k], multipliers[k], local,
                 kMode == ModeClass::stochastic ? group_words[k] : 0u);
             xq_out[k] = xq;
-            y[first + k] = element_to_value<kRule>(xq, scales[k], local);
+            y[first + k] = output_value<Out>(element_to_value<kRule>(xq, scales[k], local));
           }
         });
       }
@@ -519,7 +564,7 @@ void quantize_blocks_cpu(const float* x,
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t start = first + r * inner;
           const float* xr = x + start;
-          float* yr = y + start;
+          Out* yr = y + start;
           // Unconditional stores keep the loop free of control flow.
           float* xq_row = element_out ? element_out + start : discarded.data() + r * tile;
           const uint32_t* row_word = words.data() + r * row_words + start % 4;
@@ -535,12 +580,53 @@ void quantize_blocks_cpu(const float* x,
             const float xq = scale_to_element<kRule, kMode, kGeneral>(
                 xr[i], multiplier_of[i], local, kMode == ModeClass::stochastic ? row_word[i] : 0u);
             xq_row[i] = xq;
-            yr[i] = element_to_value<kRule>(xq, scale_of[i], local);
+            yr[i] = output_value<Out>(element_to_value<kRule>(xq, scale_of[i], local));
           }
         }
       });
     }
   }
+}
+
+}  // namespace
+
+void quantize_elementwise_cpu(const float* x,
+                              float* y,
+                              int64_t n,
+                              const Format& format,
+                              const Rounding& rounding,
+                              const RandomStream& random) {
+  quantize_elementwise_into(x, y, n, format, rounding, random);
+}
+
+void quantize_elementwise_bf16_cpu(const float* x,
+                                   uint16_t* y,
+                                   int64_t n,
+                                   const Format& format,
+                                   const Rounding& rounding,
+                                   const RandomStream& random) {
+  quantize_elementwise_into(x, y, n, format, rounding, random);
+}
+
+void quantize_blocks_cpu(const float* x,
+                         float* y,
+                         const BlockLayout& layout,
+                         const Format& element,
+                         const Rounding& rounding,
+                         const BlockScaling& scaling,
+                         const RandomStream& random,
+                         BlockParts* parts) {
+  quantize_blocks_into(x, y, layout, element, rounding, scaling, random, parts);
+}
+
+void quantize_blocks_bf16_cpu(const float* x,
+                              uint16_t* y,
+                              const BlockLayout& layout,
+                              const Format& element,
+                              const Rounding& rounding,
+                              const BlockScaling& scaling,
+                              const RandomStream& random) {
+  quantize_blocks_into(x, y, layout, element, rounding, scaling, random, nullptr);
 }
 
 }  // namespace lattice
