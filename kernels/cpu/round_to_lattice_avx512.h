@@ -27,6 +27,16 @@ struct RoundingPlanAvx512 {
   __m512i random_bits;          // n
   __m128i random_shift;         // 32 - n
   __m512 max, overflow, inf_result;
+  // Round to nearest even in two pieces, where the grid's quantum below 2^emin, 2^(emin - m),
+  // is above 2^-126 (so no step meets an fp32 subnormal, whatever MXCSR's flush and
+  // denormals-are-zero bits say): magnitudes below 2^emin by adding and subtracting
+  // 2^(emin - m + 23), whose fp32 quantum is the grid's, those above by rounding the fp32 bits
+  // at bit 23 - m, a carry moving into the next binade. About half the operations.
+  bool nearest_by_adding;
+  __m512i min_normal_magnitude;   // the bits of 2^emin
+  __m512i half_quantum_less_one;  // 2^(22 - m) - 1
+  __m512i kept_bits;              // ~(2^(23 - m) - 1)
+  __m512 grid_magic;              // 2^(emin - m + 23)
 };
 
 inline RoundingPlanAvx512 make_rounding_plan_avx512(const RoundingPlan& p) {
@@ -39,16 +49,36 @@ inline RoundingPlanAvx512 make_rounding_plan_avx512(const RoundingPlan& p) {
   v.max = _mm512_set1_ps(p.max);
   v.overflow = _mm512_set1_ps(p.overflow);
   v.inf_result = _mm512_set1_ps(p.inf_result);
+  const int quantum_exponent = p.min_exponent - p.mantissa_bits;
+  v.nearest_by_adding = quantum_exponent > -126 && quantum_exponent + 23 <= 127;
+  v.min_normal_magnitude = _mm512_set1_epi32((p.min_exponent + 127) << 23);
+  v.half_quantum_less_one = _mm512_set1_epi32((1 << (22 - p.mantissa_bits)) - 1);
+  v.kept_bits = _mm512_set1_epi32(int(~((1u << (23 - p.mantissa_bits)) - 1u)));
+  v.grid_magic = _mm512_castsi512_ps(
+      _mm512_set1_epi32(v.nearest_by_adding ? (quantum_exponent + 150) << 23 : 0));
   return v;
 }
 
-/// round_to_lattice<kMode, false>(x, p, random) lane by lane, for a plan that
-/// fits_round_to_lattice_avx2 accepts (kMode: nearest or stochastic).
+/// Round to nearest even of the magnitudes (fp32 bits), by RoundingPlanAvx512's two pieces.
+inline __m512 nearest_magnitudes_by_adding(__m512i magnitude, const RoundingPlanAvx512& p) {
+  const __m512 below =
+      _mm512_sub_ps(_mm512_add_ps(_mm512_castsi512_ps(magnitude), p.grid_magic), p.grid_magic);
+  // Bit 23 - m of the kept bits decides ties: adding 2^(22 - m) - 1 + that bit carries exactly
+  // when the dropped bits exceed half a quantum, or equal it with the kept bits odd.
+  const __m512i odd =
+      _mm512_and_si512(_mm512_srlv_epi32(magnitude, p.fraction_shift), _mm512_set1_epi32(1));
+  const __m512i above = _mm512_and_si512(
+      _mm512_add_epi32(magnitude, _mm512_add_epi32(p.half_quantum_less_one, odd)), p.kept_bits);
+  return _mm512_mask_blend_ps(_mm512_cmplt_epi32_mask(magnitude, p.min_normal_magnitude),
+                              _mm512_castsi512_ps(above), below);
+}
+
+/// The rounded magnitudes (fp32 bits, sign cleared) as k quanta of their binade, the scalar
+/// code's form, for either mode; overflow, inf and NaN are left to finish_rounding.
 template <ModeClass kMode>
-inline __m512 round_to_lattice_avx512(__m512 x, const RoundingPlanAvx512& p, __m512i random) {
-  const __m512i bits = _mm512_castps_si512(x);
-  const __m512i sign_bit = _mm512_set1_epi32(int(0x80000000u));
-  const __m512i magnitude = _mm512_andnot_si512(sign_bit, bits);
+inline __m512 rounded_magnitudes_by_quantum(__m512i magnitude,
+                                            const RoundingPlanAvx512& p,
+                                            __m512i random) {
   // |x| = M * 2^(E-23): an fp32 subnormal reads as biased exponent 1 without the hidden bit.
   const __m512i one = _mm512_set1_epi32(1);
   const __m512i biased = _mm512_srli_epi32(magnitude, 23);
@@ -82,16 +112,35 @@ inline __m512 round_to_lattice_avx512(__m512 x, const RoundingPlanAvx512& p, __m
       _mm512_sllv_epi32(one, _mm512_add_epi32(quantum_biased, _mm512_set1_epi32(22)));
   const __m512 quantum = _mm512_castsi512_ps(
       _mm512_mask_blend_epi32(is_normal, quantum_subnormal, _mm512_slli_epi32(quantum_biased, 23)));
-  __m512 y = _mm512_mul_ps(_mm512_cvtepi32_ps(kept), quantum);
+  return _mm512_mul_ps(_mm512_cvtepi32_ps(kept), quantum);
+}
+
+/// The rounded magnitudes y of x (its bits and magnitude bits) made the rounded x: overflow,
+/// inf, the sign, and NaN quieted.
+inline __m512 finish_rounding(__m512 y,
+                              __m512i bits,
+                              __m512i magnitude,
+                              const RoundingPlanAvx512& p) {
   y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, p.max, _CMP_GT_OQ), y, p.overflow);
   const __m512i infinity = _mm512_set1_epi32(0x7F800000);
   y = _mm512_mask_blend_ps(_mm512_cmpeq_epi32_mask(magnitude, infinity), y, p.inf_result);
-  const __m512i signed_y =
-      _mm512_or_si512(_mm512_castps_si512(y), _mm512_and_si512(bits, sign_bit));
-  // NaN stays NaN, quieted.
+  const __m512i signed_y = _mm512_or_si512(
+      _mm512_castps_si512(y), _mm512_and_si512(bits, _mm512_set1_epi32(int(0x80000000u))));
   const __m512i quiet_nan = _mm512_or_si512(bits, _mm512_set1_epi32(0x00400000));
   return _mm512_castsi512_ps(
       _mm512_mask_blend_epi32(_mm512_cmpgt_epi32_mask(magnitude, infinity), signed_y, quiet_nan));
+}
+
+/// round_to_lattice<kMode, false>(x, p, random) lane by lane, for a plan that
+/// fits_round_to_lattice_avx2 accepts (kMode: nearest or stochastic).
+template <ModeClass kMode>
+inline __m512 round_to_lattice_avx512(__m512 x, const RoundingPlanAvx512& p, __m512i random) {
+  const __m512i bits = _mm512_castps_si512(x);
+  const __m512i magnitude = _mm512_and_si512(bits, _mm512_set1_epi32(0x7FFFFFFF));
+  const __m512 y = kMode == ModeClass::nearest && p.nearest_by_adding
+                       ? nearest_magnitudes_by_adding(magnitude, p)
+                       : rounded_magnitudes_by_quantum<kMode>(magnitude, p, random);
+  return finish_rounding(y, bits, magnitude, p);
 }
 
 }  // namespace lattice
