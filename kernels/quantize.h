@@ -60,20 +60,23 @@ void quantize_blocks_cpu(const float* x,
 
 /// The two kernels above with y as bf16 bits (the high half of each fp32 value), for a bf16
 /// GEMM to read without a narrowing pass: for lattices all of whose values are bf16 values
-/// (within_bf16), where the bits are those values exactly. Same rounding and random draws.
+/// (within_bf16), where the bits are those values exactly. Same rounding and random draws. The
+/// block kernel writes NVFP4's values without their fp32 tensor decode scale (element times
+/// e4m3 block scale is a bf16 value) and returns that scale for the GEMM's epilogue; 1 for the
+/// other rules.
 void quantize_elementwise_bf16_cpu(const float* x,
                                    uint16_t* y,
                                    int64_t n,
                                    const Format& format,
                                    const Rounding& rounding,
                                    const RandomStream& random);
-void quantize_blocks_bf16_cpu(const float* x,
-                              uint16_t* y,
-                              const BlockLayout& layout,
-                              const Format& element,
-                              const Rounding& rounding,
-                              const BlockScaling& scaling,
-                              const RandomStream& random);
+float quantize_blocks_bf16_cpu(const float* x,
+                               uint16_t* y,
+                               const BlockLayout& layout,
+                               const Format& element,
+                               const Rounding& rounding,
+                               const BlockScaling& scaling,
+                               const RandomStream& random);
 
 // ---- CUDA (compiled when nvcc is found; pointers are device pointers) ----
 

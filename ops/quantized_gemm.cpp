@@ -15,6 +15,7 @@
 #include "kernels/dispatch.h"
 #include "kernels/gemm.h"
 #include "kernels/hadamard.h"
+#include "kernels/optimizer.h"
 #include "kernels/quantized_gemm.h"
 #include "kernels/quantizer_gradient.h"
 #include "kernels/strided_loop.h"
@@ -106,6 +107,7 @@ struct PendingOperand {
   Quantizer quantizer;
   RandomStream random;
   bool transpose = false;
+  Tensor float_values;  // Q(values) as float32 where already made (for an observer), untransposed
 
   /// Values to multiply as they are (implicit: any tensor is such an operand).
   PendingOperand(Tensor values) : values(std::move(values)) {}
@@ -124,7 +126,8 @@ struct PendingOperand {
   /// Its quantized values as float32.
   Tensor quantized() const {
     if (is_identity(quantizer)) return view();
-    const Tensor out = quantized_values(values, quantizer, random);
+    const Tensor out =
+        float_values.defined() ? float_values : quantized_values(values, quantizer, random);
     return transpose ? out.transpose(-1, -2) : out;
   }
   /// Whether it can be quantized straight into bf16 bits laid out as its values are (a packed
@@ -133,31 +136,32 @@ struct PendingOperand {
     return !is_identity(quantizer) && values.device() == Device::cpu && packed_order(values);
   }
   /// Its quantized values as bf16 bits in the storage order of its values (quantizes_into_bits):
-  /// n bf16 values in a uint8 tensor of 2n bytes.
-  Tensor quantized_bits() const {
+  /// n bf16 values in a uint8 tensor of 2n bytes, and the factor they take (quantize_bf16_bits).
+  std::pair<Tensor, float> quantized_bits() const {
     const StorageOrderView view = storage_order_view(values, *packed_order(values), quantizer);
     const int64_t n = values.numel();
     Tensor bits = empty({2 * n}, DType::uint8, Device::cpu);
-    quantize_bf16_bits(
+    const float factor = quantize_bf16_bits(
         view.along, std::span<const float>(view.packed.data<float>(), size_t(n)),
         std::span<uint16_t>(reinterpret_cast<uint16_t*>(bits.data<uint8_t>()), size_t(n)),
         view.packed.shape(), random);
-    return bits;
+    return {bits, factor};
   }
 };
 
 /// `t` as a GEMM operand quantized by `q` with blocks along `axis`, outside autograd (the
 /// calling op records its own node), its random stream drawn now. Identity quantizers and
-/// non-float32 tensors pass through. Under a quantizer observer it is quantized at once and
-/// reported as `site`, so that the observer sees the quantizations in the order they are drawn.
+/// non-float32 tensors pass through. A quantizer observer is shown its float32 values now, as
+/// `site`, in the order the callers draw them; the product still runs as it would unobserved.
 PendingOperand pending_operand(const Tensor& t, Quantizer q, int axis, QuantizerSite site) {
   if (is_identity(q) || t.dtype() != DType::float32) return t;
   if (q.scaling) q.scaling->axis = axis;
-  const PendingOperand pending{t, q, next_random_stream()};
-  if (!quantizer_observer) return pending;
-  const Tensor out = pending.quantized();
-  observe_quantizer(site, q, t, out);
-  return out;
+  PendingOperand pending{t, q, next_random_stream()};
+  if (quantizer_observer) {
+    pending.float_values = pending.quantized();
+    observe_quantizer(site, q, t, pending.float_values);
+  }
+  return pending;
 }
 
 void check_sizes(const char* op, std::span<const int64_t> shape, size_t a, size_t b) {
@@ -299,6 +303,7 @@ std::optional<Fp8Operand> fp8_operand(const Quantizer& q) {
 /// What the GEMM may assume of its two operands, read off their lattices.
 struct OperandLattices {
   bool bf16 = false;                       // every value of both is a bf16 value
+  bool bf16_times_factor = false;          // ... up to a factor per operand (NVFP4's)
   std::optional<Fp8Operand> fp8_a, fp8_b;  // both FP8-exact MX blocks along K
 };
 
@@ -308,12 +313,16 @@ OperandLattices operand_lattices(const Tensor& a,
                                  const Quantizer& qa,
                                  const Tensor& b,
                                  const Quantizer& qb) {
-  return {bf16_operand(a, qa) && bf16_operand(b, qb), fp8_operand(qa), fp8_operand(qb)};
+  const auto times_factor = [](const Tensor& t, const Quantizer& q) {
+    return bf16_operand(t, q) || (t.dtype() == DType::float32 && within_bf16_times_factor(q));
+  };
+  return {bf16_operand(a, qa) && bf16_operand(b, qb), times_factor(a, qa) && times_factor(b, qb),
+          fp8_operand(qa), fp8_operand(qb)};
 }
 
 /// The lattices of b and a for the product of the transposes, b^T @ a^T.
 OperandLattices swapped(const OperandLattices& lattices) {
-  return {lattices.bf16, lattices.fp8_b, lattices.fp8_a};
+  return {lattices.bf16, lattices.bf16_times_factor, lattices.fp8_b, lattices.fp8_a};
 }
 
 /// Whether b, a matmul operand of `rank` (as the other one: no broadcast), holds transposed
@@ -327,7 +336,7 @@ bool transposed_matrices(const Tensor& b, int64_t rank) {
 /// along K (the recipe's Hadamard-mixed or encode-rule operands, the accumulator's K chunks).
 OperandLattices bf16_only(bool bf16) {
   OperandLattices lattices;
-  lattices.bf16 = bf16;
+  lattices.bf16 = lattices.bf16_times_factor = bf16;
   return lattices;
 }
 
@@ -398,8 +407,9 @@ std::vector<int64_t> matrix_offsets(const Tensor& m, const Shape& batch) {
 /// batches) go to the GEMM in place, all batch entries in one batched call; others are packed
 /// first. By the operands' lattices, a single matrix product of FP8-exact MX operands runs as
 /// the block-scaled FP8 GEMM where fp8_gemm_runs, and a product of bf16 values as the bf16 GEMM
-/// where bf16_gemm_runs (kernels/gemm.h), on the CPU with both operands quantized straight into
-/// bf16 bits where they can be (PendingOperand::quantizes_into_bits).
+/// where bf16_gemm_runs (kernels/gemm.h). On the CPU, operands quantized straight into bf16 bits
+/// where both can be (PendingOperand::quantizes_into_bits), NVFP4's too: their element-times-
+/// block-scale values in bf16, both tensor scales applied to the output, as hardware does.
 Tensor batched_product(const PendingOperand& pa,
                        const PendingOperand& pb,
                        const OperandLattices& lattices) {
@@ -434,11 +444,14 @@ Tensor batched_product(const PendingOperand& pa,
     for (int64_t i = 0; i < batches; ++i) ys.push_back(y + i * M * N);  // packed in batch order
     return ys;
   };
-  if (bf16 && device == Device::cpu && pa.quantizes_into_bits() && pb.quantizes_into_bits() &&
-      gemm_layout(a.expand(a_full)) && gemm_layout(b.expand(b_full))) {
-    // The GEMM reads each operand where it would read its values, in a bf16 copy of them.
+  if (!fp8 && lattices.bf16_times_factor && bf16_gemm_runs(device) && device == Device::cpu &&
+      pa.quantizes_into_bits() && pb.quantizes_into_bits() && gemm_layout(a.expand(a_full)) &&
+      gemm_layout(b.expand(b_full))) {
+    // The GEMM reads each operand where it would read its values, in a bf16 copy of them, and
+    // the operands' factors scale its output (NVFP4's tensor scales, as hardware applies them).
     const MatrixOperand la = *gemm_layout(a.expand(a_full)), lb = *gemm_layout(b.expand(b_full));
-    const Tensor a_bits = pa.quantized_bits(), b_bits = pb.quantized_bits();
+    const auto [a_bits, a_factor] = pa.quantized_bits();
+    const auto [b_bits, b_factor] = pb.quantized_bits();
     const auto pointers = [&](const Tensor& view, const Shape& full, const Tensor& bits) {
       const auto* first = reinterpret_cast<const uint16_t*>(bits.data<uint8_t>());
       std::vector<const uint16_t*> matrices;
@@ -451,6 +464,8 @@ Tensor batched_product(const PendingOperand& pa,
     const GemmShape shape{
         M, N, K, la.transposed, lb.transposed, la.ld, lb.ld, std::max<int64_t>(N, 1)};
     gemm_bf16_bits_batched_cpu(shape, xs.data(), ws.data(), y, batches);
+    if (const float factor = a_factor * b_factor; factor != 1.0f)
+      scale_in_place_cpu(y, batches * M * N, factor);
     return out;
   }
   const auto [lhs, la] = gemm_operand(pa.quantized().expand(a_full));

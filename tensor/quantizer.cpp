@@ -124,11 +124,19 @@ bool leaves_unchanged(const Quantizer& q, const Format& label) {
          q.rounding.overflow == Overflow::standard && q.rounding.subnormals == Subnormals::keep;
 }
 
+namespace {
+
+/// The most significant bits a finite value of `format` has.
+int significant_bits(const Format& format) {
+  return format.kind == FormatKind::floating  ? format.mantissa_bits + 1
+         : format.kind == FormatKind::integer ? format.mantissa_bits
+                                              : 1;
+}
+
+}  // namespace
+
 bool within_bf16(const Format& format) {
-  const int significant_bits = format.kind == FormatKind::floating  ? format.mantissa_bits + 1
-                               : format.kind == FormatKind::integer ? format.mantissa_bits
-                                                                    : 1;
-  return significant_bits <= 8;
+  return significant_bits(format) <= 8;
 }
 
 bool within_bf16(const Quantizer& q) {
@@ -140,6 +148,12 @@ bool within_bf16(const Quantizer& q) {
   return s.rule == ScaleRule::mx ||
          (s.rule == ScaleRule::encode && s.scale_format.kind == FormatKind::exponent &&
           !s.tensor_scale);
+}
+
+bool within_bf16_times_factor(const Quantizer& q) {
+  return within_bf16(q) ||
+         (q.scaling && q.scaling->rule == ScaleRule::nvfp4 &&
+          significant_bits(q.element) + significant_bits(q.scaling->scale_format) <= 8);
 }
 
 BlockLayout block_layout(const BlockScaling& s, std::span<const int64_t> shape) {
@@ -226,26 +240,26 @@ void quantize(const Quantizer& q,
     quantize_blocks_cuda(x.data(), y.data(), layout, q.element, q.rounding, *q.scaling, random);
 }
 
-void quantize_bf16_bits(const Quantizer& q,
-                        std::span<const float> x,
-                        std::span<uint16_t> y,
-                        std::span<const int64_t> shape,
-                        const RandomStream& random) {
+float quantize_bf16_bits(const Quantizer& q,
+                         std::span<const float> x,
+                         std::span<uint16_t> y,
+                         std::span<const int64_t> shape,
+                         const RandomStream& random) {
   validate(q);
-  LATTICE_CHECK(within_bf16(q),
-                "[quantize] bf16 output needs a quantizer whose values are bf16 "
-                "values (at most 8 significant bits, power-of-two scales), got ",
+  LATTICE_CHECK(within_bf16_times_factor(q),
+                "[quantize] bf16 output needs a quantizer whose values are bf16 values up to a "
+                "tensor factor (at most 8 significant bits), got ",
                 format_name(q.element), " elements",
                 q.scaling ? concat(" with ", format_name(q.scaling->scale_format), " scales (",
                                    scale_rule_name(q.scaling->rule), " rule)")
                           : std::string());
   check_sizes("quantize", shape, x.size(), y.size());
   if (q.scaling)
-    quantize_blocks_bf16_cpu(x.data(), y.data(), block_layout(*q.scaling, shape), q.element,
-                             q.rounding, *q.scaling, random);
-  else
-    quantize_elementwise_bf16_cpu(x.data(), y.data(), int64_t(x.size()), q.element, q.rounding,
-                                  random);
+    return quantize_blocks_bf16_cpu(x.data(), y.data(), block_layout(*q.scaling, shape), q.element,
+                                    q.rounding, *q.scaling, random);
+  quantize_elementwise_bf16_cpu(x.data(), y.data(), int64_t(x.size()), q.element, q.rounding,
+                                random);
+  return 1.0f;
 }
 
 PackedTensor pack(const Quantizer& q,

@@ -57,6 +57,10 @@ bool within_bf16(const Format& format);
 /// significant bits (NVFP4's e4m3) or a tensor scale (an arbitrary fp32 factor) makes values
 /// that are not bf16 values.
 bool within_bf16(const Quantizer& q);
+/// Whether every value q produces is a bf16 value times one fp32 factor per tensor:
+/// within_bf16, or the NVFP4 rule with elements times block scales of at most 8 significant
+/// bits (e2m1 x e4m3: 6), its tensor decode scale being the factor.
+bool within_bf16_times_factor(const Quantizer& q);
 
 /// Blocks of `q.scaling` laid over an array of `shape` along its axis (negative counts from
 /// the end). Throws when the axis is out of range.
@@ -73,13 +77,14 @@ void quantize(const Quantizer& q,
               Device device = Device::cpu);
 
 /// quantize's values as bf16 bits (the high half of each fp32 value) on the CPU, for a bf16 GEMM
-/// to read: for quantizers whose values are all bf16 values (within_bf16), which it checks. The
-/// same rounding and random draws as quantize, so the bits of the same values.
-void quantize_bf16_bits(const Quantizer& q,
-                        std::span<const float> x,
-                        std::span<uint16_t> y,
-                        std::span<const int64_t> shape,
-                        const RandomStream& random);
+/// to read: for quantizers within_bf16_times_factor, which it checks. Returns the factor the
+/// bits' values take to be quantize's (NVFP4's tensor decode scale; 1 for the others, whose
+/// bits are quantize's values exactly). The same rounding and random draws as quantize.
+float quantize_bf16_bits(const Quantizer& q,
+                         std::span<const float> x,
+                         std::span<uint16_t> y,
+                         std::span<const int64_t> shape,
+                         const RandomStream& random);
 
 /// Storage form: element codes bit-packed at element.bits() each (LSB first), scale codes at
 /// scale_format.bits() each in (outer, blocks, inner) order, and the fp32 tensor scale.

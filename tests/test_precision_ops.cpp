@@ -172,8 +172,9 @@ TEST_CASE("within_bf16 reads bf16 exactness off a lattice, never off values") {
   std::vector<uint16_t> bits(32);
   const std::vector<int64_t> shape{32};
   CHECK_THROWS_WITH_AS(
-      quantize_bf16_bits(parse_quantizer("nvfp4"), x, bits, shape, {}),
-      doctest::Contains("[quantize] bf16 output needs a quantizer whose values are bf16 values"),
+      quantize_bf16_bits(parse_quantizer("fp16"), x, bits, shape, {}),
+      doctest::Contains("[quantize] bf16 output needs a quantizer whose values are bf16 values "
+                        "up to a tensor factor (at most 8 significant bits), got fp16 elements"),
       Error);
   quantize_bf16_bits(parse_quantizer("mxfp4"), x, bits, shape, {});
   CHECK(bits[0] == bf16_bits(0.25f));  // scale 2^-4 (amax 0.3), 0.3 / 2^-4 = 4.8 rounds to 4
@@ -346,20 +347,20 @@ TEST_CASE("matmul of MX operands runs the block-scaled FP8 GEMM on the fp8-block
                           a_scales.data(), b_codes.data(), b_scales.data(), y.data());
     CHECK(std::memcmp(y.data(), blocks[0].data(), y.size() * sizeof(float)) == 0);
   }
-  // NVFP4 (e4m3 scales times a tensor scale) and block sizes other than 32 keep the fp32 GEMM:
-  // the same bits as exact-fp32.
+  // NVFP4 (e4m3 scales times a tensor scale) and block sizes other than 32 keep the automatic
+  // path's GEMM, the same bits.
   const auto forward = [&](GemmPath p, const char* stack) {
     GemmPathScope path(p);
     PrecisionScope scope(parse_precision_stack(stack));
     return matmul(detach(x), detach(w_stored).t()).to_vector<float>();
   };
   for (const char* stack : {"gemm=nvfp4", "gemm=mxfp4:b16"})
-    CHECK(forward(GemmPath::fp8_blocks, stack) == forward(GemmPath::exact_fp32, stack));
+    CHECK(forward(GemmPath::fp8_blocks, stack) == forward(GemmPath::automatic, stack));
 }
 
-TEST_CASE("GEMM operands quantized straight into bf16 bits give the float32 path's bits") {
-  // Without an observer the CPU's bf16 GEMM reads MX operands quantized into bf16 bits; a
-  // quantizer observer sees float32 values, so under one the GEMM narrows those instead.
+TEST_CASE("GEMM operands quantized straight into bf16 bits multiply as their float32 values do") {
+  // On a CPU with a bf16 GEMM, MX operands go to it quantized into bf16 bits; the observer sees
+  // their float32 values, which, labelled bf16, the same GEMM reads narrowed: the same bits.
   const Tensor w_stored = set_requires_grad(randn({40, 96}, RandomStream{.seed = 41}));
   const Tensor w = set_requires_grad(randn({64, 24}, RandomStream{.seed = 42}));
   const Tensor x2 = set_requires_grad(randn({33, 96}, RandomStream{.seed = 43}));
@@ -368,34 +369,68 @@ TEST_CASE("GEMM operands quantized straight into bf16 bits give the float32 path
   const Tensor b = set_requires_grad(randn({3, 64, 16}, RandomStream{.seed = 46}));
   const Tensor wide = set_requires_grad(randn({33, 128}, RandomStream{.seed = 47}));
   const std::vector<Tensor> leaves{w_stored, w, x2, x3, a, b, wide};
-  const auto run = [&](bool observed) {
+  // A Linear layer (w.t() a transposed view), a weight broadcast over a batch, a batched
+  // product, and a sliced operand, which is not a packed block.
+  const auto products = [&] {
+    return std::vector<Tensor>{matmul(x2, w_stored.t()), matmul(x3, w), matmul(a, b),
+                               matmul(wide.slice(1, 0, 96), w_stored.t())};
+  };
+  const auto bits_equal = [](const std::vector<float>& p, const std::vector<float>& q) {
+    return p.size() == q.size() && std::memcmp(p.data(), q.data(), p.size() * sizeof(float)) == 0;
+  };
+  {
+    std::vector<Tensor> observed;  // each product's w then x
+    set_quantizer_observer([&](QuantizerSite, const Quantizer&, const Tensor&,
+                               const Tensor& output) { observed.push_back(output); });
+    std::vector<Tensor> ys;
+    {
+      PrecisionScope scope(parse_precision_stack("gemm=mxfp4"));
+      ys = products();
+    }
+    set_quantizer_observer({});
+    REQUIRE(observed.size() == 2 * ys.size());
+    for (size_t i = 0; i < ys.size(); ++i) {
+      CAPTURE(i);
+      const Tensor narrowed =
+          matmul(observed[2 * i + 1].with_format(bf16), observed[2 * i].with_format(bf16));
+      CHECK(bits_equal(ys[i].to_vector<float>(), narrowed.to_vector<float>()));
+    }
+  }
+  // Forward and backward, observed or not, give the same bits; NVFP4's tensor scales applied to
+  // the output agree with the exact-fp32 GEMM of the dequantized values to fp32 rounding.
+  const auto run = [&](const std::string& stack, bool observed, GemmPath p) {
+    GemmPathScope path(p);
     for (const Tensor& leaf : leaves) zero_grad(leaf);
-    int observed_quantizations = 0;
     if (observed)
-      set_quantizer_observer([&](QuantizerSite, const Quantizer&, const Tensor&, const Tensor&) {
-        ++observed_quantizations;
-      });
+      set_quantizer_observer([](QuantizerSite, const Quantizer&, const Tensor&, const Tensor&) {});
     manual_seed(8);
     std::vector<std::vector<float>> results;
     {
-      PrecisionScope scope(parse_precision_stack("gemm=mxfp4,gemm.bwd=mxfp4:sr"));
-      // A Linear layer (w.t() a transposed view), a weight broadcast over a batch, a batched
-      // product, and a sliced operand, which is not a packed block.
-      for (const Tensor& y : {matmul(x2, w_stored.t()), matmul(x3, w), matmul(a, b),
-                              matmul(wide.slice(1, 0, 96), w_stored.t())}) {
+      PrecisionScope scope(parse_precision_stack(stack));
+      for (const Tensor& y : products()) {
         backward(sum(mul(y, y)));
         results.push_back(y.to_vector<float>());
       }
     }
     set_quantizer_observer({});
-    CHECK(observed_quantizations == (observed ? 4 * 6 : 0));
     for (const Tensor& leaf : leaves) results.push_back(grad(leaf).to_vector<float>());
     return results;
   };
-  const auto direct = run(false), narrowed = run(true);
-  REQUIRE(direct.size() == narrowed.size());
-  for (size_t i = 0; i < direct.size(); ++i) {
-    CAPTURE(i);
-    CHECK(std::memcmp(direct[i].data(), narrowed[i].data(), direct[i].size() * sizeof(float)) == 0);
+  for (const std::string stack : {"gemm=mxfp4,gemm.bwd=mxfp4:sr", "gemm=nvfp4,gemm.bwd=nvfp4:sr"}) {
+    CAPTURE(stack);
+    const auto direct = run(stack, false, GemmPath::automatic);
+    const auto observed = run(stack, true, GemmPath::automatic);
+    const auto exact = run(stack, false, GemmPath::exact_fp32);
+    REQUIRE(direct.size() == observed.size());
+    for (size_t i = 0; i < direct.size(); ++i) {
+      CAPTURE(i);
+      CHECK(bits_equal(direct[i], observed[i]));
+      float largest = 0.0f, difference = 0.0f;  // of the tensor: sums cancel element by element
+      for (size_t j = 0; j < direct[i].size(); ++j) {
+        largest = std::max(largest, std::fabs(exact[i][j]));
+        difference = std::max(difference, std::fabs(direct[i][j] - exact[i][j]));
+      }
+      CHECK(difference <= 1e-5f * largest);
+    }
   }
 }

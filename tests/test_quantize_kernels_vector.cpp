@@ -129,7 +129,8 @@ TEST_CASE(
   }
 }
 
-TEST_CASE("the bf16-bit outputs are the bf16 bits of the float outputs, NaN and inf included") {
+TEST_CASE(
+    "the bf16-bit outputs are the bf16 bits of the float outputs, NVFP4 up to its tensor scale") {
   // Lattices within bf16 (MX scales are powers of two): the bits are the values exactly.
   const int64_t n = 3 * 1024 + 21;
   std::vector<float> x = vector_kernel_inputs(n);
@@ -167,4 +168,21 @@ TEST_CASE("the bf16-bit outputs are the bf16 bits of the float outputs, NaN and 
                                  random);
         CHECK(std::equal(narrowed.begin(), narrowed.begin() + count, bits_of(y).begin()));
       }
+  // NVFP4: element times e4m3 block scale in the bits, the fp32 tensor decode scale returned.
+  const BlockScaling nvfp4{.block_size = 16, .scale_format = ue4m3, .rule = ScaleRule::nvfp4};
+  for (const BlockLayout& layout : {BlockLayout{3, 1024, 1, 16}, BlockLayout{2, 16, 96, 16}})
+    for (const Rounding& rounding : {kVectorNearest, kVectorStochastic}) {
+      CAPTURE(layout.inner);
+      CAPTURE(int(rounding.mode));
+      const int64_t count = layout.outer * layout.length * layout.inner;
+      quantize_blocks_cpu(x.data(), y.data(), layout, e2m1, rounding, nvfp4, random, nullptr);
+      const float factor = quantize_blocks_bf16_cpu(x.data(), narrowed.data(), layout, e2m1,
+                                                    rounding, nvfp4, random);
+      CHECK(factor != 1.0f);
+      int64_t mismatches = 0;
+      for (int64_t i = 0; i < count; ++i)
+        mismatches += float_bits(float_from_bits(uint32_t(narrowed[size_t(i)]) << 16) * factor) !=
+                      float_bits(y[size_t(i)]);
+      CHECK(mismatches == 0);
+    }
 }

@@ -347,16 +347,19 @@ void quantize_elementwise_into(const float* x,
   }
 }
 
-/// quantize_blocks_cpu, its values written as Out (output_value).
+/// quantize_blocks_cpu, its values written as Out (output_value). With `factor_out_tensor_scale`
+/// the NVFP4 rule's values are written without their tensor decode scale, which it returns
+/// (otherwise 1).
 template <typename Out>
-void quantize_blocks_into(const float* x,
-                          Out* y,
-                          const BlockLayout& layout,
-                          const Format& element,
-                          const Rounding& rounding,
-                          const BlockScaling& scaling,
-                          const RandomStream& random,
-                          BlockParts* parts) {
+float quantize_blocks_into(const float* x,
+                           Out* y,
+                           const BlockLayout& layout,
+                           const Format& element,
+                           const Rounding& rounding,
+                           const BlockScaling& scaling,
+                           const RandomStream& random,
+                           BlockParts* parts,
+                           bool factor_out_tensor_scale) {
   const int64_t n = layout.outer * layout.length * layout.inner;
   const bool needs_tensor_amax = scaling.rule == ScaleRule::nvfp4 ||
                                  (scaling.rule == ScaleRule::encode && scaling.tensor_scale);
@@ -376,6 +379,11 @@ void quantize_blocks_into(const float* x,
   }
   const BlockPlan plan =
       make_block_plan(element, rounding, scaling, float_from_bits(tensor_amax_bits));
+  // The plan the values are made with: NVFP4's element times block scale, times s_dec unless
+  // it is factored out.
+  const bool factored = factor_out_tensor_scale && scaling.rule == ScaleRule::nvfp4;
+  BlockPlan value_plan = plan;
+  if (factored) value_plan.tensor_decode = 1.0f;
   if (parts)
     parts->tensor_scale = scaling.rule == ScaleRule::nvfp4    ? plan.tensor_decode
                           : scaling.rule == ScaleRule::encode ? plan.tensor_encode
@@ -445,7 +453,7 @@ void quantize_blocks_into(const float* x,
           constexpr ScaleRule kRule = decltype(rule)::value;
           constexpr ModeClass kMode = decltype(mode)::value;
           constexpr bool kGeneral = decltype(general)::value;
-          const BlockPlan local = plan;
+          const BlockPlan local = plan, values = value_plan;
           // Scale words stay zero (and unused) unless scale rounding is stochastic.
           const uint32_t* group_scale_words = scale_words.data() + g % 4;
           const uint32_t* amax_of = block_amax.data();
@@ -481,10 +489,10 @@ void quantize_blocks_into(const float* x,
             return whole_blocks ? quantize_block_elements_avx2<kRule, kMode, kKeep>(
                                       x + first, multiplier_of, scale_of, bs, group_words,
                                       draw_inside ? &random : nullptr, first, xq_out, y + first,
-                                      count, local, vector_rounding)
+                                      count, values, vector_rounding)
                                 : quantize_block_elements_avx2<kRule, kMode, kKeep>(
                                       x + first, multipliers, scales, 1, group_words, nullptr,
-                                      first, xq_out, y + first, count, local, vector_rounding);
+                                      first, xq_out, y + first, count, values, vector_rounding);
           };
           const int64_t done =
               element_out ? vector_part(std::true_type{}) : vector_part(std::false_type{});
@@ -494,12 +502,12 @@ void quantize_blocks_into(const float* x,
                 x[first + k], multipliers[k], local,
                 kMode == ModeClass::stochastic ? group_words[k] : 0u);
             xq_out[k] = xq;
-            y[first + k] = output_value<Out>(element_to_value<kRule>(xq, scales[k], local));
+            y[first + k] = output_value<Out>(element_to_value<kRule>(xq, scales[k], values));
           }
         });
       }
     }
-    return;
+    return factored ? plan.tensor_decode : 1.0f;
   }
 
   // Blocks run along a strided axis: work on (outer, block row) slabs, cut into tiles of
@@ -549,7 +557,7 @@ void quantize_blocks_into(const float* x,
         constexpr ScaleRule kRule = decltype(rule)::value;
         constexpr ModeClass kMode = decltype(mode)::value;
         constexpr bool kGeneral = decltype(general)::value;
-        const BlockPlan local = plan;
+        const BlockPlan local = plan, values = value_plan;
         // Scale words stay zero (and unused) unless scale rounding is stochastic.
         const uint32_t* column_scale_words = scale_words.data() + first_block % 4;
         const uint32_t* amax_of = column_amax;
@@ -570,7 +578,7 @@ void quantize_blocks_into(const float* x,
           const uint32_t* row_word = words.data() + r * row_words + start % 4;
           const auto vector_part = [&](auto keep) {
             return quantize_block_elements_avx2<kRule, kMode, decltype(keep)::value>(
-                xr, multiplier_of, scale_of, 1, row_word, nullptr, start, xq_row, yr, width, local,
+                xr, multiplier_of, scale_of, 1, row_word, nullptr, start, xq_row, yr, width, values,
                 vector_rounding);
           };
           const int64_t done =
@@ -580,12 +588,13 @@ void quantize_blocks_into(const float* x,
             const float xq = scale_to_element<kRule, kMode, kGeneral>(
                 xr[i], multiplier_of[i], local, kMode == ModeClass::stochastic ? row_word[i] : 0u);
             xq_row[i] = xq;
-            yr[i] = output_value<Out>(element_to_value<kRule>(xq, scale_of[i], local));
+            yr[i] = output_value<Out>(element_to_value<kRule>(xq, scale_of[i], values));
           }
         }
       });
     }
   }
+  return factored ? plan.tensor_decode : 1.0f;
 }
 
 }  // namespace
@@ -616,17 +625,17 @@ void quantize_blocks_cpu(const float* x,
                          const BlockScaling& scaling,
                          const RandomStream& random,
                          BlockParts* parts) {
-  quantize_blocks_into(x, y, layout, element, rounding, scaling, random, parts);
+  quantize_blocks_into(x, y, layout, element, rounding, scaling, random, parts, false);
 }
 
-void quantize_blocks_bf16_cpu(const float* x,
-                              uint16_t* y,
-                              const BlockLayout& layout,
-                              const Format& element,
-                              const Rounding& rounding,
-                              const BlockScaling& scaling,
-                              const RandomStream& random) {
-  quantize_blocks_into(x, y, layout, element, rounding, scaling, random, nullptr);
+float quantize_blocks_bf16_cpu(const float* x,
+                               uint16_t* y,
+                               const BlockLayout& layout,
+                               const Format& element,
+                               const Rounding& rounding,
+                               const BlockScaling& scaling,
+                               const RandomStream& random) {
+  return quantize_blocks_into(x, y, layout, element, rounding, scaling, random, nullptr, true);
 }
 
 }  // namespace lattice
