@@ -437,16 +437,10 @@ Tensor batched_product(const PendingOperand& pa,
   }
   const bool fp8 =
       lattices.fp8_a && lattices.fp8_b && batches == 1 && K > 0 && K % 32 == 0 && fp8_gemm_runs();
-  const bool bf16 = !fp8 && lattices.bf16 && bf16_gemm_runs(device);
+  const bool bf16 = !fp8 && bf16_gemm_runs(device);
   float* y = out.data<float>();
-  const auto output_pointers = [&] {
-    std::vector<float*> ys;
-    for (int64_t i = 0; i < batches; ++i) ys.push_back(y + i * M * N);  // packed in batch order
-    return ys;
-  };
-  if (!fp8 && lattices.bf16_times_factor && bf16_gemm_runs(device) && device == Device::cpu &&
-      pa.quantizes_into_bits() && pb.quantizes_into_bits() && gemm_layout(a.expand(a_full)) &&
-      gemm_layout(b.expand(b_full))) {
+  if (bf16 && lattices.bf16_times_factor && device == Device::cpu && pa.quantizes_into_bits() &&
+      pb.quantizes_into_bits() && gemm_layout(a.expand(a_full)) && gemm_layout(b.expand(b_full))) {
     // The GEMM reads each operand where it would read its values, in a bf16 copy of them, and
     // the operands' factors scale its output (NVFP4's tensor scales, as hardware applies them).
     const MatrixOperand la = *gemm_layout(a.expand(a_full)), lb = *gemm_layout(b.expand(b_full));
@@ -477,13 +471,16 @@ Tensor batched_product(const PendingOperand& pa,
   std::vector<const float*> xs, ws;
   for (int64_t offset : matrix_offsets(lhs, batch)) xs.push_back(x + offset);
   for (int64_t offset : matrix_offsets(rhs, batch)) ws.push_back(w + offset);
-  if (fp8)
+  if (fp8) {
     fp8_block_product(device, xs[0], la, *lattices.fp8_a, ws[0], lb, *lattices.fp8_b, M, N, K, y);
-  else if (bf16)
+  } else if (bf16 && lattices.bf16) {
     LATTICE_DISPATCH(device, gemm_bf16_batched, shape, xs.data(), ws.data(), y, batches);
-  else
-    LATTICE_DISPATCH(device, gemm_batched, shape, 1.0f, xs.data(), ws.data(), 0.0f,
-                     output_pointers().data(), batches);
+  } else {
+    std::vector<float*> ys;
+    for (int64_t i = 0; i < batches; ++i) ys.push_back(y + i * M * N);  // packed in batch order
+    LATTICE_DISPATCH(device, gemm_batched, shape, 1.0f, xs.data(), ws.data(), 0.0f, ys.data(),
+                     batches);
+  }
   return out;
 }
 

@@ -416,6 +416,13 @@ TEST_CASE("GEMM operands quantized straight into bf16 bits multiply as their flo
     for (const Tensor& leaf : leaves) results.push_back(grad(leaf).to_vector<float>());
     return results;
   };
+  // Empty products: no rows, no columns, and K = 0 (zeros).
+  for (const char* stack : {"gemm=mxfp4", "gemm=nvfp4"}) {
+    PrecisionScope scope(parse_precision_stack(stack));
+    CHECK(matmul(zeros({0, 64}), zeros({64, 8})).shape() == Shape{0, 8});
+    CHECK(matmul(zeros({4, 64}), zeros({0, 64}).t()).shape() == Shape{4, 0});
+    CHECK(matmul(ones({3, 0}), ones({0, 5})).to_vector<float>() == std::vector<float>(15, 0.0f));
+  }
   for (const std::string stack : {"gemm=mxfp4,gemm.bwd=mxfp4:sr", "gemm=nvfp4,gemm.bwd=nvfp4:sr"}) {
     CAPTURE(stack);
     const auto direct = run(stack, false, GemmPath::automatic);
