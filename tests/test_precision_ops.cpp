@@ -368,12 +368,16 @@ TEST_CASE("GEMM operands quantized straight into bf16 bits multiply as their flo
   const Tensor a = set_requires_grad(randn({3, 8, 64}, RandomStream{.seed = 45}));
   const Tensor b = set_requires_grad(randn({3, 64, 16}, RandomStream{.seed = 46}));
   const Tensor wide = set_requires_grad(randn({33, 128}, RandomStream{.seed = 47}));
-  const std::vector<Tensor> leaves{w_stored, w, x2, x3, a, b, wide};
+  const Tensor q = set_requires_grad(randn({2, 8, 3, 64}, RandomStream{.seed = 48}));
+  const Tensor k = set_requires_grad(randn({2, 8, 3, 64}, RandomStream{.seed = 49}));
+  const std::vector<Tensor> leaves{w_stored, w, x2, x3, a, b, wide, q, k};
   // A Linear layer (w.t() a transposed view), a weight broadcast over a batch, a batched
-  // product, and a sliced operand, which is not a packed block.
+  // product, a sliced operand, which is not a packed block, and attention's scores over head
+  // views (matrices whose rows are strided).
   const auto products = [&] {
     return std::vector<Tensor>{matmul(x2, w_stored.t()), matmul(x3, w), matmul(a, b),
-                               matmul(wide.slice(1, 0, 96), w_stored.t())};
+                               matmul(wide.slice(1, 0, 96), w_stored.t()),
+                               matmul(q.transpose(1, 2), k.transpose(1, 2).transpose(-1, -2))};
   };
   const auto bits_equal = [](const std::vector<float>& p, const std::vector<float>& q) {
     return p.size() == q.size() && std::memcmp(p.data(), q.data(), p.size() * sizeof(float)) == 0;
