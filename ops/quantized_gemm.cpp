@@ -16,6 +16,7 @@
 #include "kernels/gemm.h"
 #include "kernels/hadamard.h"
 #include "kernels/optimizer.h"
+#include "kernels/pack_fp8.h"
 #include "kernels/quantized_gemm.h"
 #include "kernels/quantizer_gradient.h"
 #include "kernels/strided_loop.h"
@@ -130,12 +131,12 @@ struct PendingOperand {
         float_values.defined() ? float_values : quantized_values(values, quantizer, random);
     return transpose ? out.transpose(-1, -2) : out;
   }
-  /// Whether it can be quantized straight into bf16 bits laid out as its values are (a packed
-  /// block, so the GEMM's pointers into the values map onto the bits).
-  bool quantizes_into_bits() const {
-    return !is_identity(quantizer) && values.device() == Device::cpu && packed_order(values);
+  /// Whether its quantization can be written in the storage order of its values (a packed
+  /// block), where the GEMM's pointers into the values map onto it: as bf16 bits, or FP8 codes.
+  bool quantizes_in_storage_order() const {
+    return !is_identity(quantizer) && packed_order(values);
   }
-  /// Its quantized values as bf16 bits in the storage order of its values (quantizes_into_bits):
+  /// Its quantized values as bf16 bits in the storage order of its values (CPU only):
   /// n bf16 values in a uint8 tensor of 2n bytes, and the factor they take (quantize_bf16_bits).
   std::pair<Tensor, float> quantized_bits() const {
     const StorageOrderView view = storage_order_view(values, *packed_order(values), quantizer);
@@ -358,17 +359,24 @@ bool fp8_gemm_runs() {
   return gemm_path_setting() == GemmPath::fp8_blocks;
 }
 
-/// op(A) @ op(B) -> c (M, N) packed, through the block-scaled FP8 GEMM: each operand packed,
-/// read in place (x: op(A) (M, K) laid out as `la`; w: op(B) (K, N) laid out as `lb`), into FP8
-/// codes and per-block scales along K, then C = A B^T with each block's partial sums promoted
-/// by its two scales. K must be a multiple of 32.
+/// One operand of fp8_block_product, read in place at `at`, laid out as `layout`: its values
+/// already quantized (an identity `quantizer`), or raw values the fused quantize-and-pack
+/// kernel quantizes by `quantizer` (MX, blocks of 32 along K) with `random` on the way; the
+/// random words then go by offset from `at`, which must start the packed block the values are.
+struct Fp8Input {
+  const float* at;
+  MatrixOperand layout;
+  Fp8Operand fp8;
+  Quantizer quantizer;
+  RandomStream random;
+};
+
+/// op(A) @ op(B) -> c (M, N) packed, through the block-scaled FP8 GEMM: each operand packed (a:
+/// op(A) (M, K); b: op(B) (K, N)) into FP8 codes and per-block scales along K, then C = A B^T
+/// with each block's partial sums promoted by its two scales. K must be a multiple of 32.
 void fp8_block_product(Device device,
-                       const float* x,
-                       MatrixOperand la,
-                       Fp8Operand fa,
-                       const float* w,
-                       MatrixOperand lb,
-                       Fp8Operand fb,
+                       const Fp8Input& a,
+                       const Fp8Input& b,
                        int64_t M,
                        int64_t N,
                        int64_t K,
@@ -377,16 +385,26 @@ void fp8_block_product(Device device,
   const Tensor b_codes = empty({N, K}, DType::uint8, device);
   const Tensor a_scales = empty({M, K / 32}, DType::float32, device);
   const Tensor b_scales = empty({N, K / 32}, DType::float32, device);
+  const auto pack = [&](const Fp8Input& in, int64_t rows, int64_t row_stride, int64_t k_stride,
+                        const Tensor& codes, const Tensor& scales) {
+    if (is_identity(in.quantizer))
+      LATTICE_DISPATCH(device, pack_fp8_blocks, in.at, rows, K, row_stride, k_stride,
+                       in.fp8.target_exponent, in.fp8.format, codes.data<uint8_t>(),
+                       scales.data<float>(), nullptr);
+    else
+      LATTICE_DISPATCH(device, quantize_pack_mx, in.at, rows, K, row_stride, k_stride,
+                       in.quantizer.element, in.quantizer.rounding, *in.quantizer.scaling,
+                       in.random, in.fp8.target_exponent, in.fp8.format, codes.data<uint8_t>(),
+                       scales.data<float>(), nullptr);
+  };
   // op(A)'s (m, k) at m * ld + k, or k * ld + m when transposed; op(B)'s (k, n), read as row n
   // of B^T, at k * ld + n, or n * ld + k when transposed.
-  LATTICE_DISPATCH(device, pack_fp8_blocks, x, M, K, la.transposed ? 1 : la.ld,
-                   la.transposed ? la.ld : 1, fa.target_exponent, fa.format,
-                   a_codes.data<uint8_t>(), a_scales.data<float>(), nullptr);
-  LATTICE_DISPATCH(device, pack_fp8_blocks, w, N, K, lb.transposed ? lb.ld : 1,
-                   lb.transposed ? 1 : lb.ld, fb.target_exponent, fb.format,
-                   b_codes.data<uint8_t>(), b_scales.data<float>(), nullptr);
+  pack(a, M, a.layout.transposed ? 1 : a.layout.ld, a.layout.transposed ? a.layout.ld : 1, a_codes,
+       a_scales);
+  pack(b, N, b.layout.transposed ? b.layout.ld : 1, b.layout.transposed ? 1 : b.layout.ld, b_codes,
+       b_scales);
   LATTICE_DISPATCH(device, block_scaled_gemm,
-                   BlockScaledGemm{M, N, K, 32, fa.format, fb.format, 1.0f},
+                   BlockScaledGemm{M, N, K, 32, a.fp8.format, b.fp8.format, 1.0f},
                    a_codes.data<uint8_t>(), a_scales.data<float>(), b_codes.data<uint8_t>(),
                    b_scales.data<float>(), c);
 }
@@ -407,9 +425,11 @@ std::vector<int64_t> matrix_offsets(const Tensor& m, const Shape& batch) {
 /// batches) go to the GEMM in place, all batch entries in one batched call; others are packed
 /// first. By the operands' lattices, a single matrix product of FP8-exact MX operands runs as
 /// the block-scaled FP8 GEMM where fp8_gemm_runs, and a product of bf16 values as the bf16 GEMM
-/// where bf16_gemm_runs (kernels/gemm.h). On the CPU, operands quantized straight into bf16 bits
-/// where both can be (PendingOperand::quantizes_into_bits), NVFP4's too: their element-times-
-/// block-scale values in bf16, both tensor scales applied to the output, as hardware does.
+/// where bf16_gemm_runs (kernels/gemm.h). Where both operands can be quantized in the storage
+/// order of their values (PendingOperand::quantizes_in_storage_order), the FP8 GEMM's go
+/// through the fused quantize-and-pack kernel (kernels/pack_fp8.h), and on the CPU the bf16
+/// GEMM's straight into bf16 bits, NVFP4's too: their element-times-block-scale values in bf16,
+/// both tensor scales applied to the output, as hardware does.
 Tensor batched_product(const PendingOperand& pa,
                        const PendingOperand& pb,
                        const OperandLattices& lattices) {
@@ -439,8 +459,18 @@ Tensor batched_product(const PendingOperand& pa,
       lattices.fp8_a && lattices.fp8_b && batches == 1 && K > 0 && K % 32 == 0 && fp8_gemm_runs();
   const bool bf16 = !fp8 && bf16_gemm_runs(device);
   float* y = out.data<float>();
-  if (bf16 && lattices.bf16_times_factor && device == Device::cpu && pa.quantizes_into_bits() &&
-      pb.quantizes_into_bits() && gemm_layout(a.expand(a_full)) && gemm_layout(b.expand(b_full))) {
+  // Both operands quantized where the GEMM reads them: into FP8 codes, or into bf16 bits.
+  const bool in_place = pa.quantizes_in_storage_order() && pb.quantizes_in_storage_order() &&
+                        gemm_layout(a.expand(a_full)) && gemm_layout(b.expand(b_full));
+  if (fp8 && in_place) {
+    fp8_block_product(
+        device,
+        {a.data<float>(), *gemm_layout(a.expand(a_full)), *lattices.fp8_a, pa.quantizer, pa.random},
+        {b.data<float>(), *gemm_layout(b.expand(b_full)), *lattices.fp8_b, pb.quantizer, pb.random},
+        M, N, K, y);
+    return out;
+  }
+  if (bf16 && lattices.bf16_times_factor && device == Device::cpu && in_place) {
     // The GEMM reads each operand where it would read its values, in a bf16 copy of them, and
     // the operands' factors scale its output (NVFP4's tensor scales, as hardware applies them).
     const MatrixOperand la = *gemm_layout(a.expand(a_full)), lb = *gemm_layout(b.expand(b_full));
@@ -472,7 +502,8 @@ Tensor batched_product(const PendingOperand& pa,
   for (int64_t offset : matrix_offsets(lhs, batch)) xs.push_back(x + offset);
   for (int64_t offset : matrix_offsets(rhs, batch)) ws.push_back(w + offset);
   if (fp8) {
-    fp8_block_product(device, xs[0], la, *lattices.fp8_a, ws[0], lb, *lattices.fp8_b, M, N, K, y);
+    fp8_block_product(device, {xs[0], la, *lattices.fp8_a, Quantizer{}, {}},
+                      {ws[0], lb, *lattices.fp8_b, Quantizer{}, {}}, M, N, K, y);
   } else if (bf16 && lattices.bf16) {
     LATTICE_DISPATCH(device, gemm_bf16_batched, shape, xs.data(), ws.data(), y, batches);
   } else {

@@ -445,3 +445,33 @@ TEST_CASE("GEMM operands quantized straight into bf16 bits multiply as their flo
     }
   }
 }
+
+TEST_CASE("an operand quantized where the GEMM reads it draws the stochastic bits of Q(x)") {
+  // x packed goes through the fused kernels (FP8 codes on the fp8-blocks path, bf16 bits on the
+  // CPU's bf16 GEMM); the same values as a slice of a wider tensor, not a packed block, are
+  // quantized to fp32 first. Stochastic rounding everywhere: forward along K, wgrad along M.
+  const Tensor x = set_requires_grad(randn({64, 96}, RandomStream{.seed = 61}));
+  const Tensor wide =
+      set_requires_grad(cat({detach(x), randn({64, 32}, RandomStream{.seed = 62})}, 1));
+  const Tensor w_stored = set_requires_grad(randn({32, 96}, RandomStream{.seed = 63}));
+  for (const GemmPath p : {GemmPath::fp8_blocks, GemmPath::automatic}) {
+    CAPTURE(int(p));
+    const auto run = [&](const Tensor& input, const Tensor& leaf) {
+      GemmPathScope path(p);
+      zero_grad(leaf), zero_grad(w_stored);
+      manual_seed(4);
+      PrecisionScope scope(parse_precision_stack("gemm=mxfp4:sr"));
+      const Tensor y = matmul(input, w_stored.t());
+      backward(sum(mul(y, y)));
+      return std::vector<std::vector<float>>{
+          y.to_vector<float>(), grad(leaf).slice(1, 0, 96).contiguous().to_vector<float>(),
+          grad(w_stored).to_vector<float>()};
+    };
+    const auto fused = run(x, x), unfused = run(wide.slice(1, 0, 96), wide);
+    for (size_t t = 0; t < fused.size(); ++t) {
+      CAPTURE(t);
+      CHECK(fused[t].size() == unfused[t].size());
+      CHECK(std::memcmp(fused[t].data(), unfused[t].data(), fused[t].size() * sizeof(float)) == 0);
+    }
+  }
+}
