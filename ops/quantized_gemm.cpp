@@ -459,34 +459,39 @@ Tensor batched_product(const PendingOperand& pa,
       lattices.fp8_a && lattices.fp8_b && batches == 1 && K > 0 && K % 32 == 0 && fp8_gemm_runs();
   const bool bf16 = !fp8 && bf16_gemm_runs(device);
   float* y = out.data<float>();
-  // Both operands quantized where the GEMM reads them: into FP8 codes, or into bf16 bits.
-  const bool in_place = pa.quantizes_in_storage_order() && pb.quantizes_in_storage_order() &&
-                        gemm_layout(a.expand(a_full)) && gemm_layout(b.expand(b_full));
-  if (fp8 && in_place) {
-    fp8_block_product(
-        device,
-        {a.data<float>(), *gemm_layout(a.expand(a_full)), *lattices.fp8_a, pa.quantizer, pa.random},
-        {b.data<float>(), *gemm_layout(b.expand(b_full)), *lattices.fp8_b, pb.quantizer, pb.random},
-        M, N, K, y);
-    return out;
-  }
-  if (bf16 && lattices.bf16_times_factor && device == Device::cpu && in_place) {
+  // Both operands quantized where the GEMM reads them, when it reads them in place: into FP8
+  // codes, or on the CPU into bf16 bits.
+  const bool fuses = fp8 || (bf16 && lattices.bf16_times_factor && device == Device::cpu);
+  const Tensor a_view = a.expand(a_full), b_view = b.expand(b_full);
+  const std::optional<MatrixOperand> a_layout = fuses ? gemm_layout(a_view) : std::nullopt;
+  const std::optional<MatrixOperand> b_layout = fuses ? gemm_layout(b_view) : std::nullopt;
+  if (a_layout && b_layout && pa.quantizes_in_storage_order() && pb.quantizes_in_storage_order()) {
+    if (fp8) {
+      fp8_block_product(
+          device, {a.data<float>(), *a_layout, *lattices.fp8_a, pa.quantizer, pa.random},
+          {b.data<float>(), *b_layout, *lattices.fp8_b, pb.quantizer, pb.random}, M, N, K, y);
+      return out;
+    }
     // The GEMM reads each operand where it would read its values, in a bf16 copy of them, and
     // the operands' factors scale its output (NVFP4's tensor scales, as hardware applies them).
-    const MatrixOperand la = *gemm_layout(a.expand(a_full)), lb = *gemm_layout(b.expand(b_full));
     const auto [a_bits, a_factor] = pa.quantized_bits();
     const auto [b_bits, b_factor] = pb.quantized_bits();
-    const auto pointers = [&](const Tensor& view, const Shape& full, const Tensor& bits) {
+    const auto pointers = [&](const Tensor& view, const Tensor& bits) {
       const auto* first = reinterpret_cast<const uint16_t*>(bits.data<uint8_t>());
       std::vector<const uint16_t*> matrices;
-      for (int64_t offset : matrix_offsets(view.expand(full), batch))
-        matrices.push_back(first + offset);
+      for (int64_t offset : matrix_offsets(view, batch)) matrices.push_back(first + offset);
       return matrices;
     };
-    const std::vector<const uint16_t*> xs = pointers(a, a_full, a_bits);
-    const std::vector<const uint16_t*> ws = pointers(b, b_full, b_bits);
-    const GemmShape shape{
-        M, N, K, la.transposed, lb.transposed, la.ld, lb.ld, std::max<int64_t>(N, 1)};
+    const std::vector<const uint16_t*> xs = pointers(a_view, a_bits);
+    const std::vector<const uint16_t*> ws = pointers(b_view, b_bits);
+    const GemmShape shape{M,
+                          N,
+                          K,
+                          a_layout->transposed,
+                          b_layout->transposed,
+                          a_layout->ld,
+                          b_layout->ld,
+                          std::max<int64_t>(N, 1)};
     gemm_bf16_bits_batched_cpu(shape, xs.data(), ws.data(), y, batches);
     if (const float factor = a_factor * b_factor; factor != 1.0f)
       scale_in_place_cpu(y, batches * M * N, factor);
