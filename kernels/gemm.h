@@ -90,12 +90,20 @@ void gemm_bf16_batched_cuda(
 /// gemm_bf16_batched_cpu on operands given as bf16 bits (a quantize kernel's _bf16 output),
 /// laid out alike: read in place where each operand's matrices are dense and one after another
 /// (or one matrix for all), else packed first. Same primitive, so the same bits, as for the fp32
-/// values of those bits. CPU only: the GEMMs that quantize straight into bf16 run on the CPU.
+/// values of those bits.
 void gemm_bf16_bits_batched_cpu(const GemmShape& shape,
                                 const uint16_t* const* a,
                                 const uint16_t* const* b,
                                 float* c,
                                 int64_t count);
+/// The CUDA twin: cuBLAS's bf16 GEMM reads the bits in place at their leading dimensions, all
+/// entries in one call where they lie at equal distances, else one call each. The same sums as
+/// gemm_bf16_batched_cuda on the fp32 values of those bits, so the same bits.
+void gemm_bf16_bits_batched_cuda(const GemmShape& shape,
+                                 const uint16_t* const* a,
+                                 const uint16_t* const* b,
+                                 float* c,
+                                 int64_t count);
 
 /// c = a @ b per batch entry in float64, each sum in k order (gradient checks want the exact
 /// loop, not a blocked one). a: (batches, M, K), b: (batches, K, N), c: (batches, M, N).

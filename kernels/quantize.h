@@ -95,5 +95,19 @@ void quantize_blocks_cuda(const float* x,
                           const Rounding& rounding,
                           const BlockScaling& scaling,
                           const RandomStream& random);
+/// The _bf16 kernels' device twins, same bits and the same returned factor.
+void quantize_elementwise_bf16_cuda(const float* x,
+                                    uint16_t* y,
+                                    int64_t n,
+                                    const Format& format,
+                                    const Rounding& rounding,
+                                    const RandomStream& random);
+float quantize_blocks_bf16_cuda(const float* x,
+                                uint16_t* y,
+                                const BlockLayout& layout,
+                                const Format& element,
+                                const Rounding& rounding,
+                                const BlockScaling& scaling,
+                                const RandomStream& random);
 
 }  // namespace lattice

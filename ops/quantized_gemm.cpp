@@ -136,16 +136,16 @@ struct PendingOperand {
   bool quantizes_in_storage_order() const {
     return !is_identity(quantizer) && packed_order(values);
   }
-  /// Its quantized values as bf16 bits in the storage order of its values (CPU only):
+  /// Its quantized values as bf16 bits in the storage order of its values, on their device:
   /// n bf16 values in a uint8 tensor of 2n bytes, and the factor they take (quantize_bf16_bits).
   std::pair<Tensor, float> quantized_bits() const {
     const StorageOrderView view = storage_order_view(values, *packed_order(values), quantizer);
     const int64_t n = values.numel();
-    Tensor bits = empty({2 * n}, DType::uint8, Device::cpu);
+    Tensor bits = empty({2 * n}, DType::uint8, values.device());
     const float factor = quantize_bf16_bits(
         view.along, std::span<const float>(view.packed.data<float>(), size_t(n)),
         std::span<uint16_t>(reinterpret_cast<uint16_t*>(bits.data<uint8_t>()), size_t(n)),
-        view.packed.shape(), random);
+        view.packed.shape(), random, values.device());
     return {bits, factor};
   }
 };
@@ -427,9 +427,9 @@ std::vector<int64_t> matrix_offsets(const Tensor& m, const Shape& batch) {
 /// the block-scaled FP8 GEMM where fp8_gemm_runs, and a product of bf16 values as the bf16 GEMM
 /// where bf16_gemm_runs (kernels/gemm.h). Where both operands can be quantized in the storage
 /// order of their values (PendingOperand::quantizes_in_storage_order), the FP8 GEMM's go
-/// through the fused quantize-and-pack kernel (kernels/pack_fp8.h), and on the CPU the bf16
-/// GEMM's straight into bf16 bits, NVFP4's too: their element-times-block-scale values in bf16,
-/// both tensor scales applied to the output, as hardware does.
+/// through the fused quantize-and-pack kernel (kernels/pack_fp8.h), and the bf16 GEMM's
+/// straight into bf16 bits, NVFP4's too: their element-times-block-scale values in bf16, both
+/// tensor scales applied to the output, as hardware does.
 Tensor batched_product(const PendingOperand& pa,
                        const PendingOperand& pb,
                        const OperandLattices& lattices) {
@@ -460,8 +460,8 @@ Tensor batched_product(const PendingOperand& pa,
   const bool bf16 = !fp8 && bf16_gemm_runs(device);
   float* y = out.data<float>();
   // Both operands quantized where the GEMM reads them, when it reads them in place: into FP8
-  // codes, or on the CPU into bf16 bits.
-  const bool fuses = fp8 || (bf16 && lattices.bf16_times_factor && device == Device::cpu);
+  // codes, or into bf16 bits.
+  const bool fuses = fp8 || (bf16 && lattices.bf16_times_factor);
   const Tensor a_view = a.expand(a_full), b_view = b.expand(b_full);
   const std::optional<MatrixOperand> a_layout = fuses ? gemm_layout(a_view) : std::nullopt;
   const std::optional<MatrixOperand> b_layout = fuses ? gemm_layout(b_view) : std::nullopt;
@@ -492,9 +492,9 @@ Tensor batched_product(const PendingOperand& pa,
                           a_layout->ld,
                           b_layout->ld,
                           std::max<int64_t>(N, 1)};
-    gemm_bf16_bits_batched_cpu(shape, xs.data(), ws.data(), y, batches);
+    LATTICE_DISPATCH(device, gemm_bf16_bits_batched, shape, xs.data(), ws.data(), y, batches);
     if (const float factor = a_factor * b_factor; factor != 1.0f)
-      scale_in_place_cpu(y, batches * M * N, factor);
+      LATTICE_DISPATCH(device, scale_in_place, y, batches * M * N, factor);
     return out;
   }
   const auto [lhs, la] = gemm_operand(pa.quantized().expand(a_full));

@@ -27,8 +27,8 @@ enum class GemmPath {
   /// (native_bf16_gemm_cpu: AVX512-BF16 or AMX); fp32 sgemm on other CPUs. MX operands are
   /// bf16 values too, and on Hopper cuBLAS's bf16 GEMM outruns the block-scaled FP8 GEMMs
   /// (H200, 4096^3: 714 TFLOP/s against 298 for the wgmma kernel; bench_block_gemm), so they
-  /// take it. On the CPU, NVFP4 operands too: element times block scale in bf16, the fp32
-  /// tensor scales applied to the output (NUMERICS.md). The default.
+  /// take it. NVFP4 operands too: element times block scale in bf16, the fp32 tensor scales
+  /// applied to the output (NUMERICS.md). The default.
   automatic,
   /// Always fp32 sgemm: the sums of a machine without native bf16 (NUMERICS.md).
   exact_fp32,

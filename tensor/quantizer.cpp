@@ -244,7 +244,8 @@ float quantize_bf16_bits(const Quantizer& q,
                          std::span<const float> x,
                          std::span<uint16_t> y,
                          std::span<const int64_t> shape,
-                         const RandomStream& random) {
+                         const RandomStream& random,
+                         Device device) {
   validate(q);
   LATTICE_CHECK(within_bf16_times_factor(q),
                 "[quantize] bf16 output needs a quantizer whose values are bf16 values up to a "
@@ -255,10 +256,11 @@ float quantize_bf16_bits(const Quantizer& q,
                           : std::string());
   check_sizes("quantize", shape, x.size(), y.size());
   if (q.scaling)
-    return quantize_blocks_bf16_cpu(x.data(), y.data(), block_layout(*q.scaling, shape), q.element,
-                                    q.rounding, *q.scaling, random);
-  quantize_elementwise_bf16_cpu(x.data(), y.data(), int64_t(x.size()), q.element, q.rounding,
-                                random);
+    return LATTICE_DISPATCH(device, quantize_blocks_bf16, x.data(), y.data(),
+                            block_layout(*q.scaling, shape), q.element, q.rounding, *q.scaling,
+                            random);
+  LATTICE_DISPATCH(device, quantize_elementwise_bf16, x.data(), y.data(), int64_t(x.size()),
+                   q.element, q.rounding, random);
   return 1.0f;
 }
 

@@ -76,15 +76,16 @@ void quantize(const Quantizer& q,
               const RandomStream& random = {},
               Device device = Device::cpu);
 
-/// quantize's values as bf16 bits (the high half of each fp32 value) on the CPU, for a bf16 GEMM
-/// to read: for quantizers within_bf16_times_factor, which it checks. Returns the factor the
-/// bits' values take to be quantize's (NVFP4's tensor decode scale; 1 for the others, whose
-/// bits are quantize's values exactly). The same rounding and random draws as quantize.
+/// quantize's values as bf16 bits (the high half of each fp32 value), for a bf16 GEMM to read:
+/// for quantizers within_bf16_times_factor, which it checks. Returns the factor the bits' values
+/// take to be quantize's (NVFP4's tensor decode scale; 1 for the others, whose bits are
+/// quantize's values exactly). The same rounding and random draws as quantize, on either device.
 float quantize_bf16_bits(const Quantizer& q,
                          std::span<const float> x,
                          std::span<uint16_t> y,
                          std::span<const int64_t> shape,
-                         const RandomStream& random);
+                         const RandomStream& random,
+                         Device device = Device::cpu);
 
 /// Storage form: element codes bit-packed at element.bits() each (LSB first), scale codes at
 /// scale_format.bits() each in (outer, blocks, inner) order, and the fp32 tensor scale.

@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "core/philox.h"
+#include "core/scalar/bits.h"
 #include "core/scalar/round.h"
 #include "cuda_support.h"
 #include "kernels/device_memory.h"
@@ -35,6 +36,11 @@ TEST_CASE("without a CUDA device the GEMM-family CUDA kernels throw instead of c
   const float* operands[1] = {x};
   CHECK_THROWS_AS(
       gemm_bf16_batched_cuda(dense_gemm(2, 2, 1, false, false), operands, operands, y, 1), Error);
+  const uint16_t bits[4] = {};
+  const uint16_t* bit_operands[1] = {bits};
+  CHECK_THROWS_AS(gemm_bf16_bits_batched_cuda(dense_gemm(2, 2, 1, false, false), bit_operands,
+                                              bit_operands, y, 1),
+                  Error);
   CHECK_THROWS_AS(add_running_sum_cuda(y, x, 4), Error);
   CHECK_THROWS_AS(sgd_update_cuda(y, x, nullptr, 4, SgdStep{.lr = 0.1f}), Error);
   CHECK_THROWS_AS(max_abs_cuda(x, 4), Error);
@@ -231,6 +237,59 @@ TEST_CASE("CUDA gemm_bf16_batched on bf16 values computes the fp32 GEMM's produc
            " shared_b=", c.shared_b, " equal_distances=", c.equal_distances);
       // The products are exact; only the order of the fp32 sums differs: |a|, |b| < 1, so
       // sum_k |a b| < K.
+      const int64_t bad =
+          first_mismatch(got, expected, [&](int64_t) { return 1e-5 * double(c.K); });
+      CAPTURE(bad);
+      CHECK(bad == -1);
+      if (bad >= 0) MESSAGE("got ", got[size_t(bad)], ", want ", expected[size_t(bad)]);
+    }
+}
+
+TEST_CASE("CUDA gemm_bf16_bits_batched reads bf16 bits in place for the fp32 GEMM's products") {
+  if (!cuda_available()) return;
+  struct Case {
+    int64_t M, N, K, count;
+    bool shared_a, shared_b, equal_distances;
+  };
+  // As for gemm_bf16_batched: the chunked long K, shared operands, irregular offsets (one
+  // product per entry here), an empty sum.
+  const Case cases[] = {
+      {3, 17, 33, 1, false, false, true},    {40, 24, 4096, 1, false, false, true},
+      {65, 33, 1001, 1, false, false, true}, {17, 9, 33, 5, false, true, true},
+      {17, 9, 33, 5, true, false, true},     {128, 64, 128, 8, false, false, true},
+      {17, 9, 33, 4, false, false, false},   {5, 7, 0, 3, false, false, true}};
+  uint64_t seed = 300;
+  for (const Case& c : cases)
+    for (int transposes = 0; transposes < 4; ++transposes) {
+      GemmShape s = dense_gemm(c.M, c.N, c.K, transposes & 1, transposes & 2);
+      s.lda += 3, s.ldb += 1;  // strided rows read in place; C is packed
+      const int64_t a_size = (s.transpose_a ? c.K : c.M) * s.lda;
+      const int64_t b_size = (s.transpose_b ? c.N : c.K) * s.ldb;
+      std::vector<float> a = uniform(c.count * a_size + 5, -1, 1, ++seed);
+      std::vector<float> b = uniform(c.count * b_size + 5, -1, 1, ++seed);
+      std::vector<uint16_t> a_bits, b_bits;
+      for (float& v : a) a_bits.push_back(bf16_bits(v = round_to_bf16_nearest_even(v)));
+      for (float& v : b) b_bits.push_back(bf16_bits(v = round_to_bf16_nearest_even(v)));
+      DeviceArray<uint16_t> da(a_bits), db(b_bits);
+      DeviceArray<float> dc(c.count * c.M * c.N);
+      dc.poison();
+      std::vector<const uint16_t*> device_a, device_b;
+      std::vector<float> expected(static_cast<size_t>(c.count * c.M * c.N));
+      for (int64_t i = 0; i < c.count; ++i) {
+        const int64_t skew = c.equal_distances ? 0 : (i * 3) % 5;
+        const int64_t a_at = c.shared_a ? 0 : i * a_size + skew;
+        const int64_t b_at = c.shared_b ? 0 : i * b_size + skew;
+        gemm_reference_cpu(s, 1.0f, a.data() + a_at, b.data() + b_at, 0.0f,
+                           expected.data() + i * c.M * c.N);
+        device_a.push_back(da.data + a_at);
+        device_b.push_back(db.data + b_at);
+      }
+      gemm_bf16_bits_batched_cuda(s, device_a.data(), device_b.data(), dc.data, c.count);
+      const std::vector<float> got = dc.download();
+      INFO("gemm_bf16_bits_batched M=", c.M, " N=", c.N, " K=", c.K, " count=", c.count,
+           " transpose_a=", s.transpose_a, " transpose_b=", s.transpose_b, " shared_a=", c.shared_a,
+           " shared_b=", c.shared_b, " equal_distances=", c.equal_distances);
+      // Exact products summed in another order: |a|, |b| < 1, so sum_k |a b| < K.
       const int64_t bad =
           first_mismatch(got, expected, [&](int64_t) { return 1e-5 * double(c.K); });
       CAPTURE(bad);

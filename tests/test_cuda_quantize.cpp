@@ -2,6 +2,7 @@
 // Without a GPU the parity test reports that it skipped; the API must then fail cleanly.
 #include <doctest/doctest.h>
 
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -17,7 +18,14 @@ TEST_CASE("without a CUDA device the CUDA kernels throw a clear error instead of
   const float x = 1.0f;
   float y = 0.0f;
   CHECK_THROWS_AS(quantize_elementwise_cuda(&x, &y, 1, bf16, Rounding{}, RandomStream{}), Error);
-  MESSAGE("no CUDA device here: the GPU parity test below skips");
+  uint16_t bits = 0;
+  CHECK_THROWS_AS(quantize_elementwise_bf16_cuda(&x, &bits, 1, e2m1, Rounding{}, RandomStream{}),
+                  Error);
+  const Quantizer nvfp4 = parse_quantizer("nvfp4");
+  CHECK_THROWS_AS(quantize_blocks_bf16_cuda(&x, &bits, BlockLayout{1, 1, 1, 16}, nvfp4.element,
+                                            nvfp4.rounding, *nvfp4.scaling, RandomStream{}),
+                  Error);
+  MESSAGE("no CUDA device here: the GPU parity tests below skip");
 }
 
 #if defined(LATTICE_CUDA)
@@ -36,6 +44,10 @@ std::vector<float> test_values(int64_t n) {
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+bool same_bits(const std::vector<uint16_t>& a, const std::vector<uint16_t>& b) {
+  return a == b;
 }
 
 }  // namespace
@@ -95,6 +107,56 @@ TEST_CASE("CUDA quantize kernels match the CPU kernels bit for bit") {
   quantize_blocks_cpu(x.data(), expected.data(), layout, e2m1, Rounding{}, encode, random, nullptr);
   quantize_blocks_cuda(device_x, device_y, layout, e2m1, Rounding{}, encode, random);
   CHECK(same_bits(from_device(), expected));
+  cuda_free(device_x);
+  cuda_free(device_y);
+}
+
+TEST_CASE("CUDA quantize kernels into bf16 bits match the CPU's, NVFP4's factor included") {
+  if (!cuda_available()) return;
+  const int64_t rows = 37, cols = 208, n = rows * cols;
+  const std::vector<float> x = test_values(n);
+  float* device_x = static_cast<float*>(cuda_allocate(n * int64_t(sizeof(float))));
+  auto* device_y = static_cast<uint16_t*>(cuda_allocate(n * int64_t(sizeof(uint16_t))));
+  copy_host_to_device(device_x, x.data(), n * int64_t(sizeof(float)));
+  const auto from_device = [&] {
+    std::vector<uint16_t> y(static_cast<size_t>(n));
+    copy_device_to_host(y.data(), device_y, n * int64_t(sizeof(uint16_t)));
+    return y;
+  };
+  const RandomStream random{.seed = 12, .subsequence = 3};
+  for (const char* name : {"bf16", "e4m3", "e5m2", "e2m1"}) {
+    for (const char* mode : {"rne", "sr"}) {
+      CAPTURE(name);
+      CAPTURE(mode);
+      const Format format = parse_format(name);
+      const Rounding rounding = parse_rounding(mode);
+      std::vector<uint16_t> expected(static_cast<size_t>(n));
+      quantize_elementwise_bf16_cpu(x.data(), expected.data(), n, format, rounding, random);
+      quantize_elementwise_bf16_cuda(device_x, device_y, n, format, rounding, random);
+      CHECK(same_bits(from_device(), expected));
+    }
+  }
+  for (const char* name : {"mxfp4", "mxfp6", "mxfp8", "nvfp4"}) {
+    for (const char* mode : {"rne", "sr"}) {
+      for (int axis : {0, 1}) {
+        CAPTURE(name);
+        CAPTURE(mode);
+        CAPTURE(axis);
+        Quantizer q = parse_quantizer(name);
+        q.rounding = parse_rounding(mode);
+        q.scaling->axis = axis;
+        const int64_t shape[] = {rows, cols};
+        const BlockLayout layout = block_layout(*q.scaling, shape);
+        std::vector<uint16_t> expected(static_cast<size_t>(n));
+        const float cpu_factor = quantize_blocks_bf16_cpu(
+            x.data(), expected.data(), layout, q.element, q.rounding, *q.scaling, random);
+        const float cuda_factor = quantize_blocks_bf16_cuda(device_x, device_y, layout, q.element,
+                                                            q.rounding, *q.scaling, random);
+        CHECK(same_bits(from_device(), expected));
+        CHECK(std::memcmp(&cuda_factor, &cpu_factor, sizeof(float)) == 0);
+      }
+    }
+  }
   cuda_free(device_x);
   cuda_free(device_y);
 }

@@ -2,19 +2,23 @@
 // converting ones too), reads of device values, modules moved with to(Device), gradients that
 // flow back across a device copy, and the one-line errors without a GPU or across devices;
 // uploads that do not wait for the GPU, indices checked on it (their failure thrown at the next
-// read back), and cross entropy with its targets there. Without a CUDA device only the error
-// cases run.
+// read back), cross entropy with its targets there, and quantized GEMMs (MX and NVFP4 operands
+// quantized on the device into bf16 bits). Without a CUDA device only the error cases run.
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "autograd/autograd.h"
 #include "kernels/device_memory.h"
 #include "nn/layers.h"
 #include "ops/ops.h"
+#include "ops/quantized_gemm.h"
 #include "optim/optimizer.h"
+#include "tensor/precision_stack.h"
 #include "tensor/random.h"
 
 using namespace lattice;
@@ -135,6 +139,53 @@ TEST_CASE("a module moved to the GPU trains there like on the CPU") {
     const std::vector<float> a = cpu_params[i].to_vector<float>(),
                              b = gpu_params[i].to_vector<float>();
     for (size_t k = 0; k < a.size(); ++k) CHECK(b[k] == doctest::Approx(a[k]).epsilon(1e-4));
+  }
+}
+
+TEST_CASE("quantized GEMMs on the GPU agree with the CPU's, forward and backward") {
+  if (!cuda_available()) return;
+  // MX and NVFP4 operands quantized on the device into bf16 bits (a Linear layer's transposed
+  // weight, a weight broadcast over a batch, a batched product) and, through a sliced operand,
+  // into float32 first; stochastic in the backward GEMMs. The quantizers give the CPU's bits, so
+  // only the GEMMs' summation order differs.
+  const std::vector<Tensor> leaves{
+      randn({40, 96}, RandomStream{.seed = 51}),   randn({64, 24}, RandomStream{.seed = 52}),
+      randn({33, 96}, RandomStream{.seed = 53}),   randn({2, 5, 64}, RandomStream{.seed = 54}),
+      randn({3, 8, 64}, RandomStream{.seed = 55}), randn({3, 64, 16}, RandomStream{.seed = 56}),
+      randn({33, 128}, RandomStream{.seed = 57})};
+  const auto run = [&](const std::string& stack, Device device) {
+    std::vector<Tensor> l;
+    for (const Tensor& leaf : leaves) l.push_back(set_requires_grad(leaf.to(device)));
+    manual_seed(8);
+    std::vector<std::vector<float>> results;
+    {
+      PrecisionScope scope(parse_precision_stack(stack));
+      for (const Tensor& y : {matmul(l[2], l[0].t()), matmul(l[3], l[1]), matmul(l[4], l[5]),
+                              matmul(l[6].slice(1, 0, 96), l[0].t())}) {
+        CHECK(y.device() == device);
+        // Output gradients that are the same on both devices, so are their quantized values.
+        backward(sum(mul(y, uniform(y.shape(), 0.5, 1.5, RandomStream{.seed = 7}).to(device))));
+        results.push_back(y.to(Device::cpu).to_vector<float>());
+      }
+    }
+    for (const Tensor& leaf : l) results.push_back(grad(leaf).to(Device::cpu).to_vector<float>());
+    return results;
+  };
+  for (const std::string stack :
+       {"gemm=mxfp4,gemm.bwd=mxfp4:sr", "gemm=nvfp4,gemm.bwd=nvfp4:sr", "gemm=mxfp8"}) {
+    CAPTURE(stack);
+    const auto cpu = run(stack, Device::cpu), gpu = run(stack, Device::cuda);
+    REQUIRE(cpu.size() == gpu.size());
+    for (size_t i = 0; i < cpu.size(); ++i) {
+      CAPTURE(i);
+      REQUIRE(cpu[i].size() == gpu[i].size());
+      float largest = 0.0f, difference = 0.0f;  // of the tensor: sums cancel element by element
+      for (size_t j = 0; j < cpu[i].size(); ++j) {
+        largest = std::max(largest, std::fabs(cpu[i][j]));
+        difference = std::max(difference, std::fabs(gpu[i][j] - cpu[i][j]));
+      }
+      CHECK(difference <= 1e-5f * largest);
+    }
   }
 }
 

@@ -145,6 +145,39 @@ std::optional<int64_t> uniform_stride(const T* const* pointers, int64_t count) {
   return stride;
 }
 
+/// C_i = op(A_i) @ op(B_i) for i < count on bf16 bits on the tensor cores, fp32 sums: A_i at
+/// a + i * a_step with leading dimension s.lda, so for B; c: (count, M, N) packed. A single
+/// product with few output tiles and a long K runs as chunks of K (plan_k_split).
+void bf16_strided_product(const GemmShape& s,
+                          const uint16_t* a,
+                          int64_t a_step,
+                          const uint16_t* b,
+                          int64_t b_step,
+                          float* c,
+                          int64_t count) {
+  const cublasOperation_t op_b = s.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_a = s.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const float one = 1.0f, zero = 0.0f;
+  // Products of bf16 values are exact in fp32; the tensor cores sum them in fp32. Column-major,
+  // as in gemm_cuda: C^T = op(B)^T op(A)^T.
+  const auto product = [&](int64_t k0, int64_t length, int64_t a_stride, int64_t b_stride,
+                           float* out, int64_t batch) {
+    LATTICE_CUBLAS_CHECK(cublasGemmStridedBatchedEx_64(
+        cublas_handle(), op_b, op_a, s.N, s.M, length, &one, b + k0 * b_k_step(s), CUDA_R_16BF,
+        s.ldb, b_stride, a + k0 * a_k_step(s), CUDA_R_16BF, s.lda, a_stride, &zero, out, CUDA_R_32F,
+        s.N, s.M * s.N, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  };
+  const KSplit split = count == 1 ? plan_k_split(s.M, s.N, s.K) : KSplit{1, s.K};
+  if (split.chunks == 1) {
+    product(0, s.K, a_step, b_step, c, count);
+    return;
+  }
+  sum_over_k_split(s, split, 1.0f, 0.0f, c,
+                   [&](int64_t k0, int64_t length, int64_t batch, float* out) {
+                     product(k0, length, length * a_k_step(s), length * b_k_step(s), out, batch);
+                   });
+}
+
 }  // namespace
 
 void gemm_cuda(
@@ -254,30 +287,31 @@ void gemm_bf16_batched_cuda(
   GemmShape packed = s;
   packed.lda = a_cols;
   packed.ldb = b_cols;
-  const cublasOperation_t op_b = s.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasOperation_t op_a = s.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const float one = 1.0f, zero = 0.0f;
-  // Products of bf16 values are exact in fp32; the tensor cores sum them in fp32.
-  const auto product = [&](int64_t k0, int64_t length, int64_t a_step, int64_t b_step, float* out,
-                           int64_t out_step, int64_t batch) {
-    LATTICE_CUBLAS_CHECK(cublasGemmStridedBatchedEx_64(
-        cublas_handle(), op_b, op_a, s.N, s.M, length, &one, b16 + k0 * b_k_step(packed),
-        CUDA_R_16BF, packed.ldb, b_step, a16 + k0 * a_k_step(packed), CUDA_R_16BF, packed.lda,
-        a_step, &zero, out, CUDA_R_32F, s.N, out_step, batch, CUBLAS_COMPUTE_32F,
-        CUBLAS_GEMM_DEFAULT));
-  };
-  const KSplit split = count == 1 ? plan_k_split(s.M, s.N, s.K) : KSplit{1, s.K};
-  if (split.chunks == 1) {
-    product(0, s.K, a_count == 1 ? 0 : a_rows * a_cols, b_count == 1 ? 0 : b_rows * b_cols, c,
-            s.M * s.N, count);
-  } else {
-    sum_over_k_split(packed, split, 1.0f, 0.0f, c,
-                     [&](int64_t k0, int64_t length, int64_t batch, float* out) {
-                       product(k0, length, length * a_k_step(packed), length * b_k_step(packed),
-                               out, s.M * s.N, batch);
-                     });
-  }
+  bf16_strided_product(packed, a16, a_count == 1 ? 0 : a_rows * a_cols, b16,
+                       b_count == 1 ? 0 : b_rows * b_cols, c, count);
   cuda_free(narrowed);  // stream-ordered, as in gemm_batched_cuda
+}
+
+void gemm_bf16_bits_batched_cuda(const GemmShape& s,
+                                 const uint16_t* const* a,
+                                 const uint16_t* const* b,
+                                 float* c,
+                                 int64_t count) {
+  check_bf16_gemm(s, count);
+  if (s.M == 0 || s.N == 0 || count == 0) return;
+  if (s.K == 0) {  // the empty sum: c (count * M, N) is zero
+    scale_matrix_kernel<<<grid_for(count * s.M * s.N), kThreads, 0, cuda::stream()>>>(
+        c, count * s.M, s.N, s.N, 0.0f);
+    LATTICE_CUDA_LAUNCHED("gemm");
+    return;
+  }
+  const auto a_stride = uniform_stride(a, count), b_stride = uniform_stride(b, count);
+  if (a_stride && b_stride) {
+    bf16_strided_product(s, a[0], *a_stride, b[0], *b_stride, c, count);
+    return;
+  }
+  for (int64_t i = 0; i < count; ++i)  // matrices scattered in memory: one product each
+    bf16_strided_product(s, a[i], 0, b[i], 0, c + i * s.M * s.N, 1);
 }
 
 void batched_gemm_f64_cuda(

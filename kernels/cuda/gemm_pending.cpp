@@ -23,6 +23,11 @@ void gemm_bf16_batched_cuda(
   throw_pending_cuda("gemm_bf16_batched");
 }
 
+void gemm_bf16_bits_batched_cuda(
+    const GemmShape&, const uint16_t* const*, const uint16_t* const*, float*, int64_t) {
+  throw_pending_cuda("gemm_bf16_bits_batched");
+}
+
 void batched_gemm_f64_cuda(
     const double*, const double*, double*, int64_t, int64_t, int64_t, int64_t) {
   throw_pending_cuda("batched_gemm_f64");

@@ -1,7 +1,11 @@
 // CUDA quantize kernels: device twins of kernels/cpu/quantize_cpu.cpp running the same scalar
 // math (core/scalar/), so results match the CPU bit for bit, stochastic rounding included
-// (random words are tied to element and block indices, as on the CPU).
+// (random words are tied to element and block indices, as on the CPU). Each kernel writes fp32
+// values, or their bf16 bits for a bf16 GEMM (the _bf16 entry points).
+#include <type_traits>
+
 #include "core/error.h"
+#include "core/scalar/bits.h"
 #include "core/scalar/block.h"
 #include "core/scalar/round.h"
 #include "kernels/cuda/runtime.h"
@@ -14,17 +18,29 @@ namespace {
 using cuda::grid_for;
 using cuda::kThreads;
 
+// The kernels write their values as float, or as bf16 bits (uint16_t) for a bf16 GEMM to read:
+// the high half of each value's bits, which is all of it for values on a bf16 lattice (the
+// callers' precondition), NaN kept NaN (bf16_bits).
+template <typename Out>
+__device__ Out output_value(float v) {
+  if constexpr (std::is_same_v<Out, float>)
+    return v;
+  else
+    return bf16_bits(v);
+}
+
 // x, y: (n). A thread rounds the four elements that share one Philox block, so each block
 // is generated once: element i takes word i % 4 of block i / 4, as on the CPU.
+template <typename Out>
 __global__ void quantize_elementwise_kernel(
-    const float* x, float* y, int64_t n, RoundingPlan plan, RandomStream random, bool stochastic) {
+    const float* x, Out* y, int64_t n, RoundingPlan plan, RandomStream random, bool stochastic) {
   const int64_t groups = (n + 3) / 4;
   for (int64_t group = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; group < groups;
        group += int64_t(gridDim.x) * blockDim.x) {
     const PhiloxBlock words = stochastic ? random.block(uint64_t(group)) : PhiloxBlock{};
     for (int j = 0; j < 4; ++j) {
       const int64_t i = 4 * group + j;
-      if (i < n) y[i] = round_to_lattice(x[i], plan, words.word[j]);
+      if (i < n) y[i] = output_value<Out>(round_to_lattice(x[i], plan, words.word[j]));
     }
   }
 }
@@ -40,11 +56,15 @@ __global__ void finite_amax_kernel(const float* x, int64_t n, unsigned int* amax
   atomicMax(amax_bits, local);
 }
 
-// x, y: (outer, length, inner); one thread per block (outer, block row, inner column).
+// x, y: (outer, length, inner); one thread per block (outer, block row, inner column). The
+// elements are rounded with `plan` and their values made with `values` (plan, or NVFP4's
+// without its tensor decode scale).
+template <typename Out>
 __global__ void quantize_blocks_kernel(const float* x,
-                                       float* y,
+                                       Out* y,
                                        BlockLayout layout,
                                        BlockPlan plan,
+                                       BlockPlan values,
                                        RandomStream random,
                                        bool stochastic_elements,
                                        bool stochastic_scales) {
@@ -65,15 +85,17 @@ __global__ void quantize_blocks_kernel(const float* x,
     const float scale = block_scale(amax, plan, stochastic_scales ? scale_random.word(b) : 0u);
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t k = first + r * layout.inner;
-      y[k] = quantize_in_block(x[k], scale, plan, stochastic_elements ? random.word(k) : 0u);
+      float xq;
+      quantize_in_block(x[k], scale, plan, stochastic_elements ? random.word(k) : 0u, &xq);
+      y[k] = output_value<Out>(element_to_value(xq, scale, values));
     }
   }
 }
 
-}  // namespace
-
-void quantize_elementwise_cuda(const float* x,
-                               float* y,
+/// quantize_elementwise_cuda, its values written as Out (output_value).
+template <typename Out>
+void quantize_elementwise_into(const float* x,
+                               Out* y,
                                int64_t n,
                                const Format& format,
                                const Rounding& rounding,
@@ -84,13 +106,18 @@ void quantize_elementwise_cuda(const float* x,
   LATTICE_CUDA_LAUNCHED("quantize_cuda");
 }
 
-void quantize_blocks_cuda(const float* x,
-                          float* y,
-                          const BlockLayout& layout,
-                          const Format& element,
-                          const Rounding& rounding,
-                          const BlockScaling& scaling,
-                          const RandomStream& random) {
+/// quantize_blocks_cuda, its values written as Out (output_value). With
+/// `factor_out_tensor_scale` the NVFP4 rule's values are written without their tensor decode
+/// scale, which it returns (otherwise 1), as quantize_blocks_bf16_cpu.
+template <typename Out>
+float quantize_blocks_into(const float* x,
+                           Out* y,
+                           const BlockLayout& layout,
+                           const Format& element,
+                           const Rounding& rounding,
+                           const BlockScaling& scaling,
+                           const RandomStream& random,
+                           bool factor_out_tensor_scale) {
   const int64_t n = layout.outer * layout.length * layout.inner;
   unsigned int amax_bits = 0;
   if (scaling.rule == ScaleRule::nvfp4 ||
@@ -104,10 +131,54 @@ void quantize_blocks_cuda(const float* x,
     cuda_free(device_amax);
   }
   const BlockPlan plan = make_block_plan(element, rounding, scaling, float_from_bits(amax_bits));
+  const bool factored = factor_out_tensor_scale && scaling.rule == ScaleRule::nvfp4;
+  BlockPlan values = plan;
+  if (factored) values.tensor_decode = 1.0f;
   quantize_blocks_kernel<<<grid_for(layout.block_count()), kThreads, 0, cuda::stream()>>>(
-      x, y, layout, plan, random, rounding.mode == RoundingMode::stochastic,
+      x, y, layout, plan, values, random, rounding.mode == RoundingMode::stochastic,
       scaling.scale_rounding == RoundingMode::stochastic);
   LATTICE_CUDA_LAUNCHED("quantize_cuda");
+  return factored ? plan.tensor_decode : 1.0f;
+}
+
+}  // namespace
+
+void quantize_elementwise_cuda(const float* x,
+                               float* y,
+                               int64_t n,
+                               const Format& format,
+                               const Rounding& rounding,
+                               const RandomStream& random) {
+  quantize_elementwise_into(x, y, n, format, rounding, random);
+}
+
+void quantize_blocks_cuda(const float* x,
+                          float* y,
+                          const BlockLayout& layout,
+                          const Format& element,
+                          const Rounding& rounding,
+                          const BlockScaling& scaling,
+                          const RandomStream& random) {
+  quantize_blocks_into(x, y, layout, element, rounding, scaling, random, false);
+}
+
+void quantize_elementwise_bf16_cuda(const float* x,
+                                    uint16_t* y,
+                                    int64_t n,
+                                    const Format& format,
+                                    const Rounding& rounding,
+                                    const RandomStream& random) {
+  quantize_elementwise_into(x, y, n, format, rounding, random);
+}
+
+float quantize_blocks_bf16_cuda(const float* x,
+                                uint16_t* y,
+                                const BlockLayout& layout,
+                                const Format& element,
+                                const Rounding& rounding,
+                                const BlockScaling& scaling,
+                                const RandomStream& random) {
+  return quantize_blocks_into(x, y, layout, element, rounding, scaling, random, true);
 }
 
 }  // namespace lattice

@@ -20,4 +20,19 @@ void quantize_blocks_cuda(const float*,
   throw_pending_cuda("quantize_blocks");
 }
 
+void quantize_elementwise_bf16_cuda(
+    const float*, uint16_t*, int64_t, const Format&, const Rounding&, const RandomStream&) {
+  throw_pending_cuda("quantize_elementwise_bf16");
+}
+
+float quantize_blocks_bf16_cuda(const float*,
+                                uint16_t*,
+                                const BlockLayout&,
+                                const Format&,
+                                const Rounding&,
+                                const BlockScaling&,
+                                const RandomStream&) {
+  throw_pending_cuda("quantize_blocks_bf16");
+}
+
 }  // namespace lattice
