@@ -206,6 +206,11 @@ run_checks() {
       timeout 240 "$dir/bin/llama" --device "$device" --config 9m --tokenizer byte \
         --data "$dir/text" --seq 64 --batch 8 --steps 40 --eval-batches 2 --seed 3 \
         --log-every 10 --out "$out/llama-$device" >"$out/llama-$device.log" 2>&1
+      # NVFP4 operands quantized into bf16 bits for the bf16 GEMM, tensor scales on the output.
+      timeout 240 "$dir/bin/llama" --device "$device" --config 9m --tokenizer byte \
+        --data "$dir/text" --seq 64 --batch 8 --steps 40 --eval-batches 2 --seed 3 \
+        --stack 'gemm=nvfp4,gemm.bwd=nvfp4:sr' --log-every 10 --out "$out/llama-nvfp4-$device" \
+        >"$out/llama-nvfp4-$device.log" 2>&1
     done
     compare_losses "mnist mlp, 200 steps" "$out/mnist-cpu/summary.json" "$out/mnist-cuda/summary.json"
     compare_losses "mnist mlp mxfp4+sr, 200 steps" "$out/mnist-mxfp4-cpu/summary.json" \
@@ -213,6 +218,8 @@ run_checks() {
     compare_losses "mnist mlp mxfp4+sr --gemm fp8-blocks, 200 steps" \
       "$out/mnist-fp8-cpu/summary.json" "$out/mnist-fp8-cuda/summary.json"
     compare_losses "llama 9m, 40 steps" "$out/llama-cpu/summary.json" "$out/llama-cuda/summary.json"
+    compare_losses "llama 9m nvfp4+sr, 40 steps" "$out/llama-nvfp4-cpu/summary.json" \
+      "$out/llama-nvfp4-cuda/summary.json"
     compare_losses "vit on fashion-mnist, 20 steps" "$out/vit-cpu/summary.json" \
       "$out/vit-cuda/summary.json"
     compare_losses "diffusion u-net, 10 steps and sampling" "$out/diffusion-cpu/summary.json" \
@@ -241,7 +248,7 @@ run_checks() {
     done
     local name
     local cpu_checkpoint cuda_checkpoint
-    for name in mnist mnist-mxfp4 mnist-fp8 llama; do
+    for name in mnist mnist-mxfp4 mnist-fp8 llama llama-nvfp4; do
       cpu_checkpoint=$(ls "$out/$name-cpu/"*.safetensors 2>/dev/null)
       cuda_checkpoint=$(ls "$out/$name-cuda/"*.safetensors 2>/dev/null)
       if [ -z "$cpu_checkpoint" ] || [ -z "$cuda_checkpoint" ]; then
@@ -256,8 +263,8 @@ run_checks() {
     # against fp32 sgemm for the same stacks.
     local line stack_line suffix
     for line in "bench_mlp --device cuda --steps 50 --warmup 10 --stacks fp32;mxfp4" \
-      "bench_llama --device cuda --steps 20 --warmup 5 --stack fp32;bf16;gemm=bf16;mxfp4" \
-      "bench_llama --device cuda --steps 20 --warmup 5 --stack bf16;mxfp4 --gemm exact-fp32" \
+      "bench_llama --device cuda --steps 20 --warmup 5 --stack fp32;bf16;gemm=bf16;mxfp4;nvfp4" \
+      "bench_llama --device cuda --steps 20 --warmup 5 --stack bf16;mxfp4;nvfp4 --gemm exact-fp32" \
       "bench_cnn --device cuda --steps 20 --warmup 5 --stack fp32"; do
       read -ra args <<<"$line"
       suffix=""
