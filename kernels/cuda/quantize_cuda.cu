@@ -92,6 +92,48 @@ __global__ void quantize_blocks_kernel(const float* x,
   }
 }
 
+// x, y: (outer, length, 1): blocks are runs along memory (the last of each column may be
+// ragged), block_size a power of two up to 32. A group of block_size lanes takes a block, lane j
+// its element j, so a warp's loads are consecutive; the block's maximum is a shuffle reduction
+// within the group. Every lane runs the same iterations (the shuffles take the whole warp);
+// lanes past the blocks or a ragged block's end hold magnitude 0 and write nothing.
+template <typename Out>
+__global__ void quantize_contiguous_blocks_kernel(const float* x,
+                                                  Out* y,
+                                                  BlockLayout layout,
+                                                  BlockPlan plan,
+                                                  BlockPlan values,
+                                                  RandomStream random,
+                                                  bool stochastic_elements,
+                                                  bool stochastic_scales) {
+  const int group = int(layout.block_size), lane = int(threadIdx.x) & 31;
+  const int in_block = lane & (group - 1), groups_per_warp = 32 / group;
+  const int64_t per_column = layout.blocks_per_column();
+  const int64_t blocks = layout.block_count();
+  const RandomStream scale_random = random.fork();
+  const int64_t warp = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32;
+  const int64_t warps = int64_t(gridDim.x) * blockDim.x / 32;
+  for (int64_t first_block = warp * groups_per_warp; first_block < blocks;
+       first_block += warps * groups_per_warp) {
+    const int64_t b = first_block + lane / group;
+    const int64_t o = b / per_column, j = b % per_column;
+    const int64_t rows =
+        b < blocks ? min(layout.block_size, layout.length - j * layout.block_size) : 0;
+    const int64_t k = o * layout.length + j * layout.block_size + in_block;
+    const bool active = in_block < rows;
+    uint32_t amax = active ? float_bits(x[k]) & 0x7FFFFFFFu : 0u;
+    for (int offset = group / 2; offset > 0; offset /= 2) {
+      const uint32_t other = __shfl_xor_sync(0xFFFFFFFFu, amax, offset);
+      amax = other > amax ? other : amax;
+    }
+    if (!active) continue;
+    const float scale = block_scale(amax, plan, stochastic_scales ? scale_random.word(b) : 0u);
+    float xq;
+    quantize_in_block(x[k], scale, plan, stochastic_elements ? random.word(k) : 0u, &xq);
+    y[k] = output_value<Out>(element_to_value(xq, scale, values));
+  }
+}
+
 /// quantize_elementwise_cuda, its values written as Out (output_value).
 template <typename Out>
 void quantize_elementwise_into(const float* x,
@@ -134,9 +176,16 @@ float quantize_blocks_into(const float* x,
   const bool factored = factor_out_tensor_scale && scaling.rule == ScaleRule::nvfp4;
   BlockPlan values = plan;
   if (factored) values.tensor_decode = 1.0f;
-  quantize_blocks_kernel<<<grid_for(layout.block_count()), kThreads, 0, cuda::stream()>>>(
-      x, y, layout, plan, values, random, rounding.mode == RoundingMode::stochastic,
-      scaling.scale_rounding == RoundingMode::stochastic);
+  const bool stochastic_elements = rounding.mode == RoundingMode::stochastic;
+  const bool stochastic_scales = scaling.scale_rounding == RoundingMode::stochastic;
+  const int64_t bs = layout.block_size;
+  if (layout.inner == 1 && bs <= 32 && (bs & (bs - 1)) == 0)  // a lane per element
+    quantize_contiguous_blocks_kernel<<<grid_for(layout.block_count() * bs), kThreads, 0,
+                                        cuda::stream()>>>(x, y, layout, plan, values, random,
+                                                          stochastic_elements, stochastic_scales);
+  else  // a thread per block: consecutive threads read consecutive columns
+    quantize_blocks_kernel<<<grid_for(layout.block_count()), kThreads, 0, cuda::stream()>>>(
+        x, y, layout, plan, values, random, stochastic_elements, stochastic_scales);
   LATTICE_CUDA_LAUNCHED("quantize_cuda");
   return factored ? plan.tensor_decode : 1.0f;
 }
