@@ -131,6 +131,76 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "block scales rounded sixteen blocks at a time equal the scalar block_scale, specials, "
+    "saturation, the floor and stochastic scale rounding included") {
+  // Blocks of 16 over 80 binades (scales that saturate and scales at the scale format's floor),
+  // all-zero blocks, and blocks holding NaN or inf, whose scale is NaN; contiguous and strided.
+  const int64_t n = 4 * 1024 * 3;
+  std::vector<float> x = vector_kernel_inputs(n);
+  for (int64_t i = 0; i < n; ++i) x[size_t(i)] *= std::ldexp(1.0f, int(i / 16 % 80) - 40);
+  x[40] = float_from_bits(0x7FC00000u), x[1000] = -INFINITY, x[2049] = INFINITY;
+  std::fill_n(x.begin() + 512, 48, 0.0f);
+  const RandomStream random{.seed = 31, .subsequence = 4, .offset = 1};
+  const RandomStream scale_random = random.fork();
+  struct Scales {
+    Format format;
+    ScaleRule rule;
+    bool tensor_scale;
+    ZeroScale zero;
+  };
+  const Scales cases[] = {{ue4m3, ScaleRule::nvfp4, true, ZeroScale::nearest_subnormal},
+                          {ue5m3, ScaleRule::encode, true, ZeroScale::nearest_subnormal},
+                          {ue5m3, ScaleRule::encode, false, ZeroScale::to_one},
+                          {e4m3, ScaleRule::encode, false, ZeroScale::nearest_subnormal},
+                          {ue4m3, ScaleRule::encode, true, ZeroScale::to_one}};
+  for (const Scales& c : cases)
+    for (RoundingMode scale_rounding :
+         {RoundingMode::nearest_even, RoundingMode::stochastic, RoundingMode::toward_positive})
+      for (const BlockLayout& layout : {BlockLayout{3, 4096, 1, 16}, BlockLayout{2, 32, 192, 16}}) {
+        CAPTURE(format_name(c.format));
+        CAPTURE(int(c.rule));
+        CAPTURE(c.tensor_scale);
+        CAPTURE(int(scale_rounding));
+        CAPTURE(layout.inner);
+        const BlockScaling scaling{.block_size = 16,
+                                   .scale_format = c.format,
+                                   .rule = c.rule,
+                                   .scale_rounding = scale_rounding,
+                                   .tensor_scale = c.tensor_scale,
+                                   .zero_scale = c.zero};
+        std::vector<float> y(x.size()), scales(size_t(layout.block_count()));
+        BlockParts parts{.scales = scales.data()};
+        quantize_blocks_cpu(x.data(), y.data(), layout, e2m1, Rounding{}, scaling, random, &parts);
+        uint32_t tensor_amax_bits = 0;
+        for (float v : x) tensor_amax_bits = std::max(tensor_amax_bits, finite_magnitude_bits(v));
+        const BlockPlan plan =
+            make_block_plan(e2m1, Rounding{}, scaling, float_from_bits(tensor_amax_bits));
+        int64_t scale_mismatches = 0, value_mismatches = 0;
+        for (int64_t b = 0; b < layout.block_count(); ++b) {
+          const int64_t c_index = b % layout.inner, slab = b / layout.inner;
+          const auto flat = [&](int64_t r) { return (slab * 16 + r) * layout.inner + c_index; };
+          uint32_t amax_bits = 0;
+          for (int64_t r = 0; r < 16; ++r)
+            amax_bits = std::max(amax_bits, float_bits(x[size_t(flat(r))]) & 0x7FFFFFFFu);
+          const float scale = block_scale(
+              amax_bits, plan,
+              scale_rounding == RoundingMode::stochastic ? scale_random.word(uint64_t(b)) : 0u);
+          scale_mismatches += std::isnan(scale)
+                                  ? !std::isnan(scales[size_t(b)])
+                                  : float_bits(scale) != float_bits(scales[size_t(b)]);
+          for (int64_t r = 0; r < 16; ++r) {
+            const float want = quantize_in_block(x[size_t(flat(r))], scale, plan, 0u);
+            const float got = y[size_t(flat(r))];
+            value_mismatches +=
+                std::isnan(want) ? !std::isnan(got) : float_bits(want) != float_bits(got);
+          }
+        }
+        CHECK(scale_mismatches == 0);
+        CHECK(value_mismatches == 0);
+      }
+}
+
+TEST_CASE(
     "the bf16-bit outputs are the bf16 bits of the float outputs, NVFP4 up to its tensor scale") {
   // Lattices within bf16 (MX scales are powers of two): the bits are the values exactly.
   const int64_t n = 3 * 1024 + 21;

@@ -4,6 +4,7 @@
 // bits are tied to element and block indices: results never depend on threads or loop paths.
 // Each kernel writes fp32 values, or their bf16 bits for a bf16 GEMM (the _bf16 entry points).
 #include <algorithm>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -238,6 +239,94 @@ int64_t quantize_block_elements_avx2([[maybe_unused]] const float* x,
   return k;
 }
 
+/// The plan the AVX-512 loop of compute_block_scales rounds scales with, where it can: the nvfp4
+/// and encode rules round a product or quotient of magnitudes, never negative, so an unsigned scale
+/// format's sign handling cannot matter and its plan may take the signed formats' sign mask, which
+/// the vector rounding expects. Nullopt where the vector rounding does not serve the plan, or
+/// without AVX-512 (MX scales are powers of two and need no rounding).
+std::optional<RoundingPlan> vector_scale_plan([[maybe_unused]] const BlockPlan& plan) {
+#if defined(__AVX512F__)
+  RoundingPlan signed_plan = plan.scale;
+  signed_plan.sign_mask = 0x80000000u;
+  if (plan.rule != ScaleRule::mx && fits_round_to_lattice_avx2(signed_plan, signed_plan.mode_class))
+    return signed_plan;
+#endif
+  return std::nullopt;
+}
+
+/// scale_of[i] = block_scale<kRule>(amax_of[i], plan, words[i]) and multiplier_of[i] =
+/// element_multiplier<kRule>(scale_of[i], plan) for i < count: sixteen blocks at a time
+/// through the vector rounding with `vector_plan` (vector_scale_plan) where given, the same
+/// operations in the same order, so the same bits; the scalar loop for the rest.
+template <ScaleRule kRule>
+void compute_block_scales(const uint32_t* amax_of,
+                          const uint32_t* words,
+                          int64_t count,
+                          const BlockPlan& plan,
+                          [[maybe_unused]] const std::optional<RoundingPlan>& vector_plan,
+                          float* scale_of,
+                          float* multiplier_of) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  if constexpr (kRule != ScaleRule::mx) {
+    if (vector_plan) {
+      const RoundingPlanAvx512 rounding = make_rounding_plan_avx512(*vector_plan);
+      const bool stochastic = vector_plan->mode_class == ModeClass::stochastic;
+      const __m512 factor = _mm512_set1_ps(plan.tensor_encode * (1.0f / plan.element_max));
+      const __m512 element_max = _mm512_set1_ps(plan.element_max);
+      const __m512 tensor_encode = _mm512_set1_ps(plan.tensor_encode);
+      const __m512 tensor_decode = _mm512_set1_ps(plan.tensor_decode);
+      const __m512 smallest = _mm512_set1_ps(plan.smallest_scale);
+      const __m512 one = _mm512_set1_ps(1.0f), flt_max = _mm512_set1_ps(3.40282347e38f);
+      const __m512 nan = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FC00000));
+      for (; i + 16 <= count; i += 16) {
+        const __m512i bits = _mm512_loadu_si512(amax_of + i);
+        const __m512 amax = _mm512_castsi512_ps(bits);
+        const __m512i random = stochastic ? _mm512_loadu_si512(words + i) : _mm512_setzero_si512();
+        __m512 scale;
+        if constexpr (kRule == ScaleRule::nvfp4) {
+          const __m512 product = _mm512_mul_ps(amax, factor);
+          scale = stochastic
+                      ? round_to_lattice_avx512<ModeClass::stochastic>(product, rounding, random)
+                      : round_to_lattice_avx512<ModeClass::nearest>(product, rounding, random);
+        } else {
+          const __mmask16 zero = _mm512_cmpeq_epi32_mask(bits, _mm512_setzero_si512());
+          const __m512 block_amax = _mm512_mask_blend_ps(zero, amax, one);
+          const __m512 quotient =
+              _mm512_mul_ps(_mm512_div_ps(element_max, block_amax), tensor_encode);
+          scale = stochastic
+                      ? round_to_lattice_avx512<ModeClass::stochastic>(quotient, rounding, random)
+                      : round_to_lattice_avx512<ModeClass::nearest>(quotient, rounding, random);
+          if (plan.zero_scale_to_one)
+            scale = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(scale, _mm512_setzero_ps(), _CMP_EQ_OQ),
+                                         scale, one);
+          scale = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(scale, smallest, _CMP_LT_OQ), scale,
+                                       smallest);
+        }
+        const __mmask16 special = _mm512_cmpge_epu32_mask(bits, _mm512_set1_epi32(0x7F800000));
+        scale = _mm512_mask_blend_ps(special, scale, nan);
+        _mm512_storeu_ps(scale_of + i, scale);
+        // nvfp4: min(1 / (s_b * s_dec), FLT_MAX), NaN taking FLT_MAX as the scalar select does
+        // (minps returns its second operand unless the first is less; the all-lanes maskz
+        // form because GCC 12 flags the plain form's undefined pass-through operand).
+        const __m512 multiplier =
+            kRule == ScaleRule::nvfp4
+                ? _mm512_maskz_min_ps(
+                      0xFFFF, _mm512_div_ps(one, _mm512_mul_ps(scale, tensor_decode)), flt_max)
+                : scale;
+        _mm512_storeu_ps(multiplier_of + i, multiplier);
+      }
+    }
+  }
+#endif
+  const BlockPlan local = plan;  // a private copy: the compiler knows the outputs cannot alias it
+#pragma omp simd
+  for (int64_t j = i; j < count; ++j) {
+    scale_of[j] = block_scale<kRule>(amax_of[j], local, words[j]);
+    multiplier_of[j] = element_multiplier<kRule>(scale_of[j], local);
+  }
+}
+
 #if defined(__AVX2__)
 /// Largest magnitude bits of x[0, count), count a multiple of 8.
 uint32_t block_amax_bits_avx2(const float* x, int64_t count) {
@@ -391,6 +480,7 @@ float quantize_blocks_into(const float* x,
   const RandomStream scale_random = random.fork();
   const bool stochastic_elements = is_stochastic(rounding);
   const bool stochastic_scales = scaling.scale_rounding == RoundingMode::stochastic;
+  const std::optional<RoundingPlan> scale_plan = vector_scale_plan(plan);
   float* element_out = parts ? parts->elements : nullptr;
   float* scale_out = parts ? parts->scales : nullptr;
   const int64_t bs = layout.block_size, inner = layout.inner;
@@ -459,11 +549,8 @@ float quantize_blocks_into(const float* x,
           const uint32_t* amax_of = block_amax.data();
           float* scale_of = block_scales.data();
           float* multiplier_of = block_multipliers.data();
-#pragma omp simd
-          for (int64_t i = 0; i < group_blocks; ++i) {
-            scale_of[i] = block_scale<kRule>(amax_of[i], local, group_scale_words[i]);
-            multiplier_of[i] = element_multiplier<kRule>(scale_of[i], local);
-          }
+          compute_block_scales<kRule>(amax_of, group_scale_words, group_blocks, local, scale_plan,
+                                      scale_of, multiplier_of);
           if (scale_out) std::copy_n(block_scales.data(), group_blocks, scale_out + g);
           // Whole blocks of a multiple of 8 take their block's scale in each vector; otherwise
           // the scales are spread per element.
@@ -563,11 +650,8 @@ float quantize_blocks_into(const float* x,
         const uint32_t* amax_of = column_amax;
         float* scale_of = scales.data();
         float* multiplier_of = multipliers.data();
-#pragma omp simd
-        for (int64_t i = 0; i < width; ++i) {
-          scale_of[i] = block_scale<kRule>(amax_of[i], local, column_scale_words[i]);
-          multiplier_of[i] = element_multiplier<kRule>(scale_of[i], local);
-        }
+        compute_block_scales<kRule>(amax_of, column_scale_words, width, local, scale_plan, scale_of,
+                                    multiplier_of);
         if (scale_out) std::copy_n(scales.data(), width, scale_out + first_block);
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t start = first + r * inner;
