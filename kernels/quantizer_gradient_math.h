@@ -14,11 +14,14 @@
 namespace lattice {
 
 /// Round-to-nearest-even onto one format (saturating) and its directed neighbours, with the
-/// rounding plans built once per quantization rather than per element.
+/// rounding plans built once per quantization rather than per element, and the slopes of its
+/// spline surrogate over [-carrier_max, carrier_max] (step_derivative), one per interval
+/// between samples.
 struct Staircase {
   float carrier_max = 0.0f;  // the format's largest value
   bool identity = false;     // fp32: a scale on it is not rounded
   RoundingPlan down{}, up{}, nearest{};
+  double spline_slopes[kSplineSamples - 1] = {};
 
   LATTICE_HD double round_nearest(double v) const {
     return round_to_lattice(float(v), nearest, 0u);
@@ -32,15 +35,6 @@ struct Staircase {
     return (v - (low + high) / 2) / ((high - low) / 2);
   }
 };
-
-/// The staircase of format f (host: compares formats).
-inline Staircase make_staircase(const Format& f) {
-  const auto plan = [&](RoundingMode mode) {
-    return make_rounding_plan(f, Rounding{mode, 32, Overflow::saturate, Subnormals::keep});
-  };
-  return Staircase{f.carrier_max(), f == fp32, plan(RoundingMode::toward_negative),
-                   plan(RoundingMode::toward_positive), plan(RoundingMode::nearest_even)};
-}
 
 /// Wang et al.'s differentiable estimator, Q~(x) = delta (1 + sign(t) |t|^(1/k)) + q_i, whose
 /// derivative in x is |t|^(1/k - 1) / k with t the distance to the midpoint normalised by the
@@ -61,15 +55,43 @@ LATTICE_HD double clip_surrogate(double d) {
   return d < kSurrogateFloor ? kSurrogateFloor : kSurrogateCeiling < d ? kSurrogateCeiling : d;
 }
 
-/// Slope of the piecewise-linear interpolant of round-to-nearest-even onto q, sampled at
-/// kSplineSamples even points of [low, high], at v (SciPy InterpolatedUnivariateSpline k=1,
-/// extrapolating its end pieces).
-LATTICE_HD double spline_slope(double v, double low, double high, const Staircase& q) {
+/// The interval j of the kSplineSamples even samples of [low, high] holding v (the end
+/// intervals extended beyond them), as SciPy's interpolant picks its piece.
+LATTICE_HD int spline_interval(double v, double low, double high) {
   const double h = (high - low) / (kSplineSamples - 1);
   const int sample = int(std::floor((v - low) / h));
-  const int j = sample < 0 ? 0 : kSplineSamples - 2 < sample ? kSplineSamples - 2 : sample;
+  return sample < 0 ? 0 : kSplineSamples - 2 < sample ? kSplineSamples - 2 : sample;
+}
+
+/// Slope of the piecewise-linear interpolant of round-to-nearest-even onto q, sampled at
+/// kSplineSamples even points of [low, high], on its interval j (SciPy
+/// InterpolatedUnivariateSpline k=1), clipped.
+LATTICE_HD double spline_interval_slope(int j, double low, double high, const Staircase& q) {
+  const double h = (high - low) / (kSplineSamples - 1);
   const double left = low + j * h, right = low + (j + 1) * h;
   return clip_surrogate((q.round_nearest(right) - q.round_nearest(left)) / h);
+}
+
+/// The interpolant's slope at v, extrapolating its end pieces.
+LATTICE_HD double spline_slope(double v, double low, double high, const Staircase& q) {
+  return spline_interval_slope(spline_interval(v, low, high), low, high, q);
+}
+
+/// The staircase of format f (host: compares formats).
+inline Staircase make_staircase(const Format& f) {
+  const auto plan = [&](RoundingMode mode) {
+    return make_rounding_plan(f, Rounding{mode, 32, Overflow::saturate, Subnormals::keep});
+  };
+  Staircase q;
+  q.carrier_max = f.carrier_max();
+  q.identity = f == fp32;
+  q.down = plan(RoundingMode::toward_negative);
+  q.up = plan(RoundingMode::toward_positive);
+  q.nearest = plan(RoundingMode::nearest_even);
+  const double top = q.carrier_max;
+  for (int j = 0; j < kSplineSamples - 1; ++j)
+    q.spline_slopes[j] = spline_interval_slope(j, -top, top, q);
+  return q;
 }
 
 /// dQ/du of round-to-nearest-even onto the element staircase at u (§4.5).
@@ -81,15 +103,14 @@ LATTICE_HD double step_derivative(StepGradient mode, double u, const Staircase& 
   // The reference code multiplies every surrogate by a mask max_mask = (6 > x) the wrong way
   // round, so its surrogate acts only where the scaled value is +6 (algorithms.md §4.5).
   // That is a bug; here the surrogate acts on every element, as the paper describes.
-  const double t = element.position(u);
   switch (mode) {
     case StepGradient::baseline:
-      return baseline_derivative(t);
-    case StepGradient::spline:
-      return spline_slope(u, -top, top, element);
+      return baseline_derivative(element.position(u));
+    case StepGradient::spline:  // spline_slope(u, -top, top, element), its slopes made once
+      return element.spline_slopes[spline_interval(u, -top, top)];
     case StepGradient::sigmoid: {
       // 12 sigma(z/T)(1 - sigma(z/T)) / T with z = (u - c) 6 / delta: integrates to the step.
-      const double s = 1.0 / (1.0 + std::exp(-6.0 * t / kSigmoidTemperature));
+      const double s = 1.0 / (1.0 + std::exp(-6.0 * element.position(u) / kSigmoidTemperature));
       return clip_surrogate(12.0 * s * (1.0 - s) / kSigmoidTemperature);
     }
     default:
@@ -126,14 +147,15 @@ LATTICE_HD double unrounded_block_scale(double amax, const BlockPlan& plan) {
 }
 
 /// The scaled value u = x * multiplier (encode: / g) the element rounding sees, for a block
-/// with the rounded scale `scale`.
+/// with the rounded scale `scale`: the value scale_to_element rounds.
 LATTICE_HD float scaled_element(float x, float scale, const BlockPlan& plan) {
   float multiplier = scale;
   if (plan.rule == ScaleRule::mx) {
     multiplier = 1.0f / scale;
   } else if (plan.rule == ScaleRule::nvfp4) {
+    // element_multiplier's select, NaN included, so that x * multiplier is quantize_in_block's
     const float encode = 1.0f / (scale * plan.tensor_decode);
-    multiplier = 3.40282347e38f < encode ? 3.40282347e38f : encode;  // std::min(encode, max)
+    multiplier = encode < 3.40282347e38f ? encode : 3.40282347e38f;
   }
   return plan.rule == ScaleRule::encode ? x * multiplier / plan.tensor_encode : x * multiplier;
 }

@@ -94,11 +94,12 @@ class BlockPass {
   /// Element k of a block with scale `scale`: returns x_hat; `u` receives the scaled value
   /// before element rounding.
   float element(int64_t k, float scale, double& u) const {
-    const float x = x_[size_t(k)];
-    u = scaled_element(x, scale, plan_);
+    // quantize_in_block's arithmetic, its scaled value kept: the element rounding of u.
+    const float scaled = scaled_element(x_[size_t(k)], scale, plan_);
+    u = scaled;
     const uint32_t word =
         rounding_.mode == RoundingMode::stochastic ? random_.word(uint64_t(k)) : 0u;
-    return quantize_in_block(x, scale, plan_, word);
+    return element_to_value(round_to_lattice(scaled, plan_.element, word), scale, plan_);
   }
 
   const BlockScaling& scaling() const {
@@ -197,7 +198,7 @@ void quantizer_gradient_blocks_cpu(const float* x_data,
 #pragma omp parallel if (int64_t(x.size()) > kParallelMin)
   {
     std::vector<int64_t> index;
-    std::vector<double> derivative, x_hat;
+    std::vector<double> derivative, x_hat, exps;
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < blocks; ++b) {
       pass.indices(b, index);
@@ -242,10 +243,12 @@ void quantizer_gradient_blocks_cpu(const float* x_data,
         // as a surrogate for the hard max (hardsoftmax).
         const double top = float_from_bits(block.hard_max_bits);
         double total = 0.0;
-        for (int64_t k : index) total += std::exp(recipe.alpha * (std::abs(x[size_t(k)]) - top));
-        for (int64_t k : index) {
-          const double weight = std::exp(recipe.alpha * (std::abs(x[size_t(k)]) - top)) / total;
-          grad_x[size_t(k)] += float(signum(x[size_t(k)]) * weight * coefficient);
+        exps.resize(index.size());
+        for (size_t i = 0; i < index.size(); ++i)
+          total += exps[i] = std::exp(recipe.alpha * (std::abs(x[size_t(index[i])]) - top));
+        for (size_t i = 0; i < index.size(); ++i) {
+          const size_t k = size_t(index[i]);
+          grad_x[k] += float(signum(x[k]) * (exps[i] / total) * coefficient);
         }
       }
     }
