@@ -78,6 +78,19 @@ float quantize_blocks_bf16_cpu(const float* x,
                                const BlockScaling& scaling,
                                const RandomStream& random);
 
+/// quantize_blocks_cpu with block b's scale computed from block_amax[b] (b the flat block
+/// index; a block holding NaN or inf must give a non-finite maximum) instead of its largest
+/// magnitude: for the design-space recipe's smooth maximum (kernels/quantizer_gradient.h).
+/// block_amax: (block_count()) non-negative.
+void quantize_blocks_given_amax_cpu(const float* x,
+                                    float* y,
+                                    const BlockLayout& layout,
+                                    const Format& element,
+                                    const Rounding& rounding,
+                                    const BlockScaling& scaling,
+                                    const RandomStream& random,
+                                    const float* block_amax);
+
 // ---- CUDA (compiled when nvcc is found; pointers are device pointers) ----
 
 /// Device twins of the CPU kernels, same semantics bit for bit. Throw lattice::Error when

@@ -200,6 +200,62 @@ TEST_CASE(
       }
 }
 
+TEST_CASE("block kernels given each block's maximum scale the block by it, as the scalar formula") {
+  // The recipe's smooth maximum stands in for the largest magnitude: here 1.3 times it, the
+  // blocks holding NaN or inf given inf; contiguous (ragged columns) and strided blocks.
+  const BlockScaling mx32{.block_size = 32};
+  const BlockScaling nvfp4{.block_size = 16, .scale_format = ue4m3, .rule = ScaleRule::nvfp4};
+  const BlockScaling encode{
+      .block_size = 16, .scale_format = ue5m3, .rule = ScaleRule::encode, .tensor_scale = true};
+  const RandomStream random{.seed = 5, .subsequence = 9, .offset = 3};
+  for (const BlockScaling& scaling : {mx32, nvfp4, encode})
+    for (const BlockLayout& shape : {BlockLayout{3, 1000, 1, 0}, BlockLayout{2, 64, 150, 0}})
+      for (const Rounding& rounding : {kVectorNearest, kVectorStochastic}) {
+        BlockLayout layout = shape;
+        layout.block_size = scaling.block_size;
+        CAPTURE(int(scaling.rule));
+        CAPTURE(layout.inner);
+        CAPTURE(int(rounding.mode));
+        const int64_t n = layout.outer * layout.length * layout.inner;
+        std::vector<float> x = vector_kernel_inputs(n);
+        x[99] = float_from_bits(0x7FC00000u), x[n - 1] = -INFINITY;
+        uint32_t tensor_amax_bits = 0;
+        for (float v : x) tensor_amax_bits = std::max(tensor_amax_bits, finite_magnitude_bits(v));
+        const BlockPlan plan =
+            make_block_plan(e2m1, rounding, scaling, float_from_bits(tensor_amax_bits));
+        const int64_t per_column = layout.blocks_per_column(), bs = layout.block_size;
+        const auto block_elements = [&](int64_t b) {
+          const int64_t c = b % layout.inner, slab = b / layout.inner;
+          const int64_t o = slab / per_column, j = slab % per_column;
+          std::vector<int64_t> index;
+          for (int64_t r = 0; r < std::min(bs, layout.length - j * bs); ++r)
+            index.push_back((o * layout.length + j * bs + r) * layout.inner + c);
+          return index;
+        };
+        std::vector<float> given(static_cast<size_t>(layout.block_count()));
+        for (int64_t b = 0; b < layout.block_count(); ++b) {
+          uint32_t bits = 0;
+          for (int64_t k : block_elements(b))
+            bits = std::max(bits, float_bits(x[size_t(k)]) & 0x7FFFFFFFu);
+          given[size_t(b)] = bits >= 0x7F800000u ? INFINITY : 1.3f * float_from_bits(bits);
+        }
+        std::vector<float> y(x.size());
+        quantize_blocks_given_amax_cpu(x.data(), y.data(), layout, e2m1, rounding, scaling, random,
+                                       given.data());
+        int64_t mismatches = 0;
+        for (int64_t b = 0; b < layout.block_count(); ++b) {
+          const float scale = block_scale(float_bits(given[size_t(b)]), plan, 0u);
+          for (int64_t k : block_elements(b)) {
+            const float want =
+                quantize_in_block(x[size_t(k)], scale, plan, random.word(uint64_t(k)));
+            const float got = y[size_t(k)];
+            mismatches += std::isnan(want) ? !std::isnan(got) : float_bits(want) != float_bits(got);
+          }
+        }
+        CHECK(mismatches == 0);
+      }
+}
+
 TEST_CASE(
     "the bf16-bit outputs are the bf16 bits of the float outputs, NVFP4 up to its tensor scale") {
   // Lattices within bf16 (MX scales are powers of two): the bits are the values exactly.

@@ -438,7 +438,8 @@ void quantize_elementwise_into(const float* x,
 
 /// quantize_blocks_cpu, its values written as Out (output_value). With `factor_out_tensor_scale`
 /// the NVFP4 rule's values are written without their tensor decode scale, which it returns
-/// (otherwise 1).
+/// (otherwise 1). With `given_amax` (block_count values, flat block index) each block's scale
+/// comes from that maximum instead of its largest magnitude.
 template <typename Out>
 float quantize_blocks_into(const float* x,
                            Out* y,
@@ -448,7 +449,8 @@ float quantize_blocks_into(const float* x,
                            const BlockScaling& scaling,
                            const RandomStream& random,
                            BlockParts* parts,
-                           bool factor_out_tensor_scale) {
+                           bool factor_out_tensor_scale,
+                           const float* given_amax = nullptr) {
   const int64_t n = layout.outer * layout.length * layout.inner;
   const bool needs_tensor_amax = scaling.rule == ScaleRule::nvfp4 ||
                                  (scaling.rule == ScaleRule::encode && scaling.tensor_scale);
@@ -522,6 +524,11 @@ float quantize_blocks_into(const float* x,
           const int64_t rows = std::min(bs, layout.length - column_block * bs);
           column_block = column_block + 1 == per_column ? 0 : column_block + 1;
           block_rows[size_t(i)] = rows;
+          count += rows;
+          if (given_amax) {
+            block_amax[size_t(i)] = float_bits(given_amax[g + i]);
+            continue;
+          }
           uint32_t amax = 0;
 #if defined(__AVX2__)
           if (rows % 8 == 0) {
@@ -534,7 +541,6 @@ float quantize_blocks_into(const float* x,
               amax = std::max(amax, float_bits(xb[k]) & 0x7FFFFFFFu);
           }
           block_amax[size_t(i)] = amax;
-          count += rows;
         }
         if (stochastic_scales)  // from the Philox block holding scale word g
           fill_philox_words(scale_random, g / 4, (g % 4 + group_blocks + 3) / 4,
@@ -619,9 +625,13 @@ float quantize_blocks_into(const float* x,
       const int64_t rows = std::min(bs, layout.length - j * bs);
       // Flat index of (o, j*bs, c0); row r of the tile starts inner elements further each.
       const int64_t first = (o * layout.length + j * bs) * inner + c0;
+      const int64_t first_block = slab * inner + c0;
       uint32_t* column_amax = amax.data();
       std::fill_n(column_amax, width, 0u);
-      for (int64_t r = 0; r < rows; ++r) {
+      if (given_amax)
+        for (int64_t i = 0; i < width; ++i)
+          column_amax[i] = float_bits(given_amax[first_block + i]);
+      for (int64_t r = 0; r < (given_amax ? 0 : rows); ++r) {
         const float* row = x + first + r * inner;
 #pragma omp simd
         for (int64_t i = 0; i < width; ++i) {
@@ -630,7 +640,6 @@ float quantize_blocks_into(const float* x,
           column_amax[i] = magnitude > column_amax[i] ? magnitude : column_amax[i];
         }
       }
-      const int64_t first_block = slab * inner + c0;
       if (stochastic_scales)  // from the Philox block holding scale word first_block
         fill_philox_words(scale_random, first_block / 4, (first_block % 4 + width + 3) / 4,
                           scale_words.data());
@@ -720,6 +729,18 @@ float quantize_blocks_bf16_cpu(const float* x,
                                const BlockScaling& scaling,
                                const RandomStream& random) {
   return quantize_blocks_into(x, y, layout, element, rounding, scaling, random, nullptr, true);
+}
+
+void quantize_blocks_given_amax_cpu(const float* x,
+                                    float* y,
+                                    const BlockLayout& layout,
+                                    const Format& element,
+                                    const Rounding& rounding,
+                                    const BlockScaling& scaling,
+                                    const RandomStream& random,
+                                    const float* block_amax) {
+  quantize_blocks_into(x, y, layout, element, rounding, scaling, random, nullptr, false,
+                       block_amax);
 }
 
 }  // namespace lattice

@@ -10,6 +10,7 @@
 #include "core/scalar/block.h"
 #include "core/scalar/round.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/quantize.h"
 #include "kernels/quantizer_gradient.h"
 #include "kernels/quantizer_gradient_math.h"
 
@@ -74,16 +75,23 @@ class BlockPass {
     double unrounded;        // the scale before rounding onto the scale format
   };
 
+  /// The maximum a block's scale is computed from (smooth under softsoftmax); its largest
+  /// magnitude's bits go to hard_max_bits.
+  float block_max(const std::vector<int64_t>& index, uint32_t& hard_max_bits) const {
+    hard_max_bits = 0;
+    for (int64_t k : index) hard_max_bits = std::max(hard_max_bits, magnitude_bits(k));
+    const float hard_max = float_from_bits(hard_max_bits);
+    if (recipe_.max_approx != MaxApprox::softsoftmax || hard_max_bits == 0 ||
+        hard_max_bits >= 0x7F800000u)
+      return hard_max;
+    double total = 0.0;
+    for (int64_t k : index) total += std::exp(recipe_.alpha * (std::abs(x_[k]) - hard_max));
+    return float(hard_max + std::log(total) / recipe_.alpha);
+  }
+
   Block block(int64_t b, const std::vector<int64_t>& index) const {
     Block out{};
-    for (int64_t k : index) out.hard_max_bits = std::max(out.hard_max_bits, magnitude_bits(k));
-    out.amax = float_from_bits(out.hard_max_bits);
-    if (recipe_.max_approx == MaxApprox::softsoftmax && out.hard_max_bits != 0 &&
-        out.hard_max_bits < 0x7F800000u) {
-      double total = 0.0;
-      for (int64_t k : index) total += std::exp(recipe_.alpha * (std::abs(x_[k]) - out.amax));
-      out.amax = float(out.amax + std::log(total) / recipe_.alpha);
-    }
+    out.amax = block_max(index, out.hard_max_bits);
     const uint32_t scale_word =
         s_.scale_rounding == RoundingMode::stochastic ? random_.fork().word(uint64_t(b)) : 0u;
     out.scale = block_scale(float_bits(out.amax), plan_, scale_word);
@@ -131,21 +139,24 @@ void recipe_quantize_blocks_cpu(const float* x,
                                 const BlockScaling& scaling,
                                 const GemmRecipe& recipe,
                                 const RandomStream& random) {
+  // Each block's maximum (smooth under softsoftmax), then the block quantize kernel's loops.
   const int64_t n = layout.outer * layout.length * layout.inner;
   const BlockPass pass(element, rounding, scaling, recipe, std::span<const float>(x, size_t(n)),
                        layout, random);
   const int64_t blocks = pass.block_count();
+  std::vector<float> block_amax(static_cast<size_t>(blocks));
 #pragma omp parallel if (n > kParallelMin)
   {
     std::vector<int64_t> index;
+    uint32_t hard_max_bits;
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < blocks; ++b) {
       pass.indices(b, index);
-      const BlockPass::Block block = pass.block(b, index);
-      double u;
-      for (int64_t k : index) y[size_t(k)] = pass.element(k, block.scale, u);
+      block_amax[size_t(b)] = pass.block_max(index, hard_max_bits);
     }
   }
+  quantize_blocks_given_amax_cpu(x, y, layout, element, rounding, scaling, random,
+                                 block_amax.data());
 }
 
 void quantizer_gradient_elementwise_cpu(const float* x,
