@@ -38,16 +38,22 @@ class BlockPass {
             const BlockLayout& layout,
             const RandomStream& random)
       : rounding_(rounding), s_(scaling), recipe_(recipe), x_(x), random_(random), layout_(layout) {
+    // As quantize_blocks_cpu: the tensor amax only where a tensor scale uses it.
     uint32_t amax_bits = 0;
-    for (float v : x) amax_bits = std::max(amax_bits, finite_magnitude_bits(v));
+    const int64_t n = int64_t(x.size());
+    if (has_tensor_scale()) {
+#pragma omp parallel for simd reduction(max : amax_bits) if (n > kParallelMin)
+      for (int64_t i = 0; i < n; ++i)
+        amax_bits = std::max(amax_bits, finite_magnitude_bits(x[size_t(i)]));
+    }
     tensor_amax_ = float_from_bits(amax_bits);
-    // As quantize_blocks_cpu: the plan sees the tensor amax only where a tensor scale uses it.
-    plan_ = make_block_plan(element, rounding, s_, has_tensor_scale() ? tensor_amax_ : 0.0f);
+    plan_ = make_block_plan(element, rounding, s_, tensor_amax_);
   }
 
   int64_t block_count() const {
     return layout_.block_count();
   }
+  /// The largest finite magnitude, where a tensor scale uses it (has_tensor_scale), else 0.
   float tensor_amax() const {
     return tensor_amax_;
   }
