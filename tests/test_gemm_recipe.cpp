@@ -335,52 +335,56 @@ TEST_CASE("the random Hadamard is orthogonal: H H^T = I and the inverse undoes i
 }
 
 TEST_CASE("the random Hadamard over many runs, along memory and down columns, is each run's") {
-  // Runs of 16 along axis 1 of (3, 40, 70): 70 columns per chunk (a tile of 64 and a ragged
-  // one of 6) and a tail of 8 rows left as is; along axis 2 of (3, 5, 1100): 68 runs a row.
-  // Each run against its own fast Walsh-Hadamard, the same operations in the same order.
-  const int block = 16;
+  // Runs along axis 1 of (3, 40, 70): 70 columns per chunk (a tile of 64 and a ragged one of
+  // 6) and a ragged tail of rows left as is; along axis 2 of (3, 5, 1100), in registers for
+  // blocks of 16n. Each run against its own fast Walsh-Hadamard, the same operations in the
+  // same order, for blocks within a register, across registers, and below a register's width.
   const RandomStream signs{.seed = 4, .subsequence = 2};
-  std::vector<float> sign(block);
-  for (int k = 0; k < block; ++k) sign[size_t(k)] = (signs.word(uint64_t(k)) >> 31) ? -1.0f : 1.0f;
-  const float norm = float(1.0 / std::sqrt(double(block)));
-  const auto one_run = [&](std::vector<float> v, bool inverse) {
-    if (!inverse)
-      for (int k = 0; k < block; ++k) v[size_t(k)] *= sign[size_t(k)];
-    for (int len = 1; len < block; len <<= 1)
-      for (int start = 0; start < block; start += 2 * len)
-        for (int k = start; k < start + len; ++k) {
-          const float a = v[size_t(k)], b = v[size_t(k + len)];
-          v[size_t(k)] = a + b;
-          v[size_t(k + len)] = a - b;
-        }
+  for (int block : {8, 16, 32, 64}) {
+    std::vector<float> sign(static_cast<size_t>(block), 1.0f);
     for (int k = 0; k < block; ++k)
-      v[size_t(k)] = v[size_t(k)] * norm * (inverse ? sign[size_t(k)] : 1.0f);
-    return v;
-  };
-  for (const auto& [shape, axis] :
-       {std::pair{Shape{3, 40, 70}, 1}, std::pair{Shape{3, 5, 1100}, 2}})
-    for (bool inverse : {false, true}) {
-      CAPTURE(axis);
-      CAPTURE(inverse);
-      const std::vector<float> x = randn(shape, RandomStream{.seed = 12}).to_vector<float>();
-      std::vector<float> got = x;
-      random_hadamard(got, shape, axis, block, signs, inverse);
-      const int64_t outer = shape[0] * (axis == 2 ? shape[1] : 1), length = shape[size_t(axis)];
-      const int64_t inner = axis == 1 ? shape[2] : 1;
-      std::vector<float> want = x;
-      for (int64_t o = 0; o < outer; ++o)
-        for (int64_t chunk = 0; chunk < length / block; ++chunk)
-          for (int64_t i = 0; i < inner; ++i) {
-            const auto at = [&](int k) {
-              return size_t((o * length + chunk * block + k) * inner + i);
-            };
-            std::vector<float> run(block);
-            for (int k = 0; k < block; ++k) run[size_t(k)] = x[at(k)];
-            run = one_run(run, inverse);
-            for (int k = 0; k < block; ++k) want[at(k)] = run[size_t(k)];
+      sign[size_t(k)] = (signs.word(uint64_t(k)) >> 31) ? -1.0f : 1.0f;
+    const float norm = float(1.0 / std::sqrt(double(block)));
+    const auto one_run = [&](std::vector<float> v, bool inverse) {
+      if (!inverse)
+        for (int k = 0; k < block; ++k) v[size_t(k)] *= sign[size_t(k)];
+      for (int len = 1; len < block; len <<= 1)
+        for (int start = 0; start < block; start += 2 * len)
+          for (int k = start; k < start + len; ++k) {
+            const float a = v[size_t(k)], b = v[size_t(k + len)];
+            v[size_t(k)] = a + b;
+            v[size_t(k + len)] = a - b;
           }
-      CHECK(got == want);
-    }
+      for (int k = 0; k < block; ++k)
+        v[size_t(k)] = v[size_t(k)] * norm * (inverse ? sign[size_t(k)] : 1.0f);
+      return v;
+    };
+    for (const auto& [shape, axis] :
+         {std::pair{Shape{3, 40, 70}, 1}, std::pair{Shape{3, 5, 1100}, 2}})
+      for (bool inverse : {false, true}) {
+        CAPTURE(block);
+        CAPTURE(axis);
+        CAPTURE(inverse);
+        const std::vector<float> x = randn(shape, RandomStream{.seed = 12}).to_vector<float>();
+        std::vector<float> got = x;
+        random_hadamard(got, shape, axis, block, signs, inverse);
+        const int64_t outer = shape[0] * (axis == 2 ? shape[1] : 1), length = shape[size_t(axis)];
+        const int64_t inner = axis == 1 ? shape[2] : 1;
+        std::vector<float> want = x;
+        for (int64_t o = 0; o < outer; ++o)
+          for (int64_t chunk = 0; chunk < length / block; ++chunk)
+            for (int64_t i = 0; i < inner; ++i) {
+              const auto at = [&](int k) {
+                return size_t((o * length + chunk * block + k) * inner + i);
+              };
+              std::vector<float> run(static_cast<size_t>(block));
+              for (int k = 0; k < block; ++k) run[size_t(k)] = x[at(k)];
+              run = one_run(run, inverse);
+              for (int k = 0; k < block; ++k) want[at(k)] = run[size_t(k)];
+            }
+        CHECK(got == want);
+      }
+  }
 }
 
 TEST_CASE("an RHT on both operands leaves an fp32 GEMM unchanged up to rounding") {

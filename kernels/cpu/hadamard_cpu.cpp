@@ -1,12 +1,18 @@
-// CPU random Hadamard transform: a fast Walsh-Hadamard over runs of `block` elements, up to 64
-// runs side by side (consecutive runs along memory, or columns of a strided axis), gathered
-// into rows so that each butterfly is one vectorised loop across the runs. Every element sees
-// the same operations in the same order as in a run-by-run transform.
+// CPU random Hadamard transform: a fast Walsh-Hadamard over runs of `block` elements. Runs along
+// memory whose length is a multiple of 16 go one at a time in AVX-512 registers (butterflies
+// within a register by a lane permutation); others go up to 64 side by side (consecutive runs,
+// or columns of a strided axis), gathered into rows so that each butterfly is one vectorised
+// loop across the runs. Every element sees the same operations in the same order as in a
+// run-by-run transform, so every path gives the same bits.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "kernels/hadamard.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace lattice {
 namespace {
@@ -44,6 +50,47 @@ void transform_runs(float* v,
   }
 }
 
+#if defined(__AVX512F__)
+constexpr int kMaxRegisterBlock = 256;  // sixteen registers
+
+/// One run of `block` contiguous elements (a multiple of 16, at most kMaxRegisterBlock)
+/// transformed in registers. A butterfly of pairs (k, k + len) with len < 16 stays within a
+/// register: with p its lanes permuted k <-> k ^ len, the lower lane of a pair takes v + p
+/// (v_k + v_k+len) and the upper p - v (v_k-len - v_k), the same sums as the scalar butterfly.
+void transform_run_avx512(
+    float* run, int block, const std::vector<float>& sign, float norm, bool inverse) {
+  const int registers = block / 16;
+  __m512 r[kMaxRegisterBlock / 16];
+  for (int i = 0; i < registers; ++i) {
+    r[i] = _mm512_loadu_ps(run + 16 * i);
+    if (!inverse) r[i] = _mm512_mul_ps(r[i], _mm512_loadu_ps(sign.data() + 16 * i));
+  }
+  const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  for (int len = 1; len < 16; len <<= 1) {
+    const __m512i partner = _mm512_xor_si512(lane, _mm512_set1_epi32(len));
+    const __mmask16 upper = _mm512_test_epi32_mask(lane, _mm512_set1_epi32(len));
+    for (int i = 0; i < registers; ++i) {
+      // The all-lanes maskz form: GCC 12 flags the plain form's undefined pass-through.
+      const __m512 p = _mm512_maskz_permutexvar_ps(0xFFFF, partner, r[i]);
+      r[i] = _mm512_mask_blend_ps(upper, _mm512_add_ps(r[i], p), _mm512_sub_ps(p, r[i]));
+    }
+  }
+  for (int len = 1; len < registers; len <<= 1)  // pairs of registers
+    for (int start = 0; start < registers; start += 2 * len)
+      for (int i = start; i < start + len; ++i) {
+        const __m512 a = r[i], b = r[i + len];
+        r[i] = _mm512_add_ps(a, b);
+        r[i + len] = _mm512_sub_ps(a, b);
+      }
+  const __m512 scale = _mm512_set1_ps(norm);
+  for (int i = 0; i < registers; ++i) {
+    __m512 out = _mm512_mul_ps(r[i], scale);
+    if (inverse) out = _mm512_mul_ps(out, _mm512_loadu_ps(sign.data() + 16 * i));
+    _mm512_storeu_ps(run + 16 * i, out);
+  }
+}
+#endif
+
 }  // namespace
 
 void random_hadamard_cpu(float* x,
@@ -57,6 +104,15 @@ void random_hadamard_cpu(float* x,
   for (int k = 0; k < block; ++k) sign[size_t(k)] = (signs.word(uint64_t(k)) >> 31) ? -1.0f : 1.0f;
   const float norm = float(1.0 / std::sqrt(double(block)));
   const int64_t chunks = length / block;  // full runs only
+#if defined(__AVX512F__)
+  if (inner == 1 && block % 16 == 0 && block <= kMaxRegisterBlock) {
+#pragma omp parallel for schedule(static) if (outer * chunks * block > (1 << 15))
+    for (int64_t run = 0; run < outer * chunks; ++run)
+      transform_run_avx512(x + run / chunks * length + run % chunks * block, block, sign, norm,
+                           inverse);
+    return;
+  }
+#endif
   // Runs side by side in a tile: consecutive runs of a row when they lie along memory, else
   // the columns of one chunk. Run c of a tile has element k at first[c * run_step + k * step].
   const bool along_memory = inner == 1;
