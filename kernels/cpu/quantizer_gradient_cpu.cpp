@@ -1,7 +1,9 @@
 // CPU quantizer-gradient kernels: the step/scale surrogate derivatives and the estimators of a
-// block quantizer's gradient, a scalar per-block pass that rebuilds the forward quantization bit
-// for bit with the quantize kernels' scalar math and random words. The surrogates and per-block
-// scalars are kernels/quantizer_gradient_math.h, shared with the CUDA twins.
+// block quantizer's gradient. Each block's maximum (smooth under softsoftmax) and scale come
+// from the scalar math, the forward quantization from the block quantize kernel given those
+// maxima (bit for bit the same values and random words), and the estimators run block by
+// block. The surrogates and per-block scalars are kernels/quantizer_gradient_math.h, shared
+// with the CUDA twins.
 #include <algorithm>
 #include <cmath>
 #include <span>
@@ -26,8 +28,39 @@ double scale_derivative(ScaleGradient mode, double v, const Format& scale_format
 
 namespace {
 
-/// One operand quantization rebuilt block by block with the kernels' scalar math and random
-/// words, keeping what the estimators need.
+/// The flat indices of one block's elements, first + r * stride for r < rows, as a range.
+struct BlockSpan {
+  int64_t first, rows, stride;
+
+  size_t size() const {
+    return size_t(rows);
+  }
+  int64_t operator[](size_t r) const {
+    return first + int64_t(r) * stride;
+  }
+  struct Iterator {
+    int64_t k, stride;
+    int64_t operator*() const {
+      return k;
+    }
+    Iterator& operator++() {
+      k += stride;
+      return *this;
+    }
+    bool operator!=(const Iterator& other) const {
+      return k != other.k;
+    }
+  };
+  Iterator begin() const {
+    return {first, stride};
+  }
+  Iterator end() const {
+    return {first + rows * stride, stride};
+  }
+};
+
+/// One operand quantization rebuilt with the kernels' scalar math and random words, keeping
+/// what the estimators need.
 class BlockPass {
  public:
   BlockPass(const Format& element,
@@ -37,7 +70,13 @@ class BlockPass {
             std::span<const float> x,
             const BlockLayout& layout,
             const RandomStream& random)
-      : rounding_(rounding), s_(scaling), recipe_(recipe), x_(x), random_(random), layout_(layout) {
+      : element_(element),
+        rounding_(rounding),
+        s_(scaling),
+        recipe_(recipe),
+        x_(x),
+        random_(random),
+        layout_(layout) {
     // As quantize_blocks_cpu: the tensor amax only where a tensor scale uses it.
     uint32_t amax_bits = 0;
     const int64_t n = int64_t(x.size());
@@ -64,14 +103,12 @@ class BlockPass {
   }
 
   /// Flat indices of block b's elements (b as the kernels number blocks).
-  void indices(int64_t b, std::vector<int64_t>& out) const {
+  BlockSpan span(int64_t b) const {
     const int64_t per_column = layout_.blocks_per_column(), inner = layout_.inner;
     const int64_t slab = b / inner, i = b % inner;
     const int64_t o = slab / per_column, j = slab % per_column;
     const int64_t rows = std::min(layout_.block_size, layout_.length - j * layout_.block_size);
-    out.clear();
-    for (int64_t r = 0; r < rows; ++r)
-      out.push_back((o * layout_.length + j * layout_.block_size + r) * inner + i);
+    return {(o * layout_.length + j * layout_.block_size) * inner + i, rows, inner};
   }
 
   struct Block {
@@ -83,7 +120,7 @@ class BlockPass {
 
   /// The maximum a block's scale is computed from (smooth under softsoftmax); its largest
   /// magnitude's bits go to hard_max_bits.
-  float block_max(const std::vector<int64_t>& index, uint32_t& hard_max_bits) const {
+  float block_max(const BlockSpan& index, uint32_t& hard_max_bits) const {
     hard_max_bits = 0;
     for (int64_t k : index) hard_max_bits = std::max(hard_max_bits, magnitude_bits(k));
     const float hard_max = float_from_bits(hard_max_bits);
@@ -95,7 +132,7 @@ class BlockPass {
     return float(hard_max + std::log(total) / recipe_.alpha);
   }
 
-  Block block(int64_t b, const std::vector<int64_t>& index) const {
+  Block block(int64_t b, const BlockSpan& index) const {
     Block out{};
     out.amax = block_max(index, out.hard_max_bits);
     const uint32_t scale_word =
@@ -105,15 +142,17 @@ class BlockPass {
     return out;
   }
 
-  /// Element k of a block with scale `scale`: returns x_hat; `u` receives the scaled value
-  /// before element rounding.
-  float element(int64_t k, float scale, double& u) const {
-    // quantize_in_block's arithmetic, its scaled value kept: the element rounding of u.
-    const float scaled = scaled_element(x_[size_t(k)], scale, plan_);
-    u = scaled;
-    const uint32_t word =
-        rounding_.mode == RoundingMode::stochastic ? random_.word(uint64_t(k)) : 0u;
-    return element_to_value(round_to_lattice(scaled, plan_.element, word), scale, plan_);
+  /// Element k's scaled value u, before element rounding, in a block with scale `scale`.
+  float scaled(int64_t k, float scale) const {
+    return scaled_element(x_[size_t(k)], scale, plan_);
+  }
+
+  /// The quantization itself, x_hat of every element, by the block quantize kernel with each
+  /// block's maximum (block_max): the same values and random draws as element by element.
+  /// block_amax: (block_count()); x_hat: (n).
+  void quantize(const float* block_amax, float* x_hat) const {
+    quantize_blocks_given_amax_cpu(x_.data(), x_hat, layout_, element_, rounding_, s_, random_,
+                                   block_amax);
   }
 
   const BlockScaling& scaling() const {
@@ -125,6 +164,7 @@ class BlockPass {
     return float_bits(x_[size_t(k)]) & 0x7FFFFFFFu;
   }
 
+  const Format& element_;
   const Rounding& rounding_;
   const BlockScaling& s_;
   const GemmRecipe& recipe_;
@@ -153,16 +193,13 @@ void recipe_quantize_blocks_cpu(const float* x,
   std::vector<float> block_amax(static_cast<size_t>(blocks));
 #pragma omp parallel if (n > kParallelMin)
   {
-    std::vector<int64_t> index;
     uint32_t hard_max_bits;
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < blocks; ++b) {
-      pass.indices(b, index);
-      block_amax[size_t(b)] = pass.block_max(index, hard_max_bits);
+      block_amax[size_t(b)] = pass.block_max(pass.span(b), hard_max_bits);
     }
   }
-  quantize_blocks_given_amax_cpu(x, y, layout, element, rounding, scaling, random,
-                                 block_amax.data());
+  pass.quantize(block_amax.data(), y);
 }
 
 void quantizer_gradient_elementwise_cpu(const float* x,
@@ -208,18 +245,30 @@ void quantizer_gradient_blocks_cpu(const float* x_data,
   std::vector<double> tensor_terms;
   if (tensor_term) tensor_terms.assign(x.size(), 0.0);
 
-  // Blocks are independent; the tensor-scale sum is kept per block and added in block order,
-  // so the result does not depend on the thread count.
+  // Each block's maxima and scales, then the forward quantization by the block kernel, then
+  // the estimators block by block. Blocks are independent; the tensor-scale sum is kept per
+  // block and added in block order, so the result does not depend on the thread count.
   const int64_t blocks = pass.block_count();
+  std::vector<BlockPass::Block> block_of(static_cast<size_t>(blocks));
+  std::vector<float> block_amax(static_cast<size_t>(blocks));
+  std::vector<float> quantized(x.size());
   std::vector<double> block_tensor_sums(tensor_term ? size_t(blocks) : 0, 0.0);
 #pragma omp parallel if (int64_t(x.size()) > kParallelMin)
   {
-    std::vector<int64_t> index;
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) {
+      block_of[size_t(b)] = pass.block(b, pass.span(b));
+      block_amax[size_t(b)] = block_of[size_t(b)].amax;
+    }
+  }
+  pass.quantize(block_amax.data(), quantized.data());
+#pragma omp parallel if (int64_t(x.size()) > kParallelMin)
+  {
     std::vector<double> derivative, x_hat, exps;
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < blocks; ++b) {
-      pass.indices(b, index);
-      const BlockPass::Block block = pass.block(b, index);
+      const BlockSpan index = pass.span(b);
+      const BlockPass::Block& block = block_of[size_t(b)];
       if (std::isnan(block.scale)) {  // a block holding NaN or inf: nothing to estimate
         for (int64_t k : index) grad_x[size_t(k)] = grad_y[size_t(k)];
         continue;
@@ -227,9 +276,9 @@ void quantizer_gradient_blocks_cpu(const float* x_data,
       derivative.resize(index.size());
       x_hat.resize(index.size());
       for (size_t i = 0; i < index.size(); ++i) {
-        double u;
-        x_hat[i] = pass.element(index[i], block.scale, u);
-        derivative[i] = step_derivative(recipe.step_gradient, u, element);
+        x_hat[i] = quantized[size_t(index[i])];
+        derivative[i] =
+            step_derivative(recipe.step_gradient, pass.scaled(index[i], block.scale), element);
         const size_t k = size_t(index[i]);
         grad_x[k] = float(derivative[i] * grad_y[k]);
         if (tensor_term) {
