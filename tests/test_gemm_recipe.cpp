@@ -359,9 +359,10 @@ TEST_CASE("the random Hadamard over many runs, along memory and down columns, is
         v[size_t(k)] = v[size_t(k)] * norm * (inverse ? sign[size_t(k)] : 1.0f);
       return v;
     };
-    for (const auto& [shape, axis] :
-         {std::pair{Shape{3, 40, 70}, 1}, std::pair{Shape{3, 5, 1100}, 2}})
+    for (const auto& shape_axis : {std::pair{Shape{3, 40, 70}, 1}, std::pair{Shape{3, 5, 1100}, 2}})
       for (bool inverse : {false, true}) {
+        const Shape& shape = shape_axis.first;
+        const int axis = shape_axis.second;
         CAPTURE(block);
         CAPTURE(axis);
         CAPTURE(inverse);
