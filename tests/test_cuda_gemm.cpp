@@ -192,14 +192,15 @@ TEST_CASE("CUDA gemm_batched runs every entry of a batch like gemm_cpu on each, 
     }
 }
 
-TEST_CASE("CUDA gemm_bf16_batched on bf16 values computes the fp32 GEMM's products") {
+TEST_CASE("CUDA bf16 GEMMs, of fp32 values narrowed and of bf16 bits, make the fp32 products") {
   if (!cuda_available()) return;
   struct Case {
     int64_t M, N, K, count;
     bool shared_a, shared_b, equal_distances;
   };
   // One entry with a long K (the chunked path), batches with one operand shared (a linear
-  // layer's weight, or attention's heads), and entries at irregular offsets (the fp32 fallback).
+  // layer's weight, or attention's heads), entries at irregular offsets (the fp32 fallback of
+  // gemm_bf16_batched, one product per entry for the bits), and an empty sum.
   const Case cases[] = {
       {3, 17, 33, 1, false, false, true},    {40, 24, 4096, 1, false, false, true},
       {65, 33, 1001, 1, false, false, true}, {17, 9, 33, 5, false, true, true},
@@ -209,71 +210,19 @@ TEST_CASE("CUDA gemm_bf16_batched on bf16 values computes the fp32 GEMM's produc
   for (const Case& c : cases)
     for (int transposes = 0; transposes < 4; ++transposes) {
       GemmShape s = dense_gemm(c.M, c.N, c.K, transposes & 1, transposes & 2);
-      s.lda += 3, s.ldb += 1;  // the narrowing reads strided rows; C is packed
+      s.lda += 3, s.ldb += 1;  // strided rows, narrowed or read in place; C is packed
       const int64_t a_size = (s.transpose_a ? c.K : c.M) * s.lda;
       const int64_t b_size = (s.transpose_b ? c.N : c.K) * s.ldb;
       // bf16 values in [-1, 1): every product is exact in fp32.
       std::vector<float> a = uniform(c.count * a_size + 5, -1, 1, ++seed);
       std::vector<float> b = uniform(c.count * b_size + 5, -1, 1, ++seed);
-      for (float& v : a) v = round_to_bf16_nearest_even(v);
-      for (float& v : b) v = round_to_bf16_nearest_even(v);
-      DeviceArray<float> da(a), db(b), dc(c.count * c.M * c.N);
-      dc.poison();
-      std::vector<const float*> device_a, device_b;
-      std::vector<float> expected(static_cast<size_t>(c.count * c.M * c.N));
-      for (int64_t i = 0; i < c.count; ++i) {
-        const int64_t skew = c.equal_distances ? 0 : (i * 3) % 5;
-        const int64_t a_at = c.shared_a ? 0 : i * a_size + skew;
-        const int64_t b_at = c.shared_b ? 0 : i * b_size + skew;
-        gemm_reference_cpu(s, 1.0f, a.data() + a_at, b.data() + b_at, 0.0f,
-                           expected.data() + i * c.M * c.N);
-        device_a.push_back(da.data + a_at);
-        device_b.push_back(db.data + b_at);
-      }
-      gemm_bf16_batched_cuda(s, device_a.data(), device_b.data(), dc.data, c.count);
-      const std::vector<float> got = dc.download();
-      INFO("gemm_bf16_batched M=", c.M, " N=", c.N, " K=", c.K, " count=", c.count,
-           " transpose_a=", s.transpose_a, " transpose_b=", s.transpose_b, " shared_a=", c.shared_a,
-           " shared_b=", c.shared_b, " equal_distances=", c.equal_distances);
-      // The products are exact; only the order of the fp32 sums differs: |a|, |b| < 1, so
-      // sum_k |a b| < K.
-      const int64_t bad =
-          first_mismatch(got, expected, [&](int64_t) { return 1e-5 * double(c.K); });
-      CAPTURE(bad);
-      CHECK(bad == -1);
-      if (bad >= 0) MESSAGE("got ", got[size_t(bad)], ", want ", expected[size_t(bad)]);
-    }
-}
-
-TEST_CASE("CUDA gemm_bf16_bits_batched reads bf16 bits in place for the fp32 GEMM's products") {
-  if (!cuda_available()) return;
-  struct Case {
-    int64_t M, N, K, count;
-    bool shared_a, shared_b, equal_distances;
-  };
-  // As for gemm_bf16_batched: the chunked long K, shared operands, irregular offsets (one
-  // product per entry here), an empty sum.
-  const Case cases[] = {
-      {3, 17, 33, 1, false, false, true},    {40, 24, 4096, 1, false, false, true},
-      {65, 33, 1001, 1, false, false, true}, {17, 9, 33, 5, false, true, true},
-      {17, 9, 33, 5, true, false, true},     {128, 64, 128, 8, false, false, true},
-      {17, 9, 33, 4, false, false, false},   {5, 7, 0, 3, false, false, true}};
-  uint64_t seed = 300;
-  for (const Case& c : cases)
-    for (int transposes = 0; transposes < 4; ++transposes) {
-      GemmShape s = dense_gemm(c.M, c.N, c.K, transposes & 1, transposes & 2);
-      s.lda += 3, s.ldb += 1;  // strided rows read in place; C is packed
-      const int64_t a_size = (s.transpose_a ? c.K : c.M) * s.lda;
-      const int64_t b_size = (s.transpose_b ? c.N : c.K) * s.ldb;
-      std::vector<float> a = uniform(c.count * a_size + 5, -1, 1, ++seed);
-      std::vector<float> b = uniform(c.count * b_size + 5, -1, 1, ++seed);
       std::vector<uint16_t> a_bits, b_bits;
       for (float& v : a) a_bits.push_back(bf16_bits(v = round_to_bf16_nearest_even(v)));
       for (float& v : b) b_bits.push_back(bf16_bits(v = round_to_bf16_nearest_even(v)));
-      DeviceArray<uint16_t> da(a_bits), db(b_bits);
-      DeviceArray<float> dc(c.count * c.M * c.N);
-      dc.poison();
-      std::vector<const uint16_t*> device_a, device_b;
+      DeviceArray<float> da(a), db(b), dc(c.count * c.M * c.N);
+      DeviceArray<uint16_t> da_bits(a_bits), db_bits(b_bits);
+      std::vector<const float*> device_a, device_b;
+      std::vector<const uint16_t*> device_a_bits, device_b_bits;
       std::vector<float> expected(static_cast<size_t>(c.count * c.M * c.N));
       for (int64_t i = 0; i < c.count; ++i) {
         const int64_t skew = c.equal_distances ? 0 : (i * 3) % 5;
@@ -283,18 +232,29 @@ TEST_CASE("CUDA gemm_bf16_bits_batched reads bf16 bits in place for the fp32 GEM
                            expected.data() + i * c.M * c.N);
         device_a.push_back(da.data + a_at);
         device_b.push_back(db.data + b_at);
+        device_a_bits.push_back(da_bits.data + a_at);
+        device_b_bits.push_back(db_bits.data + b_at);
       }
-      gemm_bf16_bits_batched_cuda(s, device_a.data(), device_b.data(), dc.data, c.count);
-      const std::vector<float> got = dc.download();
-      INFO("gemm_bf16_bits_batched M=", c.M, " N=", c.N, " K=", c.K, " count=", c.count,
-           " transpose_a=", s.transpose_a, " transpose_b=", s.transpose_b, " shared_a=", c.shared_a,
-           " shared_b=", c.shared_b, " equal_distances=", c.equal_distances);
-      // Exact products summed in another order: |a|, |b| < 1, so sum_k |a b| < K.
-      const int64_t bad =
-          first_mismatch(got, expected, [&](int64_t) { return 1e-5 * double(c.K); });
-      CAPTURE(bad);
-      CHECK(bad == -1);
-      if (bad >= 0) MESSAGE("got ", got[size_t(bad)], ", want ", expected[size_t(bad)]);
+      INFO("M=", c.M, " N=", c.N, " K=", c.K, " count=", c.count, " transpose_a=", s.transpose_a,
+           " transpose_b=", s.transpose_b, " shared_a=", c.shared_a, " shared_b=", c.shared_b,
+           " equal_distances=", c.equal_distances);
+      for (bool bits : {false, true}) {
+        CAPTURE(bits);
+        dc.poison();
+        if (bits)
+          gemm_bf16_bits_batched_cuda(s, device_a_bits.data(), device_b_bits.data(), dc.data,
+                                      c.count);
+        else
+          gemm_bf16_batched_cuda(s, device_a.data(), device_b.data(), dc.data, c.count);
+        const std::vector<float> got = dc.download();
+        // The products are exact; only the order of the fp32 sums differs: |a|, |b| < 1, so
+        // sum_k |a b| < K.
+        const int64_t bad =
+            first_mismatch(got, expected, [&](int64_t) { return 1e-5 * double(c.K); });
+        CAPTURE(bad);
+        CHECK(bad == -1);
+        if (bad >= 0) MESSAGE("got ", got[size_t(bad)], ", want ", expected[size_t(bad)]);
+      }
     }
 }
 

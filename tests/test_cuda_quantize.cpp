@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "kernels/device_memory.h"
 #include "kernels/quantize.h"
+#include "tensor/precision_stack.h"
 #include "tensor/quantizer.h"
 
 using namespace lattice;
@@ -52,17 +53,24 @@ bool same_bits(const std::vector<uint16_t>& a, const std::vector<uint16_t>& b) {
 
 }  // namespace
 
-TEST_CASE("CUDA quantize kernels match the CPU kernels bit for bit") {
+TEST_CASE("CUDA quantize kernels match the CPU kernels bit for bit, as fp32 and as bf16 bits") {
   if (!cuda_available()) return;
+  // 200 columns: blocks along memory end ragged (6 x 32 + 8, 12 x 16 + 8).
   const int64_t rows = 37, cols = 200, n = rows * cols;
   const std::vector<float> x = test_values(n);
   const int64_t bytes = n * int64_t(sizeof(float));
   float* device_x = static_cast<float*>(cuda_allocate(bytes));
   float* device_y = static_cast<float*>(cuda_allocate(bytes));
+  auto* device_bits = static_cast<uint16_t*>(cuda_allocate(n * int64_t(sizeof(uint16_t))));
   copy_host_to_device(device_x, x.data(), bytes);
   const auto from_device = [&] {
     std::vector<float> y(static_cast<size_t>(n));
     copy_device_to_host(y.data(), device_y, bytes);
+    return y;
+  };
+  const auto bits_from_device = [&] {
+    std::vector<uint16_t> y(static_cast<size_t>(n));
+    copy_device_to_host(y.data(), device_bits, n * int64_t(sizeof(uint16_t)));
     return y;
   };
   const RandomStream random{.seed = 11, .subsequence = 2};
@@ -76,15 +84,31 @@ TEST_CASE("CUDA quantize kernels match the CPU kernels bit for bit") {
       quantize_elementwise_cpu(x.data(), expected.data(), n, format, rounding, random);
       quantize_elementwise_cuda(device_x, device_y, n, format, rounding, random);
       CHECK(same_bits(from_device(), expected));
+      if (!within_bf16(format)) continue;
+      std::vector<uint16_t> expected_bits(static_cast<size_t>(n));
+      quantize_elementwise_bf16_cpu(x.data(), expected_bits.data(), n, format, rounding, random);
+      quantize_elementwise_bf16_cuda(device_x, device_bits, n, format, rounding, random);
+      CHECK(same_bits(bits_from_device(), expected_bits));
     }
   }
-  for (const char* name : {"mxfp4", "mxfp8", "nvfp4"}) {
-    for (const char* mode : {"rne", "sr"}) {
+  // MX (a lane per element along memory; blocks of 64 a thread per block), NVFP4 with its
+  // factor, and the encode rule with stochastic scales.
+  Quantizer mx64 = parse_quantizer("mxfp4");
+  mx64.scaling->block_size = 64;
+  Quantizer encode = parse_quantizer("e2m1");
+  encode.scaling = BlockScaling{.block_size = 16,
+                                .scale_format = ue5m3,
+                                .rule = ScaleRule::encode,
+                                .scale_rounding = RoundingMode::stochastic,
+                                .tensor_scale = true};
+  for (const Quantizer& base : {parse_quantizer("mxfp4"), parse_quantizer("mxfp6"),
+                                parse_quantizer("mxfp8"), parse_quantizer("nvfp4"), mx64, encode})
+    for (const char* mode : {"rne", "sr"})
       for (int axis : {0, 1}) {
-        CAPTURE(name);
+        CAPTURE(to_string(base));
         CAPTURE(mode);
         CAPTURE(axis);
-        Quantizer q = parse_quantizer(name);
+        Quantizer q = base;
         q.rounding = parse_rounding(mode);
         q.scaling->axis = axis;
         const int64_t shape[] = {rows, cols};
@@ -94,70 +118,17 @@ TEST_CASE("CUDA quantize kernels match the CPU kernels bit for bit") {
                             random, nullptr);
         quantize_blocks_cuda(device_x, device_y, layout, q.element, q.rounding, *q.scaling, random);
         CHECK(same_bits(from_device(), expected));
-      }
-    }
-  }
-  BlockScaling encode{.block_size = 16,
-                      .scale_format = ue5m3,
-                      .rule = ScaleRule::encode,
-                      .scale_rounding = RoundingMode::stochastic,
-                      .tensor_scale = true};
-  const BlockLayout layout{1, n, 1, 16};
-  std::vector<float> expected(static_cast<size_t>(n));
-  quantize_blocks_cpu(x.data(), expected.data(), layout, e2m1, Rounding{}, encode, random, nullptr);
-  quantize_blocks_cuda(device_x, device_y, layout, e2m1, Rounding{}, encode, random);
-  CHECK(same_bits(from_device(), expected));
-  cuda_free(device_x);
-  cuda_free(device_y);
-}
-
-TEST_CASE("CUDA quantize kernels into bf16 bits match the CPU's, NVFP4's factor included") {
-  if (!cuda_available()) return;
-  const int64_t rows = 37, cols = 208, n = rows * cols;
-  const std::vector<float> x = test_values(n);
-  float* device_x = static_cast<float*>(cuda_allocate(n * int64_t(sizeof(float))));
-  auto* device_y = static_cast<uint16_t*>(cuda_allocate(n * int64_t(sizeof(uint16_t))));
-  copy_host_to_device(device_x, x.data(), n * int64_t(sizeof(float)));
-  const auto from_device = [&] {
-    std::vector<uint16_t> y(static_cast<size_t>(n));
-    copy_device_to_host(y.data(), device_y, n * int64_t(sizeof(uint16_t)));
-    return y;
-  };
-  const RandomStream random{.seed = 12, .subsequence = 3};
-  for (const char* name : {"bf16", "e4m3", "e5m2", "e2m1"}) {
-    for (const char* mode : {"rne", "sr"}) {
-      CAPTURE(name);
-      CAPTURE(mode);
-      const Format format = parse_format(name);
-      const Rounding rounding = parse_rounding(mode);
-      std::vector<uint16_t> expected(static_cast<size_t>(n));
-      quantize_elementwise_bf16_cpu(x.data(), expected.data(), n, format, rounding, random);
-      quantize_elementwise_bf16_cuda(device_x, device_y, n, format, rounding, random);
-      CHECK(same_bits(from_device(), expected));
-    }
-  }
-  for (const char* name : {"mxfp4", "mxfp6", "mxfp8", "nvfp4"}) {
-    for (const char* mode : {"rne", "sr"}) {
-      for (int axis : {0, 1}) {
-        CAPTURE(name);
-        CAPTURE(mode);
-        CAPTURE(axis);
-        Quantizer q = parse_quantizer(name);
-        q.rounding = parse_rounding(mode);
-        q.scaling->axis = axis;
-        const int64_t shape[] = {rows, cols};
-        const BlockLayout layout = block_layout(*q.scaling, shape);
-        std::vector<uint16_t> expected(static_cast<size_t>(n));
+        if (!within_bf16_times_factor(q)) continue;
+        std::vector<uint16_t> expected_bits(static_cast<size_t>(n));
         const float cpu_factor = quantize_blocks_bf16_cpu(
-            x.data(), expected.data(), layout, q.element, q.rounding, *q.scaling, random);
-        const float cuda_factor = quantize_blocks_bf16_cuda(device_x, device_y, layout, q.element,
-                                                            q.rounding, *q.scaling, random);
-        CHECK(same_bits(from_device(), expected));
+            x.data(), expected_bits.data(), layout, q.element, q.rounding, *q.scaling, random);
+        const float cuda_factor = quantize_blocks_bf16_cuda(
+            device_x, device_bits, layout, q.element, q.rounding, *q.scaling, random);
+        CHECK(same_bits(bits_from_device(), expected_bits));
         CHECK(std::memcmp(&cuda_factor, &cpu_factor, sizeof(float)) == 0);
       }
-    }
-  }
   cuda_free(device_x);
   cuda_free(device_y);
+  cuda_free(device_bits);
 }
 #endif
