@@ -183,6 +183,50 @@ TEST_CASE("the max term carries r_hat / r and the scale surrogate under the mx r
   CHECK(scale_derivative(ScaleGradient::baseline, 0.625, ue8m0) == doctest::Approx(baseline(-0.5)));
 }
 
+TEST_CASE("the spline scale surrogate holds its formula in every binade a block's scale takes") {
+  // 100 blocks of 4 under the encode rule with ue4m3 scales s = R(6 / m_b), block b's largest
+  // magnitude m_b = 6 x 2^(12 - b / 4) x (1 + b / 128): unrounded scales from 2^-13 to 2^12,
+  // through ue4m3's subnormal binades (below 2^-6), its normal ones and its top (448), and
+  // many of each binade's 39 spline intervals. The max term reaches the largest element only
+  // (absmax); the estimator's value there is checked against the formula.
+  const Quantizer q = parse_quantizer_spec("e2m1:b4:scale=ue4m3:rule=encode");
+  const int blocks = 100;
+  std::vector<float> x, g;
+  for (int b = 0; b < blocks; ++b) {
+    const float top = std::ldexp(6.0f, 12 - b / 4) * (1.0f + float(b) / 128.0f);
+    for (const float part : {0.28f, 1.0f, -0.44f, 0.12f}) x.push_back(top * part);
+    for (const float weight : {0.3f, -0.5f, 0.9f, 0.2f}) g.push_back(weight);
+  }
+  const std::vector<int64_t> shape = {int64_t(x.size())};
+  std::vector<float> x_hat(x.size());
+  quantize(q, x, x_hat, shape);
+  GemmRecipe recipe;
+  recipe.max_approx = MaxApprox::absmax;
+  recipe.scale_gradient = ScaleGradient::spline;
+  const std::vector<float> got = estimated(q, recipe, x, g, shape);
+  const Quantizer onto_scale{ue4m3, Rounding{.overflow = Overflow::saturate}, std::nullopt};
+  int subnormal = 0, top = 0;
+  for (int b = 0; b < blocks; ++b) {
+    CAPTURE(b);
+    double sum = 0.0;
+    for (int i = 4 * b; i < 4 * b + 4; ++i)
+      sum += double(g[size_t(i)]) * (x[size_t(i)] - x_hat[size_t(i)]);
+    const float amax = x[size_t(4 * b + 1)];
+    const double unrounded = 6.0 / double(amax);
+    std::vector<float> scale(1);
+    quantize(onto_scale, std::vector<float>{6.0f / amax}, scale, std::vector<int64_t>{1});
+    scale[0] = std::max(scale[0], ue4m3.min_subnormal());  // the encode rule's floor
+    subnormal += unrounded < std::ldexp(1.0, -6);
+    top += unrounded > 256.0 && unrounded <= 448.0;
+    const double surrogate = scale_derivative(ScaleGradient::spline, unrounded, ue4m3);
+    CHECK(got[size_t(4 * b + 1)] ==
+          doctest::Approx(g[size_t(4 * b + 1)] - surrogate * (unrounded / scale[0]) / amax * sum)
+              .epsilon(1e-6));
+  }
+  CHECK(subnormal >= 8);
+  CHECK(top >= 2);
+}
+
 TEST_CASE("tensor-scale gradient estimators add (x_hat - x) / max|x| terms") {
   // Two blocks of 2 with an encode tensor scale: g_raw = max|x| = 3.
   const Quantizer q = parse_quantizer_spec("e2m1:b2:scale=ue8m0:rule=encode:ts");
