@@ -81,7 +81,9 @@ float quantize_blocks_bf16_cpu(const float* x,
 /// quantize_blocks_cpu with block b's scale computed from block_amax[b] (b the flat block
 /// index; a block holding NaN or inf must give a non-finite maximum) instead of its largest
 /// magnitude: for the design-space recipe's smooth maximum (kernels/quantizer_gradient.h).
-/// block_amax: (block_count()) non-negative.
+/// A tensor scale (nvfp4, encode with one) takes tensor_amax, x's largest finite magnitude,
+/// which the caller has already found; other rules ignore it. block_amax: (block_count())
+/// non-negative.
 void quantize_blocks_given_amax_cpu(const float* x,
                                     float* y,
                                     const BlockLayout& layout,
@@ -89,7 +91,8 @@ void quantize_blocks_given_amax_cpu(const float* x,
                                     const Rounding& rounding,
                                     const BlockScaling& scaling,
                                     const RandomStream& random,
-                                    const float* block_amax);
+                                    const float* block_amax,
+                                    float tensor_amax);
 
 // ---- CUDA (compiled when nvcc is found; pointers are device pointers) ----
 

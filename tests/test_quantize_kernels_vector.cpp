@@ -241,7 +241,7 @@ TEST_CASE("block kernels given each block's maximum scale the block by it, as th
         }
         std::vector<float> y(x.size());
         quantize_blocks_given_amax_cpu(x.data(), y.data(), layout, e2m1, rounding, scaling, random,
-                                       given.data());
+                                       given.data(), float_from_bits(tensor_amax_bits));
         int64_t mismatches = 0;
         for (int64_t b = 0; b < layout.block_count(); ++b) {
           const float scale = block_scale(float_bits(given[size_t(b)]), plan, 0u);

@@ -439,7 +439,8 @@ void quantize_elementwise_into(const float* x,
 /// quantize_blocks_cpu, its values written as Out (output_value). With `factor_out_tensor_scale`
 /// the NVFP4 rule's values are written without their tensor decode scale, which it returns
 /// (otherwise 1). With `given_amax` (block_count values, flat block index) each block's scale
-/// comes from that maximum instead of its largest magnitude.
+/// comes from that maximum instead of its largest magnitude, and a tensor scale from
+/// `given_tensor_amax` (the caller has made it) instead of a pass over x.
 template <typename Out>
 float quantize_blocks_into(const float* x,
                            Out* y,
@@ -450,12 +451,15 @@ float quantize_blocks_into(const float* x,
                            const RandomStream& random,
                            BlockParts* parts,
                            bool factor_out_tensor_scale,
-                           const float* given_amax = nullptr) {
+                           const float* given_amax = nullptr,
+                           float given_tensor_amax = 0.0f) {
   const int64_t n = layout.outer * layout.length * layout.inner;
   const bool needs_tensor_amax = scaling.rule == ScaleRule::nvfp4 ||
                                  (scaling.rule == ScaleRule::encode && scaling.tensor_scale);
   uint32_t tensor_amax_bits = 0;
-  if (needs_tensor_amax) {
+  if (needs_tensor_amax && given_amax) {
+    tensor_amax_bits = float_bits(given_tensor_amax);
+  } else if (needs_tensor_amax) {
     const int64_t chunks = (n + kChunk - 1) / kChunk;
 #pragma omp parallel for reduction(max : tensor_amax_bits) if (n > kParallelMin)
     for (int64_t c = 0; c < chunks; ++c) {
@@ -738,9 +742,10 @@ void quantize_blocks_given_amax_cpu(const float* x,
                                     const Rounding& rounding,
                                     const BlockScaling& scaling,
                                     const RandomStream& random,
-                                    const float* block_amax) {
-  quantize_blocks_into(x, y, layout, element, rounding, scaling, random, nullptr, false,
-                       block_amax);
+                                    const float* block_amax,
+                                    float tensor_amax) {
+  quantize_blocks_into(x, y, layout, element, rounding, scaling, random, nullptr, false, block_amax,
+                       tensor_amax);
 }
 
 }  // namespace lattice

@@ -152,7 +152,7 @@ class BlockPass {
   /// block_amax: (block_count()); x_hat: (n).
   void quantize(const float* block_amax, float* x_hat) const {
     quantize_blocks_given_amax_cpu(x_.data(), x_hat, layout_, element_, rounding_, s_, random_,
-                                   block_amax);
+                                   block_amax, tensor_amax_);
   }
 
   const BlockScaling& scaling() const {
